@@ -1,0 +1,4 @@
+#include "spindle.h"
+namespace spindle {
+void InitEngine(Napi::Env env, Napi::Object exports) {}
+}

@@ -1,0 +1,21 @@
+// Runs the test suites with Node's test runner on the compiled tests in dist/tests.
+// usage: node scripts/test.mjs [unit|native|guest|e2e ...]   (default: all, in that order)
+import { readdirSync, statSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+
+const suites = ['unit', 'native', 'guest', 'e2e'];
+const wanted = process.argv.slice(2).length ? process.argv.slice(2) : suites;
+const files = (dir) => !existsSync(dir) ? [] : readdirSync(dir).flatMap((n) => {
+  const p = join(dir, n);
+  return statSync(p).isDirectory() ? files(p) : p.endsWith('.test.js') ? [p] : [];
+}).sort();
+
+const list = wanted.flatMap((s) => files(join('dist/tests', s)));
+if (!list.length) {
+  console.error(`no compiled tests found for: ${wanted.join(' ')} (run npm run build:ts)`);
+  process.exit(1);
+}
+// One file at a time: guest and device tests share loop devices, QEMU and CPU.
+const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...list], { stdio: 'inherit' });
+process.exit(r.status ?? 1);
