@@ -10,6 +10,8 @@ export interface Command {
 }
 
 const commands: Record<string, () => Promise<{ default: Command }>> = {
+  inspect: () => import('./cli/inspect.js'),
+  'create-image': () => import('./cli/create-image.js'),
 };
 
 function help(): string {

@@ -71,7 +71,7 @@ const QUALIFY_RATIO = 0.9;
 export function targetAllocation(fd: number): TargetAllocation {
   const h = holes(fd);
   const e = extents(fd);
-  return { holeCount: h.holeCount, holeBytes: h.holeBytes, fiemap: e.supported, unwrittenExtents: e.unwrittenExtents, unwrittenBytes: e.unwrittenBytes };
+  return { holeCount: e.supported ? e.holeCount : h.holeCount, holeBytes: e.supported ? e.holeBytes : h.holeBytes, fiemap: e.supported, unwrittenExtents: e.unwrittenExtents, unwrittenBytes: e.unwrittenBytes };
 }
 
 /** `count` distinct block-aligned offsets in [base, base + REGION_BYTES), disjoint from `used`. */

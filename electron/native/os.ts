@@ -30,6 +30,9 @@ export interface Extents {
   unwrittenExtents: number;
   unwrittenBytes: number;
   mappedBytes: number;
+  /** Gaps in [0, size) with no extent (fallocated ranges are not holes here, unlike SEEK_HOLE on ext4). */
+  holeBytes: number;
+  holeCount: number;
 }
 
 export interface DirectIoAlignment { memoryAlign: number; offsetAlign: number }

@@ -63,15 +63,21 @@ static Napi::Value Holes(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// extents(fd) -> { supported, extents, unwrittenExtents, unwrittenBytes, mappedBytes }
-// FIEMAP in batches; counts only, so a fragmented file costs no memory.
+// extents(fd) -> { supported, extents, unwrittenExtents, unwrittenBytes, mappedBytes, holeBytes, holeCount }
+// FIEMAP in batches; counts only, so a fragmented file costs no memory. holeBytes/holeCount are
+// the gaps inside [0, size) with no extent at all: unlike SEEK_HOLE (which on ext4 reports
+// unwritten extents as holes), a fallocated range is not a hole here.
 static Napi::Value Extents(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = FdArg(info);
   constexpr unsigned kBatch = 256;
   std::vector<char> buf(sizeof(struct fiemap) + kBatch * sizeof(struct fiemap_extent));
   auto* fm = reinterpret_cast<struct fiemap*>(buf.data());
-  double extents = 0, unwritten = 0, unwrittenBytes = 0, mappedBytes = 0;
+  struct stat st;
+  if (fstat(fd, &st) != 0) throw ErrnoError(env, errno, "fstat");
+  const double size = static_cast<double>(st.st_size);
+  double extents = 0, unwritten = 0, unwrittenBytes = 0, mappedBytes = 0, holeBytes = 0, holeCount = 0;
+  double covered = 0;  // end of the last extent seen, clipped to size
   bool supported = true;
   __u64 start = 0;
   for (;;) {
@@ -91,13 +97,19 @@ static Napi::Value Extents(const Napi::CallbackInfo& info) {
       extents++;
       mappedBytes += static_cast<double>(e.fe_length);
       if (e.fe_flags & FIEMAP_EXTENT_UNWRITTEN) { unwritten++; unwrittenBytes += static_cast<double>(e.fe_length); }
+      double lo = static_cast<double>(e.fe_logical), hi = lo + static_cast<double>(e.fe_length);
+      if (lo > covered && covered < size) { holeCount++; holeBytes += (lo < size ? lo : size) - covered; }
+      if (hi > covered) covered = hi < size ? hi : size;
       if (e.fe_flags & FIEMAP_EXTENT_LAST) last = true;
       start = e.fe_logical + e.fe_length;
     }
     if (last || fm->fm_mapped_extents < kBatch) break;
   }
+  if (supported && covered < size) { holeCount++; holeBytes += size - covered; }
   Napi::Object out = Napi::Object::New(env);
   out.Set("supported", Napi::Boolean::New(env, supported));
+  out.Set("holeBytes", Napi::Number::New(env, supported ? holeBytes : 0));
+  out.Set("holeCount", Napi::Number::New(env, supported ? holeCount : 0));
   out.Set("extents", Napi::Number::New(env, extents));
   out.Set("unwrittenExtents", Napi::Number::New(env, unwritten));
   out.Set("unwrittenBytes", Napi::Number::New(env, unwrittenBytes));
