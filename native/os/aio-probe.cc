@@ -62,7 +62,9 @@ struct IoContext {
 //   { submitted, honoured, bounced, bouncedAtSubmit, unsupported, errors, firstError,
 //     voluntarySwitches, submitNsTotal, submitNsMax }
 // Requests go one per io_submit and are reaped before the next, so every count is per request
-// and the switch count covers io_submit alone, not the wait for completion.
+// and the switch count covers io_submit alone, not the wait for completion. A request that bounces
+// is reissued without nowait, as the engine's thread-pool fallback would: that write then updates
+// timestamps and allocates like real traffic, so the next request sees what it would in service.
 static Napi::Value AioProbe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 5 || !info[0].IsNumber() || !info[1].IsString() || !info[2].IsTypedArray() ||
@@ -90,14 +92,23 @@ static Napi::Value AioProbe(const Napi::CallbackInfo& info) {
   double submitted = 0, honoured = 0, bounced = 0, bouncedAtSubmit = 0, unsupported = 0, errors = 0;
   double switches = 0, nsTotal = 0, nsMax = 0;
   int firstError = 0;
+  auto reissue = [&](struct iocb* cb) {
+    struct iocb* one[1] = {cb};
+    cb->aio_rw_flags = 0;
+    int rr;
+    do rr = SysIoSubmit(io.ctx, 1, one); while (rr == -EINTR);
+    if (rr != 1) return;
+    struct io_event ev;
+    do rr = SysIoGetevents(io.ctx, 1, 1, &ev); while (rr == -EINTR);
+  };
+  struct iocb cb;
   auto classify = [&](long res) {
     if (res == static_cast<long>(blockSize)) honoured++;
-    else if (res == -EAGAIN) bounced++;
+    else if (res == -EAGAIN) { bounced++; reissue(&cb); }
     else if (nowait && (res == -EOPNOTSUPP || res == -EINVAL)) unsupported++;
     else { errors++; if (!firstError) firstError = res < 0 ? static_cast<int>(-res) : EIO; }
   };
   for (size_t i = 0; i < offsets.ElementLength(); i++) {
-    struct iocb cb;
     struct iocb* cbs[1] = {&cb};
     long long off = static_cast<long long>(offsets[i]);
     if (op == "write") io_prep_pwrite(&cb, fd, p, blockSize, off);
