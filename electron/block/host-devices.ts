@@ -69,6 +69,15 @@ function lsblk(args: string[] = []): LsblkNode[] {
   return (JSON.parse(out) as { blockdevices: LsblkNode[] }).blockdevices ?? [];
 }
 
+/** Filesystem signature by probing the device itself (blkid -p): lsblk's FSTYPE comes from the udev database, absent without udevd. */
+function probeFsType(path: string): string | null {
+  try {
+    return execFileSync('blkid', ['-p', '-o', 'value', '-s', 'TYPE', path], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 }).trim() || null;
+  } catch {
+    return null; // exit 2: no signature; or blkid missing or not permitted
+  }
+}
+
 /** Usage facts for one device name, from mountinfo, sysfs holders, swaps and the root chain. */
 function usageOf(name: string, path: string, ctx: { mounts: Mount[]; swaps: string[]; root: Set<string> }): Omit<DeviceUsage, 'exclusiveOpen'> {
   const reasons: string[] = [];
@@ -202,7 +211,7 @@ export function listHostDevices(): HostDevice[] {
       model: n.model?.trim() || null,
       rotational: Boolean(n.rota),
       removable: Boolean(n.rm),
-      fstype: n.fstype,
+      fstype: n.fstype ?? (sizeBytes > 0 ? probeFsType(n.path) : null),
       mountpoints: usage.mountpoints,
       holders: usage.holders,
       partitions: (n.children ?? []).filter((c) => c.type === 'part').map(build),
