@@ -1,6 +1,7 @@
 // Everything about turning a VM config into a QEMU process: finding the binary, choosing the
 // accelerator, and building argv (always an array, never a shell string, DESIGN §9).
 import { openSync, closeSync, accessSync, constants, existsSync, statSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { delimiter, join, isAbsolute } from 'node:path';
 import type { VmConfig } from '../api/contract.js';
 import { SpindleError } from '../errors.js';
@@ -60,6 +61,46 @@ export function chooseAccelerator(kvmPath = '/dev/kvm'): AcceleratorChoice {
         : `${kvmPath} cannot be opened (${code ?? 'unknown error'})`;
     return { accel: 'tcg', warning: `KVM is not usable: ${why}. VMs run under TCG emulation, which is many times slower.` };
   }
+}
+
+const kvmProbeCache = new Map<string, Promise<string | null>>();
+
+/**
+ * Whether QEMU can actually run a vCPU under KVM: some hosts (nested or emulated KVM) open
+ * /dev/kvm fine and then fail on the first vCPU register write. Runs `binary` for a moment with
+ * the CPU model Spindle uses, once per binary; resolves null when it works, else the reason.
+ */
+export function probeKvm(binary: string): Promise<string | null> {
+  let p = kvmProbeCache.get(binary);
+  if (!p) {
+    p = new Promise((resolve) => {
+      const proc = spawn(binary, ['-accel', 'kvm', '-cpu', 'host', '-machine', 'pc', '-m', '32', '-nodefaults', '-no-user-config', '-display', 'none', '-qmp', 'stdio'], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let stderr = '';
+      proc.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+      proc.stdout!.resume();
+      proc.stdin!.on('error', () => {});
+      proc.stdin!.write('{"execute":"qmp_capabilities"}\n');
+      const timer = setTimeout(() => proc.stdin!.end('{"execute":"quit"}\n'), 700);
+      proc.once('error', (err) => { clearTimeout(timer); resolve(err.message); });
+      proc.once('exit', (code) => {
+        clearTimeout(timer);
+        const line = stderr.split('\n').find((l) => /error|assert/i.test(l));
+        resolve(code === 0 && !line ? null : (line ?? `QEMU exited with code ${code}`).replace(/^.*?qemu-system-x86_64: /, ''));
+      });
+    });
+    kvmProbeCache.set(binary, p);
+  }
+  return p;
+}
+
+/** The accelerator for a launch: SPINDLE_ACCEL=tcg|kvm forces one; otherwise KVM when /dev/kvm opens and QEMU runs a vCPU on it. */
+export async function resolveAccelerator(binary: string, env: NodeJS.ProcessEnv = process.env, kvmPath = '/dev/kvm'): Promise<AcceleratorChoice> {
+  const forced = env.SPINDLE_ACCEL;
+  if (forced === 'tcg') return { accel: 'tcg', warning: 'KVM is turned off (SPINDLE_ACCEL=tcg). VMs run under TCG emulation, which is many times slower.' };
+  const choice = chooseAccelerator(kvmPath);
+  if (choice.accel === 'tcg' || forced === 'kvm') return choice;
+  const broken = await probeKvm(binary);
+  return broken === null ? choice : { accel: 'tcg', warning: `KVM is not usable here (QEMU: ${broken}). VMs run under TCG emulation, which is many times slower.` };
 }
 
 export function findOvmf(): { code: string; varsTemplate: string } | null {
