@@ -85,6 +85,7 @@ export class VmStore {
       if (r.ok) vms.push(r.config);
       else problems.push(r.problem);
     }
+    vms.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     return { vms, problems };
   }
 
