@@ -10,6 +10,7 @@ export interface Command {
 }
 
 const commands: Record<string, () => Promise<{ default: Command }>> = {
+  vm: () => import('./cli/vm.js'),
 };
 
 function help(): string {
