@@ -12,6 +12,7 @@ export interface Command {
 const commands: Record<string, () => Promise<{ default: Command }>> = {
   inspect: () => import('./cli/inspect.js'),
   'create-image': () => import('./cli/create-image.js'),
+  vm: () => import('./cli/vm.js'),
 };
 
 function help(): string {
