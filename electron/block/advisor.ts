@@ -1,10 +1,10 @@
 // The file advisor (issue 2 §3, DESIGN §6): what a path is, how it is allocated, whether O_DIRECT
 // works, whether the host uses it, and which aio/cache modes Spindle recommends, with sentences.
-import { closeSync, constants, openSync, readdirSync, realpathSync, statSync, statfsSync, type Stats } from 'node:fs';
-import { SpindleError, errnoOf } from '../errors.js';
+import { closeSync, constants, openSync, readdirSync, realpathSync, statfsSync, type Stats } from 'node:fs';
+import { errnoOf } from '../errors.js';
 import { defaultModes, type AioMode, type CacheMode } from './modes.js';
 import { aioProbe, directIoAlignment, extents, geometry, holes } from '../native/os.js';
-import { accessError, deviceUsage, type DeviceUsage } from './host-devices.js';
+import { accessError, deviceUsage, statDiskPath, type DeviceUsage } from './host-devices.js';
 import { blockName, loopBackingFile, majMin, mounts, queueLogicalBlockSize } from './sysfs.js';
 import { probeFilesystem, type FilesystemProbe } from './probe.js';
 import { formatSize } from './size.js';
@@ -170,26 +170,9 @@ export function recommend(f: Facts): { recommended: Recommendation; safeForNativ
   return { recommended: { ...modes, nowait }, safeForNative, reasons };
 }
 
-function statOrThrow(path: string): Stats {
-  try {
-    return statSync(path);
-  } catch (err) {
-    const code = errnoOf(err);
-    if (code === 'ENOENT') throw new SpindleError('NOT_FOUND', `${path} does not exist.`, code, { cause: err });
-    if (code === 'ENOTDIR') throw new SpindleError('NOT_FOUND', `${path} does not exist: a part of it is not a directory.`, code, { cause: err });
-    throw accessError(path, err);
-  }
-}
-
 /** Inspects an image file or host block device. Never writes to it; `probe` writes only a temporary file beside it. */
 export async function inspect(path: string, opts: { probe?: boolean } = {}): Promise<Inspection> {
-  if (typeof path !== 'string' || path === '') throw new SpindleError('INVALID_ARGUMENT', 'No path given: name an image file or a block device.');
-  const st = statOrThrow(path);
-  if (st.isDirectory()) throw new SpindleError('IS_DIRECTORY', `${path} is a directory: give the path of an image file or a block device.`);
-  if (!st.isFile() && !st.isBlockDevice()) {
-    const what = st.isCharacterDevice() ? 'a character device' : st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket' : 'not a regular file';
-    throw new SpindleError('NOT_A_DISK', `${path} is ${what}, not an image file or a block device.`);
-  }
+  const st = statDiskPath(path).stats;
   let fd: number;
   try {
     fd = openSync(path, constants.O_RDONLY);

@@ -2,7 +2,7 @@
 // the host is using it. A device that is mounted, held by another device (LVM, RAID, dm-crypt),
 // used as swap, or carrying `/` is never offered: `usable` is false and `reason` says why.
 import { execFileSync } from 'node:child_process';
-import { closeSync, constants, openSync, realpathSync, statSync } from 'node:fs';
+import { closeSync, constants, openSync, readFileSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { basename } from 'node:path';
 import { SpindleError, errnoOf } from '../errors.js';
 import { blockName, groupName, holdersOf, majMin, mounts, partitionsOf, rootDeviceNames, swaps, type Mount } from './sysfs.js';
@@ -16,6 +16,8 @@ export interface HostDevice {
   model: string | null;
   rotational: boolean;
   removable: boolean;
+  /** The kernel marks it read-only (lsblk RO): a VM may use it only read-only. */
+  readOnly: boolean;
   /** Filesystem or signature found on it (lsblk FSTYPE), e.g. ext4, LVM2_member, swap. */
   fstype: string | null;
   mountpoints: string[];
@@ -48,6 +50,7 @@ interface LsblkNode {
   model: string | null;
   rota: boolean;
   rm: boolean;
+  ro: boolean;
   type: string;
   mountpoints?: (string | null)[];
   fstype: string | null;
@@ -55,7 +58,7 @@ interface LsblkNode {
   children?: LsblkNode[];
 }
 
-const LSBLK_COLUMNS = 'NAME,PATH,SIZE,MODEL,ROTA,RM,TYPE,MOUNTPOINTS,FSTYPE,PKNAME';
+const LSBLK_COLUMNS = 'NAME,PATH,SIZE,MODEL,ROTA,RM,RO,TYPE,MOUNTPOINTS,FSTYPE,PKNAME';
 
 function lsblk(args: string[] = []): LsblkNode[] {
   let out: string;
@@ -129,12 +132,55 @@ function context() {
   return { mounts: mounts(), swaps: swaps(), root: rootDeviceNames() };
 }
 
-/** Opens the device to see whether it is there and we may use it; throws sentences for the user. */
-export function checkDeviceAccess(path: string): void {
+/**
+ * What a disk path is: 'file' (an image) or 'block' (a host device), with its stat. Everything else
+ * (missing, a directory, a character device, a FIFO) is refused with a sentence.
+ */
+export function statDiskPath(path: string): { kind: 'file' | 'block'; stats: Stats } {
+  if (typeof path !== 'string' || path === '') throw new SpindleError('INVALID_ARGUMENT', 'No path given: name an image file or a block device.');
+  let st: Stats;
   try {
-    closeSync(openSync(path, constants.O_RDONLY));
+    st = statSync(path);
   } catch (err) {
+    const code = errnoOf(err);
+    if (code === 'ENOTDIR') throw new SpindleError('NOT_FOUND', `${path} does not exist: a part of it is not a directory.`, code, { cause: err });
     throw accessError(path, err);
+  }
+  if (st.isDirectory()) throw new SpindleError('IS_DIRECTORY', `${path} is a directory: give the path of an image file or a block device.`);
+  if (st.isBlockDevice()) return { kind: 'block', stats: st };
+  if (st.isFile()) return { kind: 'file', stats: st };
+  const what = st.isCharacterDevice() ? 'a character device' : st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket' : 'not a regular file';
+  throw new SpindleError('NOT_A_DISK', `${path} is ${what}, not an image file or a block device.`);
+}
+
+export const diskKindOf = (path: string): 'file' | 'block' => statDiskPath(path).kind;
+
+/**
+ * Opens an image file or device the way a disk server will (read-only, or read-write unless
+ * `readOnly`) to see that it is there and we may use it; throws sentences for the user (the group
+ * that grants access, a read-only device or filesystem). Nothing is read or written.
+ */
+export function checkDeviceAccess(path: string, opts: { write?: boolean } = {}): void {
+  try {
+    closeSync(openSync(path, opts.write ? constants.O_RDWR : constants.O_RDONLY));
+  } catch (err) {
+    const code = errnoOf(err);
+    if (opts.write && (code === 'EROFS' || code === 'EACCES' || code === 'EPERM') && isReadOnlyDevice(path)) {
+      throw new SpindleError('READ_ONLY', `${path} is a read-only device: attach it read-only.`, code, { cause: err });
+    }
+    throw accessError(path, err);
+  }
+}
+
+/** The kernel's read-only flag of a block device (/sys/class/block/NAME/ro); false for files. */
+function isReadOnlyDevice(path: string): boolean {
+  try {
+    const st = statSync(path);
+    if (!st.isBlockDevice()) return false;
+    const name = blockName(majMin(st.rdev));
+    return name !== null && readFileSync(`/sys/class/block/${name}/ro`, 'utf8').trim() === '1';
+  } catch {
+    return false;
   }
 }
 
@@ -156,6 +202,7 @@ export function accessError(path: string, err: unknown): SpindleError {
     } catch { /* cannot even stat it */ }
     return new SpindleError('PERMISSION_DENIED', `Permission denied opening ${path}.${hint}`, code, { cause: err });
   }
+  if (code === 'EROFS') return new SpindleError('READ_ONLY', `${path} is on a read-only filesystem: attach it read-only.`, code, { cause: err });
   if (code === 'ENXIO' || code === 'ENOMEDIUM') return new SpindleError('NOT_A_DISK', `${path} has no medium or no backing device attached.`, code, { cause: err });
   return new SpindleError('IO_ERROR', `Cannot open ${path}: ${(err as Error).message}.`, code, { cause: err });
 }
@@ -211,6 +258,7 @@ export function listHostDevices(): HostDevice[] {
       model: n.model?.trim() || null,
       rotational: Boolean(n.rota),
       removable: Boolean(n.rm),
+      readOnly: Boolean(n.ro),
       fstype: n.fstype ?? (sizeBytes > 0 ? probeFsType(n.path) : null),
       mountpoints: usage.mountpoints,
       holders: usage.holders,

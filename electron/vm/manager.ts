@@ -25,7 +25,7 @@ import { VmStore } from './store.js';
 import { QmpClient, type QmpEvent } from './qmp.js';
 import { buildQemuArgv, resolveAccelerator, findOvmf, findQemu, chardevIdOf, diskSocketName, QEMU_PACKAGE, type LaunchPaths } from './launcher.js';
 import type { DiskHost, DiskHostFactory, DiskServeSpec } from './disk-host.js';
-import { diskKindOf, checkAccess, blockDeviceRefusal } from './device-guard.js';
+import { diskKindOf, checkDeviceAccess, deviceUsage } from '../block/host-devices.js';
 import { vmRuntimeDir } from './paths.js';
 
 export interface VmManagerOptions {
@@ -39,8 +39,14 @@ export interface VmManagerOptions {
   shutdownTimeoutMs?: number;
   /** Where UEFI variable stores live (default: next to the VM files). */
   nvramDir?: string;
-  /** Why a host block device may not be used, or null (default: device-guard). */
+  /** Why a host block device may not be used, or null (default: hostDeviceRefusal). */
   deviceRefusal?: (path: string) => string | null;
+}
+
+/** Why the host's use of a block device (mounted, held, swap, carries /, opened exclusively) forbids giving it to a VM, or null. */
+export function hostDeviceRefusal(path: string): string | null {
+  const usage = deviceUsage(path);
+  return usage.inUse ? usage.reasons.join(' ') : null;
 }
 
 const STDERR_LINES = 20;
@@ -266,13 +272,9 @@ export class VmManager extends EventEmitter {
   private prepareDisk(input: DiskInput, existing: DiskConfig[], busyElsewhere: string | undefined): DiskConfig {
     const kind = diskKindOf(input.path);
     const readOnly = input.readOnly ?? false;
-    checkAccess(input.path, readOnly);
-    if (kind === 'block') {
-      const why = (this.opts.deviceRefusal ?? blockDeviceRefusal)(input.path);
-      if (why) throw new SpindleError('DEVICE_BUSY', why);
-    }
     if (existing.some((d) => d.path === input.path)) throw new SpindleError('CONFLICT', `${input.path} is already a disk of this VM.`);
     if (busyElsewhere) throw new SpindleError('DEVICE_BUSY', busyElsewhere);
+    this.checkUsable(input.path, kind, readOnly);
     const def = defaultModes(kind);
     const aio = input.aio ?? (input.cache && modeConflict(def.aio, input.cache) ? 'threads' : def.aio);
     const cache = input.cache ?? (input.aio && modeConflict(input.aio, def.cache) ? 'none' : def.cache);
@@ -292,6 +294,15 @@ export class VmManager extends EventEmitter {
     };
   }
 
+  /** Throws unless we may open `path` as the disk server will and, for a host device, the host does not use it. */
+  private checkUsable(path: string, kind: 'file' | 'block', readOnly: boolean): void {
+    checkDeviceAccess(path, { write: !readOnly });
+    if (kind === 'block') {
+      const why = (this.opts.deviceRefusal ?? hostDeviceRefusal)(path);
+      if (why) throw new SpindleError('DEVICE_BUSY', why);
+    }
+  }
+
   /** Which running VM (other than `vmId`) serves `path`, as a refusal sentence. */
   private usedByOtherVm(path: string, vmId: string | undefined): string | undefined {
     for (const [id, run] of this.running) {
@@ -309,16 +320,11 @@ export class VmManager extends EventEmitter {
       const binary = findQemu(this.opts.qemuBinary, this.env);
       this.checkBootFiles(config.boot);
       for (const d of config.disks) {
-        diskKindOf(d.path);
-        checkAccess(d.path, d.readOnly);
         const conflict = modeConflict(d.aio, d.cache);
         if (conflict) throw new SpindleError('UNSUPPORTED_MODE', `Disk ${d.id}: ${conflict}`);
-        if (d.kind === 'block') {
-          const why = (this.opts.deviceRefusal ?? blockDeviceRefusal)(d.path);
-          if (why) throw new SpindleError('DEVICE_BUSY', why);
-        }
         const other = this.usedByOtherVm(d.path, id);
         if (other) throw new SpindleError('DEVICE_BUSY', other);
+        this.checkUsable(d.path, diskKindOf(d.path), d.readOnly);
       }
       const dir = vmRuntimeDir(id, this.env);
       const run = new RunningVm(config, dir);
