@@ -13,11 +13,15 @@ import { StatsSampler } from '../stats/sampler.js';
 import { qsdDiskHostFactory } from '../vm/qsd-disk-host.js';
 import type { DiskHostFactory } from '../vm/disk-host.js';
 import { SpindleError } from '../errors.js';
+import { advisorLayer, hostDevicesLayer } from './advisor-api.js';
+import { createScratchDisk, ensureScratchDisk, scratchInfo } from '../vm/scratch.js';
 
 export interface Backend {
   router: ApiRouter;
   manager: VmManager;
   sampler: StatsSampler;
+  /** First start: makes the scratch disk when there are no VMs yet (the app and serve call this). Its path, or null. */
+  ensureScratchDisk(): string | null;
   /** Stops the sampler and every running VM (drains disks). */
   close(): Promise<void>;
 }
@@ -64,11 +68,20 @@ export function createBackend(opts: BackendOptions = {}): Backend {
   const manager = new VmManager({ ...opts, env, store: new VmStore(vmConfigDir(env)), diskHostFactory: opts.diskHostFactory ?? qsdDiskHostFactory });
   const sampler = new StatsSampler(manager);
   sampler.start();
-  const router = createRouter({ manager, sampler, appInfo: () => appInfo(env, opts.qemuBinary), ...opts.extra });
+  const router = createRouter({
+    manager,
+    sampler,
+    appInfo: () => appInfo(env, opts.qemuBinary),
+    hostDevices: hostDevicesLayer,
+    advisor: advisorLayer,
+    scratch: (create) => (create ? createScratchDisk(env) : scratchInfo(env)),
+    ...opts.extra,
+  });
   return {
     router,
     manager,
     sampler,
+    ensureScratchDisk: () => ensureScratchDisk(manager.list().vms.length, env),
     async close() {
       sampler.stop();
       await manager.stopAll();

@@ -190,6 +190,7 @@ const DiskRef = z.strictObject({ vmId: VmId, diskId: DiskId });
 
 // ───────────────────────────── host devices and advisor ─────────────────────────────
 
+/** A whole device or a partition; `host.devices` lists each disk followed by its partitions. */
 export const HostDevice = z.object({
   path: z.string(),
   name: z.string(),
@@ -198,21 +199,41 @@ export const HostDevice = z.object({
   rotational: z.boolean(),
   removable: z.boolean(),
   readOnly: z.boolean(),
+  /** Paths of its partitions (listed as their own entries right after it). */
   partitions: z.array(z.string()),
   mountpoints: z.array(z.string()),
   holders: z.array(z.string()),
   /** False when Spindle refuses it; `reason` says why (mounted, held, holds /, no permission…). */
   usable: z.boolean(),
   reason: z.string().optional(),
+  /** lsblk TYPE: disk, part, loop, rom, lvm, crypt, raid1… */
+  type: z.string().optional(),
+  /** Filesystem or signature on it (ext4, LVM2_member, swap), when one was found. */
+  fstype: z.string().optional(),
+  /** For a partition: the path of its whole disk. */
+  parent: z.string().optional(),
 });
 export type HostDevice = z.infer<typeof HostDevice>;
+
+/** What the RWF_NOWAIT probe (`advisor.probe`) found, or why it did not run. */
+export const ProbeSummary = z.object({
+  measured: z.boolean(),
+  /** One sentence: the verdict, or why the probe was skipped. */
+  summary: z.string(),
+  /** Whether the probe qualified native AIO with nowait on this filesystem. */
+  nowait: z.boolean().optional(),
+  nowaitSupported: z.boolean().optional(),
+  /** Share (0..1) of nowait writes honoured per region kind; null where the region could not be made. */
+  nowaitWritesHonoured: z.object({ sparse: z.number().nullable(), fallocated: z.number().nullable(), written: z.number().nullable() }).optional(),
+});
+export type ProbeSummary = z.infer<typeof ProbeSummary>;
 
 export const FileAdvice = z.object({
   path: z.string(),
   kind: DiskKind,
   sizeBytes: z.number(),
   allocatedBytes: z.number().optional(),
-  /** Holes found with SEEK_HOLE (files only). */
+  /** Has holes (files; FIEMAP, else SEEK_HOLE). Always false for block devices. */
   sparse: z.boolean(),
   directIo: z.boolean(),
   logicalBlockSize: z.number().optional(),
@@ -221,8 +242,33 @@ export const FileAdvice = z.object({
   recommended: z.object({ aio: AioMode, cache: CacheMode, nowait: NowaitMode }),
   /** Sentences for the UI badge and the CLI. */
   notes: z.array(z.string()),
+  /** The host uses it (a mounted or held device, a file behind a loop device): `notes` says how. */
+  inUse: z.boolean().optional(),
+  holeBytes: z.number().optional(),
+  holeCount: z.number().optional(),
+  /** Fallocated but never written (reads as zeros, writing needs no allocation). */
+  unwrittenBytes: z.number().optional(),
+  /** Host devices: how the host uses it. */
+  usage: z.object({
+    mountpoints: z.array(z.string()),
+    holders: z.array(z.string()),
+    holdsRoot: z.boolean(),
+    swap: z.boolean(),
+    exclusiveOpen: z.enum(['free', 'busy', 'not-tested']),
+  }).optional(),
+  /** Set by `advisor.probe`. */
+  probe: ProbeSummary.optional(),
 });
 export type FileAdvice = z.infer<typeof FileAdvice>;
+
+/** The scratch disk: a sparse image in the data directory for the aio comparison and live chart without a VM. */
+export const ScratchDisk = z.object({
+  path: z.string(),
+  exists: z.boolean(),
+  /** Null while it does not exist. */
+  sizeBytes: z.number().nullable(),
+});
+export type ScratchDisk = z.infer<typeof ScratchDisk>;
 
 // ───────────────────────────── stats ─────────────────────────────
 
@@ -352,16 +398,23 @@ export const methods = {
   /** aio/cache/nowait switch live on a running VM (drain, reopen, swap engine, resume). */
   'disk.set': method(z.strictObject({ vmId: VmId, diskId: DiskId, patch: DiskPatch }), VmInfo), // [implemented]
 
-  'host.devices': method(Empty, z.object({ devices: z.array(HostDevice) })), // [pending: advisor branch]
+  /** Whole devices, each followed by its partitions; in-use ones have usable: false and a reason. */
+  'host.devices': method(Empty, z.object({ devices: z.array(HostDevice) })), // [implemented]
 
-  'advisor.inspect': method(z.strictObject({ path: AbsolutePath }), FileAdvice), // [pending: advisor branch]
-  /** Measures whether RWF_NOWAIT writes bounce on this file (a short probe). */
-  'advisor.probe': method(z.strictObject({ path: AbsolutePath }), FileAdvice), // [pending: advisor branch]
+  /** Never writes to the path. */
+  'advisor.inspect': method(z.strictObject({ path: AbsolutePath }), FileAdvice), // [implemented]
+  /** Inspect plus a short probe, on a temporary file beside it, of whether RWF_NOWAIT writes bounce on its filesystem. */
+  'advisor.probe': method(z.strictObject({ path: AbsolutePath }), FileAdvice), // [implemented]
+  /** A new raw image (never overwrites; size a multiple of 512), sparse or preallocated; answers with its advice. */
   'advisor.createImage': method(
     z.strictObject({ path: AbsolutePath, sizeBytes: z.int().min(1 << 20).max(2 ** 50), preallocate: z.boolean() }),
     FileAdvice,
-  ), // [pending: advisor branch]
-  'advisor.preallocate': method(z.strictObject({ path: AbsolutePath }), FileAdvice), // [pending: advisor branch]
+  ), // [implemented]
+  /** Allocates the holes of an existing image in place (fallocate; data and size unchanged). */
+  'advisor.preallocate': method(z.strictObject({ path: AbsolutePath }), FileAdvice), // [implemented]
+
+  /** The scratch disk's path and whether it exists; `create` makes it (sparse) if it does not. */
+  'scratch.get': method(z.strictObject({ create: z.boolean().optional() }), ScratchDisk), // [implemented]
 
   /** Ticks kept in memory (10 minutes), optionally only those after sinceMs. */
   'stats.history': method(z.strictObject({ sinceMs: z.number().optional() }), z.object({ ticks: z.array(StatsTick) })), // [implemented]

@@ -4,7 +4,7 @@
 import { realpathSync } from 'node:fs';
 import { basename, dirname, join, normalize } from 'node:path';
 import type { z } from 'zod';
-import { methods, topics, type AppInfo, type FileAdvice, type HostDevice, type MethodName, type ParsedParams, type Result, type TopicName } from './contract.js';
+import { methods, topics, type AppInfo, type FileAdvice, type HostDevice, type MethodName, type ParsedParams, type Result, type ScratchDisk, type TopicName } from './contract.js';
 import { SpindleError, errnoOf } from '../errors.js';
 import type { VmManager } from '../vm/manager.js';
 import type { StatsSampler } from '../stats/sampler.js';
@@ -21,6 +21,8 @@ export interface RouterBackend {
     createImage(path: string, sizeBytes: number, preallocate: boolean): Promise<FileAdvice>;
     preallocate(path: string): Promise<FileAdvice>;
   };
+  /** The scratch disk; `create` makes it when missing. */
+  scratch?: (create: boolean) => ScratchDisk | Promise<ScratchDisk>;
   bench?: {
     start(input: ParsedParams<'bench.start'>): Promise<string>;
     cancel(benchId: string): Promise<void>;
@@ -109,6 +111,7 @@ export function createRouter(backend: RouterBackend): ApiRouter {
     'advisor.probe': (p) => need(backend.advisor, 'The file advisor').probe(p.path),
     'advisor.createImage': (p) => need(backend.advisor, 'Creating images').createImage(p.path, p.sizeBytes, p.preallocate),
     'advisor.preallocate': (p) => need(backend.advisor, 'Preallocation').preallocate(p.path),
+    'scratch.get': (p) => need(backend.scratch, 'The scratch disk')(p.create ?? false),
     'stats.history': (p) => ({ ticks: sampler.history(p.sinceMs) }),
     'bench.start': async (p) => ({ benchId: await need(backend.bench, 'The aio comparison').start(p) }),
     'bench.cancel': async (p) => (await need(backend.bench, 'The aio comparison').cancel(p.benchId), { ok: true as const }),

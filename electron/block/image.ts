@@ -1,10 +1,12 @@
 // Raw image creation: sparse (ftruncate) or preallocated (fallocate, or zeros where the filesystem
-// has no fallocate). Never overwrites: an existing path is refused.
-import { closeSync, constants, ftruncateSync, fsyncSync, openSync, unlinkSync, writeSync } from 'node:fs';
+// has no fallocate). Never overwrites: an existing path is refused. Preallocation of an existing
+// image fills its holes in place.
+import { closeSync, constants, fstatSync, ftruncateSync, fsyncSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { SpindleError, errnoOf } from '../errors.js';
 import { fallocate } from '../native/os.js';
 import { formatSize } from './size.js';
+import { accessError, statDiskPath } from './host-devices.js';
 
 /** Throws SIZE_NOT_ALIGNED unless `sizeBytes` is a positive multiple of 512 (virtio-blk sectors). */
 export function checkImageSize(sizeBytes: number): void {
@@ -67,5 +69,43 @@ export function createImage(path: string, sizeBytes: number, opts: { preallocate
     }
     if (code === 'EFBIG') throw new SpindleError('NO_SPACE', `${formatSize(sizeBytes)} is larger than the filesystem allows for one file; ${path} was removed.`, code, { cause: err });
     throw new SpindleError('IO_ERROR', `Creating ${path} failed (${(err as Error).message}); the partial file was removed.`, code, { cause: err });
+  }
+}
+
+export interface PreallocatedImage { path: string; sizeBytes: number; method: 'fallocate' | 'already' }
+
+/**
+ * Allocates every hole of an existing image (fallocate over [0, size), which leaves written data
+ * and the size as they are: holes become unwritten extents that read as zeros), so native AIO
+ * never waits for block allocation on it. Host devices have nothing to allocate and are refused.
+ */
+export function preallocateImage(path: string): PreallocatedImage {
+  const { kind } = statDiskPath(path);
+  if (kind === 'block') throw new SpindleError('INVALID_ARGUMENT', `${path} is a host block device: it has no holes, so there is nothing to preallocate.`);
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDWR);
+  } catch (err) {
+    throw accessError(path, err);
+  }
+  try {
+    const sizeBytes = fstatSync(fd).size;
+    if (sizeBytes === 0) return { path, sizeBytes, method: 'already' };
+    try {
+      fallocate(fd, 'allocate', 0, sizeBytes);
+    } catch (err) {
+      const code = errnoOf(err);
+      if (code === 'EOPNOTSUPP') {
+        throw new SpindleError('UNSUPPORTED_MODE', `The filesystem holding ${path} cannot preallocate (no fallocate): make a fully allocated copy instead (cp --sparse=never).`, code, { cause: err });
+      }
+      if (code === 'ENOSPC' || code === 'EDQUOT') {
+        throw new SpindleError('NO_SPACE', `Not enough space to preallocate ${formatSize(sizeBytes)} for ${path}; its data is unchanged.`, code, { cause: err });
+      }
+      throw new SpindleError('IO_ERROR', `Preallocating ${path} failed (${(err as Error).message}); its data is unchanged.`, code, { cause: err });
+    }
+    fsyncSync(fd);
+    return { path, sizeBytes, method: 'fallocate' };
+  } finally {
+    closeSync(fd);
   }
 }
