@@ -132,7 +132,7 @@ test('subscriptions: unknown topics and bad params throw; pending layers answer 
     off();
     await s.router.call('vm.create', { name: 'ev2' });
     assert.equal(events.length, 1);
-    await rejectsWith(s.router.call('advisor.inspect', { path: s.img }), 'INTERNAL', /not available/);
+    await rejectsWith(s.router.call('bench.start', { target: { kind: 'scratch' } }), 'INTERNAL', /not available/);
   } finally {
     await s.cleanup();
   }
