@@ -170,6 +170,8 @@ export function checkDeviceAccess(path: string, opts: { write?: boolean } = {}):
     }
     throw accessError(path, err);
   }
+  // Linux opens a read-only block device for writing and fails each write with EPERM: ask the flag.
+  if (opts.write && isReadOnlyDevice(path)) throw new SpindleError('READ_ONLY', `${path} is a read-only device: attach it read-only.`);
 }
 
 /** The kernel's read-only flag of a block device (/sys/class/block/NAME/ro); false for files. */
