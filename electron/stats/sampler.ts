@@ -62,9 +62,14 @@ export class StatsSampler extends EventEmitter {
   private readonly prevCpu = new Map<string, { pid: number; t: number; sec: number }>();
   private timer: NodeJS.Timeout | null = null;
   private busy = false;
+  private readonly intervalMs: number;
+  private readonly now: () => number;
 
-  constructor(private readonly source: SampleSource, private readonly intervalMs = SAMPLE_INTERVAL_MS) {
+  /** `now` is the clock ticks are stamped with (tests drive it; default Date.now). */
+  constructor(private readonly source: SampleSource, opts: { intervalMs?: number; now?: () => number } = {}) {
     super();
+    this.intervalMs = opts.intervalMs ?? SAMPLE_INTERVAL_MS;
+    this.now = opts.now ?? Date.now;
   }
 
   start(): void {
@@ -87,7 +92,7 @@ export class StatsSampler extends EventEmitter {
     if (this.busy) return null; // a slow stats() must not pile up samples
     this.busy = true;
     try {
-      const t = Date.now();
+      const t = this.now();
       const disks: DiskSample[] = [];
       const seen = new Set<string>();
       for (const { vmId, diskId, host } of this.source.diskHosts()) {
