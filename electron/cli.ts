@@ -10,6 +10,7 @@ export interface Command {
 }
 
 const commands: Record<string, () => Promise<{ default: Command }>> = {
+  'bench-engines': () => import('./cli/bench-engines.js'),
 };
 
 function help(): string {
