@@ -173,11 +173,15 @@ export class AioEngine {
   }
 
   private completed(count: number): void {
-    this.options.onComplete(this.tags, this.results, count);
-    if (this.drainWaiters.length && this.native.inFlight === 0) {
-      const waiters = this.drainWaiters;
-      this.drainWaiters = [];
-      for (const w of waiters) w();
+    try {
+      this.options.onComplete(this.tags, this.results, count);
+    } finally {
+      // A throwing callback must not leave drain()/close() waiting forever.
+      if (this.drainWaiters.length && this.native.inFlight === 0) {
+        const waiters = this.drainWaiters;
+        this.drainWaiters = [];
+        for (const w of waiters) w();
+      }
     }
   }
 }
