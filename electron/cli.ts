@@ -13,6 +13,7 @@ const commands: Record<string, () => Promise<{ default: Command }>> = {
   inspect: () => import('./cli/inspect.js'),
   'create-image': () => import('./cli/create-image.js'),
   vm: () => import('./cli/vm.js'),
+  'bench-engines': () => import('./cli/bench-engines.js'),
 };
 
 function help(): string {
