@@ -71,6 +71,8 @@ export class TestGuest {
 export interface HarnessOptions {
   queues?: number;
   ringSize?: number;
+  /** Per-queue ring sizes (override ringSize). */
+  ringSizes?: number[];
   eventIdx?: boolean;
   /** Features the driver acks (default: all offered). */
   features?: bigint;
@@ -101,7 +103,7 @@ export function harness(opts: HarnessOptions = {}): Harness {
   const h: Harness = { guest, blk, dev, rings: [], notifies: [], broken: [] };
   dev.onBroken = (queue, reason) => h.broken.push({ queue, reason });
   for (let q = 0; q < queues; q++) {
-    const ring = guest.ring(opts.ringSize ?? 16, eventIdx);
+    const ring = guest.ring(opts.ringSizes?.[q] ?? opts.ringSize ?? 16, eventIdx);
     h.rings.push(ring);
     h.notifies.push(0);
     dev.startQueue(q, {
