@@ -8,6 +8,7 @@
 // the thread's environment is torn down.
 #include "spindle.h"
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <unordered_map>
 
@@ -77,6 +78,12 @@ static Napi::Value MapShared(const Napi::CallbackInfo& info) {
     throw Napi::RangeError::New(env, "mapShared: offset must be >= 0 and length > 0");
   uint64_t offset = static_cast<uint64_t>(offsetD);
   uint64_t length = static_cast<uint64_t>(lengthD);
+  // Pages past the end of a file fault with SIGBUS when touched: refuse such ranges up front
+  // (a frontend's memory table could describe one). memfd and hugetlbfs are regular files.
+  struct stat st;
+  if (fstat(fd, &st) != 0) throw ErrnoError(env, errno, "fstat");
+  if (S_ISREG(st.st_mode) && offset + length > static_cast<uint64_t>(st.st_size))
+    throw ErrnoError(env, EINVAL, "mmap (the range ends beyond the end of the file)");
   uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
   uint64_t aligned = offset & ~(page - 1);
   uint64_t skew = offset - aligned;
@@ -90,8 +97,8 @@ static Napi::Value MapShared(const Napi::CallbackInfo& info) {
   m->data = static_cast<char*>(base) + skew;
   m->env = env;
   napi_value ab;
-  napi_status st = napi_create_external_arraybuffer(env, m->data, static_cast<size_t>(length), OnFinalize, m, &ab);
-  if (st != napi_ok) {
+  napi_status status = napi_create_external_arraybuffer(env, m->data, static_cast<size_t>(length), OnFinalize, m, &ab);
+  if (status != napi_ok) {
     munmap(base, mapLength);
     delete m;
     // Electron's V8 memory cage refuses external buffers (napi_no_external_buffers_allowed).

@@ -126,6 +126,8 @@ test('mapShared maps a memfd zero-copy; two mappings see the same bytes; unmap d
     posix.unmap(whole);
     assert.throws(() => posix.mapShared(fd, 0, 0), /length > 0/);
     assert.throws(() => posix.mapShared(-1, 0, 4096), (e: NodeJS.ErrnoException) => e.code === 'EBADF');
+    // A range past the end of the file would SIGBUS when touched: refused before mapping.
+    assert.throws(() => posix.mapShared(fd, 4096, 3 * 4096), /beyond the end of the file/);
   } finally {
     posix.closeFd(fd);
   }
