@@ -189,24 +189,29 @@ export class DriverRing {
   }
 
   /** Collects used entries, frees their descriptors and calls onUsed(head, len) for each. Returns
-   *  how many. Throws if the device returns a head that is not in flight (a device bug). */
+   *  how many. Throws if the device returns a head that is not in flight (a device bug).
+   *  With EVENT_IDX it then asks for an interrupt at the next used entry, and re-checks used idx
+   *  after that store: an entry published in between would otherwise raise no interrupt. */
   collect(onUsed: (head: number, len: number) => void): number {
-    const idx = Atomics.load(this.used16, 1);
     let n = 0;
-    while (this.lastUsed !== idx) {
-      const k = 1 + 2 * (this.lastUsed & (this.size - 1));
-      const head = this.used32[k];
-      const len = this.used32[k + 1];
-      if (head >= this.size || this.chainLen[head] === 0) {
-        throw new Error(`the device returned descriptor ${head}, which is not in flight`);
+    for (;;) {
+      const idx = Atomics.load(this.used16, 1);
+      while (this.lastUsed !== idx) {
+        const k = 1 + 2 * (this.lastUsed & (this.size - 1));
+        const head = this.used32[k];
+        const len = this.used32[k + 1];
+        if (head >= this.size || this.chainLen[head] === 0) {
+          throw new Error(`the device returned descriptor ${head}, which is not in flight`);
+        }
+        this.freeChain(head);
+        this.lastUsed = (this.lastUsed + 1) & 0xffff;
+        n++;
+        onUsed(head, len);
       }
-      this.freeChain(head);
-      this.lastUsed = (this.lastUsed + 1) & 0xffff;
-      n++;
-      onUsed(head, len);
+      if (!this.eventIdx) return n;
+      Atomics.store(this.avail16, 2 + this.size, this.lastUsed);
+      if (Atomics.load(this.used16, 1) === this.lastUsed) return n;
     }
-    if (this.eventIdx) Atomics.store(this.avail16, 2 + this.size, this.lastUsed);
-    return n;
   }
 
   // A chain's descriptors were taken in free-list order, so nextShadow still links them.
