@@ -38,6 +38,8 @@ export interface LoadgenOptions {
   /** Bytes of the disk to use from offset 0 (0: all of it). */
   size: number;
   verify: boolean;
+  /** Only the read-back pass of --verify: checks the pattern an earlier --verify run (same seed, bs, region) wrote. */
+  verifyOnly: boolean;
   rwmixread: number;
   seed: number;
 }
@@ -403,7 +405,7 @@ class LoadGenerator {
       if (o.queues > Math.max(1, maxQueues)) {
         throw new SpindleError('INVALID_ARGUMENT', `The disk offers ${Math.max(1, maxQueues)} queue(s); asked for ${o.queues}.`);
       }
-      const writes = o.verify || o.rw === 'randwrite' || o.rw === 'write' || o.rw === 'randrw';
+      const writes = (o.verify && !o.verifyOnly) || o.rw === 'randwrite' || o.rw === 'write' || o.rw === 'randrw';
       if (writes && got.features & bit(VIRTIO_BLK_F_RO)) {
         throw new SpindleError('READ_ONLY', `The disk is read-only; '${o.rw}'${o.verify ? ' with --verify' : ''} needs to write.`);
       }
@@ -414,7 +416,7 @@ class LoadGenerator {
       if (size > capacity) throw new SpindleError('INVALID_ARGUMENT', `--size ${size} is larger than the disk (${capacity} bytes).`);
       this.blocks = Math.floor(size / o.bs);
       if (this.blocks < o.queues) throw new SpindleError('INVALID_ARGUMENT', `The region of ${size} bytes holds fewer than one ${o.bs}-byte block per queue.`);
-      this.patterned = o.verify;
+      this.patterned = o.verify || o.verifyOnly;
 
       // Guest RAM: per queue a ring, 32 bytes of header + status per slot, then data buffers.
       let ringSize = 8;
@@ -438,8 +440,8 @@ class LoadGenerator {
 
       const started = performance.now();
       let verify: LoadgenResult['verify'] = null;
-      if (o.verify) {
-        await this.runPhase(Phase.VerifyWrite, Infinity);
+      if (o.verify || o.verifyOnly) {
+        if (!o.verifyOnly) await this.runPhase(Phase.VerifyWrite, Infinity);
         await this.runPhase(Phase.VerifyRead, Infinity);
         verify = { blocks: this.verified, mismatches: this.mismatches, firstMismatchOffset: this.firstMismatch };
       } else {
@@ -485,6 +487,7 @@ export function parseLoadgenArgs(argv: string[]): LoadgenOptions & { json: boole
       runtime: { type: 'string' },
       size: { type: 'string' },
       verify: { type: 'boolean', default: false },
+      'verify-only': { type: 'boolean', default: false },
       rwmixread: { type: 'string' },
       seed: { type: 'string' },
       json: { type: 'boolean', default: false },
@@ -511,7 +514,7 @@ export function parseLoadgenArgs(argv: string[]): LoadgenOptions & { json: boole
   return {
     socket: v.socket, rw: v.rw as RwMode, bs, iodepth,
     queues: parseIntArg(v.queues, '--queues', 1, 64, 1),
-    runtimeSec: runtime, size, verify: v.verify!,
+    runtimeSec: runtime, size, verify: v.verify!, verifyOnly: v['verify-only']!,
     rwmixread: parseIntArg(v.rwmixread, '--rwmixread', 0, 100, 50),
     seed: parseIntArg(v.seed, '--seed', 0, 0xffffffff, 1),
     json: v.json!,
@@ -526,7 +529,7 @@ export function formatResult(r: LoadgenResult): string {
   ];
   if (r.verify) {
     lines.push(r.verify.mismatches === 0
-      ? `  verify: ${r.verify.blocks} blocks written and read back, all match`
+      ? `  verify: ${r.verify.blocks} blocks read back, all match the pattern`
       : `  verify: ${r.verify.mismatches} of ${r.verify.blocks} blocks do not match (first at byte offset ${r.verify.firstMismatchOffset})`);
   }
   return lines.join('\n');
@@ -535,7 +538,9 @@ export function formatResult(r: LoadgenResult): string {
 const command: Command = {
   summary: 'Drive a vhost-user-blk backend the way a guest would, and report IOPS, MB/s, latency and errors.',
   usage: 'spindle loadgen --socket SOCK [--rw randread|randwrite|read|write|randrw] [--bs 4k] [--iodepth 32] '
-    + '[--queues N] [--runtime S] [--size BYTES] [--verify] [--rwmixread PCT] [--seed N] [--json]',
+    + '[--queues N] [--runtime S] [--size BYTES] [--verify | --verify-only] [--rwmixread PCT] [--seed N] [--json]\n'
+    + '  --verify writes a pattern (from --seed) over the region, reads it back and fails on any mismatch;\n'
+    + '  --verify-only skips the writing and checks what an earlier --verify run with the same seed, bs and size left.',
   async run(argv) {
     const { json, ...opts } = parseLoadgenArgs(argv);
     const r = await runLoadgen(opts);
