@@ -41,6 +41,7 @@ const EOPNOTSUPP = 95;
 /** One discard / write-zeroes range at most per request (as QEMU): Linux splits larger ones. */
 const MAX_DWZ_SEGMENTS = 1;
 const MAX_DWZ_SECTORS = 65536;
+const MAX_PASSES_PER_KICK = 8;
 
 export interface VirtioBlkOptions {
   /** Request queues offered (default: one per host CPU). */
@@ -262,6 +263,7 @@ export class VirtioBlkDevice implements VirtioDevice {
   private drain(q: BlkQueue): void {
     const vq = q.vq;
     q.batchCount = 0;
+    let passes = 0;
     try {
       outer: for (;;) {
         const n = vq.available();
@@ -277,6 +279,11 @@ export class VirtioBlkDevice implements VirtioDevice {
           }
         }
         if (!vq.armKick()) break;
+        // A guest that keeps refilling the ring must not hold this thread: yield, then go on.
+        if (++passes === MAX_PASSES_PER_KICK) {
+          setImmediate(() => this.kick(q.index));
+          break;
+        }
       }
     } catch (err) {
       // Every guest-controlled access is checked before it is made: reaching this is a bug in

@@ -389,3 +389,32 @@ test('reset drains, forgets memory and features, and clears the broken state', a
   assert.equal(h.blk.buffers.size, 0, 'memory regions unregistered from the block layer');
   assert.equal(await h.dev.stopQueue(0), 0);
 });
+
+test('a guest that refills the ring during a drain is served in bounded passes, then after yielding', async () => {
+  const h = harness({ queues: 1, ringSize: 64 });
+  const ring = h.rings[0];
+  let refills = 0;
+  // Each notification-free drain pass sees new GET_ID chains (completed without the block layer):
+  // simulate a vCPU that re-adds them whenever the device publishes used entries.
+  const realPush = ring.publish.bind(ring);
+  const id = send(h, 0, 8, 0, 20);
+  ring.publish();
+  const vq = (h.dev as unknown as { queues: { vq: { armKick(): boolean } }[] }).queues[0].vq;
+  const arm = vq.armKick.bind(vq);
+  vq.armKick = () => {
+    if (refills < 20) {
+      refills++;
+      send(h, 0, 8, 0, 20);
+      realPush();
+    }
+    return arm();
+  };
+  h.dev.kick(0);
+  assert.equal(refills, 8, 'stops after 8 passes in one go');
+  await new Promise((r) => setImmediate(r));
+  await new Promise((r) => setImmediate(r));
+  await new Promise((r) => setImmediate(r));
+  assert.equal(refills, 20, 'and carries on after yielding to the event loop');
+  assert.equal(statusOf(h, id), 0);
+  assert.deepEqual(h.broken, []);
+});
