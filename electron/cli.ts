@@ -14,6 +14,7 @@ const commands: Record<string, () => Promise<{ default: Command }>> = {
   'create-image': () => import('./cli/create-image.js'),
   vm: () => import('./cli/vm.js'),
   'bench-engines': () => import('./cli/bench-engines.js'),
+  loadgen: () => import('./cli/loadgen.js'),
 };
 
 function help(): string {
