@@ -1,0 +1,453 @@
+// The one typed contract between Spindle's main process and its clients (the Svelte renderer over
+// Electron IPC or the `spindle serve` WebSocket, and the CLI). Pure: no Node imports, so the
+// renderer bundles it. Every request is `call(method, params)`, every stream `subscribe(topic, params)`.
+// Schemas validate input (the router parses every params object with them); results and events
+// are typed with the same schemas so both sides agree on shape.
+//
+// Stability rule: extend, never rename. Status per method is noted as [implemented] or [pending].
+import { z } from 'zod';
+import { AIO_MODES, CACHE_MODES, NOWAIT_MODES } from '../block/modes.js';
+import type { SpindleErrorCode } from '../errors.js';
+
+// ───────────────────────────── building blocks ─────────────────────────────
+
+/** An absolute path. The router canonicalises it (realpath) before any use. */
+export const AbsolutePath = z
+  .string()
+  .min(1, 'A path is required.')
+  .max(4096, 'That path is too long.')
+  .refine((p) => p.startsWith('/'), 'Paths must be absolute (start with /).')
+  .refine((p) => !p.includes('\0'), 'Paths cannot contain NUL characters.');
+
+export const AioMode = z.enum(AIO_MODES);
+export const CacheMode = z.enum(CACHE_MODES);
+export const NowaitMode = z.enum(NOWAIT_MODES);
+
+/** Free-text VM name: anything printable, 1–100 characters. */
+export const VmName = z
+  .string()
+  .trim()
+  .min(1, 'A VM needs a name.')
+  .max(100, 'VM names are at most 100 characters.')
+  // eslint-disable-next-line no-control-regex
+  .refine((s) => !/[\u0000-\u001f\u007f]/.test(s), 'VM names cannot contain control characters.');
+
+/** Stable VM id: derived from the name at creation (lowercase slug), unique, never changes. */
+export const VmId = z.string().min(1).max(80).regex(/^[a-z0-9][a-z0-9-]*$/, 'That is not a VM id.');
+/** Stable disk id within a VM ('d0', 'd1', …): names QEMU's chardev/device and the disk socket. */
+export const DiskId = z.string().regex(/^d[0-9]{1,3}$/, 'That is not a disk id (d0, d1, …).');
+
+/** virtio-blk GET_ID: up to 20 printable ASCII bytes. */
+export const DiskSerial = z
+  .string()
+  .max(20, 'A disk serial is at most 20 characters.')
+  .regex(/^[\x20-\x7e]*$/, 'A disk serial must be printable ASCII.');
+
+export const DiskKind = z.enum(['file', 'block']);
+export const Firmware = z.enum(['bios', 'uefi']);
+export const Accelerator = z.enum(['kvm', 'tcg']);
+
+// ───────────────────────────── VM model (persisted) ─────────────────────────────
+
+export const DiskConfig = z.strictObject({
+  id: DiskId,
+  path: AbsolutePath,
+  kind: DiskKind,
+  aio: AioMode,
+  cache: CacheMode,
+  nowait: NowaitMode,
+  readOnly: z.boolean(),
+  queues: z.int().min(1).max(16),
+  serial: DiskSerial,
+});
+export type DiskConfig = z.infer<typeof DiskConfig>;
+
+export const BootSource = z.discriminatedUnion('kind', [
+  /** Boot from the first disk (or whatever the firmware finds). */
+  z.strictObject({ kind: z.literal('disk') }),
+  /** An ISO attached as a QEMU CD-ROM (ide-cd: the installer, not a Spindle-served disk). */
+  z.strictObject({ kind: z.literal('iso'), path: AbsolutePath }),
+  /** Direct kernel boot. */
+  z.strictObject({
+    kind: z.literal('kernel'),
+    kernel: AbsolutePath,
+    initrd: AbsolutePath.optional(),
+    cmdline: z.string().max(4096).default(''),
+  }),
+]);
+export type BootSource = z.infer<typeof BootSource>;
+
+export const VM_CONFIG_VERSION = 1;
+
+/** One file per VM under $XDG_CONFIG_HOME/spindle/vms/<id>.json. */
+export const VmConfig = z.strictObject({
+  version: z.literal(VM_CONFIG_VERSION),
+  id: VmId,
+  name: VmName,
+  cpus: z.int().min(1).max(64),
+  memoryMiB: z.int().min(32).max(1 << 20),
+  firmware: Firmware,
+  boot: BootSource,
+  disks: z.array(DiskConfig).max(32),
+  network: z.strictObject({ user: z.boolean() }),
+  display: z.enum(['vnc', 'none']),
+  createdAt: z.string(),
+});
+export type VmConfig = z.infer<typeof VmConfig>;
+
+// ───────────────────────────── VM runtime ─────────────────────────────
+
+export const VmState = z.enum(['stopped', 'starting', 'running', 'paused', 'shutting-down', 'crashed']);
+export type VmState = z.infer<typeof VmState>;
+
+export const DiskRuntime = z.object({
+  id: DiskId,
+  /** 'serving': its disk server runs; 'broken': the guest sent a malformed request (virtio NEEDS_RESET). */
+  state: z.enum(['stopped', 'serving', 'broken', 'error']),
+  message: z.string().optional(),
+  /** Size the disk server sees (bytes), when serving. */
+  sizeBytes: z.number().optional(),
+});
+export type DiskRuntime = z.infer<typeof DiskRuntime>;
+
+export const VmCrash = z.object({
+  at: z.string(),
+  exitCode: z.number().nullable(),
+  signal: z.string().nullable(),
+  /** QEMU's last stderr lines, oldest first. */
+  stderrTail: z.array(z.string()),
+  message: z.string(),
+});
+
+export const VmInfo = z.object({
+  config: VmConfig,
+  state: VmState,
+  /** Set while QEMU runs. */
+  pid: z.number().optional(),
+  accelerator: Accelerator.optional(),
+  /** Visible warnings (TCG fallback, unsafe cache…), sentences. */
+  warnings: z.array(z.string()),
+  disks: z.array(DiskRuntime),
+  crash: VmCrash.optional(),
+  /** True when QEMU has a VNC display the transports can bridge (see consoles below). */
+  vnc: z.boolean(),
+});
+export type VmInfo = z.infer<typeof VmInfo>;
+
+/** A VM file that could not be loaded; it is left untouched. */
+export const ConfigProblem = z.object({ file: z.string(), reason: z.string() });
+export type ConfigProblem = z.infer<typeof ConfigProblem>;
+
+// ───────────────────────────── inputs ─────────────────────────────
+
+/** A disk to attach. Omitted modes come from the defaults (host device → native+none, file → threads+writeback). */
+export const DiskInput = z.strictObject({
+  path: AbsolutePath,
+  aio: AioMode.optional(),
+  cache: CacheMode.optional(),
+  nowait: NowaitMode.optional(),
+  readOnly: z.boolean().optional(),
+  queues: z.int().min(1).max(16).optional(),
+  serial: DiskSerial.optional(),
+});
+export type DiskInput = z.infer<typeof DiskInput>;
+
+export const VmCreateInput = z.strictObject({
+  name: VmName,
+  cpus: z.int().min(1).max(64).default(1),
+  memoryMiB: z.int().min(32).max(1 << 20).default(512),
+  firmware: Firmware.default('bios'),
+  boot: BootSource.default({ kind: 'disk' }),
+  disks: z.array(DiskInput).max(32).default([]),
+  network: z.strictObject({ user: z.boolean() }).default({ user: true }),
+  display: z.enum(['vnc', 'none']).default('vnc'),
+});
+export type VmCreateInput = z.input<typeof VmCreateInput>;
+
+/** Changes to a stopped VM's settings (disks have their own methods). */
+export const VmPatch = z.strictObject({
+  name: VmName.optional(),
+  cpus: z.int().min(1).max(64).optional(),
+  memoryMiB: z.int().min(32).max(1 << 20).optional(),
+  firmware: Firmware.optional(),
+  boot: BootSource.optional(),
+  network: z.strictObject({ user: z.boolean() }).optional(),
+  display: z.enum(['vnc', 'none']).optional(),
+});
+
+/** Disk settings changeable on a running VM (aio/cache/nowait apply live; readOnly/queues need a stopped VM). */
+export const DiskPatch = z.strictObject({
+  aio: AioMode.optional(),
+  cache: CacheMode.optional(),
+  nowait: NowaitMode.optional(),
+  readOnly: z.boolean().optional(),
+  queues: z.int().min(1).max(16).optional(),
+});
+export type DiskPatch = z.infer<typeof DiskPatch>;
+
+const VmRef = z.strictObject({ id: VmId });
+const DiskRef = z.strictObject({ vmId: VmId, diskId: DiskId });
+
+// ───────────────────────────── host devices and advisor ─────────────────────────────
+
+export const HostDevice = z.object({
+  path: z.string(),
+  name: z.string(),
+  model: z.string().nullable(),
+  sizeBytes: z.number(),
+  rotational: z.boolean(),
+  removable: z.boolean(),
+  readOnly: z.boolean(),
+  partitions: z.array(z.string()),
+  mountpoints: z.array(z.string()),
+  holders: z.array(z.string()),
+  /** False when Spindle refuses it; `reason` says why (mounted, held, holds /, no permission…). */
+  usable: z.boolean(),
+  reason: z.string().optional(),
+});
+export type HostDevice = z.infer<typeof HostDevice>;
+
+export const FileAdvice = z.object({
+  path: z.string(),
+  kind: DiskKind,
+  sizeBytes: z.number(),
+  allocatedBytes: z.number().optional(),
+  /** Holes found with SEEK_HOLE (files only). */
+  sparse: z.boolean(),
+  directIo: z.boolean(),
+  logicalBlockSize: z.number().optional(),
+  fsType: z.string().optional(),
+  safeForNative: z.boolean(),
+  recommended: z.object({ aio: AioMode, cache: CacheMode, nowait: NowaitMode }),
+  /** Sentences for the UI badge and the CLI. */
+  notes: z.array(z.string()),
+});
+export type FileAdvice = z.infer<typeof FileAdvice>;
+
+// ───────────────────────────── stats ─────────────────────────────
+
+export const DiskSample = z.object({
+  /** null for a disk served outside a VM (scratch disk, benchmark). */
+  vmId: VmId.nullable(),
+  diskId: z.string(),
+  readIops: z.number(),
+  writeIops: z.number(),
+  readMBps: z.number(),
+  writeMBps: z.number(),
+  /** Completion latency over the interval, microseconds (0 when idle). */
+  latencyP50Us: z.number(),
+  latencyP99Us: z.number(),
+  /** Requests in flight at the sample instant. */
+  queueDepth: z.number(),
+  /** Backend CPU over the interval, in percent of one core, and cumulative seconds. */
+  backendCpuPct: z.number(),
+  backendCpuSec: z.number(),
+});
+export type DiskSample = z.infer<typeof DiskSample>;
+
+export const VmSample = z.object({
+  vmId: VmId,
+  /** QEMU's CPU (all its threads, /proc/PID/stat) in percent of one core, and cumulative seconds. */
+  qemuCpuPct: z.number(),
+  qemuCpuSec: z.number(),
+});
+export type VmSample = z.infer<typeof VmSample>;
+
+/** One sampler tick (every 500 ms); 10 minutes are kept. */
+export const StatsTick = z.object({ t: z.number(), intervalMs: z.number(), disks: z.array(DiskSample), vms: z.array(VmSample) });
+export type StatsTick = z.infer<typeof StatsTick>;
+
+// ───────────────────────────── benchmarks (aio comparison) ─────────────────────────────
+
+export const BenchWorkload = z.strictObject({
+  op: z.enum(['read', 'write']),
+  /** Record size in bytes (16k, 64k, 256k, or 20M sequential transfers). */
+  recordBytes: z.int().min(512).max(64 << 20),
+});
+export const BenchTarget = z.discriminatedUnion('kind', [
+  /** The scratch image in the data directory. */
+  z.strictObject({ kind: z.literal('scratch') }),
+  z.strictObject({ kind: z.literal('path'), path: AbsolutePath }),
+  /** A disk of a stopped VM (refused while the VM runs). */
+  z.strictObject({ kind: z.literal('vmDisk'), vmId: VmId, diskId: DiskId }),
+]);
+export const BenchStartInput = z.strictObject({
+  target: BenchTarget,
+  modes: z.array(AioMode).min(1).default(['threads', 'native', 'io_uring']),
+  cache: CacheMode.default('none'),
+  workloads: z.array(BenchWorkload).min(1).optional(),
+  /** Bytes moved per (mode, workload) run. */
+  bytesPerRun: z.int().min(1 << 20).max(64 << 30).optional(),
+});
+export const BenchRow = z.object({
+  mode: AioMode,
+  op: z.enum(['read', 'write']),
+  recordBytes: z.number(),
+  mbps: z.number(),
+  iops: z.number(),
+  /** Backend CPU seconds spent on this run. */
+  cpuSec: z.number(),
+});
+export type BenchRow = z.infer<typeof BenchRow>;
+export const BenchState = z.enum(['running', 'done', 'cancelled', 'failed']);
+export const BenchResult = z.object({
+  benchId: z.string(),
+  state: BenchState,
+  rows: z.array(BenchRow),
+  error: z.string().optional(),
+});
+export type BenchResult = z.infer<typeof BenchResult>;
+export const BenchProgress = z.object({
+  benchId: z.string(),
+  state: BenchState,
+  done: z.number(),
+  total: z.number(),
+  current: z.object({ mode: AioMode, op: z.enum(['read', 'write']), recordBytes: z.number() }).optional(),
+  /** The row just finished, if any. */
+  row: BenchRow.optional(),
+});
+
+// ───────────────────────────── app info ─────────────────────────────
+
+export const AppInfo = z.object({
+  version: z.string(),
+  accelerator: Accelerator,
+  /** Set when Spindle will use TCG (no usable /dev/kvm): shown as a visible warning. */
+  acceleratorWarning: z.string().optional(),
+  qemu: z.object({ found: z.boolean(), path: z.string().optional(), version: z.string().optional(), message: z.string().optional() }),
+  uefiAvailable: z.boolean(),
+  configDir: z.string(),
+});
+export type AppInfo = z.infer<typeof AppInfo>;
+
+// ───────────────────────────── methods ─────────────────────────────
+
+const Empty = z.strictObject({});
+const Ok = z.object({ ok: z.literal(true) });
+
+function method<P extends z.ZodType, R extends z.ZodType>(params: P, result: R) {
+  return { params, result };
+}
+
+export const methods = {
+  'app.info': method(Empty, AppInfo), // [implemented]
+
+  'vm.list': method(Empty, z.object({ vms: z.array(VmInfo), problems: z.array(ConfigProblem) })), // [implemented]
+  'vm.get': method(VmRef, VmInfo), // [implemented]
+  'vm.create': method(VmCreateInput, VmInfo), // [implemented]
+  'vm.update': method(z.strictObject({ id: VmId, patch: VmPatch }), VmInfo), // [implemented]
+  'vm.delete': method(VmRef, Ok), // [implemented] refused while running; disk images are never deleted
+  'vm.start': method(VmRef, VmInfo), // [implemented]
+  /** ACPI power button, then force off after timeoutMs (default 30 s). Resolves when stopped. */
+  'vm.shutdown': method(z.strictObject({ id: VmId, timeoutMs: z.int().min(0).max(600_000).optional() }), VmInfo), // [implemented]
+  'vm.forceOff': method(VmRef, VmInfo), // [implemented]
+  'vm.pause': method(VmRef, VmInfo), // [implemented]
+  'vm.resume': method(VmRef, VmInfo), // [implemented]
+  'vm.reset': method(VmRef, VmInfo), // [implemented]
+
+  /** Stopped VM: adds to its config. Running VM: hot-plug (chardev-add + device_add). */
+  'disk.attach': method(z.strictObject({ vmId: VmId, disk: DiskInput }), VmInfo), // [implemented]
+  /** Running VM: device_del, waits for DEVICE_DELETED, then stops the disk server. */
+  'disk.detach': method(DiskRef, VmInfo), // [implemented]
+  /** aio/cache/nowait switch live on a running VM (drain, reopen, swap engine, resume). */
+  'disk.set': method(z.strictObject({ vmId: VmId, diskId: DiskId, patch: DiskPatch }), VmInfo), // [implemented]
+
+  'host.devices': method(Empty, z.object({ devices: z.array(HostDevice) })), // [pending: advisor branch]
+
+  'advisor.inspect': method(z.strictObject({ path: AbsolutePath }), FileAdvice), // [pending: advisor branch]
+  /** Measures whether RWF_NOWAIT writes bounce on this file (a short probe). */
+  'advisor.probe': method(z.strictObject({ path: AbsolutePath }), FileAdvice), // [pending: advisor branch]
+  'advisor.createImage': method(
+    z.strictObject({ path: AbsolutePath, sizeBytes: z.int().min(1 << 20).max(2 ** 50), preallocate: z.boolean() }),
+    FileAdvice,
+  ), // [pending: advisor branch]
+  'advisor.preallocate': method(z.strictObject({ path: AbsolutePath }), FileAdvice), // [pending: advisor branch]
+
+  /** Ticks kept in memory (10 minutes), optionally only those after sinceMs. */
+  'stats.history': method(z.strictObject({ sinceMs: z.number().optional() }), z.object({ ticks: z.array(StatsTick) })), // [implemented]
+
+  'bench.start': method(BenchStartInput, z.object({ benchId: z.string() })), // [pending]
+  'bench.cancel': method(z.strictObject({ benchId: z.string() }), Ok), // [pending]
+  'bench.result': method(z.strictObject({ benchId: z.string() }), BenchResult), // [pending]
+
+  /** Bytes typed into the serial console (base64, at most 64 KiB decoded). */
+  'console.serialInput': method(z.strictObject({ vmId: VmId, dataBase64: z.base64().max(87_384) }), Ok), // [implemented]
+  /** Recent serial output (base64), so a console opened late shows what came before. */
+  'console.serialBacklog': method(VmRef, z.object({ dataBase64: z.string() })), // [implemented]
+  /** Whether a VNC display can be bridged; the transport then opens a binary channel
+   *  (ws: `/vnc/<vmId>?token=…`) and the main process pipes it to QEMU's VNC unix socket
+   *  (manager.vncSocketPath(vmId), main-process only). */
+  'console.vnc': method(VmRef, z.object({ available: z.boolean(), reason: z.string().optional() })), // [implemented]
+} as const;
+
+export type Methods = typeof methods;
+export type MethodName = keyof Methods;
+/** What a caller may send (defaults not yet applied). */
+export type Params<M extends MethodName> = z.input<Methods[M]['params']>;
+/** What the router hands to the backend (after validation and defaults). */
+export type ParsedParams<M extends MethodName> = z.output<Methods[M]['params']>;
+export type Result<M extends MethodName> = z.output<Methods[M]['result']>;
+
+// ───────────────────────────── event streams ─────────────────────────────
+
+export const VmEvent = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('changed'), vm: VmInfo }),
+  z.object({ type: z.literal('deleted'), id: VmId }),
+]);
+export const DiskEvent = z.object({
+  vmId: VmId.nullable(),
+  diskId: z.string(),
+  level: z.enum(['info', 'warning', 'error']),
+  message: z.string(),
+  t: z.number(),
+});
+
+export const topics = {
+  /** Every VM change (state, disks, config) carries the full VmInfo. [implemented] */
+  vms: { params: Empty, event: VmEvent },
+  /** Disk server events: broken queue, reconnect, mode switched, nowait fallback… [implemented] */
+  'disk.events': { params: Empty, event: DiskEvent },
+  /** One tick every 500 ms. [implemented] */
+  stats: { params: Empty, event: StatsTick },
+  /** Serial output of one VM, base64. [implemented] */
+  'console.serial': { params: VmRef, event: z.object({ vmId: VmId, dataBase64: z.string() }) },
+  /** Progress of one benchmark. [pending] */
+  'bench.progress': { params: z.strictObject({ benchId: z.string() }), event: BenchProgress },
+} as const;
+
+export type Topics = typeof topics;
+export type TopicName = keyof Topics;
+export type TopicParams<T extends TopicName> = z.input<Topics[T]['params']>;
+export type TopicEvent<T extends TopicName> = z.output<Topics[T]['event']>;
+
+// ───────────────────────────── errors and the client shape ─────────────────────────────
+
+/** Every failure a client sees: `message` is a sentence for the user. */
+export interface ApiError {
+  code: SpindleErrorCode;
+  message: string;
+  errno?: string;
+}
+export const ApiErrorSchema = z.object({ code: z.string(), message: z.string(), errno: z.string().optional() });
+
+export type CallOutcome<M extends MethodName> = { ok: true; result: Result<M> } | { ok: false; error: ApiError };
+
+/** What the renderer and CLI program against; each transport implements it. */
+export interface SpindleApi {
+  call<M extends MethodName>(method: M, params: Params<M>): Promise<Result<M>>;
+  /** Returns an unsubscribe function. */
+  subscribe<T extends TopicName>(topic: T, params: TopicParams<T>, listener: (event: TopicEvent<T>) => void): () => void;
+}
+
+// Suggested wire envelopes for message transports (WebSocket, IPC). Request ids are the client's.
+export const WireRequest = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('call'), id: z.number(), method: z.string(), params: z.unknown() }),
+  z.object({ kind: z.literal('subscribe'), id: z.number(), topic: z.string(), params: z.unknown() }),
+  z.object({ kind: z.literal('unsubscribe'), id: z.number() }),
+]);
+export type WireRequest = z.infer<typeof WireRequest>;
+export type WireMessage =
+  | { kind: 'result'; id: number; ok: true; result: unknown }
+  | { kind: 'result'; id: number; ok: false; error: ApiError }
+  /** `id` is the subscribe request's id. */
+  | { kind: 'event'; id: number; event: unknown };
