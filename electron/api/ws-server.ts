@@ -7,9 +7,11 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { createReadStream, realpathSync, statSync } from 'node:fs';
 import { extname, resolve, sep } from 'node:path';
 import type { Duplex } from 'node:stream';
+import { connect as netConnect } from 'node:net';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import { ApiSession, type ApiHandler } from './session.js';
-import { encodeBinaryEvent, MAX_CLIENT_MESSAGE_BYTES } from './wire.js';
+import { MAX_CLIENT_MESSAGE_BYTES } from './wire.js';
+import { VmId } from './contract.js';
 
 export interface ServeOptions {
   handler: ApiHandler;
@@ -19,6 +21,8 @@ export interface ServeOptions {
   port?: number;
   /** Fixed token for tests; random otherwise. */
   token?: string;
+  /** QEMU's VNC unix socket of a running VM (the VM manager's vncSocketPath), or null. */
+  vncSocketPath?: (vmId: string) => string | null;
 }
 
 export interface RunningServer {
@@ -32,6 +36,8 @@ export interface RunningServer {
 
 const HOST = '127.0.0.1';
 export const API_PATH = '/api';
+/** `/vnc/<vmId>`: a binary WebSocket piped to that VM's VNC socket, for noVNC. */
+export const VNC_PREFIX = '/vnc/';
 
 /** Same policy as the page's <meta> CSP; sent as a header too so it also covers every asset. */
 export const CONTENT_SECURITY_POLICY = [
@@ -152,26 +158,40 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const url = new URL(req.url ?? '/', `http://${HOST}:${port}`);
-    const why = url.pathname !== API_PATH ? 'not found' : refusal(req, port, token);
-    if (why) {
-      const status = why === 'not found' ? '404 Not Found' : '403 Forbidden';
-      socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
-      return;
+    const reject = (status: string) => socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    if (refusal(req, port, token)) return reject('403 Forbidden');
+    if (url.pathname === API_PATH) return wss.handleUpgrade(req, socket, head, (ws) => accept(ws));
+    if (url.pathname.startsWith(VNC_PREFIX)) {
+      const vmId = VmId.safeParse(url.pathname.slice(VNC_PREFIX.length));
+      const path = vmId.success ? opts.vncSocketPath?.(vmId.data) : null;
+      if (!path) return reject('404 Not Found');
+      return wss.handleUpgrade(req, socket, head, (ws) => bridgeVnc(ws, path));
     }
-    wss.handleUpgrade(req, socket, head, (ws) => accept(ws));
+    reject('404 Not Found');
   });
+
+  /** Pipes one noVNC connection to QEMU's VNC socket; either side closing closes both. */
+  function bridgeVnc(ws: WebSocket, socketPath: string): void {
+    sockets.add(ws);
+    const vnc = netConnect(socketPath);
+    vnc.on('data', (chunk) => {
+      if (ws.readyState === ws.OPEN) ws.send(chunk);
+    });
+    vnc.on('error', () => ws.close(1011, 'the VM display is not reachable'));
+    vnc.on('close', () => ws.close());
+    ws.on('message', (data: RawData) => vnc.write(Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as Buffer)));
+    ws.on('close', () => {
+      sockets.delete(ws);
+      vnc.destroy();
+    });
+    ws.on('error', () => ws.terminate());
+  }
 
   function accept(ws: WebSocket): void {
     sockets.add(ws);
-    const session = new ApiSession(
-      opts.handler,
-      (msg) => {
-        if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(msg));
-      },
-      (id, bytes) => {
-        if (ws.readyState === ws.OPEN) ws.send(encodeBinaryEvent(id, bytes));
-      },
-    );
+    const session = new ApiSession(opts.handler, (msg) => {
+      if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(msg));
+    });
     ws.on('message', (data: RawData, isBinary: boolean) => {
       if (isBinary) {
         ws.close(1003, 'binary requests are not accepted');

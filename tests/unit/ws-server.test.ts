@@ -10,10 +10,12 @@ import { WebSocket } from 'ws';
 import { startServer, type RunningServer } from '../../electron/api/ws-server.js';
 import type { ApiHandler } from '../../electron/api/session.js';
 import { SpindleError } from '../../electron/errors.js';
-import { decodeBinaryEvent } from '../../electron/api/wire.js';
+import { createServer as createUnixServer, type Server as NetServer } from 'node:net';
 
 let dir: string;
 let srv: RunningServer;
+let vnc: NetServer;
+const vncReceived: Buffer[] = [];
 const stopped: string[] = [];
 
 const handler: ApiHandler = {
@@ -23,22 +25,15 @@ const handler: ApiHandler = {
     if (method === 'crash') throw new Error('secret internal detail');
     throw new SpindleError('INVALID_ARGUMENT', `Unknown method '${method}'.`);
   },
-  async subscribe(stream, _params, emit, end) {
-    if (stream === 'bytes') {
-      emit(new Uint8Array([1, 2, 3]));
-      return () => stopped.push('bytes');
+  subscribe(topic, _params, listener) {
+    if (topic === 'ticks' || topic === 'other') {
+      const timer = setInterval(() => listener({ topic, n: 1 }), 5);
+      return () => {
+        clearInterval(timer);
+        stopped.push(topic);
+      };
     }
-    if (stream === 'ticks') {
-      emit({ n: 1 });
-      emit({ n: 2 });
-      return () => stopped.push('ticks');
-    }
-    if (stream === 'short') {
-      emit({ n: 1 });
-      end();
-      return () => {};
-    }
-    throw new SpindleError('NOT_FOUND', `There is no stream '${stream}'.`);
+    throw new SpindleError('NOT_FOUND', `There is no topic '${topic}'.`);
   },
 };
 
@@ -50,10 +45,18 @@ before(async () => {
   writeFileSync(join(root, 'assets', 'app.js'), 'console.log(1)');
   writeFileSync(join(dir, 'secret.txt'), 'outside the root');
   symlinkSync(join(dir, 'secret.txt'), join(root, 'link.txt'));
-  srv = await startServer({ handler, staticDir: root, port: 0 });
+  // A unix socket standing in for QEMU's VNC display: greets like an RFB server and records input.
+  const vncPath = join(dir, 'vnc.sock');
+  vnc = createUnixServer((c) => {
+    c.write('RFB 003.008\n');
+    c.on('data', (d) => vncReceived.push(d));
+  });
+  await new Promise<void>((ok) => vnc.listen(vncPath, ok));
+  srv = await startServer({ handler, staticDir: root, port: 0, vncSocketPath: (id) => (id === 'demo' ? vncPath : null) });
 });
 after(async () => {
   await srv.close();
+  vnc.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -86,7 +89,7 @@ function collect(ws: WebSocket) {
   const msgs: unknown[] = [];
   const waiters: Array<() => void> = [];
   ws.on('message', (data, isBinary) => {
-    msgs.push(isBinary ? { binary: decodeBinaryEvent(new Uint8Array(data as Buffer)) } : JSON.parse(String(data)));
+    msgs.push(isBinary ? { binary: Buffer.from(data as Buffer) } : JSON.parse(String(data)));
     waiters.splice(0).forEach((w) => w());
   });
   return {
@@ -181,52 +184,73 @@ test('calls over the WebSocket return results and errors as sentences', async ()
   const ws = await connect(`ws://127.0.0.1:${srv.port}/api?${q()}`, { origin: `http://127.0.0.1:${srv.port}` });
   const c = collect(ws);
   try {
-    ws.send(JSON.stringify({ t: 'call', id: 1, method: 'echo', params: { a: 1 } }));
-    ws.send(JSON.stringify({ t: 'call', id: 2, method: 'fail' }));
-    ws.send(JSON.stringify({ t: 'call', id: 3, method: 'crash' }));
+    ws.send(JSON.stringify({ kind: 'call', id: 1, method: 'echo', params: { a: 1 } }));
+    ws.send(JSON.stringify({ kind: 'call', id: 2, method: 'fail', params: {} }));
+    ws.send(JSON.stringify({ kind: 'call', id: 3, method: 'crash', params: {} }));
     ws.send('{not json');
-    ws.send(JSON.stringify({ t: 'call', id: 5, method: '../../etc' }));
-    ws.send(JSON.stringify({ t: 'nope', id: 6 }));
-    assert.deepEqual(await c.until((m) => m.id === 1), { t: 'result', id: 1, result: { a: 1 } });
-    assert.deepEqual(await c.until((m) => m.id === 2), { t: 'error', id: 2, error: { code: 'NOT_FOUND', message: 'There is no VM named “x”.' } });
+    ws.send(JSON.stringify({ kind: 'call', id: 5, method: '../../etc', params: {} }));
+    ws.send(JSON.stringify({ kind: 'nope', id: 6 }));
+    ws.send(JSON.stringify({ kind: 'call', id: -7, method: 'echo', params: {} }));
+    assert.deepEqual(await c.until((m) => m.id === 1), { kind: 'result', id: 1, ok: true, result: { a: 1 } });
+    assert.deepEqual(await c.until((m) => m.id === 2), { kind: 'result', id: 2, ok: false, error: { code: 'NOT_FOUND', message: 'There is no VM named “x”.' } });
     const crash = await c.until((m) => m.id === 3);
     assert.equal(crash.error.code, 'INTERNAL');
     assert.doesNotMatch(crash.error.message, /secret/);
-    assert.match((await c.until((m) => m.id === -1)).error.message, /not valid JSON/);
+    assert.match((await c.until((m) => m.id === -1 && /JSON/.test(m.error.message))).error.message, /not valid JSON/);
     assert.match((await c.until((m) => m.id === 5)).error.message, /no valid method/);
-    assert.match((await c.until((m) => m.id === 6)).error.message, /'call', 'sub' or 'unsub'/);
+    assert.match((await c.until((m) => m.id === 6)).error.message, /kind 'call', 'subscribe' or 'unsubscribe'/);
+    assert.match((await c.until((m) => m.id === -1 && /non-negative/.test(m.error.message))).error.message, /non-negative integer/);
   } finally {
     ws.close();
   }
 });
 
-test('subscriptions stream events, carry bytes as binary frames, and stop on unsub and on close', async () => {
+test('subscriptions are acknowledged, stream events, and stop on unsubscribe and when the socket closes', async () => {
   const ws = await connect(`ws://127.0.0.1:${srv.port}/api?${q()}`);
   const c = collect(ws);
   stopped.length = 0;
-  ws.send(JSON.stringify({ t: 'sub', id: 10, stream: 'ticks' }));
-  ws.send(JSON.stringify({ t: 'sub', id: 11, stream: 'bytes' }));
-  ws.send(JSON.stringify({ t: 'sub', id: 12, stream: 'short' }));
-  ws.send(JSON.stringify({ t: 'sub', id: 13, stream: 'missing' }));
-  assert.deepEqual(await c.until((m) => m.id === 10 && m.event?.n === 2), { t: 'event', id: 10, event: { n: 2 } });
-  const bin = await c.until((m) => m.binary);
-  assert.equal(bin.binary.id, 11);
-  assert.deepEqual([...bin.binary.bytes], [1, 2, 3]);
-  assert.deepEqual(await c.until((m) => m.id === 12 && m.t === 'end'), { t: 'end', id: 12 });
-  assert.match((await c.until((m) => m.id === 13 && m.t === 'end')).error.message, /no stream 'missing'/);
-  ws.send(JSON.stringify({ t: 'unsub', id: 10 }));
-  await c.until((m) => m.id === 10 && m.t === 'end');
+  ws.send(JSON.stringify({ kind: 'subscribe', id: 10, topic: 'ticks', params: {} }));
+  ws.send(JSON.stringify({ kind: 'subscribe', id: 11, topic: 'other', params: {} }));
+  ws.send(JSON.stringify({ kind: 'subscribe', id: 12, topic: 'missing', params: {} }));
+  ws.send(JSON.stringify({ kind: 'subscribe', id: 10, topic: 'ticks', params: {} }));
+  assert.deepEqual(await c.until((m) => m.id === 10 && m.kind === 'result'), { kind: 'result', id: 10, ok: true, result: null });
+  assert.deepEqual(await c.until((m) => m.id === 10 && m.kind === 'event'), { kind: 'event', id: 10, event: { topic: 'ticks', n: 1 } });
+  await c.until((m) => m.id === 11 && m.kind === 'event');
+  assert.match((await c.until((m) => m.id === 12)).error.message, /no topic 'missing'/);
+  assert.match((await c.until((m) => m.id === 10 && m.ok === false)).error.message, /already open/);
+  ws.send(JSON.stringify({ kind: 'unsubscribe', id: 10 }));
+  for (let i = 0; i < 100 && stopped.length < 1; i++) await new Promise((r) => setTimeout(r, 10));
   assert.deepEqual(stopped, ['ticks']);
   ws.close();
   for (let i = 0; i < 100 && stopped.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
-  assert.deepEqual(stopped, ['ticks', 'bytes']);
+  assert.deepEqual(stopped, ['ticks', 'other']);
 });
 
-test('a binary request closes the connection', async () => {
+test('a binary request on the API socket closes the connection', async () => {
   const ws = await connect(`ws://127.0.0.1:${srv.port}/api?${q()}`);
   const code = await new Promise<number>((ok) => {
     ws.on('close', (c) => ok(c));
     ws.send(Buffer.from([1, 2, 3]));
   });
   assert.equal(code, 1003);
+});
+
+test('the VNC path bridges bytes both ways to the VM display socket', async () => {
+  const ws = await connect(`ws://127.0.0.1:${srv.port}/vnc/demo?${q()}`);
+  const c = collect(ws);
+  try {
+    const hello = await c.until((m) => m.binary);
+    assert.equal(hello.binary.toString(), 'RFB 003.008\n');
+    ws.send(Buffer.from('RFB 003.008\n'));
+    for (let i = 0; i < 100 && !vncReceived.length; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(Buffer.concat(vncReceived).toString(), 'RFB 003.008\n');
+  } finally {
+    ws.close();
+  }
+});
+
+test('the VNC path refuses a VM without a display, a malformed id, and a missing token', async () => {
+  await assert.rejects(connect(`ws://127.0.0.1:${srv.port}/vnc/other?${q()}`), /HTTP 404/);
+  await assert.rejects(connect(`ws://127.0.0.1:${srv.port}/vnc/..%2F..%2Fetc?${q()}`), /HTTP 404/);
+  await assert.rejects(connect(`ws://127.0.0.1:${srv.port}/vnc/demo`), /HTTP 403/);
 });
