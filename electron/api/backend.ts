@@ -1,0 +1,77 @@
+// Assembles the main-process backend (store, VM manager, stats sampler, router) once, for the
+// Electron shell, `spindle serve` and the CLI's foreground mode alike.
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { promisify } from 'node:util';
+import type { AppInfo } from './contract.js';
+import { createRouter, type ApiRouter, type RouterBackend } from './router.js';
+import { VmManager, type VmManagerOptions } from '../vm/manager.js';
+import { VmStore } from '../vm/store.js';
+import { configDir, vmConfigDir } from '../vm/paths.js';
+import { findOvmf, findQemu, resolveAccelerator, chooseAccelerator } from '../vm/launcher.js';
+import { StatsSampler } from '../stats/sampler.js';
+import { qsdDiskHostFactory } from '../vm/qsd-disk-host.js';
+import type { DiskHostFactory } from '../vm/disk-host.js';
+import { SpindleError } from '../errors.js';
+
+export interface Backend {
+  router: ApiRouter;
+  manager: VmManager;
+  sampler: StatsSampler;
+  /** Stops the sampler and every running VM (drains disks). */
+  close(): Promise<void>;
+}
+
+export interface BackendOptions extends Partial<Omit<VmManagerOptions, 'store' | 'diskHostFactory'>> {
+  diskHostFactory?: DiskHostFactory;
+  extra?: Partial<Omit<RouterBackend, 'manager' | 'sampler' | 'appInfo'>>;
+}
+
+function packageVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return '0.0.0';
+  }
+}
+
+export async function appInfo(env: NodeJS.ProcessEnv = process.env, qemuBinary?: string): Promise<AppInfo> {
+  let qemu: AppInfo['qemu'];
+  let accel;
+  try {
+    const path = findQemu(qemuBinary, env);
+    const { stdout } = await promisify(execFile)(path, ['--version']);
+    qemu = { found: true, path, version: /version (\S+)/.exec(stdout)?.[1] ?? stdout.split('\n')[0] };
+    accel = await resolveAccelerator(path, env);
+  } catch (err) {
+    qemu = { found: false, message: err instanceof SpindleError ? err.message : (err as Error).message };
+    accel = chooseAccelerator();
+  }
+  return {
+    version: packageVersion(),
+    accelerator: accel.accel,
+    ...(accel.warning ? { acceleratorWarning: accel.warning } : {}),
+    qemu,
+    uefiAvailable: findOvmf() !== null,
+    configDir: configDir(env),
+  };
+}
+
+export function createBackend(opts: BackendOptions = {}): Backend {
+  const env = opts.env ?? process.env;
+  // Spindle's own disk servers (electron/iothread) plug in here once merged; until then the
+  // qemu-storage-daemon peer serves disks.
+  const manager = new VmManager({ ...opts, env, store: new VmStore(vmConfigDir(env)), diskHostFactory: opts.diskHostFactory ?? qsdDiskHostFactory });
+  const sampler = new StatsSampler(manager);
+  sampler.start();
+  const router = createRouter({ manager, sampler, appInfo: () => appInfo(env, opts.qemuBinary), ...opts.extra });
+  return {
+    router,
+    manager,
+    sampler,
+    async close() {
+      sampler.stop();
+      await manager.stopAll();
+    },
+  };
+}

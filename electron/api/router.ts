@@ -1,0 +1,178 @@
+// The transport-agnostic API router: validates every request with the contract's schemas,
+// canonicalises paths, dispatches to the VM manager and the other layers, and turns every failure
+// into a SpindleError with a sentence (the transports send `{code, message}`).
+import { realpathSync } from 'node:fs';
+import { basename, dirname, join, normalize } from 'node:path';
+import type { z } from 'zod';
+import { methods, topics, type AppInfo, type FileAdvice, type HostDevice, type MethodName, type ParsedParams, type Result, type TopicName } from './contract.js';
+import { SpindleError, errnoOf } from '../errors.js';
+import type { VmManager } from '../vm/manager.js';
+import type { StatsSampler } from '../stats/sampler.js';
+
+/** Layers that live on other branches plug in here; a missing one answers with a clear error. */
+export interface RouterBackend {
+  manager: VmManager;
+  sampler: StatsSampler;
+  appInfo(): Promise<AppInfo> | AppInfo;
+  hostDevices?: () => Promise<HostDevice[]>;
+  advisor?: {
+    inspect(path: string): Promise<FileAdvice>;
+    probe(path: string): Promise<FileAdvice>;
+    createImage(path: string, sizeBytes: number, preallocate: boolean): Promise<FileAdvice>;
+    preallocate(path: string): Promise<FileAdvice>;
+  };
+  bench?: {
+    start(input: ParsedParams<'bench.start'>): Promise<string>;
+    cancel(benchId: string): Promise<void>;
+    result(benchId: string): Promise<Result<'bench.result'>>;
+    /** Returns an unsubscribe function. */
+    onProgress(benchId: string, listener: (e: unknown) => void): () => void;
+  };
+}
+
+/** What both transports call (matches the ui branch's ApiHandler). */
+export interface ApiRouter {
+  call(method: string, params: unknown): Promise<unknown>;
+  subscribe(topic: string, params: unknown, listener: (event: unknown) => void): () => void;
+}
+
+/** A zod failure as one sentence naming the field. */
+export function describeInvalid(what: string, error: z.ZodError): SpindleError {
+  const parts = error.issues.slice(0, 3).map((i) => {
+    const where = i.path.length ? i.path.join('.') : 'request';
+    return `${where}: ${i.message}`;
+  });
+  return new SpindleError('INVALID_ARGUMENT', `Invalid ${what} (${parts.join('; ')}).`);
+}
+
+const PATH_KEYS = new Set(['path', 'kernel', 'initrd']);
+
+/** Resolves symlinks and '..' so checks (in use? root device?) see the real file. A path that
+ *  does not exist yet keeps its name under its parent's real path. */
+export function canonicalPath(p: string): string {
+  try {
+    return realpathSync(p);
+  } catch (err) {
+    if (errnoOf(err) !== 'ENOENT') return normalize(p);
+    try {
+      return join(realpathSync(dirname(p)), basename(p));
+    } catch {
+      return normalize(p);
+    }
+  }
+}
+
+function canonicalise<T>(value: T): T {
+  if (Array.isArray(value)) return value.map(canonicalise) as T;
+  if (value && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = PATH_KEYS.has(k) && typeof v === 'string' ? canonicalPath(v) : canonicalise(v);
+    return out as T;
+  }
+  return value;
+}
+
+function asSpindleError(err: unknown): SpindleError {
+  if (err instanceof SpindleError) return err;
+  const e = errnoOf(err);
+  if (e === 'ENOENT') return new SpindleError('NOT_FOUND', `${(err as Error).message}.`, e);
+  if (e === 'EACCES' || e === 'EPERM') return new SpindleError('PERMISSION_DENIED', `${(err as Error).message}.`, e);
+  return new SpindleError('INTERNAL', `Something went wrong inside Spindle: ${(err as Error)?.message ?? String(err)}`, e, { cause: err });
+}
+
+const pending = (what: string) => new SpindleError('INTERNAL', `${what} is not available in this build of Spindle yet.`);
+
+export function createRouter(backend: RouterBackend): ApiRouter {
+  const { manager, sampler } = backend;
+
+  const handlers: { [M in MethodName]: (p: ParsedParams<M>) => Promise<Result<M>> | Result<M> } = {
+    'app.info': () => backend.appInfo(),
+    'vm.list': () => manager.list(),
+    'vm.get': (p) => manager.get(p.id),
+    'vm.create': (p) => manager.create(p),
+    'vm.update': (p) => manager.update(p.id, p.patch),
+    'vm.delete': async (p) => (await manager.delete(p.id), { ok: true as const }),
+    'vm.start': (p) => manager.start(p.id),
+    'vm.shutdown': (p) => manager.shutdown(p.id, p.timeoutMs),
+    'vm.forceOff': (p) => manager.forceOff(p.id),
+    'vm.pause': (p) => manager.pause(p.id),
+    'vm.resume': (p) => manager.resume(p.id),
+    'vm.reset': (p) => manager.reset(p.id),
+    'disk.attach': (p) => manager.attachDisk(p.vmId, p.disk),
+    'disk.detach': (p) => manager.detachDisk(p.vmId, p.diskId),
+    'disk.set': (p) => manager.setDisk(p.vmId, p.diskId, p.patch),
+    'host.devices': async () => {
+      if (!backend.hostDevices) throw pending('Host device discovery');
+      return { devices: await backend.hostDevices() };
+    },
+    'advisor.inspect': (p) => need(backend.advisor, 'The file advisor').inspect(p.path),
+    'advisor.probe': (p) => need(backend.advisor, 'The file advisor').probe(p.path),
+    'advisor.createImage': (p) => need(backend.advisor, 'Creating images').createImage(p.path, p.sizeBytes, p.preallocate),
+    'advisor.preallocate': (p) => need(backend.advisor, 'Preallocation').preallocate(p.path),
+    'stats.history': (p) => ({ ticks: sampler.history(p.sinceMs) }),
+    'bench.start': async (p) => ({ benchId: await need(backend.bench, 'The aio comparison').start(p) }),
+    'bench.cancel': async (p) => (await need(backend.bench, 'The aio comparison').cancel(p.benchId), { ok: true as const }),
+    'bench.result': (p) => need(backend.bench, 'The aio comparison').result(p.benchId),
+    'console.serialInput': (p) => {
+      const data = Buffer.from(p.dataBase64, 'base64');
+      if (data.length > 65536) throw new SpindleError('INVALID_ARGUMENT', 'Console input is limited to 64 KiB per message.');
+      manager.serialInput(p.vmId, data);
+      return { ok: true as const };
+    },
+    'console.serialBacklog': (p) => ({ dataBase64: manager.serialBacklog(p.id).toString('base64') }),
+    'console.vnc': (p) => {
+      const info = manager.get(p.id);
+      if (info.config.display !== 'vnc') return { available: false, reason: `VM '${info.config.name}' has no display (display: none).` };
+      if (!manager.vncSocketPath(p.id)) return { available: false, reason: `VM '${info.config.name}' is not running.` };
+      return { available: true };
+    },
+  };
+
+  return {
+    async call(method: string, params: unknown): Promise<unknown> {
+      if (!Object.hasOwn(methods, method)) throw new SpindleError('INVALID_ARGUMENT', `There is no API method '${String(method).slice(0, 60)}'.`);
+      const m = method as MethodName;
+      const parsed = methods[m].params.safeParse(params ?? {});
+      if (!parsed.success) throw describeInvalid(`parameters for ${m}`, parsed.error);
+      try {
+        const handler = handlers[m] as (p: unknown) => Promise<unknown> | unknown;
+        return await handler(canonicalise(parsed.data));
+      } catch (err) {
+        throw asSpindleError(err);
+      }
+    },
+
+    subscribe(topic: string, params: unknown, listener: (event: unknown) => void): () => void {
+      if (!Object.hasOwn(topics, topic)) throw new SpindleError('INVALID_ARGUMENT', `There is no event stream '${String(topic).slice(0, 60)}'.`);
+      const t = topic as TopicName;
+      const parsed = topics[t].params.safeParse(params ?? {});
+      if (!parsed.success) throw describeInvalid(`parameters for the ${t} stream`, parsed.error);
+      const on = <A extends unknown[]>(emitter: NodeJS.EventEmitter, name: string, fn: (...a: A) => void) => {
+        emitter.on(name, fn as (...a: unknown[]) => void);
+        return () => void emitter.off(name, fn as (...a: unknown[]) => void);
+      };
+      switch (t) {
+        case 'vms':
+          return on(manager, 'vm', listener);
+        case 'disk.events':
+          return on(manager, 'disk', listener);
+        case 'stats':
+          return on(sampler, 'tick', listener);
+        case 'console.serial': {
+          const vmId = (parsed.data as { id: string }).id;
+          manager.get(vmId); // NOT_FOUND for an unknown VM
+          return on(manager, 'serial', (e: { vmId: string; data: Buffer }) => {
+            if (e.vmId === vmId) listener({ vmId, dataBase64: e.data.toString('base64') });
+          });
+        }
+        case 'bench.progress':
+          return need(backend.bench, 'The aio comparison').onProgress((parsed.data as { benchId: string }).benchId, listener);
+      }
+    },
+  };
+}
+
+function need<T>(layer: T | undefined, what: string): T {
+  if (!layer) throw pending(what);
+  return layer;
+}
