@@ -10,6 +10,7 @@ export interface Command {
 }
 
 const commands: Record<string, () => Promise<{ default: Command }>> = {
+  serve: () => import('./cli/serve.js'),
 };
 
 function help(): string {
