@@ -15,6 +15,7 @@ const commands: Record<string, () => Promise<{ default: Command }>> = {
   vm: () => import('./cli/vm.js'),
   'bench-engines': () => import('./cli/bench-engines.js'),
   loadgen: () => import('./cli/loadgen.js'),
+  serve: () => import('./cli/serve.js'),
 };
 
 function help(): string {
