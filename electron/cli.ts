@@ -13,6 +13,9 @@ const commands: Record<string, () => Promise<{ default: Command }>> = {
   inspect: () => import('./cli/inspect.js'),
   'create-image': () => import('./cli/create-image.js'),
   vm: () => import('./cli/vm.js'),
+  'bench-engines': () => import('./cli/bench-engines.js'),
+  loadgen: () => import('./cli/loadgen.js'),
+  serve: () => import('./cli/serve.js'),
 };
 
 function help(): string {

@@ -16,6 +16,14 @@ if (!list.length) {
   console.error(`no compiled tests found for: ${wanted.join(' ')} (run npm run build:ts)`);
   process.exit(1);
 }
+// The renderer's component tests run under vitest (Svelte + jsdom), before the node suites.
+if (wanted.includes('unit')) {
+  const v = spawnSync(process.execPath, ['node_modules/vitest/vitest.mjs', 'run', '--config', 'renderer/vitest.config.ts'], { stdio: 'inherit' });
+  if (v.status !== 0) {
+    console.error('renderer component tests failed');
+    process.exit(v.status ?? 1);
+  }
+}
 // One file at a time: guest and device tests share loop devices, QEMU and CPU.
 const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...list], { stdio: 'inherit' });
 process.exit(r.status ?? 1);

@@ -323,7 +323,7 @@ export const BenchStartInput = z.strictObject({
   cache: CacheMode.default('none'),
   workloads: z.array(BenchWorkload).min(1).optional(),
   /** Bytes moved per (mode, workload) run. */
-  bytesPerRun: z.int().min(1 << 20).max(64 << 30).optional(),
+  bytesPerRun: z.int().min(1 << 20).max(64 * 2 ** 30).optional(),
 });
 export const BenchRow = z.object({
   mode: AioMode,

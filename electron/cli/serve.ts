@@ -1,0 +1,66 @@
+// `spindle serve [--port N] [--open]`: the app in a browser. Serves the built renderer and the
+// API over a WebSocket on 127.0.0.1 with a random token, backed by the same backend as the
+// Electron shell. Stops (draining every disk) on SIGINT/SIGTERM.
+import { parseArgs } from 'node:util';
+import { existsSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { Command } from '../cli.js';
+import { SpindleError, errnoOf } from '../errors.js';
+import { createBackend } from '../api/backend.js';
+import { startServer } from '../api/ws-server.js';
+import { ensureScratchDisk } from '../api/scratch.js';
+
+/** renderer/dist, from dist/electron/cli/serve.js. */
+export const RENDERER_DIST = fileURLToPath(new URL('../../../renderer/dist', import.meta.url));
+
+export function parsePort(v: string | undefined): number {
+  if (v === undefined) return 0;
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || !Number.isInteger(n) || n < 0 || n > 65535) {
+    throw new SpindleError('INVALID_ARGUMENT', `--port must be a whole number from 0 (any free port) to 65535, not '${v}'.`);
+  }
+  return n;
+}
+
+const command: Command = {
+  summary: 'Serve the app to a browser: the UI and its API on 127.0.0.1, with a random token in the URL',
+  usage: 'spindle serve [--port N] [--open]',
+  async run(argv) {
+    const { values } = parseArgs({ args: argv, options: { port: { type: 'string' }, open: { type: 'boolean', default: false } }, strict: true });
+    const port = parsePort(values.port);
+    if (!existsSync(`${RENDERER_DIST}/index.html`)) {
+      throw new SpindleError('NOT_FOUND', `The UI is not built (${RENDERER_DIST}/index.html is missing); run: npm run build:ui`);
+    }
+    const backend = createBackend();
+    let server;
+    try {
+      ensureScratchDisk(backend.manager.list().vms.length);
+      server = await startServer({ handler: backend.router, staticDir: RENDERER_DIST, port, vncSocketPath: (id) => backend.manager.vncSocketPath(id) });
+    } catch (err) {
+      await backend.close();
+      if (errnoOf(err) === 'EADDRINUSE') throw new SpindleError('CONFLICT', `Port ${port} on 127.0.0.1 is already in use; choose another with --port, or leave it out to pick a free one.`);
+      throw err;
+    }
+    console.log(`listening ${server.url}`);
+    if (values.open) {
+      const child = spawn('xdg-open', [server.url], { stdio: 'ignore', detached: true });
+      child.on('error', () => console.error('spindle serve: could not run xdg-open; open the URL above in a browser.'));
+      child.unref();
+    }
+    const running = server;
+    await new Promise<void>((done) => {
+      const stop = () => {
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+        console.error('spindle serve: stopping (shutting down VMs and draining disks)…');
+        void running.close().then(() => backend.close()).finally(done);
+      };
+      process.on('SIGINT', stop);
+      process.on('SIGTERM', stop);
+    });
+    return 0;
+  },
+};
+
+export default command;

@@ -1,0 +1,173 @@
+// The Electron shell, kept thin (DESIGN §10): one window on the built renderer served from the
+// app:// scheme, the API router wired to IPC, an application menu, a single-instance lock, and a
+// quit that asks before stopping running VMs and drains every disk first. Everything else runs
+// in plain Node and is tested there; this file cannot run on machines without Electron's binary.
+import { app, BrowserWindow, Menu, dialog, ipcMain, protocol, session, type WebContents } from 'electron';
+import { readFileSync } from 'node:fs';
+import { extname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createBackend, type Backend } from './api/backend.js';
+import { wireIpc } from './api/ipc.js';
+import { resolveStatic, CONTENT_SECURITY_POLICY } from './api/ws-server.js';
+import { ensureScratchDisk } from './api/scratch.js';
+
+const SCHEME = 'app';
+const ORIGIN = `${SCHEME}://spindle/`;
+const RENDERER_DIST = fileURLToPath(new URL('../../renderer/dist', import.meta.url));
+const PRELOAD = fileURLToPath(new URL('./preload.cjs', import.meta.url));
+const ICON = fileURLToPath(new URL('../../build/icons/512x512.png', import.meta.url));
+const MIME: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.map': 'application/json',
+  '.woff2': 'font/woff2',
+};
+
+let backend: Backend | null = null;
+let win: BrowserWindow | null = null;
+let quitting = false;
+
+// Must happen before 'ready': app:// behaves like a secure, standard origin ('self' in the CSP).
+protocol.registerSchemesAsPrivileged([{ scheme: SCHEME, privileges: { standard: true, secure: true, supportFetchAPI: true } }]);
+
+if (!app.requestSingleInstanceLock()) {
+  app.quit();
+} else {
+  app.on('second-instance', () => {
+    if (!win) return;
+    if (win.isMinimized()) win.restore();
+    win.focus();
+  });
+  void app.whenReady().then(start);
+}
+
+function serveRenderer(): void {
+  protocol.handle(SCHEME, (request) => {
+    const url = new URL(request.url);
+    const file = url.host === 'spindle' ? resolveStatic(RENDERER_DIST, url.pathname) : null;
+    if (!file) return new Response('Not found', { status: 404 });
+    return new Response(readFileSync(file), {
+      headers: { 'content-type': MIME[extname(file)] ?? 'application/octet-stream', 'content-security-policy': CONTENT_SECURITY_POLICY, 'x-content-type-options': 'nosniff' },
+    });
+  });
+}
+
+/** No navigation away from the app, no new windows, no webviews, no permissions. */
+function lockDown(contents: WebContents): void {
+  contents.on('will-navigate', (e, url) => {
+    if (!url.startsWith(ORIGIN)) e.preventDefault();
+  });
+  contents.on('will-redirect', (e, url) => {
+    if (!url.startsWith(ORIGIN)) e.preventDefault();
+  });
+  contents.on('will-attach-webview', (e) => e.preventDefault());
+  contents.setWindowOpenHandler(() => ({ action: 'deny' }));
+}
+
+function menu(): void {
+  Menu.setApplicationMenu(
+    Menu.buildFromTemplate([
+      { label: 'File', submenu: [{ role: 'quit' }] },
+      { role: 'editMenu' },
+      { label: 'View', submenu: [{ role: 'reload' }, { role: 'toggleDevTools' }, { type: 'separator' }, { role: 'resetZoom' }, { role: 'zoomIn' }, { role: 'zoomOut' }, { type: 'separator' }, { role: 'togglefullscreen' }] },
+      { role: 'windowMenu' },
+      { label: 'Help', submenu: [{ role: 'about' }] },
+    ]),
+  );
+}
+
+function createWindow(): void {
+  win = new BrowserWindow({
+    width: 1280,
+    height: 800,
+    minWidth: 960,
+    minHeight: 600,
+    title: 'Spindle',
+    icon: ICON,
+    show: false,
+    webPreferences: {
+      preload: PRELOAD,
+      contextIsolation: true,
+      sandbox: true,
+      nodeIntegration: false,
+      nodeIntegrationInWorker: false,
+      webSecurity: true,
+      allowRunningInsecureContent: false,
+      webviewTag: false,
+      navigateOnDragDrop: false,
+      spellcheck: false,
+    },
+  });
+  win.once('ready-to-show', () => win?.show());
+  win.on('closed', () => (win = null));
+  void win.loadURL(`${ORIGIN}index.html`);
+}
+
+async function start(): Promise<void> {
+  app.on('web-contents-created', (_e, contents) => lockDown(contents));
+  session.defaultSession.setPermissionRequestHandler((_wc, _perm, callback) => callback(false));
+  session.defaultSession.setPermissionCheckHandler(() => false);
+  serveRenderer();
+  menu();
+  try {
+    backend = createBackend();
+    ensureScratchDisk(backend.manager.list().vms.length);
+  } catch (err) {
+    dialog.showErrorBox('Spindle could not start', (err as Error).message);
+    app.exit(1);
+    return;
+  }
+  const b = backend;
+  wireIpc(ipcMain, {
+    handler: b.router,
+    trustedOrigin: ORIGIN,
+    vncSocketPath: (id) => b.manager.vncSocketPath(id),
+    async pickFile(sender, o) {
+      const owner = BrowserWindow.fromWebContents(sender);
+      if (!owner) return null;
+      if (o.mode === 'save') {
+        const r = await dialog.showSaveDialog(owner, { title: o.title, defaultPath: o.defaultPath, properties: ['createDirectory', 'showOverwriteConfirmation'] });
+        return r.canceled ? null : (r.filePath ?? null);
+      }
+      const r = await dialog.showOpenDialog(owner, { title: o.title, defaultPath: o.defaultPath, properties: ['openFile', 'showHiddenFiles'] });
+      return r.canceled ? null : (r.filePaths[0] ?? null);
+    },
+  });
+  createWindow();
+}
+
+app.on('window-all-closed', () => app.quit());
+
+// Quitting with running VMs asks first; then VMs are shut down and every disk drained before exit.
+app.on('before-quit', (e) => {
+  if (quitting || !backend) return;
+  e.preventDefault();
+  const b = backend;
+  const running = b.manager.list().vms.filter((v) => v.state !== 'stopped' && v.state !== 'crashed');
+  const confirm = running.length
+    ? dialog
+        .showMessageBox(win, {
+          type: 'question',
+          title: 'Quit Spindle?',
+          message: `${running.length === 1 ? `The VM '${running[0].config.name}' is` : `${running.length} VMs are`} running.`,
+          detail: 'Quitting shuts them down (ACPI, then forced off after a timeout) and drains their disks. Their guests lose anything not yet saved.',
+          buttons: ['Shut down and quit', 'Cancel'],
+          defaultId: 1,
+          cancelId: 1,
+          noLink: true,
+        })
+        .then((r) => r.response === 0)
+    : Promise.resolve(true);
+  void confirm.then(async (ok) => {
+    if (!ok) return;
+    quitting = true;
+    try {
+      await b.close();
+    } finally {
+      app.quit();
+    }
+  });
+});

@@ -1,0 +1,67 @@
+// The VM list, kept current by the `vms` topic; actions report failures as sentences per VM.
+import { api } from '../api.js';
+import { sentence } from './app.svelte.js';
+import type { ConfigProblem, VmInfo, MethodName } from '../../../../electron/api/contract.js';
+
+class VmsState {
+  list = $state<VmInfo[]>([]);
+  problems = $state<ConfigProblem[]>([]);
+  loaded = $state(false);
+  loadError = $state<string | null>(null);
+  /** VM id -> the action under way ('start', 'shutdown', …). */
+  busy = $state<Record<string, string>>({});
+  /** VM id -> the last action's failure. */
+  errors = $state<Record<string, string>>({});
+  private unsubscribe: (() => void) | null = null;
+
+  /** Loads the list and follows changes; safe to call again after a reconnect. */
+  async start(): Promise<void> {
+    if (!this.unsubscribe) {
+      this.unsubscribe = api.subscribe('vms', {}, (e) => {
+        if (e.type === 'changed') this.upsert(e.vm);
+        else this.list = this.list.filter((v) => v.config.id !== e.id);
+      });
+    }
+    try {
+      const r = await api.call('vm.list', {});
+      this.list = r.vms;
+      this.problems = r.problems;
+      this.loaded = true;
+      this.loadError = null;
+    } catch (err) {
+      this.loadError = sentence(err);
+    }
+  }
+
+  upsert(vm: VmInfo): void {
+    const i = this.list.findIndex((v) => v.config.id === vm.config.id);
+    if (i >= 0) this.list[i] = vm;
+    else this.list = [...this.list, vm].sort((a, b) => a.config.name.localeCompare(b.config.name));
+  }
+
+  get(id: string): VmInfo | undefined {
+    return this.list.find((v) => v.config.id === id);
+  }
+
+  /** Runs one lifecycle action; the VM's own error slot gets the sentence if it fails. */
+  async act(id: string, action: 'start' | 'shutdown' | 'forceOff' | 'pause' | 'resume' | 'reset' | 'delete'): Promise<boolean> {
+    this.busy[id] = action;
+    delete this.errors[id];
+    try {
+      const method = `vm.${action}` as MethodName;
+      const r = await api.call(method as 'vm.start', { id });
+      if (action === 'delete') this.list = this.list.filter((v) => v.config.id !== id);
+      else if (r && 'config' in r) this.upsert(r);
+      return true;
+    } catch (err) {
+      this.errors[id] = sentence(err);
+      return false;
+    } finally {
+      delete this.busy[id];
+    }
+  }
+}
+
+export const vms = new VmsState();
+
+export const isRunning = (vm: VmInfo) => vm.state === 'running' || vm.state === 'paused' || vm.state === 'starting' || vm.state === 'shutting-down';
