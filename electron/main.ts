@@ -9,7 +9,6 @@ import { fileURLToPath } from 'node:url';
 import { createBackend, type Backend } from './api/backend.js';
 import { wireIpc } from './api/ipc.js';
 import { resolveStatic, CONTENT_SECURITY_POLICY } from './api/ws-server.js';
-import { ensureScratchDisk } from './api/scratch.js';
 
 const SCHEME = 'app';
 const ORIGIN = `${SCHEME}://spindle/`;
@@ -114,7 +113,7 @@ async function start(): Promise<void> {
   menu();
   try {
     backend = createBackend();
-    ensureScratchDisk(backend.manager.list().vms.length);
+    backend.ensureScratchDisk();
   } catch (err) {
     dialog.showErrorBox('Spindle could not start', (err as Error).message);
     app.exit(1);

@@ -9,7 +9,6 @@ import type { Command } from '../cli.js';
 import { SpindleError, errnoOf } from '../errors.js';
 import { createBackend } from '../api/backend.js';
 import { startServer } from '../api/ws-server.js';
-import { ensureScratchDisk } from '../api/scratch.js';
 
 /** renderer/dist, from dist/electron/cli/serve.js. */
 export const RENDERER_DIST = fileURLToPath(new URL('../../../renderer/dist', import.meta.url));
@@ -35,7 +34,7 @@ const command: Command = {
     const backend = createBackend();
     let server;
     try {
-      ensureScratchDisk(backend.manager.list().vms.length);
+      backend.ensureScratchDisk();
       server = await startServer({ handler: backend.router, staticDir: RENDERER_DIST, port, vncSocketPath: (id) => backend.manager.vncSocketPath(id) });
     } catch (err) {
       await backend.close();
