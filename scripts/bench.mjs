@@ -1,0 +1,33 @@
+// `npm run bench`: every benchmark in one run, each against its peer measured in the same run
+// (engines vs fio; Spindle's vhost-user export vs qemu-storage-daemon; the nowait matrix).
+// Results (JSON + markdown) land in bench/results/. Benchmarks report; they never assert timings.
+// usage: npm run bench [-- --quick] [-- --only engines|vhost|nowait|compare]
+import { existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const onlyAt = args.indexOf('--only');
+const only = onlyAt >= 0 ? args[onlyAt + 1] : null;
+const benches = ['engines', 'vhost', 'nowait', 'compare'].filter((b) => !only || b === only);
+
+const build = spawnSync('npm', ['run', '--silent', 'build:ts'], { stdio: 'inherit' });
+if (build.status !== 0) process.exit(build.status ?? 1);
+
+let failed = 0;
+for (const name of benches) {
+  const script = `dist/tests/bench/${name}.js`;
+  if (!existsSync(script)) {
+    console.error(`bench: ${name}: ${script} not found`);
+    failed++;
+    continue;
+  }
+  console.log(`\n=== bench: ${name}${quick ? ' (quick)' : ''} ===`);
+  const r = spawnSync(process.execPath, [script, ...(quick ? ['--quick'] : [])], { stdio: 'inherit' });
+  if (r.status !== 0) {
+    console.error(`bench: ${name} exited with ${r.status ?? r.signal}`);
+    failed++;
+  }
+}
+console.log(`\nresults: bench/results/`);
+process.exit(failed ? 1 : 0);
