@@ -91,6 +91,8 @@ export interface VhostUserServerEvents {
   disconnected: [reason: string | null];
   /** A ring stopped because of bad input from the frontend or the guest. */
   broken: [queue: number, reason: string];
+  /** Every well-formed request as it is handled (control plane only: for traces and tests). */
+  request: [name: string];
 }
 
 export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
@@ -241,6 +243,7 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
       this.failConnection(s, shape);
       return;
     }
+    this.emit('request', name);
     try {
       const reply = await this.dispatch(s, msg);
       if (s.channel.isClosed) return;
