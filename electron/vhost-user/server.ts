@@ -265,7 +265,6 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
   }
 
   private failConnection(s: Session, reason: string): void {
-    this.log(`closing the connection: ${reason}`);
     s.channel.close(reason);
   }
 
@@ -328,6 +327,8 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
         for (const [what, a] of [['descriptor table', addr.descAddr], ['available ring', addr.availAddr], ['used ring', addr.usedAddr]] as const) {
           if (s.memory.frontendToGuest(a, 1) === null) throw new RingError(addr.index, `ring ${addr.index}: the ${what} address ${hex(a)} is not in the guest memory table`);
         }
+        // New addresses are a new setup of the ring: an earlier refusal no longer applies.
+        if (!ring.running) ring.broken = null;
         return;
       }
       case Request.SET_VRING_BASE: {
@@ -532,7 +533,8 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
 
   private endSession(s: Session, reason: string | null): void {
     if (this.session !== s) return;
-    this.log(reason ? `frontend disconnected: ${reason}` : 'frontend disconnected');
+    // A reason means this side ended it (bad input, shutdown); null means the frontend hung up.
+    this.log(reason ? `closing the connection: ${reason}` : 'frontend disconnected');
     this.acceptWatch?.stop();
     this.acceptWatch = null;
     this.teardown = (async () => {
