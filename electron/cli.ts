@@ -10,6 +10,8 @@ export interface Command {
 }
 
 const commands: Record<string, () => Promise<{ default: Command }>> = {
+  loadgen: () => import('./cli/loadgen.js'),
+  'bench-engines': () => import('./cli/bench-engines.js'),
 };
 
 function help(): string {
