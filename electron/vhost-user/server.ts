@@ -105,6 +105,8 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
   /** Set while a finished session is being torn down: no new connection is accepted meanwhile. */
   private teardown: Promise<void> | null = null;
   private closed = false;
+  /** While paused, kicks are noted but not passed to the device (pause/drain of the IOThread). */
+  private paused = false;
 
   private constructor(opts: VhostUserServerOptions, listenFd: number) {
     super();
@@ -489,7 +491,21 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
     this.kickDevice(s, i);
   }
 
+  /** Stops passing kicks to the device: no new requests are taken (in-flight ones go on). */
+  pause(): void {
+    this.paused = true;
+  }
+
+  /** Passes kicks again, and looks at every running ring for what arrived meanwhile. */
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    const s = this.session;
+    if (s) s.rings.forEach((r, i) => r.running && this.kickDevice(s, i));
+  }
+
   private kickDevice(s: Session, i: number): void {
+    if (this.paused) return;
     try {
       this.device.kick(i);
     } catch (err) {
