@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runLoadgen } from '../../electron/cli/loadgen.js';
-import { makeFile } from '../lib/loop.js';
+import { attachLoop, makeFile } from '../lib/loop.js';
 
 const bin = fileURLToPath(new URL('../../../bin/spindle.js', import.meta.url));
 
@@ -68,6 +68,30 @@ test('export: --aio native alone picks cache none (O_DIRECT), and nowait can be 
     assert.equal(await ex.exited, 0);
   } finally {
     if (ex.child.exitCode === null) ex.child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('export on a loop device defaults to native + none, and serves it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'spindle-export-'), { encoding: 'utf8' });
+  const loop = attachLoop(makeFile(join('/dev/shm', `spindle-export-${process.pid}.img`), 8 << 20, { written: true }));
+  const sock = join(dir, 's.sock');
+  const ex = startExport([loop.device, '--socket', sock, '--queues', '1']);
+  try {
+    await ex.ready;
+    assert.match(ex.err(), /\(block, 8388608 bytes\), aio native, cache none, nowait auto/);
+    const r = await runLoadgen({ socket: sock, rw: 'randwrite', bs: 4096, iodepth: 32, queues: 1, runtimeSec: 0.3, size: 2 << 20, verify: true, verifyOnly: false, rwmixread: 50, seed: 5 });
+    assert.equal(r.verify?.mismatches, 0);
+    ex.child.kill('SIGINT');
+    assert.equal(await ex.exited, 0);
+    assert.match(ex.out(), /^stats \{.*"write":\{"ops":512,/m);
+  } finally {
+    if (ex.child.exitCode === null) {
+      ex.child.kill('SIGKILL');
+      await ex.exited;
+    }
+    loop.detach();
+    rmSync(loop.backingFile, { force: true });
     rmSync(dir, { recursive: true, force: true });
   }
 });
