@@ -17,6 +17,32 @@ import { BlockBackend } from '../../electron/block/backend.js';
 import { makeFile } from '../lib/loop.js';
 
 function startQemu(dir: string, sock: string, extraDevice = '') {
+  const qemu = spawn('qemu-system-x86_64', [
+    '-S', '-machine', 'q35,accel=tcg', '-m', '256',
+    '-object', 'memory-backend-memfd,id=mem,size=256M,share=on', '-numa', 'node,memdev=mem',
+    '-chardev', `socket,id=d0,path=${sock},reconnect=1`, '-device', `vhost-user-blk-pci,chardev=d0${extraDevice}`,
+    '-qmp', `unix:${join(dir, 'qmp.sock')},server=on,wait=off`, '-display', 'none', '-nodefaults',
+  ], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  qemu.stderr.on('data', (d) => (stderr += d));
+  return { qemu, stderr: () => stderr };
+}
+
+const until = async (cond: () => boolean, what: string, ms = 30_000): Promise<void> => {
+  const end = Date.now() + ms;
+  while (!cond() && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+  assert.ok(cond(), `timed out waiting for ${what}`);
+};
+
+test('QEMU performs the vhost-user-blk handshake and GET_CONFIG, and reconnects to a restarted server', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'spindle-qemu-'));
+  const sock = join(dir, 'd0.sock');
+  const device = new RecordingDevice(1, 8192n);
+  let server = VhostUserServer.listen({ socketPath: sock, device });
+  const logs: string[] = [];
+  server.on('log', (l) => logs.push(l));
+  const requests: string[] = [];
+  server.on('request', (name) => requests.push(name));
   const { qemu, stderr: qemuStderr } = startQemu(dir, sock);
   try {
     await until(() => device.calls.some((c) => c.startsWith('readConfig')) || qemu.exitCode !== null, 'QEMU to read the config space');
