@@ -16,6 +16,7 @@ const commands: Record<string, () => Promise<{ default: Command }>> = {
   'bench-engines': () => import('./cli/bench-engines.js'),
   loadgen: () => import('./cli/loadgen.js'),
   serve: () => import('./cli/serve.js'),
+  export: () => import('./cli/export.js'),
 };
 
 function help(): string {

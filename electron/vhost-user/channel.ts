@@ -28,7 +28,6 @@ export class Channel {
   private readonly outgoing: Outgoing[] = [];
   private queuedBytes = 0;
   private closed = false;
-  private paused = false;
 
   constructor(readonly fd: number, private readonly handlers: ChannelHandlers) {
     this.reader = new MessageReader((buf, off, len) => posix.recvMsg(fd, buf, off, len));
@@ -42,20 +41,8 @@ export class Channel {
     return this.closed;
   }
 
-  /** Stops delivering messages until resume() (back-pressure while an async handler runs). */
-  pause(): void {
-    this.paused = true;
-  }
-
-  resume(): void {
-    if (!this.paused) return;
-    this.paused = false;
-    // Messages may already sit in the socket buffer; the poll will not fire again for them.
-    queueMicrotask(() => this.pump());
-  }
-
   private pump(): void {
-    while (!this.closed && !this.paused) {
+    while (!this.closed) {
       let msg;
       try {
         msg = this.reader.next();
