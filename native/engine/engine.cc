@@ -84,6 +84,7 @@ Engine::Engine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine>(info),
   int fl = fcntl(target_.fd, F_GETFL);
   if (fl < 0) throw ErrnoError(env, errno, "fcntl(F_GETFL)");
   target_.direct = (fl & O_DIRECT) != 0;
+  dsync_ = (fl & O_DSYNC) == O_DSYNC;
   if (kind_ == "native" && !target_.direct)
     throw EngineError(env, EINVAL, "aio 'native' needs a file opened with O_DIRECT (cache 'none' or 'directsync'): Linux AIO is only asynchronous with O_DIRECT");
   read_only_ = flag("readOnly") || (fl & O_ACCMODE) == O_RDONLY;
@@ -191,6 +192,8 @@ void Engine::Recycle(Req* r) {
   r->res = 0;
   r->nowait = r->via_pool = r->immediate = false;
   r->retries = 0;
+  r->barrier = false;
+  r->covered.clear();
   free_.push_back(r);
 }
 
@@ -336,7 +339,7 @@ void Engine::Finish(Req* r) {
     }
     if (res < 0) return Complete(r, res);
     r->done += uint64_t(res);
-    if (r->done >= r->length) return Complete(r, 0);
+    if (r->done >= r->length) return Written(r);
     if (res == 0) {
       if (r->op == kWrite) return Complete(r, -EIO);
       for (const iovec& v : r->iov) memset(v.iov_base, 0, v.iov_len);  // past end of file
@@ -350,7 +353,30 @@ void Engine::Finish(Req* r) {
     pool_->Push(r);
     return;
   }
+  if (res == 0 && r->op == kWriteZeroes) return Written(r);
   Complete(r, res);
+}
+
+// A write finished: it completes now, or once an fdatasync covers it (FUA, QEMU's emulation).
+void Engine::Written(Req* r) {
+  if ((r->flags & kFua) && !flush_noop_ && !dsync_) awaiting_flush_.push_back(r);
+  else Complete(r, 0);
+}
+
+// Called after each round of finishing requests, never from inside one, so that every write
+// finished in the round rides on the same barrier.
+void Engine::IssueBarrier() {
+  if (barrier_in_flight_ || awaiting_flush_.empty()) return;
+  Req* f = Alloc();
+  f->tag = 0;
+  f->op = kFlush;
+  f->flags = 0;
+  f->offset = f->length = 0;
+  f->start_ns = now_ns_;
+  f->barrier = true;
+  f->covered.swap(awaiting_flush_);  // the vectors trade capacity: no allocation once warm
+  barrier_in_flight_ = true;
+  Dispatch(f);
 }
 
 void Engine::Complete(Req* r, int64_t res) {
@@ -368,6 +394,13 @@ void Engine::Complete(Req* r, int64_t res) {
   else d[1] += double(r->length);
   uint64_t lat = now_ns_ > r->start_ns ? now_ns_ - r->start_ns : 0;
   counters_[c::kLatencyHist + dir * c::kBuckets + c::BucketOfNs(lat)] += 1;
+  if (r->barrier) {
+    // The writes it covers are durable (or fail with the flush's errno), and complete now.
+    barrier_in_flight_ = false;
+    for (Req* w : r->covered) Complete(w, res < 0 ? res : 0);
+    Recycle(r);
+    return;
+  }
   completed_.emplace_back(r->tag, static_cast<int32_t>(res));
   inflight_--;
   Recycle(r);
@@ -384,6 +417,10 @@ void Engine::OnReadable() {
     if (batch_.empty()) break;
     now_ns_ = MonoNs();
     for (Req* r : batch_) Finish(r);
+    FlushBackend();
+  }
+  if (!awaiting_flush_.empty()) {
+    IssueBarrier();
     FlushBackend();
   }
   counters_[c::kCpuLoopNs] += double(ClockNs(CLOCK_THREAD_CPUTIME_ID) - cpu0);
@@ -433,6 +470,7 @@ void Engine::DrainBlocking() {
     }
     now_ns_ = MonoNs();
     for (Req* r : batch_) Finish(r);
+    IssueBarrier();
     FlushBackend();
   }
   completed_.clear();
