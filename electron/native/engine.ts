@@ -110,6 +110,13 @@ interface NativeEngine {
   destroy(): void;
   readonly inFlight: number;
   readonly kind: AioMode;
+  readonly bounceStats: BounceStats;
+}
+
+/** Bounce buffers (O_DIRECT with misaligned memory): allocated vs taken from the engine's pool. */
+export interface BounceStats {
+  allocations: number;
+  reuses: number;
 }
 
 /**
@@ -140,6 +147,10 @@ export class AioEngine {
 
   get inFlight(): number {
     return this.closed ? 0 : this.native.inFlight;
+  }
+
+  get bounceStats(): BounceStats {
+    return this.native.bounceStats;
   }
 
   registerBuffer(id: number, memory: ArrayBuffer | SharedArrayBuffer | ArrayBufferView): void {

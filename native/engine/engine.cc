@@ -63,6 +63,7 @@ Napi::Function Engine::Define(Napi::Env env) {
     InstanceMethod<&Engine::Destroy>("destroy"),
     InstanceAccessor<&Engine::GetInFlight>("inFlight"),
     InstanceAccessor<&Engine::GetKind>("kind"),
+    InstanceAccessor<&Engine::GetBounceStats>("bounceStats"),
   });
 }
 
@@ -96,6 +97,7 @@ Engine::Engine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine>(info),
   int idle_ms = static_cast<int>(num("idleMs", 5000));
   if (queue_depth < 1 || queue_depth > 65536) throw Napi::RangeError::New(env, "Engine: queueDepth must be 1..65536");
   if (max_workers < 1 || max_workers > 1024) throw Napi::RangeError::New(env, "Engine: maxWorkers must be 1..1024");
+  bounce_ = std::make_unique<BouncePool>(std::max<size_t>(target_.alignment, 4096));
 
   Napi::Value cv = o.Get("counters");
   if (cv.IsTypedArray() && cv.As<Napi::TypedArray>().TypedArrayType() == napi_float64_array) {
@@ -269,8 +271,8 @@ Napi::Value Engine::Submit(const Napi::CallbackInfo& info) {
     if (target_.direct && r->op != kFlush && ((r->offset | r->length) & (target_.alignment - 1))) { Immediate(r, -EINVAL); continue; }
     if ((r->op == kRead || r->op == kWrite) &&
         ((target_.direct && Misaligned(r->user_iov, target_.alignment)) || r->user_iov.size() > IOV_MAX)) {
-      void* b = nullptr;
-      if (posix_memalign(&b, std::max<size_t>(target_.alignment, 4096), r->length) != 0) { Immediate(r, -ENOMEM); continue; }
+      void* b = bounce_->Get(r->length);
+      if (!b) { Immediate(r, -ENOMEM); continue; }
       r->bounce = b;
       if (r->op == kWrite) {
         uint8_t* d = static_cast<uint8_t*>(b);
@@ -385,7 +387,7 @@ void Engine::Complete(Req* r, int64_t res) {
       const uint8_t* s = static_cast<const uint8_t*>(r->bounce);
       for (const iovec& v : r->user_iov) { memcpy(v.iov_base, s, v.iov_len); s += v.iov_len; }
     }
-    free(r->bounce);
+    bounce_->Put(r->bounce, r->length);
   }
   int dir = r->op;
   double* d = counters_ + c::kDirBase + dir * 3;
@@ -547,6 +549,14 @@ Napi::Value Engine::Destroy(const Napi::CallbackInfo& info) {
 
 Napi::Value Engine::GetInFlight(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(inflight_)); }
 Napi::Value Engine::GetKind(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), kind_); }
+
+// How often a bounced request had to allocate memory, and how often it reused a pooled buffer.
+Napi::Value Engine::GetBounceStats(const Napi::CallbackInfo& info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("allocations", double(bounce_->allocations()));
+  o.Set("reuses", double(bounce_->reuses()));
+  return o;
+}
 
 void InitEngine(Napi::Env env, Napi::Object exports) {
   exports.Set("Engine", Engine::Define(env));

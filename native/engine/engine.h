@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 #include "backend.h"
+#include "bounce_pool.h"
 #include "counters.h"
 #include "request.h"
 #include "thread_pool.h"
@@ -38,6 +39,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
   Napi::Value Destroy(const Napi::CallbackInfo& info);
   Napi::Value GetInFlight(const Napi::CallbackInfo& info);
   Napi::Value GetKind(const Napi::CallbackInfo& info);
+  Napi::Value GetBounceStats(const Napi::CallbackInfo& info);
 
   Req* Alloc();
   void Recycle(Req* r);
@@ -64,6 +66,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
   uv_poll_t* poll_ = nullptr;
   uv_timer_t* timer_ = nullptr;
   std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<BouncePool> bounce_;
   std::unique_ptr<Backend> backend_;
   bool read_only_ = false, flush_noop_ = false, nowait_read_ = false, nowait_write_ = false;
   bool dsync_ = false;  // O_DSYNC fd: every write is durable already, FUA needs no barrier
