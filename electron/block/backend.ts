@@ -2,7 +2,6 @@
 // engine, implementing the batched contract the virtio layer uses (types.ts), plus a promise
 // API for tests and tools over the same batch path, and the live switch of aio/cache/nowait.
 import { EventEmitter } from 'node:events';
-import { readFileSync } from 'node:fs';
 import { SpindleError } from '../errors.js';
 import { AioEngine, REQUEST_FLAG_FUA, SubmissionQueue } from '../native/engine.js';
 import { CACHE_SEMANTICS, modeConflict, type AioMode, type CacheMode, type NowaitMode } from './modes.js';
@@ -84,7 +83,7 @@ export class BlockBackend extends EventEmitter implements BlockDevice {
     this.modes = modes;
     this.wce = CACHE_SEMANTICS[modes.cache].writeCache;
     this.updateFua();
-    this.supportsDiscard = disk.kind === 'file' || discardMaxBytes(path) > 0;
+    this.supportsDiscard = disk.supportsDiscard;
     this.counters = options.counters ?? new DiskCounters();
     this.engine = this.makeEngine(disk, modes);
   }
@@ -337,15 +336,6 @@ export class BlockBackend extends EventEmitter implements BlockDevice {
     if (!events.length) return;
     this.applyNowait();
     for (const e of events) this.emit('nowait', e);
-  }
-}
-
-function discardMaxBytes(path: string): number {
-  try {
-    const name = path.replace(/^\/dev\//, '');
-    return Number(readFileSync(`/sys/class/block/${name}/queue/discard_max_bytes`, 'utf8').trim()) || 0;
-  } catch {
-    return 0;
   }
 }
 

@@ -6,18 +6,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
+#include "clock.h"
 #include "spindle.h"
 
 namespace spindle {
 
 namespace c = counters;
-
-static uint64_t ClockNs(clockid_t id) {
-  timespec ts;
-  clock_gettime(id, &ts);
-  return uint64_t(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
-}
-static uint64_t MonoNs() { return ClockNs(CLOCK_MONOTONIC); }
 
 void SubmitStats::Record(uint64_t ns) {
   counters[c::kSubmitCalls] += 1;
@@ -226,7 +220,7 @@ Napi::Value Engine::Submit(const Napi::CallbackInfo& info) {
   const double* w = sq.Data();
   const size_t n = sq.ElementLength();
   const uint32_t count = info[1].As<Napi::Number>().Uint32Value();
-  uint64_t cpu0 = ClockNs(CLOCK_THREAD_CPUTIME_ID);
+  uint64_t cpu0 = ThreadCpuNs();
   uint64_t now = MonoNs();
   size_t p = 0;
   for (uint32_t i = 0; i < count; i++) {
@@ -287,7 +281,7 @@ Napi::Value Engine::Submit(const Napi::CallbackInfo& info) {
   counters_[c::kInFlight] = double(inflight_);
   FlushBackend();
   if (!ready_.empty()) Signal();
-  counters_[c::kCpuLoopNs] += double(ClockNs(CLOCK_THREAD_CPUTIME_ID) - cpu0);
+  counters_[c::kCpuLoopNs] += double(ThreadCpuNs() - cpu0);
   return env.Undefined();
 }
 
@@ -410,7 +404,7 @@ void Engine::Complete(Req* r, int64_t res) {
 
 void Engine::OnReadable() {
   if (destroyed_) return;
-  uint64_t cpu0 = ClockNs(CLOCK_THREAD_CPUTIME_ID);
+  uint64_t cpu0 = ThreadCpuNs();
   uint64_t v;
   while (read(efd_, &v, sizeof v) > 0) {}
   for (int round = 0; round < 64; round++) {
@@ -425,7 +419,7 @@ void Engine::OnReadable() {
     IssueBarrier();
     FlushBackend();
   }
-  counters_[c::kCpuLoopNs] += double(ClockNs(CLOCK_THREAD_CPUTIME_ID) - cpu0);
+  counters_[c::kCpuLoopNs] += double(ThreadCpuNs() - cpu0);
   if (!ready_.empty()) Signal();
   Deliver();
 }
