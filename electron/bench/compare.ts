@@ -71,6 +71,18 @@ function cpuNs(threads: DiskThreadCpu, s: CountersSnapshot): number {
   return s.cpu.poolNs + (threads.known ? threads.sampleNs() : s.cpu.loopNs);
 }
 
+/** Refuses combinations no disk server would run, before anything is written. */
+export function checkVariants(variants: readonly BenchVariant[], cache: CacheMode): void {
+  for (const v of variants) {
+    if (v.aio === 'native' && cache !== 'none' && cache !== 'directsync') {
+      throw new SpindleError('UNSUPPORTED_MODE', `aio 'native' needs cache 'none' or 'directsync' (O_DIRECT), not '${cache}': choose one of those or leave native out.`);
+    }
+    if (v.nowait && v.aio !== 'native') {
+      throw new SpindleError('INVALID_ARGUMENT', `nowait is a variant of aio 'native' only, not of '${v.aio}'.`);
+    }
+  }
+}
+
 /** Runs the matrix; resolves with one row per (variant, workload), in order. Rejects on cancel
  *  (after stopping the disk server) or when the target cannot be served. */
 export async function runComparison(opts: CompareOptions): Promise<BenchRow[]> {
@@ -80,14 +92,7 @@ export async function runComparison(opts: CompareOptions): Promise<BenchRow[]> {
   const bytesPerRun = opts.bytesPerRun ?? DEFAULT_BYTES_PER_RUN;
   const iodepth = opts.iodepth ?? 1;
   const maxSeconds = opts.maxSecondsPerRun ?? DEFAULT_MAX_SECONDS_PER_RUN;
-  for (const v of variants) {
-    if (v.aio === 'native' && cache !== 'none' && cache !== 'directsync') {
-      throw new SpindleError('INVALID_ARGUMENT', `aio 'native' needs cache 'none' or 'directsync' (O_DIRECT), not '${cache}': choose one of those or leave native out.`);
-    }
-    if (v.nowait && v.aio !== 'native') {
-      throw new SpindleError('INVALID_ARGUMENT', `nowait is a variant of aio 'native' only, not of '${v.aio}'.`);
-    }
-  }
+  checkVariants(variants, cache);
   const total = variants.length * workloads.length;
   const rows: BenchRow[] = [];
   const sockDir = mkdtempSync(join(tmpdir(), 'spindle-bench-'));
