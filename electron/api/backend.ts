@@ -70,6 +70,7 @@ export function createBackend(opts: BackendOptions = {}): Backend {
   const manager = new VmManager({ ...opts, env, store: new VmStore(vmConfigDir(env)), diskHostFactory: opts.diskHostFactory ?? qsdDiskHostFactory });
   const sampler = new StatsSampler(manager);
   sampler.start();
+  const bench = createBenchLayer(manager, env);
   const router = createRouter({
     manager,
     sampler,
@@ -77,7 +78,7 @@ export function createBackend(opts: BackendOptions = {}): Backend {
     hostDevices: hostDevicesLayer,
     advisor: advisorLayer,
     scratch: (create) => (create ? createScratchDisk(env) : scratchInfo(env)),
-    bench: createBenchLayer(manager, env),
+    bench,
     ...opts.extra,
   });
   return {
@@ -87,6 +88,7 @@ export function createBackend(opts: BackendOptions = {}): Backend {
     ensureScratchDisk: () => ensureScratchDisk(manager.list().vms.length, env),
     async close() {
       sampler.stop();
+      await bench.cancelAll();
       await manager.stopAll();
     },
   };

@@ -44,7 +44,12 @@ function runningUser(manager: VmManager, path: string): string | null {
   return null;
 }
 
-export function createBenchLayer(manager: VmManager, env: NodeJS.ProcessEnv = process.env): NonNullable<RouterBackend['bench']> {
+export type BenchLayer = NonNullable<RouterBackend['bench']> & {
+  /** Cancels the comparison in progress, if any, and waits until its disk server stopped (backend close). */
+  cancelAll(): Promise<void>;
+};
+
+export function createBenchLayer(manager: VmManager, env: NodeJS.ProcessEnv = process.env): BenchLayer {
   const runs = new Map<string, BenchRun>();
   let active: BenchRun | null = null;
 
@@ -159,6 +164,13 @@ export function createBenchLayer(manager: VmManager, env: NodeJS.ProcessEnv = pr
       const run = runs.get(benchId);
       if (!run) throw new SpindleError('NOT_FOUND', `There is no comparison ${benchId.slice(0, 60)}.`);
       return structuredClone(run.result);
+    },
+
+    async cancelAll() {
+      const run = active;
+      if (!run) return;
+      run.abort.abort();
+      await run.finished;
     },
 
     onProgress(benchId, listener) {

@@ -153,3 +153,15 @@ test("a running VM's disk is refused with the reason; once stopped it is measure
     await s.cleanup();
   }
 });
+
+test('closing the backend cancels a comparison in progress and stops its disk server', async () => {
+  const s = setup();
+  const { benchId } = (await s.router.call('bench.start', { target: { kind: 'scratch' }, bytesPerRun: 1 << 30 })) as { benchId: string };
+  await new Promise<void>((resolve) => {
+    const off = s.router.subscribe('bench.progress', { benchId }, (e) => { if ((e as Progress).step) { off(); resolve(); } });
+  });
+  await s.cleanup(); // resolves only once the run has ended
+  const result = (await s.router.call('bench.result', { benchId })) as BenchResult;
+  assert.equal(result.state, 'cancelled');
+  assert.ok(result.rows.length < 32);
+});
