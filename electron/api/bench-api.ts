@@ -46,12 +46,15 @@ function runningUser(manager: VmManager, path: string): string | null {
 
 export type BenchLayer = NonNullable<RouterBackend['bench']> & {
   /** Cancels the comparison in progress, if any, and waits until its disk server stopped (backend close). */
-  cancelAll(): Promise<void>;
+  cancelAll(): Promise<void>;  /** Why `path` must not be given to a VM now (a comparison is writing to it), or null. For the VM
+   *  manager's start/attach checks: without it a VM could start on a disk being measured. */
+  busyReason(path: string): string | null;
 };
 
 export function createBenchLayer(manager: VmManager, env: NodeJS.ProcessEnv = process.env): BenchLayer {
   const runs = new Map<string, BenchRun>();
   let active: BenchRun | null = null;
+  let activePath: string | null = null;
 
   function resolveTarget(input: ParsedParams<'bench.start'>): { path: string; scratch: boolean; vmDisk: boolean } {
     const t = input.target;
@@ -117,6 +120,7 @@ export function createBenchLayer(manager: VmManager, env: NodeJS.ProcessEnv = pr
       };
       const backup = preserve ? await RegionBackup.save(target.path, Math.max(...workloads.map((w) => regionBytes(w.recordBytes, bytesPerRun, Number.MAX_SAFE_INTEGER))), dataDir(env)) : null;
       active = run;
+      activePath = target.path;
       runs.set(id, run);
       for (const old of [...runs.keys()].slice(0, Math.max(0, runs.size - KEEP_RESULTS))) runs.delete(old);
       run.finished = (async () => {
@@ -145,6 +149,7 @@ export function createBenchLayer(manager: VmManager, env: NodeJS.ProcessEnv = pr
             run.result.error = `${run.result.error ? `${run.result.error} ` : ''}${(err as Error).message}`;
           }
           active = null;
+          activePath = null;
           const { row: _row, current: _current, ...rest } = run.progress;
           run.progress = rest as Progress;
           emit(run, { step: run.result.state === 'done' ? 'done' : run.result.state, ...(run.result.error ? { error: run.result.error } : {}) });
@@ -164,6 +169,10 @@ export function createBenchLayer(manager: VmManager, env: NodeJS.ProcessEnv = pr
       const run = runs.get(benchId);
       if (!run) throw new SpindleError('NOT_FOUND', `There is no comparison ${benchId.slice(0, 60)}.`);
       return structuredClone(run.result);
+    },
+
+    busyReason(path) {
+      return activePath === path ? `${path} is being measured by the aio comparison: wait for it to finish or cancel it first.` : null;
     },
 
     async cancelAll() {

@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync, truncateSync, readFileSync, readdirSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createBackend } from '../../electron/api/backend.js';
+import { createBenchLayer } from '../../electron/api/bench-api.js';
 import { SpindleError } from '../../electron/errors.js';
 import type { Result, TopicEvent, VmInfo } from '../../electron/api/contract.js';
 
@@ -16,7 +17,7 @@ function setup() {
   const dir = mkdtempSync(join('/var/tmp', 'spindle-bench-api-'));
   const env = { ...process.env, XDG_CONFIG_HOME: join(dir, 'cfg'), XDG_DATA_HOME: join(dir, 'data'), XDG_RUNTIME_DIR: join(dir, 'run') };
   const backend = createBackend({ env });
-  return { dir, env, router: backend.router, cleanup: async () => { await backend.close(); rmSync(dir, { recursive: true, force: true }); } };
+  return { dir, env, backend, router: backend.router, cleanup: async () => { await backend.close(); rmSync(dir, { recursive: true, force: true }); } };
 }
 
 const rejectsWith = (p: Promise<unknown>, code: string, re?: RegExp) =>
@@ -164,4 +165,21 @@ test('closing the backend cancels a comparison in progress and stops its disk se
   const result = (await s.router.call('bench.result', { benchId })) as BenchResult;
   assert.equal(result.state, 'cancelled');
   assert.ok(result.rows.length < 32);
+});
+
+test('busyReason names the path a comparison is writing to, and nothing else, until it ends', async () => {
+  const s = setup();
+  const layer = createBenchLayer(s.backend.manager, s.env);
+  try {
+    const img = image(s.dir, 'measured.img', 64 << 20);
+    const id = await layer.start({ target: { kind: 'path', path: img }, modes: ['threads'], cache: 'none', bytesPerRun: 1 << 30 });
+    assert.match(layer.busyReason(img) ?? '', /being measured by the aio comparison/);
+    assert.equal(layer.busyReason(join(s.dir, 'other.img')), null);
+    await layer.cancel(id);
+    assert.equal(layer.busyReason(img), null);
+    assert.equal((await layer.result(id)).state, 'cancelled');
+  } finally {
+    await layer.cancelAll();
+    await s.cleanup();
+  }
 });
