@@ -75,7 +75,8 @@ async function measure(path: string, freshSparse: boolean): Promise<Cell[]> {
 function markdownTable(cells: Cell[]): string {
   const variants = [...new Set(cells.map((c) => c.variant))];
   const cols = POST_WORKLOADS.map((w) => `${w.op} ${recordLabel(w.recordBytes)} ${w.recordBytes >= 1 << 20 ? 'MB/s' : 'KB/s'}`);
-  const lines = [`| mode | ${cols.join(' | ')} | CPU s | nowait fallbacks |`, `|---|${cols.map(() => '---:').join('|')}|---:|---:|`];
+  const lines = [`| mode | ${cols.join(' | ')} | CPU s | nowait fallbacks | ÷ bare metal (geomean) |`, `|---|${cols.map(() => '---:').join('|')}|---:|---:|---:|`];
+  const bare = cells.filter((c) => c.variant === variants[0]);
   for (const v of variants) {
     const mine = cells.filter((c) => c.variant === v);
     const vals = POST_WORKLOADS.map((w) => {
@@ -85,7 +86,10 @@ function markdownTable(cells: Cell[]): string {
     });
     const cpu = mine.reduce((a, c) => a + c.cpuSec, 0);
     const fb = v === 'native+nowait' ? String(mine.reduce((a, c) => a + (c.nowaitFallbacks ?? 0), 0)) : '—';
-    lines.push(`| ${v} | ${vals.join(' | ')} | ${cpu.toFixed(2)} | ${fb} |`);
+    // Throughput relative to fio on the same file in the same run, one number per mode.
+    const ratios = mine.map((c) => c.mbps / (bare.find((b) => b.op === c.op && b.recordBytes === c.recordBytes)?.mbps ?? NaN)).filter((r) => r > 0 && Number.isFinite(r));
+    const geo = ratios.length ? Math.exp(ratios.reduce((a, r) => a + Math.log(r), 0) / ratios.length) : NaN;
+    lines.push(`| ${v} | ${vals.join(' | ')} | ${cpu.toFixed(2)} | ${fb} | ${Number.isNaN(geo) ? '—' : geo.toFixed(2)} |`);
   }
   return lines.join('\n');
 }
