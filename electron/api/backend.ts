@@ -7,7 +7,7 @@ import type { AppInfo } from './contract.js';
 import { createRouter, type ApiRouter, type RouterBackend } from './router.js';
 import { VmManager, type VmManagerOptions } from '../vm/manager.js';
 import { VmStore } from '../vm/store.js';
-import { configDir, vmConfigDir } from '../vm/paths.js';
+import { configDir, dataDir, vmConfigDir } from '../vm/paths.js';
 import { findOvmf, findQemu, resolveAccelerator, chooseAccelerator } from '../vm/launcher.js';
 import { StatsSampler } from '../stats/sampler.js';
 import { qsdDiskHostFactory } from '../vm/qsd-disk-host.js';
@@ -15,6 +15,7 @@ import type { DiskHostFactory } from '../vm/disk-host.js';
 import { SpindleError } from '../errors.js';
 import { advisorLayer, hostDevicesLayer } from './advisor-api.js';
 import { createScratchDisk, ensureScratchDisk, scratchInfo } from '../vm/scratch.js';
+import { createBenchLayer } from './bench-api.js';
 
 export interface Backend {
   router: ApiRouter;
@@ -58,6 +59,7 @@ export async function appInfo(env: NodeJS.ProcessEnv = process.env, qemuBinary?:
     qemu,
     uefiAvailable: findOvmf() !== null,
     configDir: configDir(env),
+    dataDir: dataDir(env),
   };
 }
 
@@ -68,6 +70,7 @@ export function createBackend(opts: BackendOptions = {}): Backend {
   const manager = new VmManager({ ...opts, env, store: new VmStore(vmConfigDir(env)), diskHostFactory: opts.diskHostFactory ?? qsdDiskHostFactory });
   const sampler = new StatsSampler(manager);
   sampler.start();
+  const bench = createBenchLayer(manager, env);
   const router = createRouter({
     manager,
     sampler,
@@ -75,6 +78,7 @@ export function createBackend(opts: BackendOptions = {}): Backend {
     hostDevices: hostDevicesLayer,
     advisor: advisorLayer,
     scratch: (create) => (create ? createScratchDisk(env) : scratchInfo(env)),
+    bench,
     ...opts.extra,
   });
   return {
@@ -84,6 +88,7 @@ export function createBackend(opts: BackendOptions = {}): Backend {
     ensureScratchDisk: () => ensureScratchDisk(manager.list().vms.length, env),
     async close() {
       sampler.stop();
+      await bench.cancelAll();
       await manager.stopAll();
     },
   };

@@ -288,6 +288,10 @@ export const DiskSample = z.object({
   /** Backend CPU over the interval, in percent of one core, and cumulative seconds. */
   backendCpuPct: z.number(),
   backendCpuSec: z.number(),
+  /** Requests that bounced under RWF_NOWAIT and went through the thread pool, per second (absent: not reported). */
+  nowaitFallbacksPerSec: z.number().optional(),
+  /** Longest time inside one io_submit/io_uring_submit over the interval, microseconds (absent: not reported). */
+  submitStallMaxUs: z.number().optional(),
 });
 export type DiskSample = z.infer<typeof DiskSample>;
 
@@ -317,13 +321,22 @@ export const BenchTarget = z.discriminatedUnion('kind', [
   /** A disk of a stopped VM (refused while the VM runs). */
   z.strictObject({ kind: z.literal('vmDisk'), vmId: VmId, diskId: DiskId }),
 ]);
+/** One row of the comparison: an aio mode, and for `native` whether requests go with RWF_NOWAIT
+ *  (a bounced one is re-issued through the thread pool). */
+export const BenchVariant = z.strictObject({ aio: AioMode, nowait: z.boolean().default(false) });
+export type BenchVariant = z.infer<typeof BenchVariant>;
 export const BenchStartInput = z.strictObject({
   target: BenchTarget,
+  /** Plain modes (no nowait); ignored when `variants` is given. */
   modes: z.array(AioMode).min(1).default(['threads', 'native', 'io_uring']),
+  /** The rows to measure; default: threads, native, native+nowait, io_uring. */
+  variants: z.array(BenchVariant).min(1).max(8).optional(),
   cache: CacheMode.default('none'),
   workloads: z.array(BenchWorkload).min(1).optional(),
-  /** Bytes moved per (mode, workload) run. */
+  /** Bytes moved per (mode, workload) run (default 64 MiB; at least one record). */
   bytesPerRun: z.int().min(1 << 20).max(64 * 2 ** 30).optional(),
+  /** Requests in flight per run (default 1: iozone and dd keep one request in flight). */
+  iodepth: z.int().min(1).max(64).optional(),
 });
 export const BenchRow = z.object({
   mode: AioMode,
@@ -333,6 +346,17 @@ export const BenchRow = z.object({
   iops: z.number(),
   /** Backend CPU seconds spent on this run. */
   cpuSec: z.number(),
+  /** native with RWF_NOWAIT (its own row in the table). */
+  nowait: z.boolean().optional(),
+  /** KiB/s (1024 bytes), iozone's unit for the record-size columns. */
+  kbps: z.number().optional(),
+  bytes: z.number().optional(),
+  seconds: z.number().optional(),
+  /** Requests that bounced under nowait and went through the thread pool. */
+  nowaitFallbacks: z.number().optional(),
+  /** Longest single io_submit during the run, microseconds. */
+  submitStallMaxUs: z.number().optional(),
+  errors: z.number().optional(),
 });
 export type BenchRow = z.infer<typeof BenchRow>;
 export const BenchState = z.enum(['running', 'done', 'cancelled', 'failed']);
@@ -341,6 +365,18 @@ export const BenchResult = z.object({
   state: BenchState,
   rows: z.array(BenchRow),
   error: z.string().optional(),
+  /** How it was measured, for the UI to state (cache, O_DIRECT, requests in flight, bytes per run, target). */
+  settings: z.object({
+    path: z.string(),
+    cache: CacheMode,
+    directIo: z.boolean(),
+    iodepth: z.number(),
+    bytesPerRun: z.number(),
+    /** The target's region was made sparse again (holes punched) before every write run, so every variant writes to a fresh sparse file. */
+    freshSparseWrites: z.boolean(),
+    /** The region was saved before and written back after (a VM's disk). */
+    preserved: z.boolean(),
+  }).optional(),
 });
 export type BenchResult = z.infer<typeof BenchResult>;
 export const BenchProgress = z.object({
@@ -348,7 +384,12 @@ export const BenchProgress = z.object({
   state: BenchState,
   done: z.number(),
   total: z.number(),
-  current: z.object({ mode: AioMode, op: z.enum(['read', 'write']), recordBytes: z.number() }).optional(),
+  current: z.object({ mode: AioMode, op: z.enum(['read', 'write']), recordBytes: z.number(), nowait: z.boolean().optional() }).optional(),
+  /** done / total, including the run in progress' share (0..1). */
+  fraction: z.number().optional(),
+  /** The step in words ("native+nowait: write 64k"). */
+  step: z.string().optional(),
+  error: z.string().optional(),
   /** The row just finished, if any. */
   row: BenchRow.optional(),
 });
@@ -363,6 +404,8 @@ export const AppInfo = z.object({
   qemu: z.object({ found: z.boolean(), path: z.string().optional(), version: z.string().optional(), message: z.string().optional() }),
   uefiAvailable: z.boolean(),
   configDir: z.string(),
+  /** Where images Spindle makes (the scratch disk) live. */
+  dataDir: z.string().optional(),
 });
 export type AppInfo = z.infer<typeof AppInfo>;
 
@@ -419,9 +462,11 @@ export const methods = {
   /** Ticks kept in memory (10 minutes), optionally only those after sinceMs. */
   'stats.history': method(z.strictObject({ sinceMs: z.number().optional() }), z.object({ ticks: z.array(StatsTick) })), // [implemented]
 
-  'bench.start': method(BenchStartInput, z.object({ benchId: z.string() })), // [pending]
-  'bench.cancel': method(z.strictObject({ benchId: z.string() }), Ok), // [pending]
-  'bench.result': method(z.strictObject({ benchId: z.string() }), BenchResult), // [pending]
+  /** Refused for a disk of a running VM (with the reason) and while another comparison runs. */
+  'bench.start': method(BenchStartInput, z.object({ benchId: z.string() })), // [implemented]
+  /** Stops the run in progress promptly (the disk server is stopped, the target's region restored). */
+  'bench.cancel': method(z.strictObject({ benchId: z.string() }), Ok), // [implemented]
+  'bench.result': method(z.strictObject({ benchId: z.string() }), BenchResult), // [implemented]
 
   /** Bytes typed into the serial console (base64, at most 64 KiB decoded). */
   'console.serialInput': method(z.strictObject({ vmId: VmId, dataBase64: z.base64().max(87_384) }), Ok), // [implemented]
@@ -464,7 +509,7 @@ export const topics = {
   stats: { params: Empty, event: StatsTick },
   /** Serial output of one VM, base64. [implemented] */
   'console.serial': { params: VmRef, event: z.object({ vmId: VmId, dataBase64: z.string() }) },
-  /** Progress of one benchmark. [pending] */
+  /** Progress of one benchmark. [implemented] */
   'bench.progress': { params: z.strictObject({ benchId: z.string() }), event: BenchProgress },
 } as const;
 

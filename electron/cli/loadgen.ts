@@ -42,6 +42,10 @@ export interface LoadgenOptions {
   verifyOnly: boolean;
   rwmixread: number;
   seed: number;
+  /** Sequential modes: stop after this many passes over the region (a fixed number of bytes, like dd count=); runtimeSec still caps it. */
+  passes?: number;
+  /** Stops issuing new requests; the run ends once those in flight complete (the result covers what was done). */
+  signal?: AbortSignal;
 }
 
 export interface LoadgenResult {
@@ -170,6 +174,8 @@ class QueueDriver {
   /** Position in this queue's stripe during a pass, and the stride that orders it. */
   private cursor = 0;
   private stride = 1;
+  /** Sequential passes completed over this queue's stripe (for LoadgenOptions.passes). */
+  passesDone = 0;
   private readonly onUsedBound: (head: number, len: number) => void;
 
   constructor(private readonly lg: LoadGenerator, readonly index: number, mem: SharedGuestMemory, ringAt: number,
@@ -317,11 +323,12 @@ class LoadGenerator {
 
   nextBlock(q: QueueDriver): number {
     if (this.phase !== Phase.Run) return q.nextInPass();
-    if (performance.now() >= this.deadline) return -1;
+    if (performance.now() >= this.deadline || this.opts.signal?.aborted) return -1;
     const rw = this.opts.rw;
     if (rw === 'read' || rw === 'write') {
       const b = q.nextInPass();
       if (b >= 0) return b;
+      if (this.opts.passes !== undefined && ++q.passesDone >= this.opts.passes) return -1;
       q.startPass(false);
       return q.nextInPass();
     }

@@ -132,7 +132,9 @@ test('subscriptions: unknown topics and bad params throw; pending layers answer 
     off();
     await s.router.call('vm.create', { name: 'ev2' });
     assert.equal(events.length, 1);
-    await rejectsWith(s.router.call('bench.start', { target: { kind: 'scratch' } }), 'INTERNAL', /not available/);
+    // bench.* is implemented now (tests/native/bench-compare.test.ts runs it); an unknown run is a sentence.
+    assert.throws(() => s.router.subscribe('bench.progress', { benchId: 'ghost' }, () => {}), (e: SpindleError) => e.code === 'NOT_FOUND');
+    await rejectsWith(s.router.call('bench.result', { benchId: 'ghost' }), 'NOT_FOUND', /no comparison/);
   } finally {
     await s.cleanup();
   }

@@ -19,6 +19,13 @@ describe('aio comparison table', () => {
   });
 
   it('exports every row as CSV', () => {
-    expect(toCsv([row('threads', 'write', 16384, 1.5)])).toBe('mode,op,record_bytes,mb_per_s,iops,backend_cpu_s\nthreads,write,16384,1.5,15,1\n');
+    expect(toCsv([row('threads', 'write', 16384, 1.5, { kbps: 1465 })])).toBe('mode,op,record_bytes,mb_per_s,kib_per_s,iops,backend_cpu_s,nowait_fallbacks\nthreads,write,16384,1.5,1465,15,1,\n');
+  });
+
+  it("shows the post's units: KB/s for record sizes, MB/s for 20M transfers", () => {
+    const t = buildTable([row('native', 'write', 16384, 2.048, { kbps: 2000 }), row('native', 'read', 20 << 20, 116)]);
+    expect(t.columns.map((c) => c.unit)).toEqual(['KB/s', 'MB/s']);
+    expect(t.post.native['write 16k']).toBe(2000);
+    expect(t.post.native['read 20M']).toBe(116);
   });
 });

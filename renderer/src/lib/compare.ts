@@ -6,8 +6,19 @@ import { recordSize } from './format.js';
 export const RECORDS = [16 << 10, 64 << 10, 256 << 10, 20 << 20] as const;
 export const WORKLOADS = RECORDS.flatMap((recordBytes) => (['write', 'read'] as const).map((op) => ({ op, recordBytes })));
 
-/** A row may carry `nowait` once the backend runs native+nowait as its own variant (issue 8 §8). */
-export type Row = BenchRow & { nowait?: boolean };
+/** native+nowait is its own variant (issue 8 §8): `nowait` tells it apart from plain native. */
+export type Row = BenchRow;
+
+/** The variants the panel offers, in the table's order. */
+export const VARIANTS = [
+  { key: 'threads', aio: 'threads', nowait: false },
+  { key: 'native', aio: 'native', nowait: false },
+  { key: 'native+nowait', aio: 'native', nowait: true },
+  { key: 'io_uring', aio: 'io_uring', nowait: false },
+] as const;
+
+/** Like the post: iozone's record-size columns in KB/s (1024 bytes), dd's 20M transfers in MB/s. */
+export const unitOf = (recordBytes: number): 'KB/s' | 'MB/s' => (recordBytes >= 1 << 20 ? 'MB/s' : 'KB/s');
 
 export const variantOf = (r: Row) => (r.mode === 'native' && r.nowait ? 'native+nowait' : r.mode);
 const VARIANT_ORDER = ['threads', 'native', 'native+nowait', 'io_uring'];
@@ -16,6 +27,7 @@ export interface Column {
   op: 'read' | 'write';
   recordBytes: number;
   label: string;
+  unit: 'KB/s' | 'MB/s';
 }
 
 export interface Table {
@@ -23,6 +35,10 @@ export interface Table {
   columns: Column[];
   /** variant -> column label -> MB/s */
   mbps: Record<string, Record<string, number>>;
+  /** variant -> column label -> the post's unit for that column (KB/s for records, MB/s for 20M) */
+  post: Record<string, Record<string, number>>;
+  /** variant -> requests that bounced under nowait and went through the thread pool */
+  fallbacks: Record<string, number>;
   /** variant -> backend CPU seconds over all its runs */
   cpuSec: Record<string, number>;
 }
@@ -34,27 +50,32 @@ export function columnLabel(op: string, recordBytes: number): string {
 export function buildTable(rows: Row[]): Table {
   const variants = [...new Set(rows.map(variantOf))].sort((a, b) => VARIANT_ORDER.indexOf(a) - VARIANT_ORDER.indexOf(b));
   const seen = new Map<string, Column>();
-  for (const w of WORKLOADS) seen.set(columnLabel(w.op, w.recordBytes), { ...w, label: columnLabel(w.op, w.recordBytes) });
+  for (const w of WORKLOADS) seen.set(columnLabel(w.op, w.recordBytes), { ...w, label: columnLabel(w.op, w.recordBytes), unit: unitOf(w.recordBytes) });
   for (const r of rows) {
     const label = columnLabel(r.op, r.recordBytes);
-    if (!seen.has(label)) seen.set(label, { op: r.op, recordBytes: r.recordBytes, label });
+    if (!seen.has(label)) seen.set(label, { op: r.op, recordBytes: r.recordBytes, label, unit: unitOf(r.recordBytes) });
   }
   const present = new Set(rows.map((r) => columnLabel(r.op, r.recordBytes)));
   const columns = [...seen.values()].filter((c) => present.has(c.label));
   const mbps: Table['mbps'] = {};
   const cpuSec: Table['cpuSec'] = {};
+  const post: Table['post'] = {};
+  const fallbacks: Table['fallbacks'] = {};
   for (const r of rows) {
     const v = variantOf(r);
-    (mbps[v] ??= {})[columnLabel(r.op, r.recordBytes)] = r.mbps;
+    const label = columnLabel(r.op, r.recordBytes);
+    (mbps[v] ??= {})[label] = r.mbps;
+    (post[v] ??= {})[label] = unitOf(r.recordBytes) === 'MB/s' ? r.mbps : (r.kbps ?? (r.mbps * 1e6) / 1024);
     cpuSec[v] = (cpuSec[v] ?? 0) + r.cpuSec;
+    fallbacks[v] = (fallbacks[v] ?? 0) + (r.nowaitFallbacks ?? 0);
   }
-  return { variants, columns, mbps, cpuSec };
+  return { variants, columns, mbps, post, cpuSec, fallbacks };
 }
 
 const csvField = (v: string | number) => (typeof v === 'number' ? String(v) : /[",\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v);
 
 export function toCsv(rows: Row[]): string {
-  const head = ['mode', 'op', 'record_bytes', 'mb_per_s', 'iops', 'backend_cpu_s'];
-  const body = rows.map((r) => [variantOf(r), r.op, r.recordBytes, r.mbps, r.iops, r.cpuSec].map(csvField).join(','));
+  const head = ['mode', 'op', 'record_bytes', 'mb_per_s', 'kib_per_s', 'iops', 'backend_cpu_s', 'nowait_fallbacks'];
+  const body = rows.map((r) => [variantOf(r), r.op, r.recordBytes, r.mbps, r.kbps ?? '', r.iops, r.cpuSec, r.nowaitFallbacks ?? ''].map(csvField).join(','));
   return [head.join(','), ...body].join('\n') + '\n';
 }

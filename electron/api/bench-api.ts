@@ -1,0 +1,197 @@
+// The API's aio comparison (bench.start / bench.cancel / bench.result and the bench.progress
+// topic): picks and checks the target (the scratch disk, a path, or a disk of a stopped VM; a disk
+// a running VM uses is refused with the reason), runs electron/bench/compare.ts one comparison at a
+// time, and keeps the last results in memory.
+import { EventEmitter } from 'node:events';
+import { statSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import type { BenchRow, BenchVariant, ParsedParams, Result, TopicEvent } from './contract.js';
+import type { RouterBackend } from './router.js';
+import { SpindleError, errnoOf } from '../errors.js';
+import { hostDeviceRefusal, type VmManager } from '../vm/manager.js';
+import { createScratchDisk } from '../vm/scratch.js';
+import { dataDir } from '../vm/paths.js';
+import { DEFAULT_BYTES_PER_RUN, POST_WORKLOADS, checkVariants, isSparseFile, runComparison, regionBytes, type Workload } from '../bench/compare.js';
+import { RegionBackup } from '../bench/region-backup.js';
+
+type Progress = TopicEvent<'bench.progress'>;
+type BenchResult = Result<'bench.result'>;
+
+interface BenchRun {
+  id: string;
+  result: BenchResult;
+  progress: Progress;
+  abort: AbortController;
+  finished: Promise<void>;
+  events: EventEmitter<{ progress: [Progress] }>;
+}
+
+const KEEP_RESULTS = 20;
+
+/** Without explicit variants: the given modes, with native+nowait as its own row right after native. */
+export function variantsOf(input: ParsedParams<'bench.start'>): BenchVariant[] {
+  if (input.variants) return input.variants;
+  return input.modes.flatMap((aio): BenchVariant[] => (aio === 'native' ? [{ aio, nowait: false }, { aio, nowait: true }] : [{ aio, nowait: false }]));
+}
+
+/** Why a running VM keeps this path from being measured, or null. */
+function runningUser(manager: VmManager, path: string): string | null {
+  for (const vm of manager.list().vms) {
+    if (vm.state === 'stopped' || vm.state === 'crashed') continue;
+    const disk = vm.config.disks.find((d) => d.path === path);
+    if (disk) return `${path} is disk ${disk.id} of the VM '${vm.config.name}', which is ${vm.state}: the comparison writes to the disk, so stop the VM first.`;
+  }
+  return null;
+}
+
+export type BenchLayer = NonNullable<RouterBackend['bench']> & {
+  /** Cancels the comparison in progress, if any, and waits until its disk server stopped (backend close). */
+  cancelAll(): Promise<void>;  /** Why `path` must not be given to a VM now (a comparison is writing to it), or null. For the VM
+   *  manager's start/attach checks: without it a VM could start on a disk being measured. */
+  busyReason(path: string): string | null;
+};
+
+export function createBenchLayer(manager: VmManager, env: NodeJS.ProcessEnv = process.env): BenchLayer {
+  const runs = new Map<string, BenchRun>();
+  let active: BenchRun | null = null;
+  let activePath: string | null = null;
+
+  function resolveTarget(input: ParsedParams<'bench.start'>): { path: string; scratch: boolean; vmDisk: boolean } {
+    const t = input.target;
+    if (t.kind === 'scratch') return { path: createScratchDisk(env).path, scratch: true, vmDisk: false };
+    if (t.kind === 'path') return { path: t.path, scratch: false, vmDisk: false };
+    const vm = manager.get(t.vmId);
+    const disk = vm.config.disks.find((d) => d.id === t.diskId);
+    if (!disk) throw new SpindleError('NOT_FOUND', `The VM '${vm.config.name}' has no disk ${t.diskId}.`);
+    if (vm.state !== 'stopped' && vm.state !== 'crashed') {
+      throw new SpindleError('DEVICE_BUSY', `Disk ${disk.id} of '${vm.config.name}' is in use: the VM is ${vm.state}. The comparison writes to the disk, so stop the VM first.`);
+    }
+    return { path: disk.path, scratch: false, vmDisk: true };
+  }
+
+  function checkPath(path: string): void {
+    let st;
+    try {
+      st = statSync(path);
+    } catch (err) {
+      if (errnoOf(err) === 'ENOENT') throw new SpindleError('NOT_FOUND', `There is no file or device ${path}.`, 'ENOENT');
+      throw err;
+    }
+    if (st.isDirectory()) throw new SpindleError('IS_DIRECTORY', `${path} is a directory: choose an image file or a block device.`);
+    if (!st.isFile() && !st.isBlockDevice()) throw new SpindleError('NOT_A_DISK', `${path} is neither an image file nor a block device.`);
+    const user = runningUser(manager, path);
+    if (user) throw new SpindleError('DEVICE_BUSY', user);
+    if (st.isBlockDevice()) {
+      const why = hostDeviceRefusal(path);
+      if (why) throw new SpindleError('DEVICE_BUSY', why);
+    }
+  }
+
+  function emit(run: BenchRun, p: Partial<Progress>): void {
+    const { row: _row, ...prev } = run.progress; // a row belongs to the one event that finished it
+    run.progress = { ...prev, ...p, benchId: run.id, state: run.result.state };
+    run.events.emit('progress', run.progress);
+  }
+
+  return {
+    async start(input) {
+      if (active) throw new SpindleError('CONFLICT', 'A comparison is already running: wait for it or cancel it first.');
+      const target = resolveTarget(input);
+      checkPath(target.path);
+      const variants = variantsOf(input);
+      checkVariants(variants, input.cache);
+      const workloads: Workload[] = input.workloads ?? [...POST_WORKLOADS];
+      const bytesPerRun = input.bytesPerRun ?? DEFAULT_BYTES_PER_RUN;
+      const iodepth = input.iodepth ?? 1;
+      const freshSparseWrites = target.scratch && isSparseFile(target.path);
+      const preserve = !target.scratch;
+      const id = randomUUID();
+      const total = variants.length * workloads.length;
+      const run: BenchRun = {
+        id,
+        result: {
+          benchId: id, state: 'running', rows: [],
+          settings: { path: target.path, cache: input.cache, directIo: input.cache === 'none' || input.cache === 'directsync', iodepth, bytesPerRun, freshSparseWrites, preserved: preserve },
+        },
+        progress: { benchId: id, state: 'running', done: 0, total, fraction: 0 },
+        abort: new AbortController(),
+        finished: Promise.resolve(),
+        events: new EventEmitter(),
+      };
+      const backup = preserve ? await RegionBackup.save(target.path, Math.max(...workloads.map((w) => regionBytes(w.recordBytes, bytesPerRun, Number.MAX_SAFE_INTEGER))), dataDir(env)) : null;
+      active = run;
+      activePath = target.path;
+      runs.set(id, run);
+      for (const old of [...runs.keys()].slice(0, Math.max(0, runs.size - KEEP_RESULTS))) runs.delete(old);
+      run.finished = (async () => {
+        try {
+          await runComparison({
+            path: target.path, variants, workloads, cache: input.cache, bytesPerRun, iodepth, freshSparseWrites, signal: run.abort.signal,
+            onStep: (s) => emit(run, {
+              done: s.index, fraction: s.index / total, step: s.label,
+              current: { mode: s.variant.aio, op: s.workload.op, recordBytes: s.workload.recordBytes, nowait: s.variant.nowait },
+            }),
+            onRow: (row: BenchRow, s) => {
+              run.result.rows.push(row);
+              emit(run, { done: s.index + 1, fraction: (s.index + 1) / total, row });
+            },
+          });
+          run.result.state = 'done';
+        } catch (err) {
+          const cancelled = err instanceof SpindleError && err.code === 'CANCELLED';
+          run.result.state = cancelled ? 'cancelled' : 'failed';
+          if (!cancelled) run.result.error = err instanceof SpindleError ? err.message : `The comparison failed: ${(err as Error).message}`;
+        } finally {
+          try {
+            await backup?.restore();
+          } catch (err) {
+            run.result.state = 'failed';
+            run.result.error = `${run.result.error ? `${run.result.error} ` : ''}${(err as Error).message}`;
+          }
+          active = null;
+          activePath = null;
+          const { row: _row, current: _current, ...rest } = run.progress;
+          run.progress = rest as Progress;
+          emit(run, { step: run.result.state === 'done' ? 'done' : run.result.state, ...(run.result.error ? { error: run.result.error } : {}) });
+        }
+      })();
+      return id;
+    },
+
+    async cancel(benchId) {
+      const run = runs.get(benchId);
+      if (!run) throw new SpindleError('NOT_FOUND', `There is no comparison ${benchId.slice(0, 60)}.`);
+      run.abort.abort();
+      await run.finished; // the disk server is stopped and the region restored when this resolves
+    },
+
+    async result(benchId) {
+      const run = runs.get(benchId);
+      if (!run) throw new SpindleError('NOT_FOUND', `There is no comparison ${benchId.slice(0, 60)}.`);
+      return structuredClone(run.result);
+    },
+
+    busyReason(path) {
+      return activePath === path ? `${path} is being measured by the aio comparison: wait for it to finish or cancel it first.` : null;
+    },
+
+    async cancelAll() {
+      const run = active;
+      if (!run) return;
+      run.abort.abort();
+      await run.finished;
+    },
+
+    onProgress(benchId, listener) {
+      const run = runs.get(benchId);
+      if (!run) throw new SpindleError('NOT_FOUND', `There is no comparison ${benchId.slice(0, 60)}.`);
+      run.events.on('progress', listener);
+      // A subscriber that arrives late still learns where the run is (and that it ended).
+      const last = run.progress;
+      queueMicrotask(() => {
+        if (run.events.listeners('progress').includes(listener)) listener(last);
+      });
+      return () => void run.events.off('progress', listener);
+    },
+  };
+}

@@ -1,0 +1,113 @@
+// The aio comparison end to end: a real `spindle serve`, Debian's Chromium, the scratch disk served
+// by real DiskServer IOThreads and driven through vhost-user by loadgen; a real QEMU (no guest
+// needed) holds a VM disk so its refusal can be seen. Screenshots go to tests/artifacts/.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { WebSocket } from 'ws';
+import type { Page } from 'playwright-core';
+import { startServe, launchChromium, openApp, ARTIFACTS, type Served } from './lib/serve.js';
+import { tempDir, makeFile } from '../lib/loop.js';
+
+let served: Served;
+let chromium: Awaited<ReturnType<typeof launchChromium>>;
+let tmp: ReturnType<typeof tempDir>;
+let page: Page;
+let pageErrors: string[];
+
+before(async () => {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  tmp = tempDir('spindle-e2e-compare-');
+  served = await startServe();
+  chromium = await launchChromium();
+  ({ page, errors: pageErrors } = await openApp(chromium.context, served.url, { width: 1280, height: 800 }, 'light'));
+});
+
+after(async () => {
+  await chromium?.close();
+  await served?.stop();
+  tmp?.cleanup();
+});
+
+async function apiCall(method: string, params: unknown): Promise<{ ok: boolean; result?: any; error?: { code: string; message: string } }> {
+  const ws = new WebSocket(`ws://127.0.0.1:${served.port}/api?token=${served.token}`);
+  await new Promise((ok, fail) => ws.once('open', ok).once('error', fail));
+  try {
+    return await new Promise((ok) => {
+      ws.on('message', (d) => ok(JSON.parse(String(d))));
+      ws.send(JSON.stringify({ kind: 'call', id: 1, method, params }));
+    });
+  } finally {
+    ws.close();
+  }
+}
+
+test('the comparison on the scratch disk gives a table of four modes with the post\'s columns', async () => {
+  await page.getByRole('button', { name: 'Compare aio modes' }).first().click();
+  await page.getByRole('heading', { name: 'Compare aio modes' }).waitFor();
+  await page.getByLabel('the scratch disk').check();
+  await page.getByLabel('Data per run').selectOption('16');
+  await page.getByTestId('compare-method').getByText(/one request in flight/).waitFor();
+  await page.getByRole('button', { name: 'Run comparison' }).click();
+  await page.getByRole('progressbar', { name: 'Comparison progress' }).waitFor();
+  const table = page.getByTestId('compare-table');
+  await page.getByRole('status').getByText(/^Done: 32 runs\./).waitFor({ timeout: 240_000 });
+  const rows = await table.locator('tbody tr th').allTextContents();
+  assert.deepEqual(rows, ['threads', 'native', 'native+nowait', 'io_uring']);
+  const heads = (await table.locator('thead th').allTextContents()).map((t) => t.replace(/\s+/g, ' ').trim());
+  assert.deepEqual(heads, ['mode', 'write 16kKB/s', 'read 16kKB/s', 'write 64kKB/s', 'read 64kKB/s', 'write 256kKB/s', 'read 256kKB/s', 'write 20MMB/s', 'read 20MMB/s', 'backend CPU', 'nowait fallbacks']);
+  // Every cell a positive number.
+  for (const cell of await table.locator('tbody td').allTextContents()) assert.match(cell, /^(—|[\d,.]+( s)?)$/);
+  const values = (await table.locator('tbody tr').first().locator('td').allTextContents()).slice(0, 8).map((t) => Number(t.replace(/,/g, '')));
+  assert.ok(values.every((v) => v > 0), `threads row: ${values}`);
+  await page.getByTestId('compare-settings').getByText(/O_DIRECT, 1 request in flight, 16 MiB per run/).waitFor();
+  // The CSV has the 32 runs.
+  const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('link', { name: 'Export CSV' }).click()]);
+  const csv = readFileSync((await download.path())!, 'utf8').trim().split('\n');
+  assert.equal(csv.length, 33);
+  assert.ok(csv.some((l) => l.startsWith('native+nowait,write,16384,')));
+  // The main pane scrolls on its own: bring the results into view before each shot.
+  await table.scrollIntoViewIfNeeded();
+  await page.screenshot({ path: join(ARTIFACTS, 'compare-scratch-1280x800.png') });
+  await table.locator('..').screenshot({ path: join(ARTIFACTS, 'compare-scratch-results.png') });
+  await page.setViewportSize({ width: 1920, height: 1080 });
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await table.scrollIntoViewIfNeeded();
+  await page.screenshot({ path: join(ARTIFACTS, 'compare-scratch-1920x1080-dark.png') });
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await page.emulateMedia({ colorScheme: 'light' });
+});
+
+test('a run can be cancelled from the panel', async () => {
+  await page.getByLabel('Data per run').selectOption('256');
+  await page.getByRole('button', { name: 'Run comparison' }).click();
+  await page.getByRole('button', { name: 'Cancel' }).click();
+  await page.getByRole('status').getByText(/^Cancelled after \d+ of 32 runs\./).waitFor({ timeout: 60_000 });
+  await page.getByRole('button', { name: 'Run comparison' }).waitFor();
+});
+
+test("a running VM's disk is refused, in the panel and through the API, with the reason", async () => {
+  const img = makeFile(join(tmp.path, 'vm.img'), 64 << 20);
+  const vm = await apiCall('vm.create', { name: 'busy box', memoryMiB: 64, display: 'none', network: { user: false }, disks: [{ path: img }] });
+  assert.ok(vm.ok, vm.error?.message);
+  const started = await apiCall('vm.start', { id: vm.result.config.id });
+  assert.ok(started.ok, started.error?.message);
+  try {
+    await page.getByLabel('a disk of a stopped VM').check();
+    const option = page.getByLabel('VM disk').locator('option', { hasText: img });
+    assert.equal(await option.isDisabled(), true);
+    await page.getByText(/busy box is running: stop it first, the comparison writes to the disk/).first().waitFor();
+    const refused = await apiCall('bench.start', { target: { kind: 'vmDisk', vmId: vm.result.config.id, diskId: 'd0' } });
+    assert.equal(refused.ok, false);
+    assert.equal(refused.error!.code, 'DEVICE_BUSY');
+    assert.match(refused.error!.message, /'busy box' is in use: the VM is running/);
+    await page.screenshot({ path: join(ARTIFACTS, 'compare-refused-1280x800.png') });
+  } finally {
+    await apiCall('vm.forceOff', { id: vm.result.config.id });
+  }
+});
+
+test('the page raised no script errors', () => {
+  assert.deepEqual(pageErrors.filter((e) => !/Failed to load resource/.test(e)), []);
+});
