@@ -60,7 +60,7 @@ export class BlockBackend extends EventEmitter implements BlockDevice {
   private policy: NowaitPolicy | null = null;
   private readonly queue = new SubmissionQueue();
   private readonly callQueue = new SubmissionQueue(1024);
-  private readonly buffers = new Map<number, ArrayBuffer | SharedArrayBuffer>();
+  private readonly buffers = new Map<number, Uint8Array>();
   private readonly calls = new Map<number, PendingCall>();
   private nextCallTag = RESERVED_TAG_BASE;
   private nextCallBuffer = RESERVED_BUFFER_BASE;
@@ -132,7 +132,7 @@ export class BlockBackend extends EventEmitter implements BlockDevice {
     this.fua = !this.wce && !sem.dsync && sem.flush !== 'nothing' ? REQUEST_FLAG_FUA : 0;
   }
 
-  registerBuffer(id: number, memory: ArrayBuffer | SharedArrayBuffer): void {
+  registerBuffer(id: number, memory: Uint8Array): void {
     this.engine.registerBuffer(id, memory);
     this.buffers.set(id, memory);
   }

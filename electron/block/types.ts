@@ -18,8 +18,9 @@ export interface BlockDevice {
   readonly supportsDiscard: boolean;
   readonly supportsWriteZeroes: boolean;
 
-  /** Makes memory addressable by requests (guest RAM regions are external ArrayBuffers over mmap). */
-  registerBuffer(id: number, memory: ArrayBuffer | SharedArrayBuffer): void;
+  /** Makes memory addressable by requests: segment offsets count from the view's first byte
+   *  (its byteOffset inside its ArrayBuffer is honoured; guest RAM regions are views over mmap). */
+  registerBuffer(id: number, memory: Uint8Array): void;
   unregisterBuffer(id: number): void;
 
   /** Starts a request in the current batch. Read/Write take their length from their segments;

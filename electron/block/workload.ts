@@ -38,8 +38,7 @@ export interface WorkloadResult {
 export async function runWorkload(b: BlockBackend, w: Workload, runtimeSeconds: number, span = b.sizeBytes): Promise<WorkloadResult> {
   const blocks = Math.floor(Math.min(span, b.sizeBytes) / w.blockSize);
   if (blocks < 1) throw new Error(`${b.path} is smaller than one ${w.blockSize}-byte block`);
-  const memory = new ArrayBuffer(w.blockSize * w.queueDepth);
-  new Uint8Array(memory).fill(0x5a);
+  const memory = new Uint8Array(w.blockSize * w.queueDepth).fill(0x5a);
   const bufferId = 0x7fff_0000;
   b.registerBuffer(bufferId, memory);
   const op = w.op === 'read' ? BlockOp.Read : BlockOp.Write;

@@ -192,9 +192,11 @@ class QueueDriver {
       this.hdrAddr[s] = slotsAt + 32 * s; // 16-byte header, status byte at +16
       this.dataAddr[s] = dataAt + o.bs * s;
     }
-    this.hdrView = new DataView(mem.memory);
-    this.status = new Uint8Array(mem.memory);
-    this.words = new Uint32Array(mem.memory);
+    // mem.memory may start at an offset inside its ArrayBuffer (mapped inside V8's heap).
+    const { buffer, byteOffset, byteLength } = mem.memory;
+    this.hdrView = new DataView(buffer, byteOffset, byteLength);
+    this.status = mem.memory;
+    this.words = new Uint32Array(buffer, byteOffset, byteLength >>> 2);
     this.rng = new Rng((o.seed * 7919 + index * 104729 + 1) >>> 0);
     this.onUsedBound = (head, len) => this.onUsed(head, len);
   }

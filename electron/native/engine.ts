@@ -104,7 +104,8 @@ export interface EngineOptions {
 
 interface NativeEngine {
   submit(words: Float64Array, count: number): void;
-  registerBuffer(id: number, memory: ArrayBuffer | SharedArrayBuffer | ArrayBufferView): void;
+  /** Native takes the view's data pointer (byteOffset included) and byteLength. */
+  registerBuffer(id: number, memory: Uint8Array): void;
   unregisterBuffer(id: number): void;
   setNowait(read: boolean, write: boolean): boolean;
   destroy(): void;
@@ -153,10 +154,9 @@ export class AioEngine {
     return this.native.bounceStats;
   }
 
-  registerBuffer(id: number, memory: ArrayBuffer | SharedArrayBuffer | ArrayBufferView): void {
-    // A view over a SharedArrayBuffer: node-api reads its data pointer through typed arrays.
-    const view = ArrayBuffer.isView(memory) ? memory : new Uint8Array(memory);
-    this.native.registerBuffer(id, view);
+  /** Segment offsets of buffer `id` count from memory[0] (wherever it sits in its ArrayBuffer). */
+  registerBuffer(id: number, memory: Uint8Array): void {
+    this.native.registerBuffer(id, memory);
   }
 
   unregisterBuffer(id: number): void {

@@ -1,5 +1,5 @@
 // Typed view of native/posix: unix sockets with fd passing, an fd watcher in this thread's
-// event loop, eventfds, memfd and shared mmap as external ArrayBuffers. Errors are Node-style
+// event loop, eventfds, memfd and shared mmap as Uint8Array views (zero copy). Errors are Node-style
 // system errors (code 'ENOENT', errno, syscall).
 import { addon } from './addon.js';
 
@@ -56,10 +56,18 @@ export interface Posix {
 
   /** An anonymous shared-memory file of `sizeBytes`. */
   memfdCreate(name: string, sizeBytes: number): number;
-  /** mmap(MAP_SHARED) of [offset, offset+length) of fd as an external ArrayBuffer (zero copy). */
-  mapShared(fd: number, offset: number, length: number, writable?: boolean): ArrayBuffer;
-  /** Detaches the ArrayBuffer (all views become empty), then munmaps. Idempotent. */
-  unmap(buffer: ArrayBuffer): void;
+  /**
+   * mmap(MAP_SHARED) of [offset, offset+length) of fd, zero copy, as a view of exactly `length`
+   * bytes. Where external ArrayBuffers are allowed the view starts at byteOffset 0 of an external
+   * buffer; where they are not (Electron's V8 memory cage, or SPINDLE_MAP_IN_V8=1) the file is
+   * mapped inside a V8-owned ArrayBuffer and the view starts at an offset into it. Either way use
+   * the view's buffer/byteOffset, never the whole buffer, and never transfer that buffer.
+   */
+  mapShared(fd: number, offset: number, length: number, writable?: boolean): Uint8Array;
+  /** Detaches the view's ArrayBuffer (all its views become empty), then unmaps. Idempotent. */
+  unmap(view: Uint8Array): void;
+  /** True when mapShared places mappings inside V8-owned ArrayBuffers (see mapShared). */
+  mapsInV8(): boolean;
 
   closeFd(fd: number): void;
   setNonBlocking(fd: number, on: boolean): void;

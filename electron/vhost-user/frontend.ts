@@ -21,7 +21,8 @@ export interface SharedGuestMemory {
   guestAddr: number;
   /** The "frontend virtual address" announced for it (vring addresses are sent in this space). */
   frontendAddr: number;
-  memory: ArrayBuffer;
+  /** The memfd mapped here (a view: it may start at an offset inside its ArrayBuffer). */
+  memory: Uint8Array;
 }
 
 export interface VringAddresses {

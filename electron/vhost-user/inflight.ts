@@ -24,21 +24,22 @@ export function inflightShapeProblem(numQueues: number, queueSize: number, devic
 }
 
 export class InflightArea {
-  private constructor(readonly fd: number, readonly memory: ArrayBuffer, readonly desc: InflightDesc) {}
+  /** The mapped area (a view: it may start at an offset inside its ArrayBuffer). */
+  private constructor(readonly fd: number, readonly memory: Uint8Array, readonly desc: InflightDesc) {}
 
   /** A fresh, zeroed area with every queue region initialised (version 1, desc_num). */
   static allocate(numQueues: number, queueSize: number): InflightArea {
     const regionSize = inflightQueueRegionSize(queueSize);
     const size = regionSize * numQueues;
     const fd = posix.memfdCreate('spindle-inflight', size);
-    let memory: ArrayBuffer;
+    let memory: Uint8Array;
     try {
       memory = posix.mapShared(fd, 0, size);
     } catch (err) {
       closeQuietly(fd);
       throw err;
     }
-    const dv = new DataView(memory);
+    const dv = new DataView(memory.buffer, memory.byteOffset, memory.byteLength);
     for (let q = 0; q < numQueues; q++) {
       dv.setUint16(q * regionSize + 8, INFLIGHT_VERSION, true);
       dv.setUint16(q * regionSize + 10, queueSize, true);
@@ -53,7 +54,7 @@ export class InflightArea {
       closeQuietly(fd);
       throw new Error(`the inflight area is ${desc.mmapSize} bytes, ${desc.numQueues} queues of ${desc.queueSize} need ${need}`);
     }
-    let memory: ArrayBuffer;
+    let memory: Uint8Array;
     try {
       memory = posix.mapShared(fd, desc.mmapOffset, desc.mmapSize);
     } catch (err) {
@@ -66,7 +67,7 @@ export class InflightArea {
   /** One queue's region (header and descriptor states). */
   queueRegion(index: number): DataView {
     const size = inflightQueueRegionSize(this.desc.queueSize);
-    return new DataView(this.memory, index * size, size);
+    return new DataView(this.memory.buffer, this.memory.byteOffset + index * size, size);
   }
 
   close(): void {

@@ -1,5 +1,5 @@
 // The guest memory a frontend shares (SET_MEM_TABLE): each region mapped once with mmap and
-// exposed as an external ArrayBuffer; frontend (QEMU virtual) addresses translated to guest
+// exposed as a Uint8Array view (see posix.mapShared); frontend (QEMU virtual) addresses translated to guest
 // physical ones, which is what the virtio layer works in.
 import { posix, closeQuietly } from '../native/posix.js';
 import type { GuestMemoryRegion } from '../virtio/types.js';
@@ -34,7 +34,7 @@ export class MemoryTable {
             throw new ProtocolError(`memory region ${i} (user address ${hex(d.frontendAddr)}+${hex(d.size)}) overlaps region ${j}`);
           }
         }
-        let memory: ArrayBuffer;
+        let memory: Uint8Array;
         try {
           memory = posix.mapShared(fds[i]!, d.mmapOffset, d.size, writable);
         } catch (err) {
@@ -43,7 +43,7 @@ export class MemoryTable {
         regions.push({ guestAddr: d.guestAddr, size: d.size, frontendAddr: d.frontendAddr, memory });
       });
     } catch (err) {
-      regions.forEach((r) => posix.unmap(r.memory as ArrayBuffer));
+      regions.forEach((r) => posix.unmap(r.memory));
       fds.forEach(closeQuietly);
       throw err;
     }
@@ -62,7 +62,7 @@ export class MemoryTable {
 
   /** Unmaps every region (their ArrayBuffers are detached) and closes the region fds. */
   unmap(): void {
-    for (const r of this.regions) posix.unmap(r.memory as ArrayBuffer);
+    for (const r of this.regions) posix.unmap(r.memory);
     this.fds.forEach(closeQuietly);
     this.regions.length = 0;
     this.fds.length = 0;

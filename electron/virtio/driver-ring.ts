@@ -45,15 +45,16 @@ export class DriverRing {
   }
 
   /**
-   * @param memory the memory holding the ring (and, for indirect chains, their tables)
-   * @param memGuestAddr guest address of memory's first byte
+   * @param memory the memory holding the ring (and, for indirect chains, their tables); may sit
+   *   at an offset inside its ArrayBuffer
+   * @param memGuestAddr guest address of memory[0]
    * @param ringGuestAddr where to lay the ring out (16-byte aligned, inside memory)
    */
-  constructor(memory: ArrayBuffer | SharedArrayBuffer, memGuestAddr: number, ringGuestAddr: number, size: number,
+  constructor(memory: Uint8Array, memGuestAddr: number, ringGuestAddr: number, size: number,
     opts: { eventIdx: boolean }) {
     if (size < 1 || size > 32768 || (size & (size - 1)) !== 0) throw new RangeError(`ring size ${size} is not a power of two up to 32768`);
     const base = ringGuestAddr - memGuestAddr;
-    if (base < 0 || base % 16 !== 0 || base + DriverRing.bytesNeeded(size) > memory.byteLength) {
+    if (base < 0 || base % 16 !== 0 || base + DriverRing.bytesNeeded(size) > memory.byteLength || memory.byteOffset % 4 !== 0) {
       throw new RangeError(`a ring of ${size} entries does not fit at 0x${ringGuestAddr.toString(16)}`);
     }
     this.size = size;
@@ -62,12 +63,13 @@ export class DriverRing {
     this.descAddr = ringGuestAddr;
     this.availAddr = ringGuestAddr + 16 * size;
     this.usedAddr = ringGuestAddr + align(16 * size + 6 + 2 * size, 4);
-    this.view = new DataView(memory);
-    this.desc = new DataView(memory, base, 16 * size);
-    this.avail16 = new Uint16Array(memory, this.availAddr - memGuestAddr, 3 + size);
-    this.used16 = new Uint16Array(memory, this.usedAddr - memGuestAddr, 3 + 4 * size);
-    this.used32 = new Uint32Array(memory, this.usedAddr - memGuestAddr, 1 + 2 * size);
-    new Uint8Array(memory, base, DriverRing.bytesNeeded(size)).fill(0);
+    const { buffer, byteOffset: at } = memory;
+    this.view = new DataView(buffer, at, memory.byteLength);
+    this.desc = new DataView(buffer, at + base, 16 * size);
+    this.avail16 = new Uint16Array(buffer, at + this.availAddr - memGuestAddr, 3 + size);
+    this.used16 = new Uint16Array(buffer, at + this.usedAddr - memGuestAddr, 3 + 4 * size);
+    this.used32 = new Uint32Array(buffer, at + this.usedAddr - memGuestAddr, 1 + 2 * size);
+    memory.fill(0, base, base + DriverRing.bytesNeeded(size));
     this.nextShadow = new Uint16Array(size);
     for (let i = 0; i < size; i++) this.nextShadow[i] = i + 1;
     this.chainLen = new Uint16Array(size);

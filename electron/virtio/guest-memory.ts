@@ -12,7 +12,7 @@ const MAX_EXACT = Number.MAX_SAFE_INTEGER;
 
 export class GuestMemory {
   readonly regions: readonly GuestMemoryRegion[];
-  /** One DataView per region, over the whole region. */
+  /** One DataView per region, over the whole region (offset 0 is the region's first byte). */
   readonly views: DataView[];
   private readonly starts: Float64Array;
   private readonly ends: Float64Array;
@@ -38,7 +38,7 @@ export class GuestMemory {
     }
     // Keep the caller's order: region indexes are the buffer ids registered with the block layer.
     this.regions = regions;
-    this.views = regions.map((r) => new DataView(r.memory, 0, r.size));
+    this.views = regions.map((r) => new DataView(r.memory.buffer, r.memory.byteOffset, r.size));
     this.starts = Float64Array.from(regions, (r) => r.guestAddr);
     this.ends = Float64Array.from(regions, (r) => r.guestAddr + r.size);
   }

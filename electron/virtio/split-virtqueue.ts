@@ -3,7 +3,7 @@
 //
 // Memory ordering: the rings live in memory the guest's vCPUs write concurrently. The two index
 // fields are the synchronisation points and are accessed with Atomics (which V8 allows on views
-// of plain ArrayBuffers too, e.g. the external buffers over mmap'd guest RAM):
+// of plain ArrayBuffers too, e.g. the buffers over mmap'd guest RAM):
 //  - avail idx is read with Atomics.load once per pass; the compiler cannot hoist the ring and
 //    descriptor reads above it, and x86-64 does not reorder loads with loads.
 //  - used idx is written with Atomics.store (seq_cst: an xchg on x86-64), so the used elements
@@ -98,10 +98,15 @@ export class SplitVirtqueue {
     this.descOffset = doff;
     const amem = mem.regions[ar].memory;
     const umem = mem.regions[ur].memory;
+    // Typed arrays align to their ArrayBuffer's start, and a region's view may sit at any offset
+    // in it (mapped inside a V8 buffer at an mmap offset that is not 4-byte aligned).
+    if ((amem.byteOffset + aoff) % 2 !== 0 || (umem.byteOffset + uoff) % 4 !== 0) {
+      throw new RingSetupError('the rings are not aligned in this process\'s mapping of guest memory (a memory region offset that is not 4-byte aligned)');
+    }
     // The event fields are covered by the views only when EVENT_IDX was checked above.
-    this.avail = new Uint16Array(amem, aoff, 2 + size + (evt >> 1));
-    this.used16 = new Uint16Array(umem, uoff, 2 + 4 * size + (evt >> 1));
-    this.used32 = new Uint32Array(umem, uoff, 1 + 2 * size);
+    this.avail = new Uint16Array(amem.buffer, amem.byteOffset + aoff, 2 + size + (evt >> 1));
+    this.used16 = new Uint16Array(umem.buffer, umem.byteOffset + uoff, 2 + 4 * size + (evt >> 1));
+    this.used32 = new Uint32Array(umem.buffer, umem.byteOffset + uoff, 1 + 2 * size);
     // Continue from the used idx in memory: after a reconnect it may lag lastAvailIdx by the
     // requests that were in flight.
     this.usedIdx = this.usedPublished = Atomics.load(this.used16, 1);

@@ -8,8 +8,13 @@ export interface GuestMemoryRegion {
   size: number;
   /** The frontend's (QEMU's) virtual address of the region; vring addresses arrive in this space. */
   frontendAddr: number;
-  /** The region mapped into this process (an external ArrayBuffer over mmap, or plain memory in tests). */
-  memory: ArrayBuffer | SharedArrayBuffer;
+  /**
+   * The region mapped into this process: a view whose first `size` bytes are the region (mmap'd
+   * guest RAM, or plain memory in tests). It may start at an offset inside its ArrayBuffer (where
+   * the runtime refuses external buffers, see posix.mapShared): address it through the view or
+   * its buffer + byteOffset, never from the buffer's start.
+   */
+  memory: Uint8Array;
 }
 
 export interface VringSetup {

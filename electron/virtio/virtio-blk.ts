@@ -236,7 +236,7 @@ export class VirtioBlkDevice implements VirtioDevice {
     this.unregisterMemory();
     mem.regions.forEach((r, id) => this.blk.registerBuffer(id, r.memory));
     this.mem = mem;
-    this.bytes = mem.regions.map((r) => new Uint8Array(r.memory, 0, r.size));
+    this.bytes = mem.regions.map((r) => r.memory.subarray(0, r.size));
   }
 
   private unregisterMemory(): void {

@@ -34,7 +34,7 @@ test('10,000 mixed requests in flight complete exactly once, per engine', async 
           if (completions >= N) resolve();
         };
       });
-      b.registerBuffer(1, new ArrayBuffer(N * 512));
+      b.registerBuffer(1, new Uint8Array(N * 512));
       const random = rng(42);
       for (let i = 0; i < N; i++) {
         const r = random();
@@ -63,7 +63,7 @@ test('close() with I/O in flight drains it first', async (t) => {
     const b = await BlockBackend.open(path, { aio, cache: 'none' });
     let completed = 0;
     b.onComplete = (_t, results, count) => { completed += count; for (let i = 0; i < count; i++) assert.equal(results[i], 0); };
-    b.registerBuffer(1, new ArrayBuffer(1 << 20));
+    b.registerBuffer(1, new Uint8Array(1 << 20));
     for (let i = 0; i < 2000; i++) {
       b.begin(i, OPS.Write, (i % 4096) * 4096);
       b.segment(1, (i % 256) * 4096, 4096);
@@ -86,7 +86,7 @@ test('an engine destroyed or dropped with I/O in flight neither crashes nor lose
       let delivered = 0;
       const start = (): AioEngine => {
         const e = new AioEngine({ kind: aio, fd, isBlock: false, alignment: 512, onComplete: (_t, _r, n) => { delivered += n; } });
-        e.registerBuffer(1, new ArrayBuffer(1 << 20));
+        e.registerBuffer(1, new Uint8Array(1 << 20));
         const q = new SubmissionQueue();
         for (let i = 0; i < 1000; i++) {
           q.begin(i, OPS.Read, i * 4096);

@@ -121,7 +121,7 @@ test('bad requests complete with -errno and never touch anything else', async (t
   const b = await BlockBackend.open(path, { aio: 'native', cache: 'none' });
   t.after(() => b.close());
   const done = new Completions(b);
-  b.registerBuffer(1, new ArrayBuffer(8192));
+  b.registerBuffer(1, new Uint8Array(8192));
   const expect = (tag: number) => done.expect(tag);
   b.begin(1, OPS.Write, 100);  // O_DIRECT: unaligned offset
   b.segment(1, 0, 512);

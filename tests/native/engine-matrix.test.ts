@@ -11,18 +11,21 @@ import { Completions, OPS, pattern, rng, segments } from './engine-helpers.js';
 
 const DISK = 48 << 20;
 const MAX_IO = 4 << 20;
+/** Where read buffer 2 starts inside its SharedArrayBuffer (a registered view at an offset). */
+const R_VIEW_AT = 4096 + 24;
 
 async function exercise(path: string, aio: AioMode, cache: CacheMode, seed: number, eof: boolean): Promise<void> {
   const b = await BlockBackend.open(path, { aio, cache, nowait: 'auto', queueDepth: 32 });
   try {
     const random = rng(seed);
     const done = new Completions(b);
-    // One big registered buffer per direction (an ArrayBuffer and a SharedArrayBuffer);
+    // One big registered buffer per direction (an ArrayBuffer and a SharedArrayBuffer, the latter
+    // registered as a view at an offset in it, as guest RAM mapped inside a V8 buffer is);
     // requests use disjoint slices at odd addresses, so O_DIRECT has to bounce them.
     const wmem = new ArrayBuffer(24 << 20);
-    const rmem = new SharedArrayBuffer(24 << 20);
-    b.registerBuffer(1, wmem);
-    b.registerBuffer(2, rmem);
+    const rmem = new SharedArrayBuffer((24 << 20) + R_VIEW_AT);
+    b.registerBuffer(1, new Uint8Array(wmem));
+    b.registerBuffer(2, new Uint8Array(rmem, R_VIEW_AT));
     const wview = new Uint8Array(wmem);
     const ios: Array<{ off: number; len: number; boff: number }> = [];
     let diskOff = 0, bufOff = 1;
@@ -57,8 +60,9 @@ async function exercise(path: string, aio: AioMode, cache: CacheMode, seed: numb
     b.submit();
     assert.deepEqual(await Promise.all(rwaits), ios.map(() => 0), 'reads succeed');
     for (const io of ios) {
-      assert.ok(Buffer.from(rmem, io.boff, io.len).equals(Buffer.from(wmem, io.boff, io.len)), `${aio}/${cache}: ${io.len} bytes at ${io.off} read back identical`);
+      assert.ok(Buffer.from(rmem, R_VIEW_AT + io.boff, io.len).equals(Buffer.from(wmem, io.boff, io.len)), `${aio}/${cache}: ${io.len} bytes at ${io.off} read back identical`);
     }
+    assert.ok(new Uint8Array(rmem, 0, R_VIEW_AT).every((x) => x === 0), 'reads into the view never touch the bytes before it');
 
     // Discard and write-zeroes (with and without may-unmap) read back as zeros.
     const first = ios[0]!, last = ios[ios.length - 1]!;

@@ -9,7 +9,7 @@ const { path, aio, cache, counters, mode } = workerData as { path: string; aio: 
 const b = await BlockBackend.open(path, { aio, cache, counters: new DiskCounters(counters) });
 if (mode === 'abandon') {
   // Leave thousands of requests in flight and let the worker be terminated under them.
-  b.registerBuffer(1, new ArrayBuffer(4096 * 64));
+  b.registerBuffer(1, new Uint8Array(4096 * 64));
   b.onComplete = () => {};
   for (let i = 0; i < 4000; i++) {
     b.begin(i, i % 2 ? OPS.Write : OPS.Read, (i % 1024) * 4096);

@@ -48,8 +48,8 @@ test('frontend negotiates with qemu-storage-daemon, reads its config and does on
     assert.equal(new DataView(cfg.buffer).getBigUint64(0, true), BigInt(size / 512), 'capacity in sectors equals the image size');
 
     await fe.setMemTable([mem]);
-    const m = new DataView(mem.memory);
-    const bytes = new Uint8Array(mem.memory);
+    const m = new DataView(mem.memory.buffer, mem.memory.byteOffset, mem.memory.byteLength);
+    const bytes = mem.memory;
     const DESC = 0x0, AVAIL = 0x1000, USED = 0x2000, HDR = 0x3000, DATA = 0x4000, STATUS = 0x5000;
     const desc = (i: number, addr: number, len: number, flags: number, next: number) => {
       m.setBigUint64(DESC + 16 * i, BigInt(addr), true);
@@ -73,7 +73,7 @@ test('frontend negotiates with qemu-storage-daemon, reads its config and does on
     ring.kick();
     await until(() => calls > 0 && m.getUint16(USED + 2, true) === 1, 'the used ring to advance and the call eventfd to fire');
     assert.equal(bytes[STATUS], 0, 'status OK');
-    assert.deepEqual(Buffer.from(mem.memory, DATA, 4096), pattern.subarray(8 * 512, 8 * 512 + 4096));
+    assert.deepEqual(Buffer.from(mem.memory.buffer, mem.memory.byteOffset + DATA, 4096), pattern.subarray(8 * 512, 8 * 512 + 4096));
 
     assert.equal(await fe.getVringBase(0), 1, 'one avail entry consumed');
   } finally {

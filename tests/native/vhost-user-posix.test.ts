@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
-import { mkdtempSync, rmSync, fstatSync } from 'node:fs';
+import { mkdtempSync, rmSync, fstatSync, readFileSync, readSync, writeSync, openSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { posix, POLL_READABLE, closeQuietly } from '../../electron/native/posix.js';
@@ -106,28 +106,61 @@ test('watchFd drains an eventfd natively and reports its counter; stop() is idem
   posix.closeFd(efd);
 });
 
+/** Lines of /proc/self/maps that map the memfd called `name`. */
+const mappingsOf = (name: string): string[] => readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.includes(`/memfd:${name} `));
+
 test('mapShared maps a memfd zero-copy; two mappings see the same bytes; unmap detaches', () => {
-  const fd = posix.memfdCreate('spindle-test', 3 * 4096);
+  const name = `spindle-map-${process.pid}`;
+  const fd = posix.memfdCreate(name, 3 * 4096);
   try {
     assert.equal(fstatSync(fd).size, 3 * 4096);
     const whole = posix.mapShared(fd, 0, 3 * 4096);
+    assert.equal(whole.byteLength, 3 * 4096);
+    // With SPINDLE_MAP_IN_V8=1 the mapping sits inside a bigger V8 buffer, at an offset.
+    if (posix.mapsInV8()) assert.ok(whole.buffer.byteLength > whole.byteLength);
+    else assert.equal(whole.byteOffset, 0);
     // An offset that is not page aligned still lands on the right byte.
     const part = posix.mapShared(fd, 4096 + 100, 200);
-    new Uint8Array(whole)[4096 + 100] = 0x5a;
-    assert.equal(new Uint8Array(part)[0], 0x5a);
-    new Uint8Array(part)[199] = 0xa5;
-    assert.equal(new Uint8Array(whole)[4096 + 299], 0xa5);
-    const view = new Uint8Array(part);
+    assert.equal(part.byteLength, 200);
+    whole[4096 + 100] = 0x5a;
+    assert.equal(part[0], 0x5a);
+    part[199] = 0xa5;
+    assert.equal(whole[4096 + 299], 0xa5);
+    // Zero copy: what goes through a view is in the file, and what goes through the fd is in the view.
+    const fromFd = Buffer.alloc(1);
+    readSync(fd, fromFd, 0, 1, 4096 + 299);
+    assert.equal(fromFd[0], 0xa5, 'a write through the view is seen through the fd');
+    writeSync(fd, Buffer.from([0x3c]), 0, 1, 7);
+    assert.equal(whole[7], 0x3c, 'a write through the fd is seen through the view');
+    assert.equal(mappingsOf(name).length, 2, 'two live mappings');
+    const view = new Uint8Array(part.buffer);
     posix.unmap(part);
     assert.equal(part.byteLength, 0, 'detached');
     assert.equal(view.length, 0, 'views of a detached buffer are empty');
+    assert.equal(whole[4096 + 100], 0x5a, 'the other mapping is untouched');
     posix.unmap(part); // idempotent
-    assert.throws(() => posix.unmap(new ArrayBuffer(8)), /not a buffer from mapShared/);
+    assert.throws(() => posix.unmap(new Uint8Array(8)), /not a buffer from mapShared/);
+    assert.throws(() => posix.unmap(new ArrayBuffer(8) as unknown as Uint8Array), /unmap\(view from mapShared\)/);
     posix.unmap(whole);
+    assert.deepEqual(mappingsOf(name), [], 'nothing of the file stays mapped');
     assert.throws(() => posix.mapShared(fd, 0, 0), /length > 0/);
     assert.throws(() => posix.mapShared(-1, 0, 4096), (e: NodeJS.ErrnoException) => e.code === 'EBADF');
     // A range past the end of the file would SIGBUS when touched: refused before mapping.
     assert.throws(() => posix.mapShared(fd, 4096, 3 * 4096), /beyond the end of the file/);
+    // mmap itself refusing (a writable mapping of a read-only fd) leaves nothing mapped or broken.
+    const ro = openSync(`/proc/self/fd/${fd}`, 'r');
+    try {
+      assert.throws(() => posix.mapShared(ro, 0, 4096, true), (e: NodeJS.ErrnoException) => e.code === 'EACCES' && e.syscall === 'mmap');
+      const readOnly = posix.mapShared(ro, 0, 4096, false);
+      assert.equal(readOnly[7], 0x3c);
+      posix.unmap(readOnly);
+    } finally {
+      closeSync(ro);
+    }
+    assert.deepEqual(mappingsOf(name), []);
+    const again = posix.mapShared(fd, 0, 4096);
+    assert.equal(again[7], 0x3c, 'mapping still works after a refusal');
+    posix.unmap(again);
   } finally {
     posix.closeFd(fd);
   }
@@ -140,10 +173,10 @@ test('the helpers work in a worker thread, and a worker that exits with live wat
     import { parentPort } from 'node:worker_threads';
     const efd = posix.eventfdCreate();
     posix.watchFd(efd, POLL_READABLE, (ev, value) => {
-      const mfd = posix.memfdCreate('w', 4096);
+      const mfd = posix.memfdCreate('spindle-worker-map-' + process.pid, 4096);
       const mem = posix.mapShared(mfd, 0, 4096);  // left mapped on purpose
-      new Uint8Array(mem)[0] = 42;
-      parentPort.postMessage({ value, byte: new Uint8Array(mem)[0] });
+      mem[0] = 42;
+      parentPort.postMessage({ value, byte: mem[0], mfd });
       // The watch is left running on purpose: the worker is terminated with it open.
     }, true);
     posix.eventfdWrite(efd, 9);
@@ -153,9 +186,17 @@ test('the helpers work in a worker thread, and a worker that exits with live wat
     worker.once('message', resolve);
     worker.once('error', reject);
   });
-  assert.deepEqual(msg, { value: 9, byte: 42 });
+  const { mfd, ...seen } = msg as { value: number; byte: number; mfd: number };
+  assert.deepEqual(seen, { value: 9, byte: 42 });
+  assert.equal(mappingsOf(`spindle-worker-map-${process.pid}`).length, 1);
   const exitCode = await worker.terminate();
   assert.equal(exitCode, 1);
+  // The worker's environment teardown unmapped it (in V8 mode: put allocator memory back).
+  assert.deepEqual(mappingsOf(`spindle-worker-map-${process.pid}`), []);
+  const b = Buffer.alloc(1);
+  readSync(mfd, b, 0, 1, 0);
+  assert.equal(b[0], 42, 'the write went to the file');
+  posix.closeFd(mfd);
   // Still alive here: the process did not abort on an open uv handle.
   assert.ok(true);
 });

@@ -73,10 +73,10 @@ test('memory table, vrings, kick and call, GET_VRING_BASE, inflight area, then d
       [0, 1 << 20, low.frontendAddr], [0x1000_0000, 1 << 20, high.frontendAddr],
     ]);
     // Zero copy: both sides map the same pages.
-    new Uint8Array(high.memory)[4096] = 0x77;
-    assert.equal(new Uint8Array(t.device.memory[1]!.memory)[4096], 0x77);
-    new Uint8Array(t.device.memory[0]!.memory)[10] = 0x33;
-    assert.equal(new Uint8Array(low.memory)[10], 0x33);
+    high.memory[4096] = 0x77;
+    assert.equal(t.device.memory[1]!.memory[4096], 0x77);
+    t.device.memory[0]!.memory[10] = 0x33;
+    assert.equal(low.memory[10], 0x33);
 
     let calls = 0;
     const ring = await fe.setupVring(1, { size: 256, descAddr: 0x1000_0000, availAddr: 0x1000_1000, usedAddr: 0x1000_2000, base: 5 }, () => calls++);
@@ -100,8 +100,9 @@ test('memory table, vrings, kick and call, GET_VRING_BASE, inflight area, then d
     assert.ok(inflight);
     assert.equal(inflight.desc.mmapSize, 2 * Math.ceil((16 + 16 * 256) / 64) * 64);
     const area = posix.mapShared(inflight.fd, 0, inflight.desc.mmapSize);
-    assert.equal(new DataView(area).getUint16(8, true), 1, 'queue 0 region: version 1');
-    assert.equal(new DataView(area).getUint16(10, true), 256, 'queue 0 region: desc_num');
+    const areaView = new DataView(area.buffer, area.byteOffset, area.byteLength);
+    assert.equal(areaView.getUint16(8, true), 1, 'queue 0 region: version 1');
+    assert.equal(areaView.getUint16(10, true), 256, 'queue 0 region: desc_num');
     await fe.setInflight(inflight.fd, inflight.desc);
     assert.equal(t.server.inflight?.desc.queueSize, 256);
     posix.unmap(area);

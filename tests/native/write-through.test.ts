@@ -24,9 +24,9 @@ interface Run {
 
 /** One batch of WRITES writes (plus a write-zeroes) through the zero-copy API, then all read back. */
 async function writeBatch(b: BlockBackend, seed: number): Promise<Run> {
-  const mem = new ArrayBuffer(WRITES * IO);
+  const mem = new Uint8Array(WRITES * IO);
   const data = pattern(WRITES * IO, seed);
-  new Uint8Array(mem).set(data);
+  mem.set(data);
   b.registerBuffer(7, mem);
   const flush0 = b.counters.snapshot().flush.ops;
   const run: Run = { results: [], flushesAtBatch: [], flushes: 0, flushErrors: 0 };
@@ -135,7 +135,7 @@ test('a failing flush fails the writes it covers with its errno (/dev/null: writ
           if (results.filter((x) => x !== undefined).length === 5) resolve();
         },
       });
-      e.registerBuffer(1, new ArrayBuffer(4096));
+      e.registerBuffer(1, new Uint8Array(4096));
       const q = new SubmissionQueue();
       for (let i = 0; i < 4; i++) {
         q.begin(i, OPS.Write, i * 512, 0, REQUEST_FLAG_FUA);

@@ -60,7 +60,7 @@ test('hostile rings: no exception escapes, no out-of-bounds access, only queue 0
     });
     const write = (i: number, d: { addr: number | bigint; len: number; flags: number; next: number }) => {
       ring.writeDesc(i, 0, d.len, d.flags, d.next);
-      new DataView(guest.regions[0].memory).setBigUint64(ring.descAddr - GUEST_BASE + 16 * i, BigInt(d.addr), true);
+      guest.view(ring.descAddr + 16 * i, 8).setBigUint64(0, BigInt(d.addr), true);
     };
     c.descs.forEach((d, i) => write(i, d));
     for (const r of c.rounds) {
@@ -203,8 +203,8 @@ test('valid random traffic (any segmentation, direct or indirect) round-trips it
 
 test('GuestMemory.find accepts exactly the ranges inside one region', () => {
   const regions = [
-    { guestAddr: 0x1000, size: 0x1000, frontendAddr: 0x9000, memory: new ArrayBuffer(0x1000) },
-    { guestAddr: 0x4000, size: 0x2000, frontendAddr: 0x20000, memory: new ArrayBuffer(0x2000) },
+    { guestAddr: 0x1000, size: 0x1000, frontendAddr: 0x9000, memory: new Uint8Array(0x1000) },
+    { guestAddr: 0x4000, size: 0x2000, frontendAddr: 0x20000, memory: new Uint8Array(0x2000) },
   ];
   const mem = new GuestMemory(regions);
   fc.assert(fc.property(fc.integer({ min: -10, max: 0x7000 }), fc.integer({ min: 0, max: 0x3000 }), (addr, len) => {
@@ -218,5 +218,5 @@ test('GuestMemory.find accepts exactly the ranges inside one region', () => {
   assert.equal(mem.frontendToGuest(0x9010, 16), 0x1010);
   assert.equal(mem.frontendToGuest(0x9ff8, 16), -1);
   assert.throws(() => new GuestMemory([regions[0], { ...regions[1], guestAddr: 0x1800 }]), /overlap/);
-  assert.throws(() => new GuestMemory([{ ...regions[0], memory: new ArrayBuffer(16) }]), /fewer than its size/);
+  assert.throws(() => new GuestMemory([{ ...regions[0], memory: new Uint8Array(16) }]), /fewer than its size/);
 });

@@ -89,7 +89,7 @@ test('descriptor address below guest memory and one past 2^53', () => {
   ring.writeDesc(0, 0, 16, R | N, 1);
   // 0xffff_ffff_ffff_fff0 + 16 wraps 64 bits to 0: must not be read as address 0.
   ring.writeDesc(0, Number.MAX_SAFE_INTEGER, 16, R | N, 1);
-  new DataView(b.guest.regions[0].memory).setBigUint64(ring.descAddr - GUEST_BASE, 0xffff_ffff_ffff_fff0n, true);
+  b.guest.view(ring.descAddr, 8).setBigUint64(0, 0xffff_ffff_ffff_fff0n, true);
   ring.writeDesc(1, parts(b).st, 1, W, 0);
   ring.pushAvailRaw(0);
   kick(b, 0);

@@ -66,8 +66,8 @@ export class MemoryBlockDevice implements BlockDevice {
     return this.pending.length + this.building.length;
   }
 
-  registerBuffer(id: number, memory: ArrayBuffer | SharedArrayBuffer): void {
-    this.buffers.set(id, new Uint8Array(memory));
+  registerBuffer(id: number, memory: Uint8Array): void {
+    this.buffers.set(id, memory);  // the view itself: segment offsets count from memory[0]
   }
 
   unregisterBuffer(id: number): void {

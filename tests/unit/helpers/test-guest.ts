@@ -1,11 +1,21 @@
 // Guest memory and a virtio-blk device wired together for unit tests: SharedArrayBuffer regions
-// play guest RAM, DriverRing plays the guest's driver, MemoryBlockDevice (a test double) the disk.
+// play guest RAM (each region starts at an offset inside its buffer, like guest RAM mapped inside
+// a V8 buffer, so every layer is tested honouring byteOffset), DriverRing plays the guest's driver, MemoryBlockDevice (a test double) the disk.
 import { DriverRing, type DriverBuffer } from '../../../electron/virtio/driver-ring.js';
 import { VirtioBlkDevice, type VirtioBlkOptions } from '../../../electron/virtio/virtio-blk.js';
 import type { GuestMemoryRegion } from '../../../electron/virtio/types.js';
 import { MemoryBlockDevice, type MemoryBlockOptions } from './memory-block-device.js';
 
 export const GUEST_BASE = 0x10_0000;
+
+/** Where each region's view starts inside its SharedArrayBuffer. */
+export const REGION_BYTE_OFFSET = 48;
+
+/** A region view that starts REGION_BYTE_OFFSET bytes into its buffer; the bytes around it are 0xee. */
+export function offsetRegionMemory(size: number): Uint8Array {
+  const whole = new Uint8Array(new SharedArrayBuffer(size + 2 * REGION_BYTE_OFFSET)).fill(0xee);
+  return whole.subarray(REGION_BYTE_OFFSET, REGION_BYTE_OFFSET + size).fill(0);
+}
 
 export class TestGuest {
   readonly regions: GuestMemoryRegion[] = [];
@@ -14,11 +24,11 @@ export class TestGuest {
   /** One region of `size` bytes at GUEST_BASE, plus optionally a second one right after it
    *  (adjacent) or after a gap. */
   constructor(size = 1 << 20, second?: { size: number; gap: number }) {
-    this.regions.push({ guestAddr: GUEST_BASE, size, frontendAddr: 0x7f00_0000_0000, memory: new SharedArrayBuffer(size) });
+    this.regions.push({ guestAddr: GUEST_BASE, size, frontendAddr: 0x7f00_0000_0000, memory: offsetRegionMemory(size) });
     if (second) {
       this.regions.push({
         guestAddr: GUEST_BASE + size + second.gap, size: second.size, frontendAddr: 0x7e00_0000_0000,
-        memory: new SharedArrayBuffer(second.size),
+        memory: offsetRegionMemory(second.size),
       });
     }
     this.next = GUEST_BASE;
@@ -35,7 +45,7 @@ export class TestGuest {
   /** A view of guest bytes [addr, addr+len) inside one region. */
   bytes(addr: number, len: number): Uint8Array {
     for (const r of this.regions) {
-      if (addr >= r.guestAddr && addr + len <= r.guestAddr + r.size) return new Uint8Array(r.memory, addr - r.guestAddr, len);
+      if (addr >= r.guestAddr && addr + len <= r.guestAddr + r.size) return r.memory.subarray(addr - r.guestAddr, addr - r.guestAddr + len);
     }
     throw new RangeError(`test guest: 0x${addr.toString(16)}+${len} is not in one region`);
   }
