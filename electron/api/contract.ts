@@ -288,6 +288,10 @@ export const DiskSample = z.object({
   /** Backend CPU over the interval, in percent of one core, and cumulative seconds. */
   backendCpuPct: z.number(),
   backendCpuSec: z.number(),
+  /** RWF_NOWAIT requests per second that bounced and were reissued through the thread pool. */
+  nowaitFallbacksPerSec: z.number().optional(),
+  /** Longest single io_submit / io_uring_submit call within the interval, microseconds. */
+  submitStallMaxUs: z.number().optional(),
 });
 export type DiskSample = z.infer<typeof DiskSample>;
 

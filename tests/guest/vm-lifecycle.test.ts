@@ -1,5 +1,5 @@
-// Real QEMU, real Linux guest (busybox initramfs), disks served by qemu-storage-daemon through the
-// DiskHost interface (Spindle's own disk servers replace it once the vhost branch is merged).
+// Real QEMU, real Linux guest (busybox initramfs), disks served by Spindle's own disk servers
+// (the manager's default DiskHost factory).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync, truncateSync, existsSync, mkdirSync } from 'node:fs';
@@ -9,7 +9,6 @@ import { execFileSync } from 'node:child_process';
 import { VmManager } from '../../electron/vm/manager.js';
 import { VmStore } from '../../electron/vm/store.js';
 import { QmpClient } from '../../electron/vm/qmp.js';
-import { qsdDiskHostFactory } from '../../electron/vm/qsd-disk-host.js';
 import { methods, type VmInfo } from '../../electron/api/contract.js';
 import { SpindleError } from '../../electron/errors.js';
 import { buildInitramfs, SerialWatch, READY } from './vm-guest.js';
@@ -17,7 +16,7 @@ import { buildInitramfs, SerialWatch, READY } from './vm-guest.js';
 const dir = mkdtempSync(join(tmpdir(), 'spindle-vmlife-'));
 const env = { ...process.env, XDG_CONFIG_HOME: join(dir, 'cfg'), XDG_RUNTIME_DIR: join(dir, 'run') };
 const guest = buildInitramfs();
-const manager = new VmManager({ store: new VmStore(join(dir, 'cfg', 'spindle', 'vms')), diskHostFactory: qsdDiskHostFactory, env });
+const manager = new VmManager({ store: new VmStore(join(dir, 'cfg', 'spindle', 'vms')), env });
 after(async () => {
   await manager.stopAll(1000);
   guest.cleanup();
