@@ -72,7 +72,7 @@ export function qemuArgs(o: {
     '-numa', 'node,memdev=mem',
   ];
   o.disks.forEach((d, i) => {
-    args.push('-chardev', `socket,id=d${i},path=${d.socket},reconnect=1`);
+    args.push('-chardev', `socket,id=d${i},path=${d.socket.replace(/,/g, ',,')},reconnect=1`); // QEMU option syntax: ',,' is a literal comma
     args.push('-device', `vhost-user-blk-pci,chardev=d${i},num-queues=${d.queues ?? 1}${d.bootindex !== undefined ? `,bootindex=${d.bootindex}` : ''}`);
   });
   args.push(
@@ -88,6 +88,10 @@ export function qemuArgs(o: {
 }
 
 export async function bootGuest(opts: BootOptions): Promise<Guest> {
+  // QEMU would wait forever for a backend that never comes: say so up front instead.
+  opts.disks.forEach((d, i) => {
+    if (!existsSync(d.socket)) throw new Error(`disk ${i}: vhost-user socket ${d.socket} does not exist; start its disk server before booting`);
+  });
   const image = await buildGuestImage();
   const accel = chooseAccel();
   if (accel === 'tcg' && !warnedTcg) {
