@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { AioMode, CacheMode } from '../../electron/block/modes.js';
+import type { AioMode, CacheMode, NowaitMode } from '../../electron/block/modes.js';
 import { CACHE_SEMANTICS } from '../../electron/block/modes.js';
 import { killOnExit, stopChild } from '../lib/proc.js';
 import { startQsd } from '../lib/qsd.js';
@@ -16,6 +16,8 @@ export interface DiskServerOptions {
   readOnly?: boolean;
   queues?: number;
   serial?: string;
+  /** `spindle export --nowait` (issue 8); qemu-storage-daemon has no such option and refuses it. */
+  nowait?: NowaitMode;
 }
 
 export interface DiskServer {
@@ -35,6 +37,7 @@ export type DiskServerFactory = (opts: DiskServerOptions) => Promise<DiskServer>
  * string and always reports the write cache off (config `wce` 0), whatever the cache mode.
  */
 export const qsdServer: DiskServerFactory = async (o) => {
+  if (o.nowait && o.nowait !== 'off') throw new Error('qemu-storage-daemon has no RWF_NOWAIT mode');
   const qsd = await startQsd(o);
   return {
     pid: qsd.pid,
@@ -57,6 +60,7 @@ export const spindleExportServer: DiskServerFactory = async (o) => {
   if (o.queues) args.push('--queues', String(o.queues));
   if (o.readOnly) args.push('--read-only');
   if (o.serial) args.push('--serial', o.serial);
+  if (o.nowait) args.push('--nowait', o.nowait);
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   killOnExit(child);
   let output = '';
@@ -83,3 +87,14 @@ export const spindleExportServer: DiskServerFactory = async (o) => {
     stop: async () => ({ code: await stopChild(child), output }),
   };
 };
+
+/** The counters `spindle export` prints on exit as one line `stats {json}`, or null when absent. */
+export function parseExportStats(output: string): Record<string, unknown> | null {
+  const line = output.split('\n').reverse().find((l) => l.startsWith('stats {'));
+  if (!line) return null;
+  try {
+    return JSON.parse(line.slice('stats '.length)) as Record<string, unknown>;
+  } catch {
+    return null;
+  }
+}
