@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import type { AioMode, CacheMode } from '../../electron/block/modes.js';
 import { attachLoop, makeFile, tempDir, type LoopDevice } from '../lib/loop.js';
 import { bootGuest, type Guest } from '../lib/qemu.js';
-import type { DiskServer, DiskServerFactory } from './disk-server.js';
+import { parseExportStats, type DiskServer, type DiskServerFactory } from './disk-server.js';
 
 const MiB = 1 << 20;
 
@@ -26,6 +26,11 @@ export interface SuiteOptions {
   backing: Backing;
   /** Which checks of the single-disk group to run (default: all). */
   checks?: readonly IoCheck[];
+  /**
+   * Finally stop guest and server and check the server's exit line `stats {json}` (spindle
+   * export prints one): it counted the guest's reads, writes, flushes, discards, and no errors.
+   */
+  checkServerStats?: boolean;
 }
 
 /** Host side: sha256 of `length` bytes of `path` at `offset` (a file or a block device). */
@@ -202,6 +207,19 @@ export function singleDiskSuite(name: string, o: SuiteOptions): void {
       execFileSync('e2fsck', ['-fn', backend!.path], { stdio: 'pipe' });
       await g().runOk(['set -e', `mount -t ext4 /dev/${dev} /mnt/t`, 'cd /mnt/t', 'sha256sum -c /tmp/sums > /tmp/check',
         'test "$(wc -l < /tmp/check)" = 41', 'cd /', 'umount /mnt/t'].join('\n'));
+    });
+
+    if (o.checkServerStats) it('the server counted the guest\'s I/O and no errors (exit line stats {json})', async () => {
+      await g().shutdown();
+      const { code, output } = await server!.stop();
+      assert.equal(code, 0, `the server exited with ${code}:\n${output}`);
+      const stats = parseExportStats(output);
+      assert.ok(stats, `no 'stats {json}' line in the server's output:\n${output}`);
+      const ops = (k: string): number => Number((stats[k] as { ops?: number } | undefined)?.ops ?? NaN);
+      assert.ok(ops('read') > 0 && ops('write') > 0, `reads/writes not counted: ${JSON.stringify(stats)}`);
+      if (checks.has('flush') || checks.has('ext4')) assert.ok(ops('flush') > 0, `flushes not counted: ${JSON.stringify(stats)}`);
+      if (checks.has('discard')) assert.ok(ops('discard') > 0, `discards not counted: ${JSON.stringify(stats)}`);
+      assert.equal(stats.errors, 0, `the server counted errors: ${JSON.stringify(stats)}`);
     });
   });
 }
