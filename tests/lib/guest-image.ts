@@ -2,7 +2,7 @@
 // the virtio/ext4 modules, e2fsprogs and fio with their shared libraries, and an init that runs a
 // command agent on the second serial port. Cached under tests/guest/.cache/<hash of inputs>, so
 // a rebuild happens only when the kernel, a module, a binary, a library or this builder changes.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
   chmodSync, copyFileSync, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync,
@@ -14,7 +14,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 
 /** Bump when the layout or the scripts below change in a way the input hash would not see. */
-const BUILDER_VERSION = 3;
+const BUILDER_VERSION = 4;
 
 /** Modules the guest needs, by name; their dependencies come from modules.dep. */
 export const GUEST_MODULES = [
@@ -23,14 +23,23 @@ export const GUEST_MODULES = [
   'crc32c_generic', 'ext4',
 ];
 
+/**
+ * fio links every optional I/O engine's library directly (gluster, ceph, RDMA, NBD, PMEM: 80 MB
+ * with their dependencies) and is linked with BIND_NOW, so they cannot simply be left out. The
+ * guest gets stub libraries instead: same soname, same symbol versions, every function aborts.
+ * The tests only use the libaio and sync engines; fio's startup never calls into the stubs.
+ */
+const FIO_STUBBED_LIBS = /^lib(gfapi|nbd|ibverbs|rdmacm|rados|rbd|pmemblk|pmem)\.so/;
+
 /** Dynamically linked host programs copied into the guest, with the names they answer to. */
-const GUEST_PROGRAMS: { path: string; links: string[] }[] = [
+const GUEST_PROGRAMS: { path: string; links: string[]; stub?: RegExp }[] = [
   { path: '/usr/sbin/mke2fs', links: ['/usr/sbin/mkfs.ext4'] },
   { path: '/usr/sbin/e2fsck', links: ['/usr/sbin/fsck.ext4'] },
-  { path: '/usr/bin/fio', links: [] },
+  { path: '/usr/bin/fio', links: [], stub: FIO_STUBBED_LIBS },
 ];
 
 const BUSYBOX = '/bin/busybox';
+
 
 /** Marker lines of the serial command protocol (host side lives in tests/lib/qemu.ts). */
 export const AGENT_READY = 'SPINDLE-AGENT-READY';
@@ -151,6 +160,64 @@ export function sharedLibraries(program: string): string[] {
   return libs;
 }
 
+
+interface StubLib { soname: string; /** version node → functions */ versions: Record<string, string[]>; unversioned: string[] }
+
+/** What fio needs from each stubbed library: its functions, grouped by the symbol versions it asks for. */
+function planFioStubs(fio: string): { stubs: StubLib[]; sources: string[] } {
+  const needed = [...execFileSync('readelf', ['-d', fio], { encoding: 'utf8' }).matchAll(/\(NEEDED\)\s+Shared library: \[(.+?)\]/g)].map((m) => m[1]!);
+  const stubbed = needed.filter((n) => FIO_STUBBED_LIBS.test(n));
+  // Version names → the library that defines them (readelf -V: "File: libgfapi.so.0" then "Name: GFAPI_6.0").
+  const versionOwner = new Map<string, string>();
+  let file = '';
+  for (const line of execFileSync('readelf', ['-V', fio], { encoding: 'utf8' }).split('\n')) {
+    const f = /File: (\S+)/.exec(line);
+    if (f) file = f[1]!;
+    const n = /Name: (\S+)/.exec(line);
+    if (n && file) versionOwner.set(n[1]!, file);
+  }
+  const stubs = new Map<string, StubLib>(stubbed.map((soname) => [soname, { soname, versions: {}, unversioned: [] }]));
+  const unversioned: string[] = [];
+  for (const line of execFileSync('objdump', ['-T', fio], { encoding: 'utf8' }).split('\n')) {
+    const m = /\*UND\*\s+\S+\s+(\(([^)]+)\)|Base)\s+(\S+)$/.exec(line.trim());
+    if (!m) continue;
+    const [, , version, sym] = m;
+    if (!version) { unversioned.push(sym!); continue; }
+    const stub = stubs.get(versionOwner.get(version) ?? '');
+    if (!stub) continue;
+    (stub.versions[version] ??= []).push(sym!);
+  }
+  // Unversioned references: whichever stubbed library really exports them (librados, librbd).
+  const sources: string[] = [];
+  for (const stub of stubs.values()) {
+    const real = sharedLibraries(fio).find((l) => basename(l) === stub.soname);
+    if (!real) throw new Error(`fio needs ${stub.soname} but ldd does not find it`);
+    sources.push(real);
+    const exported = new Set(execFileSync('nm', ['-D', '--defined-only', real], { encoding: 'utf8' }).split('\n').map((l) => l.trim().split(/\s+/).at(-1)!.replace(/@.*$/, '')));
+    stub.unversioned = unversioned.filter((sym) => exported.has(sym));
+  }
+  return { stubs: [...stubs.values()], sources };
+}
+
+/** Compiles the stubs into `dir` (needs gcc, from build-essential). */
+function buildStubs(stubs: StubLib[], dir: string): void {
+  mkdirSync(dir, { recursive: true });
+  for (const stub of stubs) {
+    const fns = Object.values(stub.versions).flat().concat(stub.unversioned);
+    const c = `#include <stdlib.h>\n${fns.map((f) => `void ${f}(void) { abort(); }`).join('\n')}\n`;
+    const nodes = Object.entries(stub.versions);
+    if (!nodes.length) nodes.push(['SPINDLE_STUB', []]);
+    nodes[0]![1] = nodes[0]![1].concat(stub.unversioned);
+    const script = nodes.map(([v, syms]) => `${v} { global: ${syms.map((x) => `${x};`).join(' ')} };`).join('\n') + '\n';
+    const base = join(dir, stub.soname);
+    writeFileSync(`${base}.c`, c);
+    writeFileSync(`${base}.map`, script);
+    execFileSync('gcc', ['-shared', '-fPIC', '-O0', '-o', base, `-Wl,-soname,${stub.soname}`, `-Wl,--version-script=${base}.map`, `${base}.c`], { stdio: 'pipe' });
+    rmSync(`${base}.c`);
+    rmSync(`${base}.map`);
+  }
+}
+
 interface Plan {
   kernel: string;
   version: string;
@@ -158,6 +225,9 @@ interface Plan {
   files: { src: string; dest: string }[];
   links: { target: string; dest: string }[];
   busyboxApplets: string[];
+  /** Stub libraries compiled into /lib/x86_64-linux-gnu, and the real ones they stand for (hash inputs). */
+  stubs: StubLib[];
+  stubSources: string[];
 }
 
 function makePlan(): Plan {
@@ -168,21 +238,35 @@ function makePlan(): Plan {
   }));
   const files = new Map<string, string>();
   const links: Plan['links'] = [];
+  const stubs: StubLib[] = [];
+  const stubSources: string[] = [];
   for (const prog of GUEST_PROGRAMS) {
     if (!existsSync(prog.path)) throw new Error(`${prog.path} is missing on the host (apt-get install e2fsprogs fio)`);
     files.set(prog.path, prog.path);
-    for (const lib of sharedLibraries(prog.path)) files.set(lib, lib);
+    const libs = sharedLibraries(prog.path);
+    if (prog.stub) {
+      const planned = planFioStubs(prog.path);
+      stubs.push(...planned.stubs);
+      stubSources.push(...planned.sources);
+      // Only the libraries the program needs directly and does not stub, with their own closures.
+      const direct = execFileSync('readelf', ['-d', prog.path], { encoding: 'utf8' });
+      const kept = libs.filter((l) => direct.includes(`[${basename(l)}]`) && !prog.stub!.test(basename(l)));
+      for (const lib of kept) for (const dep of [lib, ...sharedLibraries(lib)]) files.set(dep, dep);
+      for (const lib of libs) if (/ld-linux/.test(lib)) files.set(lib, lib);
+    } else {
+      for (const lib of libs) files.set(lib, lib);
+    }
     for (const l of prog.links) links.push({ target: basename(prog.path), dest: l });
   }
   if (existsSync('/etc/mke2fs.conf')) files.set('/etc/mke2fs.conf', '/etc/mke2fs.conf');
   const busyboxApplets = execFileSync(BUSYBOX, ['--list'], { encoding: 'utf8' }).split('\n').filter((a) => a && a !== 'busybox');
-  return { kernel, version, modules, files: [...files].map(([src, dest]) => ({ src, dest })), links, busyboxApplets };
+  return { kernel, version, modules, files: [...files].map(([src, dest]) => ({ src, dest })), links, busyboxApplets, stubs, stubSources };
 }
 
 function planHash(plan: Plan): string {
   const h = createHash('sha256');
-  h.update(JSON.stringify({ BUILDER_VERSION, INIT_SCRIPT, AGENT_SCRIPT, links: plan.links, applets: plan.busyboxApplets }));
-  for (const src of [plan.kernel, BUSYBOX, ...plan.modules.map((m) => m.src), ...plan.files.map((f) => f.src)]) {
+  h.update(JSON.stringify({ BUILDER_VERSION, INIT_SCRIPT, AGENT_SCRIPT, links: plan.links, applets: plan.busyboxApplets, stubs: plan.stubs }));
+  for (const src of [plan.kernel, BUSYBOX, ...plan.modules.map((m) => m.src), ...plan.files.map((f) => f.src), ...plan.stubSources]) {
     const st = statSync(src);
     h.update(`${src}\0${st.size}\0${st.mtimeMs}\0`);
   }
@@ -211,6 +295,13 @@ function stage(plan: Plan, root: string): void {
     copyFileSync(f.src, join(root, f.dest)); // follows symlinks: the guest gets the real file under the name ldd used
   }
   for (const l of plan.links) symlinkSync(l.target, join(root, l.dest));
+  if (plan.stubs.length) {
+    const libDir = join(root, 'lib/x86_64-linux-gnu');
+    buildStubs(plan.stubs, libDir);
+    // Prove on the host that fio links against the stubs (BIND_NOW resolves every symbol at start).
+    const check = spawnSync('/usr/bin/fio', ['--version'], { env: { ...process.env, LD_LIBRARY_PATH: libDir }, encoding: 'utf8' });
+    if (check.status !== 0) throw new Error(`fio does not start with the stub libraries: ${check.stderr}`);
+  }
   for (const m of plan.modules) copyModule(m.src, join(root, m.dest));
   writeFileSync(join(root, 'etc/spindle/modules'), plan.modules.map((m) => basename(m.dest)).join('\n') + '\n');
   writeFileSync(join(root, 'etc/spindle/agent.sh'), AGENT_SCRIPT);
