@@ -10,6 +10,7 @@ export interface Command {
 }
 
 const commands: Record<string, () => Promise<{ default: Command }>> = {
+  loadgen: () => import('./cli/loadgen.js'),
 };
 
 function help(): string {

@@ -1,0 +1,549 @@
+// virtio-blk on top of a BlockDevice: turns chains from the split rings into batched block
+// requests that point straight into guest memory, and completes them with status bytes.
+import { availableParallelism } from 'node:os';
+import { BlockOp, WRITE_ZEROES_MAY_UNMAP, type BlockDevice } from '../block/types.js';
+import { GuestMemory } from './guest-memory.js';
+import { RingSetupError, SplitVirtqueue } from './split-virtqueue.js';
+import type { GuestMemoryRegion, VirtioDevice, VringSetup } from './types.js';
+
+export const VIRTIO_BLK_F_SIZE_MAX = 1;
+export const VIRTIO_BLK_F_SEG_MAX = 2;
+export const VIRTIO_BLK_F_RO = 5;
+export const VIRTIO_BLK_F_BLK_SIZE = 6;
+export const VIRTIO_BLK_F_FLUSH = 9;
+export const VIRTIO_BLK_F_TOPOLOGY = 10;
+export const VIRTIO_BLK_F_CONFIG_WCE = 11;
+export const VIRTIO_BLK_F_MQ = 12;
+export const VIRTIO_BLK_F_DISCARD = 13;
+export const VIRTIO_BLK_F_WRITE_ZEROES = 14;
+export const VIRTIO_RING_F_INDIRECT_DESC = 28;
+export const VIRTIO_RING_F_EVENT_IDX = 29;
+export const VIRTIO_F_VERSION_1 = 32;
+
+export const VIRTIO_BLK_T_IN = 0;
+export const VIRTIO_BLK_T_OUT = 1;
+export const VIRTIO_BLK_T_FLUSH = 4;
+export const VIRTIO_BLK_T_GET_ID = 8;
+export const VIRTIO_BLK_T_DISCARD = 11;
+export const VIRTIO_BLK_T_WRITE_ZEROES = 13;
+export const VIRTIO_BLK_S_OK = 0;
+export const VIRTIO_BLK_S_IOERR = 1;
+export const VIRTIO_BLK_S_UNSUPP = 2;
+export const VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP = 1;
+export const VIRTIO_BLK_ID_BYTES = 20;
+
+/** Bytes of struct virtio_blk_config up to write_zeroes_may_unmap and its padding (no secure erase). */
+export const VIRTIO_BLK_CONFIG_SIZE = 60;
+export const CONFIG_WCE_OFFSET = 32;
+
+const SECTOR = 512;
+const EOPNOTSUPP = 95;
+/** One discard / write-zeroes range at most per request (as QEMU): Linux splits larger ones. */
+const MAX_DWZ_SEGMENTS = 1;
+const MAX_DWZ_SECTORS = 65536;
+const MAX_PASSES_PER_KICK = 8;
+
+export interface VirtioBlkOptions {
+  /** Request queues offered (default: one per host CPU). */
+  numQueues?: number;
+  /** Serial returned by GET_ID (at most 20 bytes of UTF-8 are sent). */
+  serial?: string;
+  /** Most data segments per request (config seg_max). QEMU's vhost-user-blk rings hold 128. */
+  segMax?: number;
+  /** Largest single data segment (config size_max). */
+  sizeMax?: number;
+}
+
+const bit = (n: number) => 1n << BigInt(n);
+
+/** One request queue: its ring and the preallocated slots of the requests it has in flight. */
+class BlkQueue {
+  readonly head: Uint16Array;
+  readonly usedLen: Uint32Array;
+  readonly statusRegion: Int32Array;
+  readonly statusOffset: Float64Array;
+  readonly free: Uint16Array;
+  freeCount: number;
+  /** Slots begun in the batch being built, failed together if submit() throws. */
+  readonly batch: Uint16Array;
+  batchCount = 0;
+  inFlight = 0;
+  stopped = false;
+  broken = false;
+  dirty = false;
+  drained: (() => void)[] = [];
+
+  constructor(readonly index: number, readonly vq: SplitVirtqueue) {
+    const n = vq.size;
+    this.head = new Uint16Array(n);
+    this.usedLen = new Uint32Array(n);
+    this.statusRegion = new Int32Array(n);
+    this.statusOffset = new Float64Array(n);
+    this.free = new Uint16Array(n);
+    for (let i = 0; i < n; i++) this.free[i] = n - 1 - i;
+    this.freeCount = n;
+    this.batch = new Uint16Array(n);
+  }
+}
+
+export class VirtioBlkDevice implements VirtioDevice {
+  readonly deviceFeatures: bigint;
+  readonly numQueues: number;
+  onBroken: ((queue: number, reason: string) => void) | null = null;
+
+  private readonly blk: BlockDevice;
+  private readonly serial = new Uint8Array(VIRTIO_BLK_ID_BYTES);
+  private readonly serialLen: number;
+  private readonly segMax: number;
+  private readonly sizeMax: number;
+  private readonly capacityBytes: number;
+  private readonly lbs: number;
+  private readonly writeCacheDefault: boolean;
+  private acked = 0n;
+  private mem: GuestMemory | null = null;
+  private bytes: Uint8Array[] = [];
+  private readonly queues: (BlkQueue | null)[];
+  private readonly dirtyList: Uint16Array;
+  private needsReset = false;
+  private readonly scratch = new Uint8Array(16);
+  private readonly scratchView = new DataView(this.scratch.buffer);
+
+  constructor(blk: BlockDevice, opts: VirtioBlkOptions = {}) {
+    this.blk = blk;
+    const nq = opts.numQueues ?? availableParallelism();
+    if (!Number.isInteger(nq) || nq < 1 || nq > 1024) {
+      throw new RangeError(`the number of queues must be an integer from 1 to 1024, not ${nq}`);
+    }
+    this.numQueues = nq;
+    this.segMax = opts.segMax ?? 126;
+    this.sizeMax = opts.sizeMax ?? 1 << 20;
+    const enc = new TextEncoder().encode(opts.serial ?? '');
+    this.serialLen = Math.min(enc.length, VIRTIO_BLK_ID_BYTES);
+    this.serial.set(enc.subarray(0, this.serialLen));
+    this.lbs = blk.logicalBlockSize;
+    if (!(this.lbs >= SECTOR && this.lbs % SECTOR === 0)) {
+      throw new RangeError(`the disk's logical block size ${this.lbs} is not a multiple of 512 bytes`);
+    }
+    this.capacityBytes = Math.floor(blk.sizeBytes / SECTOR) * SECTOR;
+    this.writeCacheDefault = blk.writeCache;
+    let f = bit(VIRTIO_BLK_F_SIZE_MAX) | bit(VIRTIO_BLK_F_SEG_MAX) | bit(VIRTIO_BLK_F_BLK_SIZE)
+      | bit(VIRTIO_BLK_F_FLUSH) | bit(VIRTIO_BLK_F_TOPOLOGY) | bit(VIRTIO_BLK_F_CONFIG_WCE) | bit(VIRTIO_BLK_F_MQ)
+      | bit(VIRTIO_RING_F_INDIRECT_DESC) | bit(VIRTIO_RING_F_EVENT_IDX) | bit(VIRTIO_F_VERSION_1);
+    if (blk.readOnly) f |= bit(VIRTIO_BLK_F_RO);
+    if (blk.supportsDiscard && !blk.readOnly) f |= bit(VIRTIO_BLK_F_DISCARD);
+    if (blk.supportsWriteZeroes && !blk.readOnly) f |= bit(VIRTIO_BLK_F_WRITE_ZEROES);
+    this.deviceFeatures = f;
+    this.queues = new Array<BlkQueue | null>(nq).fill(null);
+    this.dirtyList = new Uint16Array(nq);
+    blk.onComplete = (tags, results, count) => this.complete(tags, results, count);
+  }
+
+  /** True once a malformed chain stopped a queue (virtio DEVICE_NEEDS_RESET), until reset(). */
+  get broken(): boolean {
+    return this.needsReset;
+  }
+
+  get ackedFeatures(): bigint {
+    return this.acked;
+  }
+
+  setFeatures(features: bigint): void {
+    this.acked = features & this.deviceFeatures;
+  }
+
+  private has(feature: number): boolean {
+    return (this.acked & bit(feature)) !== 0n;
+  }
+
+  readConfig(offset: number, length: number): Uint8Array {
+    const cfg = new DataView(new ArrayBuffer(VIRTIO_BLK_CONFIG_SIZE));
+    const b = this.blk;
+    cfg.setBigUint64(0, BigInt(this.capacityBytes / SECTOR), true);
+    cfg.setUint32(8, this.sizeMax, true);
+    cfg.setUint32(12, this.segMax, true);
+    // 16..19: geometry, left zero (not offered).
+    cfg.setUint32(20, this.lbs, true);
+    const ratio = Math.max(1, Math.floor(b.physicalBlockSize / this.lbs));
+    cfg.setUint8(24, Math.floor(Math.log2(ratio)));
+    cfg.setUint8(25, 0);
+    cfg.setUint16(26, Math.min(ratio, 0xffff), true);
+    cfg.setUint32(28, 0, true);
+    cfg.setUint8(CONFIG_WCE_OFFSET, b.writeCache ? 1 : 0);
+    cfg.setUint16(34, this.numQueues, true);
+    cfg.setUint32(36, MAX_DWZ_SECTORS, true);
+    cfg.setUint32(40, MAX_DWZ_SEGMENTS, true);
+    cfg.setUint32(44, this.lbs / SECTOR, true);
+    cfg.setUint32(48, MAX_DWZ_SECTORS, true);
+    cfg.setUint32(52, MAX_DWZ_SEGMENTS, true);
+    cfg.setUint8(56, b.supportsDiscard ? 1 : 0);
+    const out = new Uint8Array(Math.max(0, length));
+    const src = new Uint8Array(cfg.buffer);
+    for (let i = 0; i < out.length; i++) {
+      const o = offset + i;
+      if (o >= 0 && o < VIRTIO_BLK_CONFIG_SIZE) out[i] = src[o];
+    }
+    return out;
+  }
+
+  /** Only the writeback byte is writable; everything else is ignored, as the spec asks. */
+  writeConfig(offset: number, data: Uint8Array): void {
+    const i = CONFIG_WCE_OFFSET - offset;
+    if (i >= 0 && i < data.length) this.blk.writeCache = data[i] !== 0;
+  }
+
+  setMemory(regions: GuestMemoryRegion[]): void {
+    for (const q of this.queues) {
+      if (q && q.inFlight > 0) throw new Error('guest memory cannot change while requests are in flight: stop the queues first');
+    }
+    const mem = new GuestMemory(regions);
+    this.unregisterMemory();
+    mem.regions.forEach((r, id) => this.blk.registerBuffer(id, r.memory));
+    this.mem = mem;
+    this.bytes = mem.regions.map((r) => new Uint8Array(r.memory, 0, r.size));
+  }
+
+  private unregisterMemory(): void {
+    if (!this.mem) return;
+    for (let id = 0; id < this.mem.regions.length; id++) this.blk.unregisterBuffer(id);
+    this.mem = null;
+    this.bytes = [];
+  }
+
+  startQueue(index: number, setup: VringSetup): void {
+    if (!Number.isInteger(index) || index < 0 || index >= this.numQueues) {
+      throw new RangeError(`queue ${index} does not exist: this disk has ${this.numQueues} queues`);
+    }
+    const old = this.queues[index];
+    if (old && old.inFlight > 0) throw new Error(`queue ${index} is still running: stop it first`);
+    this.queues[index] = null;
+    if (!this.mem) {
+      this.fail(index, 'the ring was started before the guest memory table was set');
+      return;
+    }
+    let vq: SplitVirtqueue;
+    try {
+      vq = new SplitVirtqueue(this.mem, setup, {
+        eventIdx: this.has(VIRTIO_RING_F_EVENT_IDX),
+        indirect: this.has(VIRTIO_RING_F_INDIRECT_DESC),
+        maxIndirect: this.segMax + 2,
+      });
+    } catch (err) {
+      if (!(err instanceof RingSetupError)) throw err;
+      this.fail(index, err.message);
+      return;
+    }
+    this.queues[index] = new BlkQueue(index, vq);
+  }
+
+  kick(index: number): void {
+    const q = this.queues[index];
+    if (!q || q.stopped || q.broken) return;
+    this.drain(q);
+  }
+
+  async stopQueue(index: number): Promise<number> {
+    const q = this.queues[index];
+    if (!q) return 0;
+    q.stopped = true;
+    if (q.inFlight > 0) await new Promise<void>((resolve) => q.drained.push(resolve));
+    if (this.queues[index] === q) this.queues[index] = null;
+    return q.vq.lastAvailIdx;
+  }
+
+  async reset(): Promise<void> {
+    await Promise.all(this.queues.map((q, i) => (q ? this.stopQueue(i) : 0)));
+    this.unregisterMemory();
+    this.acked = 0n;
+    this.needsReset = false;
+    this.blk.writeCache = this.writeCacheDefault;
+  }
+
+  // ---- request path -------------------------------------------------------------------------
+
+  private drain(q: BlkQueue): void {
+    const vq = q.vq;
+    q.batchCount = 0;
+    let passes = 0;
+    try {
+      outer: for (;;) {
+        const n = vq.available();
+        if (n < 0) {
+          this.breakQueue(q, vq.error);
+          break;
+        }
+        for (let k = 0; k < n; k++) {
+          const head = vq.pop();
+          if (head < 0 || !this.handleChain(q, head)) {
+            if (!q.broken) this.breakQueue(q, vq.error);
+            break outer;
+          }
+        }
+        if (!vq.armKick()) break;
+        // A guest that keeps refilling the ring must not hold this thread: yield, then go on.
+        if (++passes === MAX_PASSES_PER_KICK) {
+          setImmediate(() => this.kick(q.index));
+          break;
+        }
+      }
+    } catch (err) {
+      // Every guest-controlled access is checked before it is made: reaching this is a bug in
+      // Spindle, reported as such, and it still only stops this queue.
+      this.breakQueue(q, `internal error while reading the ring (${(err as Error).message})`);
+    }
+    if (q.batchCount > 0) {
+      try {
+        this.blk.submit();
+      } catch (err) {
+        this.failBatch(q, err as Error);
+      }
+    }
+    vq.publishUsed();
+  }
+
+  /** Handles one chain. Returns false when the chain is malformed (vq.error or the queue set). */
+  private handleChain(q: BlkQueue, head: number): boolean {
+    const vq = q.vq;
+    if (vq.readableBytes < 16) {
+      vq.error = vq.readableBytes === 0 && vq.writableBytes > 0
+        ? `the request header of chain ${head} is in a device-writable descriptor`
+        : `the request header of chain ${head} is ${vq.readableBytes} bytes, shorter than 16`;
+      return false;
+    }
+    if (vq.writableBytes === 0) {
+      vq.error = `chain ${head} has no device-writable status byte`;
+      return false;
+    }
+    // The status byte is the last writable byte; writable parts come last in the chain.
+    const last = vq.segCount - 1;
+    const statusRegion = vq.segRegion[last];
+    const statusOffset = vq.segOffset[last] + vq.segLen[last] - 1;
+
+    let type: number, sectorLo: number, sectorHi: number;
+    if (vq.segLen[0] >= 16 && vq.segWritable[0] === 0) {
+      const v = this.mem!.views[vq.segRegion[0]];
+      const o = vq.segOffset[0];
+      type = v.getUint32(o, true);
+      sectorLo = v.getUint32(o + 8, true);
+      sectorHi = v.getUint32(o + 12, true);
+    } else {
+      this.copyFromChain(vq, 0, 16);
+      type = this.scratchView.getUint32(0, true);
+      sectorLo = this.scratchView.getUint32(8, true);
+      sectorHi = this.scratchView.getUint32(12, true);
+    }
+
+    const dataOut = vq.readableBytes - 16;
+    const dataIn = vq.writableBytes - 1;
+    switch (type) {
+      case VIRTIO_BLK_T_IN: {
+        if (dataOut > 0) {
+          vq.error = `read request ${head} has its data buffer in a device-readable descriptor`;
+          return false;
+        }
+        if (!this.rangeOk(sectorLo, sectorHi, dataIn)) return this.finish(q, head, statusRegion, statusOffset, VIRTIO_BLK_S_IOERR, 1);
+        if (dataIn === 0) return this.finish(q, head, statusRegion, statusOffset, VIRTIO_BLK_S_OK, 1);
+        const slot = this.takeSlot(q, head, statusRegion, statusOffset, vq.writableBytes);
+        if (slot < 0) return false;
+        this.blk.begin(this.tag(q, slot), BlockOp.Read, (sectorHi * 0x1_0000_0000 + sectorLo) * SECTOR);
+        this.emitSegments(vq, 1, 0, dataIn);
+        return true;
+      }
+      case VIRTIO_BLK_T_OUT: {
+        if (dataIn > 0) {
+          vq.error = `write request ${head} has its data buffer in a device-writable descriptor`;
+          return false;
+        }
+        if (this.blk.readOnly || !this.rangeOk(sectorLo, sectorHi, dataOut)) {
+          return this.finish(q, head, statusRegion, statusOffset, VIRTIO_BLK_S_IOERR, 1);
+        }
+        if (dataOut === 0) return this.finish(q, head, statusRegion, statusOffset, VIRTIO_BLK_S_OK, 1);
+        const slot = this.takeSlot(q, head, statusRegion, statusOffset, 1);
+        if (slot < 0) return false;
+        this.blk.begin(this.tag(q, slot), BlockOp.Write, (sectorHi * 0x1_0000_0000 + sectorLo) * SECTOR);
+        this.emitSegments(vq, 0, 16, dataOut);
+        return true;
+      }
+      case VIRTIO_BLK_T_FLUSH: {
+        const slot = this.takeSlot(q, head, statusRegion, statusOffset, 1);
+        if (slot < 0) return false;
+        this.blk.begin(this.tag(q, slot), BlockOp.Flush, 0);
+        return true;
+      }
+      case VIRTIO_BLK_T_GET_ID: {
+        const n = Math.min(dataIn, VIRTIO_BLK_ID_BYTES);
+        this.copyToChain(vq, n);
+        return this.finish(q, head, statusRegion, statusOffset, VIRTIO_BLK_S_OK, n + 1);
+      }
+      case VIRTIO_BLK_T_DISCARD:
+      case VIRTIO_BLK_T_WRITE_ZEROES:
+        return this.discardOrZeroes(q, head, type, statusRegion, statusOffset, dataOut);
+      default:
+        return this.finish(q, head, statusRegion, statusOffset, VIRTIO_BLK_S_UNSUPP, 1);
+    }
+  }
+
+  private discardOrZeroes(q: BlkQueue, head: number, type: number, sRegion: number, sOffset: number, payload: number): boolean {
+    const zeroes = type === VIRTIO_BLK_T_WRITE_ZEROES;
+    if (!this.has(zeroes ? VIRTIO_BLK_F_WRITE_ZEROES : VIRTIO_BLK_F_DISCARD)) {
+      return this.finish(q, head, sRegion, sOffset, VIRTIO_BLK_S_UNSUPP, 1);
+    }
+    if (this.blk.readOnly || payload === 0 || payload % 16 !== 0) {
+      return this.finish(q, head, sRegion, sOffset, VIRTIO_BLK_S_IOERR, 1);
+    }
+    if (payload / 16 > MAX_DWZ_SEGMENTS) return this.finish(q, head, sRegion, sOffset, VIRTIO_BLK_S_UNSUPP, 1);
+    this.copyFromChain(q.vq, 16, 16);
+    const s = this.scratchView;
+    const lo = s.getUint32(0, true);
+    const hi = s.getUint32(4, true);
+    const sectors = s.getUint32(8, true);
+    const flags = s.getUint32(12, true);
+    // Discard takes no flags; write-zeroes knows only UNMAP (virtio 1.2, 5.2.6.2).
+    if (flags & ~(zeroes ? VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP : 0)) {
+      return this.finish(q, head, sRegion, sOffset, VIRTIO_BLK_S_UNSUPP, 1);
+    }
+    if (sectors > MAX_DWZ_SECTORS || !this.rangeOk(lo, hi, sectors * SECTOR)) {
+      return this.finish(q, head, sRegion, sOffset, VIRTIO_BLK_S_IOERR, 1);
+    }
+    if (sectors === 0) return this.finish(q, head, sRegion, sOffset, VIRTIO_BLK_S_OK, 1);
+    const slot = this.takeSlot(q, head, sRegion, sOffset, 1);
+    if (slot < 0) return false;
+    this.blk.begin(this.tag(q, slot), zeroes ? BlockOp.WriteZeroes : BlockOp.Discard,
+      (hi * 0x1_0000_0000 + lo) * SECTOR, sectors * SECTOR,
+      zeroes && flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP ? WRITE_ZEROES_MAY_UNMAP : 0);
+    return true;
+  }
+
+  /** A sector range is served only if it lies inside the disk and is aligned to its logical block. */
+  private rangeOk(lo: number, hi: number, bytes: number): boolean {
+    if (hi >= 0x200000) return false; // sector * 512 would pass 2^62 bytes: far past any disk
+    const start = (hi * 0x1_0000_0000 + lo) * SECTOR;
+    if (start > this.capacityBytes || bytes > this.capacityBytes - start) return false;
+    return start % this.lbs === 0 && bytes % this.lbs === 0;
+  }
+
+  private tag(q: BlkQueue, slot: number): number {
+    return ((q.index << 16) | slot) >>> 0;
+  }
+
+  private takeSlot(q: BlkQueue, head: number, sRegion: number, sOffset: number, usedLen: number): number {
+    if (q.freeCount === 0) {
+      q.vq.error = `the guest has more requests in flight than the ring's ${q.vq.size} descriptors`;
+      return -1;
+    }
+    const slot = q.free[--q.freeCount];
+    q.head[slot] = head;
+    q.usedLen[slot] = usedLen;
+    q.statusRegion[slot] = sRegion;
+    q.statusOffset[slot] = sOffset;
+    q.inFlight++;
+    q.batch[q.batchCount++] = slot;
+    return slot;
+  }
+
+  /** Completes a request without the block layer. */
+  private finish(q: BlkQueue, head: number, sRegion: number, sOffset: number, status: number, usedLen: number): true {
+    this.bytes[sRegion][sOffset] = status;
+    q.vq.pushUsed(head, usedLen);
+    return true;
+  }
+
+  /** Hands `length` bytes of the chain's readable (writable=0) or writable (1) parts, after `skip`
+   *  bytes, to the request begun last. */
+  private emitSegments(vq: SplitVirtqueue, writable: number, skip: number, length: number): void {
+    for (let k = 0; k < vq.segCount && length > 0; k++) {
+      if (vq.segWritable[k] !== writable) continue;
+      let len = vq.segLen[k];
+      let off = vq.segOffset[k];
+      if (skip >= len) {
+        skip -= len;
+        continue;
+      }
+      off += skip;
+      len -= skip;
+      skip = 0;
+      if (len > length) len = length;
+      this.blk.segment(vq.segRegion[k], off, len);
+      length -= len;
+    }
+  }
+
+  /** Copies `length` (<= 16) readable bytes from stream position `from` into scratch. */
+  private copyFromChain(vq: SplitVirtqueue, from: number, length: number): void {
+    let j = 0;
+    for (let k = 0; k < vq.segCount && j < length; k++) {
+      if (vq.segWritable[k]) break;
+      const len = vq.segLen[k];
+      if (from >= len) {
+        from -= len;
+        continue;
+      }
+      const src = this.bytes[vq.segRegion[k]];
+      const o = vq.segOffset[k];
+      for (let i = from; i < len && j < length; i++) this.scratch[j++] = src[o + i];
+      from = 0;
+    }
+  }
+
+  /** Writes the first n serial bytes (NUL padded) to the start of the writable parts. */
+  private copyToChain(vq: SplitVirtqueue, n: number): void {
+    let j = 0;
+    for (let k = 0; k < vq.segCount && j < n; k++) {
+      if (!vq.segWritable[k]) continue;
+      const dst = this.bytes[vq.segRegion[k]];
+      const o = vq.segOffset[k];
+      for (let i = 0; i < vq.segLen[k] && j < n; i++, j++) dst[o + i] = j < this.serialLen ? this.serial[j] : 0;
+    }
+  }
+
+  private complete(tags: Uint32Array, results: Int32Array, count: number): void {
+    let dirty = 0;
+    for (let i = 0; i < count; i++) {
+      const tag = tags[i];
+      const q = this.queues[tag >>> 16];
+      const slot = tag & 0xffff;
+      if (!q || slot >= q.vq.size) continue;
+      const r = results[i];
+      this.bytes[q.statusRegion[slot]][q.statusOffset[slot]] =
+        r === 0 ? VIRTIO_BLK_S_OK : r === -EOPNOTSUPP ? VIRTIO_BLK_S_UNSUPP : VIRTIO_BLK_S_IOERR;
+      q.vq.pushUsed(q.head[slot], q.usedLen[slot]);
+      q.free[q.freeCount++] = slot;
+      q.inFlight--;
+      if (!q.dirty) {
+        q.dirty = true;
+        this.dirtyList[dirty++] = q.index;
+      }
+    }
+    for (let d = 0; d < dirty; d++) {
+      const q = this.queues[this.dirtyList[d]]!;
+      q.dirty = false;
+      q.vq.publishUsed();
+      if (q.inFlight === 0 && q.drained.length) for (const resolve of q.drained.splice(0)) resolve();
+    }
+  }
+
+  /** submit() threw: the block layer took none of the batch, so every request in it fails. */
+  private failBatch(q: BlkQueue, err: Error): void {
+    for (let i = 0; i < q.batchCount; i++) {
+      const slot = q.batch[i];
+      this.bytes[q.statusRegion[slot]][q.statusOffset[slot]] = VIRTIO_BLK_S_IOERR;
+      q.vq.pushUsed(q.head[slot], q.usedLen[slot]);
+      q.free[q.freeCount++] = slot;
+      q.inFlight--;
+    }
+    q.batchCount = 0;
+    console.error(`spindle: queue ${q.index}: the block layer refused a batch: ${err.message}`);
+    if (q.inFlight === 0 && q.drained.length) for (const resolve of q.drained.splice(0)) resolve();
+  }
+
+  private breakQueue(q: BlkQueue, reason: string): void {
+    q.broken = true;
+    this.fail(q.index, reason);
+  }
+
+  private fail(index: number, reason: string): void {
+    this.needsReset = true;
+    const sentence = `Queue ${index} stopped: ${reason}.`;
+    if (this.onBroken) this.onBroken(index, sentence);
+    else console.warn(`spindle: virtio-blk: ${sentence}`);
+  }
+}
