@@ -3,7 +3,7 @@
 // Reports IOPS, MB/s, p99 and backend CPU seconds per GiB as ratios Spindle ÷ qsd (medians of
 // several short runs). It reports; it never asserts timings.
 //
-// usage: node dist/tests/bench/vhost.js [--quick] [--reps N] [--runtime S]
+// usage: node dist/tests/bench/vhost.js [--quick] [--reps N] [--runtime S] [--only spindle|qsd]
 import { join } from 'node:path';
 import type { AioMode } from '../../electron/block/modes.js';
 import { qsdServer, spindleExportServer, type DiskServerFactory } from '../guest/disk-server.js';
@@ -44,8 +44,9 @@ const summarise = (samples: Sample[]) => ({
 });
 
 async function main(): Promise<void> {
-  const args = benchArgs(process.argv.slice(2), { reps: 3, runtimeSec: 5, quickRuntimeSec: 2 });
-  requireSpindleCommands(['export', 'loadgen']);
+  const args = benchArgs(process.argv.slice(2), { reps: 3, runtimeSec: 5, quickRuntimeSec: 2, onlyChoices: ['spindle', 'qsd'] });
+  requireSpindleCommands(args.only === 'qsd' ? ['loadgen'] : ['export', 'loadgen']);
+  const kinds = (['spindle', 'qsd'] as const).filter((k) => !args.only || k === args.only);
   const size = args.quick ? 256 * MiB : 1024 * MiB;
   const started = Date.now();
   const cells: Cell[] = [];
@@ -60,7 +61,7 @@ async function main(): Promise<void> {
           cells.push(...byWorkload.values());
           for (let rep = 0; rep < args.reps; rep++) {
             // Alternate who goes first so drift on a busy machine does not always favour one side.
-            const order = rep % 2 ? (['qsd', 'spindle'] as const) : (['spindle', 'qsd'] as const);
+            const order = rep % 2 ? [...kinds].reverse() : kinds;
             for (const kind of order) {
               const socket = join(sockets.path, `${kind}.sock`);
               try {

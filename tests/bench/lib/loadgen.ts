@@ -30,38 +30,24 @@ export interface LoadgenResult {
   raw: unknown;
 }
 
-/** Finds the first numeric value whose key matches, depth-first. */
-function pick(obj: unknown, key: RegExp): { key: string; value: number } | null {
-  if (!obj || typeof obj !== 'object') return null;
-  for (const [k, v] of Object.entries(obj)) if (key.test(k) && typeof v === 'number') return { key: k, value: v };
-  for (const v of Object.values(obj)) {
-    const found = pick(v, key);
-    if (found) return found;
-  }
-  return null;
-}
+/** The fields of `spindle loadgen --json` the benchmarks use (electron/cli/loadgen.ts LoadgenResult). */
+interface LoadgenJson { ios: number; errors: number; iops: number; mbps: number; bs: number; latencyUs: { p50: number; p99: number } }
 
-/** A latency value in µs whatever unit its key names (…Ns, …Us, …Ms; bare means µs). */
-const latencyUs = (found: { key: string; value: number } | null): number => {
-  if (!found) return NaN;
-  if (/ns$/i.test(found.key)) return found.value / 1000;
-  if (/ms$/i.test(found.key)) return found.value * 1000;
-  return found.value;
-};
-
-export function normaliseLoadgen(raw: unknown, runtimeSec: number, bs: number): LoadgenResult {
-  const ops = pick(raw, /^(ops|ios|requests|completed)$/i)?.value ?? NaN;
-  const bytes = pick(raw, /^bytes$/i)?.value ?? ops * bs;
-  const iops = pick(raw, /^iops$/i)?.value ?? ops / runtimeSec;
-  const mb = pick(raw, /^(mbPerSec|mbps|mb_s|MBps|bandwidthMBps|mibPerSec)$/i)?.value ?? bytes / runtimeSec / 1e6;
+export function normaliseLoadgen(raw: unknown): LoadgenResult {
+  const j = raw as Partial<LoadgenJson>;
+  const num = (v: unknown, what: string): number => {
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`spindle loadgen --json has no numeric ${what}: ${JSON.stringify(raw)}`);
+    return v;
+  };
+  const ops = num(j.ios, 'ios');
   return {
-    iops,
-    mbPerSec: mb,
-    p50Us: latencyUs(pick(raw, /p50/i)),
-    p99Us: latencyUs(pick(raw, /p99/i)),
+    iops: num(j.iops, 'iops'),
+    mbPerSec: num(j.mbps, 'mbps'),
+    p50Us: num(j.latencyUs?.p50, 'latencyUs.p50'),
+    p99Us: num(j.latencyUs?.p99, 'latencyUs.p99'),
     ops,
-    bytes,
-    errors: pick(raw, /^errors$/i)?.value ?? 0,
+    bytes: ops * num(j.bs, 'bs'),
+    errors: num(j.errors, 'errors'),
     raw,
   };
 }
@@ -85,7 +71,7 @@ export async function runLoadgen(o: LoadgenOptions): Promise<LoadgenResult> {
   if (code !== 0 || !jsonLine) {
     throw new Error(`spindle loadgen ${args.slice(2).join(' ')} failed (exit ${code}):\n${stdout}${stderr}`);
   }
-  const result = normaliseLoadgen(JSON.parse(jsonLine), o.runtimeSec, o.bs);
+  const result = normaliseLoadgen(JSON.parse(jsonLine));
   if (result.errors > 0) throw new Error(`spindle loadgen reported ${result.errors} I/O errors:\n${jsonLine}`);
   return result;
 }

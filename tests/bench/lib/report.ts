@@ -54,10 +54,10 @@ export function saveResults(name: string, json: unknown, markdown: string): stri
   return files;
 }
 
-export interface BenchArgs { quick: boolean; reps: number; runtimeSec: number }
+export interface BenchArgs { quick: boolean; reps: number; runtimeSec: number; /** `--only NAME`: one side of a comparison. */ only?: string }
 
-/** `--quick` (short runs, one repetition: proves the benchmark works), `--reps N`, `--runtime S`. */
-export function benchArgs(argv: string[], defaults: { reps: number; runtimeSec: number; quickRuntimeSec: number }): BenchArgs {
+/** `--quick` (short runs, one repetition: proves the benchmark works), `--reps N`, `--runtime S`, `--only NAME` (one of `onlyChoices`). */
+export function benchArgs(argv: string[], defaults: { reps: number; runtimeSec: number; quickRuntimeSec: number; onlyChoices?: string[] }): BenchArgs {
   const quick = argv.includes('--quick');
   const num = (flag: string): number | undefined => {
     const i = argv.indexOf(flag);
@@ -66,14 +66,19 @@ export function benchArgs(argv: string[], defaults: { reps: number; runtimeSec: 
     if (!Number.isFinite(v) || v <= 0) throw new Error(`${flag} needs a positive number, got ${argv[i + 1]}`);
     return v;
   };
-  const known = new Set(['--quick', '--reps', '--runtime']);
+  const valued = ['--reps', '--runtime', ...(defaults.onlyChoices ? ['--only'] : [])];
+  const known = new Set(['--quick', ...valued]);
   for (let i = 0; i < argv.length; i++) {
-    if (argv[i]!.startsWith('--') && !known.has(argv[i]!)) throw new Error(`unknown option ${argv[i]} (known: --quick, --reps N, --runtime S)`);
-    if (argv[i] === '--reps' || argv[i] === '--runtime') i++;
+    if (!known.has(argv[i]!)) throw new Error(`unknown argument ${argv[i]} (known: ${[...known].join(', ')})`);
+    if (valued.includes(argv[i]!)) i++;
   }
+  const oi = argv.indexOf('--only');
+  const only = oi >= 0 ? argv[oi + 1] : undefined;
+  if (oi >= 0 && !defaults.onlyChoices?.includes(only ?? '')) throw new Error(`--only takes one of ${defaults.onlyChoices?.join(', ')}, not ${only}`);
   return {
     quick,
     reps: num('--reps') ?? (quick ? 1 : defaults.reps),
     runtimeSec: num('--runtime') ?? (quick ? defaults.quickRuntimeSec : defaults.runtimeSec),
+    only,
   };
 }
