@@ -304,3 +304,66 @@ export function twoDiskSuite(name: string, o: Omit<SuiteOptions, 'checks'>): voi
     });
   });
 }
+
+/**
+ * The disk server dies under a running guest (SIGKILL) and a new one takes over the same socket
+ * while fio writes and verifies (crc32c) in a loop: QEMU reconnects (reconnect=1), the guest must
+ * see no I/O error and no verify failure. The groundwork for issue 6 §3.
+ */
+export function serverRestartSuite(name: string, o: Omit<SuiteOptions, 'checks' | 'checkServerStats'> & { kills?: number }): void {
+  const size = 128 * MiB;
+  describe(name, { concurrency: false }, () => {
+    let backend: Backend | undefined;
+    let server: DiskServer | undefined;
+    let guest: Guest | undefined;
+    const sockets = tempDir('spindle-sock-');
+    const socket = join(sockets.path, 'disk.sock');
+    const serverOpts = () => ({ path: backend!.path, socket, aio: o.aio, cache: o.cache });
+
+    before(async () => {
+      backend = makeBacking(o.backing, size, 'restart');
+      server = await o.factory(serverOpts());
+      guest = await bootGuest({ disks: [{ socket }] });
+    });
+
+    after(async () => {
+      try { await guest?.shutdown(); } finally {
+        try { await server?.stop(); } finally { backend?.cleanup(); sockets.cleanup(); }
+      }
+    });
+
+    it(`guest fio with crc32c verify survives ${o.kills ?? 2} SIGKILLs of its disk server`, async () => {
+      const g = guest!;
+      const dev = await findDisk(g, size / 512);
+      // Each pass writes and verifies its own region; the loop runs until the host says stop, so
+      // the kills always land in the middle of guest I/O.
+      await g.runOk([
+        'rm -f /tmp/stop /tmp/loop.log',
+        `(i=0; while [ ! -e /tmp/stop ]; do
+            fio --name=v$i --filename=/dev/${dev} --offset=$(( (i % 4) * 16 ))M --size=16M --rw=randwrite --bs=4k --ioengine=libaio --iodepth=16 --direct=1 --verify=crc32c --do_verify=1 --verify_fatal=1 --randrepeat=0 > /tmp/fio.out 2>&1 || { echo "FAIL pass $i"; cat /tmp/fio.out; break; }
+            i=$((i + 1)); echo "pass $i ok"
+          done; echo finished) > /tmp/loop.log 2>&1 &`,
+      ].join('\n'));
+      const passes = async (): Promise<number> => Number((await g.runOk('grep -c "ok$" /tmp/loop.log || true')).trim() || 0);
+      for (let k = 0; k < (o.kills ?? 2); k++) {
+        await new Promise((r) => setTimeout(r, 1500));
+        const running = await g.run('grep -q finished /tmp/loop.log');
+        assert.notEqual(running.code, 0, `the fio loop ended before kill ${k + 1}:\n${await g.runOk('cat /tmp/loop.log')}`);
+        process.kill(server!.pid, 'SIGKILL');
+        await server!.stop();
+        await new Promise((r) => setTimeout(r, 500));
+        server = await o.factory(serverOpts());
+      }
+      const before = await passes();
+      // Let at least one more full pass run on the last server, then stop the loop.
+      const deadline = Date.now() + 300_000;
+      while ((await passes()) < before + 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1000));
+      await g.runOk('touch /tmp/stop');
+      while (Date.now() < deadline && (await g.run('grep -q finished /tmp/loop.log')).code !== 0) await new Promise((r) => setTimeout(r, 1000));
+      const log = await g.runOk('cat /tmp/loop.log');
+      assert.match(log, /finished/, `the fio loop did not finish:\n${log}`);
+      assert.doesNotMatch(log, /FAIL/, `guest I/O failed across a server restart:\n${log}`);
+      assert.ok((await passes()) >= 2, `too few fio passes to mean anything:\n${log}`);
+    });
+  });
+}

@@ -1,7 +1,7 @@
 // The peer: qemu-storage-daemon exporting a file or block device as vhost-user-blk with the same
 // aio and cache settings Spindle uses, so tests and benchmarks compare like with like.
 import { spawn } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, rmSync, statSync } from 'node:fs';
 import type { AioMode, CacheMode } from '../../electron/block/modes.js';
 import { CACHE_SEMANTICS } from '../../electron/block/modes.js';
 import { cpuSeconds, killOnExit, stopChild, waitForPath } from './proc.js';
@@ -51,6 +51,8 @@ export function qsdArgs(o: QsdOptions): string[] {
 /** Starts qemu-storage-daemon and resolves once its socket exists. */
 export async function startQsd(o: QsdOptions): Promise<Qsd> {
   if (!existsSync(o.path)) throw new Error(`qemu-storage-daemon: ${o.path} does not exist`);
+  // A socket file left by a killed daemon would make the wait below succeed before this one listens.
+  rmSync(o.socket, { force: true });
   const child = spawn('qemu-storage-daemon', qsdArgs(o), { stdio: ['ignore', 'pipe', 'pipe'] });
   killOnExit(child);
   let output = '';
