@@ -15,8 +15,8 @@ import { parseExportStats, type DiskServer, type DiskServerFactory } from './dis
 const MiB = 1 << 20;
 
 export type Backing = 'file' | 'loop';
-export type IoCheck = 'direct-io' | 'sector-512' | 'flush' | 'discard' | 'fio-verify' | 'ext4';
-export const ALL_IO_CHECKS: readonly IoCheck[] = ['direct-io', 'sector-512', 'flush', 'discard', 'fio-verify', 'ext4'];
+export type IoCheck = 'direct-io' | 'sector-512' | 'flush' | 'discard' | 'write-zeroes' | 'fio-verify' | 'ext4';
+export const ALL_IO_CHECKS: readonly IoCheck[] = ['direct-io', 'sector-512', 'flush', 'discard', 'write-zeroes', 'fio-verify', 'ext4'];
 
 export interface SuiteOptions {
   factory: DiskServerFactory;
@@ -182,9 +182,23 @@ export function singleDiskSuite(name: string, o: SuiteOptions): void {
       assert.ok(blocksAfter <= blocksBefore - (len / 512) / 2, `host file kept its blocks (${blocksBefore} → ${blocksAfter} sectors): nothing was punched`);
     });
 
+    if (checks.has('write-zeroes')) it('write-zeroes: the range reads back as zeros in the guest and on the host', async () => {
+      const off = 80 * MiB;
+      const len = 4 * MiB;
+      const max = Number((await g().runOk(`cat /sys/block/${dev}/queue/write_zeroes_max_bytes`)).trim());
+      assert.ok(max > 0, 'the disk does not offer WRITE_ZEROES (blkdiscard -z would silently write zero pages instead)');
+      const out = await g().runOk([
+        'set -e', `dd if=/dev/urandom of=/dev/${dev} bs=1M seek=${off / MiB} count=${len / MiB} oflag=direct conv=notrunc 2>/dev/null`,
+        `/usr/sbin/blkdiscard -z -o ${off} -l ${len} /dev/${dev}`,
+        `dd if=/dev/${dev} of=/tmp/z bs=1M skip=${off / MiB} count=${len / MiB} iflag=direct 2>/dev/null`, 'cd /tmp && sha256sum z',
+      ].join('\n'));
+      assert.equal(parseSums(out).get('z'), zeroSha256(len), 'the zeroed range does not read back as zeros in the guest');
+      assert.equal(hostSha256(backend!.path, off, len), zeroSha256(len), 'the zeroed range is not zero on the host');
+    });
+
     if (checks.has('fio-verify')) it('fio random writes verify with crc32c inside the guest', async () => {
       const r = await g().run(
-        `fio --name=verify --filename=/dev/${dev} --offset=96M --size=16M --rw=randwrite --bs=4k --ioengine=libaio --iodepth=16 ` +
+        `/usr/bin/fio --name=verify --filename=/dev/${dev} --offset=96M --size=16M --rw=randwrite --bs=4k --ioengine=libaio --iodepth=16 ` +
         '--direct=1 --verify=crc32c --do_verify=1 --verify_fatal=1 --randrepeat=0 --norandommap=0 --output-format=normal',
         { timeoutMs: 600_000 },
       );
@@ -195,13 +209,13 @@ export function singleDiskSuite(name: string, o: SuiteOptions): void {
 
     if (checks.has('ext4')) it('ext4: mkfs, files written, fsck clean, checksums match after remount', async () => {
       await g().runOk([
-        'set -e', `mkfs.ext4 -q -F /dev/${dev}`, 'mkdir -p /mnt/t', `mount -t ext4 /dev/${dev} /mnt/t`,
+        'set -e', `/usr/sbin/mkfs.ext4 -q -F /dev/${dev}`, 'mkdir -p /mnt/t', `mount -t ext4 /dev/${dev} /mnt/t`,
         'dd if=/dev/urandom of=/mnt/t/big bs=1M count=12 2>/dev/null', 'mkdir /mnt/t/small',
         'i=0; while [ $i -lt 40 ]; do dd if=/dev/urandom of=/mnt/t/small/f$i bs=1k count=$((i * 3 + 1)) 2>/dev/null; i=$((i + 1)); done',
         'cd /mnt/t && find . -type f | sort | xargs sha256sum > /tmp/sums && cd /',
         'sync', 'umount /mnt/t', 'echo 3 > /proc/sys/vm/drop_caches',
       ].join('\n'), { timeoutMs: 300_000 });
-      const fsck = await g().run(`e2fsck -fn /dev/${dev}`);
+      const fsck = await g().run(`/usr/sbin/e2fsck -fn /dev/${dev}`);
       assert.equal(fsck.code, 0, `e2fsck found problems:\n${fsck.output}`);
       // The host sees the same clean filesystem through the backend (read-only check).
       execFileSync('e2fsck', ['-fn', backend!.path], { stdio: 'pipe' });
@@ -278,7 +292,7 @@ export function twoDiskSuite(name: string, o: Omit<SuiteOptions, 'checks'>): voi
       const cpus = (await g().runOk(`cat /sys/block/${devA}/mq/*/cpu_list`)).split(/[\s,]+/).filter(Boolean).sort();
       assert.deepEqual(cpus, ['0', '1'], 'each vCPU should map to a queue');
       const r = await g().run(
-        `fio --name=mq --filename=/dev/${devA} --size=8M --rw=randwrite --bs=4k --ioengine=libaio --iodepth=8 --direct=1 ` +
+        `/usr/bin/fio --name=mq --filename=/dev/${devA} --size=8M --rw=randwrite --bs=4k --ioengine=libaio --iodepth=8 --direct=1 ` +
         '--numjobs=2 --cpus_allowed=0-1 --cpus_allowed_policy=split --offset_increment=16M --verify=crc32c --do_verify=1 --verify_fatal=1',
         { timeoutMs: 600_000 },
       );
@@ -340,7 +354,7 @@ export function serverRestartSuite(name: string, o: Omit<SuiteOptions, 'checks' 
       await g.runOk([
         'rm -f /tmp/stop /tmp/loop.log',
         `(i=0; while [ ! -e /tmp/stop ]; do
-            fio --name=v$i --filename=/dev/${dev} --offset=$(( (i % 4) * 16 ))M --size=16M --rw=randwrite --bs=4k --ioengine=libaio --iodepth=16 --direct=1 --verify=crc32c --do_verify=1 --verify_fatal=1 --randrepeat=0 > /tmp/fio.out 2>&1 || { echo "FAIL pass $i"; cat /tmp/fio.out; break; }
+            /usr/bin/fio --name=v$i --filename=/dev/${dev} --offset=$(( (i % 4) * 16 ))M --size=16M --rw=randwrite --bs=4k --ioengine=libaio --iodepth=16 --direct=1 --verify=crc32c --do_verify=1 --verify_fatal=1 --randrepeat=0 > /tmp/fio.out 2>&1 || { echo "FAIL pass $i"; cat /tmp/fio.out; break; }
             i=$((i + 1)); echo "pass $i ok"
           done; echo finished) > /tmp/loop.log 2>&1 &`,
       ].join('\n'));

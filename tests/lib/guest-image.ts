@@ -31,11 +31,17 @@ export const GUEST_MODULES = [
  */
 const FIO_STUBBED_LIBS = /^lib(gfapi|nbd|ibverbs|rdmacm|rados|rbd|pmemblk|pmem)\.so/;
 
-/** Dynamically linked host programs copied into the guest, with the names they answer to. */
+/**
+ * Dynamically linked host programs copied into the guest, with the names they answer to. Call
+ * them by absolute path in guest commands: Debian's busybox shell runs its own applet of the same
+ * name (blkdiscard, mke2fs) before looking at PATH.
+ */
 const GUEST_PROGRAMS: { path: string; links: string[]; stub?: RegExp }[] = [
   { path: '/usr/sbin/mke2fs', links: ['/usr/sbin/mkfs.ext4'] },
   { path: '/usr/sbin/e2fsck', links: ['/usr/sbin/fsck.ext4'] },
   { path: '/usr/bin/fio', links: [], stub: FIO_STUBBED_LIBS },
+  // util-linux's, for -z (BLKZEROOUT → virtio-blk WRITE_ZEROES), which busybox's lacks.
+  { path: '/usr/sbin/blkdiscard', links: [] },
 ];
 
 const BUSYBOX = '/bin/busybox';
