@@ -11,6 +11,8 @@ export interface Command {
 
 const commands: Record<string, () => Promise<{ default: Command }>> = {
   loadgen: () => import('./cli/loadgen.js'),
+  'bench-engines': () => import('./cli/bench-engines.js'),
+  export: () => import('./cli/export.js'),
 };
 
 function help(): string {

@@ -91,6 +91,8 @@ export interface VhostUserServerEvents {
   disconnected: [reason: string | null];
   /** A ring stopped because of bad input from the frontend or the guest. */
   broken: [queue: number, reason: string];
+  /** Every well-formed request as it is handled (control plane only: for traces and tests). */
+  request: [name: string];
 }
 
 export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
@@ -103,6 +105,8 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
   /** Set while a finished session is being torn down: no new connection is accepted meanwhile. */
   private teardown: Promise<void> | null = null;
   private closed = false;
+  /** While paused, kicks are noted but not passed to the device (pause/drain of the IOThread). */
+  private paused = false;
 
   private constructor(opts: VhostUserServerOptions, listenFd: number) {
     super();
@@ -241,6 +245,7 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
       this.failConnection(s, shape);
       return;
     }
+    this.emit('request', name);
     try {
       const reply = await this.dispatch(s, msg);
       if (s.channel.isClosed) return;
@@ -262,7 +267,6 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
   }
 
   private failConnection(s: Session, reason: string): void {
-    this.log(`closing the connection: ${reason}`);
     s.channel.close(reason);
   }
 
@@ -325,6 +329,8 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
         for (const [what, a] of [['descriptor table', addr.descAddr], ['available ring', addr.availAddr], ['used ring', addr.usedAddr]] as const) {
           if (s.memory.frontendToGuest(a, 1) === null) throw new RingError(addr.index, `ring ${addr.index}: the ${what} address ${hex(a)} is not in the guest memory table`);
         }
+        // New addresses are a new setup of the ring: an earlier refusal no longer applies.
+        if (!ring.running) ring.broken = null;
         return;
       }
       case Request.SET_VRING_BASE: {
@@ -485,7 +491,21 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
     this.kickDevice(s, i);
   }
 
+  /** Stops passing kicks to the device: no new requests are taken (in-flight ones go on). */
+  pause(): void {
+    this.paused = true;
+  }
+
+  /** Passes kicks again, and looks at every running ring for what arrived meanwhile. */
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    const s = this.session;
+    if (s) s.rings.forEach((r, i) => r.running && this.kickDevice(s, i));
+  }
+
   private kickDevice(s: Session, i: number): void {
+    if (this.paused) return;
     try {
       this.device.kick(i);
     } catch (err) {
@@ -529,7 +549,8 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
 
   private endSession(s: Session, reason: string | null): void {
     if (this.session !== s) return;
-    this.log(reason ? `frontend disconnected: ${reason}` : 'frontend disconnected');
+    // A reason means this side ended it (bad input, shutdown); null means the frontend hung up.
+    this.log(reason ? `closing the connection: ${reason}` : 'frontend disconnected');
     this.acceptWatch?.stop();
     this.acceptWatch = null;
     this.teardown = (async () => {

@@ -1,4 +1,521 @@
+#include "engine.h"
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
 #include "spindle.h"
+
 namespace spindle {
-void InitEngine(Napi::Env env, Napi::Object exports) {}
+
+namespace c = counters;
+
+static uint64_t ClockNs(clockid_t id) {
+  timespec ts;
+  clock_gettime(id, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
 }
+static uint64_t MonoNs() { return ClockNs(CLOCK_MONOTONIC); }
+
+void SubmitStats::Record(uint64_t ns) {
+  counters[c::kSubmitCalls] += 1;
+  counters[c::kSubmitTotalNs] += double(ns);
+  if (double(ns) > counters[c::kSubmitMaxNs]) counters[c::kSubmitMaxNs] = double(ns);
+  counters[c::kSubmitHist + c::BucketOfNs(ns)] += 1;
+}
+
+// Data pointer and length of an ArrayBuffer, SharedArrayBuffer or typed array / DataView.
+static bool MemoryOf(Napi::Value v, uint8_t** data, size_t* len) {
+  if (v.IsTypedArray()) {
+    auto ta = v.As<Napi::TypedArray>();
+    napi_typedarray_type type;
+    size_t length, byte_offset;
+    void* ptr;
+    napi_value ab;
+    if (napi_get_typedarray_info(v.Env(), ta, &type, &length, &ptr, &ab, &byte_offset) != napi_ok) return false;
+    *data = static_cast<uint8_t*>(ptr);
+    *len = ta.ByteLength();
+    return true;
+  }
+  if (v.IsArrayBuffer()) {
+    auto ab = v.As<Napi::ArrayBuffer>();
+    *data = static_cast<uint8_t*>(ab.Data());
+    *len = ab.ByteLength();
+    return true;
+  }
+  return false;
+}
+
+static Napi::Error EngineError(Napi::Env env, int err, const std::string& msg) {
+  Napi::Error e = ErrnoError(env, err, "engine");
+  e.Set("message", Napi::String::New(env, msg));
+  return e;
+}
+
+Napi::Function Engine::Define(Napi::Env env) {
+  return DefineClass(env, "Engine", {
+    InstanceMethod<&Engine::Submit>("submit"),
+    InstanceMethod<&Engine::RegisterBuffer>("registerBuffer"),
+    InstanceMethod<&Engine::UnregisterBuffer>("unregisterBuffer"),
+    InstanceMethod<&Engine::SetNowait>("setNowait"),
+    InstanceMethod<&Engine::Destroy>("destroy"),
+    InstanceAccessor<&Engine::GetInFlight>("inFlight"),
+    InstanceAccessor<&Engine::GetKind>("kind"),
+  });
+}
+
+Engine::Engine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine>(info), env_(info.Env()) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject()) throw Napi::TypeError::New(env, "Engine: options object expected");
+  Napi::Object o = info[0].As<Napi::Object>();
+  auto num = [&](const char* k, double d) { Napi::Value v = o.Get(k); return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : d; };
+  auto flag = [&](const char* k) { Napi::Value v = o.Get(k); return v.IsBoolean() && v.As<Napi::Boolean>().Value(); };
+
+  kind_ = o.Get("kind").IsString() ? o.Get("kind").As<Napi::String>().Utf8Value() : "";
+  if (kind_ != "threads" && kind_ != "native" && kind_ != "io_uring")
+    throw Napi::TypeError::New(env, "Engine: kind must be 'threads', 'native' or 'io_uring'");
+  target_.fd = static_cast<int>(num("fd", -1));
+  target_.is_block = flag("isBlock");
+  target_.alignment = static_cast<uint32_t>(num("alignment", 512));
+  if (target_.alignment < 512 || (target_.alignment & (target_.alignment - 1)))
+    throw Napi::RangeError::New(env, "Engine: alignment must be a power of two >= 512");
+  int fl = fcntl(target_.fd, F_GETFL);
+  if (fl < 0) throw ErrnoError(env, errno, "fcntl(F_GETFL)");
+  target_.direct = (fl & O_DIRECT) != 0;
+  if (kind_ == "native" && !target_.direct)
+    throw EngineError(env, EINVAL, "aio 'native' needs a file opened with O_DIRECT (cache 'none' or 'directsync'): Linux AIO is only asynchronous with O_DIRECT");
+  read_only_ = flag("readOnly") || (fl & O_ACCMODE) == O_RDONLY;
+  flush_noop_ = flag("flushNoop");
+  nowait_read_ = flag("nowaitRead") && kind_ != "threads";
+  nowait_write_ = flag("nowaitWrite") && kind_ != "threads";
+  int queue_depth = static_cast<int>(num("queueDepth", 128));
+  int max_workers = static_cast<int>(num("maxWorkers", 64));
+  int idle_ms = static_cast<int>(num("idleMs", 5000));
+  if (queue_depth < 1 || queue_depth > 65536) throw Napi::RangeError::New(env, "Engine: queueDepth must be 1..65536");
+  if (max_workers < 1 || max_workers > 1024) throw Napi::RangeError::New(env, "Engine: maxWorkers must be 1..1024");
+
+  Napi::Value cv = o.Get("counters");
+  if (cv.IsTypedArray() && cv.As<Napi::TypedArray>().TypedArrayType() == napi_float64_array) {
+    uint8_t* d;
+    size_t len;
+    if (!MemoryOf(cv, &d, &len) || len < c::kSlots * sizeof(double)) throw Napi::RangeError::New(env, "Engine: counters array too small");
+    counters_ = reinterpret_cast<double*>(d);
+    counters_ref_ = Napi::Persistent(cv);
+  } else {
+    own_counters_.assign(c::kSlots, 0.0);
+    counters_ = own_counters_.data();
+  }
+  counters_[c::kVersion] = c::kCountersVersion;
+  submit_stats_.counters = counters_;
+
+  Napi::Value tv = o.Get("tags"), rv = o.Get("results"), fn = o.Get("onComplete");
+  if (!tv.IsTypedArray() || tv.As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array ||
+      !rv.IsTypedArray() || rv.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array || !fn.IsFunction())
+    throw Napi::TypeError::New(env, "Engine: tags (Uint32Array), results (Int32Array) and onComplete (function) are required");
+  ctags_ = tv.As<Napi::Uint32Array>().Data();
+  cresults_ = rv.As<Napi::Int32Array>().Data();
+  ccap_ = std::min(tv.As<Napi::Uint32Array>().ElementLength(), rv.As<Napi::Int32Array>().ElementLength());
+  if (ccap_ == 0) throw Napi::RangeError::New(env, "Engine: completion arrays are empty");
+  tags_ref_ = Napi::Persistent(tv);
+  results_ref_ = Napi::Persistent(rv);
+  on_complete_ = Napi::Persistent(fn.As<Napi::Function>());
+  async_ = std::make_unique<Napi::AsyncContext>(env, "spindle:engine");
+
+  efd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (efd_ < 0) throw ErrnoError(env, errno, "eventfd");
+  try {
+    if (kind_ == "native") backend_ = MakeLinuxAio(target_, queue_depth, efd_);
+    if (kind_ == "io_uring") backend_ = MakeIoUring(target_, queue_depth, efd_);
+  } catch (const std::system_error& e) {
+    close(efd_);
+    efd_ = -1;
+    throw ErrnoError(env, e.code().value(), e.what());
+  }
+  pool_ = std::make_unique<ThreadPool>(target_, max_workers, idle_ms, efd_, flush_noop_);
+
+  uv_loop_t* loop = nullptr;
+  napi_get_uv_event_loop(env, &loop);
+  poll_ = new uv_poll_t;
+  uv_poll_init(loop, poll_, efd_);
+  poll_->data = this;
+  uv_poll_start(poll_, UV_READABLE, [](uv_poll_t* h, int status, int) {
+    if (status >= 0) static_cast<Engine*>(h->data)->OnReadable();
+  });
+  uv_unref(reinterpret_cast<uv_handle_t*>(poll_));  // idle engines do not keep the process alive
+  timer_ = new uv_timer_t;
+  uv_timer_init(loop, timer_);
+  timer_->data = this;
+  uv_unref(reinterpret_cast<uv_handle_t*>(timer_));
+  napi_add_env_cleanup_hook(env, CleanupHook, this);
+}
+
+Engine::~Engine() {
+  if (!destroyed_) {
+    DrainBlocking();
+    Release();
+  }
+  if (!in_cleanup_) napi_remove_env_cleanup_hook(env_, CleanupHook, this);
+  for (Req* r : free_) delete r;
+}
+
+// The thread's environment is going away (worker exit) with the engine still open:
+// wait for the kernel and the pool before anything they write into is freed.
+void Engine::CleanupHook(void* arg) {
+  Engine* self = static_cast<Engine*>(arg);
+  self->in_cleanup_ = true;
+  if (!self->destroyed_) {
+    self->DrainBlocking();
+    self->Release();
+  }
+}
+
+Req* Engine::Alloc() {
+  if (free_.empty()) {
+    Req* r = new Req;
+    r->user_iov.reserve(8);
+    r->iov.reserve(8);
+    return r;
+  }
+  Req* r = free_.back();
+  free_.pop_back();
+  return r;
+}
+
+void Engine::Recycle(Req* r) {
+  r->user_iov.clear();
+  r->iov.clear();
+  r->bounce = nullptr;
+  r->done = 0;
+  r->res = 0;
+  r->nowait = r->via_pool = r->immediate = false;
+  r->retries = 0;
+  free_.push_back(r);
+}
+
+void Engine::Signal() {
+  uint64_t one = 1;
+  ssize_t ignored = write(efd_, &one, sizeof one);
+  (void)ignored;
+}
+
+void Engine::Immediate(Req* r, int64_t res) {
+  r->res = res;
+  r->immediate = true;
+  ready_.push_back(r);
+}
+
+static bool Misaligned(const std::vector<iovec>& iov, uint32_t align) {
+  for (const iovec& v : iov)
+    if ((reinterpret_cast<uintptr_t>(v.iov_base) | v.iov_len) & (align - 1)) return true;
+  return false;
+}
+
+Napi::Value Engine::Submit(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (destroyed_) throw EngineError(env, EBADF, "engine is closed");
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+    throw Napi::TypeError::New(env, "submit(queue: Float64Array, count)");
+  auto sq = info[0].As<Napi::Float64Array>();
+  const double* w = sq.Data();
+  const size_t n = sq.ElementLength();
+  const uint32_t count = info[1].As<Napi::Number>().Uint32Value();
+  uint64_t cpu0 = ClockNs(CLOCK_THREAD_CPUTIME_ID);
+  uint64_t now = MonoNs();
+  size_t p = 0;
+  for (uint32_t i = 0; i < count; i++) {
+    if (p + 6 > n) throw Napi::RangeError::New(env, "submit: queue shorter than its request count");
+    uint32_t nseg = static_cast<uint32_t>(w[p + 5]);
+    if (p + 6 + size_t(nseg) * 3 > n) throw Napi::RangeError::New(env, "submit: request segments run past the queue");
+    Req* r = Alloc();
+    r->tag = static_cast<uint32_t>(w[p]);
+    double op = w[p + 1];
+    r->offset = static_cast<uint64_t>(w[p + 2]);
+    r->length = static_cast<uint64_t>(w[p + 3]);
+    r->flags = static_cast<uint32_t>(w[p + 4]);
+    r->start_ns = now;
+    p += 6;
+    int64_t err = 0;
+    uint64_t seg_total = 0;
+    for (uint32_t s = 0; s < nseg; s++, p += 3) {
+      auto it = bufs_.find(static_cast<uint32_t>(w[p]));
+      uint64_t boff = static_cast<uint64_t>(w[p + 1]), len = static_cast<uint64_t>(w[p + 2]);
+      if (it == bufs_.end() || it->second.dead || boff > it->second.length || len > it->second.length - boff) {
+        err = -EFAULT;
+        continue;
+      }
+      if (len) r->user_iov.push_back({it->second.data + boff, len});
+      seg_total += len;
+    }
+    if (inflight_++ == 0 && !keep_alive_) {
+      // Keep the JS object (and the memory it references) alive while the kernel may write to it.
+      Ref();
+      keep_alive_ = true;
+      uv_ref(reinterpret_cast<uv_handle_t*>(poll_));
+    }
+    if (!(op >= 0 && op <= 4)) { r->op = kRead; Immediate(r, -EINVAL); continue; }
+    r->op = static_cast<Op>(static_cast<int>(op));
+    if (r->op == kRead || r->op == kWrite) r->length = seg_total;
+    if (err) { Immediate(r, err); continue; }
+    if (read_only_ && r->op != kRead && r->op != kFlush) { Immediate(r, -EROFS); continue; }
+    if (r->op == kFlush && flush_noop_) { Immediate(r, 0); continue; }
+    if (r->op != kFlush && r->length == 0) { Immediate(r, 0); continue; }
+    // O_DIRECT needs block-aligned offsets and lengths; a virtio guest is told the logical block
+    // size, so unaligned ranges are refused rather than emulated with read-modify-write.
+    if (target_.direct && r->op != kFlush && ((r->offset | r->length) & (target_.alignment - 1))) { Immediate(r, -EINVAL); continue; }
+    if ((r->op == kRead || r->op == kWrite) &&
+        ((target_.direct && Misaligned(r->user_iov, target_.alignment)) || r->user_iov.size() > IOV_MAX)) {
+      void* b = nullptr;
+      if (posix_memalign(&b, std::max<size_t>(target_.alignment, 4096), r->length) != 0) { Immediate(r, -ENOMEM); continue; }
+      r->bounce = b;
+      if (r->op == kWrite) {
+        uint8_t* d = static_cast<uint8_t*>(b);
+        for (const iovec& v : r->user_iov) { memcpy(d, v.iov_base, v.iov_len); d += v.iov_len; }
+      }
+      r->iov.assign(1, iovec{b, r->length});
+    } else {
+      r->iov = r->user_iov;
+    }
+    Dispatch(r);
+  }
+  counters_[c::kInFlight] = double(inflight_);
+  FlushBackend();
+  if (!ready_.empty()) Signal();
+  counters_[c::kCpuLoopNs] += double(ClockNs(CLOCK_THREAD_CPUTIME_ID) - cpu0);
+  return env.Undefined();
+}
+
+void Engine::Dispatch(Req* r) {
+  r->nowait = false;
+  if (backend_ && !r->via_pool && backend_->Handles(r)) {
+    if ((r->op == kRead && nowait_read_) || (r->op == kWrite && nowait_write_)) {
+      r->nowait = true;
+      counters_[r->op == kRead ? c::kNowaitReadSubmitted : c::kNowaitWriteSubmitted] += 1;
+    }
+    backend_->Enqueue(r);
+  } else {
+    r->via_pool = true;
+    pool_->Push(r);
+  }
+}
+
+void Engine::FlushBackend() {
+  if (!backend_) return;
+  size_t before = ready_.size();
+  backend_->Flush(ready_, submit_stats_);
+  if (ready_.size() != before) Signal();
+  if (backend_->Stuck() && !uv_is_active(reinterpret_cast<uv_handle_t*>(timer_))) {
+    // The kernel refused with EAGAIN and nothing in flight will wake us: try again shortly.
+    uv_timer_start(timer_, [](uv_timer_t* t) { static_cast<Engine*>(t->data)->FlushBackend(); }, 1, 0);
+  }
+}
+
+void Engine::Collect(std::vector<Req*>& batch) {
+  batch.insert(batch.end(), ready_.begin(), ready_.end());
+  ready_.clear();
+  if (backend_) backend_->Reap(batch);
+  pool_->TakeDone(batch);
+}
+
+void Engine::Finish(Req* r) {
+  int64_t res = r->res;
+  if (r->immediate) return Complete(r, res);
+  if (r->op == kRead || r->op == kWrite) {
+    if (r->nowait && (res == -EAGAIN || res == -EOPNOTSUPP)) {
+      // Would have blocked (or nowait unsupported here): do it once from a thread that may block.
+      counters_[r->op == kRead ? c::kNowaitReadFallbacks : c::kNowaitWriteFallbacks] += 1;
+      r->nowait = false;
+      r->via_pool = true;
+      pool_->Push(r);
+      return;
+    }
+    if (res == -EAGAIN && !r->via_pool && r->retries++ < 1000) {
+      backend_->Enqueue(r);  // device queue full: retry later, not rerouted
+      return;
+    }
+    if (res < 0) return Complete(r, res);
+    r->done += uint64_t(res);
+    if (r->done >= r->length) return Complete(r, 0);
+    if (res == 0) {
+      if (r->op == kWrite) return Complete(r, -EIO);
+      for (const iovec& v : r->iov) memset(v.iov_base, 0, v.iov_len);  // past end of file
+      return Complete(r, 0);
+    }
+    AdvanceIov(r->iov, uint64_t(res));  // short I/O: continue the remainder
+    return Dispatch(r);
+  }
+  if (res == -EOPNOTSUPP && !r->via_pool) {
+    r->via_pool = true;  // the pool knows the fallbacks (writing zeros by hand)
+    pool_->Push(r);
+    return;
+  }
+  Complete(r, res);
+}
+
+void Engine::Complete(Req* r, int64_t res) {
+  if (r->bounce) {
+    if (r->op == kRead && res == 0) {
+      const uint8_t* s = static_cast<const uint8_t*>(r->bounce);
+      for (const iovec& v : r->user_iov) { memcpy(v.iov_base, s, v.iov_len); s += v.iov_len; }
+    }
+    free(r->bounce);
+  }
+  int dir = r->op;
+  double* d = counters_ + c::kDirBase + dir * 3;
+  d[0] += 1;
+  if (res < 0) d[2] += 1;
+  else d[1] += double(r->length);
+  uint64_t lat = now_ns_ > r->start_ns ? now_ns_ - r->start_ns : 0;
+  counters_[c::kLatencyHist + dir * c::kBuckets + c::BucketOfNs(lat)] += 1;
+  completed_.emplace_back(r->tag, static_cast<int32_t>(res));
+  inflight_--;
+  Recycle(r);
+}
+
+void Engine::OnReadable() {
+  if (destroyed_) return;
+  uint64_t cpu0 = ClockNs(CLOCK_THREAD_CPUTIME_ID);
+  uint64_t v;
+  while (read(efd_, &v, sizeof v) > 0) {}
+  for (int round = 0; round < 64; round++) {
+    batch_.clear();
+    Collect(batch_);
+    if (batch_.empty()) break;
+    now_ns_ = MonoNs();
+    for (Req* r : batch_) Finish(r);
+    FlushBackend();
+  }
+  counters_[c::kCpuLoopNs] += double(ClockNs(CLOCK_THREAD_CPUTIME_ID) - cpu0);
+  if (!ready_.empty()) Signal();
+  Deliver();
+}
+
+void Engine::Deliver() {
+  counters_[c::kCpuPoolNs] += double(pool_->TakeCpuNs());
+  counters_[c::kInFlight] = double(inflight_);
+  if (have_dead_bufs_ && inflight_ == 0) PruneDeadBuffers();
+  if (completed_.empty()) return;
+  delivering_.swap(completed_);
+  bool release = inflight_ == 0 && keep_alive_;
+  if (release) {
+    keep_alive_ = false;
+    uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
+  }
+  Napi::Env env = env_;
+  Napi::HandleScope scope(env);
+  for (size_t i = 0; i < delivering_.size() && !in_cleanup_;) {
+    size_t k = std::min(ccap_, delivering_.size() - i);
+    for (size_t j = 0; j < k; j++) {
+      ctags_[j] = delivering_[i + j].first;
+      cresults_[j] = delivering_[i + j].second;
+    }
+    i += k;
+    try {
+      on_complete_.MakeCallback(Value(), {Napi::Number::New(env, double(k))}, *async_);
+    } catch (const Napi::Error& e) {
+      napi_fatal_exception(env, e.Value());  // an exception in the JS callback is the caller's bug: report it as uncaught
+    }
+  }
+  delivering_.clear();
+  if (release) Unref();  // last: the object may be collected after this
+}
+
+void Engine::DrainBlocking() {
+  while (inflight_ > 0) {
+    batch_.clear();
+    Collect(batch_);
+    if (batch_.empty()) {
+      if (backend_ && backend_->InKernel()) backend_->WaitReap(batch_, 5);
+      else if (backend_ && backend_->Queued()) { FlushBackend(); if (backend_->Stuck()) usleep(1000); }
+      else pool_->WaitIdle();
+      pool_->TakeDone(batch_);
+    }
+    now_ns_ = MonoNs();
+    for (Req* r : batch_) Finish(r);
+    FlushBackend();
+  }
+  completed_.clear();
+  counters_[c::kInFlight] = 0;
+}
+
+void Engine::PruneDeadBuffers() {
+  for (auto it = bufs_.begin(); it != bufs_.end();) {
+    if (it->second.dead) it = bufs_.erase(it);
+    else ++it;
+  }
+  have_dead_bufs_ = false;
+}
+
+void Engine::Release() {
+  destroyed_ = true;
+  backend_.reset();
+  pool_.reset();
+  if (poll_) {
+    uv_poll_stop(poll_);
+    uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+    poll_ = nullptr;
+  }
+  if (timer_) {
+    uv_timer_stop(timer_);
+    uv_close(reinterpret_cast<uv_handle_t*>(timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    timer_ = nullptr;
+  }
+  if (efd_ >= 0) close(efd_);
+  efd_ = -1;
+  if (!in_cleanup_) bufs_.clear();
+  if (keep_alive_ && !in_cleanup_) {
+    keep_alive_ = false;
+    Unref();
+  }
+}
+
+Napi::Value Engine::RegisterBuffer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (destroyed_) throw EngineError(env, EBADF, "engine is closed");
+  uint32_t id = info[0].As<Napi::Number>().Uint32Value();
+  Buf b;
+  if (!MemoryOf(info[1], &b.data, &b.length)) throw Napi::TypeError::New(env, "registerBuffer(id, ArrayBuffer | TypedArray)");
+  auto it = bufs_.find(id);
+  if (it != bufs_.end() && !it->second.dead) throw Napi::Error::New(env, "registerBuffer: id " + std::to_string(id) + " is already registered");
+  b.ref = Napi::Persistent(info[1]);
+  bufs_[id] = std::move(b);
+  return env.Undefined();
+}
+
+Napi::Value Engine::UnregisterBuffer(const Napi::CallbackInfo& info) {
+  uint32_t id = info[0].As<Napi::Number>().Uint32Value();
+  auto it = bufs_.find(id);
+  if (it == bufs_.end()) return info.Env().Undefined();
+  if (inflight_ == 0) bufs_.erase(it);
+  else { it->second.dead = true; have_dead_bufs_ = true; }  // the kernel may still be writing into it
+  return info.Env().Undefined();
+}
+
+Napi::Value Engine::SetNowait(const Napi::CallbackInfo& info) {
+  bool supported = kind_ != "threads";
+  nowait_read_ = supported && info[0].ToBoolean().Value();
+  nowait_write_ = supported && info[1].ToBoolean().Value();
+  return Napi::Boolean::New(info.Env(), supported);
+}
+
+Napi::Value Engine::Destroy(const Napi::CallbackInfo& info) {
+  if (!destroyed_) {
+    DrainBlocking();
+    Release();
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value Engine::GetInFlight(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(inflight_)); }
+Napi::Value Engine::GetKind(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), kind_); }
+
+void InitEngine(Napi::Env env, Napi::Object exports) {
+  exports.Set("Engine", Engine::Define(env));
+  Napi::Object layout = Napi::Object::New(env);
+  layout.Set("version", c::kCountersVersion);
+  layout.Set("slots", c::kSlots);
+  exports.Set("engineCountersLayout", layout);
+}
+
+}  // namespace spindle

@@ -1,0 +1,117 @@
+// `spindle export PATH --socket SOCK …`: serves one disk over vhost-user-blk in the foreground,
+// Spindle's answer to `qemu-storage-daemon --export type=vhost-user-blk`. Usable with any QEMU:
+//   -object memory-backend-memfd,id=mem,size=…,share=on -numa node,memdev=mem
+//   -chardev socket,id=d0,path=SOCK -device vhost-user-blk-pci,chardev=d0
+import { parseArgs } from 'node:util';
+import { statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { resolve } from 'node:path';
+import type { Command } from '../cli.js';
+import { SpindleError, errnoOf } from '../errors.js';
+import {
+  AIO_MODES, CACHE_MODES, NOWAIT_MODES, defaultModes, isAioMode, isCacheMode, modeConflict,
+  type AioMode, type CacheMode, type NowaitMode,
+} from '../block/modes.js';
+import { DiskServer, type DiskSpec } from '../iothread/disk-server.js';
+
+const USAGE = 'spindle export PATH --socket SOCK [--aio threads|native|io_uring] [--cache writeback|none|writethrough|directsync|unsafe] [--nowait on|off|auto] [--queues N] [--read-only] [--serial ID]';
+const MAX_QUEUES = 256;
+const MAX_SERIAL_BYTES = 20;
+
+const invalid = (sentence: string): SpindleError => new SpindleError('INVALID_ARGUMENT', sentence);
+
+/** The disk spec from the command line; modes not given follow the advisor's defaults for the disk's kind. */
+export function parseExportArgs(argv: string[]): DiskSpec {
+  const { values: v, positionals } = parseArgs({
+    args: argv,
+    options: {
+      socket: { type: 'string' },
+      aio: { type: 'string' },
+      cache: { type: 'string' },
+      nowait: { type: 'string' },
+      queues: { type: 'string' },
+      'read-only': { type: 'boolean', default: false },
+      serial: { type: 'string' },
+    },
+    strict: true,
+    allowPositionals: true,
+  });
+  if (positionals.length !== 1) throw invalid(`give exactly one disk (an image file or a block device); got ${positionals.length}.`);
+  if (!v.socket) throw invalid('--socket is required: the unix socket path QEMU will connect to.');
+  if (v.aio !== undefined && !isAioMode(v.aio)) throw invalid(`--aio must be one of ${AIO_MODES.join(', ')}, not '${v.aio}'.`);
+  if (v.cache !== undefined && !isCacheMode(v.cache)) throw invalid(`--cache must be one of ${CACHE_MODES.join(', ')}, not '${v.cache}'.`);
+  if (v.nowait !== undefined && !(NOWAIT_MODES as readonly string[]).includes(v.nowait)) throw invalid(`--nowait must be one of ${NOWAIT_MODES.join(', ')}, not '${v.nowait}'.`);
+  let queues = Math.min(availableParallelism(), MAX_QUEUES);
+  if (v.queues !== undefined) {
+    queues = Number(v.queues);
+    if (!/^\d+$/.test(v.queues) || queues < 1 || queues > MAX_QUEUES) throw invalid(`--queues must be a whole number from 1 to ${MAX_QUEUES}, not '${v.queues}'.`);
+  }
+  const serial = v.serial ?? '';
+  if (Buffer.byteLength(serial) > MAX_SERIAL_BYTES) throw invalid(`--serial is at most ${MAX_SERIAL_BYTES} bytes (virtio-blk GET_ID), '${serial}' is ${Buffer.byteLength(serial)}.`);
+
+  const path = resolve(positionals[0]!);
+  let kind: 'file' | 'block';
+  try {
+    const st = statSync(path);
+    if (st.isBlockDevice()) kind = 'block';
+    else if (st.isFile()) kind = 'file';
+    else throw new SpindleError('NOT_A_DISK', `${path} is neither an image file nor a block device.`);
+  } catch (err) {
+    if (err instanceof SpindleError) throw err;
+    const errno = errnoOf(err);
+    if (errno === 'ENOENT') throw new SpindleError('NOT_FOUND', `${path} does not exist.`, errno);
+    throw new SpindleError('IO_ERROR', `Cannot look at ${path}: ${(err as Error).message}`, errno);
+  }
+  const { aio, cache } = chooseModes(kind, v.aio as AioMode | undefined, v.cache as CacheMode | undefined);
+  return {
+    path, socketPath: resolve(v.socket), aio, cache, nowait: (v.nowait ?? 'auto') as NowaitMode,
+    readOnly: v['read-only']!, queues, serial,
+  };
+}
+
+/** Fills in what was not given so the pair works; refuses a pair given in full that cannot. */
+export function chooseModes(kind: 'file' | 'block', aio?: AioMode, cache?: CacheMode): { aio: AioMode; cache: CacheMode } {
+  const d = defaultModes(kind);
+  if (aio && cache) {
+    const conflict = modeConflict(aio, cache);
+    if (conflict) throw invalid(conflict);
+    return { aio, cache };
+  }
+  // Only one given: the other is the default unless that cannot go with it.
+  if (aio) return { aio, cache: modeConflict(aio, d.cache) ? 'none' : d.cache };
+  if (cache) return { aio: modeConflict(d.aio, cache) ? 'threads' : d.aio, cache };
+  return d;
+}
+
+const command: Command = {
+  summary: 'Serve one disk over vhost-user-blk in the foreground (like qemu-storage-daemon --export type=vhost-user-blk).',
+  usage: USAGE,
+  async run(argv: string[]): Promise<number> {
+    const spec = parseExportArgs(argv);
+    const server = await DiskServer.start(spec);
+    server.on('event', (e) => {
+      if (e.kind === 'log') console.error(e.line);
+      else if (e.kind === 'broken') console.error(`queue ${e.queue} stopped: ${e.reason}`);
+      else if (e.kind === 'nowait') console.error(`nowait ${e.direction} ${e.enabled ? 'on' : 'off'}: ${e.reason}`);
+      else if (e.kind === 'failed') console.error(`spindle export: ${e.reason}`);
+    });
+    const m = server.currentModes;
+    console.error(`spindle export: ${spec.path} (${server.kind}, ${server.sizeBytes} bytes), aio ${m.aio}, cache ${m.cache}, nowait ${m.nowait}, ${spec.queues} queue(s)${spec.readOnly ? ', read-only' : ''}`);
+    console.log(`ready ${spec.socketPath}`);
+
+    const signal = await new Promise<NodeJS.Signals | 'failed'>((done) => {
+      const on = (s: NodeJS.Signals) => done(s);
+      process.once('SIGINT', on);
+      process.once('SIGTERM', on);
+      server.on('event', (e) => e.kind === 'failed' && done('failed'));
+    });
+    process.removeAllListeners('SIGINT');
+    process.removeAllListeners('SIGTERM');
+    // Drains in-flight I/O, closes the socket and the disk.
+    await server.stop();
+    console.log(`stats ${JSON.stringify(server.statsSummary())}`);
+    return signal === 'failed' ? 1 : 0;
+  },
+};
+
+export default command;

@@ -1,0 +1,62 @@
+// What the main thread and a disk's IOThread (worker_thread) say to each other. Counters are not
+// here: they cross threads through the DiskCounters SharedArrayBuffer, never one message per I/O.
+import type { AioMode, CacheMode, NowaitMode } from '../block/modes.js';
+import type { SpindleErrorCode } from '../errors.js';
+
+export interface DiskSpec {
+  /** Image file or host block device. */
+  path: string;
+  socketPath: string;
+  aio: AioMode;
+  cache: CacheMode;
+  nowait: NowaitMode;
+  readOnly: boolean;
+  /** Request queues offered to the guest. */
+  queues: number;
+  /** GET_ID serial (at most 20 bytes are sent). */
+  serial: string;
+  /** Accept only this frontend process (SO_PEERCRED); any process of this user when absent. */
+  peerPid?: number;
+}
+
+export interface ModeChange {
+  aio?: AioMode;
+  cache?: CacheMode;
+  nowait?: NowaitMode;
+}
+
+export type Command =
+  | { id: number; op: 'pause' }
+  | { id: number; op: 'resume' }
+  | { id: number; op: 'reconfigure'; change: ModeChange }
+  | { id: number; op: 'stop' }
+  /** Only honoured with SPINDLE_TEST_HOOKS=1: throws inside the worker's event loop. */
+  | { id: number; op: 'crash-for-test' };
+
+export interface WorkerData {
+  spec: DiskSpec;
+  counters: SharedArrayBuffer;
+}
+
+export interface SerializedError {
+  code: SpindleErrorCode;
+  message: string;
+  errno?: string;
+}
+
+/** Something worth a line in the log or the UI. */
+export type DiskEvent =
+  | { kind: 'log'; line: string }
+  | { kind: 'connected'; pid: number | null }
+  | { kind: 'disconnected'; reason: string | null }
+  | { kind: 'broken'; queue: number; reason: string }
+  | { kind: 'nowait'; direction: 'read' | 'write'; enabled: boolean; reason: string }
+  | { kind: 'modes'; aio: AioMode; cache: CacheMode; nowait: NowaitMode }
+  /** The disk's worker died; the reason is a sentence. Other disks are unaffected. */
+  | { kind: 'failed'; reason: string };
+
+export type WorkerMessage =
+  | { type: 'ready'; sizeBytes: number; kind: 'file' | 'block'; aio: AioMode; cache: CacheMode; nowait: NowaitMode }
+  | { type: 'start-failed'; error: SerializedError }
+  | { type: 'reply'; id: number; error?: SerializedError }
+  | { type: 'event'; event: DiskEvent };

@@ -1,0 +1,95 @@
+// A disk's IOThread: this worker_thread owns the vhost-user socket, the virtio-blk device, the
+// block backend and its engine, so the data plane never runs on the thread that answers the UI.
+// The main thread controls it with Command messages; counters live in a SharedArrayBuffer.
+import { parentPort, workerData } from 'node:worker_threads';
+import { SpindleError } from '../errors.js';
+import { BlockBackend } from '../block/backend.js';
+import { DiskCounters } from '../block/stats.js';
+import type { NowaitEvent } from '../block/nowait-policy.js';
+import { VirtioBlkDevice } from '../virtio/virtio-blk.js';
+import { VhostUserServer } from '../vhost-user/server.js';
+import type { Command, DiskEvent, SerializedError, WorkerData, WorkerMessage } from './messages.js';
+
+const port = parentPort!;
+const { spec, counters } = workerData as WorkerData;
+const post = (m: WorkerMessage): void => port.postMessage(m);
+const event = (e: DiskEvent): void => post({ type: 'event', event: e });
+
+function serialize(err: unknown): SerializedError {
+  if (err instanceof SpindleError) return { code: err.code, message: err.message, ...(err.errno ? { errno: err.errno } : {}) };
+  return { code: 'INTERNAL', message: err instanceof Error ? err.message : String(err) };
+}
+
+let backend: BlockBackend | null = null;
+let server: VhostUserServer | null = null;
+
+async function start(): Promise<void> {
+  try {
+    backend = await BlockBackend.open(spec.path, {
+      aio: spec.aio, cache: spec.cache, nowait: spec.nowait, readOnly: spec.readOnly, counters: new DiskCounters(counters),
+    });
+    backend.on('nowait', (e: NowaitEvent) => event({ kind: 'nowait', direction: e.direction, enabled: e.enabled, reason: e.message }));
+    const device = new VirtioBlkDevice(backend, { numQueues: spec.queues, serial: spec.serial });
+    const peerPid = spec.peerPid;
+    server = VhostUserServer.listen({
+      socketPath: spec.socketPath,
+      device,
+      ...(peerPid !== undefined ? { acceptPeer: (p) => p.pid === peerPid } : {}),
+    });
+    server.on('log', (line) => event({ kind: 'log', line }));
+    server.on('connected', (peer) => event({ kind: 'connected', pid: peer?.pid ?? null }));
+    server.on('disconnected', (reason) => event({ kind: 'disconnected', reason }));
+    server.on('broken', (queue, reason) => event({ kind: 'broken', queue, reason }));
+    const m = backend.currentModes;
+    post({ type: 'ready', sizeBytes: backend.sizeBytes, kind: backend.kind, aio: m.aio, cache: m.cache, nowait: m.nowait });
+  } catch (err) {
+    await backend?.close().catch(() => undefined);
+    post({ type: 'start-failed', error: serialize(err) });
+    port.close();
+  }
+}
+
+async function run(cmd: Command): Promise<void> {
+  switch (cmd.op) {
+    case 'pause':
+      server!.pause();
+      await backend!.drain();
+      return;
+    case 'resume':
+      server!.resume();
+      return;
+    case 'reconfigure': {
+      await backend!.reconfigure(cmd.change);
+      const m = backend!.currentModes;
+      event({ kind: 'modes', aio: m.aio, cache: m.cache, nowait: m.nowait });
+      return;
+    }
+    case 'stop':
+      // Closing the server ends the connection: the device stops its queues and drains.
+      await server?.close();
+      await backend?.close();
+      return;
+    case 'crash-for-test':
+      if (process.env.SPINDLE_TEST_HOOKS !== '1') throw new SpindleError('INVALID_ARGUMENT', 'test hooks are off');
+      setImmediate(() => {
+        throw new Error('crash requested by a test');
+      });
+      return;
+  }
+}
+
+// Commands are handled one at a time, in order (a reconfigure never overlaps a stop).
+let chain: Promise<void> = Promise.resolve();
+port.on('message', (cmd: Command) => {
+  chain = chain.then(async () => {
+    try {
+      await run(cmd);
+      post({ type: 'reply', id: cmd.id });
+    } catch (err) {
+      post({ type: 'reply', id: cmd.id, error: serialize(err) });
+    }
+    if (cmd.op === 'stop') port.close();
+  });
+});
+
+void start();

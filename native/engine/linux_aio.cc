@@ -1,0 +1,139 @@
+// The `native` engine's kernel side: Linux AIO through libaio. One io_context per engine with
+// its queue depth, a whole batch per io_submit, completions signalled on the engine's eventfd
+// (IOCB_FLAG_RESFD) and reaped all at once. Only reads and writes: fdatasync and fallocate are
+// not asynchronous through Linux AIO on most filesystems, so they go to the thread pool.
+#include <libaio.h>
+#include <linux/fs.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#include <cerrno>
+#include <deque>
+#include <system_error>
+#include "backend.h"
+
+namespace spindle {
+
+namespace {
+
+// Raw syscalls instead of libaio's functions: libaio.a's symbol versions (io_getevents@@LIBAIO_0.4)
+// cannot be linked statically into a shared object. Only libaio.h's inline io_prep_* are used.
+// Return -errno like libaio does.
+long SysRet(long r) { return r < 0 ? -errno : r; }
+int AioSetup(unsigned n, io_context_t* ctx) { return int(SysRet(syscall(SYS_io_setup, n, ctx))); }
+int AioDestroy(io_context_t ctx) { return int(SysRet(syscall(SYS_io_destroy, ctx))); }
+int AioSubmit(io_context_t ctx, long n, iocb** cbs) { return int(SysRet(syscall(SYS_io_submit, ctx, n, cbs))); }
+int AioGetevents(io_context_t ctx, long min, long max, io_event* ev, timespec* ts) {
+  return int(SysRet(syscall(SYS_io_getevents, ctx, min, max, ev, ts)));
+}
+
+uint64_t MonoNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
+}
+
+class LinuxAio final : public Backend {
+ public:
+  LinuxAio(const Target& t, int depth, int efd) : t_(t), depth_(depth), efd_(efd), iocbs_(depth), ptrs_(depth), events_(depth) {
+    int err = AioSetup(depth, &ctx_);
+    if (err < 0) throw std::system_error(-err, std::generic_category(), "io_setup");
+    for (int i = 0; i < depth; i++) free_.push_back(&iocbs_[i]);
+  }
+  ~LinuxAio() override {
+    std::vector<Req*> sink;
+    while (in_kernel_) WaitReap(sink, 100);
+    AioDestroy(ctx_);
+  }
+
+  bool Handles(const Req* r) const override { return r->op == kRead || r->op == kWrite; }
+  void Enqueue(Req* r) override { queue_.push_back(r); }
+  size_t Queued() const override { return queue_.size(); }
+  size_t InKernel() const override { return in_kernel_; }
+  bool Stuck() const override { return stuck_; }
+
+  void Flush(std::vector<Req*>& refused, SubmitStats& stats) override {
+    stuck_ = false;
+    while (!queue_.empty() && !free_.empty()) {
+      size_t n = std::min(queue_.size(), free_.size());
+      for (size_t i = 0; i < n; i++) {
+        Req* r = queue_[i];
+        iocb* cb = free_[free_.size() - 1 - i];
+        auto* iov = const_cast<iovec*>(r->iov.data());
+        int cnt = static_cast<int>(r->iov.size());
+        uint64_t pos = r->offset + r->done;
+        if (r->op == kRead) io_prep_preadv2(cb, t_.fd, iov, cnt, pos, r->nowait ? RWF_NOWAIT : 0);
+        else io_prep_pwritev2(cb, t_.fd, iov, cnt, pos, r->nowait ? RWF_NOWAIT : 0);
+        io_set_eventfd(cb, efd_);
+        cb->data = r;
+        ptrs_[i] = cb;
+      }
+      uint64_t t0 = MonoNs();
+      int ret = AioSubmit(ctx_, static_cast<long>(n), ptrs_.data());
+      stats.Record(MonoNs() - t0);
+      if (ret > 0) {
+        queue_.erase(queue_.begin(), queue_.begin() + ret);
+        free_.resize(free_.size() - ret);
+        in_kernel_ += ret;
+        continue;
+      }
+      Req* first = queue_.front();
+      if (ret == -EAGAIN && !first->nowait) {
+        stuck_ = in_kernel_ == 0;  // out of kernel resources: retry when completions free some
+        break;
+      }
+      if (ret == 0) ret = -EIO;
+      // The first request was refused outright (EAGAIN under nowait: it would block).
+      queue_.pop_front();
+      first->res = ret;
+      refused.push_back(first);
+    }
+  }
+
+  void Reap(std::vector<Req*>& out) override {
+    timespec zero = {0, 0};
+    while (in_kernel_) {
+      int n = AioGetevents(ctx_, 0, depth_, events_.data(), &zero);
+      if (n <= 0) break;
+      Take(n, out);
+      if (n < depth_) break;
+    }
+  }
+
+  void WaitReap(std::vector<Req*>& out, int timeout_ms) override {
+    if (!in_kernel_) return;
+    timespec ts = {timeout_ms / 1000, (timeout_ms % 1000) * 1000000L};
+    int n = AioGetevents(ctx_, 1, depth_, events_.data(), &ts);
+    if (n > 0) Take(n, out);
+  }
+
+ private:
+  void Take(int n, std::vector<Req*>& out) {
+    for (int i = 0; i < n; i++) {
+      Req* r = static_cast<Req*>(events_[i].data);
+      long res = static_cast<long>(events_[i].res);
+      r->res = res;
+      free_.push_back(events_[i].obj);
+      out.push_back(r);
+    }
+    in_kernel_ -= n;
+  }
+
+  Target t_;
+  int depth_, efd_;
+  io_context_t ctx_ = nullptr;
+  std::vector<iocb> iocbs_;
+  std::vector<iocb*> free_, ptrs_;
+  std::vector<io_event> events_;
+  std::deque<Req*> queue_;
+  size_t in_kernel_ = 0;
+  bool stuck_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> MakeLinuxAio(const Target& t, int queue_depth, int eventfd) {
+  return std::make_unique<LinuxAio>(t, queue_depth, eventfd);
+}
+
+}  // namespace spindle

@@ -1,0 +1,47 @@
+// One I/O request as the engines see it, and the blocking code path the thread pool runs.
+#pragma once
+#include <limits.h>
+#include <sys/uio.h>
+#include <cstdint>
+#include <vector>
+
+namespace spindle {
+
+enum Op : uint8_t { kRead = 0, kWrite = 1, kFlush = 2, kDiscard = 3, kWriteZeroes = 4 };
+constexpr uint32_t kWriteZeroesMayUnmap = 1;  // electron/block/types.ts WRITE_ZEROES_MAY_UNMAP
+
+// What the request's file descriptor is, fixed per engine.
+struct Target {
+  int fd = -1;
+  bool is_block = false;
+  bool direct = false;
+  uint32_t alignment = 512;
+};
+
+struct Req {
+  uint32_t tag = 0;
+  Op op = kRead;
+  uint32_t flags = 0;
+  uint64_t offset = 0;   // byte offset of the whole request
+  uint64_t length = 0;   // total bytes
+  uint64_t done = 0;     // bytes already transferred (short I/O is continued from here)
+  std::vector<iovec> user_iov;  // the caller's memory
+  std::vector<iovec> iov;       // what is submitted: user_iov, or the bounce buffer; advanced on short I/O
+  void* bounce = nullptr;       // aligned copy under O_DIRECT when user memory is misaligned
+  int64_t res = 0;              // last syscall result: bytes or -errno
+  uint64_t start_ns = 0;
+  bool nowait = false;          // submitted with RWF_NOWAIT this time
+  bool immediate = false;       // finished at submission (validation error, read-only, no-op)
+  bool via_pool = false;        // rerouted to the thread pool (fallback or unsupported natively)
+  int retries = 0;
+  void* backend_slot = nullptr; // backend-private (e.g. the iocb)
+};
+
+// Runs `r` to completion with blocking syscalls, from r->done onward; sets r->res to the bytes
+// transferred by this call (read/write) or 0 / -errno. Reads past end of file return zeros.
+void RunBlocking(const Target& t, Req* r, bool flush_noop);
+
+// Drops the first `n` bytes from an iovec list.
+void AdvanceIov(std::vector<iovec>& iov, uint64_t n);
+
+}  // namespace spindle

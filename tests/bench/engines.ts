@@ -1,0 +1,91 @@
+// Engine benchmark (issue 2 §6): each Spindle engine against fio with the matching ioengine
+// (psync with one thread per queue slot for threads, libaio, io_uring), same target, same queue
+// depth, same run, on (a) a fully written file on the real disk and (b) a loop device over a file
+// in /dev/shm. Reports ratios Spindle ÷ fio and CPU seconds per GiB; writes JSON + markdown to
+// bench/results/. Reports, never asserts. usage: node dist/tests/bench/engines.js [--quick]
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { BlockBackend } from '../../electron/block/backend.js';
+import type { AioMode } from '../../electron/block/modes.js';
+import { STANDARD_WORKLOADS, runWorkload, type Workload } from '../../electron/block/workload.js';
+import { attachLoop, makeFile, tempDir } from '../lib/loop.js';
+
+const quick = process.argv.includes('--quick');
+const RUNTIME = quick ? 1 : 10;
+const SIZE = quick ? 256 << 20 : 2 << 30;
+const ENGINES: Array<{ aio: AioMode; fio: string }> = [
+  { aio: 'threads', fio: 'psync' },
+  { aio: 'native', fio: 'libaio' },
+  { aio: 'io_uring', fio: 'io_uring' },
+];
+
+interface Measured { iops: number; mbPerSec: number; p99Us: number; cpuSeconds: number; cpuSecondsPerGiB: number }
+
+function fio(target: string, engine: string, w: Workload): Measured {
+  const rw = w.pattern === 'random' ? `rand${w.op}` : w.op;
+  const args = [`--name=bench`, `--filename=${target}`, `--ioengine=${engine}`, '--direct=1', `--rw=${rw}`, `--bs=${w.blockSize}`,
+    `--runtime=${RUNTIME}`, '--time_based', `--size=${SIZE}`, '--group_reporting', '--output-format=json'];
+  // psync is synchronous: queue depth becomes one thread per slot, as Spindle's pool does.
+  if (engine === 'psync') args.push(`--numjobs=${w.queueDepth}`, '--thread');
+  else args.push(`--iodepth=${w.queueDepth}`, `--iodepth_batch_complete_max=${w.queueDepth}`);
+  const out = JSON.parse(execFileSync('fio', args, { encoding: 'utf8', maxBuffer: 64 << 20 }));
+  const job = out.jobs[0];
+  const d = job[w.op];
+  // fio reports CPU as a percentage of one CPU over the job's run time.
+  const cpuSeconds = ((job.usr_cpu + job.sys_cpu) / 100) * ((job.job_runtime as number) / 1000 || RUNTIME);
+  const bytes = d.io_bytes as number;
+  return {
+    iops: d.iops,
+    mbPerSec: d.bw_bytes / 1e6,
+    p99Us: (d.clat_ns?.percentile?.['99.000000'] ?? 0) / 1000,
+    cpuSeconds,
+    cpuSecondsPerGiB: bytes ? cpuSeconds / (bytes / 2 ** 30) : 0,
+  };
+}
+
+async function spindle(target: string, aio: AioMode, w: Workload): Promise<Measured> {
+  const b = await BlockBackend.open(target, { aio, cache: 'none', nowait: 'off', queueDepth: Math.max(32, w.queueDepth) });
+  try {
+    return await runWorkload(b, w, RUNTIME);
+  } finally {
+    await b.close();
+  }
+}
+
+const dir = tempDir('spindle-bench-', '/var/tmp');
+const shm = tempDir('spindle-bench-', '/dev/shm');
+const rows: Array<Record<string, unknown>> = [];
+try {
+  const file = `${dir.path}/written.img`;
+  execFileSync('dd', ['if=/dev/zero', `of=${file}`, 'bs=1M', `count=${SIZE >> 20}`, 'oflag=direct', 'status=none']);
+  const loop = attachLoop(makeFile(`${shm.path}/backing.img`, SIZE, { written: true }));
+  try {
+    for (const [label, target] of [['written file', file], ['loop on /dev/shm', loop.device]] as const) {
+      for (const e of ENGINES) {
+        for (const w of STANDARD_WORKLOADS) {
+          const s = await spindle(target, e.aio, w);
+          const f = fio(target, e.fio, w);
+          rows.push({ target: label, engine: e.aio, fio: e.fio, workload: w.name, spindle: s, fioResult: f, iopsRatio: s.iops / f.iops, cpuPerGiB: { spindle: s.cpuSecondsPerGiB, fio: f.cpuSecondsPerGiB } });
+          console.log(`${label.padEnd(16)} ${e.aio.padEnd(9)} ${w.name.padEnd(18)} spindle ${s.iops.toFixed(0).padStart(7)} IOPS  fio ${f.iops.toFixed(0).padStart(7)} IOPS  ratio ${(s.iops / f.iops).toFixed(2)}  CPU s/GiB ${s.cpuSecondsPerGiB.toFixed(2)} vs ${f.cpuSecondsPerGiB.toFixed(2)}`);
+        }
+      }
+    }
+  } finally {
+    loop.detach();
+  }
+} finally {
+  dir.cleanup();
+  shm.cleanup();
+}
+
+mkdirSync('bench/results', { recursive: true });
+const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+const name = `bench/results/engines-${quick ? 'quick-' : ''}${stamp}`;
+writeFileSync(`${name}.json`, JSON.stringify({ quick, runtimeSeconds: RUNTIME, sizeBytes: SIZE, rows }, null, 2));
+const md = ['| target | engine | workload | Spindle IOPS | fio IOPS | ratio | Spindle p99 µs | fio p99 µs | CPU s/GiB Spindle | CPU s/GiB fio |', '|---|---|---|---:|---:|---:|---:|---:|---:|---:|'];
+for (const r of rows) {
+  const s = r.spindle as Measured, f = r.fioResult as Measured;
+  md.push(`| ${r.target} | ${r.engine} (fio ${r.fio}) | ${r.workload} | ${s.iops.toFixed(0)} | ${f.iops.toFixed(0)} | ${(s.iops / f.iops).toFixed(2)} | ${s.p99Us} | ${f.p99Us.toFixed(0)} | ${s.cpuSecondsPerGiB.toFixed(2)} | ${f.cpuSecondsPerGiB.toFixed(2)} |`);
+}
+writeFileSync(`${name}.md`, `# Engines vs fio${quick ? ' (quick run: not a measurement)' : ''}\n\nruntime ${RUNTIME} s per cell, ${SIZE >> 20} MiB targets, O_DIRECT.\n\n${md.join('\n')}\n`);
+console.log(`wrote ${name}.json and ${name}.md`);

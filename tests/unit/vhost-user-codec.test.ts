@@ -1,0 +1,122 @@
+// vhost-user codec and message reader: payload layouts, shape checks, and property tests over
+// arbitrary byte streams (nothing but ProtocolError may ever come out of hostile input).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import {
+  ProtocolError, checkBackendMessage, decodeConfig, decodeInflight, decodeMemTable, decodeVringAddr,
+  encodeConfig, encodeInflight, encodeMemTable, encodeMessage, encodeState, encodeU64, encodeVringAddr,
+} from '../../electron/vhost-user/codec.js';
+import { MessageReader, type Receive } from '../../electron/vhost-user/reader.js';
+import { FLAG_NEED_REPLY, Request, VRING_NOFD_FLAG, type Message } from '../../electron/vhost-user/protocol.js';
+
+/** A receive() over a byte stream delivered in the given chunk sizes (fds ride on the first chunk). */
+function streamOf(bytes: Uint8Array, chunks: number[], fdsAtStart: number[] = []): Receive {
+  let pos = 0;
+  let chunk = 0;
+  let fds = fdsAtStart;
+  let budget = chunks[0] ?? bytes.length;
+  return (buf, off, len) => {
+    if (pos >= bytes.length) return { bytes: 0, fds: [] };
+    if (budget === 0) {
+      chunk++;
+      budget = chunks[chunk] ?? bytes.length;
+      return null; // "would block" between chunks
+    }
+    const n = Math.min(len, budget, bytes.length - pos);
+    buf.set(bytes.subarray(pos, pos + n), off);
+    pos += n;
+    budget -= n;
+    const out = { bytes: n, fds };
+    fds = [];
+    return out;
+  };
+}
+
+function readAll(reader: MessageReader): Message[] {
+  const out: Message[] = [];
+  for (let i = 0; i < 10_000; i++) {
+    const m = reader.next();
+    if (m === 'eof') return out;
+    if (m !== null) out.push(m);
+  }
+  throw new Error('reader did not finish');
+}
+
+test('payload layouts round-trip', () => {
+  const regions = [{ guestAddr: 0, size: 0xa0000, frontendAddr: 0x7f0000000000, mmapOffset: 0 }, { guestAddr: 0xc0000, size: 0xff40000, frontendAddr: 0x7f00000c0000, mmapOffset: 0xc0000 }];
+  assert.deepEqual(decodeMemTable(encodeMemTable(regions)), regions);
+  const addr = { index: 1, flags: 0, descAddr: 0x1000, usedAddr: 0x3000, availAddr: 0x2000, logAddr: 0 };
+  assert.deepEqual(decodeVringAddr(encodeVringAddr(addr)), addr);
+  const inflight = { mmapSize: 8448, mmapOffset: 0, numQueues: 2, queueSize: 256 };
+  assert.deepEqual(decodeInflight(encodeInflight(inflight)), inflight);
+  const cfg = decodeConfig(encodeConfig(8, 4, 0, Uint8Array.of(1, 2, 3, 4)));
+  assert.deepEqual([cfg.offset, cfg.size, [...cfg.data]], [8, 4, [1, 2, 3, 4]]);
+});
+
+test('addresses beyond 2^53 are refused with a sentence', () => {
+  const p = encodeMemTable([{ guestAddr: 0, size: 4096, frontendAddr: 0, mmapOffset: 0 }]);
+  new DataView(p.buffer).setBigUint64(8 + 16, 1n << 60n, true);
+  assert.throws(() => decodeMemTable(p), (e: unknown) => e instanceof ProtocolError && /region 0 user address 0x1000000000000000 is beyond/.test(e.message));
+});
+
+test('checkBackendMessage names each malformed shape', () => {
+  const msg = (request: number, payload: Uint8Array = new Uint8Array(0), fds: number[] = [], flags = 1): Message => ({ request, flags, payload, fds });
+  assert.equal(checkBackendMessage(msg(Request.GET_FEATURES)), null);
+  assert.equal(checkBackendMessage(msg(Request.SET_VRING_CALL, encodeU64(VRING_NOFD_FLAG))), null, 'no-fd flag: no fd expected');
+  assert.equal(checkBackendMessage(msg(Request.SET_VRING_KICK, encodeU64(0), [7])), null);
+  const cases: [Message, RegExp][] = [
+    [msg(Request.GET_FEATURES, new Uint8Array(8)), /GET_FEATURES: payload of 8 bytes, expected 0/],
+    [msg(Request.SET_VRING_ADDR, new Uint8Array(39)), /SET_VRING_ADDR: payload of 39 bytes, expected 40/],
+    [msg(77), /request 77 is not a request/],
+    [msg(Request.SET_MEM_TABLE, new Uint8Array(4)), /shorter than the 8-byte region count/],
+    [msg(Request.SET_MEM_TABLE, encodeMemTable([])), /has no regions/],
+    [msg(Request.SET_MEM_TABLE, encodeMemTable([{ guestAddr: 0, size: 1, frontendAddr: 0, mmapOffset: 0 }]).subarray(0, 30)), /does not match 1 regions/],
+    [msg(Request.SET_MEM_TABLE, encodeMemTable([{ guestAddr: 0, size: 1, frontendAddr: 0, mmapOffset: 0 }]), [3, 4]), /carries 2 file descriptors, expected 1 file descriptor/],
+    [msg(Request.GET_CONFIG, new Uint8Array(8)), /shorter than the 12-byte config header/],
+    [msg(Request.GET_CONFIG, encodeConfig(0, 300, 0)), /300 bytes is larger than the 256-byte config space/],
+    [msg(Request.SET_CONFIG, encodeConfig(0, 8, 0).subarray(0, 16)), /does not match a config access of 8 bytes/],
+    [msg(Request.SET_INFLIGHT_FD, encodeInflight({ mmapSize: 1, mmapOffset: 0, numQueues: 1, queueSize: 1 })), /carries no file descriptor, expected 1/],
+    [msg(Request.GET_INFLIGHT_FD, new Uint8Array(12)), /not an inflight description/],
+    [msg(Request.SET_VRING_NUM, encodeState(0, 1), [], 1 | 4), /marked as a reply/],
+  ];
+  for (const [m, re] of cases) assert.match(checkBackendMessage(m) ?? 'accepted', re);
+});
+
+test('the reader reassembles messages split anywhere, with fds kept on their message', () => {
+  fc.assert(fc.property(
+    fc.array(fc.record({ request: fc.constantFrom(1, 2, 5, 8, 9, 24), payload: fc.uint8Array({ maxLength: 300 }), needReply: fc.boolean() }), { minLength: 1, maxLength: 6 }),
+    fc.array(fc.integer({ min: 1, max: 64 }), { maxLength: 50 }),
+    (msgs, chunks) => {
+      // One socket "stream": concatenated messages; fds only on the first one (as one sendmsg).
+      const encoded = msgs.map((m) => encodeMessage(m.request, m.needReply ? FLAG_NEED_REPLY : 0, m.payload));
+      const total = new Uint8Array(encoded.reduce((n, e) => n + e.length, 0));
+      let o = 0;
+      for (const e of encoded) { total.set(e, o); o += e.length; }
+      // Chunks never span a message boundary on a real socket read (we ask for at most the rest).
+      const got = readAll(new MessageReader(streamOf(total, chunks, [100, 101])));
+      assert.equal(got.length, msgs.length);
+      got.forEach((m, i) => {
+        assert.equal(m.request, msgs[i]!.request);
+        assert.deepEqual([...m.payload], [...msgs[i]!.payload]);
+        assert.equal((m.flags & FLAG_NEED_REPLY) !== 0, msgs[i]!.needReply);
+      });
+      assert.deepEqual(got[0]!.fds, [100, 101]);
+      got.slice(1).forEach((m) => assert.deepEqual(m.fds, []));
+    },
+  ), { numRuns: 300 });
+});
+
+test('arbitrary bytes from a hostile peer yield messages or ProtocolError, nothing else', () => {
+  fc.assert(fc.property(fc.uint8Array({ maxLength: 2000 }), fc.array(fc.integer({ min: 1, max: 200 }), { maxLength: 20 }), (bytes, chunks) => {
+    const reader = new MessageReader(streamOf(bytes, chunks));
+    try {
+      for (const m of readAll(reader)) {
+        const problem = checkBackendMessage(m);
+        assert.ok(problem === null || typeof problem === 'string');
+      }
+    } catch (err) {
+      assert.ok(err instanceof ProtocolError, `unexpected ${String(err)}`);
+    }
+  }), { numRuns: 1000 });
+});
