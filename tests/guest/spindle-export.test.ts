@@ -2,7 +2,7 @@
 // device, the full set for one mode per backing and a core subset for the others (each group is
 // one TCG boot), several cache modes so the guest's write-cache view is checked against each.
 import { spindleExportServer } from './disk-server.js';
-import { singleDiskSuite, twoDiskSuite, type IoCheck } from './scenarios.js';
+import { serverRestartSuite, singleDiskSuite, twoDiskSuite, type IoCheck } from './scenarios.js';
 
 const factory = spindleExportServer;
 const CORE: IoCheck[] = ['direct-io', 'sector-512', 'flush', 'discard', 'fio-verify'];
@@ -15,3 +15,4 @@ singleDiskSuite('spindle export, aio=native cache=directsync, image file', { fac
 singleDiskSuite('spindle export, aio=io_uring cache=none, loop device over /dev/shm', { factory, aio: 'io_uring', cache: 'none', backing: 'loop', checks: CORE, checkServerStats: true });
 twoDiskSuite('spindle export, aio=io_uring cache=none, two disks (2 queues + read-only)', { factory, aio: 'io_uring', cache: 'none', backing: 'file' });
 twoDiskSuite('spindle export, aio=native cache=none, two disks on loop devices', { factory, aio: 'native', cache: 'none', backing: 'loop' });
+serverRestartSuite('spindle export, aio=io_uring cache=none, SIGKILLed and restarted under the guest', { factory, aio: 'io_uring', cache: 'none', backing: 'file' });
