@@ -12,7 +12,7 @@ import type { AioMode, NowaitMode } from '../../electron/block/modes.js';
 import { parseExportStats, spindleExportServer } from '../guest/disk-server.js';
 import { makeFile, mountFs, tempDir } from '../lib/loop.js';
 import { benchArgs, fmt, machineInfo, markdownTable, median, saveResults } from './lib/report.js';
-import { measure, requireSpindleCommands, withServer, type Sample } from './lib/setup.js';
+import { measure, requireSpindleCommands, withServer, writtenAndSynced, type Sample } from './lib/setup.js';
 
 const MiB = 1 << 20;
 
@@ -39,9 +39,9 @@ const statAt = (stats: Record<string, unknown> | null, ...path: string[]): numbe
   return typeof v === 'number' ? v : NaN;
 };
 
-const fsType = (dir: string): string => execFileSync('stat', ['-f', '-c', '%T', dir], { encoding: 'utf8' }).trim();
-const mountOptions = (dir: string): string => {
-  try { return execFileSync('findmnt', ['-n', '-o', 'OPTIONS', '--target', dir], { encoding: 'utf8' }).trim(); } catch { return '?'; }
+/** A field of the mount holding `dir` (stat -f cannot tell ext4 from ext2). */
+const mountField = (dir: string, field: 'FSTYPE' | 'OPTIONS'): string => {
+  try { return execFileSync('findmnt', ['-n', '-o', field, '--target', dir], { encoding: 'utf8' }).trim(); } catch { return '?'; }
 };
 
 async function main(): Promise<void> {
@@ -62,12 +62,12 @@ async function main(): Promise<void> {
   for (const loc of locations) {
     const where = loc.open();
     try {
-      const fs = fsType(where.dir);
-      const opts = mountOptions(where.dir);
+      const fs = mountField(where.dir, 'FSTYPE');
+      const opts = mountField(where.dir, 'OPTIONS');
       const image = join(where.dir, 'disk.img');
       const socket = join(where.dir, 'export.sock');
       for (const file of ['sparse', 'written'] as const) {
-        if (file === 'written') makeFile(image, size, { written: true }); // every block allocated and written once
+        if (file === 'written') writtenAndSynced(image, size); // every block allocated and written once
         for (const mode of MODES) {
           const entry = { location: loc.name, fs, mountOptions: opts, file, mode: mode.name, runs: [] as Run[], errors: [] as string[] };
           results.push(entry);
@@ -87,7 +87,7 @@ async function main(): Promise<void> {
               console.log(`${loc.name} | ${file} | ${mode.name}: ${fmt(run.iops, 0)} IOPS, p99 ${fmt(run.p99Us, 0)} µs, max stall ${fmt(run.stallMaxUs, 0)} µs, ` +
                 `${fmt(run.cpuUsPerIo, 1)} CPU µs/IO, fallbacks ${fmt(run.fallbackPct, 1)}%${stats ? '' : ' (no stats line from export)'}; allocated ${fmt(statSync(image).blocks * 512 / MiB, 0)} MiB`);
             } catch (err) {
-              entry.errors.push((err as Error).message.split('\n')[0]!);
+              entry.errors.push((err as Error).message);
               console.log(`${loc.name} | ${file} | ${mode.name}: FAILED ${(err as Error).message}`);
             }
           }

@@ -73,7 +73,7 @@ async function main(): Promise<void> {
                       cell.samples[kind].push(s);
                       console.log(`${target.name} | ${aio} | ${w.name} | ${kind}: ${fmt(s.iops, 0)} IOPS, ${fmt(s.mbPerSec)} MB/s, p99 ${fmt(s.p99Us, 0)} µs, ${fmt(s.cpuSecPerGiB, 2)} CPU s/GiB`);
                     } catch (err) {
-                      cell.errors.push(`${kind}: ${(err as Error).message.split('\n')[0]}`);
+                      cell.errors.push(`${kind}: ${(err as Error).message}`);
                       console.log(`${target.name} | ${aio} | ${w.name} | ${kind}: FAILED ${(err as Error).message}`);
                     }
                   }

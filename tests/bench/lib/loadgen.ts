@@ -65,11 +65,11 @@ export async function runLoadgen(o: LoadgenOptions): Promise<LoadgenResult> {
   child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
   child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
   const timer = setTimeout(() => { void stopChild(child, 2000); }, (o.runtimeSec + 60) * 1000);
-  const code = await new Promise<number | null>((res) => child.once('exit', (c) => res(c)));
+  const [code, signal] = await new Promise<[number | null, string | null]>((res) => child.once('exit', (c, sig) => res([c, sig])));
   clearTimeout(timer);
   const jsonLine = stdout.split('\n').map((l) => l.trim()).filter((l) => l.startsWith('{')).at(-1);
   if (code !== 0 || !jsonLine) {
-    throw new Error(`spindle loadgen ${args.slice(2).join(' ')} failed (exit ${code}):\n${stdout}${stderr}`);
+    throw new Error(`spindle loadgen ${args.slice(2).join(' ')} failed (${signal ? `signal ${signal}` : `exit ${code}`}): ${(stdout + stderr).trim() || 'no output'}`);
   }
   const result = normaliseLoadgen(JSON.parse(jsonLine));
   if (result.errors > 0) throw new Error(`spindle loadgen reported ${result.errors} I/O errors:\n${jsonLine}`);

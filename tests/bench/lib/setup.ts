@@ -1,5 +1,6 @@
 // Shared benchmark plumbing: is the CLI there, where the disks live, one server run with its CPU.
 import { spawnSync } from 'node:child_process';
+import { closeSync, fsyncSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DiskServer, DiskServerFactory, DiskServerOptions } from '../../guest/disk-server.js';
 import { spindleBin } from '../../guest/disk-server.js';
@@ -19,10 +20,18 @@ export function requireSpindleCommands(names: string[]): void {
 
 export interface BenchTarget { name: string; path: string; cleanup(): void }
 
+/** A fully written file whose dirty pages are on disk: writeback must not run under the first measurement. */
+export function writtenAndSynced(path: string, size: number): string {
+  makeFile(path, size, { written: true });
+  const fd = openSync(path, 'r+');
+  try { fsyncSync(fd); } finally { closeSync(fd); }
+  return path;
+}
+
 /** A fully written file of `size` on the machine's disk (os.tmpdir()). */
 export function writtenFileTarget(size: number): BenchTarget {
   const dir = tempDir('spindle-bench-file-');
-  const path = makeFile(join(dir.path, 'disk.img'), size, { written: true });
+  const path = writtenAndSynced(join(dir.path, 'disk.img'), size);
   return { name: 'written file (host disk)', path, cleanup: dir.cleanup };
 }
 
@@ -30,7 +39,7 @@ export function writtenFileTarget(size: number): BenchTarget {
 export function shmLoopTarget(size: number): BenchTarget {
   const dir = tempDir('spindle-bench-shm-', '/dev/shm');
   try {
-    const loop = attachLoop(makeFile(join(dir.path, 'disk.img'), size, { written: true }));
+    const loop = attachLoop(writtenAndSynced(join(dir.path, 'disk.img'), size));
     return { name: 'loop device over /dev/shm', path: loop.device, cleanup: () => { loop.detach(); dir.cleanup(); } };
   } catch (err) {
     dir.cleanup();
