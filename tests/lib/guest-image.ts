@@ -53,7 +53,8 @@ export const AGENT_END_PREFIX = '__SPINDLE_END_';
 
 // PID 1. stdio is redirected to the console only once devtmpfs is mounted, so the image needs no
 // device nodes (and the builder no root). ttyS0 is the kernel console (a log for humans);
-// ttyS1 carries the command protocol, so kernel messages never interleave with command output.
+// ttyS1 carries the command protocol, so kernel messages never interleave with command output
+// (a VM with only ttyS0 passes spindle.agent=ttyS0 and a quiet kernel log level instead).
 const INIT_SCRIPT = `#!/bin/sh
 mount -t devtmpfs devtmpfs /dev
 exec 0</dev/console 1>/dev/console 2>&1
@@ -64,10 +65,15 @@ mount -t tmpfs tmpfs /run
 for m in $(cat /etc/spindle/modules); do
   insmod "/lib/modules/$m" || echo "spindle-guest: insmod $m failed"
 done
-echo "spindle-guest: modules loaded, agent on ttyS1"
-stty -F /dev/ttyS1 raw -echo
+# The agent's port: ttyS1, or spindle.agent=ttyS0 for a VM with one serial port (Spindle's VMs).
+agent=ttyS1
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in spindle.agent=*) agent="\${arg#spindle.agent=}" ;; esac
+done
+echo "spindle-guest: modules loaded, agent on $agent"
+stty -F /dev/$agent raw -echo
 while true; do
-  /bin/sh /etc/spindle/agent.sh </dev/ttyS1 >/dev/ttyS1 2>&1
+  /bin/sh /etc/spindle/agent.sh </dev/$agent >/dev/$agent 2>&1
   echo "spindle-guest: agent exited with $?, restarting"
 done
 `;
