@@ -46,6 +46,8 @@ export interface DiskHostEvent {
 }
 
 export interface DiskHost {
+  /** Size the server sees, bytes (when it knows). */
+  readonly sizeBytes?: number;
   /** Switch aio/cache/nowait on a live disk: drain, reopen, swap engine, resume. */
   reconfigure(change: { aio?: AioMode; cache?: CacheMode; nowait?: NowaitMode }): Promise<void>;
   stats(): DiskCountersSnapshot | Promise<DiskCountersSnapshot>;

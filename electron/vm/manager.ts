@@ -168,7 +168,8 @@ export class VmManager extends EventEmitter {
       warnings,
       disks: config.disks.map((d) => {
         const slot = run?.disks.get(d.id);
-        return { id: d.id, state: slot?.state ?? 'stopped', ...(slot?.message ? { message: slot.message } : {}) };
+        const size = slot?.host?.sizeBytes;
+        return { id: d.id, state: slot?.state ?? 'stopped', ...(slot?.message ? { message: slot.message } : {}), ...(size !== undefined ? { sizeBytes: size } : {}) };
       }),
       ...(crash ? { crash } : {}),
       vnc: !!run && config.display === 'vnc' && run.state !== 'starting',

@@ -60,6 +60,10 @@ export class ServedDisk extends EventEmitter implements DiskHost {
     });
   }
 
+  get sizeBytes(): number {
+    return this.server.sizeBytes;
+  }
+
   reconfigure(change: ModeChange): Promise<void> {
     return this.server.reconfigure(change);
   }
