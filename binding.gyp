@@ -8,7 +8,7 @@
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
       "cflags_cc": ["-std=c++20", "-O2", "-Wall", "-Wextra", "-Wno-missing-field-initializers", "-Wno-unused-parameter"],
-      "libraries": ["-l:libaio.a", "-l:liburing.a", "-lpthread"]
+      "libraries": ["-l:liburing.a", "-lpthread"]
     }
   ]
 }

@@ -5,7 +5,7 @@ import { errnoOf } from '../errors.js';
 import { defaultModes, type AioMode, type CacheMode } from './modes.js';
 import { aioProbe, directIoAlignment, extents, geometry, holes } from '../native/os.js';
 import { accessError, deviceUsage, statDiskPath, type DeviceUsage } from './host-devices.js';
-import { blockName, loopBackingFile, majMin, mounts, queueLogicalBlockSize } from './sysfs.js';
+import { blockSizesOf, loopBackingFile, majMin, mounts } from './sysfs.js';
 import { probeFilesystem, type FilesystemProbe } from './probe.js';
 import { formatSize } from './size.js';
 
@@ -88,9 +88,8 @@ function fileLogicalBlockSize(path: string, st: Stats, directIo: boolean): numbe
   try {
     const dio = directIoAlignment(fd);
     if (dio && dio.offsetAlign > 0) return dio.offsetAlign;
-    const name = blockName(majMin(st.dev));
-    const fromQueue = name ? queueLogicalBlockSize(name) : null;
-    if (fromQueue) return fromQueue;
+    const fromQueue = blockSizesOf(st.dev);
+    if (fromQueue) return fromQueue.logical;
     if (st.size < 4096) return null; // a read at or past EOF proves nothing
     for (const size of [512, 1024, 2048, 4096]) {
       if (aioProbe(fd, 'read', Float64Array.of(0), size, false).honoured === 1) return size;

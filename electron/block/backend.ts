@@ -2,9 +2,8 @@
 // engine, implementing the batched contract the virtio layer uses (types.ts), plus a promise
 // API for tests and tools over the same batch path, and the live switch of aio/cache/nowait.
 import { EventEmitter } from 'node:events';
-import { readFileSync } from 'node:fs';
 import { SpindleError } from '../errors.js';
-import { AioEngine, SubmissionQueue } from '../native/engine.js';
+import { AioEngine, REQUEST_FLAG_FUA, SubmissionQueue } from '../native/engine.js';
 import { CACHE_SEMANTICS, modeConflict, type AioMode, type CacheMode, type NowaitMode } from './modes.js';
 import { NowaitPolicy, type NowaitEvent, type NowaitPolicyOptions } from './nowait-policy.js';
 import { ioError, openDisk, type OpenedDisk } from './open.js';
@@ -52,7 +51,6 @@ export class BlockBackend extends EventEmitter implements BlockDevice {
   readonly readOnly: boolean;
   readonly supportsDiscard: boolean;
   readonly supportsWriteZeroes = true;
-  writeCache: boolean;
   readonly counters: DiskCounters;
   onComplete: ((tags: Uint32Array, results: Int32Array, count: number) => void) | null = null;
 
@@ -69,6 +67,9 @@ export class BlockBackend extends EventEmitter implements BlockDevice {
   private switching: Promise<void> | null = null;
   private closing = false;
   private completionsSincePolicy = 0;
+  private wce: boolean;
+  /** REQUEST_FLAG_FUA while writes must be durable before they complete, else 0. */
+  private fua = 0;
 
   private constructor(path: string, disk: OpenedDisk, modes: { aio: AioMode; cache: CacheMode; nowait: NowaitMode }, private readonly options: BackendOptions) {
     super();
@@ -80,8 +81,9 @@ export class BlockBackend extends EventEmitter implements BlockDevice {
     this.physicalBlockSize = disk.physicalBlockSize;
     this.readOnly = disk.readOnly;
     this.modes = modes;
-    this.writeCache = CACHE_SEMANTICS[modes.cache].writeCache;
-    this.supportsDiscard = disk.kind === 'file' || discardMaxBytes(path) > 0;
+    this.wce = CACHE_SEMANTICS[modes.cache].writeCache;
+    this.updateFua();
+    this.supportsDiscard = disk.supportsDiscard;
     this.counters = options.counters ?? new DiskCounters();
     this.engine = this.makeEngine(disk, modes);
   }
@@ -109,6 +111,27 @@ export class BlockBackend extends EventEmitter implements BlockDevice {
     return this.engine.inFlight + this.queue.count + this.callQueue.count;
   }
 
+  /**
+   * The write cache the guest sees (virtio-blk WCE). The guest may turn it off (CONFIG_WCE); then
+   * every write and write-zeroes is durable before it completes, like QEMU's FUA emulation: the
+   * engine holds their completions until an fdatasync covering them finishes. No extra flush is
+   * needed on an O_DSYNC fd (writethrough, directsync). Cache 'unsafe' keeps ignoring flushes even
+   * with the cache off, as QEMU's cache.no-flush does: the user chose speed over durability.
+   */
+  get writeCache(): boolean {
+    return this.wce;
+  }
+
+  set writeCache(on: boolean) {
+    this.wce = on;
+    this.updateFua();
+  }
+
+  private updateFua(): void {
+    const sem = CACHE_SEMANTICS[this.modes.cache];
+    this.fua = !this.wce && !sem.dsync && sem.flush !== 'nothing' ? REQUEST_FLAG_FUA : 0;
+  }
+
   registerBuffer(id: number, memory: ArrayBuffer | SharedArrayBuffer): void {
     this.engine.registerBuffer(id, memory);
     this.buffers.set(id, memory);
@@ -120,6 +143,7 @@ export class BlockBackend extends EventEmitter implements BlockDevice {
   }
 
   begin(tag: number, op: BlockOp, offsetBytes: number, lengthBytes = 0, flags = 0): void {
+    if (op === BlockOp.Write || op === BlockOp.WriteZeroes) flags |= this.fua;
     this.queue.begin(tag, op, offsetBytes, lengthBytes, flags);
   }
 
@@ -174,6 +198,7 @@ export class BlockBackend extends EventEmitter implements BlockDevice {
     const tag = this.nextCallTag;
     this.nextCallTag = this.nextCallTag >= 0xffff_fff0 ? RESERVED_TAG_BASE : this.nextCallTag + 1;
     let bufferId = -1;
+    if (op === BlockOp.Write || op === BlockOp.WriteZeroes) flags |= this.fua;
     this.callQueue.begin(tag, op, offset, length, flags);
     if (data && data.length) {
       bufferId = this.nextCallBuffer;
@@ -224,7 +249,9 @@ export class BlockBackend extends EventEmitter implements BlockDevice {
         this.engine = this.makeEngine(this.disk, old);
         throw engineError(err, this.path, next.aio);
       } finally {
-        this.writeCache = CACHE_SEMANTICS[this.modes.cache].writeCache;
+        // The guest's WCE setting survives the switch: it was told whether to flush, and a
+        // guest told "no cache" must keep getting durable writes (FUA) under a caching mode.
+        this.updateFua();
         for (const [id, mem] of this.buffers) this.engine.registerBuffer(id, mem);
       }
     } finally {
@@ -309,15 +336,6 @@ export class BlockBackend extends EventEmitter implements BlockDevice {
     if (!events.length) return;
     this.applyNowait();
     for (const e of events) this.emit('nowait', e);
-  }
-}
-
-function discardMaxBytes(path: string): number {
-  try {
-    const name = path.replace(/^\/dev\//, '');
-    return Number(readFileSync(`/sys/class/block/${name}/queue/discard_max_bytes`, 'utf8').trim()) || 0;
-  } catch {
-    return 0;
   }
 }
 

@@ -1,10 +1,11 @@
 // Opens an image file or host block device with the flags of a cache mode (DESIGN §5) and turns
 // every refusal into a SpindleError with a sentence a user understands.
-import { closeSync, constants, openSync, readFileSync, realpathSync, statSync, type Stats } from 'node:fs';
+import { closeSync, constants, openSync, statSync, type Stats } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { SpindleError, errnoOf } from '../errors.js';
 import { geometry } from '../native/os.js';
 import { CACHE_SEMANTICS, modeConflict, type AioMode, type CacheMode } from './modes.js';
+import { blockName, blockSizesOf, groupName, majMin, mountPointOf, queueDiscardMaxBytes } from './sysfs.js';
 
 export interface OpenedDisk {
   fd: number;
@@ -13,6 +14,8 @@ export interface OpenedDisk {
   sizeBytes: number;
   logicalBlockSize: number;
   physicalBlockSize: number;
+  /** Files punch holes; a device must say it can discard. */
+  supportsDiscard: boolean;
   direct: boolean;
   dsync: boolean;
   readOnly: boolean;
@@ -36,52 +39,6 @@ export function openFlags(cache: CacheMode, kind: 'file' | 'block', readOnly: bo
   return flags;
 }
 
-function groupName(gid: number): string {
-  try {
-    for (const line of readFileSync('/etc/group', 'utf8').split('\n')) {
-      const [name, , id] = line.split(':');
-      if (name && Number(id) === gid) return name;
-    }
-  } catch { /* no /etc/group */ }
-  return `gid ${gid}`;
-}
-
-const major = (dev: number): number => Number((BigInt(dev) >> 8n) & 0xfffn);
-const minor = (dev: number): number => (dev & 0xff) | ((dev >> 12) & 0xfff00);
-
-/** Whether block device `rdev` (or one of its partitions) is mounted, from this process's mountinfo. */
-export function mountedAt(rdev: number): string | null {
-  try {
-    const id = `${major(rdev)}:${minor(rdev)}`;
-    for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-      const f = line.split(' ');
-      if (f[2] === id) return f[4] ?? null;
-    }
-  } catch { /* no procfs */ }
-  return null;
-}
-
-function readSysInt(path: string): number | null {
-  try {
-    const n = Number(readFileSync(path, 'utf8').trim());
-    return Number.isFinite(n) && n > 0 ? n : null;
-  } catch {
-    return null;
-  }
-}
-
-/** Block sizes of the device holding a file (partitions keep their queue/ in the parent disk). */
-function underlyingBlockSizes(st: Stats): { logical: number; physical: number } | null {
-  try {
-    const dir = realpathSync(`/sys/dev/block/${major(st.dev)}:${minor(st.dev)}`);
-    for (const d of [dir, `${dir}/..`]) {
-      const logical = readSysInt(`${d}/queue/logical_block_size`);
-      if (logical) return { logical, physical: readSysInt(`${d}/queue/physical_block_size`) ?? logical };
-    }
-  } catch { /* not backed by a block device (tmpfs, overlay, network fs) */ }
-  return null;
-}
-
 function refusal(err: unknown, path: string, st: Stats | null, cache: CacheMode, readOnly: boolean): SpindleError {
   const errno = errnoOf(err);
   switch (errno) {
@@ -91,12 +48,11 @@ function refusal(err: unknown, path: string, st: Stats | null, cache: CacheMode,
       return new SpindleError('IS_DIRECTORY', `${path} is a directory, not a disk image or block device.`, errno, { cause: err });
     case 'EACCES':
     case 'EPERM': {
-      const group = st ? groupName(st.gid) : null;
-      const how = group && group !== 'root' && group !== 'gid 0' ? ` Members of the group '${group}' may open it: add your user to it (then log in again) or run Spindle as a member.` : ' Run Spindle as a user that may open it.';
+      const how = st && st.gid !== 0 ? ` Members of the group '${groupName(st.gid)}' may open it: add your user to it (then log in again) or run Spindle as a member.` : ' Run Spindle as a user that may open it.';
       return new SpindleError('PERMISSION_DENIED', `No permission to open ${path} for ${readOnly ? 'reading' : 'reading and writing'}.${how}`, errno, { cause: err });
     }
     case 'EBUSY': {
-      const where = st ? mountedAt(st.rdev) : null;
+      const where = st ? mountPointOf(st.rdev) : null;
       return where
         ? new SpindleError('DEVICE_MOUNTED', `${path} is mounted at ${where}; unmount it before giving it to a virtual machine.`, errno, { cause: err })
         : new SpindleError('DEVICE_BUSY', `${path} is in use by something else (a mounted partition, a device-mapper/LVM/RAID holder, or another program that opened it exclusively).`, errno, { cause: err });
@@ -156,7 +112,7 @@ export function openDisk(path: string, options: OpenOptions): OpenedDisk {
     let { logicalBlockSize, physicalBlockSize } = g;
     if (g.kind === 'file') {
       // Unknown device (tmpfs, overlay): 4096 is a safe alignment for every common device.
-      const sizes = underlyingBlockSizes(st) ?? { logical: 4096, physical: 4096 };
+      const sizes = blockSizesOf(st.dev) ?? { logical: 4096, physical: 4096 };
       logicalBlockSize = sizes.logical;
       physicalBlockSize = sizes.physical;
     }
@@ -164,6 +120,7 @@ export function openDisk(path: string, options: OpenOptions): OpenedDisk {
       throw new SpindleError('SIZE_NOT_ALIGNED', `${path} is ${g.sizeBytes} bytes, not a multiple of 512: a disk is made of 512-byte sectors. Resize it (truncate -s) to a multiple of 512.`);
     }
     const sem = CACHE_SEMANTICS[cache];
+    const devName = kind === 'block' ? blockName(majMin(st.rdev)) : null;
     let closed = false;
     return {
       fd,
@@ -172,6 +129,7 @@ export function openDisk(path: string, options: OpenOptions): OpenedDisk {
       sizeBytes: g.sizeBytes,
       logicalBlockSize,
       physicalBlockSize,
+      supportsDiscard: kind === 'file' || (devName !== null && queueDiscardMaxBytes(devName) > 0),
       direct: sem.direct,
       dsync: sem.dsync,
       readOnly,

@@ -53,17 +53,47 @@ const listDir = (p: string): string[] => {
 export const holdersOf = (name: string): string[] => listDir(`/sys/class/block/${name}/holders`);
 export const slavesOf = (name: string): string[] => listDir(`/sys/class/block/${name}/slaves`);
 
-/** The logical block size of the queue behind a block device name (walking up from a partition). */
-export function queueLogicalBlockSize(name: string): number | null {
-  const v = readText(`/sys/class/block/${wholeDisk(name)}/queue/logical_block_size`);
+/** An attribute of the request queue behind a block device name (a partition uses its disk's), or null. */
+function queueAttribute(name: string, attr: string): string | null {
+  try {
+    return readText(`/sys/class/block/${wholeDisk(name)}/queue/${attr}`);
+  } catch {
+    return null;  // no such device
+  }
+}
+
+const positiveInt = (v: string | null): number | null => {
   const n = v === null ? NaN : Number(v);
   return Number.isInteger(n) && n > 0 ? n : null;
+};
+
+/** The logical block size of the queue behind a block device name (walking up from a partition). */
+export const queueLogicalBlockSize = (name: string): number | null => positiveInt(queueAttribute(name, 'logical_block_size'));
+export const queuePhysicalBlockSize = (name: string): number | null => positiveInt(queueAttribute(name, 'physical_block_size'));
+/** Largest discard the device takes; 0 when it cannot discard. */
+export const queueDiscardMaxBytes = (name: string): number => positiveInt(queueAttribute(name, 'discard_max_bytes')) ?? 0;
+
+/**
+ * Block sizes of the block device with number `dev` (a file's st_dev: the device holding it; a
+ * device's st_rdev), or null when it is not a block device (tmpfs, overlay, network filesystems).
+ */
+export function blockSizesOf(dev: number | bigint): { logical: number; physical: number } | null {
+  const name = blockName(majMin(dev));
+  const logical = name ? queueLogicalBlockSize(name) : null;
+  if (!name || !logical) return null;
+  return { logical, physical: queuePhysicalBlockSize(name) ?? logical };
 }
 
 /** The file a loop device reads from, or null. */
 export const loopBackingFile = (name: string): string | null => readText(`/sys/class/block/${name}/loop/backing_file`);
 
 export interface Mount { devNum: string; mountpoint: string; fstype: string; source: string }
+
+/** Where block device number `dev` itself is mounted (its first mount), or null. */
+export function mountPointOf(dev: number | bigint): string | null {
+  const id = majMin(dev);
+  return mounts().find((m) => m.devNum === id)?.mountpoint ?? null;
+}
 
 /** Mounts of this process's mount namespace (/proc/self/mountinfo), with octal escapes decoded. */
 export function mounts(): Mount[] {

@@ -14,6 +14,15 @@ import type { BlockOp } from '../block/types.js';
 export const REQUEST_WORDS = 6;
 export const SEGMENT_WORDS = 3;
 
+/**
+ * Request flag (beside block/types.ts's WRITE_ZEROES_MAY_UNMAP): this write or write-zeroes is
+ * durable before it completes. The engine holds its completion until an fdatasync started after it
+ * finishes, one such flush at a time for every write waiting (QEMU emulates FUA the same way);
+ * a failing flush fails those writes with its errno. Ignored on O_DSYNC fds and with flushNoop.
+ * Must match native/engine/request.h kFua.
+ */
+export const REQUEST_FLAG_FUA = 1 << 16;
+
 /** A batch being built. Grows when needed, is reused after every submit. */
 export class SubmissionQueue {
   words: Float64Array;
@@ -101,6 +110,13 @@ interface NativeEngine {
   destroy(): void;
   readonly inFlight: number;
   readonly kind: AioMode;
+  readonly bounceStats: BounceStats;
+}
+
+/** Bounce buffers (O_DIRECT with misaligned memory): allocated vs taken from the engine's pool. */
+export interface BounceStats {
+  allocations: number;
+  reuses: number;
 }
 
 /**
@@ -131,6 +147,10 @@ export class AioEngine {
 
   get inFlight(): number {
     return this.closed ? 0 : this.native.inFlight;
+  }
+
+  get bounceStats(): BounceStats {
+    return this.native.bounceStats;
   }
 
   registerBuffer(id: number, memory: ArrayBuffer | SharedArrayBuffer | ArrayBufferView): void {

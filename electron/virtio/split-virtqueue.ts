@@ -132,6 +132,12 @@ export class SplitVirtqueue {
   pop(): number {
     const head = this.avail[2 + (this.lastAvailIdx & (this.size - 1))];
     this.lastAvailIdx = (this.lastAvailIdx + 1) & 0xffff;
+    return this.walkChain(head);
+  }
+
+  /** Walks the chain at `head` into the seg* arrays, as pop() does: also for a chain taken earlier
+   *  and not yet used (a request the device parked and now resubmits). Returns head, or -1 with error set. */
+  walkChain(head: number): number {
     if (head >= this.size) {
       this.error = `the avail ring names descriptor ${head}, past the ring size ${this.size}`;
       return -1;

@@ -37,6 +37,7 @@ export const VIRTIO_BLK_CONFIG_SIZE = 60;
 export const CONFIG_WCE_OFFSET = 32;
 
 const SECTOR = 512;
+const ENOSPC = 28;
 const EOPNOTSUPP = 95;
 /** One discard / write-zeroes range at most per request (as QEMU): Linux splits larger ones. */
 const MAX_DWZ_SEGMENTS = 1;
@@ -52,6 +53,21 @@ export interface VirtioBlkOptions {
   segMax?: number;
   /** Largest single data segment (config size_max). */
   sizeMax?: number;
+  /** What a request failing with ENOSPC does (QEMU's werror): 'stop' (default) parks it and raises
+   *  onNoSpace, 'report' completes it with IOERR. */
+  enospc?: EnospcPolicy;
+  /** The disk's image or device path, for the sentences this device says. */
+  diskPath?: string;
+}
+
+export const ENOSPC_POLICIES = ['stop', 'report'] as const;
+export type EnospcPolicy = (typeof ENOSPC_POLICIES)[number];
+
+/** Requests are parked because the storage is full: the VM should pause until space is freed. */
+export interface NoSpaceEvent {
+  /** Requests parked so far (more may follow until the VM is paused). */
+  parked: number;
+  sentence: string;
 }
 
 const bit = (n: number) => 1n << BigInt(n);
@@ -90,6 +106,11 @@ export class VirtioBlkDevice implements VirtioDevice {
   readonly deviceFeatures: bigint;
   readonly numQueues: number;
   onBroken: ((queue: number, reason: string) => void) | null = null;
+  /**
+   * With enospc 'stop': raised when a first request is parked for lack of space. The VM manager
+   * pauses the VM and calls resumeParked() when it resumes it (or when space is freed).
+   */
+  onNoSpace: ((event: NoSpaceEvent) => void) | null = null;
 
   private readonly blk: BlockDevice;
   private readonly serial = new Uint8Array(VIRTIO_BLK_ID_BYTES);
@@ -99,6 +120,15 @@ export class VirtioBlkDevice implements VirtioDevice {
   private readonly capacityBytes: number;
   private readonly lbs: number;
   private readonly writeCacheDefault: boolean;
+  private readonly enospc: EnospcPolicy;
+  private readonly diskPath: string;
+  // Requests that failed with ENOSPC under 'stop': queue index and descriptor head, not completed.
+  // They live here, not in their queue, so a VM pause (stopQueue, then startQueue on resume) keeps them.
+  private parkedQueue: number[] = [];
+  private parkedHead: number[] = [];
+  private resumeWanted = false;
+  private noSpaceRaised = false;
+  private noSpacePending = false;
   private acked = 0n;
   private mem: GuestMemory | null = null;
   private bytes: Uint8Array[] = [];
@@ -115,6 +145,13 @@ export class VirtioBlkDevice implements VirtioDevice {
       throw new RangeError(`the number of queues must be an integer from 1 to 1024, not ${nq}`);
     }
     this.numQueues = nq;
+    const enospc = opts.enospc ?? 'stop';
+    if (!(ENOSPC_POLICIES as readonly unknown[]).includes(enospc)) {
+      throw new RangeError(`the ENOSPC policy must be 'stop' or 'report', not ${JSON.stringify(enospc)}`);
+    }
+    this.enospc = enospc;
+    const blkPath = (blk as { path?: unknown }).path;  // BlockBackend has one; the contract does not require it
+    this.diskPath = opts.diskPath ?? (typeof blkPath === 'string' ? blkPath : 'the disk image');
     this.segMax = opts.segMax ?? 126;
     this.sizeMax = opts.sizeMax ?? 1 << 20;
     const enc = new TextEncoder().encode(opts.serial ?? '');
@@ -233,6 +270,7 @@ export class VirtioBlkDevice implements VirtioDevice {
       return;
     }
     this.queues[index] = new BlkQueue(index, vq);
+    if (this.resumeWanted) this.resubmitParked(this.queues[index]!);  // resumed while this ring was stopped
   }
 
   kick(index: number): void {
@@ -253,6 +291,13 @@ export class VirtioBlkDevice implements VirtioDevice {
   async reset(): Promise<void> {
     await Promise.all(this.queues.map((q, i) => (q ? this.stopQueue(i) : 0)));
     this.unregisterMemory();
+    // The driver is gone: parked requests go with it (a reconnecting frontend resubmits what it
+    // never saw completed from its inflight area).
+    this.parkedQueue = [];
+    this.parkedHead = [];
+    this.resumeWanted = false;
+    this.noSpaceRaised = false;
+    this.noSpacePending = false;
     this.acked = 0n;
     this.needsReset = false;
     this.blk.writeCache = this.writeCacheDefault;
@@ -290,6 +335,10 @@ export class VirtioBlkDevice implements VirtioDevice {
       // Spindle, reported as such, and it still only stops this queue.
       this.breakQueue(q, `internal error while reading the ring (${(err as Error).message})`);
     }
+    this.submitBatch(q);
+  }
+
+  private submitBatch(q: BlkQueue): void {
     if (q.batchCount > 0) {
       try {
         this.blk.submit();
@@ -297,7 +346,69 @@ export class VirtioBlkDevice implements VirtioDevice {
         this.failBatch(q, err as Error);
       }
     }
-    vq.publishUsed();
+    q.vq.publishUsed();
+  }
+
+  // ---- ENOSPC policy 'stop' ----------------------------------------------------------------
+
+  /** Requests waiting for space (enospc 'stop'). */
+  get parkedRequests(): number {
+    return this.parkedHead.length;
+  }
+
+  /**
+   * Submits the parked requests again (the VM resumed, or space was freed). Requests of a queue
+   * that is stopped right now go when it starts again. A request that meets ENOSPC again is parked
+   * again and raises onNoSpace again. Returns how many were submitted now.
+   */
+  resumeParked(): number {
+    if (this.parkedHead.length === 0) return 0;
+    this.resumeWanted = true;
+    this.noSpaceRaised = false;
+    let n = 0;
+    for (const q of this.queues) if (q) n += this.resubmitParked(q);
+    return n;
+  }
+
+  private park(q: BlkQueue, slot: number): void {
+    this.parkedQueue.push(q.index);
+    this.parkedHead.push(q.head[slot]);
+    q.free[q.freeCount++] = slot;
+    q.inFlight--;
+    if (this.noSpaceRaised) return;  // once per stop: the VM is being paused already
+    this.noSpaceRaised = true;
+    this.noSpacePending = true;
+  }
+
+  /** After a completion batch is published: the listener may pause the VM or resume at once. */
+  private raiseNoSpace(): void {
+    this.noSpacePending = false;
+    const sentence = `The filesystem holding ${this.diskPath} is full: the VM is paused until space is freed.`;
+    if (this.onNoSpace) this.onNoSpace({ parked: this.parkedHead.length, sentence });
+    else console.warn(`spindle: virtio-blk: ${sentence}`);
+  }
+
+  private resubmitParked(q: BlkQueue): number {
+    if (q.stopped || q.broken) return 0;
+    const heads: number[] = [];
+    for (let i = 0; i < this.parkedQueue.length;) {
+      if (this.parkedQueue[i] === q.index) {
+        heads.push(this.parkedHead[i]!);
+        this.parkedQueue.splice(i, 1);
+        this.parkedHead.splice(i, 1);
+      } else i++;
+    }
+    if (this.parkedHead.length === 0) this.resumeWanted = false;
+    q.batchCount = 0;
+    for (const head of heads) {
+      // The chain is read and checked again: the guest still owns that memory and may have changed it.
+      if (q.vq.walkChain(head) < 0 || !this.handleChain(q, head)) {
+        if (!q.broken) this.breakQueue(q, q.vq.error);
+        break;
+      }
+    }
+    this.submitBatch(q);
+    return heads.length;
   }
 
   /** Handles one chain. Returns false when the chain is malformed (vq.error or the queue set). */
@@ -503,11 +614,14 @@ export class VirtioBlkDevice implements VirtioDevice {
       const slot = tag & 0xffff;
       if (!q || slot >= q.vq.size) continue;
       const r = results[i];
-      this.bytes[q.statusRegion[slot]][q.statusOffset[slot]] =
-        r === 0 ? VIRTIO_BLK_S_OK : r === -EOPNOTSUPP ? VIRTIO_BLK_S_UNSUPP : VIRTIO_BLK_S_IOERR;
-      q.vq.pushUsed(q.head[slot], q.usedLen[slot]);
-      q.free[q.freeCount++] = slot;
-      q.inFlight--;
+      if (r === -ENOSPC && this.enospc === 'stop') this.park(q, slot);
+      else {
+        this.bytes[q.statusRegion[slot]][q.statusOffset[slot]] =
+          r === 0 ? VIRTIO_BLK_S_OK : r === -EOPNOTSUPP ? VIRTIO_BLK_S_UNSUPP : VIRTIO_BLK_S_IOERR;
+        q.vq.pushUsed(q.head[slot], q.usedLen[slot]);
+        q.free[q.freeCount++] = slot;
+        q.inFlight--;
+      }
       if (!q.dirty) {
         q.dirty = true;
         this.dirtyList[dirty++] = q.index;
@@ -519,6 +633,7 @@ export class VirtioBlkDevice implements VirtioDevice {
       q.vq.publishUsed();
       if (q.inFlight === 0 && q.drained.length) for (const resolve of q.drained.splice(0)) resolve();
     }
+    if (this.noSpacePending) this.raiseNoSpace();
   }
 
   /** submit() threw: the block layer took none of the batch, so every request in it fails. */

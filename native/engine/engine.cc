@@ -6,18 +6,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
+#include "clock.h"
 #include "spindle.h"
 
 namespace spindle {
 
 namespace c = counters;
-
-static uint64_t ClockNs(clockid_t id) {
-  timespec ts;
-  clock_gettime(id, &ts);
-  return uint64_t(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
-}
-static uint64_t MonoNs() { return ClockNs(CLOCK_MONOTONIC); }
 
 void SubmitStats::Record(uint64_t ns) {
   counters[c::kSubmitCalls] += 1;
@@ -63,6 +57,7 @@ Napi::Function Engine::Define(Napi::Env env) {
     InstanceMethod<&Engine::Destroy>("destroy"),
     InstanceAccessor<&Engine::GetInFlight>("inFlight"),
     InstanceAccessor<&Engine::GetKind>("kind"),
+    InstanceAccessor<&Engine::GetBounceStats>("bounceStats"),
   });
 }
 
@@ -84,6 +79,7 @@ Engine::Engine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine>(info),
   int fl = fcntl(target_.fd, F_GETFL);
   if (fl < 0) throw ErrnoError(env, errno, "fcntl(F_GETFL)");
   target_.direct = (fl & O_DIRECT) != 0;
+  dsync_ = (fl & O_DSYNC) == O_DSYNC;
   if (kind_ == "native" && !target_.direct)
     throw EngineError(env, EINVAL, "aio 'native' needs a file opened with O_DIRECT (cache 'none' or 'directsync'): Linux AIO is only asynchronous with O_DIRECT");
   read_only_ = flag("readOnly") || (fl & O_ACCMODE) == O_RDONLY;
@@ -95,6 +91,7 @@ Engine::Engine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine>(info),
   int idle_ms = static_cast<int>(num("idleMs", 5000));
   if (queue_depth < 1 || queue_depth > 65536) throw Napi::RangeError::New(env, "Engine: queueDepth must be 1..65536");
   if (max_workers < 1 || max_workers > 1024) throw Napi::RangeError::New(env, "Engine: maxWorkers must be 1..1024");
+  bounce_ = std::make_unique<BouncePool>(std::max<size_t>(target_.alignment, 4096));
 
   Napi::Value cv = o.Get("counters");
   if (cv.IsTypedArray() && cv.As<Napi::TypedArray>().TypedArrayType() == napi_float64_array) {
@@ -191,6 +188,8 @@ void Engine::Recycle(Req* r) {
   r->res = 0;
   r->nowait = r->via_pool = r->immediate = false;
   r->retries = 0;
+  r->barrier = false;
+  r->covered.clear();
   free_.push_back(r);
 }
 
@@ -221,7 +220,7 @@ Napi::Value Engine::Submit(const Napi::CallbackInfo& info) {
   const double* w = sq.Data();
   const size_t n = sq.ElementLength();
   const uint32_t count = info[1].As<Napi::Number>().Uint32Value();
-  uint64_t cpu0 = ClockNs(CLOCK_THREAD_CPUTIME_ID);
+  uint64_t cpu0 = ThreadCpuNs();
   uint64_t now = MonoNs();
   size_t p = 0;
   for (uint32_t i = 0; i < count; i++) {
@@ -266,8 +265,8 @@ Napi::Value Engine::Submit(const Napi::CallbackInfo& info) {
     if (target_.direct && r->op != kFlush && ((r->offset | r->length) & (target_.alignment - 1))) { Immediate(r, -EINVAL); continue; }
     if ((r->op == kRead || r->op == kWrite) &&
         ((target_.direct && Misaligned(r->user_iov, target_.alignment)) || r->user_iov.size() > IOV_MAX)) {
-      void* b = nullptr;
-      if (posix_memalign(&b, std::max<size_t>(target_.alignment, 4096), r->length) != 0) { Immediate(r, -ENOMEM); continue; }
+      void* b = bounce_->Get(r->length);
+      if (!b) { Immediate(r, -ENOMEM); continue; }
       r->bounce = b;
       if (r->op == kWrite) {
         uint8_t* d = static_cast<uint8_t*>(b);
@@ -282,7 +281,7 @@ Napi::Value Engine::Submit(const Napi::CallbackInfo& info) {
   counters_[c::kInFlight] = double(inflight_);
   FlushBackend();
   if (!ready_.empty()) Signal();
-  counters_[c::kCpuLoopNs] += double(ClockNs(CLOCK_THREAD_CPUTIME_ID) - cpu0);
+  counters_[c::kCpuLoopNs] += double(ThreadCpuNs() - cpu0);
   return env.Undefined();
 }
 
@@ -336,7 +335,7 @@ void Engine::Finish(Req* r) {
     }
     if (res < 0) return Complete(r, res);
     r->done += uint64_t(res);
-    if (r->done >= r->length) return Complete(r, 0);
+    if (r->done >= r->length) return Written(r);
     if (res == 0) {
       if (r->op == kWrite) return Complete(r, -EIO);
       for (const iovec& v : r->iov) memset(v.iov_base, 0, v.iov_len);  // past end of file
@@ -350,7 +349,30 @@ void Engine::Finish(Req* r) {
     pool_->Push(r);
     return;
   }
+  if (res == 0 && r->op == kWriteZeroes) return Written(r);
   Complete(r, res);
+}
+
+// A write finished: it completes now, or once an fdatasync covers it (FUA, QEMU's emulation).
+void Engine::Written(Req* r) {
+  if ((r->flags & kFua) && !flush_noop_ && !dsync_) awaiting_flush_.push_back(r);
+  else Complete(r, 0);
+}
+
+// Called after each round of finishing requests, never from inside one, so that every write
+// finished in the round rides on the same barrier.
+void Engine::IssueBarrier() {
+  if (barrier_in_flight_ || awaiting_flush_.empty()) return;
+  Req* f = Alloc();
+  f->tag = 0;
+  f->op = kFlush;
+  f->flags = 0;
+  f->offset = f->length = 0;
+  f->start_ns = now_ns_;
+  f->barrier = true;
+  f->covered.swap(awaiting_flush_);  // the vectors trade capacity: no allocation once warm
+  barrier_in_flight_ = true;
+  Dispatch(f);
 }
 
 void Engine::Complete(Req* r, int64_t res) {
@@ -359,7 +381,7 @@ void Engine::Complete(Req* r, int64_t res) {
       const uint8_t* s = static_cast<const uint8_t*>(r->bounce);
       for (const iovec& v : r->user_iov) { memcpy(v.iov_base, s, v.iov_len); s += v.iov_len; }
     }
-    free(r->bounce);
+    bounce_->Put(r->bounce, r->length);
   }
   int dir = r->op;
   double* d = counters_ + c::kDirBase + dir * 3;
@@ -368,6 +390,13 @@ void Engine::Complete(Req* r, int64_t res) {
   else d[1] += double(r->length);
   uint64_t lat = now_ns_ > r->start_ns ? now_ns_ - r->start_ns : 0;
   counters_[c::kLatencyHist + dir * c::kBuckets + c::BucketOfNs(lat)] += 1;
+  if (r->barrier) {
+    // The writes it covers are durable (or fail with the flush's errno), and complete now.
+    barrier_in_flight_ = false;
+    for (Req* w : r->covered) Complete(w, res < 0 ? res : 0);
+    Recycle(r);
+    return;
+  }
   completed_.emplace_back(r->tag, static_cast<int32_t>(res));
   inflight_--;
   Recycle(r);
@@ -375,7 +404,7 @@ void Engine::Complete(Req* r, int64_t res) {
 
 void Engine::OnReadable() {
   if (destroyed_) return;
-  uint64_t cpu0 = ClockNs(CLOCK_THREAD_CPUTIME_ID);
+  uint64_t cpu0 = ThreadCpuNs();
   uint64_t v;
   while (read(efd_, &v, sizeof v) > 0) {}
   for (int round = 0; round < 64; round++) {
@@ -386,7 +415,11 @@ void Engine::OnReadable() {
     for (Req* r : batch_) Finish(r);
     FlushBackend();
   }
-  counters_[c::kCpuLoopNs] += double(ClockNs(CLOCK_THREAD_CPUTIME_ID) - cpu0);
+  if (!awaiting_flush_.empty()) {
+    IssueBarrier();
+    FlushBackend();
+  }
+  counters_[c::kCpuLoopNs] += double(ThreadCpuNs() - cpu0);
   if (!ready_.empty()) Signal();
   Deliver();
 }
@@ -433,6 +466,7 @@ void Engine::DrainBlocking() {
     }
     now_ns_ = MonoNs();
     for (Req* r : batch_) Finish(r);
+    IssueBarrier();
     FlushBackend();
   }
   completed_.clear();
@@ -509,6 +543,14 @@ Napi::Value Engine::Destroy(const Napi::CallbackInfo& info) {
 
 Napi::Value Engine::GetInFlight(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(inflight_)); }
 Napi::Value Engine::GetKind(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), kind_); }
+
+// How often a bounced request had to allocate memory, and how often it reused a pooled buffer.
+Napi::Value Engine::GetBounceStats(const Napi::CallbackInfo& info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("allocations", double(bounce_->allocations()));
+  o.Set("reuses", double(bounce_->reuses()));
+  return o;
+}
 
 void InitEngine(Napi::Env env, Napi::Object exports) {
   exports.Set("Engine", Engine::Define(env));

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 #include "backend.h"
+#include "bounce_pool.h"
 #include "counters.h"
 #include "request.h"
 #include "thread_pool.h"
@@ -38,6 +39,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
   Napi::Value Destroy(const Napi::CallbackInfo& info);
   Napi::Value GetInFlight(const Napi::CallbackInfo& info);
   Napi::Value GetKind(const Napi::CallbackInfo& info);
+  Napi::Value GetBounceStats(const Napi::CallbackInfo& info);
 
   Req* Alloc();
   void Recycle(Req* r);
@@ -46,6 +48,8 @@ class Engine : public Napi::ObjectWrap<Engine> {
   void FlushBackend();
   void Collect(std::vector<Req*>& batch);
   void Finish(Req* r);
+  void Written(Req* r);
+  void IssueBarrier();
   void Complete(Req* r, int64_t res);
   void OnReadable();
   void Deliver();
@@ -62,8 +66,10 @@ class Engine : public Napi::ObjectWrap<Engine> {
   uv_poll_t* poll_ = nullptr;
   uv_timer_t* timer_ = nullptr;
   std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<BouncePool> bounce_;
   std::unique_ptr<Backend> backend_;
   bool read_only_ = false, flush_noop_ = false, nowait_read_ = false, nowait_write_ = false;
+  bool dsync_ = false;  // O_DSYNC fd: every write is durable already, FUA needs no barrier
   bool destroyed_ = false, keep_alive_ = false, in_cleanup_ = false;
 
   double* counters_ = nullptr;
@@ -79,6 +85,10 @@ class Engine : public Napi::ObjectWrap<Engine> {
   bool have_dead_bufs_ = false;
   std::vector<Req*> free_, ready_, batch_;
   std::vector<std::pair<uint32_t, int32_t>> completed_, delivering_;
+  // FUA writes done but not yet covered by an fdatasync. One barrier at a time (group commit):
+  // writes finishing while it runs wait for the next one, so a burst costs a few flushes, not one each.
+  std::vector<Req*> awaiting_flush_;
+  bool barrier_in_flight_ = false;
   SubmitStats submit_stats_;
   uint64_t inflight_ = 0;
   uint64_t now_ns_ = 0;

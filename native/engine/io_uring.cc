@@ -5,21 +5,15 @@
 #include <liburing.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
-#include <time.h>
 #include <cerrno>
 #include <deque>
 #include <system_error>
 #include "backend.h"
+#include "clock.h"
 
 namespace spindle {
 
 namespace {
-
-uint64_t MonoNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return uint64_t(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
-}
 
 class IoUring final : public Backend {
  public:

@@ -2,48 +2,29 @@
 // its queue depth, a whole batch per io_submit, completions signalled on the engine's eventfd
 // (IOCB_FLAG_RESFD) and reaped all at once. Only reads and writes: fdatasync and fallocate are
 // not asynchronous through Linux AIO on most filesystems, so they go to the thread pool.
-#include <libaio.h>
 #include <linux/fs.h>
-#include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
 #include <cerrno>
 #include <deque>
 #include <system_error>
 #include "backend.h"
+#include "clock.h"
+#include "linux_aio_syscalls.h"
 
 namespace spindle {
 
 namespace {
 
-// Raw syscalls instead of libaio's functions: libaio.a's symbol versions (io_getevents@@LIBAIO_0.4)
-// cannot be linked statically into a shared object. Only libaio.h's inline io_prep_* are used.
-// Return -errno like libaio does.
-long SysRet(long r) { return r < 0 ? -errno : r; }
-int AioSetup(unsigned n, io_context_t* ctx) { return int(SysRet(syscall(SYS_io_setup, n, ctx))); }
-int AioDestroy(io_context_t ctx) { return int(SysRet(syscall(SYS_io_destroy, ctx))); }
-int AioSubmit(io_context_t ctx, long n, iocb** cbs) { return int(SysRet(syscall(SYS_io_submit, ctx, n, cbs))); }
-int AioGetevents(io_context_t ctx, long min, long max, io_event* ev, timespec* ts) {
-  return int(SysRet(syscall(SYS_io_getevents, ctx, min, max, ev, ts)));
-}
-
-uint64_t MonoNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return uint64_t(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
-}
-
 class LinuxAio final : public Backend {
  public:
   LinuxAio(const Target& t, int depth, int efd) : t_(t), depth_(depth), efd_(efd), iocbs_(depth), ptrs_(depth), events_(depth) {
-    int err = AioSetup(depth, &ctx_);
+    int err = aio::Setup(depth, &ctx_);
     if (err < 0) throw std::system_error(-err, std::generic_category(), "io_setup");
     for (int i = 0; i < depth; i++) free_.push_back(&iocbs_[i]);
   }
   ~LinuxAio() override {
     std::vector<Req*> sink;
     while (in_kernel_) WaitReap(sink, 100);
-    AioDestroy(ctx_);
+    aio::Destroy(ctx_);
   }
 
   bool Handles(const Req* r) const override { return r->op == kRead || r->op == kWrite; }
@@ -69,7 +50,7 @@ class LinuxAio final : public Backend {
         ptrs_[i] = cb;
       }
       uint64_t t0 = MonoNs();
-      int ret = AioSubmit(ctx_, static_cast<long>(n), ptrs_.data());
+      int ret = aio::Submit(ctx_, static_cast<long>(n), ptrs_.data());
       stats.Record(MonoNs() - t0);
       if (ret > 0) {
         queue_.erase(queue_.begin(), queue_.begin() + ret);
@@ -93,7 +74,7 @@ class LinuxAio final : public Backend {
   void Reap(std::vector<Req*>& out) override {
     timespec zero = {0, 0};
     while (in_kernel_) {
-      int n = AioGetevents(ctx_, 0, depth_, events_.data(), &zero);
+      int n = aio::Getevents(ctx_, 0, depth_, events_.data(), &zero);
       if (n <= 0) break;
       Take(n, out);
       if (n < depth_) break;
@@ -103,7 +84,7 @@ class LinuxAio final : public Backend {
   void WaitReap(std::vector<Req*>& out, int timeout_ms) override {
     if (!in_kernel_) return;
     timespec ts = {timeout_ms / 1000, (timeout_ms % 1000) * 1000000L};
-    int n = AioGetevents(ctx_, 1, depth_, events_.data(), &ts);
+    int n = aio::Getevents(ctx_, 1, depth_, events_.data(), &ts);
     if (n > 0) Take(n, out);
   }
 

@@ -9,6 +9,9 @@ namespace spindle {
 
 enum Op : uint8_t { kRead = 0, kWrite = 1, kFlush = 2, kDiscard = 3, kWriteZeroes = 4 };
 constexpr uint32_t kWriteZeroesMayUnmap = 1;  // electron/block/types.ts WRITE_ZEROES_MAY_UNMAP
+// Write or write-zeroes that must be durable before it completes (the guest turned its write
+// cache off): electron/native/engine.ts REQUEST_FLAG_FUA. Emulated with an fdatasync barrier.
+constexpr uint32_t kFua = 1u << 16;
 
 // What the request's file descriptor is, fixed per engine.
 struct Target {
@@ -35,6 +38,8 @@ struct Req {
   bool via_pool = false;        // rerouted to the thread pool (fallback or unsupported natively)
   int retries = 0;
   void* backend_slot = nullptr; // backend-private (e.g. the iocb)
+  bool barrier = false;         // an engine-internal fdatasync making `covered` durable
+  std::vector<Req*> covered;    // FUA writes that finished and complete with this barrier
 };
 
 // Runs `r` to completion with blocking syscalls, from r->done onward; sets r->res to the bytes

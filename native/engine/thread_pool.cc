@@ -1,16 +1,11 @@
 #include "thread_pool.h"
-#include <time.h>
 #include <unistd.h>
 #include <chrono>
 #include <thread>
 
-namespace spindle {
+#include "clock.h"
 
-static uint64_t ThreadCpuNs() {
-  timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return uint64_t(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
-}
+namespace spindle {
 
 ThreadPool::ThreadPool(Target target, int max_workers, int idle_ms, int notify_fd, bool flush_noop)
     : target_(target), max_workers_(max_workers), idle_ms_(idle_ms), notify_fd_(notify_fd), flush_noop_(flush_noop) {}

@@ -3,14 +3,13 @@
 // often io_submit itself sleeps (voluntary context switches of this thread, RUSAGE_THREAD).
 // The verdict (what the numbers mean) is TypeScript's job: electron/block/probe.ts.
 #include "spindle.h"
-#include <libaio.h>
 #include <linux/fs.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
+#include "clock.h"
+#include "linux_aio_syscalls.h"
 
 namespace spindle {
 
@@ -18,12 +17,6 @@ static long VoluntarySwitches() {
   struct rusage ru;
   getrusage(RUSAGE_THREAD, &ru);
   return ru.ru_nvcsw;
-}
-
-static double NowNs() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) * 1e9 + static_cast<double>(ts.tv_nsec);
 }
 
 // threadRusage() -> { voluntarySwitches, involuntarySwitches, userMicros, systemMicros } of the calling thread.
@@ -39,23 +32,9 @@ static Napi::Value ThreadRusage(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// Raw syscalls rather than libaio's wrappers: libaio.a carries symbol versions that cannot be
-// linked into a shared object ("version node not found"); libaio.h still gives us struct iocb
-// and the inline io_prep_* helpers. Each returns -errno on failure, like libaio.
-static int SysIoSetup(unsigned n, io_context_t* ctx) { return syscall(__NR_io_setup, n, ctx) < 0 ? -errno : 0; }
-static int SysIoDestroy(io_context_t ctx) { return syscall(__NR_io_destroy, ctx) < 0 ? -errno : 0; }
-static int SysIoSubmit(io_context_t ctx, long n, struct iocb** cbs) {
-  long r = syscall(__NR_io_submit, ctx, n, cbs);
-  return r < 0 ? -errno : static_cast<int>(r);
-}
-static int SysIoGetevents(io_context_t ctx, long min, long max, struct io_event* ev) {
-  long r = syscall(__NR_io_getevents, ctx, min, max, ev, nullptr);
-  return r < 0 ? -errno : static_cast<int>(r);
-}
-
 struct IoContext {
   io_context_t ctx = nullptr;
-  ~IoContext() { if (ctx) SysIoDestroy(ctx); }
+  ~IoContext() { if (ctx) aio::Destroy(ctx); }
 };
 
 // aioProbe(fd, op: 'read'|'write', offsets: Float64Array, blockSize, nowait: boolean) ->
@@ -86,7 +65,7 @@ static Napi::Value AioProbe(const Napi::CallbackInfo& info) {
   memset(p, 0x5a, blockSize);
 
   IoContext io;
-  int r = SysIoSetup(1, &io.ctx);
+  int r = aio::Setup(1, &io.ctx);
   if (r < 0) throw ErrnoError(env, -r, "io_setup");
 
   double submitted = 0, honoured = 0, bounced = 0, bouncedAtSubmit = 0, unsupported = 0, errors = 0;
@@ -96,10 +75,10 @@ static Napi::Value AioProbe(const Napi::CallbackInfo& info) {
     struct iocb* one[1] = {cb};
     cb->aio_rw_flags = 0;
     int rr;
-    do rr = SysIoSubmit(io.ctx, 1, one); while (rr == -EINTR);
+    do rr = aio::Submit(io.ctx, 1, one); while (rr == -EINTR);
     if (rr != 1) return;
     struct io_event ev;
-    do rr = SysIoGetevents(io.ctx, 1, 1, &ev); while (rr == -EINTR);
+    do rr = aio::Getevents(io.ctx, 1, 1, &ev, nullptr); while (rr == -EINTR);
   };
   struct iocb cb;
   auto classify = [&](long res) {
@@ -115,9 +94,9 @@ static Napi::Value AioProbe(const Napi::CallbackInfo& info) {
     else io_prep_pread(&cb, fd, p, blockSize, off);
     if (nowait) cb.aio_rw_flags = RWF_NOWAIT;
     long before = VoluntarySwitches();
-    double t0 = NowNs();
-    do r = SysIoSubmit(io.ctx, 1, cbs); while (r == -EINTR);
-    double dt = NowNs() - t0;
+    double t0 = double(MonoNs());
+    do r = aio::Submit(io.ctx, 1, cbs); while (r == -EINTR);
+    double dt = double(MonoNs()) - t0;
     switches += static_cast<double>(VoluntarySwitches() - before);
     nsTotal += dt;
     if (dt > nsMax) nsMax = dt;
@@ -128,7 +107,7 @@ static Napi::Value AioProbe(const Napi::CallbackInfo& info) {
       continue;
     }
     struct io_event ev;
-    do r = SysIoGetevents(io.ctx, 1, 1, &ev); while (r == -EINTR);
+    do r = aio::Getevents(io.ctx, 1, 1, &ev, nullptr); while (r == -EINTR);
     if (r != 1) throw ErrnoError(env, r < 0 ? -r : EIO, "io_getevents");
     classify(static_cast<long>(ev.res));
   }

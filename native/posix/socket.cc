@@ -15,6 +15,16 @@ static int FdArg(const Napi::CallbackInfo& info, size_t i) {
   return info[i].As<Napi::Number>().Int32Value();
 }
 
+// Arguments (buffer: Uint8Array, offset, length) from index 1: the bytes they name, checked.
+static iovec RangeArg(const Napi::CallbackInfo& info, const char* fn) {
+  Napi::Uint8Array buf = info[1].As<Napi::Uint8Array>();
+  size_t offset = info[2].As<Napi::Number>().Uint32Value();
+  size_t length = info[3].As<Napi::Number>().Uint32Value();
+  if (offset > buf.ByteLength() || length > buf.ByteLength() - offset)
+    throw Napi::RangeError::New(info.Env(), std::string(fn) + ": range outside the buffer");
+  return iovec{buf.Data() + offset, length};
+}
+
 static sockaddr_un UnixAddr(Napi::Env env, const std::string& path, socklen_t* len) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
@@ -82,12 +92,7 @@ static Napi::Value ConnectUnix(const Napi::CallbackInfo& info) {
 static Napi::Value RecvMsg(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = FdArg(info, 0);
-  Napi::Uint8Array buf = info[1].As<Napi::Uint8Array>();
-  size_t offset = info[2].As<Napi::Number>().Uint32Value();
-  size_t length = info[3].As<Napi::Number>().Uint32Value();
-  if (offset > buf.ByteLength() || length > buf.ByteLength() - offset) throw Napi::RangeError::New(env, "recvMsg: range outside the buffer");
-
-  iovec iov{buf.Data() + offset, length};
+  iovec iov = RangeArg(info, "recvMsg");
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
   msghdr msg{};
   msg.msg_iov = &iov;
@@ -128,17 +133,13 @@ static Napi::Value RecvMsg(const Napi::CallbackInfo& info) {
 static Napi::Value SendMsg(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = FdArg(info, 0);
-  Napi::Uint8Array buf = info[1].As<Napi::Uint8Array>();
-  size_t offset = info[2].As<Napi::Number>().Uint32Value();
-  size_t length = info[3].As<Napi::Number>().Uint32Value();
-  if (offset > buf.ByteLength() || length > buf.ByteLength() - offset) throw Napi::RangeError::New(env, "sendMsg: range outside the buffer");
+  iovec iov = RangeArg(info, "sendMsg");
   std::vector<int> fds;
   if (info.Length() > 4 && info[4].IsArray()) {
     Napi::Array arr = info[4].As<Napi::Array>();
     if (arr.Length() > kMaxFds) throw Napi::RangeError::New(env, "sendMsg: too many file descriptors");
     for (uint32_t i = 0; i < arr.Length(); i++) fds.push_back(arr.Get(i).As<Napi::Number>().Int32Value());
   }
-  iovec iov{buf.Data() + offset, length};
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
   msghdr msg{};
   msg.msg_iov = &iov;

@@ -63,9 +63,10 @@ test('export: --aio native alone picks cache none (O_DIRECT), and nowait can be 
   const ex = startExport([img, '--socket', join(dir, 's.sock'), '--aio', 'native', '--nowait', 'off', '--queues', '1', '--read-only']);
   try {
     await ex.ready;
-    assert.match(ex.err(), /aio native, cache none, nowait off, 1 queue\(s\), read-only/);
     ex.child.kill('SIGTERM');
     assert.equal(await ex.exited, 0);
+    // stderr is a separate pipe from the 'ready' line: read it once the process has exited.
+    assert.match(ex.err(), /aio native, cache none, nowait off, 1 queue\(s\), read-only/);
   } finally {
     if (ex.child.exitCode === null) ex.child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
@@ -79,12 +80,12 @@ test('export on a loop device defaults to native + none, and serves it', async (
   const ex = startExport([loop.device, '--socket', sock, '--queues', '1']);
   try {
     await ex.ready;
-    assert.match(ex.err(), /\(block, 8388608 bytes\), aio native, cache none, nowait auto/);
     const r = await runLoadgen({ socket: sock, rw: 'randwrite', bs: 4096, iodepth: 32, queues: 1, runtimeSec: 0.3, size: 2 << 20, verify: true, verifyOnly: false, rwmixread: 50, seed: 5 });
     assert.equal(r.verify?.mismatches, 0);
     ex.child.kill('SIGINT');
     assert.equal(await ex.exited, 0);
     assert.match(ex.out(), /^stats \{.*"write":\{"ops":512,/m);
+    assert.match(ex.err(), /\(block, 8388608 bytes\), aio native, cache none, nowait auto/);
   } finally {
     if (ex.child.exitCode === null) {
       ex.child.kill('SIGKILL');
