@@ -4,12 +4,13 @@
 // by its kernel tid, events as log lines, and a live aio switch.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { servedDiskFactory } from '../../electron/vm/served-disk.js';
 import type { DiskHostEvent } from '../../electron/vm/disk-host.js';
 import { StatsSampler } from '../../electron/stats/sampler.js';
+import { IoUringWorkerCpu } from '../../electron/stats/thread-cpu.js';
 import { runLoadgen, type LoadgenOptions } from '../../electron/cli/loadgen.js';
 import { makeFile } from '../lib/loop.js';
 
@@ -51,6 +52,37 @@ test('a served disk: sampler rates and backend CPU from the real IOThread, live 
     assert.ok(events.some((e) => e.level === 'info' && /aio 'io_uring', cache 'none'/.test(e.message)), JSON.stringify(events));
     assert.ok(events.some((e) => /QEMU connected|disconnected/.test(e.message)));
     await assert.rejects(disk.reconfigure({ cache: 'writeback' }), /needs cache 'none' or 'directsync'|native/);
+  } finally {
+    await disk.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('io_uring workers the kernel starts for a disk\'s IOThread (iou-wrk-<tid>) count in its backend CPU', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'spindle-served-'));
+  const path = makeFile(join(dir, 'u.img'), 16 << 20, { written: true });
+  // Buffered writes through io_uring that would block are punted to io-wq workers (seen on this
+  // machine's /tmp; a filesystem that never blocks them would start none and fail this test).
+  const disk = await servedDiskFactory({
+    path, socketPath: join(dir, 'u.sock'), aio: 'io_uring', cache: 'writeback', nowait: 'off', readOnly: false, queues: 1, serial: 'su',
+  });
+  try {
+    const uring = new IoUringWorkerCpu(disk.server.threadTid!);
+    const seen = new Set<string>();
+    const poll = setInterval(() => {
+      for (const t of readdirSync('/proc/self/task')) {
+        try {
+          const comm = readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim();
+          if (comm.startsWith('iou-wrk-')) seen.add(comm);
+          uring.seconds();
+        } catch { /* thread exited */ }
+      }
+    }, 20);
+    const r = await runLoadgen(load(disk.server.spec.socketPath, { rw: 'randwrite', iodepth: 32, runtimeSec: 0.5 }));
+    clearInterval(poll);
+    assert.equal(r.errors, 0);
+    assert.deepEqual([...seen], [`iou-wrk-${disk.server.threadTid}`], 'the workers are named after the IOThread');
+    assert.ok(uring.seconds() > 0, 'their CPU is counted (and kept after they exit)');
   } finally {
     await disk.stop();
     rmSync(dir, { recursive: true, force: true });
