@@ -10,8 +10,6 @@ import { VmStore } from '../vm/store.js';
 import { configDir, dataDir, vmConfigDir } from '../vm/paths.js';
 import { findOvmf, findQemu, resolveAccelerator, chooseAccelerator } from '../vm/launcher.js';
 import { StatsSampler } from '../stats/sampler.js';
-import { qsdDiskHostFactory } from '../vm/qsd-disk-host.js';
-import type { DiskHostFactory } from '../vm/disk-host.js';
 import { SpindleError } from '../errors.js';
 import { advisorLayer, hostDevicesLayer } from './advisor-api.js';
 import { createScratchDisk, ensureScratchDisk, scratchInfo } from '../vm/scratch.js';
@@ -27,8 +25,7 @@ export interface Backend {
   close(): Promise<void>;
 }
 
-export interface BackendOptions extends Partial<Omit<VmManagerOptions, 'store' | 'diskHostFactory'>> {
-  diskHostFactory?: DiskHostFactory;
+export interface BackendOptions extends Partial<Omit<VmManagerOptions, 'store'>> {
   extra?: Partial<Omit<RouterBackend, 'manager' | 'sampler' | 'appInfo'>>;
 }
 
@@ -65,9 +62,8 @@ export async function appInfo(env: NodeJS.ProcessEnv = process.env, qemuBinary?:
 
 export function createBackend(opts: BackendOptions = {}): Backend {
   const env = opts.env ?? process.env;
-  // Spindle's own disk servers (electron/iothread) plug in here once merged; until then the
-  // qemu-storage-daemon peer serves disks.
-  const manager = new VmManager({ ...opts, env, store: new VmStore(vmConfigDir(env)), diskHostFactory: opts.diskHostFactory ?? qsdDiskHostFactory });
+  // Disks are served by Spindle's own disk servers (the manager's default) unless a caller injects a factory.
+  const manager = new VmManager({ ...opts, env, store: new VmStore(vmConfigDir(env)) });
   const sampler = new StatsSampler(manager);
   sampler.start();
   const bench = createBenchLayer(manager, env);

@@ -21,6 +21,8 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
   readonly spec: DiskSpec;
   readonly sizeBytes: number;
   readonly kind: 'file' | 'block';
+  /** The IOThread's kernel thread id (its CPU time is /proc/self/task/<tid>/schedstat), null if unknown. */
+  readonly threadTid: number | null;
   private modes: { aio: AioMode; cache: CacheMode; nowait: NowaitMode };
   private readonly counters: DiskCounters;
   private readonly worker: Worker;
@@ -36,6 +38,7 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
     this.counters = counters;
     this.sizeBytes = ready.sizeBytes;
     this.kind = ready.kind;
+    this.threadTid = ready.tid;
     this.modes = { aio: ready.aio, cache: ready.cache, nowait: ready.nowait };
     this.exited = new Promise((resolve) => worker.once('exit', resolve));
     worker.on('message', (m: WorkerMessage) => this.onMessage(m));

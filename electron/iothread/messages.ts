@@ -56,7 +56,8 @@ export type DiskEvent =
   | { kind: 'failed'; reason: string };
 
 export type WorkerMessage =
-  | { type: 'ready'; sizeBytes: number; kind: 'file' | 'block'; aio: AioMode; cache: CacheMode; nowait: NowaitMode }
+  /** `tid`: the IOThread's kernel thread id (from /proc/thread-self), so the main thread can read its CPU time. */
+  | { type: 'ready'; sizeBytes: number; kind: 'file' | 'block'; aio: AioMode; cache: CacheMode; nowait: NowaitMode; tid: number | null }
   | { type: 'start-failed'; error: SerializedError }
   | { type: 'reply'; id: number; error?: SerializedError }
   | { type: 'event'; event: DiskEvent };

@@ -1,6 +1,7 @@
 // A disk's IOThread: this worker_thread owns the vhost-user socket, the virtio-blk device, the
 // block backend and its engine, so the data plane never runs on the thread that answers the UI.
 // The main thread controls it with Command messages; counters live in a SharedArrayBuffer.
+import { readlinkSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { SpindleError } from '../errors.js';
 import { BlockBackend } from '../block/backend.js';
@@ -14,6 +15,16 @@ const port = parentPort!;
 const { spec, counters } = workerData as WorkerData;
 const post = (m: WorkerMessage): void => port.postMessage(m);
 const event = (e: DiskEvent): void => post({ type: 'event', event: e });
+
+/** This thread's kernel tid: /proc/thread-self links to <pid>/task/<tid> (Node has no gettid). */
+function threadTid(): number | null {
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    return Number.isInteger(tid) && tid > 0 ? tid : null;
+  } catch {
+    return null;
+  }
+}
 
 function serialize(err: unknown): SerializedError {
   if (err instanceof SpindleError) return { code: err.code, message: err.message, ...(err.errno ? { errno: err.errno } : {}) };
@@ -41,7 +52,7 @@ async function start(): Promise<void> {
     server.on('disconnected', (reason) => event({ kind: 'disconnected', reason }));
     server.on('broken', (queue, reason) => event({ kind: 'broken', queue, reason }));
     const m = backend.currentModes;
-    post({ type: 'ready', sizeBytes: backend.sizeBytes, kind: backend.kind, aio: m.aio, cache: m.cache, nowait: m.nowait });
+    post({ type: 'ready', sizeBytes: backend.sizeBytes, kind: backend.kind, aio: m.aio, cache: m.cache, nowait: m.nowait, tid: threadTid() });
   } catch (err) {
     await backend?.close().catch(() => undefined);
     post({ type: 'start-failed', error: serialize(err) });

@@ -4,6 +4,7 @@ import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import type { DiskSample, StatsTick, VmSample } from '../api/contract.js';
 import type { DiskCountersSnapshot, DiskHost } from '../vm/disk-host.js';
+import { bucketUpperUs, percentileUs } from '../block/stats.js';
 
 export const SAMPLE_INTERVAL_MS = 500;
 export const HISTORY_MS = 10 * 60 * 1000;
@@ -21,24 +22,29 @@ interface Prev {
   c: DiskCountersSnapshot;
 }
 
-/** The latency (µs, upper bound of the bucket) below which `q` of the interval's completions fall. */
+/** Bucket-wise growth of a cumulative log2 histogram between two samples. */
+function histogramGrowth(prev: ArrayLike<number> | undefined, now: ArrayLike<number>): number[] {
+  return Array.from(now, (v, i) => Math.max(0, v - (prev?.[i] ?? 0)));
+}
+
+/**
+ * The latency (µs) below which `q` of the interval's completions fall, at bucket resolution:
+ * the upper bound 2^b of the bucket holding that rank (bucket b counts [2^(b-1), 2^b) µs).
+ */
 export function percentileFromLog2(prev: ArrayLike<number> | undefined, now: ArrayLike<number> | undefined, q: number): number {
-  if (!now) return 0;
-  let total = 0;
-  const diff: number[] = [];
-  for (let i = 0; i < now.length; i++) {
-    const d = Math.max(0, now[i]! - (prev?.[i] ?? 0));
-    diff.push(d);
-    total += d;
-  }
-  if (total === 0) return 0;
-  const want = q * total;
-  let seen = 0;
-  for (let i = 0; i < diff.length; i++) {
-    seen += diff[i]!;
-    if (seen >= want) return 2 ** (i + 1);
-  }
-  return 2 ** diff.length;
+  return now ? percentileUs(histogramGrowth(prev, now), q) : 0;
+}
+
+/**
+ * The longest submit call within the interval: the running maximum when it grew in the interval
+ * (exact), else the upper bound of the highest bucket that grew, capped by the running maximum.
+ */
+export function intervalStallMaxUs(prev: DiskCountersSnapshot, now: DiskCountersSnapshot): number | undefined {
+  if (now.submitStallMaxUs === undefined || !now.submitStallLog2Us) return undefined;
+  if (now.submitStallMaxUs > (prev.submitStallMaxUs ?? 0)) return now.submitStallMaxUs;
+  const grew = histogramGrowth(prev.submitStallLog2Us, now.submitStallLog2Us);
+  const top = grew.findLastIndex((v) => v > 0);
+  return top < 0 ? 0 : Math.min(bucketUpperUs(top), now.submitStallMaxUs);
 }
 
 /** Cumulative CPU seconds of a process (all threads) from /proc/PID/stat, or null when it is gone. */
@@ -55,6 +61,8 @@ export function processCpuSeconds(pid: number): number | null {
   const stime = Number(rest[12]);
   return Number.isFinite(utime) && Number.isFinite(stime) ? (utime + stime) / CLOCK_TICKS : null;
 }
+
+const optional = <K extends string>(key: K, v: number | undefined): { [k in K]?: number } => (v === undefined ? {} : ({ [key]: v } as { [k in K]: number }));
 
 export class StatsSampler extends EventEmitter {
   private readonly ticks: StatsTick[] = [];
@@ -123,6 +131,8 @@ export class StatsSampler extends EventEmitter {
           queueDepth: c.inFlight,
           backendCpuPct: c.cpuSec !== undefined && prev.c.cpuSec !== undefined ? (rate(c.cpuSec, prev.c.cpuSec) * 100) : 0,
           backendCpuSec: c.cpuSec ?? 0,
+          ...(c.nowaitFallbacks !== undefined ? { nowaitFallbacksPerSec: rate(c.nowaitFallbacks, prev.c.nowaitFallbacks ?? 0) } : {}),
+          ...optional('submitStallMaxUs', intervalStallMaxUs(prev.c, c)),
         });
       }
       for (const key of this.prevDisks.keys()) if (!seen.has(key)) this.prevDisks.delete(key);

@@ -1,5 +1,5 @@
-// What the VM manager needs from a disk's server, kept narrow so the real one (electron/iothread's
-// DiskServer, one worker_thread per disk) and the qemu-storage-daemon peer both fit it.
+// What the VM manager needs from a disk's server, kept narrow: the real one is electron/iothread's
+// DiskServer (one worker_thread per disk) behind ./served-disk.ts; tests may script their own.
 import type { AioMode, CacheMode, NowaitMode } from '../block/modes.js';
 
 export interface DiskServeSpec {
@@ -12,6 +12,8 @@ export interface DiskServeSpec {
   readOnly: boolean;
   queues: number;
   serial: string;
+  /** Accept only this QEMU process as the frontend (known for hot-plugged disks, not at VM start). */
+  peerPid?: number;
 }
 
 /** Cumulative counters since the server started (the sampler takes differences). */
@@ -22,10 +24,18 @@ export interface DiskCountersSnapshot {
   writeBytes: number;
   /** Requests in flight right now. */
   inFlight: number;
-  /** CPU seconds spent by the disk's server thread (CLOCK_THREAD_CPUTIME_ID), if known. */
+  /** Backend CPU seconds: the disk's IOThread, its engine's pool workers and io_uring workers. */
   cpuSec?: number;
-  /** Completion latency histogram, cumulative: bucket i counts latencies in [2^i, 2^(i+1)) µs. */
+  /** Read and write completion latency, cumulative; bucket b counts [2^(b-1), 2^b) µs (as electron/block/stats.ts). */
   latencyLog2Us?: ArrayLike<number>;
+  /** Requests that completed with an error. */
+  errors?: number;
+  /** RWF_NOWAIT requests that bounced and were reissued through the thread pool. */
+  nowaitFallbacks?: number;
+  /** Time per io_submit / io_uring_submit call, cumulative, same buckets as latencyLog2Us. */
+  submitStallLog2Us?: ArrayLike<number>;
+  /** Longest single submit call since the server started, µs. */
+  submitStallMaxUs?: number;
 }
 
 export interface DiskHostEvent {
@@ -36,6 +46,8 @@ export interface DiskHostEvent {
 }
 
 export interface DiskHost {
+  /** Size the server sees, bytes (when it knows). */
+  readonly sizeBytes?: number;
   /** Switch aio/cache/nowait on a live disk: drain, reopen, swap engine, resume. */
   reconfigure(change: { aio?: AioMode; cache?: CacheMode; nowait?: NowaitMode }): Promise<void>;
   stats(): DiskCountersSnapshot | Promise<DiskCountersSnapshot>;

@@ -27,10 +27,12 @@ import { buildQemuArgv, resolveAccelerator, findOvmf, findQemu, chardevIdOf, dis
 import type { DiskHost, DiskHostFactory, DiskServeSpec } from './disk-host.js';
 import { diskKindOf, checkDeviceAccess, deviceUsage } from '../block/host-devices.js';
 import { vmRuntimeDir } from './paths.js';
+import { servedDiskFactory } from './served-disk.js';
 
 export interface VmManagerOptions {
   store: VmStore;
-  diskHostFactory: DiskHostFactory;
+  /** Serves each disk (default: Spindle's own disk server, one IOThread per disk). */
+  diskHostFactory?: DiskHostFactory;
   /** Explicit QEMU binary (tests pass a bad one); default SPINDLE_QEMU, then PATH. */
   qemuBinary?: string;
   env?: NodeJS.ProcessEnv;
@@ -166,7 +168,8 @@ export class VmManager extends EventEmitter {
       warnings,
       disks: config.disks.map((d) => {
         const slot = run?.disks.get(d.id);
-        return { id: d.id, state: slot?.state ?? 'stopped', ...(slot?.message ? { message: slot.message } : {}) };
+        const size = slot?.host?.sizeBytes;
+        return { id: d.id, state: slot?.state ?? 'stopped', ...(slot?.message ? { message: slot.message } : {}), ...(size !== undefined ? { sizeBytes: size } : {}) };
       }),
       ...(crash ? { crash } : {}),
       vnc: !!run && config.display === 'vnc' && run.state !== 'starting',
@@ -396,15 +399,21 @@ export class VmManager extends EventEmitter {
     this.changed(config.id);
   }
 
-  private async startDisk(run: RunningVm, d: DiskConfig, socketPath: string): Promise<DiskSlot> {
+  /**
+   * `peerPid`: the QEMU that may connect, when it is already running (hot-plug). At VM start the
+   * disks must listen before QEMU exists (it connects while building its devices), so any process
+   * of this user may connect then.
+   */
+  private async startDisk(run: RunningVm, d: DiskConfig, socketPath: string, peerPid?: number): Promise<DiskSlot> {
     rmSync(socketPath, { force: true });
     const slot: DiskSlot = { config: d, host: null, state: 'stopped' };
     run.disks.set(d.id, slot);
     const spec: DiskServeSpec = {
       path: d.path, socketPath, aio: d.aio, cache: d.cache, nowait: d.nowait, readOnly: d.readOnly, queues: d.queues, serial: d.serial,
+      ...(peerPid !== undefined ? { peerPid } : {}),
     };
     try {
-      slot.host = await this.opts.diskHostFactory(spec);
+      slot.host = await (this.opts.diskHostFactory ?? servedDiskFactory)(spec);
     } catch (err) {
       run.disks.delete(d.id);
       if (err instanceof SpindleError) throw new SpindleError(err.code, `Disk ${d.id} (${d.path}) could not be served: ${err.message}`, err.errno);
@@ -616,7 +625,7 @@ export class VmManager extends EventEmitter {
 
   private async hotplug(run: RunningVm & { qmp: QmpClient }, disk: DiskConfig): Promise<void> {
     const socketPath = join(run.dir, diskSocketName(disk.id));
-    const slot = await this.startDisk(run, disk, socketPath);
+    const slot = await this.startDisk(run, disk, socketPath, run.proc?.pid);
     let chardevAdded = false;
     try {
       await run.qmp.execute('chardev-add', {

@@ -1,79 +1,79 @@
-// A minimal Linux guest for the VM manager's lifecycle tests: Debian's kernel and an initramfs
-// with busybox and the virtio-blk modules, whose init prints a marker and runs a shell on the
-// serial console (ttyS0). Tests talk to it through the manager's serial console.
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync, copyFileSync, chmodSync, readdirSync, existsSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+// The test guest for VMs run by the VM manager: the project's one guest image (tests/lib/
+// guest-image.ts: Debian's kernel, busybox, virtio/ext4 modules, fio, e2fsprogs) with its command
+// agent moved to ttyS0, the VM's only serial port, which the manager exposes as its console.
+// GuestAgent speaks the agent's protocol over the manager's serial stream.
+import { randomBytes } from 'node:crypto';
 import type { VmManager } from '../../electron/vm/manager.js';
+import { AGENT_END_PREFIX, AGENT_READY, buildGuestImage } from '../lib/guest-image.js';
 
-export const READY = 'SPINDLE-VM-READY';
-const MODULES = ['virtio_ring', 'virtio', 'virtio_pci_legacy_dev', 'virtio_pci_modern_dev', 'virtio_pci', 'virtio_blk'];
+/** Kernel log kept off the shared port (loglevel=1: only emergencies) so it does not mix with command output. */
+export const GUEST_CMDLINE = 'console=ttyS0 quiet loglevel=1 panic=-1 spindle.agent=ttyS0';
 
-export function guestKernel(): { kernel: string; moduleDir: string } {
-  const v = readdirSync('/boot').filter((n) => n.startsWith('vmlinuz-')).map((n) => n.slice(8)).filter((v) => existsSync(`/lib/modules/${v}/modules.dep`)).sort().at(-1);
-  if (!v) throw new Error('no guest kernel: apt-get install linux-image-amd64');
-  return { kernel: `/boot/vmlinuz-${v}`, moduleDir: `/lib/modules/${v}` };
+export async function guestBoot(): Promise<{ kind: 'kernel'; kernel: string; initrd: string; cmdline: string }> {
+  const image = await buildGuestImage();
+  return { kind: 'kernel', kernel: image.kernel, initrd: image.initrd, cmdline: GUEST_CMDLINE };
 }
 
-/** Builds the initramfs into a fresh temp dir; returns its path and a cleanup. */
-export function buildInitramfs(): { kernel: string; initrd: string; cleanup(): void } {
-  const { kernel, moduleDir } = guestKernel();
-  const dir = mkdtempSync(join(tmpdir(), 'spindle-vm-guest-'));
-  const root = join(dir, 'root');
-  for (const d of ['bin', 'dev', 'proc', 'sys', 'tmp', 'lib/modules']) mkdirSync(join(root, d), { recursive: true });
-  copyFileSync('/bin/busybox', join(root, 'bin/busybox'));
-  chmodSync(join(root, 'bin/busybox'), 0o755);
-  const deps = execFileSync('cat', [join(moduleDir, 'modules.dep')], { encoding: 'utf8' });
-  for (const m of MODULES) {
-    const line = deps.split('\n').find((l) => l.split(':')[0]!.endsWith(`/${m}.ko`));
-    if (!line) throw new Error(`module ${m} not found in ${moduleDir}`);
-    copyFileSync(join(moduleDir, line.split(':')[0]!), join(root, 'lib/modules', `${m}.ko`));
-  }
-  writeFileSync(join(root, 'init'), `#!/bin/busybox sh
-/bin/busybox --install -s /bin
-mount -t devtmpfs devtmpfs /dev
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-for m in ${MODULES.join(' ')}; do insmod /lib/modules/$m.ko; done
-echo ${READY}
-exec sh </dev/ttyS0 >/dev/ttyS0 2>&1
-`);
-  chmodSync(join(root, 'init'), 0o755);
-  const initrd = join(dir, 'initrd.cpio');
-  execFileSync('sh', ['-c', `cd "${root}" && find . | cpio -o -H newc --quiet > "${initrd}"`]);
-  return { kernel, initrd, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
-}
+export interface RunResult { code: number; output: string }
 
-/** Collects a VM's serial output and waits for patterns in it. */
-export class SerialWatch {
+/** Collects one VM's serial output and runs commands through the guest's agent. */
+export class GuestAgent {
   text = '';
   private readonly off: () => void;
+  private queue: Promise<unknown> = Promise.resolve();
+
   constructor(private readonly manager: VmManager, private readonly vmId: string) {
-    const fn = (e: { vmId: string; data: Buffer }) => {
+    const fn = (e: { vmId: string; data: Buffer }): void => {
       if (e.vmId === vmId) this.text += e.data.toString('latin1');
     };
     manager.on('serial', fn);
     this.off = () => manager.off('serial', fn);
   }
-  async waitFor(re: RegExp, timeoutMs = 120_000, from = 0): Promise<RegExpMatchArray> {
+
+  /** Where the output ends now: pass to ready() to wait for the agent of the next boot. */
+  mark(): number {
+    return this.text.length;
+  }
+
+  async waitFor(re: RegExp, timeoutMs: number, from = 0): Promise<RegExpMatchArray> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const m = this.text.slice(from).match(re);
-      if (m) return m;
-      if (Date.now() > deadline) throw new Error(`serial: ${re} not seen within ${timeoutMs} ms; last output:\n${this.text.slice(-1500)}`);
+      if (m) return Object.assign(m, { index: (m.index ?? 0) + from });
+      if (Date.now() > deadline) throw new Error(`serial: ${re} not seen within ${timeoutMs} ms; last output:\n${this.text.slice(-2000)}`);
       await new Promise((r) => setTimeout(r, 50));
     }
   }
-  /** Runs a shell command in the guest and returns its output (between unique markers). */
-  async run(cmd: string, timeoutMs = 120_000): Promise<string> {
-    const tag = `M${Math.random().toString(36).slice(2, 8)}`;
-    const from = this.text.length;
-    this.manager.serialInput(this.vmId, Buffer.from(`echo ${tag}B; ${cmd}; echo ${tag}E $?\n`));
-    const m = await this.waitFor(new RegExp(`${tag}B\\r?\\n([\\s\\S]*?)${tag}E (\\d+)`), timeoutMs, from);
-    if (m[2] !== '0') throw new Error(`guest command failed (${m[2]}): ${cmd}\n${m[1]}`);
-    return m[1]!.replace(/\r/g, '');
+
+  /** Waits for the agent's ready line (a TCG boot on a busy 2-core machine can take minutes). */
+  async ready(from = 0, timeoutMs = 240_000): Promise<void> {
+    await this.waitFor(new RegExp(AGENT_READY), timeoutMs, from);
   }
+
+  /** Sends a command and does not wait (for one that ends the guest, like poweroff). */
+  fire(cmd: string): void {
+    this.manager.serialInput(this.vmId, Buffer.from(`${randomBytes(6).toString('hex')} ${Buffer.from(cmd).toString('base64')}\n`));
+  }
+
+  /** Runs `cmd` with /bin/sh in the guest (one at a time); stdout and stderr interleaved. */
+  run(cmd: string, timeoutMs = 120_000): Promise<RunResult> {
+    const next = this.queue.then(async () => {
+      const token = randomBytes(6).toString('hex');
+      const from = this.text.length;
+      this.manager.serialInput(this.vmId, Buffer.from(`${token} ${Buffer.from(cmd).toString('base64')}\n`));
+      const m = await this.waitFor(new RegExp(`\\r?\\n${AGENT_END_PREFIX}${token}_(\\d+)__\\r?\\n`), timeoutMs, from);
+      return { code: Number(m[1]), output: this.text.slice(from, m.index).replace(/\r/g, '') };
+    });
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  async runOk(cmd: string, timeoutMs?: number): Promise<string> {
+    const r = await this.run(cmd, timeoutMs);
+    if (r.code !== 0) throw new Error(`guest command failed (${r.code}): ${cmd}\n${r.output}`);
+    return r.output;
+  }
+
   close(): void {
     this.off();
   }

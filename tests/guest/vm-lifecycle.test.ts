@@ -1,5 +1,5 @@
-// Real QEMU, real Linux guest (busybox initramfs), disks served by qemu-storage-daemon through the
-// DiskHost interface (Spindle's own disk servers replace it once the vhost branch is merged).
+// Real QEMU, real Linux guest (busybox initramfs), disks served by Spindle's own disk servers
+// (the manager's default DiskHost factory).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync, truncateSync, existsSync, mkdirSync } from 'node:fs';
@@ -9,18 +9,16 @@ import { execFileSync } from 'node:child_process';
 import { VmManager } from '../../electron/vm/manager.js';
 import { VmStore } from '../../electron/vm/store.js';
 import { QmpClient } from '../../electron/vm/qmp.js';
-import { qsdDiskHostFactory } from '../../electron/vm/qsd-disk-host.js';
 import { methods, type VmInfo } from '../../electron/api/contract.js';
 import { SpindleError } from '../../electron/errors.js';
-import { buildInitramfs, SerialWatch, READY } from './vm-guest.js';
+import { guestBoot, GuestAgent } from './vm-guest.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'spindle-vmlife-'));
 const env = { ...process.env, XDG_CONFIG_HOME: join(dir, 'cfg'), XDG_RUNTIME_DIR: join(dir, 'run') };
-const guest = buildInitramfs();
-const manager = new VmManager({ store: new VmStore(join(dir, 'cfg', 'spindle', 'vms')), diskHostFactory: qsdDiskHostFactory, env });
+const boot = await guestBoot();
+const manager = new VmManager({ store: new VmStore(join(dir, 'cfg', 'spindle', 'vms')), env });
 after(async () => {
   await manager.stopAll(1000);
-  guest.cleanup();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -34,7 +32,7 @@ function image(name: string, mib = 32): string {
 async function createVm(name: string, disks: string[]): Promise<VmInfo> {
   return manager.create(methods['vm.create'].params.parse({
     name, memoryMiB: 192, display: 'none', network: { user: false },
-    boot: { kind: 'kernel', kernel: guest.kernel, initrd: guest.initrd, cmdline: 'console=ttyS0 panic=-1 quiet' },
+    boot,
     disks: disks.map((path) => ({ path })),
   }));
 }
@@ -69,17 +67,17 @@ test('QMP client against real QEMU: greeting, query-status, events, errors', asy
 test('two VMs at once: boot, disk visible, pause/resume, hot-plug and unplug, ACPI shutdown timeout forces off, guest poweroff, SIGKILL crash', async () => {
   const a = await createVm('Guest A', [image('a0.img')]);
   const b = await createVm('Guest B', [image('b0.img')]);
-  const wa = new SerialWatch(manager, a.config.id);
-  const wb = new SerialWatch(manager, b.config.id);
+  const wa = new GuestAgent(manager, a.config.id);
+  const wb = new GuestAgent(manager, b.config.id);
   try {
     const [ra, rb] = await Promise.all([manager.start(a.config.id), manager.start(b.config.id)]);
     assert.equal(ra.state, 'running');
     assert.equal(rb.state, 'running');
     assert.ok(ra.pid && rb.pid && ra.pid !== rb.pid);
     assert.ok(ra.accelerator);
-    await Promise.all([wa.waitFor(new RegExp(READY)), wb.waitFor(new RegExp(READY))]);
-    assert.equal((await wa.run('cat /sys/block/vda/size')).trim(), String((32 << 20) / 512));
-    assert.equal((await wb.run('cat /sys/block/vda/size')).trim(), String((32 << 20) / 512));
+    await Promise.all([wa.ready(), wb.ready()]);
+    assert.equal((await wa.runOk('cat /sys/block/vda/size')).trim(), String((32 << 20) / 512));
+    assert.equal((await wb.runOk('cat /sys/block/vda/size')).trim(), String((32 << 20) / 512));
 
     // The runtime directory is private.
     const rt = join(dir, 'run', 'spindle');
@@ -89,20 +87,20 @@ test('two VMs at once: boot, disk visible, pause/resume, hot-plug and unplug, AC
     assert.equal((await waitState(a.config.id, 'paused')).state, 'paused');
     await manager.resume(a.config.id);
     await waitState(a.config.id, 'running');
-    assert.match(await wa.run('echo alive'), /alive/);
+    assert.match(await wa.runOk('echo alive'), /alive/);
 
     // Hot-plug a second disk into A; the guest sees it; then unplug it (waits for DEVICE_DELETED).
     const hot = image('a1.img', 8);
     const withHot = await manager.attachDisk(a.config.id, { path: hot });
     assert.deepEqual(withHot.config.disks.map((d) => d.id), ['d0', 'd1']);
     assert.equal(withHot.disks.find((d) => d.id === 'd1')!.state, 'serving');
-    await wa.run('for i in $(seq 1 100); do [ -e /sys/block/vdb ] && break; sleep 0.2; done; cat /sys/block/vdb/size');
-    assert.equal((await wa.run('cat /sys/block/vdb/size')).trim(), String((8 << 20) / 512));
-    await wa.run('echo hotplugged > /dev/vdb; sync');
+    await wa.runOk('for i in $(seq 1 100); do [ -e /sys/block/vdb ] && break; sleep 0.2; done; cat /sys/block/vdb/size');
+    assert.equal((await wa.runOk('cat /sys/block/vdb/size')).trim(), String((8 << 20) / 512));
+    await wa.runOk('echo hotplugged > /dev/vdb; sync');
     const unplugged = await manager.detachDisk(a.config.id, 'd1');
     assert.deepEqual(unplugged.config.disks.map((d) => d.id), ['d0']);
-    assert.match(await wa.run('ls /sys/block'), /vda/);
-    assert.doesNotMatch(await wa.run('ls /sys/block'), /vdb/);
+    assert.match(await wa.runOk('ls /sys/block'), /vda/);
+    assert.doesNotMatch(await wa.runOk('ls /sys/block'), /vdb/);
     // A disk in use by a running VM cannot be attached to another.
     await assert.rejects(manager.attachDisk(b.config.id, { path: a.config.disks[0]!.path }), (e: SpindleError) => e.code === 'DEVICE_BUSY' && /Guest A/.test(e.message));
 
@@ -112,12 +110,13 @@ test('two VMs at once: boot, disk visible, pause/resume, hot-plug and unplug, AC
     assert.equal(off.crash, undefined);
 
     // B powers itself off: a clean stop, not a crash.
-    manager.serialInput(b.config.id, Buffer.from('poweroff -f\n'));
+    wb.fire('poweroff -f');
     await waitState(b.config.id, 'stopped', 60_000);
 
     // Restart A, then kill its QEMU: 'crashed', with QEMU's stderr lines, and its disks closed.
+    const mark = wa.mark();
     const again = await manager.start(a.config.id);
-    await wa.waitFor(new RegExp(READY), 120_000, wa.text.lastIndexOf('alive'));
+    await wa.ready(mark);
     process.kill(again.pid!, 'SIGKILL');
     const crashed = await waitState(a.config.id, 'crashed');
     assert.equal(crashed.crash!.signal, 'SIGKILL');

@@ -57,8 +57,8 @@ test('rates, latency percentiles, queue depth and backend CPU come from differen
 
   r.advance(500);
   const lat = [...(d.counters.latencyLog2Us as number[])];
-  lat[3] += 98; // 98 completions in [8, 16) µs
-  lat[10] += 2; // 2 in [1024, 2048) µs
+  lat[4] += 98; // 98 completions in [8, 16) µs (bucket b counts [2^(b-1), 2^b))
+  lat[11] += 2; // 2 in [1024, 2048) µs
   d.counters = { readOps: 1100, readBytes: 1000 * 4096 + 100 * 4096, writeOps: 60, writeBytes: 60 * 65536, inFlight: 7, cpuSec: 3.1, latencyLog2Us: lat };
   const tick = (await r.sampler.sample())!;
   assert.equal(tick.intervalMs, SAMPLE_INTERVAL_MS);
@@ -241,9 +241,46 @@ test('processCpuSeconds parses after the last parenthesis (process names with sp
 test('percentileFromLog2: bucket upper bounds over the interval; empty intervals are 0', () => {
   assert.equal(percentileFromLog2(undefined, undefined, 0.5), 0);
   assert.equal(percentileFromLog2([1, 1], [1, 1], 0.99), 0);
-  assert.equal(percentileFromLog2(undefined, [0, 10], 0.5), 4);
-  assert.equal(percentileFromLog2([5, 0, 0], [105, 0, 1], 0.5), 2);
-  assert.equal(percentileFromLog2([5, 0, 0], [105, 0, 1], 0.999), 8);
+  assert.equal(percentileFromLog2(undefined, [0, 10], 0.5), 2);
+  assert.equal(percentileFromLog2([5, 0, 0], [105, 0, 1], 0.5), 1);
+  assert.equal(percentileFromLog2([5, 0, 0], [105, 0, 1], 0.999), 4);
   // Counters that went backwards (a reset) never make negative counts.
-  assert.equal(percentileFromLog2([100, 1], [0, 5], 0.5), 4);
+  assert.equal(percentileFromLog2([100, 1], [0, 5], 0.5), 2);
+});
+
+test('nowait fallbacks per second and the longest submit call within each interval', async () => {
+  const r = rig();
+  const d = r.add('vm1', 'd0');
+  const stalls = new Array(32).fill(0);
+  stalls[3] = 50;
+  d.counters = { ...zero(), nowaitFallbacks: 10, submitStallLog2Us: [...stalls], submitStallMaxUs: 900 };
+  await r.sampler.sample();
+  // The running maximum grew: that is the interval's maximum, exactly.
+  r.advance(500);
+  stalls[12] += 1;
+  d.counters = { ...d.counters, nowaitFallbacks: 60, submitStallLog2Us: [...stalls], submitStallMaxUs: 3000 };
+  let s = (await r.sampler.sample())!.disks[0]!;
+  assert.equal(s.nowaitFallbacksPerSec, 100);
+  assert.equal(s.submitStallMaxUs, 3000);
+  // It did not grow: the highest bucket that grew bounds the interval's maximum (16 µs here).
+  r.advance(500);
+  stalls[4] += 5;
+  d.counters = { ...d.counters, submitStallLog2Us: [...stalls] };
+  s = (await r.sampler.sample())!.disks[0]!;
+  assert.equal(s.nowaitFallbacksPerSec, 0);
+  assert.equal(s.submitStallMaxUs, 16);
+  // No submit call at all in the interval.
+  r.advance(500);
+  s = (await r.sampler.sample())!.disks[0]!;
+  assert.equal(s.submitStallMaxUs, 0);
+});
+
+test('a disk host without nowait or submit counters leaves those sample fields out', async () => {
+  const r = rig();
+  r.add('vm1', 'd0');
+  await r.sampler.sample();
+  r.advance(500);
+  const s = (await r.sampler.sample())!.disks[0]!;
+  assert.equal('nowaitFallbacksPerSec' in s, false);
+  assert.equal('submitStallMaxUs' in s, false);
 });

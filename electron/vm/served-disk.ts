@@ -1,0 +1,93 @@
+// Spindle's own disk server (electron/iothread's DiskServer: one worker_thread per disk) seen
+// through the VM manager's narrow DiskHost interface: its events become log lines for the UI, its
+// shared counters become the sampler's cumulative snapshot, and its CPU adds up the threads that
+// serve the disk.
+import { EventEmitter } from 'node:events';
+import { DiskServer, type DiskEvent, type DiskSpec, type ModeChange } from '../iothread/disk-server.js';
+import type { CountersSnapshot } from '../block/stats.js';
+import { DIRECTIONS } from '../block/stats.js';
+import { IoUringWorkerCpu, threadCpuSeconds } from '../stats/thread-cpu.js';
+import type { DiskCountersSnapshot, DiskHost, DiskHostEvent, DiskServeSpec } from './disk-host.js';
+
+/** A disk-server event as a line for the log/UI (null: not worth one). */
+export function describeDiskEvent(e: DiskEvent): DiskHostEvent | null {
+  switch (e.kind) {
+    case 'log':
+      return { level: 'info', message: e.line };
+    case 'connected':
+      return { level: 'info', message: `QEMU connected${e.pid ? ` (pid ${e.pid})` : ''}.` };
+    case 'disconnected':
+      return { level: 'info', message: `QEMU disconnected${e.reason ? `: ${e.reason}` : '.'}` };
+    case 'broken':
+      return { level: 'error', message: `The guest sent a malformed request on queue ${e.queue}; the queue stopped: ${e.reason}`, broken: true };
+    case 'nowait':
+      return { level: e.enabled ? 'info' : 'warning', message: `RWF_NOWAIT ${e.enabled ? 'on' : 'off'} for ${e.direction}s: ${e.reason}` };
+    case 'modes':
+      return { level: 'info', message: `Now serving with aio '${e.aio}', cache '${e.cache}', nowait '${e.nowait}'.` };
+    case 'failed':
+      return { level: 'error', message: `The disk's I/O thread stopped: ${e.reason}`, broken: true };
+  }
+}
+
+/** The sampler's view of the engine's counters (read and write latencies pooled). */
+export function toDiskCounters(c: CountersSnapshot, cpuSec: number): DiskCountersSnapshot {
+  return {
+    readOps: c.read.ops,
+    writeOps: c.write.ops,
+    readBytes: c.read.bytes,
+    writeBytes: c.write.bytes,
+    inFlight: c.inFlight,
+    cpuSec,
+    latencyLog2Us: c.read.latencyHistogram.map((v, i) => v + (c.write.latencyHistogram[i] ?? 0)),
+    errors: DIRECTIONS.reduce((a, k) => a + c[k].errors, 0),
+    nowaitFallbacks: c.nowait.readFallbacks + c.nowait.writeFallbacks,
+    submitStallLog2Us: c.submit.histogram,
+    submitStallMaxUs: c.submit.maxNs / 1000,
+  };
+}
+
+export class ServedDisk extends EventEmitter implements DiskHost {
+  private readonly uringCpu: IoUringWorkerCpu | null;
+  /** Last io_uring worker total: kept, not rescanned, while another engine serves (the total must not drop). */
+  private uringSec = 0;
+
+  constructor(readonly server: DiskServer) {
+    super();
+    this.uringCpu = server.threadTid !== null ? new IoUringWorkerCpu(server.threadTid) : null;
+    server.on('event', (e) => {
+      const line = describeDiskEvent(e);
+      if (line) this.emit('event', line);
+    });
+  }
+
+  get sizeBytes(): number {
+    return this.server.sizeBytes;
+  }
+
+  reconfigure(change: ModeChange): Promise<void> {
+    return this.server.reconfigure(change);
+  }
+
+  /**
+   * CPU: the IOThread's whole CPU time (virtio-blk, vhost-user and the engine's submit/reap, so
+   * the counters' own loop time is already in it) + the thread pool's workers (counted per task
+   * by the engine) + the io_uring workers the kernel runs for this thread.
+   */
+  stats(): DiskCountersSnapshot {
+    const c = this.server.stats();
+    const tid = this.server.threadTid;
+    const thread = tid !== null ? threadCpuSeconds(tid) : null;
+    const own = thread ?? c.cpu.loopNs / 1e9;
+    if (this.uringCpu && this.server.currentModes.aio === 'io_uring') this.uringSec = this.uringCpu.seconds();
+    return toDiskCounters(c, own + c.cpu.poolNs / 1e9 + this.uringSec);
+  }
+
+  stop(): Promise<void> {
+    return this.server.stop();
+  }
+}
+
+export async function servedDiskFactory(spec: DiskServeSpec): Promise<ServedDisk> {
+  const diskSpec: DiskSpec = { ...spec };
+  return new ServedDisk(await DiskServer.start(diskSpec));
+}

@@ -1,0 +1,41 @@
+// Thread CPU from /proc/self/task: a real worker thread that spins, found by its kernel tid.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Worker } from 'node:worker_threads';
+import { once } from 'node:events';
+import { threadCpuSeconds, IoUringWorkerCpu } from '../../electron/stats/thread-cpu.js';
+import { describeDiskEvent } from '../../electron/vm/served-disk.js';
+
+test('threadCpuSeconds follows one thread (not the process); a missing thread is null', async () => {
+  const w = new Worker(`
+    const { parentPort } = require('node:worker_threads');
+    const tid = Number(require('node:fs').readlinkSync('/proc/thread-self').split('/').pop());
+    parentPort.postMessage(tid);
+    parentPort.on('message', () => { const end = Date.now() + 200; while (Date.now() < end); parentPort.postMessage('spun'); });
+  `, { eval: true });
+  try {
+    const [tid] = (await once(w, 'message')) as [number];
+    assert.notEqual(tid, process.pid);
+    const a = threadCpuSeconds(tid)!;
+    const mainA = threadCpuSeconds(process.pid)!;
+    w.postMessage('spin');
+    await once(w, 'message');
+    const b = threadCpuSeconds(tid)!;
+    assert.ok(b - a > 0.05, `the spinning thread gained CPU (${a} -> ${b})`);
+    assert.ok(threadCpuSeconds(process.pid)! - mainA < b - a, 'the main thread, which waited, gained less');
+  } finally {
+    await w.terminate();
+  }
+  assert.equal(threadCpuSeconds(2 ** 22 + 4321), null);
+  assert.equal(new IoUringWorkerCpu(2 ** 22 + 4321).seconds(), 0, 'no io_uring workers for a thread that has none');
+});
+
+test('disk server events become lines; a malformed request and a dead IOThread mark the disk broken', () => {
+  assert.deepEqual(describeDiskEvent({ kind: 'broken', queue: 0, reason: 'descriptor loop' }), {
+    level: 'error', message: 'The guest sent a malformed request on queue 0; the queue stopped: descriptor loop', broken: true,
+  });
+  assert.equal(describeDiskEvent({ kind: 'failed', reason: 'boom' })!.broken, true);
+  assert.equal(describeDiskEvent({ kind: 'modes', aio: 'native', cache: 'none', nowait: 'off' })!.message, "Now serving with aio 'native', cache 'none', nowait 'off'.");
+  assert.equal(describeDiskEvent({ kind: 'nowait', direction: 'write', enabled: false, reason: 'writes bounce' })!.level, 'warning');
+  assert.equal(describeDiskEvent({ kind: 'connected', pid: 42 })!.message, 'QEMU connected (pid 42).');
+});
