@@ -63,10 +63,12 @@ export async function appInfo(env: NodeJS.ProcessEnv = process.env, qemuBinary?:
 export function createBackend(opts: BackendOptions = {}): Backend {
   const env = opts.env ?? process.env;
   // Disks are served by Spindle's own disk servers (the manager's default) unless a caller injects a factory.
-  const manager = new VmManager({ ...opts, env, store: new VmStore(vmConfigDir(env)) });
+  // The bench layer needs the manager, and the manager asks the bench layer whether a disk is being measured.
+  let bench: ReturnType<typeof createBenchLayer> | undefined;
+  const manager = new VmManager({ ...opts, env, store: new VmStore(vmConfigDir(env)), diskBusy: (path) => bench?.busyReason(path) ?? null });
   const sampler = new StatsSampler(manager);
   sampler.start();
-  const bench = createBenchLayer(manager, env);
+  bench = createBenchLayer(manager, env);
   const router = createRouter({
     manager,
     sampler,

@@ -43,6 +43,8 @@ export interface VmManagerOptions {
   nvramDir?: string;
   /** Why a host block device may not be used, or null (default: hostDeviceRefusal). */
   deviceRefusal?: (path: string) => string | null;
+  /** Why another part of Spindle (an aio comparison) is using `path` right now, or null. */
+  diskBusy?: (path: string) => string | null;
 }
 
 /** Why the host's use of a block device (mounted, held, swap, carries /, opened exclusively) forbids giving it to a VM, or null. */
@@ -306,12 +308,12 @@ export class VmManager extends EventEmitter {
     }
   }
 
-  /** Which running VM (other than `vmId`) serves `path`, as a refusal sentence. */
+  /** Which running VM (other than `vmId`), or which other part of Spindle, uses `path`, as a refusal sentence. */
   private usedByOtherVm(path: string, vmId: string | undefined): string | undefined {
     for (const [id, run] of this.running) {
       if (id !== vmId && run.config.disks.some((d) => d.path === path)) return `${path} is in use by the running VM '${run.config.name}'.`;
     }
-    return undefined;
+    return this.opts.diskBusy?.(path) ?? undefined;
   }
 
   // ───────────── lifecycle ─────────────

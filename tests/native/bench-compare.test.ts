@@ -183,3 +183,21 @@ test('busyReason names the path a comparison is writing to, and nothing else, un
     await s.cleanup();
   }
 });
+
+test('a VM cannot start or attach a disk while the comparison measures it', async () => {
+  const s = setup();
+  try {
+    const img = image(s.dir, 'vm.img', 64 << 20);
+    const vm = (await s.router.call('vm.create', { name: 'busy' })) as VmInfo;
+    const { benchId } = (await s.router.call('bench.start', { target: { kind: 'path', path: img }, bytesPerRun: 64 << 20 })) as { benchId: string };
+    try {
+      await rejectsWith(s.router.call('disk.attach', { vmId: vm.config.id, disk: { path: img } }), 'DEVICE_BUSY', /being measured by the aio comparison/);
+    } finally {
+      await s.router.call('bench.cancel', { benchId });
+    }
+    // Once the comparison is over the same disk is accepted.
+    await s.router.call('disk.attach', { vmId: vm.config.id, disk: { path: img } });
+  } finally {
+    await s.cleanup();
+  }
+});
