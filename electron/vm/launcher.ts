@@ -1,6 +1,6 @@
 // Everything about turning a VM config into a QEMU process: finding the binary, choosing the
 // accelerator, and building argv (always an array, never a shell string, DESIGN §9).
-import { openSync, closeSync, accessSync, constants, existsSync, statSync } from 'node:fs';
+import { openSync, closeSync, accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { delimiter, join, isAbsolute } from 'node:path';
 import type { VmConfig } from '../api/contract.js';
@@ -47,10 +47,17 @@ export interface AcceleratorChoice {
   warning?: string;
 }
 
-/** KVM when /dev/kvm opens read-write (exists, and we are in its group); otherwise TCG, with why. */
-export function chooseAccelerator(kvmPath = '/dev/kvm'): AcceleratorChoice {
+/** KVM when /dev/kvm opens read-write (exists, and we are in its group) and the CPU advertises
+ *  hardware virtualisation; otherwise TCG, with why. A paravirtual /dev/kvm without vmx/svm (as in
+ *  some sandboxes) accepts a VM and then hangs the guest's kernel. */
+export function chooseAccelerator(kvmPath = '/dev/kvm', cpuinfo = '/proc/cpuinfo'): AcceleratorChoice {
   try {
     closeSync(openSync(kvmPath, 'r+'));
+    let flags = '';
+    try { flags = readFileSync(cpuinfo, 'utf8'); } catch { /* no procfs: trust /dev/kvm */ }
+    if (flags && !/^flags\s*:.*\b(vmx|svm)\b/m.test(flags)) {
+      return { accel: 'tcg', warning: `KVM is not usable: ${kvmPath} opens but the CPU does not advertise hardware virtualisation (vmx/svm). VMs run under TCG emulation, which is many times slower.` };
+    }
     return { accel: 'kvm' };
   } catch (err) {
     const code = (err as { code?: string }).code;

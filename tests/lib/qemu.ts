@@ -1,9 +1,10 @@
 // Boots the test guest (tests/lib/guest-image.ts) under QEMU with vhost-user-blk disks and runs
 // shell commands in it over the second serial port. Every QEMU started here is killed when the
 // test process exits, whatever happened to the test.
+import { resolveAccelerator } from '../../electron/vm/launcher.js';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AGENT_END_PREFIX, AGENT_READY, buildGuestImage } from './guest-image.js';
@@ -41,21 +42,6 @@ export interface Guest {
   shutdown(): Promise<void>;
 }
 
-/**
- * KVM only when /dev/kvm opens and the CPU advertises hardware virtualisation: a paravirtual
- * /dev/kvm without vmx/svm (as in some sandboxes) accepts the VM and then hangs the guest.
- * SPINDLE_QEMU_ACCEL=kvm|tcg overrides.
- */
-export function chooseAccel(): 'kvm' | 'tcg' {
-  const forced = process.env.SPINDLE_QEMU_ACCEL;
-  if (forced === 'kvm' || forced === 'tcg') return forced;
-  try {
-    accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
-    return /^flags\s*:.*\b(vmx|svm)\b/m.test(readFileSync('/proc/cpuinfo', 'utf8')) ? 'kvm' : 'tcg';
-  } catch {
-    return 'tcg';
-  }
-}
 
 let warnedTcg = false;
 
@@ -93,10 +79,11 @@ export async function bootGuest(opts: BootOptions): Promise<Guest> {
     if (!existsSync(d.socket)) throw new Error(`disk ${i}: vhost-user socket ${d.socket} does not exist; start its disk server before booting`);
   });
   const image = await buildGuestImage();
-  const accel = chooseAccel();
-  if (accel === 'tcg' && !warnedTcg) {
+  // The product's rule (SPINDLE_ACCEL=kvm|tcg forces one; otherwise KVM only where QEMU really runs a vCPU on it).
+  const { accel, warning } = await resolveAccelerator('qemu-system-x86_64');
+  if (warning && !warnedTcg) {
     warnedTcg = true;
-    process.stderr.write('qemu: no usable KVM here, the guest runs under TCG (slow, but real)\n');
+    process.stderr.write(`qemu: ${warning}\n`);
   }
   const work = mkdtempSync(join(tmpdir(), 'spindle-qemu-'));
   const serialLog = opts.serialLog ?? join(work, 'console.log');

@@ -89,3 +89,19 @@ test('accelerator: a missing /dev/kvm means TCG with a visible warning; SPINDLE_
   assert.equal(forced.accel, 'tcg');
   assert.match(forced.warning!, /SPINDLE_ACCEL=tcg/);
 });
+
+test('accelerator: a /dev/kvm that opens on a CPU without vmx/svm means TCG, with the reason', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'spindle-accel-'));
+  try {
+    const kvm = join(dir, 'kvm');
+    writeFileSync(kvm, '');
+    writeFileSync(join(dir, 'nohv'), 'processor\t: 0\nflags\t\t: fpu vme de pse tsc msr sse sse2 hypervisor\n');
+    writeFileSync(join(dir, 'hv'), 'processor\t: 0\nflags\t\t: fpu vme de pse tsc msr vmx sse sse2\n');
+    const without = chooseAccelerator(kvm, join(dir, 'nohv'));
+    assert.equal(without.accel, 'tcg');
+    assert.match(without.warning!, /does not advertise hardware virtualisation \(vmx\/svm\)/);
+    assert.deepEqual(chooseAccelerator(kvm, join(dir, 'hv')), { accel: 'kvm' });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
