@@ -163,6 +163,15 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
     }
   }
 
+  /**
+   * Names the one frontend process (QEMU's pid, known right after spawn) this disk serves; with
+   * spec.awaitPeer nothing is accepted before this. Any other pid that connects is refused and logged.
+   */
+  expectPeer(pid: number): Promise<void> {
+    if (!Number.isInteger(pid) || pid <= 0) return Promise.reject(new SpindleError('INVALID_ARGUMENT', `Not a process id: ${pid}.`));
+    return this.command({ op: 'expect-peer', pid });
+  }
+
   /** Test hook: makes the worker throw (needs SPINDLE_TEST_HOOKS=1 in its environment). */
   crashForTest(): Promise<void> {
     return this.command({ op: 'crash-for-test' });
