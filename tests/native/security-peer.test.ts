@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { DiskServer, type DiskEvent, type DiskSpec } from '../../electron/iothread/disk-server.js';
@@ -111,6 +111,21 @@ test('peerPid given at start: only that pid is served; without any peer option e
     await ds.stop();
     ds = await DiskServer.start(disk(dir));
     assert.equal((await runLoadgen(load(ds.spec.socketPath))).errors, 0);
+    await ds.stop();
+    ds = null;
+  } finally {
+    await ds?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a disk socket is 0600 inside a 0700 directory', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'spindle-peer-'));
+  let ds: DiskServer | null = null;
+  try {
+    ds = await DiskServer.start(disk(dir, { socketPath: join(dir, 'fresh', 'd.sock') }));
+    assert.equal(statSync(join(dir, 'fresh')).mode & 0o777, 0o700);
+    assert.equal(statSync(ds.spec.socketPath).mode & 0o777, 0o600);
     await ds.stop();
     ds = null;
   } finally {
