@@ -145,13 +145,14 @@ try {
     guestExits: exits.map((e) => e.code), guestStderr: exits.map((e) => e.stderr.slice(-500)).filter(Boolean),
     diskEvents: events,
     rss: { firstMiB: samples[0]?.rssMiB, lastMiB: samples.at(-1)?.rssMiB, maxMiB: Math.max(...samples.map((s) => s.rssMiB)), slopeMiBPerMin: round1(slope(warm.map((s) => [s.t / 60, s.rssMiB]))) },
-    fds: { first: samples[0]?.fds, last: samples.at(-1)?.fds, max: Math.max(...samples.map((s) => s.fds)), min: Math.min(...samples.map((s) => s.fds)) },
+    // The baseline is before the guests connect (each connection adds its socket, eventfds, memfd).
+    fds: { baseline: samples[0]?.fds, loadedFirst: samples[1]?.fds, last: samples.at(-1)?.fds, loadedMin: Math.min(...samples.slice(1).map((s) => s.fds)), loadedMax: Math.max(...samples.slice(1).map((s) => s.fds)) },
     api: { calls: apiMs.length, errors: apiErrors.length, p50Ms: round1(pct(apiMs, 0.5)), p99Ms: round1(pct(apiMs, 0.99)), maxMs: round1(Math.max(0, ...apiMs)), worstWindowP99Ms: Math.max(0, ...samples.map((s) => s.apiP99Ms)) },
     samples,
   };
   const ok = ioErrors === 0 && mismatches === 0 && failedRounds.length === 0 && events.length === 0 && apiErrors.length === 0 && exits.every((e) => e.code === 0);
   console.log(`\nsoak ${ok ? 'OK' : 'PROBLEMS'}: ${report.ios} I/Os in ${report.rounds} rounds (${report.verifyRounds} verified), ${ioErrors} I/O errors, ${mismatches} verify mismatches, ${failedRounds.length} failed rounds, ${events.length} disk events`);
-  console.log(`  RSS ${report.rss.firstMiB} -> ${report.rss.lastMiB} MiB (max ${report.rss.maxMiB}, slope after warm-up ${report.rss.slopeMiBPerMin} MiB/min); fds ${report.fds.first} -> ${report.fds.last} (min ${report.fds.min}, max ${report.fds.max})`);
+  console.log(`  RSS ${report.rss.firstMiB} -> ${report.rss.lastMiB} MiB (max ${report.rss.maxMiB}, slope after warm-up ${report.rss.slopeMiBPerMin} MiB/min); fds ${report.fds.baseline} before the guests, ${report.fds.loadedFirst} -> ${report.fds.last} under load (min ${report.fds.loadedMin}, max ${report.fds.loadedMax})`);
   console.log(`  API: ${report.api.calls} calls, ${report.api.errors} errors, p50 ${report.api.p50Ms} ms, p99 ${report.api.p99Ms} ms, max ${report.api.maxMs} ms, worst ${sampleSec}-s window p99 ${report.api.worstWindowP99Ms} ms`);
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
   const out = join(ROOT, 'bench/results', `soak-${report.at.replace(/[:.]/g, '-')}.json`);
