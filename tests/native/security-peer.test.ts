@@ -133,3 +133,41 @@ test('a disk socket is 0600 inside a 0700 directory', async () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('real QEMU: spawned after its disk listens, held until expectPeer(pid), then realizes vhost-user-blk; an earlier intruder is refused', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'spindle-peer-'));
+  let ds: DiskServer | null = null;
+  const children: ChildProcess[] = [];
+  try {
+    ds = await DiskServer.start(disk(dir, { awaitPeer: true }));
+    const events: DiskEvent[] = [];
+    ds.on('event', (e) => events.push(e));
+    const intruder = frontendProcess(ds.spec.socketPath);
+    children.push(intruder.child);
+    await sleep(200);
+    const qemu = spawn('qemu-system-x86_64', [
+      '-S', '-machine', 'pc,accel=tcg', '-m', '128', '-nodefaults', '-display', 'none',
+      '-object', 'memory-backend-memfd,id=mem,size=128M,share=on', '-numa', 'node,memdev=mem',
+      '-chardev', `socket,id=d0,path=${ds.spec.socketPath},reconnect=1`, '-device', 'vhost-user-blk-pci,chardev=d0',
+    ], { stdio: ['ignore', 'ignore', 'pipe'] });
+    children.push(qemu);
+    let stderr = '';
+    qemu.stderr!.on('data', (d) => (stderr += d));
+    // QEMU is now blocked realizing the device: its connection waits, unserved, in the backlog.
+    await sleep(700);
+    assert.equal(qemu.exitCode, null, `QEMU exited early: ${stderr}`);
+    assert.equal(events.filter((e) => e.kind === 'connected').length, 0);
+
+    await ds.expectPeer(qemu.pid!);
+    for (let i = 0; i < 250 && !events.some((e) => e.kind === 'connected'); i++) await sleep(20);
+    assert.deepEqual(events.filter((e) => e.kind === 'connected').map((e) => (e as { pid: number | null }).pid), [qemu.pid]);
+    await sleep(700); // QEMU would exit if the device failed to realize
+    assert.equal(qemu.exitCode, null, `QEMU exited: ${stderr}`);
+    assert.ok(await logged(events, `refused a frontend connection from pid ${intruder.child.pid}`));
+    assert.notEqual((await intruder.done).code, 0);
+  } finally {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) { c.kill('SIGKILL'); await once(c, 'exit'); }
+    await ds?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
