@@ -6,5 +6,6 @@ import { codecTargets } from './vhost-user-codec.js';
 import { qmpTargets } from './qmp.js';
 import { apiRouterTarget } from './api-router.js';
 import { serverStreams } from './vhost-user-server.js';
+import { localSocketTarget } from './local-socket.js';
 
-export const targets: FuzzTarget<any>[] = [...virtioTargets, ...codecTargets, ...qmpTargets, apiRouterTarget, serverStreams];
+export const targets: FuzzTarget<any>[] = [...virtioTargets, ...codecTargets, ...qmpTargets, apiRouterTarget, localSocketTarget, serverStreams];
