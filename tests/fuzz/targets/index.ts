@@ -7,5 +7,6 @@ import { qmpTargets } from './qmp.js';
 import { apiRouterTarget } from './api-router.js';
 import { serverStreams } from './vhost-user-server.js';
 import { localSocketTarget } from './local-socket.js';
+import { apiSessionTarget } from './api-session.js';
 
-export const targets: FuzzTarget<any>[] = [...virtioTargets, ...codecTargets, ...qmpTargets, apiRouterTarget, localSocketTarget, serverStreams];
+export const targets: FuzzTarget<any>[] = [...virtioTargets, ...codecTargets, ...qmpTargets, apiRouterTarget, apiSessionTarget, localSocketTarget, serverStreams];
