@@ -36,6 +36,12 @@ export async function serveLocalApi(router: ApiRouter, path: string): Promise<Se
           sock.write(JSON.stringify({ id: null, ok: false, error: { code: 'INVALID_ARGUMENT', message: 'The request is not JSON.' } }) + '\n');
           continue;
         }
+        // `null`, numbers, strings and arrays parse too; reading .method off them would throw here,
+        // inside a socket callback, and take the whole backend (and every disk) down.
+        if (typeof req !== 'object' || req === null || Array.isArray(req)) {
+          sock.write(JSON.stringify({ id: null, ok: false, error: { code: 'INVALID_ARGUMENT', message: 'The request must be a JSON object with method and params.' } }) + '\n');
+          continue;
+        }
         router.call(String(req.method), req.params).then(
           (result) => sock.write(JSON.stringify({ id: req.id, ok: true, result: result ?? null }) + '\n'),
           (err) => sock.write(JSON.stringify({ id: req.id, ok: false, error: toApiErrorLike(err) }) + '\n'),

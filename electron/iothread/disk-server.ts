@@ -166,6 +166,19 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
     }
   }
 
+  /**
+   * Names the one frontend process (QEMU's pid, known right after spawn) this disk serves; with
+   * spec.awaitPeer nothing is accepted before this. Any other pid that connects is refused and logged.
+   * Why no race: QEMU connects while realizing its vhost-user devices (before -S matters), but its
+   * connection waits in the listen backlog, blocked on the GET_FEATURES reply, until this call;
+   * SO_PEERCRED reports the pid that called connect(). QEMU's pid cannot be reused while it runs or
+   * until Node reaps it, and the manager stops a VM's disks when its QEMU exits.
+   */
+  expectPeer(pid: number): Promise<void> {
+    if (!Number.isInteger(pid) || pid <= 0) return Promise.reject(new SpindleError('INVALID_ARGUMENT', `Not a process id: ${pid}.`));
+    return this.command({ op: 'expect-peer', pid });
+  }
+
   /** Test hook: makes the worker throw (needs SPINDLE_TEST_HOOKS=1 in its environment). */
   crashForTest(): Promise<void> {
     return this.command({ op: 'crash-for-test' });

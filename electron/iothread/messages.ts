@@ -17,6 +17,11 @@ export interface DiskSpec {
   serial: string;
   /** Accept only this frontend process (SO_PEERCRED); any process of this user when absent. */
   peerPid?: number;
+  /**
+   * Accept no connection until DiskServer.expectPeer(pid) names the frontend (QEMU's pid is only
+   * known once it is spawned, after its disks are listening); connections wait in the backlog.
+   */
+  awaitPeer?: boolean;
 }
 
 export interface ModeChange {
@@ -30,6 +35,7 @@ export type Command =
   | { id: number; op: 'resume' }
   | { id: number; op: 'reconfigure'; change: ModeChange }
   | { id: number; op: 'stop' }
+  | { id: number; op: 'expect-peer'; pid: number }
   /** Only honoured with SPINDLE_TEST_HOOKS=1: throws inside the worker's event loop. */
   | { id: number; op: 'crash-for-test' };
 

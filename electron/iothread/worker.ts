@@ -33,6 +33,8 @@ function serialize(err: unknown): SerializedError {
 
 let backend: BlockBackend | null = null;
 let server: VhostUserServer | null = null;
+/** The only frontend pid this disk serves (SO_PEERCRED); null until known when spec.awaitPeer. */
+let expectedPeer: number | null = null;
 
 async function start(): Promise<void> {
   try {
@@ -41,11 +43,12 @@ async function start(): Promise<void> {
     });
     backend.on('nowait', (e: NowaitEvent) => event({ kind: 'nowait', direction: e.direction, enabled: e.enabled, reason: e.message }));
     const device = new VirtioBlkDevice(backend, { numQueues: spec.queues, serial: spec.serial });
-    const peerPid = spec.peerPid;
+    expectedPeer = spec.peerPid ?? null;
+    const checked = spec.peerPid !== undefined || spec.awaitPeer === true;
     server = VhostUserServer.listen({
       socketPath: spec.socketPath,
       device,
-      ...(peerPid !== undefined ? { acceptPeer: (p) => p.pid === peerPid } : {}),
+      ...(checked ? { acceptPeer: (p) => p.pid === expectedPeer && p.uid === process.getuid?.(), holdConnections: expectedPeer === null } : {}),
     });
     server.on('log', (line) => event({ kind: 'log', line }));
     server.on('connected', (peer) => event({ kind: 'connected', pid: peer?.pid ?? null }));
@@ -79,6 +82,10 @@ async function run(cmd: Command): Promise<void> {
       // Closing the server ends the connection: the device stops its queues and drains.
       await server?.close();
       await backend?.close();
+      return;
+    case 'expect-peer':
+      expectedPeer = cmd.pid;
+      server!.allowConnections();
       return;
     case 'crash-for-test':
       if (process.env.SPINDLE_TEST_HOOKS !== '1') throw new SpindleError('INVALID_ARGUMENT', 'test hooks are off');

@@ -83,6 +83,12 @@ export interface VhostUserServerOptions {
   device: VirtioDevice;
   /** Accepts or refuses a connecting frontend by its credentials (issue 6: only the QEMU we started). */
   acceptPeer?: (peer: PeerCredentials) => boolean;
+  /**
+   * Leave connections waiting in the listen backlog until allowConnections(): used when the
+   * expected frontend's pid is not known yet (the disk starts before QEMU is spawned), so no
+   * connection is ever served before the peer check can be made.
+   */
+  holdConnections?: boolean;
 }
 
 export interface VhostUserServerEvents {
@@ -107,12 +113,15 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
   private closed = false;
   /** While paused, kicks are noted but not passed to the device (pause/drain of the IOThread). */
   private paused = false;
+  /** While set, nothing is accepted: pending connections wait in the backlog (see holdConnections). */
+  private held: boolean;
 
   private constructor(opts: VhostUserServerOptions, listenFd: number) {
     super();
     this.socketPath = opts.socketPath;
     this.device = opts.device;
     this.acceptPeer = opts.acceptPeer;
+    this.held = opts.holdConnections ?? false;
     this.listenFd = listenFd;
     this.device.onBroken = (queue, reason) => this.onDeviceBroken(queue, reason);
     this.watchAccept();
@@ -165,14 +174,22 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
     this.emit('log', `vhost-user ${this.socketPath}: ${line}`);
   }
 
+  /** Ends holdConnections: connections waiting in the backlog are accepted (and peer-checked) now. */
+  allowConnections(): void {
+    if (!this.held) return;
+    this.held = false;
+    this.watchAccept();
+    this.acceptPending();
+  }
+
   private watchAccept(): void {
-    if (this.closed || this.acceptWatch) return;
+    if (this.closed || this.acceptWatch || this.held) return;
     this.acceptWatch = posix.watchFd(this.listenFd, POLL_READABLE, () => this.acceptPending());
   }
 
   private acceptPending(): void {
     for (;;) {
-      if (this.closed || this.teardown) return;
+      if (this.closed || this.teardown || this.held) return;
       let fd: number;
       try {
         fd = posix.acceptUnix(this.listenFd);

@@ -4,22 +4,15 @@ import { createServer, type Socket } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import fc from 'fast-check';
+import { qmpChunks, qmpRandomBytes } from '../fuzz/targets/qmp.js';
+import { runTarget } from '../fuzz/target.js';
 import { QmpFramer, QmpClient } from '../../electron/vm/qmp.js';
 import { SpindleError } from '../../electron/errors.js';
 
 const enc = (s: string) => new TextEncoder().encode(s);
 
-test('framer splits lines across arbitrary chunk boundaries', () => {
-  const msgs = [{ QMP: { version: {} } }, { return: {}, id: 1 }, { event: 'STOP', data: {} }, { return: { s: 'é ✓ \n in string' }, id: 2 }];
-  const wire = enc(msgs.map((m) => JSON.stringify(m) + '\r\n').join(''));
-  fc.assert(fc.property(fc.array(fc.integer({ min: 0, max: wire.length }), { maxLength: 10 }), (cuts) => {
-    const points = [0, ...cuts.sort((a, b) => a - b), wire.length];
-    const f = new QmpFramer();
-    const out = [];
-    for (let i = 1; i < points.length; i++) out.push(...f.push(wire.subarray(points[i - 1]!, points[i]!)));
-    assert.deepEqual(out, msgs);
-  }), { numRuns: 300 });
+test('framer splits lines across arbitrary chunk boundaries', async () => {
+  await runTarget(qmpChunks, { numRuns: qmpChunks.bounded });
 });
 
 test('framer rejects non-JSON, non-object, non-UTF-8 and oversized lines with PROTOCOL_ERROR', () => {
@@ -29,15 +22,8 @@ test('framer rejects non-JSON, non-object, non-UTF-8 and oversized lines with PR
   assert.throws(() => f.push(enc('{"a":"' + 'x'.repeat(2000))), (e: SpindleError) => e.code === 'PROTOCOL_ERROR' && /longer than 1024/.test(e.message));
 });
 
-test('framer never throws anything but SpindleError on random bytes', () => {
-  fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => {
-    try {
-      new QmpFramer(256).push(bytes);
-    } catch (e) {
-      return e instanceof SpindleError;
-    }
-    return true;
-  }), { numRuns: 1000 });
+test('framer never throws anything but SpindleError on random bytes', async () => {
+  await runTarget(qmpRandomBytes, { numRuns: qmpRandomBytes.bounded });
 });
 
 /** A scripted QMP peer on a unix socket (the real-QEMU test is in tests/guest/vm-qmp.test.ts). */

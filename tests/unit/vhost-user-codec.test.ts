@@ -1,47 +1,15 @@
 // vhost-user codec and message reader: payload layouts, shape checks, and property tests over
-// arbitrary byte streams (nothing but ProtocolError may ever come out of hostile input).
+// arbitrary byte streams (nothing but ProtocolError may ever come out of hostile input); the
+// properties live in tests/fuzz/targets/vhost-user-codec.ts, shared with `npm run fuzz`.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import fc from 'fast-check';
 import {
   ProtocolError, checkBackendMessage, decodeConfig, decodeInflight, decodeMemTable, decodeVringAddr,
-  encodeConfig, encodeInflight, encodeMemTable, encodeMessage, encodeState, encodeU64, encodeVringAddr,
+  encodeConfig, encodeInflight, encodeMemTable, encodeState, encodeU64, encodeVringAddr,
 } from '../../electron/vhost-user/codec.js';
-import { MessageReader, type Receive } from '../../electron/vhost-user/reader.js';
-import { FLAG_NEED_REPLY, Request, VRING_NOFD_FLAG, type Message } from '../../electron/vhost-user/protocol.js';
-
-/** A receive() over a byte stream delivered in the given chunk sizes (fds ride on the first chunk). */
-function streamOf(bytes: Uint8Array, chunks: number[], fdsAtStart: number[] = []): Receive {
-  let pos = 0;
-  let chunk = 0;
-  let fds = fdsAtStart;
-  let budget = chunks[0] ?? bytes.length;
-  return (buf, off, len) => {
-    if (pos >= bytes.length) return { bytes: 0, fds: [] };
-    if (budget === 0) {
-      chunk++;
-      budget = chunks[chunk] ?? bytes.length;
-      return null; // "would block" between chunks
-    }
-    const n = Math.min(len, budget, bytes.length - pos);
-    buf.set(bytes.subarray(pos, pos + n), off);
-    pos += n;
-    budget -= n;
-    const out = { bytes: n, fds };
-    fds = [];
-    return out;
-  };
-}
-
-function readAll(reader: MessageReader): Message[] {
-  const out: Message[] = [];
-  for (let i = 0; i < 10_000; i++) {
-    const m = reader.next();
-    if (m === 'eof') return out;
-    if (m !== null) out.push(m);
-  }
-  throw new Error('reader did not finish');
-}
+import { readerReassembly, hostileBytes } from '../fuzz/targets/vhost-user-codec.js';
+import { runTarget } from '../fuzz/target.js';
+import { Request, VRING_NOFD_FLAG, type Message } from '../../electron/vhost-user/protocol.js';
 
 test('payload layouts round-trip', () => {
   const regions = [{ guestAddr: 0, size: 0xa0000, frontendAddr: 0x7f0000000000, mmapOffset: 0 }, { guestAddr: 0xc0000, size: 0xff40000, frontendAddr: 0x7f00000c0000, mmapOffset: 0xc0000 }];
@@ -83,40 +51,10 @@ test('checkBackendMessage names each malformed shape', () => {
   for (const [m, re] of cases) assert.match(checkBackendMessage(m) ?? 'accepted', re);
 });
 
-test('the reader reassembles messages split anywhere, with fds kept on their message', () => {
-  fc.assert(fc.property(
-    fc.array(fc.record({ request: fc.constantFrom(1, 2, 5, 8, 9, 24), payload: fc.uint8Array({ maxLength: 300 }), needReply: fc.boolean() }), { minLength: 1, maxLength: 6 }),
-    fc.array(fc.integer({ min: 1, max: 64 }), { maxLength: 50 }),
-    (msgs, chunks) => {
-      // One socket "stream": concatenated messages; fds only on the first one (as one sendmsg).
-      const encoded = msgs.map((m) => encodeMessage(m.request, m.needReply ? FLAG_NEED_REPLY : 0, m.payload));
-      const total = new Uint8Array(encoded.reduce((n, e) => n + e.length, 0));
-      let o = 0;
-      for (const e of encoded) { total.set(e, o); o += e.length; }
-      // Chunks never span a message boundary on a real socket read (we ask for at most the rest).
-      const got = readAll(new MessageReader(streamOf(total, chunks, [100, 101])));
-      assert.equal(got.length, msgs.length);
-      got.forEach((m, i) => {
-        assert.equal(m.request, msgs[i]!.request);
-        assert.deepEqual([...m.payload], [...msgs[i]!.payload]);
-        assert.equal((m.flags & FLAG_NEED_REPLY) !== 0, msgs[i]!.needReply);
-      });
-      assert.deepEqual(got[0]!.fds, [100, 101]);
-      got.slice(1).forEach((m) => assert.deepEqual(m.fds, []));
-    },
-  ), { numRuns: 300 });
+test('the reader reassembles messages split anywhere, with fds kept on their message', async () => {
+  await runTarget(readerReassembly, { numRuns: readerReassembly.bounded });
 });
 
-test('arbitrary bytes from a hostile peer yield messages or ProtocolError, nothing else', () => {
-  fc.assert(fc.property(fc.uint8Array({ maxLength: 2000 }), fc.array(fc.integer({ min: 1, max: 200 }), { maxLength: 20 }), (bytes, chunks) => {
-    const reader = new MessageReader(streamOf(bytes, chunks));
-    try {
-      for (const m of readAll(reader)) {
-        const problem = checkBackendMessage(m);
-        assert.ok(problem === null || typeof problem === 'string');
-      }
-    } catch (err) {
-      assert.ok(err instanceof ProtocolError, `unexpected ${String(err)}`);
-    }
-  }), { numRuns: 1000 });
+test('arbitrary bytes from a hostile peer yield messages or ProtocolError, nothing else', async () => {
+  await runTarget(hostileBytes, { numRuns: hostileBytes.bounded });
 });
