@@ -9,6 +9,7 @@ import { chmodSync, existsSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs
 import { dirname } from 'node:path';
 import { posix, POLL_READABLE, closeQuietly, type FdWatch, type PeerCredentials } from '../native/posix.js';
 import type { VirtioDevice } from '../virtio/types.js';
+import type { TrackedVringSetup } from '../virtio/inflight-log.js';
 import { SpindleError, errnoOf } from '../errors.js';
 import { Channel } from './channel.js';
 import {
@@ -481,7 +482,12 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
       guest.push(g);
     }
     try {
-      this.device.startQueue(i, { size: n, descAddr: guest[0]!, availAddr: guest[1]!, usedAddr: guest[2]!, lastAvailIdx: ring.base, notify: ring.notify });
+      // With INFLIGHT_SHMFD the device tracks requests in the frontend's region and resubmits
+      // what a previous backend left in flight (issue 6); a device that does not know the field ignores it.
+      const setup: TrackedVringSetup = { size: n, descAddr: guest[0]!, availAddr: guest[1]!, usedAddr: guest[2]!, lastAvailIdx: ring.base, notify: ring.notify };
+      const area = s.inflight;
+      if (area && i < area.desc.numQueues && s.protocolFeatures & protocolBit(ProtocolFeature.INFLIGHT_SHMFD)) setup.inflight = area.queueRegion(i);
+      this.device.startQueue(i, setup);
     } catch (err) {
       this.breakRing(s, i, `ring ${i}: the device refused to start it: ${(err as Error).message}`);
       return;
