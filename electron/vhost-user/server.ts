@@ -447,6 +447,8 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
         }
         s.inflight?.close();
         s.inflight = area;
+        // The frontend kept this area across a reconnect: requests in it are resubmitted as rings start.
+        this.log(`inflight area handed back: ${d.numQueues} queue(s) of ${d.queueSize}`);
         return;
       }
       default:

@@ -68,7 +68,8 @@ export class InflightLog {
       Atomics.store(this.u16, 4, INFLIGHT_VERSION);
     } else if (version !== INFLIGHT_VERSION) {
       throw new InflightRegionError(`the inflight region has version ${version}, only ${INFLIGHT_VERSION} is known`);
-    } else if (this.u16[5] !== size) {
+    } else if (this.u16[5]! < size) {
+      // A larger region is fine (the frontend sized it for its largest ring; a driver may pick a smaller one).
       throw new InflightRegionError(`the inflight region describes a ring of ${this.u16[5]} entries, the ring has ${size}`);
     }
   }

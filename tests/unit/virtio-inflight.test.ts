@@ -296,7 +296,7 @@ test('the used_idx fix-up: a batch published but not cleared is not resubmitted'
 test('a region that contradicts itself stops only that queue, with a sentence', () => {
   const cases: [string, (v: DataView) => void, RegExp][] = [
     ['unknown version', (v) => v.setUint16(8, 7, true), /version 7/],
-    ['wrong ring size', (v) => { v.setUint16(8, 1, true); v.setUint16(10, 64, true); }, /ring of 64 entries, the ring has 32/],
+    ['wrong ring size', (v) => { v.setUint16(8, 1, true); v.setUint16(10, 16, true); }, /ring of 16 entries, the ring has 32/],
     ['flag not 0 or 1', (v) => { v.setUint16(8, 1, true); v.setUint16(10, RING, true); v.setUint8(16 + 16 * 3, 9); }, /marks descriptor 3 with 9/],
     ['used_idx far behind', (v) => { v.setUint16(8, 1, true); v.setUint16(10, RING, true); v.setUint16(14, 100, true); }, /more than the ring holds/],
     ['last batch past the ring', (v) => { v.setUint16(8, 1, true); v.setUint16(10, RING, true); v.setUint16(14, 0xffff, true); v.setUint16(12, 300, true); }, /descriptor 300, past the ring size/],
