@@ -16,7 +16,7 @@ import { BLOCK, CrashWriter, WriterState } from '../lib/crash-writer.js';
 import { spindleExportServer, type DiskServer } from '../guest/disk-server.js';
 
 const BLOCKS = 512; // a 2 MiB region of the disk
-const KILLS_PER_MODE = 5;
+const KILLS_PER_MODE = 8;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const MODES: { cache: Exclude<CacheMode, 'unsafe'>; aio: AioMode }[] = [
