@@ -94,6 +94,9 @@ const command: Command = {
       else if (e.kind === 'broken') console.error(`queue ${e.queue} stopped: ${e.reason}`);
       else if (e.kind === 'nowait') console.error(`nowait ${e.direction} ${e.enabled ? 'on' : 'off'}: ${e.reason}`);
       else if (e.kind === 'failed') console.error(`spindle export: ${e.reason}`);
+      else if (e.kind === 'resubmitted') console.error(`queue ${e.queue}: resubmitted ${e.count} request(s) the previous server left in flight`);
+      else if (e.kind === 'restarting') console.error(`spindle export: restarting the disk's I/O thread (attempt ${e.attempt}): ${e.reason}`);
+      else if (e.kind === 'restarted') console.error(`spindle export: the disk's I/O thread serves again (${e.restarts} restart(s) so far)`);
     });
     const m = server.currentModes;
     console.error(`spindle export: ${spec.path} (${server.kind}, ${server.sizeBytes} bytes), aio ${m.aio}, cache ${m.cache}, nowait ${m.nowait}, ${spec.queues} queue(s)${spec.readOnly ? ', read-only' : ''}`);

@@ -6,7 +6,8 @@ import { Worker } from 'node:worker_threads';
 import { SpindleError } from '../errors.js';
 import { DiskCounters, type CountersSnapshot } from '../block/stats.js';
 import type { AioMode, CacheMode, NowaitMode } from '../block/modes.js';
-import type { Command, DiskEvent, DiskSpec, ModeChange, SerializedError, WorkerMessage } from './messages.js';
+import { FdLedger } from './fd-ledger.js';
+import type { Command, DiskEvent, DiskSpec, ModeChange, SerializedError, WorkerData, WorkerMessage } from './messages.js';
 
 export type { DiskSpec, DiskEvent, ModeChange } from './messages.js';
 
@@ -17,75 +18,174 @@ const STOP_TIMEOUT_MS = 30_000;
 
 type CommandBody = Command extends infer C ? (C extends { id: number } ? Omit<C, 'id'> : never) : never;
 
+export interface RestartPolicy {
+  /** Restart the worker when it dies unexpectedly (default true). */
+  enabled: boolean;
+  /** Give up (a 'failed' event) after this many restarts within `windowMs` (a crash loop). */
+  maxRestarts: number;
+  windowMs: number;
+}
+
+const DEFAULT_RESTART: RestartPolicy = { enabled: true, maxRestarts: 5, windowMs: 60_000 };
+
+type Ready = Extract<WorkerMessage, { type: 'ready' }>;
+
+/** Starts one worker for `spec`; resolves once it listens, rejects with a SpindleError. */
+function spawnWorker(spec: DiskSpec, counters: DiskCounters, ledger: FdLedger): Promise<{ worker: Worker; ready: Ready; early: DiskEvent[] }> {
+  const worker = new Worker(new URL('./worker.js', import.meta.url), {
+    workerData: { spec, counters: counters.buffer, fdLedger: ledger.buffer } satisfies WorkerData,
+  });
+  return new Promise((resolve, reject) => {
+    const early: DiskEvent[] = [];
+    const onMessage = (m: WorkerMessage): void => {
+      if (m.type === 'event') early.push(m.event);
+      else if (m.type === 'start-failed') {
+        cleanup();
+        reject(revive(m.error));
+      } else if (m.type === 'ready') {
+        cleanup();
+        resolve({ worker, ready: m, early });
+      }
+    };
+    const onError = (err: Error): void => {
+      cleanup();
+      ledger.closeLeftovers();
+      reject(new SpindleError('INTERNAL', `The disk's I/O thread failed while starting: ${err.message}`));
+    };
+    const onExit = (code: number): void => {
+      cleanup();
+      ledger.closeLeftovers();
+      reject(new SpindleError('INTERNAL', `The disk's I/O thread exited while starting (code ${code}).`));
+    };
+    const cleanup = (): void => {
+      worker.off('message', onMessage);
+      worker.off('error', onError);
+      worker.off('exit', onExit);
+    };
+    worker.on('message', onMessage);
+    worker.on('error', onError);
+    worker.on('exit', onExit);
+  });
+}
+
+/**
+ * Supervises one disk's IOThread. When the worker dies unexpectedly (a bug, an exception in the
+ * data plane) the fds it left open are closed (QEMU sees the disconnect), a new worker starts
+ * with the same spec on the same socket and counters, and QEMU (reconnect=1) hands it the
+ * inflight region it kept, from which the new device resubmits what was in flight: the guest sees
+ * a pause, not an error. The inflight memfd is QEMU's to keep across backend restarts (it got it
+ * from GET_INFLIGHT_FD and sends it back with SET_INFLIGHT_FD), so nothing of it needs to live here.
+ */
 export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
   readonly spec: DiskSpec;
   readonly sizeBytes: number;
   readonly kind: 'file' | 'block';
-  /** The IOThread's kernel thread id (its CPU time is /proc/self/task/<tid>/schedstat), null if unknown. */
-  readonly threadTid: number | null;
+  /** The IOThread's kernel thread id (its CPU time is /proc/self/task/<tid>/schedstat), null if
+   *  unknown; a restarted IOThread has a new one. */
+  threadTid: number | null;
+  /** The frontend pid named by expectPeer(): a restarted IOThread must accept QEMU's reconnect. */
+  private peerPid: number | null = null;
   private modes: { aio: AioMode; cache: CacheMode; nowait: NowaitMode };
   private readonly counters: DiskCounters;
-  private readonly worker: Worker;
+  private readonly ledger: FdLedger;
+  private readonly policy: RestartPolicy;
+  private worker!: Worker;
   private readonly waiting = new Map<number, { resolve(): void; reject(e: Error): void }>();
   private nextId = 1;
   private failure: string | null = null;
-  private readonly exited: Promise<number>;
+  /** Set while a dead worker is being replaced: commands are refused meanwhile. */
+  private restarting: Promise<void> | null = null;
+  private stopping = false;
+  private exited!: Promise<number>;
+  private restartTimes: number[] = [];
+  private restartCount = 0;
+  private resubmittedCount = 0;
 
-  private constructor(spec: DiskSpec, worker: Worker, counters: DiskCounters, ready: Extract<WorkerMessage, { type: 'ready' }>) {
+  private constructor(spec: DiskSpec, counters: DiskCounters, ledger: FdLedger, policy: RestartPolicy, first: { worker: Worker; ready: Ready }) {
     super();
     this.spec = spec;
-    this.worker = worker;
     this.counters = counters;
-    this.sizeBytes = ready.sizeBytes;
-    this.kind = ready.kind;
-    this.threadTid = ready.tid;
-    this.modes = { aio: ready.aio, cache: ready.cache, nowait: ready.nowait };
-    this.exited = new Promise((resolve) => worker.once('exit', resolve));
-    worker.on('message', (m: WorkerMessage) => this.onMessage(m));
-    worker.on('error', (err) => this.fail(`the disk's I/O thread failed: ${err.message}`));
-    worker.on('exit', (code) => {
-      if (!this.failure && this.waiting.size) this.fail(`the disk's I/O thread exited (code ${code})`);
-      for (const w of this.waiting.values()) w.reject(new SpindleError('INTERNAL', this.failure ?? 'the disk has stopped'));
-      this.waiting.clear();
-    });
+    this.ledger = ledger;
+    this.policy = policy;
+    this.sizeBytes = first.ready.sizeBytes;
+    this.kind = first.ready.kind;
+    this.threadTid = first.ready.tid;
+    this.modes = { aio: first.ready.aio, cache: first.ready.cache, nowait: first.ready.nowait };
+    this.attach(first.worker);
   }
 
   /** Starts the disk's IOThread: opens the disk, listens on the socket. Rejects with a SpindleError. */
-  static start(spec: DiskSpec): Promise<DiskServer> {
+  static async start(spec: DiskSpec, restart: Partial<RestartPolicy> = {}): Promise<DiskServer> {
     const counters = new DiskCounters();
-    const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: { spec, counters: counters.buffer } });
-    return new Promise((resolve, reject) => {
-      const early: DiskEvent[] = [];
-      const onMessage = (m: WorkerMessage): void => {
-        if (m.type === 'event') early.push(m.event);
-        else if (m.type === 'start-failed') {
-          cleanup();
-          reject(revive(m.error));
-        } else if (m.type === 'ready') {
-          cleanup();
-          const server = new DiskServer(spec, worker, counters, m);
-          // Events from before 'ready' (none in practice) are replayed once listeners can attach.
-          queueMicrotask(() => early.forEach((e) => server.emit('event', e)));
-          resolve(server);
-        }
-      };
-      const onError = (err: Error): void => {
-        cleanup();
-        reject(new SpindleError('INTERNAL', `The disk's I/O thread failed while starting: ${err.message}`));
-      };
-      const onExit = (code: number): void => {
-        cleanup();
-        reject(new SpindleError('INTERNAL', `The disk's I/O thread exited while starting (code ${code}).`));
-      };
-      const cleanup = (): void => {
-        worker.off('message', onMessage);
-        worker.off('error', onError);
-        worker.off('exit', onExit);
-      };
-      worker.on('message', onMessage);
-      worker.on('error', onError);
-      worker.on('exit', onExit);
+    const ledger = new FdLedger();
+    const first = await spawnWorker(spec, counters, ledger);
+    const server = new DiskServer(spec, counters, ledger, { ...DEFAULT_RESTART, ...restart }, first);
+    // Events from before 'ready' (none in practice) are replayed once listeners can attach.
+    queueMicrotask(() => first.early.forEach((e) => server.onEvent(e)));
+    return server;
+  }
+
+  private attach(worker: Worker): void {
+    this.worker = worker;
+    let crash: string | null = null;
+    this.exited = new Promise((resolve) => worker.once('exit', resolve));
+    worker.on('message', (m: WorkerMessage) => {
+      if (this.worker === worker) this.onMessage(m);
     });
+    worker.on('error', (err) => {
+      crash ??= `the disk's I/O thread failed: ${err.message}`;
+    });
+    worker.on('exit', (code) => {
+      if (this.worker !== worker) return;
+      const reason = crash ?? `the disk's I/O thread exited (code ${code})`;
+      const unexpected = !this.stopping;
+      for (const w of this.waiting.values()) w.reject(new SpindleError('INTERNAL', `This disk's I/O thread stopped: ${reason}`));
+      this.waiting.clear();
+      // Whatever it was, the thread is gone: what it left open must not keep QEMU attached.
+      this.ledger.closeLeftovers();
+      if (!unexpected) return;
+      if (this.policy.enabled) void this.restart(reason);
+      else this.fail(reason);
+    });
+  }
+
+  private async restart(reason: string): Promise<void> {
+    const now = Date.now();
+    this.restartTimes = this.restartTimes.filter((t) => now - t < this.policy.windowMs);
+    if (this.restartTimes.length >= this.policy.maxRestarts) {
+      this.fail(`${reason}; it was restarted ${this.restartTimes.length} times within ${Math.round(this.policy.windowMs / 1000)} s, so it stays stopped`);
+      return;
+    }
+    this.restartTimes.push(now);
+    this.emit('event', { kind: 'restarting', reason, attempt: this.restartTimes.length });
+    let done!: () => void;
+    this.restarting = new Promise((r) => (done = r));
+    try {
+      const spec = this.peerPid === null ? this.spec : { ...this.spec, peerPid: this.peerPid };
+      const next = await spawnWorker(spec, this.counters, this.ledger);
+      if (this.stopping) {
+        await next.worker.terminate();
+        this.ledger.closeLeftovers();
+        return;
+      }
+      this.attach(next.worker);
+      this.threadTid = next.ready.tid;
+      this.restartCount++;
+      next.early.forEach((e) => this.onEvent(e));
+      // The worker's modes are the spec's again (a live switch made before the crash is not replayed).
+      this.modes = { aio: next.ready.aio, cache: next.ready.cache, nowait: next.ready.nowait };
+      this.emit('event', { kind: 'restarted', restarts: this.restartCount });
+    } catch (err) {
+      this.fail(`${reason}; restarting it failed: ${(err as Error).message}`);
+    } finally {
+      this.restarting = null;
+      done();
+    }
+  }
+
+  /** Restarts survived and requests resubmitted from inflight regions since start (issue 6). */
+  get recovery(): { restarts: number; resubmitted: number } {
+    return { restarts: this.restartCount, resubmitted: this.resubmittedCount };
   }
 
   get currentModes(): { aio: AioMode; cache: CacheMode; nowait: NowaitMode } {
@@ -97,11 +197,15 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
     return this.failure;
   }
 
+  private onEvent(e: DiskEvent): void {
+    if (e.kind === 'modes') this.modes = { aio: e.aio, cache: e.cache, nowait: e.nowait };
+    if (e.kind === 'resubmitted') this.resubmittedCount += e.count;
+    this.emit('event', e);
+  }
+
   private onMessage(m: WorkerMessage): void {
-    if (m.type === 'event') {
-      if (m.event.kind === 'modes') this.modes = { aio: m.event.aio, cache: m.event.cache, nowait: m.event.nowait };
-      this.emit('event', m.event);
-    } else if (m.type === 'reply') {
+    if (m.type === 'event') this.onEvent(m.event);
+    else if (m.type === 'reply') {
       const w = this.waiting.get(m.id);
       this.waiting.delete(m.id);
       if (m.error) w?.reject(revive(m.error));
@@ -117,6 +221,7 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
 
   private command(body: CommandBody): Promise<void> {
     if (this.failure) return Promise.reject(new SpindleError('INTERNAL', `This disk has stopped: ${this.failure}`));
+    if (this.restarting) return Promise.reject(new SpindleError('INTERNAL', 'This disk\'s I/O thread is restarting after a crash; try again in a moment.'));
     const id = this.nextId++;
     return new Promise<void>((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
@@ -145,11 +250,13 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
 
   /** The compact summary `spindle export` prints on exit. */
   statsSummary(): Record<string, unknown> {
-    return this.counters.summary();
+    return { ...this.counters.summary(), ...this.recovery };
   }
 
   /** Drains in-flight I/O, closes the socket, the disk and the thread. */
   async stop(): Promise<void> {
+    this.stopping = true;
+    await this.restarting;
     if (!this.failure) {
       try {
         await this.command({ op: 'stop' });
@@ -163,6 +270,7 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
       await this.exited;
     } finally {
       clearTimeout(timer);
+      this.ledger.closeLeftovers();
     }
   }
 
@@ -176,6 +284,7 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
    */
   expectPeer(pid: number): Promise<void> {
     if (!Number.isInteger(pid) || pid <= 0) return Promise.reject(new SpindleError('INVALID_ARGUMENT', `Not a process id: ${pid}.`));
+    this.peerPid = pid;
     return this.command({ op: 'expect-peer', pid });
   }
 

@@ -42,6 +42,8 @@ export type Command =
 export interface WorkerData {
   spec: DiskSpec;
   counters: SharedArrayBuffer;
+  /** FD_LEDGER_SLOTS f64: the fds (and their inodes) a crashed worker would leave open, see fd-ledger.ts. */
+  fdLedger: SharedArrayBuffer;
 }
 
 export interface SerializedError {
@@ -58,7 +60,13 @@ export type DiskEvent =
   | { kind: 'broken'; queue: number; reason: string }
   | { kind: 'nowait'; direction: 'read' | 'write'; enabled: boolean; reason: string }
   | { kind: 'modes'; aio: AioMode; cache: CacheMode; nowait: NowaitMode }
-  /** The disk's worker died; the reason is a sentence. Other disks are unaffected. */
+  /** A new frontend connection found requests a previous server left in flight and resubmitted them. */
+  | { kind: 'resubmitted'; queue: number; count: number }
+  /** The disk's worker died unexpectedly and is being restarted on the same socket (QEMU reconnects). */
+  | { kind: 'restarting'; reason: string; attempt: number }
+  /** The restarted worker serves again; `restarts` counts every restart of this disk. */
+  | { kind: 'restarted'; restarts: number }
+  /** The disk's worker died for good (or could not be restarted); the reason is a sentence. Other disks are unaffected. */
   | { kind: 'failed'; reason: string };
 
 export type WorkerMessage =

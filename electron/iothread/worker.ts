@@ -9,10 +9,12 @@ import { DiskCounters } from '../block/stats.js';
 import type { NowaitEvent } from '../block/nowait-policy.js';
 import { VirtioBlkDevice } from '../virtio/virtio-blk.js';
 import { VhostUserServer } from '../vhost-user/server.js';
+import { FdLedger } from './fd-ledger.js';
 import type { Command, DiskEvent, SerializedError, WorkerData, WorkerMessage } from './messages.js';
 
 const port = parentPort!;
-const { spec, counters } = workerData as WorkerData;
+const { spec, counters, fdLedger } = workerData as WorkerData;
+const ledger = new FdLedger(fdLedger);
 const post = (m: WorkerMessage): void => port.postMessage(m);
 const event = (e: DiskEvent): void => post({ type: 'event', event: e });
 
@@ -43,11 +45,13 @@ async function start(): Promise<void> {
     });
     backend.on('nowait', (e: NowaitEvent) => event({ kind: 'nowait', direction: e.direction, enabled: e.enabled, reason: e.message }));
     const device = new VirtioBlkDevice(backend, { numQueues: spec.queues, serial: spec.serial });
+    device.onResubmitted = (queue, count) => event({ kind: 'resubmitted', queue, count });
     expectedPeer = spec.peerPid ?? null;
     const checked = spec.peerPid !== undefined || spec.awaitPeer === true;
     server = VhostUserServer.listen({
       socketPath: spec.socketPath,
       device,
+      trackFd: (role, fd) => ledger.record(role, fd),
       ...(checked ? { acceptPeer: (p) => p.pid === expectedPeer && p.uid === process.getuid?.(), holdConnections: expectedPeer === null } : {}),
     });
     server.on('log', (line) => event({ kind: 'log', line }));

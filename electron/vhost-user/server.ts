@@ -9,6 +9,7 @@ import { chmodSync, existsSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs
 import { dirname } from 'node:path';
 import { posix, POLL_READABLE, closeQuietly, type FdWatch, type PeerCredentials } from '../native/posix.js';
 import type { VirtioDevice } from '../virtio/types.js';
+import type { TrackedVringSetup } from '../virtio/inflight-log.js';
 import { SpindleError, errnoOf } from '../errors.js';
 import { Channel } from './channel.js';
 import {
@@ -89,6 +90,9 @@ export interface VhostUserServerOptions {
    * connection is ever served before the peer check can be made.
    */
   holdConnections?: boolean;
+  /** Told synchronously whenever the listening or the connection fd changes (-1: closed), so a
+   *  supervisor can close them if this thread dies (iothread/fd-ledger.ts). */
+  trackFd?: (role: 'listen' | 'connection', fd: number) => void;
 }
 
 export interface VhostUserServerEvents {
@@ -105,6 +109,7 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
   readonly socketPath: string;
   private readonly device: VirtioDevice;
   private readonly acceptPeer: ((peer: PeerCredentials) => boolean) | undefined;
+  private readonly trackFd: ((role: 'listen' | 'connection', fd: number) => void) | undefined;
   private listenFd: number;
   private acceptWatch: FdWatch | null = null;
   private session: Session | null = null;
@@ -123,6 +128,8 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
     this.acceptPeer = opts.acceptPeer;
     this.held = opts.holdConnections ?? false;
     this.listenFd = listenFd;
+    this.trackFd = opts.trackFd;
+    this.trackFd?.('listen', listenFd);
     this.device.onBroken = (queue, reason) => this.onDeviceBroken(queue, reason);
     this.watchAccept();
   }
@@ -231,6 +238,7 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
     });
     session = new Session(channel, peer, this.device.numQueues);
     this.session = session;
+    this.trackFd?.('connection', fd);
     this.emit('connected', peer);
   }
 
@@ -456,6 +464,8 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
         }
         s.inflight?.close();
         s.inflight = area;
+        // The frontend kept this area across a reconnect: requests in it are resubmitted as rings start.
+        this.log(`inflight area handed back: ${d.numQueues} queue(s) of ${d.queueSize}`);
         return;
       }
       default:
@@ -498,7 +508,12 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
       guest.push(g);
     }
     try {
-      this.device.startQueue(i, { size: n, descAddr: guest[0]!, availAddr: guest[1]!, usedAddr: guest[2]!, lastAvailIdx: ring.base, notify: ring.notify });
+      // With INFLIGHT_SHMFD the device tracks requests in the frontend's region and resubmits
+      // what a previous backend left in flight (issue 6); a device that does not know the field ignores it.
+      const setup: TrackedVringSetup = { size: n, descAddr: guest[0]!, availAddr: guest[1]!, usedAddr: guest[2]!, lastAvailIdx: ring.base, notify: ring.notify };
+      const area = s.inflight;
+      if (area && i < area.desc.numQueues && s.protocolFeatures & protocolBit(ProtocolFeature.INFLIGHT_SHMFD)) setup.inflight = area.queueRegion(i);
+      this.device.startQueue(i, setup);
     } catch (err) {
       this.breakRing(s, i, `ring ${i}: the device refused to start it: ${(err as Error).message}`);
       return;
@@ -566,6 +581,7 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
 
   private endSession(s: Session, reason: string | null): void {
     if (this.session !== s) return;
+    this.trackFd?.('connection', -1);
     // A reason means this side ended it (bad input, shutdown); null means the frontend hung up.
     this.log(reason ? `closing the connection: ${reason}` : 'frontend disconnected');
     this.acceptWatch?.stop();
@@ -607,6 +623,7 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
     this.closed = true;
     this.acceptWatch?.stop();
     this.acceptWatch = null;
+    this.trackFd?.('listen', -1);
     closeQuietly(this.listenFd);
     this.listenFd = -1;
     try {

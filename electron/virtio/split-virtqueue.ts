@@ -11,7 +11,7 @@
 //    avail idx cannot move before it (the full barrier virtio asks for around EVENT_IDX).
 // Everything else (descriptors, ring entries, used elements) uses plain little-endian accesses.
 import { GuestMemory, readU64 } from './guest-memory.js';
-import type { VringSetup } from './types.js';
+import { InflightLog, InflightRegionError, type TrackedVringSetup } from './inflight-log.js';
 
 export const VIRTQ_DESC_F_NEXT = 1;
 export const VIRTQ_DESC_F_WRITE = 2;
@@ -67,7 +67,15 @@ export class SplitVirtqueue {
   private usedIdx = 0;
   private usedPublished = 0;
 
-  constructor(mem: GuestMemory, setup: VringSetup, opts: QueueOptions) {
+  /** Records popped and completed chains in the frontend's inflight region, when it shared one. */
+  readonly inflight: InflightLog | null = null;
+  /** Heads a previous backend took but never completed, to be handled before new avail entries. */
+  private resubmit: Uint16Array = new Uint16Array(0);
+  private resubmitPos = 0;
+  /** Last-batch entries the restart found already delivered to the guest (spec's used_idx fix-up). */
+  readonly fixedUp: number = 0;
+
+  constructor(mem: GuestMemory, setup: TrackedVringSetup, opts: QueueOptions) {
     const size = setup.size;
     if (!Number.isInteger(size) || size < 1 || size > MAX_QUEUE_SIZE || (size & (size - 1)) !== 0) {
       throw new RingSetupError(`the ring size ${size} is not a power of two between 1 and ${MAX_QUEUE_SIZE}`);
@@ -110,6 +118,21 @@ export class SplitVirtqueue {
     // Continue from the used idx in memory: after a reconnect it may lag lastAvailIdx by the
     // requests that were in flight.
     this.usedIdx = this.usedPublished = Atomics.load(this.used16, 1);
+    if (setup.inflight) {
+      try {
+        const log = new InflightLog(setup.inflight, size);
+        const r = log.recover(this.usedIdx);
+        this.inflight = log;
+        this.resubmit = r.resubmit;
+        this.fixedUp = r.fixedUp;
+      } catch (err) {
+        if (err instanceof InflightRegionError) throw new RingSetupError(err.message);
+        throw err;
+      }
+      // Every chain taken so far is either used or still in flight, so the next new one is at
+      // used idx + in flight, whatever base the frontend guessed (QEMU falls back to used idx).
+      this.lastAvailIdx = this.availIdxSeen = (this.usedIdx + this.resubmit.length) & 0xffff;
+    }
     if (evt) Atomics.store(this.used16, 2 + 4 * size, this.lastAvailIdx);
 
     const cap = size + 8;
@@ -147,6 +170,19 @@ export class SplitVirtqueue {
       this.error = `the avail ring names descriptor ${head}, past the ring size ${this.size}`;
       return -1;
     }
+    this.inflight?.markPopped(head);
+    return this.walk(head) ? head : -1;
+  }
+
+  /** Chains left to resubmit from the inflight region. */
+  get pendingResubmits(): number {
+    return this.resubmit.length - this.resubmitPos;
+  }
+
+  /** Takes the oldest chain a previous backend left in flight (there must be one per
+   *  pendingResubmits) and walks it like pop(). It stays marked in flight until completed. */
+  popResubmit(): number {
+    const head = this.resubmit[this.resubmitPos++]!;
     return this.walk(head) ? head : -1;
   }
 
@@ -262,6 +298,7 @@ export class SplitVirtqueue {
     this.used32[k] = head;
     this.used32[k + 1] = len;
     this.usedIdx = (this.usedIdx + 1) & 0xffff;
+    this.inflight?.stageUsed(head);
   }
 
   /** Publishes the used elements pushed since the last call and interrupts the guest once if it wants. */
@@ -270,6 +307,7 @@ export class SplitVirtqueue {
     const old = this.usedPublished;
     if (newIdx === old) return;
     Atomics.store(this.used16, 1, newIdx);
+    this.inflight?.published(newIdx);
     this.usedPublished = newIdx;
     const wanted = this.eventIdx
       ? vringNeedEvent(Atomics.load(this.avail, 2 + this.size), newIdx, old)

@@ -4,7 +4,8 @@ import { availableParallelism } from 'node:os';
 import { BlockOp, WRITE_ZEROES_MAY_UNMAP, type BlockDevice } from '../block/types.js';
 import { GuestMemory } from './guest-memory.js';
 import { RingSetupError, SplitVirtqueue } from './split-virtqueue.js';
-import type { GuestMemoryRegion, VirtioDevice, VringSetup } from './types.js';
+import type { GuestMemoryRegion, VirtioDevice } from './types.js';
+import type { TrackedVringSetup } from './inflight-log.js';
 
 export const VIRTIO_BLK_F_SIZE_MAX = 1;
 export const VIRTIO_BLK_F_SEG_MAX = 2;
@@ -111,6 +112,10 @@ export class VirtioBlkDevice implements VirtioDevice {
    * pauses the VM and calls resumeParked() when it resumes it (or when space is freed).
    */
   onNoSpace: ((event: NoSpaceEvent) => void) | null = null;
+  /** A queue resubmitted `count` requests a previous backend left in flight (inflight region). */
+  onResubmitted: ((queue: number, count: number) => void) | null = null;
+  /** Requests resubmitted from inflight regions since construction. */
+  resubmittedTotal = 0;
 
   private readonly blk: BlockDevice;
   private readonly serial = new Uint8Array(VIRTIO_BLK_ID_BYTES);
@@ -246,7 +251,9 @@ export class VirtioBlkDevice implements VirtioDevice {
     this.bytes = [];
   }
 
-  startQueue(index: number, setup: VringSetup): void {
+  /** With `setup.inflight` (INFLIGHT_SHMFD), every chain is tracked there and the chains a previous
+   *  backend left in flight are resubmitted at the first kick, before any new one. */
+  startQueue(index: number, setup: TrackedVringSetup): void {
     if (!Number.isInteger(index) || index < 0 || index >= this.numQueues) {
       throw new RangeError(`queue ${index} does not exist: this disk has ${this.numQueues} queues`);
     }
@@ -310,7 +317,9 @@ export class VirtioBlkDevice implements VirtioDevice {
     q.batchCount = 0;
     let passes = 0;
     try {
+      if (vq.pendingResubmits > 0) this.resubmit(q);
       outer: for (;;) {
+        if (q.broken) break;
         const n = vq.available();
         if (n < 0) {
           this.breakQueue(q, vq.error);
@@ -409,6 +418,23 @@ export class VirtioBlkDevice implements VirtioDevice {
     }
     this.submitBatch(q);
     return heads.length;
+  }
+
+  /** Hands the chains a previous backend took but never completed to the block layer again,
+   *  oldest first (the frontend's inflight region says which). */
+  private resubmit(q: BlkQueue): void {
+    const vq = q.vq;
+    let count = 0;
+    while (vq.pendingResubmits > 0) {
+      const head = vq.popResubmit();
+      if (head < 0 || !this.handleChain(q, head)) {
+        if (!q.broken) this.breakQueue(q, vq.error);
+        break;
+      }
+      count++;
+    }
+    this.resubmittedTotal += count;
+    if (count > 0) this.onResubmitted?.(q.index, count);
   }
 
   /** Handles one chain. Returns false when the chain is malformed (vq.error or the queue set). */

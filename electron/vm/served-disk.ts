@@ -24,6 +24,12 @@ export function describeDiskEvent(e: DiskEvent): DiskHostEvent | null {
       return { level: e.enabled ? 'info' : 'warning', message: `RWF_NOWAIT ${e.enabled ? 'on' : 'off'} for ${e.direction}s: ${e.reason}` };
     case 'modes':
       return { level: 'info', message: `Now serving with aio '${e.aio}', cache '${e.cache}', nowait '${e.nowait}'.` };
+    case 'resubmitted':
+      return { level: 'info', message: `Resubmitted ${e.count} request(s) that were in flight when the disk server restarted (queue ${e.queue}).` };
+    case 'restarting':
+      return { level: 'warning', message: `The disk's I/O thread died (${e.reason}); restarting it (attempt ${e.attempt}).` };
+    case 'restarted':
+      return { level: 'info', message: `The disk's I/O thread is back (restarts so far: ${e.restarts}); QEMU reconnects by itself.` };
     case 'failed':
       return { level: 'error', message: `The disk's I/O thread stopped: ${e.reason}`, broken: true };
   }

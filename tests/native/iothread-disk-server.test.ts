@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { DiskServer, type DiskEvent, type DiskSpec } from '../../electron/iothread/disk-server.js';
 import { runLoadgen, type LoadgenOptions } from '../../electron/cli/loadgen.js';
 import { SpindleError } from '../../electron/errors.js';
+import { VhostUserFrontend } from '../../electron/vhost-user/frontend.js';
 import { makeFile } from '../lib/loop.js';
 
 process.env.SPINDLE_TEST_HOOKS = '1';
@@ -73,7 +74,7 @@ test('a disk served from its own thread: verified I/O, shared counters, pause/re
 
 test('a failure in one disk\'s worker is an event; the other disk and the main thread go on', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'spindle-iot-'));
-  const a = await DiskServer.start(disk(dir, 'a', { queues: 1 }));
+  const a = await DiskServer.start(disk(dir, 'a', { queues: 1 }), { enabled: false });
   const b = await DiskServer.start(disk(dir, 'b', { queues: 1 }));
   try {
     const failed = once(a, 'event').then(() => a.failed);
@@ -91,6 +92,68 @@ test('a failure in one disk\'s worker is an event; the other disk and the main t
   } finally {
     await a.stop();
     await b.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a crashed worker is restarted on the same socket with the same counters; its data is intact and the other disk goes on', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'spindle-iot-'));
+  const a = await DiskServer.start(disk(dir, 'a', { queues: 1 }));
+  const b = await DiskServer.start(disk(dir, 'b', { queues: 1 }));
+  try {
+    const events: DiskEvent[] = [];
+    a.on('event', (e) => events.push(e));
+    const w = await runLoadgen(load(a.spec.socketPath, { verify: true, size: 2 << 20 }));
+    assert.equal(w.errors, 0);
+    const writesBefore = a.stats().write.ops;
+    // A frontend connected when the worker dies sees the connection close (that is what makes
+    // QEMU reconnect): the supervisor closes the fd the dead thread left open.
+    const fe = VhostUserFrontend.connect(a.spec.socketPath);
+    await fe.getConfig(0, 8);
+    for (let round = 1; round <= 3; round++) {
+      await a.crashForTest();
+      if (round === 1) {
+        await until(() => fe.isClosed);
+        assert.ok(fe.isClosed, 'the frontend connection was left open by the dead worker');
+        fe.close();
+      }
+      await until(() => events.filter((e) => e.kind === 'restarted').length === round);
+      assert.equal(a.failed, null, 'a restarted disk is not failed');
+      assert.equal(a.recovery.restarts, round);
+      // A new connection on the same socket reads back what was written before the crashes.
+      const r = await runLoadgen(load(a.spec.socketPath, { verifyOnly: true, size: 2 << 20 }));
+      assert.equal(r.errors, 0);
+      assert.equal(r.verify?.mismatches, 0, `data changed across restart ${round}`);
+    }
+    const restarting = events.filter((e) => e.kind === 'restarting');
+    assert.equal(restarting.length, 3);
+    assert.match(restarting[0]!.kind === 'restarting' ? restarting[0]!.reason : '', /crash requested by a test/);
+    assert.ok(a.stats().write.ops >= writesBefore, 'the counters carry over the restarts');
+    await a.pause();
+    await a.resume();
+    const r = await runLoadgen(load(b.spec.socketPath, { rw: 'randread' }));
+    assert.equal(r.errors, 0);
+    assert.deepEqual(a.statsSummary()['restarts'], 3);
+  } finally {
+    await a.stop();
+    await b.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a worker that keeps crashing is given up after the policy\'s restarts: failed, with the reason', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'spindle-iot-'));
+  const a = await DiskServer.start(disk(dir, 'a', { queues: 1 }), { maxRestarts: 2, windowMs: 60_000 });
+  try {
+    for (let i = 0; i < 3; i++) {
+      await until(() => !a.failed && a.recovery.restarts === i);
+      await a.crashForTest();
+      await until(() => a.recovery.restarts === i + 1 || a.failed !== null);
+    }
+    assert.match(a.failed ?? '', /restarted 2 times within 60 s, so it stays stopped/);
+    await assert.rejects(a.pause(), /This disk has stopped/);
+  } finally {
+    await a.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -38,4 +38,9 @@ test('disk server events become lines; a malformed request and a dead IOThread m
   assert.equal(describeDiskEvent({ kind: 'modes', aio: 'native', cache: 'none', nowait: 'off' })!.message, "Now serving with aio 'native', cache 'none', nowait 'off'.");
   assert.equal(describeDiskEvent({ kind: 'nowait', direction: 'write', enabled: false, reason: 'writes bounce' })!.level, 'warning');
   assert.equal(describeDiskEvent({ kind: 'connected', pid: 42 })!.message, 'QEMU connected (pid 42).');
+  // A restart is a warning, not a broken disk: the guest does not notice it.
+  assert.equal(describeDiskEvent({ kind: 'restarting', reason: 'boom', attempt: 1 })!.level, 'warning');
+  assert.equal(describeDiskEvent({ kind: 'restarting', reason: 'boom', attempt: 1 })!.broken, undefined);
+  assert.match(describeDiskEvent({ kind: 'resubmitted', queue: 0, count: 3 })!.message, /Resubmitted 3 request/);
+  assert.match(describeDiskEvent({ kind: 'restarted', restarts: 2 })!.message, /restarts so far: 2/);
 });

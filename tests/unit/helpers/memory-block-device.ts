@@ -109,8 +109,13 @@ export class MemoryBlockDevice implements BlockDevice {
 
   /** Does every submitted request and reports them in one completion batch. Returns how many. */
   completeAll(): number {
-    const batch = this.pending;
-    this.pending = [];
+    return this.completeWhere(() => true);
+  }
+
+  /** Completes, in one batch, the submitted requests `pick` selects (out of order); the rest stay pending. */
+  completeWhere(pick: (r: RecordedRequest) => boolean): number {
+    const batch = this.pending.filter(pick);
+    this.pending = this.pending.filter((r) => !pick(r));
     if (batch.length === 0) return 0;
     const tags = new Uint32Array(batch.length);
     const results = new Int32Array(batch.length);
