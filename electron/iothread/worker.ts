@@ -45,6 +45,7 @@ async function start(): Promise<void> {
     });
     backend.on('nowait', (e: NowaitEvent) => event({ kind: 'nowait', direction: e.direction, enabled: e.enabled, reason: e.message }));
     const device = new VirtioBlkDevice(backend, { numQueues: spec.queues, serial: spec.serial });
+    holdCompletionsForTests(backend);
     device.onResubmitted = (queue, count) => event({ kind: 'resubmitted', queue, count });
     expectedPeer = spec.peerPid ?? null;
     const checked = spec.peerPid !== undefined || spec.awaitPeer === true;
@@ -115,3 +116,16 @@ port.on('message', (cmd: Command) => {
 });
 
 void start();
+
+/** Test hook (SPINDLE_TEST_HOOKS=1 and SPINDLE_TEST_COMPLETION_DELAY_MS=N): completions reach the
+ *  device N ms late, so a test that kills the server mid-I/O always finds requests in flight. */
+function holdCompletionsForTests(blk: BlockBackend): void {
+  const delay = Number(process.env.SPINDLE_TEST_COMPLETION_DELAY_MS);
+  if (process.env.SPINDLE_TEST_HOOKS !== '1' || !(delay > 0)) return;
+  const deliver = blk.onComplete!;
+  blk.onComplete = (tags, results, count) => {
+    const t = tags.slice(0, count);
+    const r = results.slice(0, count);
+    setTimeout(() => deliver(t, r, count), delay);
+  };
+}

@@ -16,6 +16,9 @@ import { bootGuest, type Guest } from '../lib/qemu.js';
 import { spindleExportServer, type DiskServer } from './disk-server.js';
 
 process.env.SPINDLE_TEST_HOOKS = '1';
+// Completions are held 30 ms in the servers (a test hook), so every kill finds requests in flight:
+// under TCG on a busy machine the guest otherwise spends most of its time between requests.
+process.env.SPINDLE_TEST_COMPLETION_DELAY_MS = '30';
 
 const MiB = 1 << 20;
 const SIZE_A = 64 * MiB;
