@@ -5,25 +5,11 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, closeSync, constants, openSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { createBackend } from '../../electron/api/backend.js';
+import { apiSetup, isolatedEnv, rejectsWith } from '../lib/api.js';
 import { methods, type FileAdvice, type HostDevice, type VmInfo } from '../../electron/api/contract.js';
-import { SpindleError } from '../../electron/errors.js';
 import { attachLoop, makeFile, mountFs, tempDir } from '../lib/loop.js';
 
-function setup() {
-  const dir = tempDir('spindle-api-devices-');
-  const env = { ...process.env, XDG_CONFIG_HOME: join(dir.path, 'cfg'), XDG_RUNTIME_DIR: join(dir.path, 'run'), XDG_DATA_HOME: join(dir.path, 'data') };
-  const backend = createBackend({ env });
-  return { dir: dir.path, router: backend.router, cleanup: async () => { await backend.close(); dir.cleanup(); } };
-}
-
-const rejectsWith = (p: Promise<unknown>, code: string, re?: RegExp) =>
-  assert.rejects(p, (e: SpindleError) => {
-    assert.ok(e instanceof SpindleError, `not a SpindleError: ${e}`);
-    assert.equal(e.code, code, e.message);
-    if (re) assert.match(e.message, re);
-    return true;
-  });
+const setup = () => apiSetup('spindle-api-devices-');
 
 async function devices(router: { call(m: string, p: unknown): Promise<unknown> }): Promise<HostDevice[]> {
   return methods['host.devices'].result.parse(await router.call('host.devices', {})).devices;
@@ -117,7 +103,7 @@ test('permission denied on a disk names the group that grants access (vm create 
     const home = join(dir.path, 'home');
     mkdirSync(home, { mode: 0o777 });
     chmodSync(home, 0o777);
-    const env = { ...process.env, HOME: home, XDG_CONFIG_HOME: join(home, 'cfg'), XDG_RUNTIME_DIR: join(home, 'run'), XDG_DATA_HOME: join(home, 'data') };
+    const env = isolatedEnv(home, { HOME: home });
     const r = spawnSync(process.execPath, ['bin/spindle.js', 'vm', 'create', 'nobody-vm', '--disk', img], { uid: 65534, gid: 65534, env, encoding: 'utf8' });
     assert.equal(r.status, 1, r.stderr);
     assert.match(r.stderr, /Permission denied opening .*private\.img\. Members of group 'disk' may open it/);

@@ -3,30 +3,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync, truncateSync, readFileSync, readdirSync, mkdirSync } from 'node:fs';
+import { writeFileSync, truncateSync, readFileSync, readdirSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { createBackend } from '../../electron/api/backend.js';
+import { apiSetup, rejectsWith } from '../lib/api.js';
 import { createBenchLayer } from '../../electron/api/bench-api.js';
-import { SpindleError } from '../../electron/errors.js';
 import type { Result, TopicEvent, VmInfo } from '../../electron/api/contract.js';
 
 type Progress = TopicEvent<'bench.progress'>;
 type BenchResult = Result<'bench.result'>;
 
-function setup() {
-  const dir = mkdtempSync(join('/var/tmp', 'spindle-bench-api-'));
-  const env = { ...process.env, XDG_CONFIG_HOME: join(dir, 'cfg'), XDG_DATA_HOME: join(dir, 'data'), XDG_RUNTIME_DIR: join(dir, 'run') };
-  const backend = createBackend({ env });
-  return { dir, env, backend, router: backend.router, cleanup: async () => { await backend.close(); rmSync(dir, { recursive: true, force: true }); } };
-}
-
-const rejectsWith = (p: Promise<unknown>, code: string, re?: RegExp) =>
-  assert.rejects(p, (e: SpindleError) => {
-    assert.ok(e instanceof SpindleError, `not a SpindleError: ${e}`);
-    assert.equal(e.code, code, e.message);
-    if (re) assert.match(e.message, re);
-    return true;
-  });
+// /var/tmp: the comparison opens its images with O_DIRECT, so they must be on a disk, wherever TMPDIR points.
+const setup = () => apiSetup('spindle-bench-api-', { base: '/var/tmp' });
 
 function image(dir: string, name: string, bytes: number): string {
   const p = join(dir, name);

@@ -13,6 +13,7 @@ import { createBackend } from '../../electron/api/backend.js';
 import { DiskServer, type DiskSpec } from '../../electron/iothread/disk-server.js';
 import { DiskFaultWatch } from '../../electron/iothread/fault-watch.js';
 import { makeFile } from '../lib/loop.js';
+import { isolatedEnv } from '../lib/api.js';
 
 const { values: v } = parseArgs({
   options: {
@@ -59,7 +60,7 @@ function slope(pts: [number, number][]): number {
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'spindle-soak-'));
-const env = { ...process.env, XDG_CONFIG_HOME: join(dir, 'cfg'), XDG_RUNTIME_DIR: join(dir, 'run'), XDG_DATA_HOME: join(dir, 'data') };
+const env = isolatedEnv(dir);
 const backend = createBackend({ env });
 const servers: DiskServer[] = [];
 const events: { at: number; disk: number; kind: string; text: string }[] = [];

@@ -2,8 +2,7 @@
 // the machine's real block devices (lsblk); results are checked against the contract's schemas.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync, truncateSync, statSync, readFileSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync, truncateSync, statSync, readFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createBackend } from '../../electron/api/backend.js';
 import { methods, type FileAdvice, type HostDevice, type ScratchDisk } from '../../electron/api/contract.js';
@@ -11,21 +10,9 @@ import { toApiHostDevices } from '../../electron/api/advisor-api.js';
 import type { HostDevice as BlockHostDevice } from '../../electron/block/host-devices.js';
 import { SCRATCH_SIZE_BYTES } from '../../electron/vm/scratch.js';
 import { SpindleError } from '../../electron/errors.js';
+import { apiSetup, rejectsWith } from '../lib/api.js';
 
-function setup() {
-  const dir = mkdtempSync(join(tmpdir(), 'spindle-api-advisor-'));
-  const env = { ...process.env, XDG_CONFIG_HOME: join(dir, 'cfg'), XDG_RUNTIME_DIR: join(dir, 'run'), XDG_DATA_HOME: join(dir, 'data') };
-  const backend = createBackend({ env });
-  return { dir, env, backend, router: backend.router, cleanup: async () => { await backend.close(); rmSync(dir, { recursive: true, force: true }); } };
-}
-
-const rejectsWith = (p: Promise<unknown>, code: string, re?: RegExp) =>
-  assert.rejects(p, (e: SpindleError) => {
-    assert.ok(e instanceof SpindleError, `not a SpindleError: ${e}`);
-    assert.equal(e.code, code, e.message);
-    if (re) assert.match(e.message, re);
-    return true;
-  });
+const setup = () => apiSetup('spindle-api-advisor-');
 
 /** Calls through the router and checks the answer against the method's result schema. */
 async function call<M extends keyof typeof methods>(router: { call(m: string, p: unknown): Promise<unknown> }, m: M, params: unknown) {

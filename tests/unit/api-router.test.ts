@@ -1,29 +1,18 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync, truncateSync, symlinkSync, mkdirSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync, truncateSync, symlinkSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createBackend } from '../../electron/api/backend.js';
+import { apiSetup, rejectsWith } from '../lib/api.js';
 import { SpindleError } from '../../electron/errors.js';
 import type { VmInfo } from '../../electron/api/contract.js';
 
 function setup(extraEnv: Record<string, string> = {}) {
-  const dir = mkdtempSync(join(tmpdir(), 'spindle-router-'));
-  const env = { ...process.env, XDG_CONFIG_HOME: join(dir, 'cfg'), XDG_RUNTIME_DIR: join(dir, 'run'), ...extraEnv };
-  const backend = createBackend({ env });
-  const img = join(dir, 'a.img');
+  const s = apiSetup('spindle-router-', { env: extraEnv });
+  const img = join(s.dir, 'a.img');
   writeFileSync(img, '');
   truncateSync(img, 16 << 20);
-  return { dir, env, backend, img, router: backend.router, cleanup: async () => { await backend.close(); rmSync(dir, { recursive: true, force: true }); } };
+  return { ...s, img };
 }
-
-const rejectsWith = (p: Promise<unknown>, code: string, re?: RegExp) =>
-  assert.rejects(p, (e: SpindleError) => {
-    assert.ok(e instanceof SpindleError, `not a SpindleError: ${e}`);
-    assert.equal(e.code, code, e.message);
-    if (re) assert.match(e.message, re);
-    return true;
-  });
 
 test('unknown methods and malformed params are refused with sentences naming the field', async () => {
   const s = setup();

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { VmInfo } from '../../electron/api/contract.js';
 import { z } from 'zod';
+import { isolatedEnv } from '../lib/api.js';
 
 const BIN = resolve('bin/spindle.js');
 let dir: string;
@@ -16,7 +17,7 @@ let env: NodeJS.ProcessEnv;
 
 before(() => {
   dir = mkdtempSync(join(tmpdir(), 'spindle-cli-vm-'));
-  env = { ...process.env, XDG_CONFIG_HOME: join(dir, 'cfg'), XDG_RUNTIME_DIR: join(dir, 'run'), XDG_DATA_HOME: join(dir, 'data') };
+  env = isolatedEnv(dir);
   for (const f of ['vmlinuz', 'initrd.img']) writeFileSync(join(dir, f), 'not really a kernel');
   writeFileSync(join(dir, 'a.img'), '');
   truncateSync(join(dir, 'a.img'), 16 << 20);

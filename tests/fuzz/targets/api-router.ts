@@ -11,6 +11,7 @@ import { createBackend, type Backend } from '../../../electron/api/backend.js';
 import { methods, topics } from '../../../electron/api/contract.js';
 import { SpindleError } from '../../../electron/errors.js';
 import type { FuzzTarget } from '../target.js';
+import { isolatedEnv } from '../../lib/api.js';
 
 interface Ctx { dir: string; backend: Backend; img: string }
 
@@ -80,7 +81,7 @@ export const apiRouterTarget: FuzzTarget<Ctx> = {
   seed: 6006,
   setup() {
     const dir = mkdtempSync(join(tmpdir(), 'spindle-apifuzz-'));
-    const env = { ...process.env, XDG_CONFIG_HOME: join(dir, 'cfg'), XDG_RUNTIME_DIR: join(dir, 'run'), XDG_DATA_HOME: join(dir, 'data') };
+    const env = isolatedEnv(dir);
     const img = join(dir, 'a.img');
     writeFileSync(img, '');
     truncateSync(img, 1 << 20);

@@ -13,6 +13,7 @@ import { ApiSession } from '../../../electron/api/session.js';
 import type { WireMessage } from '../../../electron/api/wire.js';
 import { methods, topics } from '../../../electron/api/contract.js';
 import type { FuzzTarget } from '../target.js';
+import { isolatedEnv } from '../../lib/api.js';
 
 interface Ctx { dir: string; backend: Backend }
 
@@ -39,7 +40,7 @@ export const apiSessionTarget: FuzzTarget<Ctx> = {
   bounded: 300,
   setup() {
     const dir = mkdtempSync(join(tmpdir(), 'spindle-session-'));
-    const env = { ...process.env, XDG_CONFIG_HOME: join(dir, 'cfg'), XDG_RUNTIME_DIR: join(dir, 'run'), XDG_DATA_HOME: join(dir, 'data') };
+    const env = isolatedEnv(dir);
     return { dir, backend: createBackend({ env }) };
   },
   property: ({ backend }, stats) =>

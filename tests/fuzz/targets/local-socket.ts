@@ -10,6 +10,7 @@ import fc from 'fast-check';
 import { createBackend, type Backend } from '../../../electron/api/backend.js';
 import { serveLocalApi } from '../../../electron/api/local-socket.js';
 import type { FuzzTarget } from '../target.js';
+import { isolatedEnv } from '../../lib/api.js';
 
 interface Ctx { dir: string; backend: Backend; server: Server; path: string }
 
@@ -51,7 +52,7 @@ export const localSocketTarget: FuzzTarget<Ctx> = {
   bounded: 200,
   async setup() {
     const dir = mkdtempSync(join(tmpdir(), 'spindle-lsock-'));
-    const env = { ...process.env, XDG_CONFIG_HOME: join(dir, 'cfg'), XDG_RUNTIME_DIR: join(dir, 'run'), XDG_DATA_HOME: join(dir, 'data') };
+    const env = isolatedEnv(dir);
     const backend = createBackend({ env });
     const path = join(dir, 'api.sock');
     return { dir, backend, path, server: await serveLocalApi(backend.router, path) };
