@@ -3,45 +3,29 @@
 // needed) holds a VM disk so its refusal can be seen. Screenshots go to tests/artifacts/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { WebSocket } from 'ws';
 import type { Page } from 'playwright-core';
-import { startServe, launchChromium, openApp, ARTIFACTS, type Served } from './lib/serve.js';
+import { startApp, apiCall as callApi, ARTIFACTS, type App } from './lib/serve.js';
 import { tempDir, makeFile } from '../lib/loop.js';
 
-let served: Served;
-let chromium: Awaited<ReturnType<typeof launchChromium>>;
+let app: App;
 let tmp: ReturnType<typeof tempDir>;
 let page: Page;
 let pageErrors: string[];
 
 before(async () => {
-  mkdirSync(ARTIFACTS, { recursive: true });
   tmp = tempDir('spindle-e2e-compare-');
-  served = await startServe();
-  chromium = await launchChromium();
-  ({ page, errors: pageErrors } = await openApp(chromium.context, served.url, { width: 1280, height: 800 }, 'light'));
+  app = await startApp({ width: 1280, height: 800 }, 'light');
+  ({ page, errors: pageErrors } = app);
 });
 
 after(async () => {
-  await chromium?.close();
-  await served?.stop();
+  await app?.close();
   tmp?.cleanup();
 });
 
-async function apiCall(method: string, params: unknown): Promise<{ ok: boolean; result?: any; error?: { code: string; message: string } }> {
-  const ws = new WebSocket(`ws://127.0.0.1:${served.port}/api?token=${served.token}`);
-  await new Promise((ok, fail) => ws.once('open', ok).once('error', fail));
-  try {
-    return await new Promise((ok) => {
-      ws.on('message', (d) => ok(JSON.parse(String(d))));
-      ws.send(JSON.stringify({ kind: 'call', id: 1, method, params }));
-    });
-  } finally {
-    ws.close();
-  }
-}
+const apiCall = (method: string, params: unknown) => callApi(app.served, method, params);
 
 test('the comparison on the scratch disk gives a table of four modes with the post\'s columns', async () => {
   await page.getByRole('button', { name: 'Compare aio modes' }).first().click();

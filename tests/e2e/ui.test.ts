@@ -3,11 +3,9 @@
 // Screenshots go to tests/artifacts/ (1280×800 and 1920×1080, light and dark).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { WebSocket } from 'ws';
 import type { Page } from 'playwright-core';
-import { startServe, launchChromium, openApp, ARTIFACTS, type Served, type Theme } from './lib/serve.js';
+import { startApp, apiCall as callApi, ARTIFACTS, type App, type Theme } from './lib/serve.js';
 import { tempDir, makeFile, attachLoop, type LoopDevice } from '../lib/loop.js';
 import { randomBytes } from 'node:crypto';
 import { guestBoot } from '../guest/vm-guest.js';
@@ -19,8 +17,7 @@ const SIZES = [
 ];
 const THEMES: Theme[] = ['light', 'dark'];
 
-let served: Served;
-let chromium: Awaited<ReturnType<typeof launchChromium>>;
+let app: App;
 let tmp: ReturnType<typeof tempDir>;
 let loop: LoopDevice;
 let sparseFile: string;
@@ -29,19 +26,16 @@ let page: Page;
 let pageErrors: string[];
 
 before(async () => {
-  mkdirSync(ARTIFACTS, { recursive: true });
   tmp = tempDir('spindle-e2e-disks-');
   loop = attachLoop(makeFile(join(tmp.path, 'loop-backing.img'), 64 << 20, { written: true }));
   sparseFile = makeFile(join(tmp.path, 'sparse.img'), 256 << 20);
   guest = await guestBoot();
-  served = await startServe();
-  chromium = await launchChromium();
-  ({ page, errors: pageErrors } = await openApp(chromium.context, served.url, SIZES[0], 'light'));
+  app = await startApp(SIZES[0], 'light');
+  ({ page, errors: pageErrors } = app);
 });
 
 after(async () => {
-  await chromium?.close();
-  await served?.stop(); // shuts down VMs and drains disks
+  await app?.close(); // shuts down VMs and drains disks before the loop device goes
   loop?.detach();
   tmp?.cleanup();
 });
@@ -60,25 +54,13 @@ async function shots(name: string): Promise<void> {
   await page.emulateMedia({ colorScheme: 'light' });
 }
 
-/** One API call over the serve-mode WebSocket, as a client other than the UI. */
-async function apiCall(method: string, params: unknown): Promise<{ ok: boolean; result?: any; error?: { code: string; message: string } }> {
-  const ws = new WebSocket(`ws://127.0.0.1:${served.port}/api?token=${served.token}`);
-  await new Promise((ok, fail) => ws.once('open', ok).once('error', fail));
-  try {
-    return await new Promise((ok) => {
-      ws.on('message', (d) => ok(JSON.parse(String(d))));
-      ws.send(JSON.stringify({ kind: 'call', id: 1, method, params }));
-    });
-  } finally {
-    ws.close();
-  }
-}
+const apiCall = (method: string, params: unknown) => callApi(app.served, method, params);
 
 test('first start shows what to do next, and made the scratch disk', async () => {
   await page.getByRole('heading', { name: 'No virtual machines yet' }).waitFor();
   await shots('01-welcome');
   const { existsSync } = await import('node:fs');
-  assert.ok(existsSync(join(served.env.XDG_DATA_HOME!, 'spindle', 'scratch.img')), 'scratch.img in the data directory');
+  assert.ok(existsSync(join(app.served.env.XDG_DATA_HOME!, 'spindle', 'scratch.img')), 'scratch.img in the data directory');
 });
 
 test('creates a VM with the test guest', async () => {

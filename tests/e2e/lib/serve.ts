@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { WebSocket } from 'ws';
 
 export const REPO = fileURLToPath(new URL('../../../../', import.meta.url));
 export const ARTIFACTS = join(REPO, 'tests', 'artifacts');
@@ -105,4 +106,50 @@ export async function openApp(context: BrowserContext, url: string, size: { widt
   await page.goto(url);
   await page.getByRole('status').filter({ hasText: 'Connected' }).waitFor();
   return { page, errors };
+}
+
+export interface ApiReply {
+  ok: boolean;
+  result?: any;
+  error?: { code: string; message: string };
+}
+
+/** One API call over the serve-mode WebSocket, as a client other than the UI. */
+export async function apiCall(served: Pick<Served, 'port' | 'token'>, method: string, params: unknown): Promise<ApiReply> {
+  const ws = new WebSocket(`ws://127.0.0.1:${served.port}/api?token=${served.token}`);
+  await new Promise((ok, fail) => ws.once('open', ok).once('error', fail));
+  try {
+    return await new Promise((ok) => {
+      ws.on('message', (d) => ok(JSON.parse(String(d))));
+      ws.send(JSON.stringify({ kind: 'call', id: 1, method, params }));
+    });
+  } finally {
+    ws.close();
+  }
+}
+
+export interface App {
+  served: Served;
+  page: Page;
+  /** Script errors the page raised so far (see openApp). */
+  errors: string[];
+  /** Closes Chromium, then stops serve (which shuts down VMs and drains disks). */
+  close(): Promise<void>;
+}
+
+/** A whole session: `spindle serve`, Chromium, the app open at this size and theme, tests/artifacts/ made. */
+export async function startApp(size: { width: number; height: number }, theme: Theme): Promise<App> {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  const served = await startServe();
+  let browser: Awaited<ReturnType<typeof launchChromium>> | undefined;
+  try {
+    browser = await launchChromium();
+    const { page, errors } = await openApp(browser.context, served.url, size, theme);
+    const b = browser;
+    return { served, page, errors, close: async () => { await b.close(); await served.stop(); } };
+  } catch (e) {
+    await browser?.close();
+    await served.stop();
+    throw e;
+  }
 }
