@@ -3,18 +3,13 @@
 import { spawn } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { AioMode, CacheMode, NowaitMode } from '../../electron/block/modes.js';
+import type { NowaitMode } from '../../electron/block/modes.js';
 import { CACHE_SEMANTICS } from '../../electron/block/modes.js';
 import { killOnExit, stopChild } from '../lib/proc.js';
-import { startQsd } from '../lib/qsd.js';
+import { startQsd, type QsdOptions } from '../lib/qsd.js';
 
-export interface DiskServerOptions {
-  path: string;
-  socket: string;
-  aio: AioMode;
-  cache: CacheMode;
-  readOnly?: boolean;
-  queues?: number;
+/** What qemu-storage-daemon takes (path, socket, aio, cache, readOnly, queues), plus Spindle's extras. */
+export interface DiskServerOptions extends QsdOptions {
   serial?: string;
   /** `spindle export --nowait` (issue 8); qemu-storage-daemon has no such option and refuses it. */
   nowait?: NowaitMode;
