@@ -110,6 +110,15 @@ test('an engine destroyed or dropped with I/O in flight neither crashes nor lose
   }
 });
 
+/** The worker's first report; a worker that fails or exits before it is an error. */
+function firstMessage<T>(w: Worker): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    w.once('message', resolve);
+    w.once('error', reject);
+    w.once('exit', (code) => reject(new Error(`worker exited with ${code} before reporting`)));
+  });
+}
+
 test('an engine inside a worker_thread works, its counters readable from the main thread', async (t) => {
   const dir = tempDir('spindle-conc-', '/var/tmp');
   t.after(() => dir.cleanup());
@@ -119,11 +128,7 @@ test('an engine inside a worker_thread works, its counters readable from the mai
     const counters = new DiskCounters();
     const w = new Worker(fixture, { workerData: { path, aio, cache: 'none', counters: counters.buffer, mode: 'verify' } });
     const exited = new Promise((r) => w.once('exit', r));
-    const msg = await new Promise<{ ok: boolean }>((resolve, reject) => {
-      w.once('message', resolve);
-      w.once('error', reject);
-      w.once('exit', (code) => reject(new Error(`worker exited with ${code} before reporting`)));
-    });
+    const msg = await firstMessage<{ ok: boolean }>(w);
     await exited;
     assert.equal(msg.ok, true, `${aio}: data read back in the worker`);
     const s = counters.snapshot();
@@ -141,11 +146,7 @@ test('terminating a worker with I/O in flight does not crash the process', async
   for (const aio of ENGINES) {
     const counters = new DiskCounters();
     const w = new Worker(fixture, { workerData: { path, aio, cache: 'none', counters: counters.buffer, mode: 'abandon' } });
-    const msg = await new Promise<{ inFlight: number }>((resolve, reject) => {
-      w.once('message', resolve);
-      w.once('error', reject);
-      w.once('exit', (code) => reject(new Error(`worker exited with ${code} before reporting`)));
-    });
+    const msg = await firstMessage<{ inFlight: number }>(w);
     assert.ok(msg.inFlight > 0);
     await w.terminate();
     assert.equal(counters.inFlight, 0, `${aio}: the worker's engine drained before its thread went away`);

@@ -90,7 +90,12 @@ async function expectClosed(reason: RegExp, build: (peer: RawPeer) => void): Pro
   } finally {
     peer.close();
   }
-  // The server is ready for the next frontend.
+  await assertServesNextFrontend();
+  for (let i = 0; i < 200 && victim.server.connected; i++) await new Promise((r) => setTimeout(r, 5));
+}
+
+/** Once the bad peer is gone, the server answers a well-behaved frontend. */
+async function assertServesNextFrontend(): Promise<void> {
   for (let i = 0; i < 200 && victim.server.connected; i++) await new Promise((r) => setTimeout(r, 5));
   const fe = VhostUserFrontend.connect(victim.path);
   try {
@@ -98,7 +103,6 @@ async function expectClosed(reason: RegExp, build: (peer: RawPeer) => void): Pro
   } finally {
     fe.close();
   }
-  for (let i = 0; i < 200 && victim.server.connected; i++) await new Promise((r) => setTimeout(r, 5));
 }
 
 test('a payload of the wrong size', async () => {
@@ -244,11 +248,5 @@ test('a frontend that disconnects mid-message leaves no trace', async () => {
   await new Promise((r) => setTimeout(r, 20));
   peer.close();
   posix.closeFd(efd);
-  for (let i = 0; i < 200 && victim.server.connected; i++) await new Promise((r) => setTimeout(r, 5));
-  const fe = VhostUserFrontend.connect(victim.path);
-  try {
-    assert.equal(await fe.getQueueNum(), 2);
-  } finally {
-    fe.close();
-  }
+  await assertServesNextFrontend();
 });
