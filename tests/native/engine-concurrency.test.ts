@@ -1,6 +1,6 @@
 // Many requests in flight complete exactly once; closing drains; engines live in workers;
 // an engine dropped or its thread terminated with I/O in flight does not crash the process.
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
 import { setFlagsFromString } from 'node:v8';
@@ -110,6 +110,20 @@ test('an engine destroyed or dropped with I/O in flight neither crashes nor lose
   }
 });
 
+/** A 16 MiB image on a real disk (/var/tmp, for O_DIRECT), removed after the test. */
+function workerImage(t: TestContext): string {
+  const dir = tempDir('spindle-conc-', '/var/tmp');
+  t.after(() => dir.cleanup());
+  return makeFile(`${dir.path}/a.img`, 16 << 20);
+}
+
+/** engine-worker-fixture.js running `mode` on `path` with this engine, counting into fresh counters. */
+function fixtureWorker(path: string, aio: (typeof ENGINES)[number], mode: 'verify' | 'abandon'): { w: Worker; counters: DiskCounters } {
+  const counters = new DiskCounters();
+  const w = new Worker(new URL('./engine-worker-fixture.js', import.meta.url), { workerData: { path, aio, cache: 'none', counters: counters.buffer, mode } });
+  return { w, counters };
+}
+
 /** The worker's first report; a worker that fails or exits before it is an error. */
 function firstMessage<T>(w: Worker): Promise<T> {
   return new Promise<T>((resolve, reject) => {
@@ -120,13 +134,9 @@ function firstMessage<T>(w: Worker): Promise<T> {
 }
 
 test('an engine inside a worker_thread works, its counters readable from the main thread', async (t) => {
-  const dir = tempDir('spindle-conc-', '/var/tmp');
-  t.after(() => dir.cleanup());
-  const path = makeFile(`${dir.path}/a.img`, 16 << 20);
-  const fixture = new URL('./engine-worker-fixture.js', import.meta.url);
+  const path = workerImage(t);
   for (const aio of ENGINES) {
-    const counters = new DiskCounters();
-    const w = new Worker(fixture, { workerData: { path, aio, cache: 'none', counters: counters.buffer, mode: 'verify' } });
+    const { w, counters } = fixtureWorker(path, aio, 'verify');
     const exited = new Promise((r) => w.once('exit', r));
     const msg = await firstMessage<{ ok: boolean }>(w);
     await exited;
@@ -139,13 +149,9 @@ test('an engine inside a worker_thread works, its counters readable from the mai
 });
 
 test('terminating a worker with I/O in flight does not crash the process', async (t) => {
-  const dir = tempDir('spindle-conc-', '/var/tmp');
-  t.after(() => dir.cleanup());
-  const path = makeFile(`${dir.path}/a.img`, 16 << 20);
-  const fixture = new URL('./engine-worker-fixture.js', import.meta.url);
+  const path = workerImage(t);
   for (const aio of ENGINES) {
-    const counters = new DiskCounters();
-    const w = new Worker(fixture, { workerData: { path, aio, cache: 'none', counters: counters.buffer, mode: 'abandon' } });
+    const { w, counters } = fixtureWorker(path, aio, 'abandon');
     const msg = await firstMessage<{ inFlight: number }>(w);
     assert.ok(msg.inFlight > 0);
     await w.terminate();
