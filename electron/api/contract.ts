@@ -8,6 +8,7 @@
 import { z } from 'zod';
 import { AIO_MODES, CACHE_MODES, NOWAIT_MODES } from '../block/modes.js';
 import type { SpindleErrorCode } from '../errors.js';
+import type { EnospcPolicy as DeviceEnospcPolicy } from '../virtio/virtio-blk.js';
 
 // ───────────────────────────── building blocks ─────────────────────────────
 
@@ -43,6 +44,13 @@ export const DiskSerial = z
   .max(20, 'A disk serial is at most 20 characters.')
   .regex(/^[\x20-\x7e]*$/, 'A disk serial must be printable ASCII.');
 
+/** What a write meeting a full host filesystem does (QEMU's werror): 'stop' pauses the VM until space is freed, 'report' gives the guest an I/O error. */
+export const EnospcPolicy = z.enum(['stop', 'report']);
+export type EnospcPolicy = z.infer<typeof EnospcPolicy>;
+// The device's own list (a type import: this module stays free of Node code).
+const enospcSame: [EnospcPolicy, DeviceEnospcPolicy] extends [DeviceEnospcPolicy, EnospcPolicy] ? true : never = true;
+void enospcSame;
+
 export const DiskKind = z.enum(['file', 'block']);
 export const Firmware = z.enum(['bios', 'uefi']);
 export const Accelerator = z.enum(['kvm', 'tcg']);
@@ -59,6 +67,8 @@ export const DiskConfig = z.strictObject({
   readOnly: z.boolean(),
   queues: z.int().min(1).max(16),
   serial: DiskSerial,
+  /** Absent (files written before it existed): 'stop'. */
+  enospc: EnospcPolicy.optional(),
 });
 export type DiskConfig = z.infer<typeof DiskConfig>;
 
@@ -103,7 +113,8 @@ export type VmState = z.infer<typeof VmState>;
 export const DiskRuntime = z.object({
   id: DiskId,
   /** 'serving': its disk server runs; 'broken': the guest sent a malformed request (virtio NEEDS_RESET). */
-  state: z.enum(['stopped', 'serving', 'broken', 'error']),
+  /** 'no-space': writes wait because the filesystem holding the disk is full (enospc 'stop'); the VM is paused. */
+  state: z.enum(['stopped', 'serving', 'broken', 'error', 'no-space']),
   message: z.string().optional(),
   /** Size the disk server sees (bytes), when serving. */
   sizeBytes: z.number().optional(),
@@ -129,6 +140,8 @@ export const VmInfo = z.object({
   warnings: z.array(z.string()),
   disks: z.array(DiskRuntime),
   crash: VmCrash.optional(),
+  /** Why Spindle paused the VM by itself (a disk's filesystem is full), a sentence; cleared on resume. */
+  pauseReason: z.string().optional(),
   /** True when QEMU has a VNC display the transports can bridge (see consoles below). */
   vnc: z.boolean(),
 });
@@ -149,6 +162,7 @@ export const DiskInput = z.strictObject({
   readOnly: z.boolean().optional(),
   queues: z.int().min(1).max(16).optional(),
   serial: DiskSerial.optional(),
+  enospc: EnospcPolicy.optional(),
 });
 export type DiskInput = z.infer<typeof DiskInput>;
 
@@ -182,6 +196,8 @@ export const DiskPatch = z.strictObject({
   nowait: NowaitMode.optional(),
   readOnly: z.boolean().optional(),
   queues: z.int().min(1).max(16).optional(),
+  /** Changes only while the VM is stopped. */
+  enospc: EnospcPolicy.optional(),
 });
 export type DiskPatch = z.infer<typeof DiskPatch>;
 

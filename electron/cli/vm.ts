@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { resolve as resolvePath } from 'node:path';
 import type { Command } from '../cli.js';
 import { SpindleError } from '../errors.js';
-import type { VmInfo, StatsTick } from '../api/contract.js';
+import type { DiskSample, VmInfo, StatsTick } from '../api/contract.js';
 import { apiSocketPath, connectLocalApi, serveLocalApi } from '../api/local-socket.js';
 
 type Caller = { call(method: string, params: unknown): Promise<unknown>; close(): Promise<void> | void; local: boolean };
@@ -27,9 +27,9 @@ const USAGE = `spindle vm list|create|show|start|stop|kill|attach|detach|set-dis
   start VM [--console]                   starts; without a running backend, runs in the foreground until the VM stops
   stop VM [--timeout S]                  ACPI shutdown, forced off after the timeout (default 30 s)
   kill VM                                forces the VM off
-  attach VM PATH [--aio M] [--cache M] [--read-only] [--queues N]
+  attach VM PATH [--aio M] [--cache M] [--read-only] [--queues N] [--enospc stop|report]
   detach VM DISK
-  set-disk VM DISK [--aio M] [--cache M] [--nowait on|off|auto] [--read-only|--read-write] [--queues N]
+  set-disk VM DISK [--aio M] [--cache M] [--nowait on|off|auto] [--read-only|--read-write] [--queues N] [--enospc stop|report]
   stats [VM]                             the latest per-disk and per-VM sample
   every command takes --json`;
 
@@ -43,9 +43,10 @@ function describe(vm: VmInfo): string {
   const lines = [
     `${c.name} (${c.id}): ${vm.state}${vm.pid ? ` pid ${vm.pid}` : ''}${vm.accelerator ? ` ${vm.accelerator}` : ''}`,
     `  ${c.cpus} vCPU, ${c.memoryMiB} MiB, ${c.firmware}, boot: ${boot}, network: ${c.network.user ? 'user' : 'none'}, display: ${c.display}`,
-    ...c.disks.map((d) => `  ${d.id}: ${d.path} (${d.kind}) aio=${d.aio} cache=${d.cache} nowait=${d.nowait}${d.readOnly ? ' read-only' : ''} queues=${d.queues} [${vm.disks.find((r) => r.id === d.id)?.state ?? 'stopped'}]`),
+    ...c.disks.map((d) => `  ${d.id}: ${d.path} (${d.kind}) aio=${d.aio} cache=${d.cache} nowait=${d.nowait}${d.readOnly ? ' read-only' : ''} queues=${d.queues} enospc=${d.enospc ?? 'stop'} [${vm.disks.find((r) => r.id === d.id)?.state ?? 'stopped'}]`),
     ...vm.warnings.map((w) => `  warning: ${w}`),
   ];
+  if (vm.pauseReason) lines.push(`  paused: ${vm.pauseReason}`);
   if (vm.crash) lines.push(`  crashed: ${vm.crash.message}`, ...vm.crash.stderrTail.map((l) => `    | ${l}`));
   return lines.join('\n');
 }
@@ -56,6 +57,13 @@ async function resolveId(api: Caller, ref: string | undefined): Promise<string> 
   const hit = vms.find((v) => v.config.id === ref) ?? vms.filter((v) => v.config.name === ref).at(0);
   if (!hit) throw new SpindleError('NOT_FOUND', `There is no VM '${ref}'.`);
   return hit.config.id;
+}
+
+/** One line per disk sample; the nowait and submit-stall figures only when the sampler reported them. */
+export function formatDiskSample(d: DiskSample): string {
+  return `${d.vmId}/${d.diskId}: read ${d.readMBps.toFixed(1)} MB/s ${d.readIops.toFixed(0)} IOPS, write ${d.writeMBps.toFixed(1)} MB/s ${d.writeIops.toFixed(0)} IOPS, p50 ${d.latencyP50Us} µs p99 ${d.latencyP99Us} µs, QD ${d.queueDepth}, backend CPU ${d.backendCpuPct.toFixed(1)}%` +
+    (d.nowaitFallbacksPerSec !== undefined ? `, nowait fallbacks ${d.nowaitFallbacksPerSec.toFixed(1)}/s` : '') +
+    (d.submitStallMaxUs !== undefined ? `, longest submit ${Math.round(d.submitStallMaxUs)} µs` : '');
 }
 
 const command: Command = {
@@ -71,6 +79,7 @@ const command: Command = {
         uefi: { type: 'boolean' }, 'no-net': { type: 'boolean' }, 'no-display': { type: 'boolean' }, console: { type: 'boolean' },
         timeout: { type: 'string' }, aio: { type: 'string' }, cache: { type: 'string' }, nowait: { type: 'string' },
         'read-only': { type: 'boolean' }, 'read-write': { type: 'boolean' }, queues: { type: 'string' },
+        enospc: { type: 'string' },
       },
     });
     const [sub, ...args] = positionals;
@@ -122,6 +131,7 @@ const command: Command = {
           if (!args[1]) throw new SpindleError('INVALID_ARGUMENT', 'Name the disk image or device: spindle vm attach VM PATH');
           const vm = (await api.call('disk.attach', { vmId: await resolveId(api, args[0]), disk: {
             path: abs(args[1]), ...(o.aio ? { aio: o.aio } : {}), ...(o.cache ? { cache: o.cache } : {}), ...(o['read-only'] ? { readOnly: true } : {}), ...(o.queues ? { queues: num(o.queues, 'queues') } : {}),
+            ...(o.enospc ? { enospc: o.enospc } : {}),
           } })) as VmInfo;
           print(json, vm, () => describe(vm));
           return 0;
@@ -135,6 +145,7 @@ const command: Command = {
           const patch = {
             ...(o.aio ? { aio: o.aio } : {}), ...(o.cache ? { cache: o.cache } : {}), ...(o.nowait ? { nowait: o.nowait } : {}),
             ...(o['read-only'] ? { readOnly: true } : o['read-write'] ? { readOnly: false } : {}), ...(o.queues ? { queues: num(o.queues, 'queues') } : {}),
+            ...(o.enospc ? { enospc: o.enospc } : {}),
           };
           const vm = (await api.call('disk.set', { vmId: await resolveId(api, args[0]), diskId: args[1], patch })) as VmInfo;
           print(json, vm, () => describe(vm));
@@ -147,7 +158,7 @@ const command: Command = {
           const pick = last ? { ...last, disks: last.disks.filter((d) => !id || d.vmId === id), vms: last.vms.filter((v) => !id || v.vmId === id) } : null;
           print(json, pick, () => !pick ? (api.local ? 'No backend is running, so there are no live stats (start a VM or spindle serve).' : 'No samples yet.') : [
             ...pick.vms.map((v) => `${v.vmId}: QEMU CPU ${v.qemuCpuPct.toFixed(1)}%`),
-            ...pick.disks.map((d) => `${d.vmId}/${d.diskId}: read ${d.readMBps.toFixed(1)} MB/s ${d.readIops.toFixed(0)} IOPS, write ${d.writeMBps.toFixed(1)} MB/s ${d.writeIops.toFixed(0)} IOPS, p50 ${d.latencyP50Us} µs p99 ${d.latencyP99Us} µs, QD ${d.queueDepth}, backend CPU ${d.backendCpuPct.toFixed(1)}%`),
+            ...pick.disks.map(formatDiskSample),
           ].join('\n'));
           return 0;
         }

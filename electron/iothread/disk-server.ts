@@ -288,6 +288,12 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
     return this.command({ op: 'expect-peer', pid });
   }
 
+  /** enospc 'stop': submits the requests parked for lack of space again (call once space is freed,
+   *  or when the VM resumes; a request that still finds no space parks again and says so again). */
+  resumeParked(): Promise<void> {
+    return this.command({ op: 'resume-parked' });
+  }
+
   /** Test hook: makes the worker throw (needs SPINDLE_TEST_HOOKS=1 in its environment). */
   crashForTest(): Promise<void> {
     return this.command({ op: 'crash-for-test' });

@@ -2,6 +2,7 @@
 // here: they cross threads through the DiskCounters SharedArrayBuffer, never one message per I/O.
 import type { AioMode, CacheMode, NowaitMode } from '../block/modes.js';
 import type { SpindleErrorCode } from '../errors.js';
+import type { EnospcPolicy } from '../virtio/virtio-blk.js';
 
 export interface DiskSpec {
   /** Image file or host block device. */
@@ -22,6 +23,8 @@ export interface DiskSpec {
    * known once it is spawned, after its disks are listening); connections wait in the backlog.
    */
   awaitPeer?: boolean;
+  /** A write failing with ENOSPC: 'stop' (default) parks it and raises a 'no-space' event, 'report' gives the guest IOERR. */
+  enospc?: EnospcPolicy;
 }
 
 export interface ModeChange {
@@ -36,6 +39,8 @@ export type Command =
   | { id: number; op: 'reconfigure'; change: ModeChange }
   | { id: number; op: 'stop' }
   | { id: number; op: 'expect-peer'; pid: number }
+  /** Submits again the requests parked for lack of space (enospc 'stop'). */
+  | { id: number; op: 'resume-parked' }
   /** Only honoured with SPINDLE_TEST_HOOKS=1: throws inside the worker's event loop. */
   | { id: number; op: 'crash-for-test' };
 
@@ -67,7 +72,9 @@ export type DiskEvent =
   /** The restarted worker serves again; `restarts` counts every restart of this disk. */
   | { kind: 'restarted'; restarts: number }
   /** The disk's worker died for good (or could not be restarted); the reason is a sentence. Other disks are unaffected. */
-  | { kind: 'failed'; reason: string };
+  | { kind: 'failed'; reason: string }
+  /** enospc 'stop': requests are parked because the filesystem is full; the VM should pause until space is freed. */
+  | { kind: 'no-space'; parked: number; sentence: string };
 
 export type WorkerMessage =
   /** `tid`: the IOThread's kernel thread id (from /proc/thread-self), so the main thread can read its CPU time. */

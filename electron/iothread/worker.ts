@@ -35,6 +35,7 @@ function serialize(err: unknown): SerializedError {
 
 let backend: BlockBackend | null = null;
 let server: VhostUserServer | null = null;
+let device: VirtioBlkDevice | null = null;
 /** The only frontend pid this disk serves (SO_PEERCRED); null until known when spec.awaitPeer. */
 let expectedPeer: number | null = null;
 
@@ -44,7 +45,8 @@ async function start(): Promise<void> {
       aio: spec.aio, cache: spec.cache, nowait: spec.nowait, readOnly: spec.readOnly, counters: new DiskCounters(counters),
     });
     backend.on('nowait', (e: NowaitEvent) => event({ kind: 'nowait', direction: e.direction, enabled: e.enabled, reason: e.message }));
-    const device = new VirtioBlkDevice(backend, { numQueues: spec.queues, serial: spec.serial });
+    device = new VirtioBlkDevice(backend, { numQueues: spec.queues, serial: spec.serial, enospc: spec.enospc ?? 'stop', diskPath: spec.path });
+    device.onNoSpace = (e) => event({ kind: 'no-space', parked: e.parked, sentence: e.sentence });
     holdCompletionsForTests(backend);
     device.onResubmitted = (queue, count) => event({ kind: 'resubmitted', queue, count });
     expectedPeer = spec.peerPid ?? null;
@@ -91,6 +93,9 @@ async function run(cmd: Command): Promise<void> {
     case 'expect-peer':
       expectedPeer = cmd.pid;
       server!.allowConnections();
+      return;
+    case 'resume-parked':
+      device?.resumeParked();
       return;
     case 'crash-for-test':
       if (process.env.SPINDLE_TEST_HOOKS !== '1') throw new SpindleError('INVALID_ARGUMENT', 'test hooks are off');

@@ -212,13 +212,15 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
         /* not fatal: only used for logs and the optional peer check */
       }
       const who = peer ? `pid ${peer.pid}` : 'unknown peer';
-      if (this.session) {
-        this.log(`refused a second frontend connection from ${who}: this disk is already being served to a frontend`);
+      // The peer check comes first, so a stranger is named as one even while QEMU is connected;
+      // credentials that cannot be read are no pass either.
+      if (this.acceptPeer && (!peer || !this.acceptPeer(peer))) {
+        this.log(`refused a frontend connection from ${who}${peer ? ` (uid ${peer.uid})` : ''}: not the process this disk belongs to`);
         closeQuietly(fd);
         continue;
       }
-      if (peer && this.acceptPeer && !this.acceptPeer(peer)) {
-        this.log(`refused a frontend connection from ${who} (uid ${peer.uid}): not the process this disk belongs to`);
+      if (this.session) {
+        this.log(`refused a second frontend connection from ${who}: this disk is already being served to a frontend`);
         closeQuietly(fd);
         continue;
       }

@@ -1,6 +1,7 @@
 // What the VM manager needs from a disk's server, kept narrow: the real one is electron/iothread's
 // DiskServer (one worker_thread per disk) behind ./served-disk.ts; tests may script their own.
 import type { AioMode, CacheMode, NowaitMode } from '../block/modes.js';
+import type { EnospcPolicy } from '../virtio/virtio-blk.js';
 
 export interface DiskServeSpec {
   path: string;
@@ -14,6 +15,10 @@ export interface DiskServeSpec {
   serial: string;
   /** Accept only this QEMU process as the frontend (known for hot-plugged disks, not at VM start). */
   peerPid?: number;
+  /** Hold every connection until expectPeer(pid) names QEMU (at VM start, before QEMU exists). */
+  awaitPeer?: boolean;
+  /** A write meeting a full filesystem: 'stop' (default) parks it and says so (event noSpace), 'report' gives the guest IOERR. */
+  enospc?: EnospcPolicy;
 }
 
 /** Cumulative counters since the server started (the sampler takes differences). */
@@ -43,6 +48,8 @@ export interface DiskHostEvent {
   message: string;
   /** The guest sent a malformed request and the queue stopped (virtio NEEDS_RESET). */
   broken?: boolean;
+  /** Requests are parked because the filesystem holding the disk is full (enospc 'stop'): pause the VM. */
+  noSpace?: boolean;
 }
 
 export interface DiskHost {
@@ -51,6 +58,10 @@ export interface DiskHost {
   /** Switch aio/cache/nowait on a live disk: drain, reopen, swap engine, resume. */
   reconfigure(change: { aio?: AioMode; cache?: CacheMode; nowait?: NowaitMode }): Promise<void>;
   stats(): DiskCountersSnapshot | Promise<DiskCountersSnapshot>;
+  /** Names QEMU's pid: with spec.awaitPeer nothing is served before this, and only that process after. */
+  expectPeer?(pid: number): Promise<void>;
+  /** Submits again the requests parked for lack of space (enospc 'stop'). */
+  resumeParked?(): Promise<void>;
   on(event: 'event', listener: (e: DiskHostEvent) => void): unknown;
   /** Drains in-flight requests, closes the file and the socket. */
   stop(): Promise<void>;

@@ -77,6 +77,8 @@ class RunningVm {
   disks = new Map<string, DiskSlot>();
   accelerator: 'kvm' | 'tcg' | undefined;
   warnings: string[] = [];
+  /** Set while Spindle itself paused the VM because a disk's filesystem is full (enospc 'stop'). */
+  pauseReason: string | null = null;
   /** Set when Spindle asked QEMU to stop (shutdown, force off): its exit is not a crash. */
   stopRequested = false;
   guestShutdown = false;
@@ -174,6 +176,7 @@ export class VmManager extends EventEmitter {
         return { id: d.id, state: slot?.state ?? 'stopped', ...(slot?.message ? { message: slot.message } : {}), ...(size !== undefined ? { sizeBytes: size } : {}) };
       }),
       ...(crash ? { crash } : {}),
+      ...(run?.pauseReason ? { pauseReason: run.pauseReason } : {}),
       vnc: !!run && config.display === 'vnc' && run.state !== 'starting',
     };
   }
@@ -296,6 +299,7 @@ export class VmManager extends EventEmitter {
       readOnly,
       queues: input.queues ?? 1,
       serial: input.serial ?? `spindle-${id}`,
+      enospc: input.enospc ?? 'stop',
     };
   }
 
@@ -365,7 +369,7 @@ export class VmManager extends EventEmitter {
     for (const d of config.disks) {
       const socketPath = join(dir, diskSocketName(d.id));
       paths.disks[d.id] = socketPath;
-      await this.startDisk(run, d, socketPath);
+      await this.startDisk(run, d, socketPath, { awaitPeer: true });
     }
 
     const accel = await resolveAccelerator(binary, this.env, this.opts.kvmPath);
@@ -390,6 +394,9 @@ export class VmManager extends EventEmitter {
     proc.stdout!.setEncoding('utf8').on('data', (s: string) => run.addStderr(s));
     proc.once('exit', (code, signal) => void this.onExit(run, code, signal));
     await spawned;
+    // Only now is QEMU's pid known: until this the disks hold every connection unserved (QEMU's
+    // own waits in the backlog), and from now on they serve that process alone.
+    await Promise.all([...run.disks.values()].map((slot) => slot.host?.expectPeer?.(proc.pid!)));
 
     run.qmp = await this.connectQmp(run, paths.qmp);
     run.qmp.on('event', (ev: QmpEvent) => this.onQmpEvent(run, ev));
@@ -403,16 +410,18 @@ export class VmManager extends EventEmitter {
 
   /**
    * `peerPid`: the QEMU that may connect, when it is already running (hot-plug). At VM start the
-   * disks must listen before QEMU exists (it connects while building its devices), so any process
-   * of this user may connect then.
+   * disks must listen before QEMU exists (it connects while building its devices), so they start
+   * with `awaitPeer` and serve nobody until launch() names QEMU's pid.
    */
-  private async startDisk(run: RunningVm, d: DiskConfig, socketPath: string, peerPid?: number): Promise<DiskSlot> {
+  private async startDisk(run: RunningVm, d: DiskConfig, socketPath: string, peer: { peerPid?: number; awaitPeer?: boolean }): Promise<DiskSlot> {
     rmSync(socketPath, { force: true });
     const slot: DiskSlot = { config: d, host: null, state: 'stopped' };
     run.disks.set(d.id, slot);
     const spec: DiskServeSpec = {
       path: d.path, socketPath, aio: d.aio, cache: d.cache, nowait: d.nowait, readOnly: d.readOnly, queues: d.queues, serial: d.serial,
-      ...(peerPid !== undefined ? { peerPid } : {}),
+      enospc: d.enospc ?? 'stop',
+      ...(peer.peerPid !== undefined ? { peerPid: peer.peerPid } : {}),
+      ...(peer.awaitPeer ? { awaitPeer: true } : {}),
     };
     try {
       slot.host = await (this.opts.diskHostFactory ?? servedDiskFactory)(spec);
@@ -426,11 +435,32 @@ export class VmManager extends EventEmitter {
       if (e.broken) {
         slot.state = 'broken';
         slot.message = e.message;
+      } else if (e.noSpace && slot.state === 'serving') {
+        slot.state = 'no-space';
+        slot.message = e.message;
       }
       this.emit('disk', { vmId: run.config.id, diskId: d.id, level: e.level, message: e.message, t: Date.now() });
-      if (e.broken) this.changed(run.config.id);
+      if (e.noSpace) void this.pauseForNoSpace(run, e.message);
+      else if (e.broken) this.changed(run.config.id);
     });
     return slot;
+  }
+
+  /**
+   * enospc 'stop': a disk parked writes because its filesystem is full. The guest is paused (QMP
+   * stop) so it piles up no more; resume() submits the parked writes again, then continues it.
+   */
+  private async pauseForNoSpace(run: RunningVm, sentence: string): Promise<void> {
+    run.pauseReason = sentence;
+    if (run.qmp?.isOpen && !run.exited && (run.state === 'running' || run.state === 'starting')) {
+      try {
+        await run.qmp.execute('stop');
+        if (run.state === 'running') run.state = 'paused';
+      } catch (err) {
+        this.emit('disk', { vmId: run.config.id, diskId: '', level: 'error', message: `VM '${run.config.name}' could not be paused after a disk ran out of space: ${(err as Error).message}`, t: Date.now() });
+      }
+    }
+    this.changed(run.config.id);
   }
 
   private async connectQmp(run: RunningVm, path: string): Promise<QmpClient> {
@@ -557,6 +587,15 @@ export class VmManager extends EventEmitter {
 
   async resume(id: string): Promise<VmInfo> {
     const run = this.runningOrThrow(id, 'be resumed');
+    // Writes parked for lack of space go again first (if space is still short they park again
+    // and the VM is paused again, with the same sentence).
+    const parked = [...run.disks.values()].filter((s) => s.state === 'no-space');
+    run.pauseReason = null;
+    for (const slot of parked) {
+      slot.state = 'serving';
+      delete slot.message;
+    }
+    await Promise.all(parked.map((slot) => slot.host?.resumeParked?.()));
     await run.qmp.execute('cont');
     if (run.state === 'paused') run.state = 'running';
     this.changed(id);
@@ -627,7 +666,7 @@ export class VmManager extends EventEmitter {
 
   private async hotplug(run: RunningVm & { qmp: QmpClient }, disk: DiskConfig): Promise<void> {
     const socketPath = join(run.dir, diskSocketName(disk.id));
-    const slot = await this.startDisk(run, disk, socketPath, run.proc?.pid);
+    const slot = await this.startDisk(run, disk, socketPath, { peerPid: run.proc!.pid! });
     let chardevAdded = false;
     try {
       await run.qmp.execute('chardev-add', {
@@ -688,13 +727,14 @@ export class VmManager extends EventEmitter {
         ...(patch.nowait !== undefined ? { nowait: patch.nowait } : {}),
         ...(patch.readOnly !== undefined ? { readOnly: patch.readOnly } : {}),
         ...(patch.queues !== undefined ? { queues: patch.queues } : {}),
+        ...(patch.enospc !== undefined ? { enospc: patch.enospc } : {}),
       };
       const conflict = modeConflict(next.aio, next.cache);
       if (conflict) throw new SpindleError('UNSUPPORTED_MODE', conflict);
       const run = this.running.get(vmId);
       if (run) {
-        if (next.readOnly !== disk.readOnly || next.queues !== disk.queues) {
-          throw new SpindleError('CONFLICT', `VM '${config.name}' is running: read-only and queue count of disk ${diskId} change only while it is stopped (aio and cache modes change live).`);
+        if (next.readOnly !== disk.readOnly || next.queues !== disk.queues || (next.enospc ?? 'stop') !== (disk.enospc ?? 'stop')) {
+          throw new SpindleError('CONFLICT', `VM '${config.name}' is running: read-only, queue count and the full-disk policy of disk ${diskId} change only while it is stopped (aio and cache modes change live).`);
         }
         const host = run.disks.get(diskId)?.host;
         if (!host) throw new SpindleError('CONFLICT', `Disk ${diskId} of '${config.name}' is not being served right now.`);

@@ -6,6 +6,7 @@ import { EventEmitter } from 'node:events';
 import { DiskServer, type DiskEvent, type DiskSpec, type ModeChange } from '../iothread/disk-server.js';
 import type { CountersSnapshot } from '../block/stats.js';
 import { DIRECTIONS } from '../block/stats.js';
+import { DiskFaultWatch } from '../iothread/fault-watch.js';
 import { IoUringWorkerCpu, threadCpuSeconds } from '../stats/thread-cpu.js';
 import type { DiskCountersSnapshot, DiskHost, DiskHostEvent, DiskServeSpec } from './disk-host.js';
 
@@ -32,6 +33,8 @@ export function describeDiskEvent(e: DiskEvent): DiskHostEvent | null {
       return { level: 'info', message: `The disk's I/O thread is back (restarts so far: ${e.restarts}); QEMU reconnects by itself.` };
     case 'failed':
       return { level: 'error', message: `The disk's I/O thread stopped: ${e.reason}`, broken: true };
+    case 'no-space':
+      return { level: 'warning', message: e.sentence, noSpace: true };
   }
 }
 
@@ -56,9 +59,14 @@ export class ServedDisk extends EventEmitter implements DiskHost {
   private readonly uringCpu: IoUringWorkerCpu | null;
   /** Last io_uring worker total: kept, not rescanned, while another engine serves (the total must not drop). */
   private uringSec = 0;
+  /** Host faults under the disk (file deleted or replaced, loop detached, I/O errors) as error lines. */
+  private readonly faults: DiskFaultWatch;
 
-  constructor(readonly server: DiskServer) {
+  constructor(readonly server: DiskServer, opts: { faultCheckMs?: number } = {}) {
     super();
+    this.faults = new DiskFaultWatch(server, opts.faultCheckMs);
+    this.faults.on('fault', (f) => this.emit('event', { level: 'error', message: f.reason } satisfies DiskHostEvent));
+    this.faults.start();
     this.uringCpu = server.threadTid !== null ? new IoUringWorkerCpu(server.threadTid) : null;
     server.on('event', (e) => {
       const line = describeDiskEvent(e);
@@ -88,7 +96,16 @@ export class ServedDisk extends EventEmitter implements DiskHost {
     return toDiskCounters(c, own + c.cpu.poolNs / 1e9 + this.uringSec);
   }
 
+  expectPeer(pid: number): Promise<void> {
+    return this.server.expectPeer(pid);
+  }
+
+  resumeParked(): Promise<void> {
+    return this.server.resumeParked();
+  }
+
   stop(): Promise<void> {
+    this.faults.stop();
     return this.server.stop();
   }
 }

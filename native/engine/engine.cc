@@ -3,9 +3,11 @@
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
+#include <string>
 #include "clock.h"
 #include "spindle.h"
 
@@ -211,37 +213,66 @@ static bool Misaligned(const std::vector<iovec>& iov, uint32_t align) {
   return false;
 }
 
+// Submission records come from JS as doubles; a cast of NaN, a negative or an out-of-range double
+// to an integer type is undefined behaviour, so every field is checked to be a whole number in
+// range before it is converted.
+static constexpr double k2p32 = 4294967296.0;
+static constexpr double k2p63 = 9223372036854775808.0;
+// Segments one request may have: far above any guest's (virtio seg_max 126, split at memory
+// region boundaries), low enough that a bogus count is caught before the record is walked.
+static constexpr double kMaxSegments = 65536;
+static constexpr uint32_t kKnownFlags = kWriteZeroesMayUnmap | kFua;
+
+static inline bool WholeBelow(double v, double limit) { return v >= 0 && v < limit && v == std::floor(v); }
+
 Napi::Value Engine::Submit(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (destroyed_) throw EngineError(env, EBADF, "engine is closed");
-  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array || !info[1].IsNumber())
     throw Napi::TypeError::New(env, "submit(queue: Float64Array, count)");
   auto sq = info[0].As<Napi::Float64Array>();
   const double* w = sq.Data();
   const size_t n = sq.ElementLength();
-  const uint32_t count = info[1].As<Napi::Number>().Uint32Value();
+  const double count_d = info[1].As<Napi::Number>().DoubleValue();
+  if (!WholeBelow(count_d, k2p32)) throw Napi::RangeError::New(env, "submit: the request count must be a whole number from 0 to 2^32-1");
+  const uint32_t count = static_cast<uint32_t>(count_d);
+  // First the records' framing (tag and segment count): a record whose tag or extent cannot be
+  // trusted cannot be completed, so such a batch is refused whole, before anything is submitted.
+  for (size_t i = 0, q = 0; i < count; i++) {
+    if (q + 6 > n) throw Napi::RangeError::New(env, "submit: queue shorter than its request count");
+    if (!WholeBelow(w[q], k2p32)) throw Napi::RangeError::New(env, "submit: request " + std::to_string(i) + " has a tag that is not a whole number from 0 to 2^32-1");
+    if (!WholeBelow(w[q + 5], kMaxSegments + 1)) throw Napi::RangeError::New(env, "submit: request " + std::to_string(i) + " has a segment count that is not a whole number from 0 to 65536");
+    q += 6 + size_t(w[q + 5]) * 3;
+    if (q > n) throw Napi::RangeError::New(env, "submit: request segments run past the queue");
+  }
   uint64_t cpu0 = ThreadCpuNs();
   uint64_t now = MonoNs();
   size_t p = 0;
   for (uint32_t i = 0; i < count; i++) {
-    if (p + 6 > n) throw Napi::RangeError::New(env, "submit: queue shorter than its request count");
-    uint32_t nseg = static_cast<uint32_t>(w[p + 5]);
-    if (p + 6 + size_t(nseg) * 3 > n) throw Napi::RangeError::New(env, "submit: request segments run past the queue");
+    const uint32_t nseg = static_cast<uint32_t>(w[p + 5]);
     Req* r = Alloc();
     r->tag = static_cast<uint32_t>(w[p]);
-    double op = w[p + 1];
-    r->offset = static_cast<uint64_t>(w[p + 2]);
-    r->length = static_cast<uint64_t>(w[p + 3]);
-    r->flags = static_cast<uint32_t>(w[p + 4]);
+    const double op = w[p + 1], offset = w[p + 2], length = w[p + 3], flags = w[p + 4];
+    // Anything else wrong in the record fails just this request, with EINVAL.
+    int64_t err = 0;
+    if (!WholeBelow(offset, k2p63) || !WholeBelow(length, k2p63) || offset + length > k2p63 || !WholeBelow(flags, k2p32) ||
+        (static_cast<uint32_t>(flags) & ~kKnownFlags))
+      err = -EINVAL;
+    r->offset = err ? 0 : static_cast<uint64_t>(offset);
+    r->length = err ? 0 : static_cast<uint64_t>(length);
+    r->flags = err ? 0 : static_cast<uint32_t>(flags);
     r->start_ns = now;
     p += 6;
-    int64_t err = 0;
     uint64_t seg_total = 0;
     for (uint32_t s = 0; s < nseg; s++, p += 3) {
+      if (!WholeBelow(w[p], k2p32) || !WholeBelow(w[p + 1], k2p63) || !WholeBelow(w[p + 2], k2p63)) {
+        err = err ? err : -EINVAL;
+        continue;
+      }
       auto it = bufs_.find(static_cast<uint32_t>(w[p]));
       uint64_t boff = static_cast<uint64_t>(w[p + 1]), len = static_cast<uint64_t>(w[p + 2]);
       if (it == bufs_.end() || it->second.dead || boff > it->second.length || len > it->second.length - boff) {
-        err = -EFAULT;
+        err = err ? err : -EFAULT;
         continue;
       }
       if (len) r->user_iov.push_back({it->second.data + boff, len});
@@ -253,7 +284,7 @@ Napi::Value Engine::Submit(const Napi::CallbackInfo& info) {
       keep_alive_ = true;
       uv_ref(reinterpret_cast<uv_handle_t*>(poll_));
     }
-    if (!(op >= 0 && op <= 4)) { r->op = kRead; Immediate(r, -EINVAL); continue; }
+    if (!(op >= 0 && op <= 4 && op == std::floor(op))) { r->op = kRead; Immediate(r, -EINVAL); continue; }
     r->op = static_cast<Op>(static_cast<int>(op));
     if (r->op == kRead || r->op == kWrite) r->length = seg_total;
     if (err) { Immediate(r, err); continue; }

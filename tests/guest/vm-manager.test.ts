@@ -11,6 +11,7 @@ import { createBackend } from '../../electron/api/backend.js';
 import type { DiskSample, StatsTick, VmInfo } from '../../electron/api/contract.js';
 import { ServedDisk } from '../../electron/vm/served-disk.js';
 import { attachLoop, makeFile } from '../lib/loop.js';
+import { runLoadgen } from '../../electron/cli/loadgen.js';
 import { guestBoot, GuestAgent } from './vm-guest.js';
 
 const MiB = 1 << 20;
@@ -29,8 +30,10 @@ const call = <T = VmInfo>(method: string, params: unknown): Promise<T> => backen
 const ticks: StatsTick[] = [];
 backend.router.subscribe('stats', {}, (t) => ticks.push(t as StatsTick));
 const diskErrors: string[] = [];
+const diskLines: string[] = [];
 backend.router.subscribe('disk.events', {}, (e) => {
-  const ev = e as { level: string; message: string };
+  const ev = e as { level: string; message: string; diskId: string };
+  diskLines.push(`${ev.diskId}: ${ev.message}`);
   if (ev.level === 'error') diskErrors.push(ev.message);
 });
 
@@ -130,6 +133,20 @@ test('two disks written and verified, hot-plug, live aio switch under fio verify
     assert.equal(plugged.disks.find((d) => d.id === 'd2')!.state, 'serving');
     const hotDev = await devOf(ga, 'spindle-d2');
     const md5Hot = await writeVerified(ga, hotDev, 4);
+
+    // ── Disk sockets serve only this VM's QEMU: another process (this one) is refused and logged,
+    // on a disk started with the VM (awaitPeer + expectPeer) and on the hot-plugged one (peerPid).
+    const runDir = join(dir, 'run', 'spindle', A);
+    for (const disk of ['d0', 'd2']) {
+      await assert.rejects(runLoadgen({
+        socket: join(runDir, `${disk}.sock`), rw: 'randread', bs: 4096, iodepth: 1, queues: 1, runtimeSec: 0.2, size: 0,
+        verify: false, verifyOnly: false, rwmixread: 100, seed: 1,
+      }), Error, `${disk}: a stranger is not served`);
+      const refusal = `${disk}: vhost-user ${join(runDir, `${disk}.sock`)}: refused a frontend connection from pid ${process.pid} (uid ${process.getuid!()}): not the process this disk belongs to`;
+      for (let i = 0; i < 100 && !diskLines.includes(refusal); i++) await new Promise((r) => setTimeout(r, 20));
+      assert.ok(diskLines.includes(refusal), `${disk}: refusal logged: ${diskLines.join('\n')}`);
+    }
+    assert.equal(await guestMd5(ga, hotDev, 4), md5Hot, 'the guest still reads its disk after the refused stranger');
 
     // ── threads -> native -> io_uring on the loop device while the guest runs fio with crc32c verify.
     await ga.runOk(

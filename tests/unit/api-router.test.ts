@@ -40,7 +40,7 @@ test('create applies defaults per disk kind and canonicalises paths (symlinks, .
     const vm = (await s.router.call('vm.create', { name: 'My Desktop', disks: [{ path: join(s.dir, 'links', '..', 'links', 'alias.img') }] })) as VmInfo;
     assert.equal(vm.config.id, 'my-desktop');
     assert.equal(vm.state, 'stopped');
-    assert.deepEqual(vm.config.disks[0], { id: 'd0', path: s.img, kind: 'file', aio: 'threads', cache: 'writeback', nowait: 'off', readOnly: false, queues: 1, serial: 'spindle-d0' });
+    assert.deepEqual(vm.config.disks[0], { id: 'd0', path: s.img, kind: 'file', aio: 'threads', cache: 'writeback', nowait: 'off', readOnly: false, queues: 1, serial: 'spindle-d0', enospc: 'stop' });
     // Asking only for native picks the O_DIRECT cache it needs; asking for native + writeback is refused.
     const v2 = (await s.router.call('vm.create', { name: 'My Desktop', disks: [{ path: s.img, aio: 'native' }] })) as VmInfo;
     assert.equal(v2.config.id, 'my-desktop-2');
