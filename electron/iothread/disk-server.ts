@@ -257,6 +257,13 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
   async stop(): Promise<void> {
     this.stopping = true;
     await this.restarting;
+    // One deadline for the whole stop: a worker that neither answers nor exits is terminated.
+    const timer = setTimeout(() => {
+      this.emit('event', { kind: 'log', line: `the disk's I/O thread did not stop within ${STOP_TIMEOUT_MS / 1000} s; terminating it` });
+      for (const w of this.waiting.values()) w.reject(new SpindleError('INTERNAL', 'the disk did not stop in time'));
+      this.waiting.clear();
+      void this.worker.terminate();
+    }, STOP_TIMEOUT_MS);
     if (!this.failure) {
       try {
         await this.command({ op: 'stop' });
@@ -264,7 +271,6 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
         /* dying anyway: the exit below is what matters */
       }
     }
-    const timer = setTimeout(() => void this.worker.terminate(), STOP_TIMEOUT_MS);
     try {
       if (this.failure) await this.worker.terminate();
       await this.exited;
