@@ -1,25 +1,9 @@
 // What the VM manager needs from a disk's server, kept narrow: the real one is electron/iothread's
 // DiskServer (one worker_thread per disk) behind ./served-disk.ts; tests may script their own.
-import type { AioMode, CacheMode, NowaitMode } from '../block/modes.js';
-import type { EnospcPolicy } from '../virtio/virtio-blk.js';
+import type { DiskSpec, ModeChange } from '../iothread/messages.js';
 
-export interface DiskServeSpec {
-  path: string;
-  /** The vhost-user unix socket QEMU connects to. */
-  socketPath: string;
-  aio: AioMode;
-  cache: CacheMode;
-  nowait: NowaitMode;
-  readOnly: boolean;
-  queues: number;
-  serial: string;
-  /** Accept only this QEMU process as the frontend (known for hot-plugged disks, not at VM start). */
-  peerPid?: number;
-  /** Hold every connection until expectPeer(pid) names QEMU (at VM start, before QEMU exists). */
-  awaitPeer?: boolean;
-  /** A write meeting a full filesystem: 'stop' (default) parks it and says so (event noSpace), 'report' gives the guest IOERR. */
-  enospc?: EnospcPolicy;
-}
+/** What a disk is served with: the IOThread's own spec (one definition for both layers). */
+export type DiskServeSpec = DiskSpec;
 
 /** Cumulative counters since the server started (the sampler takes differences). */
 export interface DiskCountersSnapshot {
@@ -56,7 +40,7 @@ export interface DiskHost {
   /** Size the server sees, bytes (when it knows). */
   readonly sizeBytes?: number;
   /** Switch aio/cache/nowait on a live disk: drain, reopen, swap engine, resume. */
-  reconfigure(change: { aio?: AioMode; cache?: CacheMode; nowait?: NowaitMode }): Promise<void>;
+  reconfigure(change: ModeChange): Promise<void>;
   stats(): DiskCountersSnapshot | Promise<DiskCountersSnapshot>;
   /** Names QEMU's pid: with spec.awaitPeer nothing is served before this, and only that process after. */
   expectPeer?(pid: number): Promise<void>;
