@@ -1,9 +1,10 @@
 // One backend per test, in its own temp dir: config, runtime and data directories never touch the
 // user's, so parallel tests and the developer's own VMs stay apart.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { createBackend } from '../../electron/api/backend.js';
 import { SpindleError } from '../../electron/errors.js';
 
@@ -28,3 +29,11 @@ export const rejectsWith = (p: Promise<unknown>, code: string, re?: RegExp) =>
     if (re) assert.match(e.message, re);
     return true;
   });
+
+export interface CliResult { code: number | null; stdout: string; stderr: string }
+
+/** Runs the real `bin/spindle.js vm …` in a child process, in `dir`, with `env`. */
+export function runVmCli(dir: string, env: NodeJS.ProcessEnv, args: string[]): CliResult {
+  const r = spawnSync(process.execPath, [resolve('bin/spindle.js'), 'vm', ...args], { cwd: dir, env, encoding: 'utf8', timeout: 60_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}

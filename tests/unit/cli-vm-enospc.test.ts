@@ -2,29 +2,25 @@
 // values refused, and `vm stats` lines with and without the nowait and submit-stall figures.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, truncateSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { VmInfo, type DiskSample } from '../../electron/api/contract.js';
 import { formatDiskSample } from '../../electron/cli/vm.js';
+import { isolatedEnv, runVmCli } from '../lib/api.js';
 
-const BIN = resolve('bin/spindle.js');
 let dir: string;
 let env: NodeJS.ProcessEnv;
 
 before(() => {
   dir = mkdtempSync(join(tmpdir(), 'spindle-cli-enospc-'));
-  env = { ...process.env, XDG_CONFIG_HOME: join(dir, 'cfg'), XDG_RUNTIME_DIR: join(dir, 'run'), XDG_DATA_HOME: join(dir, 'data') };
+  env = isolatedEnv(dir);
   writeFileSync(join(dir, 'a.img'), '');
   truncateSync(join(dir, 'a.img'), 16 << 20);
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-function spindle(...args: string[]) {
-  const r = spawnSync(process.execPath, [BIN, 'vm', ...args], { cwd: dir, env, encoding: 'utf8', timeout: 60_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const spindle = (...args: string[]) => runVmCli(dir, env, args);
 
 test('enospc: defaults to stop, set-disk switches it to report and back, a bad value is refused and changes nothing', () => {
   const created = spindle('create', 'full', '--disk', 'a.img', '--no-display', '--json');

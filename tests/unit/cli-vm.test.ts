@@ -3,15 +3,13 @@
 // (INVALID_ARGUMENT, unknown option), 1 anything else refused.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, truncateSync, readFileSync, readdirSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { VmInfo } from '../../electron/api/contract.js';
 import { z } from 'zod';
-import { isolatedEnv } from '../lib/api.js';
+import { isolatedEnv, runVmCli } from '../lib/api.js';
 
-const BIN = resolve('bin/spindle.js');
 let dir: string;
 let env: NodeJS.ProcessEnv;
 
@@ -24,10 +22,7 @@ before(() => {
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-function spindle(...args: string[]) {
-  const r = spawnSync(process.execPath, [BIN, 'vm', ...args], { cwd: dir, env, encoding: 'utf8', timeout: 60_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const spindle = (...args: string[]) => runVmCli(dir, env, args);
 
 /** A refused command: its exit code, nothing on stdout, and its sentence on stderr. */
 function refused(r: ReturnType<typeof spindle>, code: number, sentence: RegExp): void {
