@@ -23,6 +23,8 @@ export interface DiskServer {
   writeCache: boolean | null;
   /** Stops the server; resolves with what it printed on exit (spindle export's `stats {json}` line lives there). */
   stop(): Promise<{ code: number | null; output: string }>;
+  /** What it has printed so far (spindle export only). */
+  output?(): string;
 }
 
 export type DiskServerFactory = (opts: DiskServerOptions) => Promise<DiskServer>;
@@ -80,6 +82,7 @@ export const spindleExportServer: DiskServerFactory = async (o) => {
     serial: o.serial ?? null,
     writeCache: CACHE_SEMANTICS[o.cache].writeCache,
     stop: async () => ({ code: await stopChild(child), output }),
+    output: () => output,
   };
 };
 
