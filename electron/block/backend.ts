@@ -269,7 +269,7 @@ export class BlockBackend extends EventEmitter implements BlockDevice {
       kind: modes.aio,
       fd: disk.fd,
       isBlock: disk.kind === 'block',
-      alignment: disk.direct ? disk.logicalBlockSize : 512,
+      alignment: disk.logicalBlockSize,
       queueDepth: this.options.queueDepth ?? 128,
       maxWorkers: this.options.maxWorkers ?? 64,
       readOnly: disk.readOnly,

@@ -47,7 +47,7 @@ export interface CountersSnapshot {
   nowait: { readSubmitted: number; readFallbacks: number; writeSubmitted: number; writeFallbacks: number };
   /** Time inside io_submit / io_uring_submit per call ("submission stalls"). */
   submit: { calls: number; totalNs: number; maxNs: number; histogram: number[] };
-  /** CPU time of the engine's own threads: pool workers, and the owning thread inside the engine. */
+  /** CPU time of the pool workers; time the owning thread spends inside the engine (it does not sleep there). */
   cpu: { poolNs: number; loopNs: number };
 }
 

@@ -22,7 +22,8 @@ constexpr int kSubmitCalls = 21;
 constexpr int kSubmitTotalNs = 22;
 constexpr int kSubmitMaxNs = 23;
 constexpr int kCpuPoolNs = 24;  // CPU time of the engine's pool workers (CLOCK_THREAD_CPUTIME_ID per task)
-constexpr int kCpuLoopNs = 25;  // CPU time the owning thread spends inside the engine (submit + reap)
+constexpr int kCpuLoopNs = 25;  // time the owning thread spends inside the engine (submit + reap), by the monotonic
+                                // clock: a thread CPU-clock read costs a syscall per batch, and the engine never sleeps there
 constexpr int kLatencyHist = 32;  // + dir * kBuckets + bucket
 constexpr int kSubmitHist = kLatencyHist + kDirections * kBuckets;  // 192
 constexpr int kSlots = kSubmitHist + kBuckets;                       // 224

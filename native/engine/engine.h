@@ -57,6 +57,10 @@ class Engine : public Napi::ObjectWrap<Engine> {
   void Release();
   void Signal();
   void PruneDeadBuffers();
+  void Lock(Req* r);
+  bool MustWait(const Req* r, size_t ahead) const;
+  void Track(Req* r);
+  void Untrack(Req* r);
   static void CleanupHook(void* arg);
 
   std::string kind_;
@@ -89,6 +93,10 @@ class Engine : public Napi::ObjectWrap<Engine> {
   // writes finishing while it runs wait for the next one, so a burst costs a few flushes, not one each.
   std::vector<Req*> awaiting_flush_;
   bool barrier_in_flight_ = false;
+  // Writes, write-zeroes and discards in flight (O_DIRECT or block device), and those parked
+  // behind an overlapping read-modify-write, in arrival order.
+  std::vector<Req*> tracked_, parked_;
+  size_t serialising_ = 0;  // read-modify-writes among tracked_
   SubmitStats submit_stats_;
   uint64_t inflight_ = 0;
   uint64_t now_ns_ = 0;

@@ -19,6 +19,7 @@ class LinuxAio final : public Backend {
   LinuxAio(const Target& t, int depth, int efd) : t_(t), depth_(depth), efd_(efd), iocbs_(depth), ptrs_(depth), events_(depth) {
     int err = aio::Setup(depth, &ctx_);
     if (err < 0) throw std::system_error(-err, std::generic_category(), "io_setup");
+    ring_ = aio::RingOf(ctx_);
     for (int i = 0; i < depth; i++) free_.push_back(&iocbs_[i]);
   }
   ~LinuxAio() override {
@@ -74,7 +75,7 @@ class LinuxAio final : public Backend {
   void Reap(std::vector<Req*>& out) override {
     timespec zero = {0, 0};
     while (in_kernel_) {
-      int n = aio::Getevents(ctx_, 0, depth_, events_.data(), &zero);
+      int n = ring_ ? aio::ReapRing(ring_, depth_, events_.data()) : aio::Getevents(ctx_, 0, depth_, events_.data(), &zero);
       if (n <= 0) break;
       Take(n, out);
       if (n < depth_) break;
@@ -103,6 +104,7 @@ class LinuxAio final : public Backend {
   Target t_;
   int depth_, efd_;
   io_context_t ctx_ = nullptr;
+  aio::Ring* ring_ = nullptr;  // reaped from user space when the kernel's layout is known
   std::vector<iocb> iocbs_;
   std::vector<iocb*> free_, ptrs_;
   std::vector<io_event> events_;

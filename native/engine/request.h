@@ -1,6 +1,7 @@
 // One I/O request as the engines see it, and the blocking code path the thread pool runs.
 #pragma once
 #include <limits.h>
+#include <stdint.h>
 #include <sys/uio.h>
 #include <cstdint>
 #include <vector>
@@ -40,10 +41,19 @@ struct Req {
   void* backend_slot = nullptr; // backend-private (e.g. the iocb)
   bool barrier = false;         // an engine-internal fdatasync making `covered` durable
   std::vector<Req*> covered;    // FUA writes that finished and complete with this barrier
+  // Offset or length not aligned to the logical block size where the kernel needs it (O_DIRECT
+  // data, BLKZEROOUT, BLKDISCARD): the pool does it on the covering blocks (RunUnaligned).
+  bool unaligned = false;
+  // A read-modify-write: overlapping writes must neither run during it nor be overtaken by it.
+  bool serialising = false;
+  // Byte range a modifying request holds while in flight (aligned out for a read-modify-write).
+  uint64_t lock_begin = 0, lock_end = 0;
+  size_t track_index = SIZE_MAX;  // position in the engine's in-flight writes, SIZE_MAX: none
 };
 
 // Runs `r` to completion with blocking syscalls, from r->done onward; sets r->res to the bytes
 // transferred by this call (read/write) or 0 / -errno. Reads past end of file return zeros.
+// An `unaligned` request works on the blocks covering it (read-modify-write for writes).
 void RunBlocking(const Target& t, Req* r, bool flush_noop);
 
 // Drops the first `n` bytes from an iovec list.
