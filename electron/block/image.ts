@@ -28,12 +28,15 @@ function writeZeros(fd: number, sizeBytes: number): void {
   }
 }
 
-/** Creates a raw image of `sizeBytes`. Removes a partial file on any failure (ENOSPC included). */
-export function createImage(path: string, sizeBytes: number, opts: { preallocate?: boolean } = {}): CreatedImage {
+/**
+ * Creates a raw image of `sizeBytes`, with permissions `mode` (before the umask; 0644 as qemu-img
+ * does). Removes a partial file on any failure (ENOSPC included).
+ */
+export function createImage(path: string, sizeBytes: number, opts: { preallocate?: boolean; mode?: number } = {}): CreatedImage {
   checkImageSize(sizeBytes);
   let fd: number;
   try {
-    fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
+    fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, opts.mode ?? 0o644);
   } catch (err) {
     const code = errnoOf(err);
     if (code === 'EEXIST') throw new SpindleError('CONFLICT', `${path} already exists: Spindle will not overwrite it; choose another name or remove it first.`, code);

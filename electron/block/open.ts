@@ -4,6 +4,7 @@ import { closeSync, constants, openSync, statSync, type Stats } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { SpindleError, errnoOf } from '../errors.js';
 import { geometry } from '../native/os.js';
+import { noteFdClosed, noteFdOpened } from '../native/posix.js';
 import { CACHE_SEMANTICS, modeConflict, type AioMode, type CacheMode } from './modes.js';
 import { blockName, blockSizesOf, groupName, majMin, mountPointOf, queueDiscardMaxBytes } from './sysfs.js';
 
@@ -107,6 +108,11 @@ export function openDisk(path: string, options: OpenOptions): OpenedDisk {
   } catch (err) {
     throw refusal(err, path, st, cache, readOnly);
   }
+  noteFdOpened(fd);
+  const closeFd = (): void => {
+    noteFdClosed(fd);
+    closeSync(fd);
+  };
   try {
     const g = geometry(fd);
     let { logicalBlockSize, physicalBlockSize } = g;
@@ -136,11 +142,11 @@ export function openDisk(path: string, options: OpenOptions): OpenedDisk {
       close() {
         if (closed) return;
         closed = true;
-        closeSync(fd);
+        closeFd();
       },
     };
   } catch (err) {
-    closeSync(fd);
+    closeFd();
     throw err;
   }
 }

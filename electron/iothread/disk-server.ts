@@ -161,7 +161,8 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
     let done!: () => void;
     this.restarting = new Promise((r) => (done = r));
     try {
-      const spec = this.peerPid === null ? this.spec : { ...this.spec, peerPid: this.peerPid };
+      // The modes it served with (a live switch survives the crash) and the frontend it served.
+      const spec = { ...this.spec, ...this.modes, ...(this.peerPid === null ? {} : { peerPid: this.peerPid }) };
       const next = await spawnWorker(spec, this.counters, this.ledger);
       if (this.stopping) {
         await next.worker.terminate();
@@ -172,7 +173,6 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
       this.threadTid = next.ready.tid;
       this.restartCount++;
       next.early.forEach((e) => this.onEvent(e));
-      // The worker's modes are the spec's again (a live switch made before the crash is not replayed).
       this.modes = { aio: next.ready.aio, cache: next.ready.cache, nowait: next.ready.nowait };
       this.emit('event', { kind: 'restarted', restarts: this.restartCount });
     } catch (err) {

@@ -1,52 +1,70 @@
 // The fds a disk's worker must not take with it when it dies. A worker_thread that crashes has its
 // event loop, mappings and engine torn down (env cleanup hooks), but fds are per process: the
 // vhost-user connection would stay open, so QEMU would never notice the server died and never
-// reconnect, and the listening socket would make the restarted server think someone else serves
-// the path. The worker records both here (shared memory, written synchronously as they change);
-// after it died the main thread closes those that are still the same open files (inode check, so a
-// number reused by another disk meanwhile is never touched).
+// reconnect; the listening socket would make the restarted server think someone else serves the
+// path; the disk, guest-memory, eventfd and inflight fds would leak with every crash. The worker
+// records every fd it opens or receives and forgets those it closes (posix.ts observeFds, shared
+// memory, written synchronously); after it died the main thread closes what is left, each only if
+// it is still the same open file (inode check, so a number reused meanwhile is not touched).
 import { closeSync, fstatSync } from 'node:fs';
 
-export const FD_LEDGER_SLOTS = 4;
-const LISTEN = 0;
-const CONNECTION = 2;
-
-export type LedgerRole = 'listen' | 'connection';
+/** Fds one disk's thread holds at once: two sockets, the disk, guest memory regions, two eventfds
+ *  per queue, the inflight region. Beyond this a crash would leak the extra ones, nothing worse. */
+export const FD_LEDGER_SLOTS = 512;
+const EMPTY = -1;
 
 export class FdLedger {
   readonly buffer: SharedArrayBuffer;
+  /** Pairs [fd, inode]; fd EMPTY when the slot is free. */
   private readonly slots: Float64Array;
 
   constructor(buffer?: SharedArrayBuffer) {
-    this.buffer = buffer ?? new SharedArrayBuffer(FD_LEDGER_SLOTS * 8);
-    this.slots = new Float64Array(this.buffer, 0, FD_LEDGER_SLOTS);
-    if (!buffer) this.slots.fill(-1);
+    this.buffer = buffer ?? new SharedArrayBuffer(FD_LEDGER_SLOTS * 2 * 8);
+    this.slots = new Float64Array(this.buffer, 0, FD_LEDGER_SLOTS * 2);
+    if (!buffer) this.slots.fill(EMPTY);
   }
 
-  /** Records `fd` for `role` (-1: released). Called by the worker. */
-  record(role: LedgerRole, fd: number): void {
-    const at = role === 'listen' ? LISTEN : CONNECTION;
-    let ino = -1;
-    if (fd >= 0) {
-      try {
-        ino = fstatSync(fd).ino;
-      } catch {
-        fd = -1;
-      }
+  /** Records an fd the worker now owns. Called by the worker (control path only: a linear scan). */
+  add(fd: number): void {
+    let ino: number;
+    try {
+      ino = fstatSync(fd).ino;
+    } catch {
+      return;
     }
-    this.slots[at + 1] = ino;
-    this.slots[at] = fd;
+    const s = this.slots;
+    for (let i = 0; i < s.length; i += 2) {
+      if (s[i] !== EMPTY && s[i] !== fd) continue;
+      s[i + 1] = ino;
+      s[i] = fd;
+      return;
+    }
+  }
+
+  /** Forgets an fd the worker closed. */
+  remove(fd: number): void {
+    const s = this.slots;
+    for (let i = 0; i < s.length; i += 2) {
+      if (s[i] === fd) s[i] = EMPTY;
+    }
+  }
+
+  /** Fds recorded now. */
+  get size(): number {
+    let n = 0;
+    for (let i = 0; i < this.slots.length; i += 2) if (this.slots[i] !== EMPTY) n++;
+    return n;
   }
 
   /** After the worker died: closes what it left open. Returns how many fds were closed. */
   closeLeftovers(): number {
     let closed = 0;
-    for (const at of [CONNECTION, LISTEN]) {
-      const fd = this.slots[at]!;
-      const ino = this.slots[at + 1]!;
-      this.slots[at] = -1;
-      this.slots[at + 1] = -1;
-      if (fd < 0) continue;
+    const s = this.slots;
+    for (let i = 0; i < s.length; i += 2) {
+      const fd = s[i]!;
+      const ino = s[i + 1]!;
+      s[i] = EMPTY;
+      if (fd === EMPTY) continue;
       try {
         if (fstatSync(fd).ino !== ino) continue;
         closeSync(fd);

@@ -47,7 +47,7 @@ export type Command =
 export interface WorkerData {
   spec: DiskSpec;
   counters: SharedArrayBuffer;
-  /** FD_LEDGER_SLOTS f64: the fds (and their inodes) a crashed worker would leave open, see fd-ledger.ts. */
+  /** FD_LEDGER_SLOTS [fd, inode] pairs: the fds a crashed worker would leave open, see fd-ledger.ts. */
   fdLedger: SharedArrayBuffer;
 }
 

@@ -9,12 +9,16 @@ import { DiskCounters } from '../block/stats.js';
 import type { NowaitEvent } from '../block/nowait-policy.js';
 import { VirtioBlkDevice } from '../virtio/virtio-blk.js';
 import { VhostUserServer } from '../vhost-user/server.js';
+import { observeFds } from '../native/posix.js';
 import { FdLedger } from './fd-ledger.js';
 import type { Command, DiskEvent, SerializedError, WorkerData, WorkerMessage } from './messages.js';
 
 const port = parentPort!;
 const { spec, counters, fdLedger } = workerData as WorkerData;
 const ledger = new FdLedger(fdLedger);
+// Every fd this thread opens or receives is in the ledger until closed, for the supervisor to
+// close if this thread dies.
+observeFds({ opened: (fd) => ledger.add(fd), closed: (fd) => ledger.remove(fd) });
 const post = (m: WorkerMessage): void => port.postMessage(m);
 const event = (e: DiskEvent): void => post({ type: 'event', event: e });
 
@@ -54,7 +58,6 @@ async function start(): Promise<void> {
     server = VhostUserServer.listen({
       socketPath: spec.socketPath,
       device,
-      trackFd: (role, fd) => ledger.record(role, fd),
       ...(checked ? { acceptPeer: (p) => p.pid === expectedPeer && p.uid === process.getuid?.(), holdConnections: expectedPeer === null } : {}),
     });
     server.on('log', (line) => event({ kind: 'log', line }));

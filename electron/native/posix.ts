@@ -73,7 +73,62 @@ export interface Posix {
   setNonBlocking(fd: number, on: boolean): void;
 }
 
-export const posix: Posix = addon as Posix;
+/** Told of every fd this thread opens, receives or closes through `posix` (and openDisk). */
+export interface FdObserver {
+  opened(fd: number): void;
+  closed(fd: number): void;
+}
+
+// Module state is per thread (each worker_thread loads its own copy), so is the observer.
+let observer: FdObserver | null = null;
+
+/** Watches this thread's fds; a disk's IOThread records them so they can be closed if it dies. */
+export function observeFds(o: FdObserver | null): void {
+  observer = o;
+}
+
+/** For fds opened or closed outside `posix` (node:fs). */
+export function noteFdOpened(fd: number): void {
+  observer?.opened(fd);
+}
+export function noteFdClosed(fd: number): void {
+  observer?.closed(fd);
+}
+
+const native = addon as Posix;
+const opened = (fd: number): number => {
+  observer?.opened(fd);
+  return fd;
+};
+
+export const posix: Posix = {
+  ...native,
+  listenUnix: (path, backlog) => opened(native.listenUnix(path, backlog)),
+  acceptUnix: (listenFd) => {
+    const fd = native.acceptUnix(listenFd);
+    return fd >= 0 ? opened(fd) : fd;
+  },
+  connectUnix: (path) => opened(native.connectUnix(path)),
+  socketPair: () => {
+    const pair = native.socketPair();
+    pair.forEach(opened);
+    return pair;
+  },
+  recvMsg: (fd, buffer, offset, length) => {
+    const m = native.recvMsg(fd, buffer, offset, length);
+    m?.fds.forEach(opened);
+    return m;
+  },
+  eventfdCreate: (initial) => opened(native.eventfdCreate(initial)),
+  memfdCreate: (name, sizeBytes) => opened(native.memfdCreate(name, sizeBytes)),
+  closeFd: (fd) => {
+    try {
+      native.closeFd(fd);
+    } finally {
+      observer?.closed(fd);
+    }
+  },
+};
 
 /** Closes an fd, ignoring errors: for cleanup paths where the fd may already be gone. */
 export function closeQuietly(fd: number | null | undefined): void {

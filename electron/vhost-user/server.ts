@@ -90,9 +90,6 @@ export interface VhostUserServerOptions {
    * connection is ever served before the peer check can be made.
    */
   holdConnections?: boolean;
-  /** Told synchronously whenever the listening or the connection fd changes (-1: closed), so a
-   *  supervisor can close them if this thread dies (iothread/fd-ledger.ts). */
-  trackFd?: (role: 'listen' | 'connection', fd: number) => void;
 }
 
 export interface VhostUserServerEvents {
@@ -109,7 +106,6 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
   readonly socketPath: string;
   private readonly device: VirtioDevice;
   private readonly acceptPeer: ((peer: PeerCredentials) => boolean) | undefined;
-  private readonly trackFd: ((role: 'listen' | 'connection', fd: number) => void) | undefined;
   private listenFd: number;
   private acceptWatch: FdWatch | null = null;
   private session: Session | null = null;
@@ -128,8 +124,6 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
     this.acceptPeer = opts.acceptPeer;
     this.held = opts.holdConnections ?? false;
     this.listenFd = listenFd;
-    this.trackFd = opts.trackFd;
-    this.trackFd?.('listen', listenFd);
     this.device.onBroken = (queue, reason) => this.onDeviceBroken(queue, reason);
     this.watchAccept();
   }
@@ -240,7 +234,6 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
     });
     session = new Session(channel, peer, this.device.numQueues);
     this.session = session;
-    this.trackFd?.('connection', fd);
     this.emit('connected', peer);
   }
 
@@ -583,7 +576,6 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
 
   private endSession(s: Session, reason: string | null): void {
     if (this.session !== s) return;
-    this.trackFd?.('connection', -1);
     // A reason means this side ended it (bad input, shutdown); null means the frontend hung up.
     this.log(reason ? `closing the connection: ${reason}` : 'frontend disconnected');
     this.acceptWatch?.stop();
@@ -625,7 +617,6 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
     this.closed = true;
     this.acceptWatch?.stop();
     this.acceptWatch = null;
-    this.trackFd?.('listen', -1);
     closeQuietly(this.listenFd);
     this.listenFd = -1;
     try {

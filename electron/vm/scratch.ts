@@ -33,7 +33,8 @@ export function createScratchDisk(env: NodeJS.ProcessEnv = process.env): Scratch
     throw new SpindleError('IO_ERROR', `Spindle could not create its data directory ${dataDir(env)}: ${(err as Error).message}.`, errnoOf(err));
   }
   try {
-    createImage(path, SCRATCH_SIZE_BYTES); // O_EXCL: never truncates a file that appeared meanwhile
+    // O_EXCL: never truncates a file that appeared meanwhile. Only its owner reads a guest's disk.
+    createImage(path, SCRATCH_SIZE_BYTES, { mode: 0o600 });
   } catch (err) {
     if (!(err instanceof SpindleError && err.code === 'CONFLICT')) {
       throw new SpindleError((err as SpindleError).code ?? 'IO_ERROR', `Spindle could not create its scratch disk: ${(err as Error).message}`, errnoOf(err));

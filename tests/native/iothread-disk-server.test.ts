@@ -3,13 +3,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DiskServer, type DiskEvent, type DiskSpec } from '../../electron/iothread/disk-server.js';
 import { runLoadgen, type LoadgenOptions } from '../../electron/cli/loadgen.js';
 import { SpindleError } from '../../electron/errors.js';
 import { VhostUserFrontend } from '../../electron/vhost-user/frontend.js';
+import { F_PROTOCOL_FEATURES, ProtocolFeature, protocolBit } from '../../electron/vhost-user/protocol.js';
+import { DriverRing } from '../../electron/virtio/driver-ring.js';
+import { VIRTIO_F_VERSION_1 } from '../../electron/virtio/virtio-blk.js';
 import { makeFile } from '../lib/loop.js';
 
 process.env.SPINDLE_TEST_HOOKS = '1';
@@ -96,7 +99,7 @@ test('a failure in one disk\'s worker is an event; the other disk and the main t
   }
 });
 
-test('a crashed worker is restarted on the same socket with the same counters; its data is intact and the other disk goes on', async () => {
+test('a crashed worker is restarted on the same socket with the same counters and its live-switched modes; its data is intact and the other disk goes on', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'spindle-iot-'));
   const a = await DiskServer.start(disk(dir, 'a', { queues: 1 }));
   const b = await DiskServer.start(disk(dir, 'b', { queues: 1 }));
@@ -110,6 +113,8 @@ test('a crashed worker is restarted on the same socket with the same counters; i
     // QEMU reconnect): the supervisor closes the fd the dead thread left open.
     const fe = VhostUserFrontend.connect(a.spec.socketPath);
     await fe.getConfig(0, 8);
+    // A live switch made before the crashes is what the restarted thread serves with.
+    await a.reconfigure({ aio: 'io_uring', cache: 'none' });
     for (let round = 1; round <= 3; round++) {
       await a.crashForTest();
       if (round === 1) {
@@ -120,6 +125,7 @@ test('a crashed worker is restarted on the same socket with the same counters; i
       await until(() => events.filter((e) => e.kind === 'restarted').length === round);
       assert.equal(a.failed, null, 'a restarted disk is not failed');
       assert.equal(a.recovery.restarts, round);
+      assert.deepEqual(a.currentModes, { aio: 'io_uring', cache: 'none', nowait: 'off' }, 'the live switch survives the restart');
       // A new connection on the same socket reads back what was written before the crashes.
       const r = await runLoadgen(load(a.spec.socketPath, { verifyOnly: true, size: 2 << 20 }));
       assert.equal(r.errors, 0);
@@ -171,3 +177,38 @@ test('start refuses a missing file and an impossible mode with the backend\'s se
 async function until(cond: () => boolean): Promise<void> {
   for (let i = 0; i < 400 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
 }
+
+test('a crashed worker leaves no fd behind: disk, guest memory, eventfds and sockets are closed by the supervisor', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'spindle-iot-'));
+  const a = await DiskServer.start(disk(dir, 'a', { queues: 1 }));
+  const openFds = (): number => readdirSync('/proc/self/fd').length;
+  try {
+    const events: DiskEvent[] = [];
+    a.on('event', (e) => events.push(e));
+    const baseline = openFds();
+    for (let round = 1; round <= 2; round++) {
+      // A frontend as QEMU sets it up: the worker then holds the connection, the guest memory fd
+      // and a kick and a call eventfd, beside its disk fd and listening socket.
+      const fe = VhostUserFrontend.connect(a.spec.socketPath);
+      const mem = VhostUserFrontend.allocateMemory(1 << 20);
+      const got = await fe.negotiate({ features: 1n << BigInt(VIRTIO_F_VERSION_1), protocolFeatures: protocolBit(ProtocolFeature.REPLY_ACK) });
+      await fe.setMemTable([mem]);
+      const ring = new DriverRing(mem.memory, mem.guestAddr, mem.guestAddr + 4096, 64, { eventIdx: false });
+      await fe.setupVring(0, { size: 64, descAddr: ring.descAddr, availAddr: ring.availAddr, usedAddr: ring.usedAddr }, () => undefined);
+      if (got.features & F_PROTOCOL_FEATURES) await fe.enableVring(0, true);
+      await fe.getConfig(0, 8);
+      await a.crashForTest();
+      await until(() => events.filter((e) => e.kind === 'restarted').length === round);
+      await until(() => fe.isClosed);
+      fe.close();
+      VhostUserFrontend.freeMemory(mem);
+      await until(() => openFds() === baseline);
+      assert.equal(openFds(), baseline, `round ${round}: as many fds open as before the frontend came and the worker crashed`);
+    }
+    const r = await runLoadgen(load(a.spec.socketPath, { verify: true, size: 1 << 20 }));
+    assert.equal(r.verify?.mismatches, 0, 'the restarted worker serves');
+  } finally {
+    await a.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

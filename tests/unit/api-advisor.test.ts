@@ -162,6 +162,7 @@ test('scratch disk: absent until made; first start with no VMs makes a sparse 1 
     const st = statSync(absent.path);
     assert.equal(st.size, SCRATCH_SIZE_BYTES);
     assert.equal(st.blocks, 0, 'sparse: nothing allocated');
+    assert.equal(st.mode & 0o777, 0o600, 'only its owner can read the guest\'s disk');
     assert.deepEqual(await call(s.router, 'scratch.get', {}), { path: absent.path, exists: true, sizeBytes: SCRATCH_SIZE_BYTES });
     // It is an ordinary image to the advisor.
     const advice = (await call(s.router, 'advisor.inspect', { path: absent.path })) as FileAdvice;
