@@ -13,6 +13,16 @@
 
 namespace spindle {
 
+void GatherIov(const std::vector<iovec>& iov, void* dst) {
+  auto* d = static_cast<uint8_t*>(dst);
+  for (const iovec& v : iov) { memcpy(d, v.iov_base, v.iov_len); d += v.iov_len; }
+}
+
+void ScatterIov(const void* src, const std::vector<iovec>& iov) {
+  auto* s = static_cast<const uint8_t*>(src);
+  for (const iovec& v : iov) { memcpy(v.iov_base, s, v.iov_len); s += v.iov_len; }
+}
+
 void AdvanceIov(std::vector<iovec>& iov, uint64_t n) {
   size_t i = 0;
   while (i < iov.size() && n >= iov[i].iov_len) n -= iov[i++].iov_len;
@@ -51,28 +61,33 @@ static int64_t ReadWrite(const Target& t, Req* r) {
   return total;
 }
 
-static void* ZeroBlock(size_t size) {
+// An aligned heap buffer, freed with its scope (O_DIRECT needs aligned memory).
+struct AlignedBuffer {
+  explicit AlignedBuffer(size_t size, size_t align) {
+    if (posix_memalign(&p, std::max<size_t>(align, 4096), size) != 0) p = nullptr;
+  }
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+  ~AlignedBuffer() { free(p); }
+  uint8_t* data() const { return static_cast<uint8_t*>(p); }
   void* p = nullptr;
-  if (posix_memalign(&p, 4096, size) != 0) return nullptr;
-  memset(p, 0, size);
-  return p;
-}
+};
 
 // Writing zeros, for filesystems without FALLOC_FL_ZERO_RANGE and devices without BLKZEROOUT.
 static int64_t WriteZerosByHand(const Target& t, uint64_t off, uint64_t len) {
   const size_t chunk = 1 << 20;
-  void* zeros = ZeroBlock(chunk);
-  if (!zeros) return -ENOMEM;
+  AlignedBuffer zeros(chunk, 4096);
+  if (!zeros.p) return -ENOMEM;
+  memset(zeros.p, 0, chunk);
   int64_t res = 0;
   while (len > 0) {
     size_t n = std::min<uint64_t>(chunk, len);
-    ssize_t w = pwrite(t.fd, zeros, n, off);
+    ssize_t w = pwrite(t.fd, zeros.p, n, off);
     if (w < 0) { if (errno == EINTR) continue; res = -errno; break; }
     if (w == 0) { res = -EIO; break; }
     off += w;
     len -= w;
   }
-  free(zeros);
   return res;
 }
 
@@ -103,14 +118,6 @@ static int64_t WriteZeroes(const Target& t, Req* r) {
 
 // ---- Requests not aligned to the logical block size (Req::unaligned) ----
 
-struct AlignedBuffer {
-  explicit AlignedBuffer(size_t size, size_t align) {
-    if (posix_memalign(&p, std::max<size_t>(align, 4096), size) != 0) p = nullptr;
-  }
-  ~AlignedBuffer() { free(p); }
-  uint8_t* data() const { return static_cast<uint8_t*>(p); }
-  void* p = nullptr;
-};
 
 // Reads [pos, pos+len) (aligned) into buf; what lies past the end of the file reads as zeros.
 static int64_t ReadBlocks(const Target& t, uint8_t* buf, uint64_t pos, uint64_t len) {
@@ -141,14 +148,6 @@ static int64_t WriteBlocks(const Target& t, const uint8_t* buf, uint64_t pos, ui
   return 0;
 }
 
-// Copies between the request's iovecs and a flat buffer.
-static void Gather(const std::vector<iovec>& iov, uint8_t* dst) {
-  for (const iovec& v : iov) { memcpy(dst, v.iov_base, v.iov_len); dst += v.iov_len; }
-}
-static void Scatter(const uint8_t* src, const std::vector<iovec>& iov) {
-  for (const iovec& v : iov) { memcpy(v.iov_base, src, v.iov_len); src += v.iov_len; }
-}
-
 // Read or write of [offset, offset+length) through the aligned blocks covering it: a read reads
 // them and copies the middle out; a write reads the partial first and last blocks, merges the
 // data in and writes the blocks back (the engine keeps overlapping writes out meanwhile). A file
@@ -162,7 +161,7 @@ static int64_t UnalignedReadWrite(const Target& t, Req* r) {
   if (r->op == kRead) {
     int64_t err = ReadBlocks(t, buf.data(), begin, span);
     if (err) return err;
-    Scatter(data, r->iov);
+    ScatterIov(data, r->iov);
     return r->length;
   }
   struct stat st;
@@ -176,7 +175,7 @@ static int64_t UnalignedReadWrite(const Target& t, Req* r) {
     int64_t err = ReadBlocks(t, buf.data() + span - a, stop - a, a);
     if (err) return err;
   }
-  Gather(r->iov, data);
+  GatherIov(r->iov, data);
   int64_t err = WriteBlocks(t, buf.data(), begin, span);
   if (err) return err;
   const uint64_t old_size = t.is_block ? 0 : uint64_t(st.st_size);

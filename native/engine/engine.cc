@@ -305,10 +305,7 @@ Napi::Value Engine::Submit(const Napi::CallbackInfo& info) {
       void* b = bounce_->Get(r->length);
       if (!b) { Immediate(r, -ENOMEM); continue; }
       r->bounce = b;
-      if (r->op == kWrite) {
-        uint8_t* d = static_cast<uint8_t*>(b);
-        for (const iovec& v : r->user_iov) { memcpy(d, v.iov_base, v.iov_len); d += v.iov_len; }
-      }
+      if (r->op == kWrite) GatherIov(r->user_iov, b);
       r->iov.assign(1, iovec{b, r->length});
     } else {
       r->iov = r->user_iov;
@@ -471,10 +468,7 @@ void Engine::IssueBarrier() {
 
 void Engine::Complete(Req* r, int64_t res) {
   if (r->bounce) {
-    if (r->op == kRead && res == 0) {
-      const uint8_t* s = static_cast<const uint8_t*>(r->bounce);
-      for (const iovec& v : r->user_iov) { memcpy(v.iov_base, s, v.iov_len); s += v.iov_len; }
-    }
+    if (r->op == kRead && res == 0) ScatterIov(r->bounce, r->user_iov);
     bounce_->Put(r->bounce, r->length);
   }
   int dir = r->op;

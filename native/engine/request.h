@@ -59,4 +59,8 @@ void RunBlocking(const Target& t, Req* r, bool flush_noop);
 // Drops the first `n` bytes from an iovec list.
 void AdvanceIov(std::vector<iovec>& iov, uint64_t n);
 
+// Copies an iovec list's bytes into a flat buffer, and a flat buffer's bytes into an iovec list.
+void GatherIov(const std::vector<iovec>& iov, void* dst);
+void ScatterIov(const void* src, const std::vector<iovec>& iov);
+
 }  // namespace spindle
