@@ -116,7 +116,7 @@ static int64_t WriteZeroes(const Target& t, Req* r) {
   return WriteZerosByHand(t, r->offset, r->length);
 }
 
-// ---- Requests not aligned to the logical block size (Req::unaligned) ----
+// ---- Requests not aligned to the logical block size (Req::unaligned()) ----
 
 
 // Reads [pos, pos+len) (aligned) into buf; what lies past the end of the file reads as zeros.
@@ -228,7 +228,7 @@ static int64_t RunUnaligned(const Target& t, Req* r) {
 }
 
 void RunBlocking(const Target& t, Req* r, bool flush_noop) {
-  if (r->unaligned) {
+  if (r->unaligned()) {
     r->res = RunUnaligned(t, r);
     return;
   }

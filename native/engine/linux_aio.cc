@@ -44,8 +44,8 @@ class LinuxAio final : public Backend {
         auto* iov = const_cast<iovec*>(r->iov.data());
         int cnt = static_cast<int>(r->iov.size());
         uint64_t pos = r->offset + r->done;
-        if (r->op == kRead) io_prep_preadv2(cb, t_.fd, iov, cnt, pos, r->nowait ? RWF_NOWAIT : 0);
-        else io_prep_pwritev2(cb, t_.fd, iov, cnt, pos, r->nowait ? RWF_NOWAIT : 0);
+        if (r->op == kRead) io_prep_preadv2(cb, t_.fd, iov, cnt, pos, r->nowait() ? RWF_NOWAIT : 0);
+        else io_prep_pwritev2(cb, t_.fd, iov, cnt, pos, r->nowait() ? RWF_NOWAIT : 0);
         io_set_eventfd(cb, efd_);
         cb->data = r;
         ptrs_[i] = cb;
@@ -60,7 +60,7 @@ class LinuxAio final : public Backend {
         continue;
       }
       Req* first = queue_.front();
-      if (ret == -EAGAIN && !first->nowait) {
+      if (ret == -EAGAIN && !first->nowait()) {
         stuck_ = in_kernel_ == 0;  // out of kernel resources: retry when completions free some
         break;
       }
