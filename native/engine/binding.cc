@@ -21,7 +21,8 @@ static bool MemoryOf(Napi::Value v, uint8_t** data, size_t* len) {
     size_t length, byte_offset;
     void* ptr;
     napi_value ab;
-    if (napi_get_typedarray_info(v.Env(), ta, &type, &length, &ptr, &ab, &byte_offset) != napi_ok) return false;
+    if (napi_get_typedarray_info(v.Env(), ta, &type, &length, &ptr, &ab, &byte_offset) != napi_ok)
+      return false;
     *data = static_cast<uint8_t*>(ptr);
     *len = ta.ByteLength();
     return true;
@@ -42,24 +43,31 @@ static Napi::Error EngineError(Napi::Env env, int err, const std::string& msg) {
 }
 
 Napi::Function Engine::Define(Napi::Env env) {
-  return DefineClass(env, "Engine", {
-    InstanceMethod<&Engine::Submit>("submit"),
-    InstanceMethod<&Engine::RegisterBuffer>("registerBuffer"),
-    InstanceMethod<&Engine::UnregisterBuffer>("unregisterBuffer"),
-    InstanceMethod<&Engine::SetNowait>("setNowait"),
-    InstanceMethod<&Engine::Destroy>("destroy"),
-    InstanceAccessor<&Engine::GetInFlight>("inFlight"),
-    InstanceAccessor<&Engine::GetKind>("kind"),
-    InstanceAccessor<&Engine::GetBounceStats>("bounceStats"),
-  });
+  const std::initializer_list<PropertyDescriptor> properties = {
+      InstanceMethod<&Engine::Submit>("submit"),
+      InstanceMethod<&Engine::RegisterBuffer>("registerBuffer"),
+      InstanceMethod<&Engine::UnregisterBuffer>("unregisterBuffer"),
+      InstanceMethod<&Engine::SetNowait>("setNowait"),
+      InstanceMethod<&Engine::Destroy>("destroy"),
+      InstanceAccessor<&Engine::GetInFlight>("inFlight"),
+      InstanceAccessor<&Engine::GetKind>("kind"),
+      InstanceAccessor<&Engine::GetBounceStats>("bounceStats"),
+  };
+  return DefineClass(env, "Engine", properties);
 }
 
 Engine::Engine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine>(info), env_(info.Env()) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject()) throw Napi::TypeError::New(env, "Engine: options object expected");
   Napi::Object o = info[0].As<Napi::Object>();
-  auto num = [&](const char* k, double d) { Napi::Value v = o.Get(k); return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : d; };
-  auto flag = [&](const char* k) { Napi::Value v = o.Get(k); return v.IsBoolean() && v.As<Napi::Boolean>().Value(); };
+  auto num = [&](const char* k, double d) {
+    Napi::Value v = o.Get(k);
+    return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : d;
+  };
+  auto flag = [&](const char* k) {
+    Napi::Value v = o.Get(k);
+    return v.IsBoolean() && v.As<Napi::Boolean>().Value();
+  };
 
   CoreOptions co;
   kind_ = o.Get("kind").IsString() ? o.Get("kind").As<Napi::String>().Utf8Value() : "";
@@ -78,7 +86,9 @@ Engine::Engine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine>(info),
   t.direct = (fl & O_DIRECT) != 0;
   co.dsync = (fl & O_DSYNC) == O_DSYNC;
   if (co.kind == Kind::kLinuxAio && !t.direct)
-    throw EngineError(env, EINVAL, "aio 'native' needs a file opened with O_DIRECT (cache 'none' or 'directsync'): Linux AIO is only asynchronous with O_DIRECT");
+    throw EngineError(env, EINVAL,
+                      "aio 'native' needs a file opened with O_DIRECT (cache 'none' or 'directsync'): Linux "
+                      "AIO is only asynchronous with O_DIRECT");
   co.read_only = flag("readOnly") || (fl & O_ACCMODE) == O_RDONLY;
   co.flush_noop = flag("flushNoop");
   co.nowait_read = flag("nowaitRead") && co.kind != Kind::kThreads;
@@ -86,15 +96,18 @@ Engine::Engine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine>(info),
   co.queue_depth = static_cast<int>(num("queueDepth", 128));
   co.max_workers = static_cast<int>(num("maxWorkers", 64));
   co.idle_ms = static_cast<int>(num("idleMs", 5000));
-  if (co.queue_depth < 1 || co.queue_depth > 65536) throw Napi::RangeError::New(env, "Engine: queueDepth must be 1..65536");
-  if (co.max_workers < 1 || co.max_workers > 1024) throw Napi::RangeError::New(env, "Engine: maxWorkers must be 1..1024");
+  if (co.queue_depth < 1 || co.queue_depth > 65536)
+    throw Napi::RangeError::New(env, "Engine: queueDepth must be 1..65536");
+  if (co.max_workers < 1 || co.max_workers > 1024)
+    throw Napi::RangeError::New(env, "Engine: maxWorkers must be 1..1024");
 
   c::Counters* counters;
   Napi::Value cv = o.Get("counters");
   if (cv.IsTypedArray() && cv.As<Napi::TypedArray>().TypedArrayType() == napi_float64_array) {
     uint8_t* d;
     size_t len;
-    if (!MemoryOf(cv, &d, &len) || len < sizeof(c::Counters)) throw Napi::RangeError::New(env, "Engine: counters array too small");
+    if (!MemoryOf(cv, &d, &len) || len < sizeof(c::Counters))
+      throw Napi::RangeError::New(env, "Engine: counters array too small");
     counters = reinterpret_cast<c::Counters*>(d);
     counters_ref_ = Napi::Persistent(cv);
   } else {
@@ -104,8 +117,10 @@ Engine::Engine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine>(info),
 
   Napi::Value tv = o.Get("tags"), rv = o.Get("results"), fn = o.Get("onComplete");
   if (!tv.IsTypedArray() || tv.As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array ||
-      !rv.IsTypedArray() || rv.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array || !fn.IsFunction())
-    throw Napi::TypeError::New(env, "Engine: tags (Uint32Array), results (Int32Array) and onComplete (function) are required");
+      !rv.IsTypedArray() || rv.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
+      !fn.IsFunction())
+    throw Napi::TypeError::New(
+        env, "Engine: tags (Uint32Array), results (Int32Array) and onComplete (function) are required");
   ctags_ = tv.As<Napi::Uint32Array>().Data();
   cresults_ = rv.As<Napi::Int32Array>().Data();
   ccap_ = std::min(tv.As<Napi::Uint32Array>().ElementLength(), rv.As<Napi::Int32Array>().ElementLength());
@@ -157,7 +172,8 @@ void Engine::CleanupHook(void* arg) {
 Napi::Value Engine::Submit(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (destroyed_) throw EngineError(env, EBADF, "engine is closed");
-  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array || !info[1].IsNumber())
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+      !info[1].IsNumber())
     throw Napi::TypeError::New(env, "submit(queue: Float64Array, count)");
   auto sq = info[0].As<Napi::Float64Array>();
   const double* w = sq.Data();
@@ -194,11 +210,14 @@ Napi::Value Engine::Submit(const Napi::CallbackInfo& info) {
 // The kernel refused with EAGAIN and nothing in flight will wake us: try again shortly.
 void Engine::RetryWhenStuck() {
   if (!core_->Stuck() || uv_is_active(reinterpret_cast<uv_handle_t*>(timer_))) return;
-  uv_timer_start(timer_, [](uv_timer_t* t) {
-    Engine* self = static_cast<Engine*>(t->data);
-    self->core_->FlushBackend();
-    self->RetryWhenStuck();
-  }, 1, 0);
+  uv_timer_start(
+      timer_,
+      [](uv_timer_t* t) {
+        Engine* self = static_cast<Engine*>(t->data);
+        self->core_->FlushBackend();
+        self->RetryWhenStuck();
+      },
+      1, 0);
 }
 
 void Engine::OnReadable() {
@@ -230,7 +249,8 @@ void Engine::Deliver() {
     try {
       on_complete_.MakeCallback(Value(), {Napi::Number::New(env, double(k))}, *async_);
     } catch (const Napi::Error& e) {
-      napi_fatal_exception(env, e.Value());  // an exception in the JS callback is the caller's bug: report it as uncaught
+      // An exception in the JS callback is the caller's bug: report it as uncaught.
+      napi_fatal_exception(env, e.Value());
     }
   }
   delivering_.clear();
@@ -253,12 +273,14 @@ void Engine::Release() {
   core_->Shutdown();
   if (poll_) {
     uv_poll_stop(poll_);
-    uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+    uv_close(reinterpret_cast<uv_handle_t*>(poll_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
     poll_ = nullptr;
   }
   if (timer_) {
     uv_timer_stop(timer_);
-    uv_close(reinterpret_cast<uv_handle_t*>(timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    uv_close(reinterpret_cast<uv_handle_t*>(timer_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
     timer_ = nullptr;
   }
   if (efd_ >= 0) close(efd_);
@@ -275,9 +297,11 @@ Napi::Value Engine::RegisterBuffer(const Napi::CallbackInfo& info) {
   if (destroyed_) throw EngineError(env, EBADF, "engine is closed");
   uint32_t id = info[0].As<Napi::Number>().Uint32Value();
   Buf b;
-  if (!MemoryOf(info[1], &b.span.data, &b.span.length)) throw Napi::TypeError::New(env, "registerBuffer(id, ArrayBuffer | TypedArray)");
+  if (!MemoryOf(info[1], &b.span.data, &b.span.length))
+    throw Napi::TypeError::New(env, "registerBuffer(id, ArrayBuffer | TypedArray)");
   auto it = bufs_.find(id);
-  if (it != bufs_.end() && !it->second.dead) throw Napi::Error::New(env, "registerBuffer: id " + std::to_string(id) + " is already registered");
+  if (it != bufs_.end() && !it->second.dead)
+    throw Napi::Error::New(env, "registerBuffer: id " + std::to_string(id) + " is already registered");
   b.ref = Napi::Persistent(info[1]);
   bufs_[id] = std::move(b);
   return env.Undefined();
@@ -287,8 +311,12 @@ Napi::Value Engine::UnregisterBuffer(const Napi::CallbackInfo& info) {
   uint32_t id = info[0].As<Napi::Number>().Uint32Value();
   auto it = bufs_.find(id);
   if (it == bufs_.end()) return info.Env().Undefined();
-  if (core_->in_flight() == 0) bufs_.erase(it);
-  else { it->second.dead = true; have_dead_bufs_ = true; }  // the kernel may still be writing into it
+  if (core_->in_flight() == 0) {
+    bufs_.erase(it);
+  } else {
+    it->second.dead = true;  // the kernel may still be writing into it: released once drained
+    have_dead_bufs_ = true;
+  }
   return info.Env().Undefined();
 }
 
@@ -303,7 +331,9 @@ Napi::Value Engine::Destroy(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-Napi::Value Engine::GetInFlight(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(core_->in_flight())); }
+Napi::Value Engine::GetInFlight(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), double(core_->in_flight()));
+}
 Napi::Value Engine::GetKind(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), kind_); }
 
 // How often a bounced request had to allocate memory, and how often it reused a pooled buffer.

@@ -12,7 +12,7 @@ namespace spindle::counters {
 
 constexpr int kCountersVersion = 1;
 constexpr int kDirections = 5;  // read, write, flush, discard, write-zeroes (Op order)
-constexpr int kBuckets = 32;  // log2 microsecond buckets: b covers [2^(b-1), 2^b) us, b=0 is < 1 us
+constexpr int kBuckets = 32;    // log2 microsecond buckets: b covers [2^(b-1), 2^b) us, b=0 is < 1 us
 
 struct Counters {
   double version;

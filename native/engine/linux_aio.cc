@@ -16,7 +16,8 @@ namespace {
 
 class LinuxAio final : public Backend {
  public:
-  LinuxAio(const Target& t, int depth, int efd) : t_(t), depth_(depth), efd_(efd), iocbs_(depth), ptrs_(depth), events_(depth) {
+  LinuxAio(const Target& t, int depth, int efd)
+      : t_(t), depth_(depth), efd_(efd), iocbs_(depth), ptrs_(depth), events_(depth) {
     int err = aio::Setup(depth, &ctx_);
     if (err < 0) throw std::system_error(-err, std::generic_category(), "io_setup");
     ring_ = aio::RingOf(ctx_);
@@ -75,7 +76,8 @@ class LinuxAio final : public Backend {
   void Reap(std::vector<Req*>& out) override {
     timespec zero = {0, 0};
     while (in_kernel_) {
-      int n = ring_ ? aio::ReapRing(ring_, depth_, events_.data()) : aio::Getevents(ctx_, 0, depth_, events_.data(), &zero);
+      int n = ring_ ? aio::ReapRing(ring_, depth_, events_.data())
+                    : aio::Getevents(ctx_, 0, depth_, events_.data(), &zero);
       if (n <= 0) break;
       Take(n, out);
       if (n < depth_) break;

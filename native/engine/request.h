@@ -26,13 +26,13 @@ struct Target {
 // each dispatch by the engine core (core.cc). The pool routes are final: a request that went to
 // the pool stays there, its short-I/O continuations included.
 enum class Route : uint8_t {
-  kNew,           // not dispatched yet
-  kImmediate,     // completed at submission without I/O: invalid record, read-only target, no-op
-  kKernel,        // in the backend (libaio, io_uring)
-  kKernelNowait,  // in the backend with RWF_NOWAIT: EAGAIN or EOPNOTSUPP sends it to kPoolFallback
-  kPool,          // in the thread pool: the threads engine, or an op the backend does not do
-  kPoolFallback,  // in the thread pool after the backend would have blocked (nowait) or lacked the op
-  kPoolUnaligned, // in the thread pool on the covering blocks (not aligned where the kernel needs it)
+  kNew,            // not dispatched yet
+  kImmediate,      // completed at submission without I/O: invalid record, read-only target, no-op
+  kKernel,         // in the backend (libaio, io_uring)
+  kKernelNowait,   // in the backend with RWF_NOWAIT: EAGAIN or EOPNOTSUPP sends it to kPoolFallback
+  kPool,           // in the thread pool: the threads engine, or an op the backend does not do
+  kPoolFallback,   // in the thread pool after the backend would have blocked (nowait) or lacked the op
+  kPoolUnaligned,  // in the thread pool on the covering blocks (not aligned where the kernel needs it)
 };
 
 struct Req {
@@ -40,15 +40,15 @@ struct Req {
   Op op = kRead;
   Route route = Route::kNew;
   uint32_t flags = 0;
-  uint64_t offset = 0;   // byte offset of the whole request
-  uint64_t length = 0;   // total bytes
-  uint64_t done = 0;     // bytes already transferred (short I/O is continued from here)
+  uint64_t offset = 0;          // byte offset of the whole request
+  uint64_t length = 0;          // total bytes
+  uint64_t done = 0;            // bytes already transferred (short I/O is continued from here)
   std::vector<iovec> user_iov;  // the caller's memory
   std::vector<iovec> iov;       // what is submitted: user_iov, or the bounce buffer; advanced on short I/O
   void* bounce = nullptr;       // aligned copy under O_DIRECT when user memory is misaligned
   int64_t res = 0;              // last syscall result: bytes or -errno
   uint64_t start_ns = 0;
-  int retries = 0;              // resubmissions after the backend's EAGAIN (device queue full)
+  int retries = 0;  // resubmissions after the backend's EAGAIN (device queue full)
   // Byte range a modifying request holds while in flight (aligned out for a read-modify-write),
   // and its position among the range locks' tracked requests (range_locks.h), SIZE_MAX: none.
   uint64_t lock_begin = 0, lock_end = 0;

@@ -78,9 +78,10 @@ TEST(Batch, DiscardTakesItsLengthFromTheRecord) {
 
 TEST(Batch, BadFieldsFailTheRequestWithEinval) {
   const double two63 = 9223372036854775808.0;
-  for (auto w : {Record(kWrite, -512, 0, 0), Record(kWrite, 0.5, 0, 0), Record(kDiscard, two63 - 512, 1024, 0),
-                 Record(kWrite, 0, 0, 1 << 3), Record(kWrite, 0, 0, std::nan("")), Record(5, 0, 0, 0),
-                 Record(1.5, 0, 0, 0), Record(kWrite, 0, 0, 0, {{7, -1, 512}})}) {
+  for (auto w :
+       {Record(kWrite, -512, 0, 0), Record(kWrite, 0.5, 0, 0), Record(kDiscard, two63 - 512, 1024, 0),
+        Record(kWrite, 0, 0, 1 << 3), Record(kWrite, 0, 0, std::nan("")), Record(5, 0, 0, 0),
+        Record(1.5, 0, 0, 0), Record(kWrite, 0, 0, 0, {{7, -1, 512}})}) {
     Req r;
     CHECK_EQ(Decode(w, &r), -EINVAL);
   }
@@ -100,6 +101,6 @@ TEST(Batch, SegmentsOutsideTheirBufferFailWithEfault) {
   }
   Req r;
   CHECK_EQ(Decode(Record(kRead, 0, 0, 0, {{7, 4096, 4096}}), &r), 0);  // exactly to the end
-  Req first;  // the first error wins
+  Req first;                                                           // the first error wins
   CHECK_EQ(Decode(Record(kWrite, -1, 0, 0, {{8, 0, 512}}), &first), -EINVAL);
 }

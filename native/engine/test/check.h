@@ -29,26 +29,26 @@ struct Register {
 
 }  // namespace unit
 
-#define TEST(suite, name)                                                           \
-  static void suite##_##name();                                                     \
+#define TEST(suite, name)                                                                 \
+  static void suite##_##name();                                                           \
   static const unit::Register suite##_##name##_registered(#suite, #name, suite##_##name); \
   static void suite##_##name()
 
-#define CHECK(cond)                                                                          \
-  do {                                                                                       \
-    if (!(cond)) {                                                                           \
+#define CHECK(cond)                                                                        \
+  do {                                                                                     \
+    if (!(cond)) {                                                                         \
       std::cout << "    " << __FILE__ << ":" << __LINE__ << ": CHECK(" #cond ") failed\n"; \
-      unit::FailedChecks()++;                                                                \
-    }                                                                                        \
+      unit::FailedChecks()++;                                                              \
+    }                                                                                      \
   } while (0)
 
-#define CHECK_EQ(actual, expected)                                                              \
-  do {                                                                                          \
-    const auto& a_ = (actual);                                                                  \
-    const auto& e_ = (expected);                                                                \
-    if (!(a_ == e_)) {                                                                          \
-      std::cout << "    " << __FILE__ << ":" << __LINE__ << ": " #actual " is " << a_ << ", expected " \
-                << e_ << "\n";                                                                  \
-      unit::FailedChecks()++;                                                                   \
-    }                                                                                           \
+#define CHECK_EQ(actual, expected)                                                                           \
+  do {                                                                                                       \
+    const auto& a_ = (actual);                                                                               \
+    const auto& e_ = (expected);                                                                             \
+    if (!(a_ == e_)) {                                                                                       \
+      std::cout << "    " << __FILE__ << ":" << __LINE__ << ": " #actual " is " << a_ << ", expected " << e_ \
+                << "\n";                                                                                     \
+      unit::FailedChecks()++;                                                                                \
+    }                                                                                                        \
   } while (0)

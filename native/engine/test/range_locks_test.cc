@@ -28,7 +28,9 @@ Req ReadModifyWrite(uint64_t offset, uint64_t length) {
   return r;
 }
 
-RangeLocks Locks(uint64_t file_size = kBig) { return RangeLocks(512, [file_size] { return file_size; }); }
+RangeLocks Locks(uint64_t file_size = kBig) {
+  return RangeLocks(512, [file_size] { return file_size; });
+}
 
 }  // namespace
 
