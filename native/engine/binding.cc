@@ -184,10 +184,7 @@ Napi::Value Engine::Submit(const Napi::CallbackInfo& info) {
   const uint32_t count = static_cast<uint32_t>(count_d);
   std::string framing = batch::CheckFraming(w, n, count);
   if (!framing.empty()) throw Napi::RangeError::New(env, framing);
-  auto find = [this](uint32_t id) -> const batch::Span* {
-    auto it = bufs_.find(id);
-    return it == bufs_.end() || it->second.dead ? nullptr : &it->second.span;
-  };
+  auto find = [this](uint32_t id) { return buffers_.Find(id); };
   const uint64_t now = MonoNs();
   size_t p = 0;
   for (uint32_t i = 0; i < count; i++) {
@@ -229,7 +226,7 @@ void Engine::OnReadable() {
 
 void Engine::Deliver() {
   core_->UpdateGauges();
-  if (have_dead_bufs_ && core_->in_flight() == 0) PruneDeadBuffers();
+  if (core_->in_flight() == 0) buffers_.Drained();
   core_->TakeCompleted(delivering_);
   if (delivering_.empty()) return;
   bool release = core_->in_flight() == 0 && keep_alive_;
@@ -257,14 +254,6 @@ void Engine::Deliver() {
   if (release) Unref();  // last: the object may be collected after this
 }
 
-void Engine::PruneDeadBuffers() {
-  for (auto it = bufs_.begin(); it != bufs_.end();) {
-    if (it->second.dead) it = bufs_.erase(it);
-    else ++it;
-  }
-  have_dead_bufs_ = false;
-}
-
 // Waits for everything in flight (the kernel and the pool may still write into registered
 // memory), then releases the backend, the pool, the uv handles and the eventfd.
 void Engine::Release() {
@@ -285,7 +274,7 @@ void Engine::Release() {
   }
   if (efd_ >= 0) close(efd_);
   efd_ = -1;
-  if (!in_cleanup_) bufs_.clear();
+  if (!in_cleanup_) buffers_.Clear();
   if (keep_alive_ && !in_cleanup_) {
     keep_alive_ = false;
     Unref();
@@ -296,27 +285,17 @@ Napi::Value Engine::RegisterBuffer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (destroyed_) throw EngineError(env, EBADF, "engine is closed");
   uint32_t id = info[0].As<Napi::Number>().Uint32Value();
-  Buf b;
-  if (!MemoryOf(info[1], &b.span.data, &b.span.length))
+  batch::Span span;
+  if (!MemoryOf(info[1], &span.data, &span.length))
     throw Napi::TypeError::New(env, "registerBuffer(id, ArrayBuffer | TypedArray)");
-  auto it = bufs_.find(id);
-  if (it != bufs_.end() && !it->second.dead)
+  if (!buffers_.Add(id, span, info[1]))
     throw Napi::Error::New(env, "registerBuffer: id " + std::to_string(id) + " is already registered");
-  b.ref = Napi::Persistent(info[1]);
-  bufs_[id] = std::move(b);
   return env.Undefined();
 }
 
 Napi::Value Engine::UnregisterBuffer(const Napi::CallbackInfo& info) {
   uint32_t id = info[0].As<Napi::Number>().Uint32Value();
-  auto it = bufs_.find(id);
-  if (it == bufs_.end()) return info.Env().Undefined();
-  if (core_->in_flight() == 0) {
-    bufs_.erase(it);
-  } else {
-    it->second.dead = true;  // the kernel may still be writing into it: released once drained
-    have_dead_bufs_ = true;
-  }
+  buffers_.Remove(id, core_->in_flight() != 0);
   return info.Env().Undefined();
 }
 

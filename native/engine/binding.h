@@ -7,9 +7,9 @@
 #include <uv.h>
 #include <memory>
 #include <string>
-#include <unordered_map>
 #include <vector>
 #include "batch.h"
+#include "buffers.h"
 #include "core.h"
 #include "counters.h"
 
@@ -22,12 +22,6 @@ class Engine : public Napi::ObjectWrap<Engine> {
   ~Engine() override;
 
  private:
-  struct Buf {
-    batch::Span span;
-    Napi::Reference<Napi::Value> ref;
-    bool dead = false;  // unregistered while I/O was in flight: released once drained
-  };
-
   Napi::Value Submit(const Napi::CallbackInfo& info);
   Napi::Value RegisterBuffer(const Napi::CallbackInfo& info);
   Napi::Value UnregisterBuffer(const Napi::CallbackInfo& info);
@@ -41,7 +35,6 @@ class Engine : public Napi::ObjectWrap<Engine> {
   void RetryWhenStuck();
   void Deliver();
   void Release();
-  void PruneDeadBuffers();
   static void CleanupHook(void* arg);
 
   std::string kind_;
@@ -60,8 +53,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
   Napi::FunctionReference on_complete_;
   std::unique_ptr<Napi::AsyncContext> async_;
 
-  std::unordered_map<uint32_t, Buf> bufs_;
-  bool have_dead_bufs_ = false;
+  Buffers buffers_;
   std::vector<Completion> delivering_;
 };
 
