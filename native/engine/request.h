@@ -55,7 +55,7 @@ struct Req {
   size_t track_index = SIZE_MAX;
 
   bool nowait() const { return route == Route::kKernelNowait; }
-  bool in_pool() const { return route >= Route::kPool; }
+  bool in_pool() const { return route >= Route::kPool; }  // kPool and the pool routes after it
   // Offset or length not aligned to the logical block size where the kernel needs it (O_DIRECT
   // data, BLKZEROOUT, BLKDISCARD): the pool does it on the covering blocks (RunBlocking).
   bool unaligned() const { return route == Route::kPoolUnaligned; }
