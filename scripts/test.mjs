@@ -24,6 +24,14 @@ if (wanted.includes('unit')) {
     process.exit(v.status ?? 1);
   }
 }
+// The engine's C++ unit tests (scripts/test-native-units.mjs) open the native suite.
+if (wanted.includes('native')) {
+  const u = spawnSync(process.execPath, ['scripts/test-native-units.mjs'], { stdio: 'inherit' });
+  if (u.status !== 0) {
+    console.error('native unit tests failed');
+    process.exit(u.status ?? 1);
+  }
+}
 // One file at a time: guest and device tests share loop devices, QEMU and CPU.
 const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...list], { stdio: 'inherit' });
 process.exit(r.status ?? 1);

@@ -1,7 +1,7 @@
 // Per-disk I/O counters: the engine (native) writes them straight into a SharedArrayBuffer, so
 // any thread (the stats sampler on the main thread, the UI, `spindle export`) reads a disk served
 // by another thread without a message per I/O. This module is the only place that knows the
-// layout; it must match native/engine/counters.h.
+// layout; tests/native/counters-layout.test.ts checks it against native/engine/counters.h.
 
 export const COUNTERS_VERSION = 1;
 export const DIRECTIONS = ['read', 'write', 'flush', 'discard', 'writeZeroes'] as const;
@@ -9,7 +9,8 @@ export type Direction = (typeof DIRECTIONS)[number];
 /** Log2 microsecond buckets: bucket b counts values in [2^(b-1), 2^b) µs; bucket 0 is < 1 µs. */
 export const BUCKETS = 32;
 
-const SLOT = {
+/** Slot of each counter (the first slot of a range); native/engine/counters.h kFields by the same names. */
+export const SLOT = {
   version: 0,
   dirBase: 1, // + dir * 3 + {0 ops, 1 bytes, 2 errors}
   inFlight: 16,

@@ -1,16 +1,17 @@
 // What a kernel submission interface (libaio, io_uring) provides to the engine core.
 // The thread-pool engine has no backend: every request goes to the pool.
 #pragma once
-#include "request.h"
 #include <memory>
 #include <string>
 #include <vector>
+#include "counters.h"
+#include "request.h"
 
 namespace spindle {
 
 // Time spent inside io_submit / io_uring_submit, written straight into the counters.
 struct SubmitStats {
-  double* counters = nullptr;
+  counters::Counters* counters = nullptr;
   void Record(uint64_t ns);
 };
 

@@ -1,26 +1,32 @@
 // The blocking implementation of every operation: what the thread pool runs, and what the
 // other engines reroute here for ops the kernel cannot do asynchronously for them.
-#include "request.h"
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <algorithm>
+#include "request.h"
 
 namespace spindle {
 
 void GatherIov(const std::vector<iovec>& iov, void* dst) {
   auto* d = static_cast<uint8_t*>(dst);
-  for (const iovec& v : iov) { memcpy(d, v.iov_base, v.iov_len); d += v.iov_len; }
+  for (const iovec& v : iov) {
+    memcpy(d, v.iov_base, v.iov_len);
+    d += v.iov_len;
+  }
 }
 
 void ScatterIov(const void* src, const std::vector<iovec>& iov) {
   auto* s = static_cast<const uint8_t*>(src);
-  for (const iovec& v : iov) { memcpy(v.iov_base, s, v.iov_len); s += v.iov_len; }
+  for (const iovec& v : iov) {
+    memcpy(v.iov_base, s, v.iov_len);
+    s += v.iov_len;
+  }
 }
 
 void AdvanceIov(std::vector<iovec>& iov, uint64_t n) {
@@ -47,11 +53,17 @@ static int64_t ReadWrite(const Target& t, Req* r) {
     if (n < 0) {
       if (errno == EINTR) continue;
       // Under O_DIRECT a short read stops at an unaligned end of file: the rest is past EOF.
-      if (r->op == kRead && errno == EINVAL && total > 0) { ZeroIov(iov); return want; }
+      if (r->op == kRead && errno == EINVAL && total > 0) {
+        ZeroIov(iov);
+        return want;
+      }
       return -errno;
     }
     if (n == 0) {
-      if (r->op == kRead) { ZeroIov(iov); return want; }
+      if (r->op == kRead) {
+        ZeroIov(iov);
+        return want;
+      }
       return -EIO;
     }
     total += n;
@@ -83,8 +95,15 @@ static int64_t WriteZerosByHand(const Target& t, uint64_t off, uint64_t len) {
   while (len > 0) {
     size_t n = std::min<uint64_t>(chunk, len);
     ssize_t w = pwrite(t.fd, zeros.p, n, off);
-    if (w < 0) { if (errno == EINTR) continue; res = -errno; break; }
-    if (w == 0) { res = -EIO; break; }
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      res = -errno;
+      break;
+    }
+    if (w == 0) {
+      res = -EIO;
+      break;
+    }
     off += w;
     len -= w;
   }
@@ -94,7 +113,8 @@ static int64_t WriteZerosByHand(const Target& t, uint64_t off, uint64_t len) {
 static int64_t Discard(const Target& t, Req* r) {
   if (t.is_block) {
     // BLKDISCARD takes whole logical blocks; discard is a hint, so partial blocks are kept.
-    const uint64_t a = t.alignment, begin = (r->offset + a - 1) & ~(a - 1), end = (r->offset + r->length) & ~(a - 1);
+    const uint64_t a = t.alignment, begin = (r->offset + a - 1) & ~(a - 1),
+                   end = (r->offset + r->length) & ~(a - 1);
     if (end <= begin) return 0;
     uint64_t range[2] = {begin, end - begin};
     return ioctl(t.fd, BLKDISCARD, range) == 0 ? 0 : -errno;
@@ -109,15 +129,16 @@ static int64_t WriteZeroes(const Target& t, Req* r) {
     if (errno != EOPNOTSUPP && errno != ENOTTY) return -errno;
     return WriteZerosByHand(t, r->offset, r->length);
   }
-  int mode = (r->flags & kWriteZeroesMayUnmap) ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE : FALLOC_FL_ZERO_RANGE;
+  int mode =
+      (r->flags & kWriteZeroesMayUnmap) ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE : FALLOC_FL_ZERO_RANGE;
   if (fallocate(t.fd, mode, r->offset, r->length) == 0) return 0;
   if (errno != EOPNOTSUPP) return -errno;
-  if (mode != FALLOC_FL_ZERO_RANGE && fallocate(t.fd, FALLOC_FL_ZERO_RANGE, r->offset, r->length) == 0) return 0;
+  if (mode != FALLOC_FL_ZERO_RANGE && fallocate(t.fd, FALLOC_FL_ZERO_RANGE, r->offset, r->length) == 0)
+    return 0;
   return WriteZerosByHand(t, r->offset, r->length);
 }
 
-// ---- Requests not aligned to the logical block size (Req::unaligned) ----
-
+// ---- Requests not aligned to the logical block size (Req::unaligned()) ----
 
 // Reads [pos, pos+len) (aligned) into buf; what lies past the end of the file reads as zeros.
 static int64_t ReadBlocks(const Target& t, uint8_t* buf, uint64_t pos, uint64_t len) {
@@ -139,7 +160,10 @@ static int64_t ReadBlocks(const Target& t, uint8_t* buf, uint64_t pos, uint64_t 
 static int64_t WriteBlocks(const Target& t, const uint8_t* buf, uint64_t pos, uint64_t len) {
   while (len > 0) {
     ssize_t n = pwrite(t.fd, buf, len, pos);
-    if (n < 0) { if (errno == EINTR) continue; return -errno; }
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
     if (n == 0) return -EIO;
     buf += n;
     pos += n;
@@ -179,7 +203,8 @@ static int64_t UnalignedReadWrite(const Target& t, Req* r) {
   int64_t err = WriteBlocks(t, buf.data(), begin, span);
   if (err) return err;
   const uint64_t old_size = t.is_block ? 0 : uint64_t(st.st_size);
-  if (!t.is_block && stop > old_size && stop > end && ftruncate(t.fd, std::max(old_size, end)) != 0) return -errno;
+  if (!t.is_block && stop > old_size && stop > end && ftruncate(t.fd, std::max(old_size, end)) != 0)
+    return -errno;
   return r->length;
 }
 
@@ -228,7 +253,7 @@ static int64_t RunUnaligned(const Target& t, Req* r) {
 }
 
 void RunBlocking(const Target& t, Req* r, bool flush_noop) {
-  if (r->unaligned) {
+  if (r->unaligned()) {
     r->res = RunUnaligned(t, r);
     return;
   }

@@ -13,7 +13,7 @@ namespace spindle {
 class BouncePool {
  public:
   static constexpr size_t kMinClass = 4096;
-  static constexpr int kClasses = 9;  // 4 KiB << 0..8 = up to 1 MiB
+  static constexpr int kClasses = 9;                     // 4 KiB << 0..8 = up to 1 MiB
   static constexpr size_t kMaxPooled = size_t(4) << 20;  // bytes kept idle per engine
 
   explicit BouncePool(size_t alignment) : alignment_(alignment < kMinClass ? kMinClass : alignment) {}

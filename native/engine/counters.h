@@ -1,32 +1,79 @@
 // Layout of the per-disk counters the engines write into a caller-provided SharedArrayBuffer
-// (a Float64Array over it). Must match electron/block/stats.ts; bump kCountersVersion on change.
+// (a Float64Array over it). electron/block/stats.ts reads them; the addon exports kFields
+// (engineCountersLayout) and tests/native/counters-layout.test.ts checks that both sides agree.
+// Bump kCountersVersion on change.
 // Only the thread that owns the engine writes these slots, so plain stores suffice: readers on
 // other threads may see a value one batch old, never a torn one (aligned 8-byte stores).
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 namespace spindle::counters {
 
 constexpr int kCountersVersion = 1;
-constexpr int kDirections = 5;  // read, write, flush, discard, write-zeroes (BlockOp order)
+constexpr int kDirections = 5;  // read, write, flush, discard, write-zeroes (Op order)
 constexpr int kBuckets = 32;    // log2 microsecond buckets: b covers [2^(b-1), 2^b) us, b=0 is < 1 us
 
-constexpr int kVersion = 0;
-constexpr int kDirBase = 1;  // + dir * 3 + {0: ops, 1: bytes, 2: errors}
-constexpr int kInFlight = 16;
-constexpr int kNowaitReadSubmitted = 17;
-constexpr int kNowaitReadFallbacks = 18;
-constexpr int kNowaitWriteSubmitted = 19;
-constexpr int kNowaitWriteFallbacks = 20;
-constexpr int kSubmitCalls = 21;
-constexpr int kSubmitTotalNs = 22;
-constexpr int kSubmitMaxNs = 23;
-constexpr int kCpuPoolNs = 24;  // CPU time of the engine's pool workers (CLOCK_THREAD_CPUTIME_ID per task)
-constexpr int kCpuLoopNs = 25;  // time the owning thread spends inside the engine (submit + reap), by the monotonic
-                                // clock: a thread CPU-clock read costs a syscall per batch, and the engine never sleeps there
-constexpr int kLatencyHist = 32;  // + dir * kBuckets + bucket
-constexpr int kSubmitHist = kLatencyHist + kDirections * kBuckets;  // 192
-constexpr int kSlots = kSubmitHist + kBuckets;                       // 224
+struct Counters {
+  double version;
+  double dir[kDirections][3];  // per direction: ops, bytes, errors
+  double in_flight;
+  double nowait_read_submitted;
+  double nowait_read_fallbacks;
+  double nowait_write_submitted;
+  double nowait_write_fallbacks;
+  double submit_calls;  // io_submit / io_uring_submit calls, their total and longest time
+  double submit_total_ns;
+  double submit_max_ns;
+  double cpu_pool_ns;  // CPU time of the engine's pool workers (CLOCK_THREAD_CPUTIME_ID per task)
+  // Time the owning thread spends inside the engine (submit + reap), by the monotonic clock: a
+  // thread CPU-clock read costs a syscall per batch, and the engine never sleeps there.
+  double cpu_loop_ns;
+  double reserved[6];
+  double latency_hist[kDirections][kBuckets];  // completion latency per direction
+  double submit_hist[kBuckets];                // time per submit call
+};
+
+constexpr size_t kSlots = sizeof(Counters) / sizeof(double);  // 224
+
+// Every field by its name in electron/block/stats.ts (SLOT), its first slot and its slot count.
+struct Field {
+  const char* name;  // nullptr: reserved, not exported
+  size_t slot, width;
+};
+#define SPINDLE_COUNTER_FIELD(js, member) \
+  Field { js, offsetof(Counters, member) / sizeof(double), sizeof(Counters::member) / sizeof(double) }
+constexpr Field kFields[] = {
+    SPINDLE_COUNTER_FIELD("version", version),
+    SPINDLE_COUNTER_FIELD("dirBase", dir),
+    SPINDLE_COUNTER_FIELD("inFlight", in_flight),
+    SPINDLE_COUNTER_FIELD("nowaitReadSubmitted", nowait_read_submitted),
+    SPINDLE_COUNTER_FIELD("nowaitReadFallbacks", nowait_read_fallbacks),
+    SPINDLE_COUNTER_FIELD("nowaitWriteSubmitted", nowait_write_submitted),
+    SPINDLE_COUNTER_FIELD("nowaitWriteFallbacks", nowait_write_fallbacks),
+    SPINDLE_COUNTER_FIELD("submitCalls", submit_calls),
+    SPINDLE_COUNTER_FIELD("submitTotalNs", submit_total_ns),
+    SPINDLE_COUNTER_FIELD("submitMaxNs", submit_max_ns),
+    SPINDLE_COUNTER_FIELD("cpuPoolNs", cpu_pool_ns),
+    SPINDLE_COUNTER_FIELD("cpuLoopNs", cpu_loop_ns),
+    SPINDLE_COUNTER_FIELD(nullptr, reserved),
+    SPINDLE_COUNTER_FIELD("latencyHist", latency_hist),
+    SPINDLE_COUNTER_FIELD("submitHist", submit_hist),
+};
+#undef SPINDLE_COUNTER_FIELD
+
+// The table lists every member of Counters, in order, with no gap: a member added to the struct
+// but not to the table fails here, at compile time.
+constexpr bool FieldsTileCounters() {
+  size_t next = 0;
+  for (const Field& f : kFields) {
+    if (f.slot != next) return false;
+    next += f.width;
+  }
+  return next == kSlots;
+}
+static_assert(FieldsTileCounters(), "counters::kFields must list every member of Counters in order");
+static_assert(sizeof(Counters) == kSlots * sizeof(double), "Counters holds doubles only");
 
 inline int BucketOfNs(uint64_t ns) {
   uint64_t us = ns / 1000;

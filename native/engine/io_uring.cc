@@ -55,16 +55,20 @@ class IoUring final : public Backend {
       switch (r->op) {
         case kRead:
           io_uring_prep_readv(sqe, t_.fd, r->iov.data(), r->iov.size(), pos);
-          if (r->nowait) sqe->rw_flags = RWF_NOWAIT;
+          if (r->nowait()) sqe->rw_flags = RWF_NOWAIT;
           break;
         case kWrite:
           io_uring_prep_writev(sqe, t_.fd, r->iov.data(), r->iov.size(), pos);
-          if (r->nowait) sqe->rw_flags = RWF_NOWAIT;
+          if (r->nowait()) sqe->rw_flags = RWF_NOWAIT;
           break;
         case kFlush: io_uring_prep_fsync(sqe, t_.fd, IORING_FSYNC_DATASYNC); break;
-        case kDiscard: io_uring_prep_fallocate(sqe, t_.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, r->offset, r->length); break;
+        case kDiscard:
+          io_uring_prep_fallocate(sqe, t_.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, r->offset,
+                                  r->length);
+          break;
         case kWriteZeroes: {
-          int mode = (r->flags & kWriteZeroesMayUnmap) ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE : FALLOC_FL_ZERO_RANGE;
+          int mode = (r->flags & kWriteZeroesMayUnmap) ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+                                                       : FALLOC_FL_ZERO_RANGE;
           io_uring_prep_fallocate(sqe, t_.fd, mode, r->offset, r->length);
           break;
         }

@@ -16,7 +16,8 @@ namespace {
 
 class LinuxAio final : public Backend {
  public:
-  LinuxAio(const Target& t, int depth, int efd) : t_(t), depth_(depth), efd_(efd), iocbs_(depth), ptrs_(depth), events_(depth) {
+  LinuxAio(const Target& t, int depth, int efd)
+      : t_(t), depth_(depth), efd_(efd), iocbs_(depth), ptrs_(depth), events_(depth) {
     int err = aio::Setup(depth, &ctx_);
     if (err < 0) throw std::system_error(-err, std::generic_category(), "io_setup");
     ring_ = aio::RingOf(ctx_);
@@ -44,8 +45,8 @@ class LinuxAio final : public Backend {
         auto* iov = const_cast<iovec*>(r->iov.data());
         int cnt = static_cast<int>(r->iov.size());
         uint64_t pos = r->offset + r->done;
-        if (r->op == kRead) io_prep_preadv2(cb, t_.fd, iov, cnt, pos, r->nowait ? RWF_NOWAIT : 0);
-        else io_prep_pwritev2(cb, t_.fd, iov, cnt, pos, r->nowait ? RWF_NOWAIT : 0);
+        if (r->op == kRead) io_prep_preadv2(cb, t_.fd, iov, cnt, pos, r->nowait() ? RWF_NOWAIT : 0);
+        else io_prep_pwritev2(cb, t_.fd, iov, cnt, pos, r->nowait() ? RWF_NOWAIT : 0);
         io_set_eventfd(cb, efd_);
         cb->data = r;
         ptrs_[i] = cb;
@@ -60,7 +61,7 @@ class LinuxAio final : public Backend {
         continue;
       }
       Req* first = queue_.front();
-      if (ret == -EAGAIN && !first->nowait) {
+      if (ret == -EAGAIN && !first->nowait()) {
         stuck_ = in_kernel_ == 0;  // out of kernel resources: retry when completions free some
         break;
       }
@@ -75,7 +76,8 @@ class LinuxAio final : public Backend {
   void Reap(std::vector<Req*>& out) override {
     timespec zero = {0, 0};
     while (in_kernel_) {
-      int n = ring_ ? aio::ReapRing(ring_, depth_, events_.data()) : aio::Getevents(ctx_, 0, depth_, events_.data(), &zero);
+      int n = ring_ ? aio::ReapRing(ring_, depth_, events_.data())
+                    : aio::Getevents(ctx_, 0, depth_, events_.data(), &zero);
       if (n <= 0) break;
       Take(n, out);
       if (n < depth_) break;

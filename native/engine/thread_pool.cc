@@ -8,7 +8,11 @@
 namespace spindle {
 
 ThreadPool::ThreadPool(Target target, int max_workers, int idle_ms, int notify_fd, bool flush_noop)
-    : target_(target), max_workers_(max_workers), idle_ms_(idle_ms), notify_fd_(notify_fd), flush_noop_(flush_noop) {}
+    : target_(target),
+      max_workers_(max_workers),
+      idle_ms_(idle_ms),
+      notify_fd_(notify_fd),
+      flush_noop_(flush_noop) {}
 
 ThreadPool::~ThreadPool() {
   std::unique_lock<std::mutex> lk(mu_);
@@ -46,7 +50,8 @@ void ThreadPool::Work() {
     if (queue_.empty()) {
       if (stopping_) break;
       idle_++;
-      bool woke = work_cv_.wait_for(lk, std::chrono::milliseconds(idle_ms_), [&] { return !queue_.empty() || stopping_; });
+      bool woke = work_cv_.wait_for(lk, std::chrono::milliseconds(idle_ms_),
+                                    [&] { return !queue_.empty() || stopping_; });
       idle_--;
       if (!woke) break;  // idle long enough: exit; Push starts a new worker when needed
       continue;

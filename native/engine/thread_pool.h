@@ -2,12 +2,12 @@
 // util/thread-pool.c shape): workers are started on demand up to a maximum, exit after being
 // idle for a while, and signal finished requests on the engine's eventfd.
 #pragma once
-#include "request.h"
 #include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
 #include <vector>
+#include "request.h"
 
 namespace spindle {
 
