@@ -118,7 +118,8 @@ const command: Command = {
       switch (sub) {
         case 'list': {
           const r = (await api.call('vm.list', {})) as { vms: VmInfo[]; problems: { file: string; reason: string }[] };
-          print(json, r, () => [...r.vms.map((v) => `${v.config.id.padEnd(24)} ${v.state.padEnd(14)} ${v.config.name}`), ...r.problems.map((p) => `problem: ${p.reason}`)].join('\n') || 'No VMs yet: spindle vm create NAME …');
+          const state = (v: VmInfo) => (v.runningElsewhere ? `running in another Spindle process (pid ${v.runningElsewhere.pid})` : v.state);
+          print(json, r, () => [...r.vms.map((v) => `${v.config.id.padEnd(24)} ${state(v).padEnd(14)} ${v.config.name}`), ...r.problems.map((p) => `problem: ${p.reason}`)].join('\n') || 'No VMs yet: spindle vm create NAME …');
           return 0;
         }
         case 'create': {
