@@ -31,8 +31,12 @@ async function caller(host: boolean): Promise<Caller> {
     const hosted = await startHostedBackend('spindle vm start');
     return { call: (m, p) => hosted.backend.router.call(m, p), close: () => hosted.close(), local: true, backend: hosted.backend };
   } catch (err) {
-    const late = err instanceof SpindleError && err.code === 'CONFLICT' ? await connectLocalApi(apiSocketPath()) : null;
-    if (late) return { ...late, local: false };
+    if (!(err instanceof SpindleError) || err.code !== 'CONFLICT') throw err;
+    // Another process just became the host: give it a few seconds to open its socket.
+    for (const deadline = Date.now() + 5000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
+      const late = await connectLocalApi(apiSocketPath());
+      if (late) return { ...late, local: false };
+    }
     throw err;
   }
 }
@@ -207,11 +211,15 @@ async function start(api: Caller, id: string, json: boolean, consoleOn: boolean)
     if (process.stdin.isTTY) process.stdin.setRawMode(false);
     process.stdin.on('data', (d: Buffer) => manager.serialInput(id, d));
   }
+  // This process hosts every VM started through its socket too: a signal stops them all (QEMU
+  // must not outlive the disk servers of this process). Once: ACPI shutdown; again: forced off.
   let interrupts = 0;
-  process.on('SIGINT', () => {
+  const stopAll = () => {
     interrupts++;
-    void (interrupts === 1 ? manager.shutdown(id) : manager.forceOff(id)).catch(() => undefined);
-  });
+    for (const { vmId } of [...manager.qemuProcesses()]) void (interrupts === 1 ? manager.shutdown(vmId) : manager.forceOff(vmId)).catch(() => undefined);
+  };
+  process.on('SIGINT', stopAll);
+  process.on('SIGTERM', stopAll);
   // Stay while any VM of this process runs (other terminals may have started more through the socket).
   await new Promise<void>((resolve) => {
     const check = () => { if (![...manager.qemuProcesses()].length && manager.get(id).state !== 'starting') resolve(); };

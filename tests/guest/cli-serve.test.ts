@@ -7,9 +7,10 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { VmInfo } from '../../electron/api/contract.js';
 import { connectLocalApi } from '../../electron/api/local-socket.js';
 import { isolatedEnv, runVmCli, type CliResult } from '../lib/api.js';
@@ -32,7 +33,7 @@ function ok(r: CliResult, what: string): string {
   assert.equal(r.code, 0, `${what}: exit ${r.code}\n${r.stderr}`);
   return r.stdout;
 }
-const show = (): VmInfo => VmInfo.parse(JSON.parse(ok(cli(['show', 'guest', '--json']), 'vm show')));
+const show = (name = 'guest', e: NodeJS.ProcessEnv = env): VmInfo => VmInfo.parse(JSON.parse(ok(cli(['show', name, '--json'], e), 'vm show')));
 
 /** io_uring instances a process holds (each is an fd on anon_inode:[io_uring]). */
 function ioUrings(pid: number): number {
@@ -47,10 +48,10 @@ function ioUrings(pid: number): number {
 
 /** The guest's command agent reached through serve's local API socket (console.serialInput / serialBacklog). */
 class SocketGuest {
-  constructor(private readonly vmId: string) {}
+  constructor(private readonly vmId: string, private readonly e: NodeJS.ProcessEnv = env) {}
 
   private async backlog(): Promise<string> {
-    const api = await connectLocalApi(join(env.XDG_RUNTIME_DIR!, 'spindle', 'api.sock'));
+    const api = await connectLocalApi(join(this.e.XDG_RUNTIME_DIR!, 'spindle', 'api.sock'));
     assert.ok(api, 'serve answers on the local API socket');
     try {
       const { dataBase64 } = (await api.call('console.serialBacklog', { id: this.vmId })) as { dataBase64: string };
@@ -78,7 +79,7 @@ class SocketGuest {
   /** Runs `cmd` in the guest; returns what it printed after `R=` on its last such line. */
   async result(cmd: string, timeoutMs = 180_000): Promise<string> {
     const token = randomBytes(6).toString('hex');
-    const api = await connectLocalApi(join(env.XDG_RUNTIME_DIR!, 'spindle', 'api.sock'));
+    const api = await connectLocalApi(join(this.e.XDG_RUNTIME_DIR!, 'spindle', 'api.sock'));
     assert.ok(api);
     try {
       const line = `${token} ${Buffer.from(`${cmd} | sed 's/^/R${token}=/'`).toString('base64')}\n`;
@@ -179,4 +180,49 @@ test('spindle serve hosts the VM; list, set-disk (live), start, stop come from t
   await serve.stop();
   assert.equal(serve.proc.exitCode, 0, serve.output());
   assert.equal(existsSync(join(env.XDG_RUNTIME_DIR!, 'spindle', 'api.sock')), false);
+});
+
+test('without a host, a foreground vm start hosts: other terminals list, switch and stop its VM, and serve refuses meanwhile', async () => {
+  const boot = await guestBoot();
+  const fgEnv = isolatedEnv(join(dir, 'fg'));
+  const image = makeFile(join(dir, 'fg.img'), 32 * MiB);
+  ok(cli(['create', 'fg', '--memory', '256', '--kernel', boot.kernel, '--initrd', boot.initrd, '--append', boot.cmdline, '--disk', image, '--no-display', '--no-net'], fgEnv), 'vm create');
+  const fg = spawn(process.execPath, [resolve('bin/spindle.js'), 'vm', 'start', 'fg'], { cwd: dir, env: fgEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  fg.stdout!.on('data', (d) => (out += d));
+  fg.stderr!.on('data', (d) => (out += d));
+  const exited = new Promise<number | null>((r) => fg.once('exit', (code) => r(code)));
+  try {
+    const deadline = Date.now() + 120_000;
+    while (!/runs in this process/.test(out)) {
+      if (fg.exitCode !== null) throw new Error(`vm start exited (${fg.exitCode}):\n${out}`);
+      if (Date.now() > deadline) throw new Error(`vm start did not say it hosts the VM within 120 s:\n${out}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.match(ok(cli(['list'], fgEnv), 'vm list'), /^fg\s+running\s+fg$/m);
+    const serve = spawnServe(fgEnv);
+    serves.push(serve);
+    assert.equal(await serve.exited(), 1, serve.output());
+    assert.match(serve.output(), new RegExp(`^spindle serve: Spindle already runs for this user: spindle vm start, pid ${fg.pid} hosts the VMs`));
+
+    const guest = new SocketGuest('fg', fgEnv);
+    await guest.ready();
+    ok(cli(['set-disk', 'fg', 'd0', '--aio', 'io_uring'], fgEnv), 'vm set-disk');
+    assert.deepEqual(show('fg', fgEnv).disks[0]!.modes, { aio: 'io_uring', cache: 'writeback', nowait: 'off' });
+    assert.ok(ioUrings(fg.pid!) > 0, 'the foreground process serves the disk with io_uring');
+    const md5 = await guestWrite(guest, 4);
+    assert.equal(hostMd5(image, 4, 4), md5);
+
+    const stopped = VmInfo.parse(JSON.parse(ok(cli(['stop', 'fg', '--timeout', '5', '--json'], fgEnv), 'vm stop')));
+    assert.equal(stopped.state, 'stopped');
+    const code = await Promise.race([exited, new Promise<never>((_, fail) => setTimeout(() => fail(new Error(`vm start did not exit after its VM stopped:\n${out}`)), 60_000).unref())]);
+    assert.equal(code, 0, out);
+    assert.match(out, /'fg' is stopped\./);
+    assert.equal(existsSync(join(fgEnv.XDG_RUNTIME_DIR!, 'spindle', 'api.sock')), false, 'the host gave up its socket');
+  } finally {
+    if (fg.exitCode === null) {
+      fg.kill('SIGTERM');
+      await exited;
+    }
+  }
 });
