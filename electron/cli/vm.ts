@@ -97,12 +97,12 @@ const command: Command = {
   usage: USAGE,
   async run(argv) {
     const { values: o, positionals } = parseCommandArgs(argv, {
-        json: { type: 'boolean' }, memory: { type: 'string' }, cpus: { type: 'string' }, kernel: { type: 'string' },
-        initrd: { type: 'string' }, append: { type: 'string' }, iso: { type: 'string' }, disk: { type: 'string', multiple: true },
-        uefi: { type: 'boolean' }, 'no-net': { type: 'boolean' }, 'no-display': { type: 'boolean' }, console: { type: 'boolean' },
-        timeout: { type: 'string' }, aio: { type: 'string' }, cache: { type: 'string' }, nowait: { type: 'string' },
-        'read-only': { type: 'boolean' }, 'read-write': { type: 'boolean' }, queues: { type: 'string' },
-        enospc: { type: 'string' },
+      json: { type: 'boolean' }, memory: { type: 'string' }, cpus: { type: 'string' }, kernel: { type: 'string' },
+      initrd: { type: 'string' }, append: { type: 'string' }, iso: { type: 'string' }, disk: { type: 'string', multiple: true },
+      uefi: { type: 'boolean' }, 'no-net': { type: 'boolean' }, 'no-display': { type: 'boolean' }, console: { type: 'boolean' },
+      timeout: { type: 'string' }, aio: { type: 'string' }, cache: { type: 'string' }, nowait: { type: 'string' },
+      'read-only': { type: 'boolean' }, 'read-write': { type: 'boolean' }, queues: { type: 'string' },
+      enospc: { type: 'string' },
     }, 'vm');
     const [sub, ...args] = positionals;
     const json = !!o.json;
