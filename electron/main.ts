@@ -2,8 +2,8 @@
 // the API router wired to IPC and to the local API socket the `spindle vm` commands use (the app
 // hosts the VMs; it refuses to start while `spindle serve` does, api/local-socket-host.ts), an
 // application menu, a single-instance lock, and a quit that asks before stopping running VMs and
-// drains every disk first. Everything else runs
-// in plain Node and is tested there; this file cannot run on machines without Electron's binary.
+// drains every disk first. Everything else runs in plain Node and is tested there; this file
+// cannot run on machines without Electron's binary.
 import { app, BrowserWindow, Menu, dialog, ipcMain, protocol, session, type WebContents } from 'electron';
 import { readFileSync } from 'node:fs';
 import { extname } from 'node:path';
