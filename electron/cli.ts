@@ -1,6 +1,7 @@
 // `spindle <command> …`: each command lives in electron/cli/<name>.ts and is loaded on demand,
 // so `spindle inspect` never pays for loading the VM manager.
 import { SpindleError } from './errors.js';
+import { describeParseError, joinNegativeValues } from './cli/args.js';
 
 export interface Command {
   summary: string;
@@ -42,17 +43,16 @@ export async function main(argv: string[]): Promise<number> {
     console.log(`${cmd.summary}\n\nusage: ${cmd.usage}`);
     return 0;
   }
+  // `--queues -1`: a value, not an option (args.ts), for the commands that call parseArgs themselves.
+  const args = joinNegativeValues(rest);
   try {
-    return await cmd.run(rest);
-  } catch (err) {
+    return await cmd.run(args);
+  } catch (caught) {
+    // node:util parseArgs reports unknown or malformed options with ERR_PARSE_ARGS_*: one line too.
+    const err = describeParseError(caught, args, name) ?? caught;
     if (err instanceof SpindleError) {
       console.error(`spindle ${name}: ${err.message}`);
       return err.code === 'INVALID_ARGUMENT' ? 2 : 1;
-    }
-    // node:util parseArgs reports unknown or malformed options this way.
-    if ((err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      console.error(`spindle ${name}: ${(err as Error).message}\nusage: ${cmd.usage}`);
-      return 2;
     }
     throw err;
   }

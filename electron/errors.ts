@@ -19,6 +19,8 @@ export type SpindleErrorCode =
   | 'QEMU_FAILED'
   | 'CONFIG_CORRUPT'
   | 'CONFLICT'
+  /** Another VM already has this name (names are unique ignoring case). */
+  | 'NAME_TAKEN'
   | 'CANCELLED'
   | 'INTERNAL';
 

@@ -1,12 +1,15 @@
-// The Electron shell, kept thin (DESIGN §10): one window on the built renderer served from the
-// app:// scheme, the API router wired to IPC, an application menu, a single-instance lock, and a
-// quit that asks before stopping running VMs and drains every disk first. Everything else runs
-// in plain Node and is tested there; this file cannot run on machines without Electron's binary.
+// The Electron shell, kept thin: one window on the built renderer served from the app:// scheme,
+// the API router wired to IPC and to the local API socket the `spindle vm` commands use (the app
+// hosts the VMs; it refuses to start while `spindle serve` does, api/local-socket-host.ts), an
+// application menu, a single-instance lock, and a quit that asks before stopping running VMs and
+// drains every disk first. Everything else runs in plain Node and is tested there; this file
+// cannot run on machines without Electron's binary.
 import { app, BrowserWindow, Menu, dialog, ipcMain, protocol, session, type WebContents } from 'electron';
 import { readFileSync } from 'node:fs';
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createBackend, type Backend } from './api/backend.js';
+import type { Backend } from './api/backend.js';
+import { startHostedBackend, type HostedBackend } from './api/local-socket-host.js';
 import { wireIpc } from './api/ipc.js';
 import { resolveStatic, CONTENT_SECURITY_POLICY } from './api/ws-server.js';
 
@@ -25,6 +28,7 @@ const MIME: Record<string, string> = {
   '.woff2': 'font/woff2',
 };
 
+let hosted: HostedBackend | null = null;
 let backend: Backend | null = null;
 let win: BrowserWindow | null = null;
 let quitting = false;
@@ -112,9 +116,11 @@ async function start(): Promise<void> {
   serveRenderer();
   menu();
   try {
-    backend = createBackend();
+    hosted = await startHostedBackend('the Spindle app');
+    backend = hosted.backend;
     backend.ensureScratchDisk();
   } catch (err) {
+    await hosted?.close();
     dialog.showErrorBox('Spindle could not start', (err as Error).message);
     app.exit(1);
     return;
@@ -142,9 +148,10 @@ app.on('window-all-closed', () => app.quit());
 
 // Quitting with running VMs asks first; then VMs are shut down and every disk drained before exit.
 app.on('before-quit', (e) => {
-  if (quitting || !backend) return;
+  if (quitting || !backend || !hosted) return;
   e.preventDefault();
   const b = backend;
+  const h = hosted;
   const running = b.manager.list().vms.filter((v) => v.state !== 'stopped' && v.state !== 'crashed');
   const confirm = running.length
     ? dialog
@@ -164,7 +171,7 @@ app.on('before-quit', (e) => {
     if (!ok) return;
     quitting = true;
     try {
-      await b.close();
+      await h.close();
     } finally {
       app.quit();
     }

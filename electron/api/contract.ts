@@ -33,6 +33,21 @@ export const VmName = z
   // eslint-disable-next-line no-control-regex
   .refine((s) => !/[\u0000-\u001f\u007f]/.test(s), 'VM names cannot contain control characters.');
 
+/**
+ * VM names are unique ignoring letter case (and Unicode compatibility forms): two names with the
+ * same key are the same name. The backend refuses a taken name (error code NAME_TAKEN) at
+ * creation and rename; a client can warn as the user types with the same comparison.
+ */
+export function vmNameKey(name: string): string {
+  return name.trim().normalize('NFKC').toLowerCase();
+}
+
+/** The VM (other than `exceptId`) whose name is the same as `name`, if any. */
+export function vmNamed<T extends { id: string; name: string }>(vms: readonly T[], name: string, exceptId?: string): T | undefined {
+  const key = vmNameKey(name);
+  return vms.find((v) => v.id !== exceptId && vmNameKey(v.name) === key);
+}
+
 /** Stable VM id: derived from the name at creation (lowercase slug), unique, never changes. */
 export const VmId = z.string().min(1).max(80).regex(/^[a-z0-9][a-z0-9-]*$/, 'That is not a VM id.');
 /** Stable disk id within a VM ('d0', 'd1', …): names QEMU's chardev/device and the disk socket. */
@@ -118,6 +133,8 @@ export const DiskRuntime = z.object({
   message: z.string().optional(),
   /** Size the disk server sees (bytes), when serving. */
   sizeBytes: z.number().optional(),
+  /** The modes the disk server serves with right now (after a live switch: the new ones), when serving. */
+  modes: z.object({ aio: AioMode, cache: CacheMode, nowait: NowaitMode }).optional(),
 });
 export type DiskRuntime = z.infer<typeof DiskRuntime>;
 
@@ -144,6 +161,8 @@ export const VmInfo = z.object({
   pauseReason: z.string().optional(),
   /** True when QEMU has a VNC display the transports can bridge (see consoles below). */
   vnc: z.boolean(),
+  /** Set when another Spindle process runs this VM (state here is 'stopped'): changes and start are refused. */
+  runningElsewhere: z.object({ pid: z.number() }).optional(),
 });
 export type VmInfo = z.infer<typeof VmInfo>;
 

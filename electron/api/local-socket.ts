@@ -1,6 +1,7 @@
 // The CLI's way to a running backend: newline-delimited JSON calls over a unix socket in the 0700
 // runtime directory (file permissions are the authentication: only this user can connect).
-// Whoever runs VMs (Electron, `spindle serve`, or a foreground `spindle vm start`) listens here.
+// Whoever hosts the VMs (the app, `spindle serve`, or a foreground `spindle vm start`) listens here;
+// local-socket-host.ts makes sure only one process does.
 import { createServer, createConnection, type Server } from 'node:net';
 import { rmSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -56,7 +57,8 @@ export async function serveLocalApi(router: ApiRouter, path: string): Promise<Se
   return server;
 }
 
-function isLive(path: string): Promise<boolean> {
+/** Whether something accepts connections on the unix socket `path`. */
+export function isLive(path: string): Promise<boolean> {
   return new Promise((resolve) => {
     const s = createConnection(path);
     s.once('connect', () => { s.destroy(); resolve(true); });
@@ -77,8 +79,15 @@ export async function connectLocalApi(path: string): Promise<{ call(method: stri
     buf += chunk;
     let nl;
     while ((nl = buf.indexOf('\n')) >= 0) {
-      const msg = JSON.parse(buf.slice(0, nl)) as { id: number; ok: boolean; result?: unknown; error?: { code: string; message: string } };
+      const line = buf.slice(0, nl);
       buf = buf.slice(nl + 1);
+      let msg: { id: number; ok: boolean; result?: unknown; error?: { code: string; message: string } };
+      try {
+        msg = JSON.parse(line);
+      } catch {
+        sock.destroy(); // not a Spindle backend: every waiting call fails with the close below
+        return;
+      }
       const w = waiting.get(msg.id);
       waiting.delete(msg.id);
       if (msg.ok) w?.resolve(msg.result);

@@ -1,13 +1,15 @@
 // `spindle serve [--port N] [--open]`: the app in a browser. Serves the built renderer and the
 // API over a WebSocket on 127.0.0.1 with a random token, backed by the same backend as the
-// Electron shell. Stops (draining every disk) on SIGINT/SIGTERM.
+// Electron shell. Like the app it hosts the VMs: it answers the `spindle vm` commands on the local
+// API socket, and refuses to start while another Spindle process hosts them
+// (api/local-socket-host.ts). Stops (draining every disk) on SIGINT/SIGTERM.
 import { parseArgs } from 'node:util';
 import { existsSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { Command } from '../cli.js';
 import { SpindleError, errnoOf } from '../errors.js';
-import { createBackend } from '../api/backend.js';
+import { startHostedBackend } from '../api/local-socket-host.js';
 import { startServer } from '../api/ws-server.js';
 
 /** renderer/dist, from dist/electron/cli/serve.js. */
@@ -31,13 +33,14 @@ const command: Command = {
     if (!existsSync(`${RENDERER_DIST}/index.html`)) {
       throw new SpindleError('NOT_FOUND', `The UI is not built (${RENDERER_DIST}/index.html is missing); run: npm run build:ui`);
     }
-    const backend = createBackend();
+    const hosted = await startHostedBackend('spindle serve');
+    const { backend } = hosted;
     let server;
     try {
       backend.ensureScratchDisk();
       server = await startServer({ handler: backend.router, staticDir: RENDERER_DIST, port, vncSocketPath: (id) => backend.manager.vncSocketPath(id) });
     } catch (err) {
-      await backend.close();
+      await hosted.close();
       if (errnoOf(err) === 'EADDRINUSE') throw new SpindleError('CONFLICT', `Port ${port} on 127.0.0.1 is already in use; choose another with --port, or leave it out to pick a free one.`);
       throw err;
     }
@@ -53,7 +56,7 @@ const command: Command = {
         process.off('SIGINT', stop);
         process.off('SIGTERM', stop);
         console.error('spindle serve: stopping (shutting down VMs and draining disks)…');
-        void running.close().then(() => backend.close()).finally(done);
+        void running.close().then(() => hosted.close()).finally(done);
       };
       process.on('SIGINT', stop);
       process.on('SIGTERM', stop);

@@ -1,30 +1,51 @@
-// `spindle vm …`: the same API as the app. VMs live in the process that serves their disks, so:
-// when a backend runs (the app, `spindle serve`, or a foreground `spindle vm start`), every
-// command goes to it over its API socket; otherwise commands act on the VM files directly, and
-// `vm start` runs the VM in the foreground (serving the API socket meanwhile, so `vm stop`,
-// `vm kill`, `vm stats` from another terminal reach it) until the VM stops.
-import { parseArgs } from 'node:util';
+// `spindle vm …`: the same API as the app. VMs live in the process that serves their disks, the
+// host (the app, `spindle serve`, or a foreground `spindle vm start`), so: when a host runs, every
+// command goes to it over the local API socket; otherwise commands act on the VM files directly,
+// and `vm start` makes this process the host (api/local-socket-host.ts) and runs the VM in the
+// foreground, serving the socket meanwhile so `vm stop`, `vm set-disk`, `vm stats` from another
+// terminal reach it, until its VMs stop.
 import { resolve as resolvePath } from 'node:path';
 import type { Command } from '../cli.js';
 import { SpindleError } from '../errors.js';
-import type { DiskSample, VmInfo, StatsTick } from '../api/contract.js';
-import { apiSocketPath, connectLocalApi, serveLocalApi } from '../api/local-socket.js';
+import { vmNameKey, type DiskSample, type VmInfo, type StatsTick } from '../api/contract.js';
+import { apiSocketPath, connectLocalApi } from '../api/local-socket.js';
+import type { Backend } from '../api/backend.js';
+import { parseCommandArgs, wholeNumber } from './args.js';
 
-type Caller = { call(method: string, params: unknown): Promise<unknown>; close(): Promise<void> | void; local: boolean };
+type Caller = { call(method: string, params: unknown): Promise<unknown>; close(): Promise<void> | void; local: boolean; backend?: Backend };
 
-async function caller(): Promise<Caller & { backend?: import('../api/backend.js').Backend }> {
+/**
+ * The running host's API, else a backend in this process over the VM files. With `host` (vm start)
+ * this process becomes the host when none runs; if another one won the race, it is asked instead.
+ */
+async function caller(host: boolean): Promise<Caller> {
   const remote = await connectLocalApi(apiSocketPath());
   if (remote) return { ...remote, local: false };
-  const { createBackend } = await import('../api/backend.js');
-  const backend = createBackend();
-  return { call: (m, p) => backend.router.call(m, p), close: () => backend.close(), local: true, backend };
+  if (!host) {
+    const { createBackend } = await import('../api/backend.js');
+    const backend = createBackend();
+    return { call: (m, p) => backend.router.call(m, p), close: () => backend.close(), local: true, backend };
+  }
+  const { startHostedBackend } = await import('../api/local-socket-host.js');
+  try {
+    const hosted = await startHostedBackend('spindle vm start');
+    return { call: (m, p) => hosted.backend.router.call(m, p), close: () => hosted.close(), local: true, backend: hosted.backend };
+  } catch (err) {
+    if (!(err instanceof SpindleError) || err.code !== 'CONFLICT') throw err;
+    // Another process just became the host: give it a few seconds to open its socket.
+    for (const deadline = Date.now() + 5000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
+      const late = await connectLocalApi(apiSocketPath());
+      if (late) return { ...late, local: false };
+    }
+    throw err;
+  }
 }
 
 const USAGE = `spindle vm list|create|show|start|stop|kill|attach|detach|set-disk|stats [options]
   list                                   VMs and unreadable VM files
-  create NAME [--memory MiB] [--cpus N] [--kernel K --initrd I --append CMDLINE | --iso F] [--disk PATH]... [--uefi] [--no-net] [--no-display]
+  create NAME [--memory MiB] [--cpus N] [--kernel K [--initrd I] [--append CMDLINE] | --iso F] [--disk PATH]... [--uefi] [--no-net] [--no-display]
   show VM                                settings and state
-  start VM [--console]                   starts; without a running backend, runs in the foreground until the VM stops
+  start VM [--console]                   asks the running app or spindle serve to start it; without one, runs it in the foreground until it stops
   stop VM [--timeout S]                  ACPI shutdown, forced off after the timeout (default 30 s)
   kill VM                                forces the VM off
   attach VM PATH [--aio M] [--cache M] [--read-only] [--queues N] [--enospc stop|report]
@@ -39,11 +60,16 @@ function print(json: boolean, value: unknown, text: () => string): void {
 
 function describe(vm: VmInfo): string {
   const c = vm.config;
+  const live = (id: string) => {
+    const r = vm.disks.find((d) => d.id === id);
+    const m = r?.modes;
+    return `${r?.state ?? 'stopped'}${m ? ` with aio=${m.aio} cache=${m.cache} nowait=${m.nowait}` : ''}`;
+  };
   const boot = c.boot.kind === 'kernel' ? `kernel ${c.boot.kernel}${c.boot.initrd ? ` initrd ${c.boot.initrd}` : ''} "${c.boot.cmdline}"` : c.boot.kind === 'iso' ? `iso ${c.boot.path}` : 'disk';
   const lines = [
-    `${c.name} (${c.id}): ${vm.state}${vm.pid ? ` pid ${vm.pid}` : ''}${vm.accelerator ? ` ${vm.accelerator}` : ''}`,
+    `${c.name} (${c.id}): ${vm.runningElsewhere ? `running in another Spindle process (pid ${vm.runningElsewhere.pid})` : vm.state}${vm.pid ? ` pid ${vm.pid}` : ''}${vm.accelerator ? ` ${vm.accelerator}` : ''}`,
     `  ${c.cpus} vCPU, ${c.memoryMiB} MiB, ${c.firmware}, boot: ${boot}, network: ${c.network.user ? 'user' : 'none'}, display: ${c.display}`,
-    ...c.disks.map((d) => `  ${d.id}: ${d.path} (${d.kind}) aio=${d.aio} cache=${d.cache} nowait=${d.nowait}${d.readOnly ? ' read-only' : ''} queues=${d.queues} enospc=${d.enospc ?? 'stop'} [${vm.disks.find((r) => r.id === d.id)?.state ?? 'stopped'}]`),
+    ...c.disks.map((d) => `  ${d.id}: ${d.path} (${d.kind}) aio=${d.aio} cache=${d.cache} nowait=${d.nowait}${d.readOnly ? ' read-only' : ''} queues=${d.queues} enospc=${d.enospc ?? 'stop'} [${live(d.id)}]`),
     ...vm.warnings.map((w) => `  warning: ${w}`),
   ];
   if (vm.pauseReason) lines.push(`  paused: ${vm.pauseReason}`);
@@ -54,7 +80,7 @@ function describe(vm: VmInfo): string {
 async function resolveId(api: Caller, ref: string | undefined): Promise<string> {
   if (!ref) throw new SpindleError('INVALID_ARGUMENT', 'Name the VM (its name or id).');
   const { vms } = (await api.call('vm.list', {})) as { vms: VmInfo[] };
-  const hit = vms.find((v) => v.config.id === ref) ?? vms.filter((v) => v.config.name === ref).at(0);
+  const hit = vms.find((v) => v.config.id === ref) ?? vms.find((v) => v.config.name === ref) ?? vms.find((v) => vmNameKey(v.config.name) === vmNameKey(ref));
   if (!hit) throw new SpindleError('NOT_FOUND', `There is no VM '${ref}'.`);
   return hit.config.id;
 }
@@ -70,40 +96,41 @@ const command: Command = {
   summary: 'Define, start and control VMs whose disks Spindle serves',
   usage: USAGE,
   async run(argv) {
-    const { values: o, positionals } = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        json: { type: 'boolean' }, memory: { type: 'string' }, cpus: { type: 'string' }, kernel: { type: 'string' },
-        initrd: { type: 'string' }, append: { type: 'string' }, iso: { type: 'string' }, disk: { type: 'string', multiple: true },
-        uefi: { type: 'boolean' }, 'no-net': { type: 'boolean' }, 'no-display': { type: 'boolean' }, console: { type: 'boolean' },
-        timeout: { type: 'string' }, aio: { type: 'string' }, cache: { type: 'string' }, nowait: { type: 'string' },
-        'read-only': { type: 'boolean' }, 'read-write': { type: 'boolean' }, queues: { type: 'string' },
-        enospc: { type: 'string' },
-      },
-    });
+    const { values: o, positionals } = parseCommandArgs(argv, {
+      json: { type: 'boolean' }, memory: { type: 'string' }, cpus: { type: 'string' }, kernel: { type: 'string' },
+      initrd: { type: 'string' }, append: { type: 'string' }, iso: { type: 'string' }, disk: { type: 'string', multiple: true },
+      uefi: { type: 'boolean' }, 'no-net': { type: 'boolean' }, 'no-display': { type: 'boolean' }, console: { type: 'boolean' },
+      timeout: { type: 'string' }, aio: { type: 'string' }, cache: { type: 'string' }, nowait: { type: 'string' },
+      'read-only': { type: 'boolean' }, 'read-write': { type: 'boolean' }, queues: { type: 'string' },
+      enospc: { type: 'string' },
+    }, 'vm');
     const [sub, ...args] = positionals;
     const json = !!o.json;
-    const num = (v: string | undefined, what: string) => {
-      if (v === undefined) return undefined;
-      const n = Number(v);
-      if (!Number.isInteger(n)) throw new SpindleError('INVALID_ARGUMENT', `--${what} takes a whole number, not '${v}'.`);
-      return n;
-    };
+    // The API's ranges (contract.ts), checked here too so the sentence names the option.
+    const memory = wholeNumber(o.memory, '--memory', 32, 1 << 20, ' MiB');
+    const cpus = wholeNumber(o.cpus, '--cpus', 1, 64);
+    const queues = wholeNumber(o.queues, '--queues', 1, 16);
+    const timeout = wholeNumber(o.timeout, '--timeout', 0, 600, ' seconds');
     const abs = (p: string | undefined) => (p === undefined ? undefined : resolvePath(p));
-    const api = await caller();
+    if (sub === 'create') {
+      if (o.kernel && o.iso) throw new SpindleError('INVALID_ARGUMENT', '--kernel and --iso are two ways to boot; give one of them.');
+      const orphan = !o.kernel && (o.initrd !== undefined ? '--initrd' : o.append !== undefined ? '--append' : null);
+      if (orphan) throw new SpindleError('INVALID_ARGUMENT', `${orphan} goes with --kernel (direct kernel boot).`);
+    }
+    const api = await caller(sub === 'start');
     try {
       switch (sub) {
         case 'list': {
           const r = (await api.call('vm.list', {})) as { vms: VmInfo[]; problems: { file: string; reason: string }[] };
-          print(json, r, () => [...r.vms.map((v) => `${v.config.id.padEnd(24)} ${v.state.padEnd(14)} ${v.config.name}`), ...r.problems.map((p) => `problem: ${p.reason}`)].join('\n') || 'No VMs yet: spindle vm create NAME …');
+          const state = (v: VmInfo) => (v.runningElsewhere ? `running in another Spindle process (pid ${v.runningElsewhere.pid})` : v.state);
+          print(json, r, () => [...r.vms.map((v) => `${v.config.id.padEnd(24)} ${state(v).padEnd(14)} ${v.config.name}`), ...r.problems.map((p) => `problem: ${p.reason}`)].join('\n') || 'No VMs yet: spindle vm create NAME …');
           return 0;
         }
         case 'create': {
           if (!args[0]) throw new SpindleError('INVALID_ARGUMENT', 'Give the new VM a name: spindle vm create NAME …');
           const boot = o.kernel ? { kind: 'kernel', kernel: abs(o.kernel), ...(o.initrd ? { initrd: abs(o.initrd) } : {}), cmdline: o.append ?? '' } : o.iso ? { kind: 'iso', path: abs(o.iso) } : { kind: 'disk' };
           const vm = (await api.call('vm.create', {
-            name: args[0], ...(o.memory ? { memoryMiB: num(o.memory, 'memory') } : {}), ...(o.cpus ? { cpus: num(o.cpus, 'cpus') } : {}),
+            name: args[0], ...(memory !== undefined ? { memoryMiB: memory } : {}), ...(cpus !== undefined ? { cpus } : {}),
             firmware: o.uefi ? 'uefi' : 'bios', boot, disks: (o.disk ?? []).map((p) => ({ path: abs(p) })),
             network: { user: !o['no-net'] }, display: o['no-display'] ? 'none' : 'vnc',
           })) as VmInfo;
@@ -118,7 +145,7 @@ const command: Command = {
         case 'start':
           return await start(api, await resolveId(api, args[0]), json, !!o.console);
         case 'stop': {
-          const vm = (await api.call('vm.shutdown', { id: await resolveId(api, args[0]), ...(o.timeout ? { timeoutMs: num(o.timeout, 'timeout')! * 1000 } : {}) })) as VmInfo;
+          const vm = (await api.call('vm.shutdown', { id: await resolveId(api, args[0]), ...(timeout !== undefined ? { timeoutMs: timeout * 1000 } : {}) })) as VmInfo;
           print(json, vm, () => describe(vm));
           return 0;
         }
@@ -130,7 +157,7 @@ const command: Command = {
         case 'attach': {
           if (!args[1]) throw new SpindleError('INVALID_ARGUMENT', 'Name the disk image or device: spindle vm attach VM PATH');
           const vm = (await api.call('disk.attach', { vmId: await resolveId(api, args[0]), disk: {
-            path: abs(args[1]), ...(o.aio ? { aio: o.aio } : {}), ...(o.cache ? { cache: o.cache } : {}), ...(o['read-only'] ? { readOnly: true } : {}), ...(o.queues ? { queues: num(o.queues, 'queues') } : {}),
+            path: abs(args[1]), ...(o.aio ? { aio: o.aio } : {}), ...(o.cache ? { cache: o.cache } : {}), ...(o['read-only'] ? { readOnly: true } : {}), ...(queues !== undefined ? { queues } : {}),
             ...(o.enospc ? { enospc: o.enospc } : {}),
           } })) as VmInfo;
           print(json, vm, () => describe(vm));
@@ -144,7 +171,7 @@ const command: Command = {
         case 'set-disk': {
           const patch = {
             ...(o.aio ? { aio: o.aio } : {}), ...(o.cache ? { cache: o.cache } : {}), ...(o.nowait ? { nowait: o.nowait } : {}),
-            ...(o['read-only'] ? { readOnly: true } : o['read-write'] ? { readOnly: false } : {}), ...(o.queues ? { queues: num(o.queues, 'queues') } : {}),
+            ...(o['read-only'] ? { readOnly: true } : o['read-write'] ? { readOnly: false } : {}), ...(queues !== undefined ? { queues } : {}),
             ...(o.enospc ? { enospc: o.enospc } : {}),
           };
           const vm = (await api.call('disk.set', { vmId: await resolveId(api, args[0]), diskId: args[1], patch })) as VmInfo;
@@ -171,31 +198,34 @@ const command: Command = {
   },
 };
 
-/** With a backend: ask it and return. Without: run the VM here until it stops. */
-async function start(api: Caller & { backend?: import('../api/backend.js').Backend }, id: string, json: boolean, consoleOn: boolean): Promise<number> {
+/** With a host: ask it and return. Without: this process hosts (caller(true)) and runs the VM until it stops. */
+async function start(api: Caller, id: string, json: boolean, consoleOn: boolean): Promise<number> {
+  if (consoleOn && !api.local) throw new SpindleError('INVALID_ARGUMENT', '--console needs the VM in the foreground, but the app or spindle serve hosts the VMs: use the console there.');
   const vm = (await api.call('vm.start', { id })) as VmInfo;
   print(json, vm, () => describe(vm));
   if (!api.local || !api.backend) return 0;
-  const { manager, router } = api.backend;
-  const server = await serveLocalApi(router, apiSocketPath()).catch(() => null);
-  if (!json) console.error(`No Spindle backend was running, so '${vm.config.name}' runs in this process: Ctrl-C shuts it down (twice: forces it off). Other terminals can use spindle vm stop/kill/stats.`);
+  const { manager } = api.backend;
+  if (!json) console.error(`No Spindle app or serve was running, so '${vm.config.name}' runs in this process: Ctrl-C shuts it down (twice: forces it off). Other terminals can use spindle vm stop/kill/set-disk/stats.`);
   if (consoleOn) {
     manager.on('serial', (e: { vmId: string; data: Buffer }) => e.vmId === id && process.stdout.write(e.data));
     if (process.stdin.isTTY) process.stdin.setRawMode(false);
     process.stdin.on('data', (d: Buffer) => manager.serialInput(id, d));
   }
+  // This process hosts every VM started through its socket too: a signal stops them all (QEMU
+  // must not outlive the disk servers of this process). Once: ACPI shutdown; again: forced off.
   let interrupts = 0;
-  process.on('SIGINT', () => {
+  const stopAll = () => {
     interrupts++;
-    void (interrupts === 1 ? manager.shutdown(id) : manager.forceOff(id)).catch(() => undefined);
-  });
+    for (const { vmId } of [...manager.qemuProcesses()]) void (interrupts === 1 ? manager.shutdown(vmId) : manager.forceOff(vmId)).catch(() => undefined);
+  };
+  process.on('SIGINT', stopAll);
+  process.on('SIGTERM', stopAll);
   // Stay while any VM of this process runs (other terminals may have started more through the socket).
   await new Promise<void>((resolve) => {
     const check = () => { if (![...manager.qemuProcesses()].length && manager.get(id).state !== 'starting') resolve(); };
     manager.on('vm', check);
     check();
   });
-  server?.close();
   process.stdin.pause();
   const final = manager.get(id);
   if (!json) console.error(`'${final.config.name}' is ${final.state}.${final.crash ? ` ${final.crash.message}` : ''}`);

@@ -39,6 +39,8 @@ export interface DiskHostEvent {
 export interface DiskHost {
   /** Size the server sees, bytes (when it knows). */
   readonly sizeBytes?: number;
+  /** The modes it serves with right now (when it knows). */
+  readonly modes?: Required<ModeChange>;
   /** Switch aio/cache/nowait on a live disk: drain, reopen, swap engine, resume. */
   reconfigure(change: ModeChange): Promise<void>;
   stats(): DiskCountersSnapshot | Promise<DiskCountersSnapshot>;

@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createConnection, type Socket } from 'node:net';
 import { EventEmitter } from 'node:events';
-import { existsSync, rmSync, copyFileSync, mkdirSync } from 'node:fs';
+import { existsSync, rmSync, copyFileSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   VM_CONFIG_VERSION,
@@ -17,6 +17,7 @@ import {
   type VmState,
   type DiskRuntime,
   type ConfigProblem,
+  vmNameKey,
 } from '../api/contract.js';
 import type { ParsedParams } from '../api/contract.js';
 import { defaultModes, modeConflict, CACHE_SEMANTICS } from '../block/modes.js';
@@ -28,6 +29,8 @@ import type { DiskHost, DiskHostFactory, DiskServeSpec } from './disk-host.js';
 import { diskKindOf, checkDeviceAccess, deviceUsage } from '../block/host-devices.js';
 import { vmRuntimeDir } from './paths.js';
 import { servedDiskFactory } from './served-disk.js';
+import { tryLock, type HeldLock, type LockOwner } from './lock-file.js';
+import { RunLocks } from './run-lock.js';
 
 export interface VmManagerOptions {
   store: VmStore;
@@ -84,6 +87,8 @@ class RunningVm {
   guestShutdown = false;
   exited = false;
   spawned = false;
+  /** This process's claim to run the VM (no other Spindle process may start it meanwhile). */
+  lock: HeldLock | null = null;
   /** Resolves once QEMU has exited and the disks are closed. */
   readonly done: Promise<void>;
   resolveDone!: () => void;
@@ -121,11 +126,13 @@ export class VmManager extends EventEmitter {
   private readonly crashes = new Map<string, Crash>();
   private readonly locks = new Map<string, Promise<unknown>>();
   private readonly store: VmStore;
+  private readonly runLocks: RunLocks;
   private readonly env: NodeJS.ProcessEnv;
 
   constructor(private readonly opts: VmManagerOptions) {
     super();
     this.store = opts.store;
+    this.runLocks = new RunLocks(opts.store);
     this.env = opts.env ?? process.env;
   }
 
@@ -145,7 +152,8 @@ export class VmManager extends EventEmitter {
     const { vms } = this.store.loadAll();
     const byId = vms.find((v) => v.id === ref);
     if (byId) return byId.id;
-    const byName = vms.filter((v) => v.name === ref);
+    const exact = vms.filter((v) => v.name === ref);
+    const byName = exact.length ? exact : vms.filter((v) => vmNameKey(v.name) === vmNameKey(ref));
     if (byName.length === 1) return byName[0]!.id;
     if (byName.length > 1) throw new SpindleError('CONFLICT', `Several VMs are named '${ref}'; use the id (${byName.map((v) => v.id).join(', ')}).`);
     throw new SpindleError('NOT_FOUND', `There is no VM '${ref}'.`);
@@ -162,6 +170,7 @@ export class VmManager extends EventEmitter {
   private info(config: VmConfig): VmInfo {
     const run = this.running.get(config.id);
     const crash = run ? undefined : this.crashes.get(config.id);
+    const elsewhere = this.runningElsewhere(config.id);
     const warnings = run ? [...run.warnings] : [];
     for (const d of config.disks) if (d.cache === 'unsafe') warnings.push(`Disk ${d.id} (${d.path}) uses cache 'unsafe': guest flushes are ignored and data can be lost if the host crashes.`);
     return {
@@ -173,12 +182,31 @@ export class VmManager extends EventEmitter {
       disks: config.disks.map((d) => {
         const slot = run?.disks.get(d.id);
         const size = slot?.host?.sizeBytes;
-        return { id: d.id, state: slot?.state ?? 'stopped', ...(slot?.message ? { message: slot.message } : {}), ...(size !== undefined ? { sizeBytes: size } : {}) };
+        const modes = slot?.host?.modes;
+        return { id: d.id, state: slot?.state ?? 'stopped', ...(slot?.message ? { message: slot.message } : {}), ...(size !== undefined ? { sizeBytes: size } : {}), ...(modes ? { modes } : {}) };
       }),
       ...(crash ? { crash } : {}),
       ...(run?.pauseReason ? { pauseReason: run.pauseReason } : {}),
       vnc: !!run && config.display === 'vnc' && run.state !== 'starting',
+      ...(elsewhere ? { runningElsewhere: { pid: elsewhere.pid } } : {}),
     };
+  }
+
+  /** Which other process runs VM `id` (run-lock.ts), or null. */
+  private runningElsewhere(id: string): LockOwner | null {
+    return this.running.has(id) ? null : this.runLocks.owner(id);
+  }
+
+  /** Refuses a change to a VM that another Spindle process runs (its copy of the config would win). */
+  private refuseIfElsewhere(config: VmConfig, what: string): void {
+    const owner = this.runningElsewhere(config.id);
+    if (owner) throw RunLocks.elsewhere(config, owner, what);
+  }
+
+  private notRunning(id: string, what: string): SpindleError {
+    const config = this.config(id);
+    const owner = this.runningElsewhere(id);
+    return owner ? RunLocks.elsewhere(config, owner, what) : new SpindleError('CONFLICT', `VM '${config.name}' is not running, so it cannot ${what}.`);
   }
 
   private changed(id: string): void {
@@ -218,6 +246,7 @@ export class VmManager extends EventEmitter {
   // ───────────── config changes ─────────────
 
   async create(input: ParsedParams<'vm.create'>): Promise<VmInfo> {
+    this.store.refuseTakenName(input.name);
     if (input.firmware === 'uefi' && !findOvmf()) throw new SpindleError('INVALID_ARGUMENT', 'UEFI needs the OVMF firmware, which is not installed (Debian package ovmf).');
     this.checkBootFiles(input.boot);
     const disks: DiskConfig[] = [];
@@ -246,6 +275,8 @@ export class VmManager extends EventEmitter {
       const config = this.config(id);
       const run = this.running.get(id);
       const keys = Object.keys(patch).filter((k) => (patch as Record<string, unknown>)[k] !== undefined);
+      if (!run) this.refuseIfElsewhere(config, 'be changed');
+      if (patch.name !== undefined) this.store.refuseTakenName(patch.name, id);
       if (run && keys.some((k) => k !== 'name')) {
         throw new SpindleError('CONFLICT', `VM '${config.name}' is running; shut it down to change ${keys.filter((k) => k !== 'name').join(', ')}.`);
       }
@@ -263,16 +294,38 @@ export class VmManager extends EventEmitter {
     return this.locked(id, async () => {
       const config = this.config(id);
       if (this.running.has(id)) throw new SpindleError('CONFLICT', `VM '${config.name}' is running; shut it down before deleting it.`);
-      this.store.delete(id);
+      // Held while the files go, so no other process starts the VM meanwhile.
+      const lockPath = this.store.runLockPath(id, { create: true });
+      const lock = tryLock(lockPath);
+      if (!lock) this.refuseIfElsewhere(config, 'be deleted');
+      try {
+        this.store.delete(id);
+        rmSync(lockPath, { force: true });
+      } finally {
+        lock?.release();
+      }
       this.crashes.delete(id);
       this.emit('vm', { type: 'deleted', id });
     });
   }
 
+  /** Each boot file must be a file QEMU can read as one (an ISO may also be a CD drive's block device). */
   private checkBootFiles(boot: VmConfig['boot']): void {
-    const files = boot.kind === 'kernel' ? [boot.kernel, ...(boot.initrd ? [boot.initrd] : [])] : boot.kind === 'iso' ? [boot.path] : [];
-    for (const f of files) {
-      if (!existsSync(f)) throw new SpindleError('NOT_FOUND', `The boot file ${f} does not exist.`);
+    const files: [string, string][] = boot.kind === 'kernel'
+      ? [['kernel', boot.kernel], ...(boot.initrd ? [['initrd', boot.initrd] as [string, string]] : [])]
+      : boot.kind === 'iso' ? [['ISO image', boot.path]] : [];
+    for (const [what, f] of files) {
+      let st;
+      try {
+        st = statSync(f);
+      } catch (err) {
+        if (errnoOf(err) === 'ENOENT') throw new SpindleError('NOT_FOUND', `The boot file ${f} does not exist.`, 'ENOENT');
+        throw new SpindleError('PERMISSION_DENIED', `The ${what} ${f} cannot be read: ${(err as Error).message}.`, errnoOf(err));
+      }
+      if (st.isDirectory()) throw new SpindleError('IS_DIRECTORY', `The ${what} ${f} is a directory; give the ${what} file itself.`, 'EISDIR');
+      if (!st.isFile() && !(boot.kind === 'iso' && st.isBlockDevice())) {
+        throw new SpindleError('INVALID_ARGUMENT', `The ${what} ${f} is not a regular file${boot.kind === 'iso' ? ' or a CD/DVD drive' : ''}.`);
+      }
     }
   }
 
@@ -337,6 +390,8 @@ export class VmManager extends EventEmitter {
       }
       const dir = vmRuntimeDir(id, this.env);
       const run = new RunningVm(config, dir);
+      // Before anything touches the VM's sockets: another process running it keeps them.
+      run.lock = this.runLocks.claim(config);
       this.running.set(id, run);
       this.crashes.delete(id);
       this.changed(id);
@@ -351,6 +406,7 @@ export class VmManager extends EventEmitter {
         else await this.closeDisks(run);
         // A QEMU that died by itself while starting is recorded as a crash (onExit keeps its stderr).
         if (this.running.get(id) === run) this.running.delete(id);
+        run.lock?.release();
         this.changed(id);
         throw err;
       }
@@ -550,6 +606,7 @@ export class VmManager extends EventEmitter {
     }
     if (this.running.get(id) === run) this.running.delete(id);
     for (const p of ['qmp.sock', 'serial.sock', 'vnc.sock']) rmSync(join(run.dir, p), { force: true });
+    run.lock?.release();
     run.resolveDone();
     this.changed(id);
   }
@@ -572,7 +629,7 @@ export class VmManager extends EventEmitter {
 
   private runningOrThrow(id: string, what: string): RunningVm & { qmp: QmpClient } {
     const run = this.running.get(id);
-    if (!run || !run.qmp || run.exited) throw new SpindleError('CONFLICT', `VM '${this.config(id).name}' is not running, so it cannot ${what}.`);
+    if (!run || !run.qmp || run.exited) throw this.notRunning(id, what);
     if (run.state === 'starting') throw new SpindleError('CONFLICT', `VM '${run.config.name}' is still starting; try again in a moment.`);
     return run as RunningVm & { qmp: QmpClient };
   }
@@ -630,7 +687,10 @@ export class VmManager extends EventEmitter {
   /** Pulls the plug: QEMU is told to quit (SIGKILL if it does not), then the disks are closed. */
   async forceOff(id: string): Promise<VmInfo> {
     const run = this.running.get(id);
-    if (!run || run.exited) throw new SpindleError('CONFLICT', `VM '${this.config(id).name}' is not running.`);
+    if (!run || run.exited) {
+      if (this.runningElsewhere(id)) throw this.notRunning(id, 'be forced off');
+      throw new SpindleError('CONFLICT', `VM '${this.config(id).name}' is not running.`);
+    }
     run.stopRequested = true;
     const killTimer = setTimeout(() => run.proc?.kill('SIGKILL'), 5000);
     if (run.qmp?.isOpen) {
@@ -654,6 +714,7 @@ export class VmManager extends EventEmitter {
     return this.locked(vmId, async () => {
       const config = this.config(vmId);
       const run = this.running.get(vmId);
+      if (!run) this.refuseIfElsewhere(config, 'take a new disk');
       const disk = this.prepareDisk(input, run ? [...config.disks, ...[...run.disks.values()].map((s) => s.config)] : config.disks, this.usedByOtherVm(input.path, vmId));
       if (run) await this.hotplug(this.runningOrThrow(vmId, 'take a new disk'), disk);
       const next = { ...config, disks: [...config.disks, disk] };
@@ -689,6 +750,7 @@ export class VmManager extends EventEmitter {
       const disk = config.disks.find((d) => d.id === diskId);
       if (!disk) throw new SpindleError('NOT_FOUND', `VM '${config.name}' has no disk ${diskId}.`);
       const run = this.running.get(vmId);
+      if (!run) this.refuseIfElsewhere(config, 'release a disk');
       if (run) {
         const live = this.runningOrThrow(vmId, 'release a disk');
         if (live.state === 'paused') throw new SpindleError('CONFLICT', `VM '${config.name}' is paused; resume it so the guest can release disk ${diskId}.`);
@@ -732,6 +794,7 @@ export class VmManager extends EventEmitter {
       const conflict = modeConflict(next.aio, next.cache);
       if (conflict) throw new SpindleError('UNSUPPORTED_MODE', conflict);
       const run = this.running.get(vmId);
+      if (!run) this.refuseIfElsewhere(config, 'change its disks');
       if (run) {
         if (next.readOnly !== disk.readOnly || next.queues !== disk.queues || (next.enospc ?? 'stop') !== (disk.enospc ?? 'stop')) {
           throw new SpindleError('CONFLICT', `VM '${config.name}' is running: read-only, queue count and the full-disk policy of disk ${diskId} change only while it is stopped (aio and cache modes change live).`);

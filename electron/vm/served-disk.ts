@@ -78,6 +78,10 @@ export class ServedDisk extends EventEmitter implements DiskHost {
     return this.server.sizeBytes;
   }
 
+  get modes(): Required<ModeChange> {
+    return this.server.currentModes;
+  }
+
   reconfigure(change: ModeChange): Promise<void> {
     return this.server.reconfigure(change);
   }

@@ -4,7 +4,7 @@
 import { openSync, writeSync, fsyncSync, closeSync, renameSync, linkSync, unlinkSync, readdirSync, readFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { VmConfig, VM_CONFIG_VERSION, type ConfigProblem } from '../api/contract.js';
+import { VmConfig, VM_CONFIG_VERSION, vmNamed, type ConfigProblem } from '../api/contract.js';
 import { SpindleError, errnoOf } from '../errors.js';
 
 const FILE_RE = /^([a-z0-9][a-z0-9-]*)\.json$/;
@@ -59,6 +59,18 @@ export class VmStore {
     return join(this.dir, `${id}.json`);
   }
 
+  /**
+   * The lock file held by the process running VM `id` (electron/vm/lock-file.ts). It sits with the
+   * VM files, not in the runtime directory: two Spindle processes with different XDG_RUNTIME_DIRs
+   * but the same VM files must still refuse to run one VM twice.
+   */
+  runLockPath(id: string, opts: { create?: boolean } = {}): string {
+    this.fileOf(id); // refuses an id that is not one
+    const dir = join(this.dir, '.locks');
+    if (opts.create) mkdirSync(dir, { recursive: true, mode: 0o700 });
+    return join(dir, `${id}.lock`);
+  }
+
   /** Every VM file in the directory: the valid ones, and a problem for each other one. */
   loadAll(): { vms: VmConfig[]; problems: ConfigProblem[] } {
     const vms: VmConfig[] = [];
@@ -109,8 +121,18 @@ export class VmStore {
     }
   }
 
-  /** Writes a new VM's file; fails with CONFLICT if a file with its id already exists (never overwrites). */
+  /** Refuses (NAME_TAKEN) a name another VM (other than `exceptId`) has, ignoring case (contract.ts vmNameKey). */
+  refuseTakenName(name: string, exceptId?: string): void {
+    const other = vmNamed(this.loadAll().vms, name, exceptId);
+    if (other) {
+      const sameCase = other.name === name.trim();
+      throw new SpindleError('NAME_TAKEN', `There is already a VM named '${other.name}'${sameCase ? '' : ' (names are compared ignoring letter case)'}; choose another name.`);
+    }
+  }
+
+  /** Writes a new VM's file; fails with CONFLICT if a file with its id already exists (never overwrites), NAME_TAKEN if its name is taken. */
   create(config: VmConfig): void {
+    this.refuseTakenName(config.name);
     this.write(VmConfig.parse(config), 'create');
   }
 
@@ -125,6 +147,7 @@ export class VmStore {
     }
     const current = parseVmFile(file, text, config.id);
     if (!current.ok) throw new SpindleError('CONFIG_CORRUPT', current.problem.reason);
+    if (current.config.name !== config.name) this.refuseTakenName(config.name, config.id);
     this.write(VmConfig.parse(config), 'replace');
   }
 

@@ -46,7 +46,7 @@ test('bad input: one-line error and exit code 2', () => {
       [['create-image', join(dir.path, 'x.img'), '--size', 'ten'], /'ten' is not a size/],
       [['create-image', join(dir.path, 'x.img'), '--size', '10GB'], /ambiguous/],
       [['create-image', join(dir.path, 'x.img'), '--size', '1000'], /not a multiple of 512/],
-      [['create-image', join(dir.path, 'x.img'), '--size'], /argument missing/],
+      [['create-image', join(dir.path, 'x.img'), '--size'], /--size needs a value\. See: spindle create-image --help\./],
     ];
     for (const [args, re] of cases) {
       const r = spindle(...args);

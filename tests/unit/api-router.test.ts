@@ -42,7 +42,8 @@ test('create applies defaults per disk kind and canonicalises paths (symlinks, .
     assert.equal(vm.state, 'stopped');
     assert.deepEqual(vm.config.disks[0], { id: 'd0', path: s.img, kind: 'file', aio: 'threads', cache: 'writeback', nowait: 'off', readOnly: false, queues: 1, serial: 'spindle-d0', enospc: 'stop' });
     // Asking only for native picks the O_DIRECT cache it needs; asking for native + writeback is refused.
-    const v2 = (await s.router.call('vm.create', { name: 'My Desktop', disks: [{ path: s.img, aio: 'native' }] })) as VmInfo;
+    // Another name with the same slug gets a suffixed id (the same name is refused: vm-validation.test.ts).
+    const v2 = (await s.router.call('vm.create', { name: 'My-Desktop', disks: [{ path: s.img, aio: 'native' }] })) as VmInfo;
     assert.equal(v2.config.id, 'my-desktop-2');
     assert.equal(v2.config.disks[0]!.cache, 'none');
     await rejectsWith(s.router.call('vm.create', { name: 'n', disks: [{ path: s.img, aio: 'native', cache: 'writeback' }] }), 'UNSUPPORTED_MODE', /needs cache 'none' or 'directsync'/);
