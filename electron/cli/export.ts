@@ -146,7 +146,9 @@ export function describeExportEvent(e: DiskEvent, path: string): string | null {
         : `spindle export: parked ${plural(e.parked, 'write')}: ${path}'s filesystem is full${needs} — waiting for space`;
     }
     case 'space-recovered':
-      return `spindle export: resumed: ${plural(e.completed, 'parked write')} completed after ${Math.round(e.waitedMs / 1000)} s, once space was freed on ${path}'s filesystem`;
+      return e.dropped > 0
+        ? `spindle export: the frontend went away or reset its ring: ${plural(e.dropped, 'parked write')} dropped (a reconnecting frontend resubmits them), ${e.completed} completed`
+        : `spindle export: resumed: ${plural(e.completed, 'parked write')} completed after ${Math.round(e.waitedMs / 1000)} s, once space was freed on ${path}'s filesystem`;
     default:
       return null;
   }

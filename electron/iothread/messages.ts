@@ -86,8 +86,9 @@ export type DiskEvent =
   | ({ kind: 'no-space'; retried: boolean; sentence: string } & SpaceStatus)
   /** While writes are parked: the numbers changed (free space, writes parked). No line for the log. */
   | ({ kind: 'space-wait' } & SpaceStatus)
-  /** Every parked write has been written: the VM may go on. */
-  | { kind: 'space-recovered'; completed: number; waitedMs: number };
+  /** No parked write is left: `completed` were written, `dropped` went with a driver that went away
+   *  or reset its ring (a reconnecting frontend resubmits those itself). The VM may go on. */
+  | { kind: 'space-recovered'; completed: number; dropped: number; waitedMs: number };
 
 export type { RetryOutcome, SpaceStatus };
 

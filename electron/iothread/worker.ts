@@ -61,7 +61,7 @@ async function start(): Promise<void> {
     device.onNoSpace = (e) => event({ kind: 'no-space', retried: e.retried, sentence: e.sentence, ...watch.start() });
     device.onSpaceRecovered = (e) => {
       watch.stop();
-      event({ kind: 'space-recovered', completed: e.completed, waitedMs: e.waitedMs });
+      event({ kind: 'space-recovered', completed: e.completed, dropped: e.dropped, waitedMs: e.waitedMs });
     };
     holdCompletionsForTests(backend);
     device.onResubmitted = (queue, count) => event({ kind: 'resubmitted', queue, count });

@@ -79,10 +79,13 @@ export interface NoSpaceEvent {
   sentence: string;
 }
 
-/** Every parked request has been written: nothing waits for space any more. */
+/** No parked request is left: they were written, or dropped with the driver that sent them. */
 export interface SpaceRecoveredEvent {
   /** Parked requests written since the first was parked. */
   completed: number;
+  /** Parked requests dropped unwritten because their driver went away or reset the ring (a
+   *  reconnecting frontend resubmits them from its inflight area). */
+  dropped: number;
   /** Since the first was parked, ms. */
   waitedMs: number;
 }
@@ -167,6 +170,7 @@ export class VirtioBlkDevice implements VirtioDevice {
   /** Set from the first request parked until every parked one is written. */
   private parkedSince = 0;
   private parkedCompleted = 0;
+  private parkedDropped = 0;
   /** Events to raise once the completion batch being handled is published. */
   private noSpacePending: 'first' | 'retried' | null = null;
   private recoveredPending = false;
@@ -367,8 +371,11 @@ export class VirtioBlkDevice implements VirtioDevice {
     await Promise.all(this.queues.map((q, i) => (q ? this.stopQueue(i) : 0)));
     // The driver is gone: parked requests go with it (a reconnecting frontend resubmits what it
     // never saw completed from its inflight area). Retries in flight finish first: their memory goes next.
+    this.parkedDropped += this.parking.parked.count;
     this.parking.clear();
     await this.parking.settled();
+    if (this.parkedSince !== 0) this.onSpaceRecovered?.({ completed: this.parkedCompleted, dropped: this.parkedDropped, waitedMs: Date.now() - this.parkedSince });
+    this.parkedDropped = 0;
     this.unregisterMemory();
     this.stoppedBase.fill(-1);
     this.parkedSince = 0;
@@ -549,6 +556,7 @@ export class VirtioBlkDevice implements VirtioDevice {
     for (const rec of this.parking.forQueue(q.index)) {
       const same = sameRing(rec.ring, q.ring) && (log ? log.isInflight(rec.head) : sameBase);
       if (!same) {
+        if (rec.state !== 'done') this.parkedDropped++;
         if (rec.state === 'retrying') rec.state = 'dropped';
         else this.parking.remove(rec);
         continue;
@@ -598,9 +606,10 @@ export class VirtioBlkDevice implements VirtioDevice {
     if (this.recoveredPending) {
       this.recoveredPending = false;
       if (this.parkedSince !== 0 && this.parking.parked.count === 0) {
-        const event = { completed: this.parkedCompleted, waitedMs: Date.now() - this.parkedSince };
+        const event = { completed: this.parkedCompleted, dropped: this.parkedDropped, waitedMs: Date.now() - this.parkedSince };
         this.parkedSince = 0;
         this.parkedCompleted = 0;
+        this.parkedDropped = 0;
         this.onSpaceRecovered?.(event);
       }
     }

@@ -46,7 +46,8 @@ export interface DiskHostEvent {
   noSpace?: boolean;
   /** What the parked writes wait for: with noSpace, and on every change while they wait. */
   space?: SpaceWait;
-  /** Every parked write has been written: a VM paused for lack of space may go on. */
+  /** The disk holds no parked write any more (written; or gone with the driver, or back in QEMU's
+   *  inflight area after an I/O thread restart): a VM paused for lack of space may go on. */
   spaceRecovered?: boolean;
   /** A status update (space): no line for the log. */
   quiet?: boolean;

@@ -41,7 +41,9 @@ export function describeDiskEvent(e: DiskEvent, path = 'the disk image'): DiskHo
     case 'restarting':
       return { level: 'warning', message: `The disk's I/O thread died (${e.reason}); restarting it (attempt ${e.attempt}).` };
     case 'restarted':
-      return { level: 'info', message: `The disk's I/O thread is back (restarts so far: ${e.restarts}); QEMU reconnects by itself.` };
+      // Writes it held for lack of space are QEMU's to resubmit from its inflight area now, once
+      // the guest runs: a VM paused for them goes on (and pauses again if they still do not fit).
+      return { level: 'info', message: `The disk's I/O thread is back (restarts so far: ${e.restarts}); QEMU reconnects by itself.`, spaceRecovered: true };
     case 'failed':
       return { level: 'error', message: `The disk's I/O thread stopped: ${e.reason}`, broken: true };
     case 'no-space': {
@@ -55,7 +57,10 @@ export function describeDiskEvent(e: DiskEvent, path = 'the disk image'): DiskHo
       return { level: 'info', message: '', space: spaceWait(e), quiet: true };
     case 'space-recovered': {
       const n = e.completed;
-      return { level: 'info', message: `Space was freed on the filesystem holding ${path}: ${n} parked write${n === 1 ? '' : 's'} completed after ${Math.round(e.waitedMs / 1000)} s.`, spaceRecovered: true };
+      const message = e.dropped > 0
+        ? `${e.dropped} write${e.dropped === 1 ? '' : 's'} parked for lack of space on ${path} went with the guest's driver (it reset or disconnected); ${n} completed.`
+        : `Space was freed on the filesystem holding ${path}: ${n} parked write${n === 1 ? '' : 's'} completed after ${Math.round(e.waitedMs / 1000)} s.`;
+      return { level: 'info', message, spaceRecovered: true };
     }
   }
 }

@@ -244,7 +244,7 @@ test('a ring set up anew (the driver reset it: another base) drops the parked re
 });
 
 test('with an inflight region, a request the region no longer marks in flight (a fresh region after a reset) is dropped', async () => {
-  const { h } = stopHarness({ queues: 1 });
+  const { h, ev } = stopHarness({ queues: 1 });
   const region = new SharedArrayBuffer(16 + 16 * 16);
   await h.dev.stopQueue(0);
   startRing(h, 0, 0, region);
@@ -255,6 +255,7 @@ test('with an inflight region, a request the region no longer marks in flight (a
   startRing(h, 0, base, new SharedArrayBuffer(16 + 16 * 16));
   assert.equal(h.dev.parkedRequests, 0);
   assert.equal(h.rings[0]!.usedIdx(), 0);
+  assert.deepEqual(ev.recovered.map(({ completed, dropped }) => ({ completed, dropped })), [{ completed: 0, dropped: 1 }], 'nothing waits any more: said so');
 });
 
 test('a chain the guest rewrote while its write was in flight is not parked: it fails with IOERR', () => {
@@ -322,7 +323,7 @@ test('a flush that meets ENOSPC is parked and retried like a write', async () =>
 });
 
 test('reset (the frontend went away) drops parked requests, also one being retried', async () => {
-  const { h } = stopHarness();
+  const { h, ev } = stopHarness();
   send(h, 0, VIRTIO_BLK_T_OUT, 0, pattern(512, 5));
   send(h, 1, VIRTIO_BLK_T_OUT, 8, pattern(512, 5));
   kick(h, 0);
@@ -336,6 +337,7 @@ test('reset (the frontend went away) drops parked requests, also one being retri
   h.blk.completeAll();
   await resetting;
   assert.equal(h.dev.parkedRequests, 0);
+  assert.deepEqual(ev.recovered.map(({ completed, dropped }) => ({ completed, dropped })), [{ completed: 0, dropped: 2 }]);
   assert.deepEqual(await h.dev.retryParked(), { retried: 0, parked: 0 });
 });
 
