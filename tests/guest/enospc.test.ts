@@ -2,8 +2,9 @@
 // guest, the VM manager with Spindle's own disk server. The VM's image is a sparse file on a small
 // loop-mounted ext4 that a ballast file has nearly filled; the guest runs fio, a 48 MiB sequential
 // write verified with crc32c, which meets ENOSPC midway. Spindle parks the writes (the guest sees
-// no error) and pauses the VM, saying why and how much space is missing; the test deletes the
-// ballast; the VM resumes by itself; fio finishes with 0 errors and every block verifies; the
+// no error) and pauses the VM, saying why and how much space is missing; the test frees too little
+// (the retry parks the writes again, no error, still paused), then deletes the ballast; the VM
+// resumes by itself; fio finishes with 0 errors and every block verifies; the
 // guest's kernel log has no I/O error and no "is not a head" (a request completed twice).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -91,7 +92,16 @@ test('a full filesystem midway through a verified 48 MiB write: the VM pauses, s
     }
     assert.deepEqual(diskLines.filter((l) => l.level === 'error'), [], 'no error while the writes are parked');
 
-    // Free space on the host; Spindle notices, retries the parked writes, and resumes the VM by itself.
+    // Too little freed: Spindle notices the growth and retries, the write finds no space again and
+    // is parked again, without an error; the VM stays paused.
+    execFileSync('fallocate', ['--punch-hole', '--offset', '0', '--length', String(256 << 10), ballast]);
+    execFileSync('sync', ['-f', fs.mountpoint]);
+    await until('a retry that found no space again', () => diskLines.some((l) => /Retried the parked writes on .*: its filesystem is still full/.test(l.message)), 60_000);
+    assert.equal(manager.get(id).state, 'paused', 'still paused');
+    assert.ok(manager.get(id).waitingForSpace?.[0]?.parkedRequests, 'the write waits again');
+    assert.deepEqual(diskLines.filter((l) => l.level === 'error'), [], 'no error after the failed retry');
+
+    // Enough freed: Spindle retries the parked writes, and resumes the VM by itself once they are written.
     unlinkSync(ballast);
     execFileSync('sync', ['-f', fs.mountpoint]);
     const resumed = await until('the VM to resume by itself', () => {
