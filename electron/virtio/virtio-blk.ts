@@ -6,7 +6,7 @@ import { GuestMemory } from './guest-memory.js';
 import { RingSetupError, SplitVirtqueue } from './split-virtqueue.js';
 import type { GuestMemoryRegion, VirtioDevice } from './types.js';
 import type { TrackedVringSetup } from './inflight-log.js';
-import { EnospcParking, PARKED_TAG, sameRing, type ParkedRequest, type RingId } from './enospc-parking.js';
+import { EnospcParking, PARKED_TAG, captureData, sameRing, type ParkedRequest, type RingId } from './enospc-parking.js';
 
 export const VIRTIO_BLK_F_SIZE_MAX = 1;
 export const VIRTIO_BLK_F_SEG_MAX = 2;
@@ -167,15 +167,6 @@ export class VirtioBlkDevice implements VirtioDevice {
   // Requests that failed with ENOSPC under 'stop', not completed. They live here, not in their
   // queue, so a VM pause (stopQueue, then startQueue on resume) keeps them.
   private readonly parking = new EnospcParking();
-  /** Set from the first request parked until every parked one is written. */
-  private parkedSince = 0;
-  private parkedCompleted = 0;
-  private parkedDropped = 0;
-  /** Events to raise once the completion batch being handled is published. */
-  private noSpacePending: 'first' | 'retried' | null = null;
-  private recoveredPending = false;
-  /** A retry met ENOSPC again since the last 'retried' event. */
-  private retryFailed = false;
   /** The avail index each stopped queue reported (GET_VRING_BASE), to recognise the same ring when it restarts. */
   private readonly stoppedBase: Int32Array;
   /** A new memory table waits for retries in flight: no new retry starts meanwhile. */
@@ -371,18 +362,11 @@ export class VirtioBlkDevice implements VirtioDevice {
     await Promise.all(this.queues.map((q, i) => (q ? this.stopQueue(i) : 0)));
     // The driver is gone: parked requests go with it (a reconnecting frontend resubmits what it
     // never saw completed from its inflight area). Retries in flight finish first: their memory goes next.
-    this.parkedDropped += this.parking.parked.count;
     this.parking.clear();
     await this.parking.settled();
-    if (this.parkedSince !== 0) this.onSpaceRecovered?.({ completed: this.parkedCompleted, dropped: this.parkedDropped, waitedMs: Date.now() - this.parkedSince });
-    this.parkedDropped = 0;
+    this.raisePending();
     this.unregisterMemory();
     this.stoppedBase.fill(-1);
-    this.parkedSince = 0;
-    this.parkedCompleted = 0;
-    this.noSpacePending = null;
-    this.recoveredPending = false;
-    this.retryFailed = false;
     this.acked = 0n;
     this.needsReset = false;
     this.blk.writeCache = this.writeCacheDefault;
@@ -469,7 +453,7 @@ export class VirtioBlkDevice implements VirtioDevice {
   private park(q: BlkQueue, slot: number): void {
     const head = q.head[slot]!;
     const op = q.op[slot] as BlockOp;
-    const segments = this.chainData(q, head, op, q.length[slot]!);
+    const segments = captureData(q.vq, this.mem!, head, op, q.length[slot]!);
     q.free[q.freeCount++] = slot;
     q.inFlight--;
     if (!segments) {
@@ -483,40 +467,6 @@ export class VirtioBlkDevice implements VirtioDevice {
       queue: q.index, head, ring: q.ring, op, offset: q.offset[slot]!, length: q.length[slot]!, flags: q.flags[slot]!,
       segments, statusAddr: this.mem!.regions[q.statusRegion[slot]].guestAddr + q.statusOffset[slot]!, usedLen: q.usedLen[slot]!,
     });
-    if (this.parkedSince === 0) {
-      this.parkedSince = Date.now();
-      this.parkedCompleted = 0;
-      this.noSpacePending = 'first';
-    }
-  }
-
-  /** The data parts of a chain taken earlier, as guest-physical [address, length] pairs, or null
-   *  when the chain no longer describes the request that was submitted. */
-  private chainData(q: BlkQueue, head: number, op: BlockOp, length: number): number[] | null {
-    const out: number[] = [];
-    if (op !== BlockOp.Write && op !== BlockOp.Read) return out;
-    const vq = q.vq;
-    if (vq.rewalk(head) < 0) return null;
-    const writable = op === BlockOp.Read ? 1 : 0;
-    let skip = op === BlockOp.Read ? 0 : 16;
-    let left = op === BlockOp.Read ? vq.writableBytes - 1 : vq.readableBytes - 16;
-    if (left !== length) return null;
-    for (let k = 0; k < vq.segCount && left > 0; k++) {
-      if (vq.segWritable[k] !== writable) continue;
-      let len = vq.segLen[k]!;
-      let off = vq.segOffset[k]!;
-      if (skip >= len) {
-        skip -= len;
-        continue;
-      }
-      off += skip;
-      len -= skip;
-      skip = 0;
-      if (len > left) len = left;
-      out.push(this.mem!.regions[vq.segRegion[k]!]!.guestAddr + off, len);
-      left -= len;
-    }
-    return out;
   }
 
   /** A parked request is settled with `status`: now if its ring runs, else when it starts again. */
@@ -526,7 +476,6 @@ export class VirtioBlkDevice implements VirtioDevice {
     if (status === VIRTIO_BLK_S_IOERR) this.countFailure(rec.op);
     const q = this.queues[rec.queue];
     if (q && !q.stopped && !q.broken && sameRing(q.ring, rec.ring)) this.deliverParked(q, rec);
-    this.checkRecovered();
   }
 
   /** Gives the guest a settled parked request: its status byte, then its own head on the used ring. */
@@ -556,63 +505,32 @@ export class VirtioBlkDevice implements VirtioDevice {
     for (const rec of this.parking.forQueue(q.index)) {
       const same = sameRing(rec.ring, q.ring) && (log ? log.isInflight(rec.head) : sameBase);
       if (!same) {
-        if (rec.state !== 'done') this.parkedDropped++;
-        if (rec.state === 'retrying') rec.state = 'dropped';
-        else this.parking.remove(rec);
+        this.parking.drop(rec);
         continue;
       }
       if (log) q.vq.dropResubmit(rec.head);
       if (rec.state === 'done') this.deliverParked(q, rec);
     }
     this.publishDirty();
-    this.checkRecovered();
     this.raisePending();
   }
 
   private completeParked(id: number, result: number): void {
-    const rec = this.parking.completed(id, result === -ENOSPC);
-    if (!rec) return;
-    if (rec.state === 'waiting') {
-      this.retryFailed = true;
-      return;
-    }
-    if (result === 0) this.parkedCompleted++;
+    const rec = this.parking.completed(id, result);
+    if (!rec || rec.state !== 'done') return;
     this.settleParked(rec, result === 0 ? VIRTIO_BLK_S_OK : result === -EOPNOTSUPP ? VIRTIO_BLK_S_UNSUPP : VIRTIO_BLK_S_IOERR);
   }
 
-  /** Nothing waits for space any more: the episode that began with the first parked request is over. */
-  private checkRecovered(): void {
-    if (this.parkedSince === 0 || this.parking.parked.count > 0) return;
-    this.recoveredPending = true;
-  }
-
-  /** Raises the events decided while a batch was handled, after it is published. */
+  /** Raises what the parking saw, after the batch that caused it is published. */
   private raisePending(): void {
-    // Once the retries in flight have all come back, one event says some still found no space.
-    if (this.retryFailed && this.parking.retrying === 0) {
-      this.retryFailed = false;
-      this.noSpacePending ??= 'retried';
+    const { noSpace, recovered } = this.parking.takeEvents();
+    if (noSpace) {
+      const n = noSpace.parked;
+      const sentence = `The filesystem holding ${this.diskPath} is full: ${n} write${n === 1 ? '' : 's'} wait${n === 1 ? 's' : ''} until space is freed.`;
+      if (this.onNoSpace) this.onNoSpace({ ...noSpace, sentence });
+      else console.warn(`spindle: virtio-blk: ${sentence}`);
     }
-    if (this.noSpacePending) {
-      const retried = this.noSpacePending === 'retried';
-      this.noSpacePending = null;
-      const { count, bytes } = this.parking.parked;
-      if (count > 0) {
-        const sentence = `The filesystem holding ${this.diskPath} is full: ${count} write${count === 1 ? '' : 's'} wait${count === 1 ? 's' : ''} until space is freed.`;
-        if (this.onNoSpace) this.onNoSpace({ parked: count, parkedBytes: bytes, retried, sentence });
-        else console.warn(`spindle: virtio-blk: ${sentence}`);
-      }
-    }
-    if (this.recoveredPending) {
-      this.recoveredPending = false;
-      if (this.parkedSince !== 0 && this.parking.parked.count === 0) {
-        const event = { completed: this.parkedCompleted, dropped: this.parkedDropped, waitedMs: Date.now() - this.parkedSince };
-        this.parkedSince = 0;
-        this.parkedCompleted = 0;
-        this.parkedDropped = 0;
-        this.onSpaceRecovered?.(event);
-      }
-    }
+    if (recovered) this.onSpaceRecovered?.(recovered);
   }
 
   private countFailure(op: number): void {
