@@ -138,6 +138,23 @@ export const DiskRuntime = z.object({
 });
 export type DiskRuntime = z.infer<typeof DiskRuntime>;
 
+/** Writes of one disk parked because the filesystem holding its image is full (enospc 'stop'). */
+export const SpaceWait = z.object({
+  diskId: DiskId,
+  path: z.string(),
+  /** Writes waiting (or being retried). */
+  parkedRequests: z.number(),
+  /** The bytes they write. */
+  parkedBytes: z.number(),
+  /** Free space an unprivileged user may use on that filesystem; null for a host block device. */
+  freeBytes: z.number().nullable(),
+  /** How much more free space they need at least; null when unknown (a host block device). */
+  missingBytes: z.number().nullable(),
+  /** When the first of them was parked (ISO time). */
+  since: z.string(),
+});
+export type SpaceWait = z.infer<typeof SpaceWait>;
+
 export const VmCrash = z.object({
   at: z.string(),
   exitCode: z.number().nullable(),
@@ -159,6 +176,9 @@ export const VmInfo = z.object({
   crash: VmCrash.optional(),
   /** Why Spindle paused the VM by itself (a disk's filesystem is full), a sentence; cleared on resume. */
   pauseReason: z.string().optional(),
+  /** Disks whose writes wait for free space; Spindle retries them as space is freed and resumes a
+   *  VM it paused for this once they are written. Absent when none waits. */
+  waitingForSpace: z.array(SpaceWait).optional(),
   /** True when QEMU has a VNC display the transports can bridge (see consoles below). */
   vnc: z.boolean(),
   /** Set when another Spindle process runs this VM (state here is 'stopped'): changes and start are refused. */

@@ -12,9 +12,11 @@ import {
   AIO_MODES, CACHE_MODES, NOWAIT_MODES, defaultModes, isAioMode, isCacheMode, modeConflict,
   type AioMode, type CacheMode, type NowaitMode,
 } from '../block/modes.js';
-import { DiskServer, type DiskSpec } from '../iothread/disk-server.js';
+import { DiskServer, type DiskEvent, type DiskSpec } from '../iothread/disk-server.js';
+import { ENOSPC_POLICIES, type EnospcPolicy } from '../virtio/virtio-blk.js';
+import { formatSize } from '../block/size.js';
 
-const USAGE = 'spindle export PATH --socket SOCK [--aio threads|native|io_uring] [--cache writeback|none|writethrough|directsync|unsafe] [--nowait on|off|auto] [--queues N] [--read-only] [--serial ID]';
+const USAGE = 'spindle export PATH --socket SOCK [--aio threads|native|io_uring] [--cache writeback|none|writethrough|directsync|unsafe] [--nowait on|off|auto] [--queues N] [--read-only] [--serial ID] [--enospc stop|report]';
 const MAX_QUEUES = 256;
 const MAX_SERIAL_BYTES = 20;
 
@@ -32,6 +34,7 @@ export function parseExportArgs(argv: string[]): DiskSpec {
       queues: { type: 'string' },
       'read-only': { type: 'boolean', default: false },
       serial: { type: 'string' },
+      enospc: { type: 'string' },
     },
     strict: true,
     allowPositionals: true,
@@ -45,6 +48,9 @@ export function parseExportArgs(argv: string[]): DiskSpec {
   if (v.queues !== undefined) {
     queues = Number(v.queues);
     if (!/^\d+$/.test(v.queues) || queues < 1 || queues > MAX_QUEUES) throw invalid(`--queues must be a whole number from 1 to ${MAX_QUEUES}, not '${v.queues}'.`);
+  }
+  if (v.enospc !== undefined && !(ENOSPC_POLICIES as readonly string[]).includes(v.enospc)) {
+    throw invalid(`--enospc must be 'stop' (hold writes that find the filesystem full until space is freed) or 'report' (give the guest an I/O error), not '${v.enospc}'.`);
   }
   const serial = v.serial ?? '';
   if (Buffer.byteLength(serial) > MAX_SERIAL_BYTES) throw invalid(`--serial is at most ${MAX_SERIAL_BYTES} bytes (virtio-blk GET_ID), '${serial}' is ${Buffer.byteLength(serial)}.`);
@@ -65,7 +71,7 @@ export function parseExportArgs(argv: string[]): DiskSpec {
   const { aio, cache } = chooseModes(kind, v.aio as AioMode | undefined, v.cache as CacheMode | undefined);
   return {
     path, socketPath: resolve(v.socket), aio, cache, nowait: (v.nowait ?? 'auto') as NowaitMode,
-    readOnly: v['read-only']!, queues, serial,
+    readOnly: v['read-only']!, queues, serial, enospc: (v.enospc ?? 'stop') as EnospcPolicy,
   };
 }
 
@@ -89,25 +95,22 @@ const command: Command = {
   async run(argv: string[]): Promise<number> {
     const spec = parseExportArgs(argv);
     const server = await DiskServer.start(spec);
-    server.on('event', (e) => {
-      if (e.kind === 'log') console.error(e.line);
-      else if (e.kind === 'broken') console.error(`queue ${e.queue} stopped: ${e.reason}`);
-      else if (e.kind === 'nowait') console.error(`nowait ${e.direction} ${e.enabled ? 'on' : 'off'}: ${e.reason}`);
-      else if (e.kind === 'failed') console.error(`spindle export: ${e.reason}`);
-      else if (e.kind === 'resubmitted') console.error(`queue ${e.queue}: resubmitted ${e.count} request(s) the previous server left in flight`);
-      else if (e.kind === 'restarting') console.error(`spindle export: restarting the disk's I/O thread (attempt ${e.attempt}): ${e.reason}`);
-      else if (e.kind === 'restarted') console.error(`spindle export: the disk's I/O thread serves again (${e.restarts} restart(s) so far)`);
-    });
-    const m = server.currentModes;
-    console.error(`spindle export: ${spec.path} (${server.kind}, ${server.sizeBytes} bytes), aio ${m.aio}, cache ${m.cache}, nowait ${m.nowait}, ${spec.queues} queue(s)${spec.readOnly ? ', read-only' : ''}`);
-    console.log(`ready ${spec.socketPath}`);
-
-    const signal = await new Promise<NodeJS.Signals | 'failed'>((done) => {
-      const on = (s: NodeJS.Signals) => done(s);
-      process.once('SIGINT', on);
-      process.once('SIGTERM', on);
+    // The handlers are in place before `ready` is printed: a SIGTERM sent as soon as a script reads
+    // it must drain and print stats, not kill the process with the default action.
+    const stopped = new Promise<NodeJS.Signals | 'failed'>((done) => {
+      process.once('SIGINT', done);
+      process.once('SIGTERM', done);
       server.on('event', (e) => e.kind === 'failed' && done('failed'));
     });
+    server.on('event', (e) => {
+      const line = describeExportEvent(e, spec.path);
+      if (line) console.error(line);
+    });
+    const m = server.currentModes;
+    console.error(`spindle export: ${spec.path} (${server.kind}, ${server.sizeBytes} bytes), aio ${m.aio}, cache ${m.cache}, nowait ${m.nowait}, ${spec.queues} queue(s)${spec.readOnly ? ', read-only' : ''}, enospc ${spec.enospc}`);
+    console.log(`ready ${spec.socketPath}`);
+
+    const signal = await stopped;
     process.removeAllListeners('SIGINT');
     process.removeAllListeners('SIGTERM');
     // Drains in-flight I/O, closes the socket and the disk.
@@ -116,5 +119,39 @@ const command: Command = {
     return signal === 'failed' ? 1 : 0;
   },
 };
+
+const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+/** A disk event as a line on stderr (null: none). */
+export function describeExportEvent(e: DiskEvent, path: string): string | null {
+  switch (e.kind) {
+    case 'log':
+      return e.line;
+    case 'broken':
+      return `queue ${e.queue} stopped: ${e.reason}`;
+    case 'nowait':
+      return `nowait ${e.direction} ${e.enabled ? 'on' : 'off'}: ${e.reason}`;
+    case 'failed':
+      return `spindle export: ${e.reason}`;
+    case 'resubmitted':
+      return `queue ${e.queue}: resubmitted ${e.count} request(s) the previous server left in flight`;
+    case 'restarting':
+      return `spindle export: restarting the disk's I/O thread (attempt ${e.attempt}): ${e.reason}`;
+    case 'restarted':
+      return `spindle export: the disk's I/O thread serves again (${e.restarts} restart(s) so far)`;
+    case 'no-space': {
+      const needs = e.missingBytes === null ? '' : e.missingBytes > 0 ? ` (needs ${formatSize(e.missingBytes)} more)` : ` (${formatSize(e.freeBytes ?? 0)} free)`;
+      return e.retried
+        ? `spindle export: retried the parked writes: ${path}'s filesystem is still full${needs}; ${plural(e.parked, 'write')} wait for space`
+        : `spindle export: parked ${plural(e.parked, 'write')}: ${path}'s filesystem is full${needs} — waiting for space`;
+    }
+    case 'space-recovered':
+      return e.dropped > 0
+        ? `spindle export: the frontend went away or reset its ring: ${plural(e.dropped, 'parked write')} dropped (a reconnecting frontend resubmits them), ${e.completed} completed`
+        : `spindle export: resumed: ${plural(e.completed, 'parked write')} completed after ${Math.round(e.waitedMs / 1000)} s, once space was freed on ${path}'s filesystem`;
+    default:
+      return null;
+  }
+}
 
 export default command;

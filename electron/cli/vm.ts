@@ -7,6 +7,7 @@
 import { resolve as resolvePath } from 'node:path';
 import type { Command } from '../cli.js';
 import { SpindleError } from '../errors.js';
+import { formatSize } from '../block/size.js';
 import { vmNameKey, type DiskSample, type VmInfo, type StatsTick } from '../api/contract.js';
 import { apiSocketPath, connectLocalApi } from '../api/local-socket.js';
 import type { Backend } from '../api/backend.js';
@@ -73,6 +74,10 @@ function describe(vm: VmInfo): string {
     ...vm.warnings.map((w) => `  warning: ${w}`),
   ];
   if (vm.pauseReason) lines.push(`  paused: ${vm.pauseReason}`);
+  for (const w of vm.waitingForSpace ?? []) {
+    const missing = w.missingBytes === null ? 'free space unknown (a host device)' : `needs ${formatSize(w.missingBytes)} more, ${formatSize(w.freeBytes ?? 0)} free`;
+    lines.push(`  ${w.diskId} waits for space: ${w.parkedRequests} write(s), ${formatSize(w.parkedBytes)} (${missing})`);
+  }
   if (vm.crash) lines.push(`  crashed: ${vm.crash.message}`, ...vm.crash.stderrTail.map((l) => `    | ${l}`));
   return lines.join('\n');
 }

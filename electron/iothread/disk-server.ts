@@ -4,12 +4,12 @@
 import { EventEmitter } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import { SpindleError } from '../errors.js';
-import { DiskCounters, type CountersSnapshot } from '../block/stats.js';
+import { DiskCounters, DIRECTIONS, type CountersSnapshot, type Direction } from '../block/stats.js';
 import type { AioMode, CacheMode, NowaitMode } from '../block/modes.js';
 import { FdLedger } from './fd-ledger.js';
-import type { Command, DiskEvent, DiskSpec, ModeChange, SerializedError, WorkerData, WorkerMessage } from './messages.js';
+import { FAILURE_SLOTS, type Command, type DiskEvent, type DiskSpec, type ModeChange, type RetryOutcome, type SerializedError, type WorkerData, type WorkerMessage } from './messages.js';
 
-export type { DiskSpec, DiskEvent, ModeChange } from './messages.js';
+export type { DiskSpec, DiskEvent, ModeChange, RetryOutcome, SpaceStatus } from './messages.js';
 
 const revive = (e: SerializedError): SpindleError => new SpindleError(e.code, e.message, e.errno);
 
@@ -31,9 +31,9 @@ const DEFAULT_RESTART: RestartPolicy = { enabled: true, maxRestarts: 5, windowMs
 type Ready = Extract<WorkerMessage, { type: 'ready' }>;
 
 /** Starts one worker for `spec`; resolves once it listens, rejects with a SpindleError. */
-function spawnWorker(spec: DiskSpec, counters: DiskCounters, ledger: FdLedger): Promise<{ worker: Worker; ready: Ready; early: DiskEvent[] }> {
+function spawnWorker(spec: DiskSpec, counters: DiskCounters, ledger: FdLedger, failures: SharedArrayBuffer): Promise<{ worker: Worker; ready: Ready; early: DiskEvent[] }> {
   const worker = new Worker(new URL('./worker.js', import.meta.url), {
-    workerData: { spec, counters: counters.buffer, fdLedger: ledger.buffer } satisfies WorkerData,
+    workerData: { spec, counters: counters.buffer, fdLedger: ledger.buffer, failures } satisfies WorkerData,
   });
   return new Promise((resolve, reject) => {
     const early: DiskEvent[] = [];
@@ -88,9 +88,11 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
   private modes: { aio: AioMode; cache: CacheMode; nowait: NowaitMode };
   private readonly counters: DiskCounters;
   private readonly ledger: FdLedger;
+  /** Per BlockOp, requests the guest got back as failed (written by the worker's device). */
+  private readonly failures: Float64Array;
   private readonly policy: RestartPolicy;
   private worker!: Worker;
-  private readonly waiting = new Map<number, { resolve(): void; reject(e: Error): void }>();
+  private readonly waiting = new Map<number, { resolve(outcome?: RetryOutcome): void; reject(e: Error): void }>();
   private nextId = 1;
   private failure: string | null = null;
   /** Set while a dead worker is being replaced: commands are refused meanwhile. */
@@ -101,11 +103,12 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
   private restartCount = 0;
   private resubmittedCount = 0;
 
-  private constructor(spec: DiskSpec, counters: DiskCounters, ledger: FdLedger, policy: RestartPolicy, first: { worker: Worker; ready: Ready }) {
+  private constructor(spec: DiskSpec, counters: DiskCounters, ledger: FdLedger, failures: Float64Array, policy: RestartPolicy, first: { worker: Worker; ready: Ready }) {
     super();
     this.spec = spec;
     this.counters = counters;
     this.ledger = ledger;
+    this.failures = failures;
     this.policy = policy;
     this.sizeBytes = first.ready.sizeBytes;
     this.kind = first.ready.kind;
@@ -118,8 +121,9 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
   static async start(spec: DiskSpec, restart: Partial<RestartPolicy> = {}): Promise<DiskServer> {
     const counters = new DiskCounters();
     const ledger = new FdLedger();
-    const first = await spawnWorker(spec, counters, ledger);
-    const server = new DiskServer(spec, counters, ledger, { ...DEFAULT_RESTART, ...restart }, first);
+    const failures = new Float64Array(new SharedArrayBuffer(FAILURE_SLOTS * 8));
+    const first = await spawnWorker(spec, counters, ledger, failures.buffer as SharedArrayBuffer);
+    const server = new DiskServer(spec, counters, ledger, failures, { ...DEFAULT_RESTART, ...restart }, first);
     // Events from before 'ready' (none in practice) are replayed once listeners can attach.
     queueMicrotask(() => first.early.forEach((e) => server.onEvent(e)));
     return server;
@@ -163,7 +167,7 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
     try {
       // The modes it served with (a live switch survives the crash) and the frontend it served.
       const spec = { ...this.spec, ...this.modes, ...(this.peerPid === null ? {} : { peerPid: this.peerPid }) };
-      const next = await spawnWorker(spec, this.counters, this.ledger);
+      const next = await spawnWorker(spec, this.counters, this.ledger, this.failures.buffer as SharedArrayBuffer);
       if (this.stopping) {
         await next.worker.terminate();
         this.ledger.closeLeftovers();
@@ -209,7 +213,7 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
       const w = this.waiting.get(m.id);
       this.waiting.delete(m.id);
       if (m.error) w?.reject(revive(m.error));
-      else w?.resolve();
+      else w?.resolve(m.outcome);
     }
   }
 
@@ -219,28 +223,28 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
     this.emit('event', { kind: 'failed', reason });
   }
 
-  private command(body: CommandBody): Promise<void> {
+  private command(body: CommandBody): Promise<RetryOutcome | undefined> {
     if (this.failure) return Promise.reject(new SpindleError('INTERNAL', `This disk has stopped: ${this.failure}`));
     if (this.restarting) return Promise.reject(new SpindleError('INTERNAL', 'This disk\'s I/O thread is restarting after a crash; try again in a moment.'));
     const id = this.nextId++;
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<RetryOutcome | undefined>((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
       this.worker.postMessage({ ...body, id } as Command);
     });
   }
 
   /** Stops taking new requests and waits until none is in flight. */
-  pause(): Promise<void> {
-    return this.command({ op: 'pause' });
+  async pause(): Promise<void> {
+    await this.command({ op: 'pause' });
   }
 
-  resume(): Promise<void> {
-    return this.command({ op: 'resume' });
+  async resume(): Promise<void> {
+    await this.command({ op: 'resume' });
   }
 
   /** Changes aio, cache or nowait mode live: drain, reopen, swap the engine, resume. The guest sees no error. */
-  reconfigure(change: ModeChange): Promise<void> {
-    return this.command({ op: 'reconfigure', change });
+  async reconfigure(change: ModeChange): Promise<void> {
+    await this.command({ op: 'reconfigure', change });
   }
 
   /** Counters as the worker's engine wrote them (read from shared memory: no message). */
@@ -288,20 +292,26 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
    * SO_PEERCRED reports the pid that called connect(). QEMU's pid cannot be reused while it runs or
    * until Node reaps it, and the manager stops a VM's disks when its QEMU exits.
    */
-  expectPeer(pid: number): Promise<void> {
-    if (!Number.isInteger(pid) || pid <= 0) return Promise.reject(new SpindleError('INVALID_ARGUMENT', `Not a process id: ${pid}.`));
+  async expectPeer(pid: number): Promise<void> {
+    if (!Number.isInteger(pid) || pid <= 0) throw new SpindleError('INVALID_ARGUMENT', `Not a process id: ${pid}.`);
     this.peerPid = pid;
-    return this.command({ op: 'expect-peer', pid });
+    await this.command({ op: 'expect-peer', pid });
   }
 
-  /** enospc 'stop': submits the requests parked for lack of space again (call once space is freed,
-   *  or when the VM resumes; a request that still finds no space parks again and says so again). */
-  resumeParked(): Promise<void> {
-    return this.command({ op: 'resume-parked' });
+  /** enospc 'stop': retries the writes parked for lack of space now (the IOThread also does by
+   *  itself as free space grows); resolves once they are written or parked again, with how many
+   *  still wait. A write that still finds no space parks again, without an error for the guest. */
+  async retryParked(): Promise<RetryOutcome> {
+    return (await this.command({ op: 'retry-parked' })) ?? { retried: 0, parked: 0 };
+  }
+
+  /** Per direction, requests the guest got back as failed since start (parked ones are not failed). */
+  failedRequests(): Record<Direction, number> {
+    return Object.fromEntries(DIRECTIONS.map((d, i) => [d, this.failures[i]!])) as Record<Direction, number>;
   }
 
   /** Test hook: makes the worker throw (needs SPINDLE_TEST_HOOKS=1 in its environment). */
-  crashForTest(): Promise<void> {
-    return this.command({ op: 'crash-for-test' });
+  async crashForTest(): Promise<void> {
+    await this.command({ op: 'crash-for-test' });
   }
 }

@@ -19,6 +19,9 @@ export interface DiskFault {
 export interface WatchedDisk {
   readonly spec: { path: string };
   stats(): CountersSnapshot;
+  /** Requests the guest got back as failed, per direction. Without it the engine's error counts
+   *  are used, which also count writes that met ENOSPC and were parked, not failed. */
+  failedRequests?(): Record<string, number>;
 }
 
 const DEFAULT_INTERVAL_MS = 2000;
@@ -60,7 +63,7 @@ export class DiskFaultWatch extends EventEmitter<{ fault: [DiskFault] }> {
     this.identity = statOrNull(this.path);
     this.sysBlock = this.identity?.isBlockDevice() ? `/sys/class/block/${basename(this.path)}` : null;
     this.loopAutoclear = this.sysBlock ? sysfs(`${this.sysBlock}/loop/autoclear`) : null;
-    this.lastErrors = failedRequests(disk.stats());
+    this.lastErrors = this.failed();
   }
 
   start(): this {
@@ -74,6 +77,10 @@ export class DiskFaultWatch extends EventEmitter<{ fault: [DiskFault] }> {
     this.timer = null;
   }
 
+  private failed(): Record<string, number> {
+    return this.disk.failedRequests?.() ?? failedRequests(this.disk.stats());
+  }
+
   /** One look at the disk; returns what it found (also emitted as 'fault'). */
   check(): DiskFault[] {
     const found: DiskFault[] = [];
@@ -84,7 +91,7 @@ export class DiskFaultWatch extends EventEmitter<{ fault: [DiskFault] }> {
     };
 
     const now = Date.now();
-    const errors = failedRequests(this.disk.stats());
+    const errors = this.failed();
     const grown = DIRECTIONS.filter((d) => errors[d]! > this.lastErrors[d]!);
     if (grown.length) {
       const n = grown.reduce((a, d) => a + errors[d]! - this.lastErrors[d]!, 0);

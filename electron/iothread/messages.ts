@@ -2,7 +2,8 @@
 // here: they cross threads through the DiskCounters SharedArrayBuffer, never one message per I/O.
 import type { AioMode, CacheMode, NowaitMode } from '../block/modes.js';
 import type { SpindleErrorCode } from '../errors.js';
-import type { EnospcPolicy } from '../virtio/virtio-blk.js';
+import type { EnospcPolicy, RetryOutcome } from '../virtio/virtio-blk.js';
+import type { SpaceStatus } from './space-watch.js';
 
 export interface DiskSpec {
   /** Image file or host block device. */
@@ -23,7 +24,8 @@ export interface DiskSpec {
    * known once it is spawned, after its disks are listening); connections wait in the backlog.
    */
   awaitPeer?: boolean;
-  /** A write failing with ENOSPC: 'stop' (default) parks it and raises a 'no-space' event, 'report' gives the guest IOERR. */
+  /** A write failing with ENOSPC: 'stop' (default) parks it, raises a 'no-space' event and retries it
+   *  once space is freed ('space-recovered' when all are written); 'report' gives the guest IOERR. */
   enospc?: EnospcPolicy;
 }
 
@@ -39,8 +41,9 @@ export type Command =
   | { id: number; op: 'reconfigure'; change: ModeChange }
   | { id: number; op: 'stop' }
   | { id: number; op: 'expect-peer'; pid: number }
-  /** Submits again the requests parked for lack of space (enospc 'stop'). */
-  | { id: number; op: 'resume-parked' }
+  /** Retries the requests parked for lack of space now (enospc 'stop'); replies with a RetryOutcome
+   *  once they have completed or parked again. */
+  | { id: number; op: 'retry-parked' }
   /** Only honoured with SPINDLE_TEST_HOOKS=1: throws inside the worker's event loop. */
   | { id: number; op: 'crash-for-test' };
 
@@ -49,7 +52,12 @@ export interface WorkerData {
   counters: SharedArrayBuffer;
   /** FD_LEDGER_SLOTS [fd, inode] pairs: the fds a crashed worker would leave open, see fd-ledger.ts. */
   fdLedger: SharedArrayBuffer;
+  /** FAILURE_SLOTS doubles: per BlockOp, requests the guest got back as failed (VirtioBlkOptions.failureCounts). */
+  failures: SharedArrayBuffer;
 }
+
+/** One counter per BlockOp (read, write, flush, discard, write-zeroes). */
+export const FAILURE_SLOTS = 5;
 
 export interface SerializedError {
   code: SpindleErrorCode;
@@ -73,12 +81,20 @@ export type DiskEvent =
   | { kind: 'restarted'; restarts: number }
   /** The disk's worker died for good (or could not be restarted); the reason is a sentence. Other disks are unaffected. */
   | { kind: 'failed'; reason: string }
-  /** enospc 'stop': requests are parked because the filesystem is full; the VM should pause until space is freed. */
-  | { kind: 'no-space'; parked: number; sentence: string };
+  /** enospc 'stop': writes are parked because the filesystem is full (the VM should pause); raised
+   *  for the first one, and again (`retried`) when a retry found no space either. */
+  | ({ kind: 'no-space'; retried: boolean; sentence: string } & SpaceStatus)
+  /** While writes are parked: the numbers changed (free space, writes parked). No line for the log. */
+  | ({ kind: 'space-wait' } & SpaceStatus)
+  /** No parked write is left: `completed` were written, `dropped` went with a driver that went away
+   *  or reset its ring (a reconnecting frontend resubmits those itself). The VM may go on. */
+  | { kind: 'space-recovered'; completed: number; dropped: number; waitedMs: number };
+
+export type { RetryOutcome, SpaceStatus };
 
 export type WorkerMessage =
   /** `tid`: the IOThread's kernel thread id (from /proc/thread-self), so the main thread can read its CPU time. */
   | { type: 'ready'; sizeBytes: number; kind: 'file' | 'block'; aio: AioMode; cache: CacheMode; nowait: NowaitMode; tid: number | null }
   | { type: 'start-failed'; error: SerializedError }
-  | { type: 'reply'; id: number; error?: SerializedError }
+  | { type: 'reply'; id: number; error?: SerializedError; outcome?: RetryOutcome }
   | { type: 'event'; event: DiskEvent };

@@ -11,10 +11,11 @@ import { VirtioBlkDevice } from '../virtio/virtio-blk.js';
 import { VhostUserServer } from '../vhost-user/server.js';
 import { observeFds } from '../native/posix.js';
 import { FdLedger } from './fd-ledger.js';
-import type { Command, DiskEvent, SerializedError, WorkerData, WorkerMessage } from './messages.js';
+import { SpaceWatch } from './space-watch.js';
+import type { Command, DiskEvent, RetryOutcome, SerializedError, WorkerData, WorkerMessage } from './messages.js';
 
 const port = parentPort!;
-const { spec, counters, fdLedger } = workerData as WorkerData;
+const { spec, counters, fdLedger, failures } = workerData as WorkerData;
 const ledger = new FdLedger(fdLedger);
 // Every fd this thread opens or receives is in the ledger until closed, for the supervisor to
 // close if this thread dies.
@@ -40,6 +41,7 @@ function serialize(err: unknown): SerializedError {
 let backend: BlockBackend | null = null;
 let server: VhostUserServer | null = null;
 let device: VirtioBlkDevice | null = null;
+let space: SpaceWatch | null = null;
 /** The only frontend pid this disk serves (SO_PEERCRED); null until known when spec.awaitPeer. */
 let expectedPeer: number | null = null;
 
@@ -49,8 +51,18 @@ async function start(): Promise<void> {
       aio: spec.aio, cache: spec.cache, nowait: spec.nowait, readOnly: spec.readOnly, counters: new DiskCounters(counters),
     });
     backend.on('nowait', (e: NowaitEvent) => event({ kind: 'nowait', direction: e.direction, enabled: e.enabled, reason: e.message }));
-    device = new VirtioBlkDevice(backend, { numQueues: spec.queues, serial: spec.serial, enospc: spec.enospc ?? 'stop', diskPath: spec.path });
-    device.onNoSpace = (e) => event({ kind: 'no-space', parked: e.parked, sentence: e.sentence });
+    device = new VirtioBlkDevice(backend, {
+      numQueues: spec.queues, serial: spec.serial, enospc: spec.enospc ?? 'stop', diskPath: spec.path,
+      failureCounts: new Float64Array(failures),
+    });
+    // Parked writes: say so with what is missing, watch the filesystem, retry as space appears.
+    const watch = new SpaceWatch(spec.path, backend.kind, device, (s) => event({ kind: 'space-wait', ...s }));
+    space = watch;
+    device.onNoSpace = (e) => event({ kind: 'no-space', retried: e.retried, sentence: e.sentence, ...watch.start() });
+    device.onSpaceRecovered = (e) => {
+      watch.stop();
+      event({ kind: 'space-recovered', completed: e.completed, dropped: e.dropped, waitedMs: e.waitedMs });
+    };
     holdCompletionsForTests(backend);
     device.onResubmitted = (queue, count) => event({ kind: 'resubmitted', queue, count });
     expectedPeer = spec.peerPid ?? null;
@@ -73,7 +85,7 @@ async function start(): Promise<void> {
   }
 }
 
-async function run(cmd: Command): Promise<void> {
+async function run(cmd: Command): Promise<RetryOutcome | void> {
   switch (cmd.op) {
     case 'pause':
       server!.pause();
@@ -90,6 +102,7 @@ async function run(cmd: Command): Promise<void> {
     }
     case 'stop':
       // Closing the server ends the connection: the device stops its queues and drains.
+      space?.stop();
       await server?.close();
       await backend?.close();
       return;
@@ -97,9 +110,8 @@ async function run(cmd: Command): Promise<void> {
       expectedPeer = cmd.pid;
       server!.allowConnections();
       return;
-    case 'resume-parked':
-      device?.resumeParked();
-      return;
+    case 'retry-parked':
+      return space?.retry() ?? { retried: 0, parked: 0 };
     case 'crash-for-test':
       if (process.env.SPINDLE_TEST_HOOKS !== '1') throw new SpindleError('INVALID_ARGUMENT', 'test hooks are off');
       setImmediate(() => {
@@ -114,8 +126,8 @@ let chain: Promise<void> = Promise.resolve();
 port.on('message', (cmd: Command) => {
   chain = chain.then(async () => {
     try {
-      await run(cmd);
-      post({ type: 'reply', id: cmd.id });
+      const outcome = await run(cmd);
+      post({ type: 'reply', id: cmd.id, ...(outcome ? { outcome } : {}) });
     } catch (err) {
       post({ type: 'reply', id: cmd.id, error: serialize(err) });
     }

@@ -476,7 +476,8 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
     const wasRunning = s.rings.map((r) => r.running);
     for (let i = 0; i < s.rings.length; i++) await this.stopRing(s, i);
     const table = MemoryTable.map(descs, fds);
-    this.device.setMemory(table.regions);
+    // A device may first finish I/O still pointing into the old table (retried parked writes).
+    await this.device.setMemory(table.regions);
     s.memory.unmap();
     s.memory = table;
     this.log(`guest memory: ${table.regions.map((r) => `${hex(r.guestAddr)}+${hex(r.size)}`).join(', ')}`);

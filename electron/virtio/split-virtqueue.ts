@@ -174,6 +174,26 @@ export class SplitVirtqueue {
     return this.walk(head) ? head : -1;
   }
 
+  /** Walks a chain this device took earlier and still holds (a request parked for lack of space),
+   *  without recording it in the inflight region again. Returns head, or -1 with error set. */
+  rewalk(head: number): number {
+    if (head >= this.size) {
+      this.error = `chain ${head} is past the ring size ${this.size}`;
+      return -1;
+    }
+    return this.walk(head) ? head : -1;
+  }
+
+  /** Takes `head` off the chains to resubmit: the device still holds that request itself (parked
+   *  for lack of space across a ring stop), so it must not be started a second time. */
+  dropResubmit(head: number): boolean {
+    const at = this.resubmit.indexOf(head, this.resubmitPos);
+    if (at < 0) return false;
+    this.resubmit.copyWithin(at, at + 1);
+    this.resubmit = this.resubmit.subarray(0, this.resubmit.length - 1);
+    return true;
+  }
+
   /** Chains left to resubmit from the inflight region. */
   get pendingResubmits(): number {
     return this.resubmit.length - this.resubmitPos;

@@ -37,8 +37,9 @@ export interface VirtioDevice {
   setFeatures(features: bigint): void;
   readConfig(offset: number, length: number): Uint8Array;
   writeConfig(offset: number, data: Uint8Array): void;
-  /** New guest memory table; the transport stops all queues first. */
-  setMemory(regions: GuestMemoryRegion[]): void;
+  /** New guest memory table; the transport stops all queues first, and unmaps the old table only
+   *  once this returns (or its promise resolves: I/O still pointing there must finish first). */
+  setMemory(regions: GuestMemoryRegion[]): void | Promise<void>;
   startQueue(index: number, setup: VringSetup): void;
   /** The queue's kick eventfd fired: drain the avail ring. */
   kick(index: number): void;

@@ -6,6 +6,7 @@ import { GuestMemory } from './guest-memory.js';
 import { RingSetupError, SplitVirtqueue } from './split-virtqueue.js';
 import type { GuestMemoryRegion, VirtioDevice } from './types.js';
 import type { TrackedVringSetup } from './inflight-log.js';
+import { EnospcParking, PARKED_TAG, captureData, sameRing, type ParkedRequest, type RingId } from './enospc-parking.js';
 
 export const VIRTIO_BLK_F_SIZE_MAX = 1;
 export const VIRTIO_BLK_F_SEG_MAX = 2;
@@ -59,6 +60,9 @@ export interface VirtioBlkOptions {
   enospc?: EnospcPolicy;
   /** The disk's image or device path, for the sentences this device says. */
   diskPath?: string;
+  /** Counts, per BlockOp, the requests completed to the guest with IOERR because the block layer
+   *  failed them (parked ones are not failed). May be a view of shared memory read by another thread. */
+  failureCounts?: Float64Array;
 }
 
 export const ENOSPC_POLICIES = ['stop', 'report'] as const;
@@ -66,9 +70,30 @@ export type EnospcPolicy = (typeof ENOSPC_POLICIES)[number];
 
 /** Requests are parked because the storage is full: the VM should pause until space is freed. */
 export interface NoSpaceEvent {
-  /** Requests parked so far (more may follow until the VM is paused). */
+  /** Requests parked now (more may follow until the VM is paused). */
   parked: number;
+  /** The bytes they write. */
+  parkedBytes: number;
+  /** False for the first request parked since space last sufficed; true when a retry met ENOSPC again. */
+  retried: boolean;
   sentence: string;
+}
+
+/** No parked request is left: they were written, or dropped with the driver that sent them. */
+export interface SpaceRecoveredEvent {
+  /** Parked requests written since the first was parked. */
+  completed: number;
+  /** Parked requests dropped unwritten because their driver went away or reset the ring (a
+   *  reconnecting frontend resubmits them from its inflight area). */
+  dropped: number;
+  /** Since the first was parked, ms. */
+  waitedMs: number;
+}
+
+/** What retryParked() did: requests submitted again, and how many still wait for space afterwards. */
+export interface RetryOutcome {
+  retried: number;
+  parked: number;
 }
 
 const bit = (n: number) => 1n << BigInt(n);
@@ -79,6 +104,11 @@ class BlkQueue {
   readonly usedLen: Uint32Array;
   readonly statusRegion: Int32Array;
   readonly statusOffset: Float64Array;
+  // What was asked of the block layer, kept to retry a request that met ENOSPC.
+  readonly op: Uint8Array;
+  readonly offset: Float64Array;
+  readonly length: Float64Array;
+  readonly flags: Uint8Array;
   readonly free: Uint16Array;
   freeCount: number;
   /** Slots begun in the batch being built, failed together if submit() throws. */
@@ -90,12 +120,16 @@ class BlkQueue {
   dirty = false;
   drained: (() => void)[] = [];
 
-  constructor(readonly index: number, readonly vq: SplitVirtqueue) {
+  constructor(readonly index: number, readonly vq: SplitVirtqueue, readonly ring: RingId) {
     const n = vq.size;
     this.head = new Uint16Array(n);
     this.usedLen = new Uint32Array(n);
     this.statusRegion = new Int32Array(n);
     this.statusOffset = new Float64Array(n);
+    this.op = new Uint8Array(n);
+    this.offset = new Float64Array(n);
+    this.length = new Float64Array(n);
+    this.flags = new Uint8Array(n);
     this.free = new Uint16Array(n);
     for (let i = 0; i < n; i++) this.free[i] = n - 1 - i;
     this.freeCount = n;
@@ -108,10 +142,12 @@ export class VirtioBlkDevice implements VirtioDevice {
   readonly numQueues: number;
   onBroken: ((queue: number, reason: string) => void) | null = null;
   /**
-   * With enospc 'stop': raised when a first request is parked for lack of space. The VM manager
-   * pauses the VM and calls resumeParked() when it resumes it (or when space is freed).
+   * With enospc 'stop': raised when a first request is parked for lack of space, and again when a
+   * retry meets ENOSPC again. The owner pauses the VM and calls retryParked() once space is freed.
    */
   onNoSpace: ((event: NoSpaceEvent) => void) | null = null;
+  /** Every parked request has been written (the owner may resume the VM). */
+  onSpaceRecovered: ((event: SpaceRecoveredEvent) => void) | null = null;
   /** A queue resubmitted `count` requests a previous backend left in flight (inflight region). */
   onResubmitted: ((queue: number, count: number) => void) | null = null;
   /** Requests resubmitted from inflight regions since construction. */
@@ -127,18 +163,20 @@ export class VirtioBlkDevice implements VirtioDevice {
   private readonly writeCacheDefault: boolean;
   private readonly enospc: EnospcPolicy;
   private readonly diskPath: string;
-  // Requests that failed with ENOSPC under 'stop': queue index and descriptor head, not completed.
-  // They live here, not in their queue, so a VM pause (stopQueue, then startQueue on resume) keeps them.
-  private parkedQueue: number[] = [];
-  private parkedHead: number[] = [];
-  private resumeWanted = false;
-  private noSpaceRaised = false;
-  private noSpacePending = false;
+  private readonly failureCounts: Float64Array | null;
+  // Requests that failed with ENOSPC under 'stop', not completed. They live here, not in their
+  // queue, so a VM pause (stopQueue, then startQueue on resume) keeps them.
+  private readonly parking = new EnospcParking();
+  /** The avail index each stopped queue reported (GET_VRING_BASE), to recognise the same ring when it restarts. */
+  private readonly stoppedBase: Int32Array;
+  /** A new memory table waits for retries in flight: no new retry starts meanwhile. */
+  private memoryChanging = false;
   private acked = 0n;
   private mem: GuestMemory | null = null;
   private bytes: Uint8Array[] = [];
   private readonly queues: (BlkQueue | null)[];
   private readonly dirtyList: Uint16Array;
+  private dirtyCount = 0;
   private needsReset = false;
   private readonly scratch = new Uint8Array(16);
   private readonly scratchView = new DataView(this.scratch.buffer);
@@ -177,6 +215,8 @@ export class VirtioBlkDevice implements VirtioDevice {
     this.deviceFeatures = f;
     this.queues = new Array<BlkQueue | null>(nq).fill(null);
     this.dirtyList = new Uint16Array(nq);
+    this.stoppedBase = new Int32Array(nq).fill(-1);
+    this.failureCounts = opts.failureCounts ?? null;
     blk.onComplete = (tags, results, count) => this.complete(tags, results, count);
   }
 
@@ -233,10 +273,26 @@ export class VirtioBlkDevice implements VirtioDevice {
     if (i >= 0 && i < data.length) this.blk.writeCache = data[i] !== 0;
   }
 
-  setMemory(regions: GuestMemoryRegion[]): void {
+  /** Returns a promise only when parked requests being retried must complete first (their I/O
+   *  points into the current table, which the transport unmaps after this). */
+  setMemory(regions: GuestMemoryRegion[]): void | Promise<void> {
     for (const q of this.queues) {
       if (q && q.inFlight > 0) throw new Error('guest memory cannot change while requests are in flight: stop the queues first');
     }
+    if (this.parking.retrying > 0) {
+      this.memoryChanging = true;
+      return this.parking.settled().then(() => {
+        this.memoryChanging = false;
+        this.swapMemory(regions);
+      }, (err: unknown) => {
+        this.memoryChanging = false;
+        throw err;
+      });
+    }
+    this.swapMemory(regions);
+  }
+
+  private swapMemory(regions: GuestMemoryRegion[]): void {
     const mem = new GuestMemory(regions);
     this.unregisterMemory();
     mem.regions.forEach((r, id) => this.blk.registerBuffer(id, r.memory));
@@ -276,8 +332,12 @@ export class VirtioBlkDevice implements VirtioDevice {
       this.fail(index, err.message);
       return;
     }
-    this.queues[index] = new BlkQueue(index, vq);
-    if (this.resumeWanted) this.resubmitParked(this.queues[index]!);  // resumed while this ring was stopped
+    const ring: RingId = { descAddr: setup.descAddr, availAddr: setup.availAddr, usedAddr: setup.usedAddr, size: setup.size };
+    const q = new BlkQueue(index, vq, ring);
+    this.queues[index] = q;
+    const base = this.stoppedBase[index]!;
+    this.stoppedBase[index] = -1;
+    if (this.parking.size > 0) this.adoptParked(q, base === (setup.lastAvailIdx & 0xffff));
   }
 
   kick(index: number): void {
@@ -291,20 +351,22 @@ export class VirtioBlkDevice implements VirtioDevice {
     if (!q) return 0;
     q.stopped = true;
     if (q.inFlight > 0) await new Promise<void>((resolve) => q.drained.push(resolve));
-    if (this.queues[index] === q) this.queues[index] = null;
+    if (this.queues[index] === q) {
+      this.queues[index] = null;
+      this.stoppedBase[index] = q.vq.lastAvailIdx;
+    }
     return q.vq.lastAvailIdx;
   }
 
   async reset(): Promise<void> {
     await Promise.all(this.queues.map((q, i) => (q ? this.stopQueue(i) : 0)));
-    this.unregisterMemory();
     // The driver is gone: parked requests go with it (a reconnecting frontend resubmits what it
-    // never saw completed from its inflight area).
-    this.parkedQueue = [];
-    this.parkedHead = [];
-    this.resumeWanted = false;
-    this.noSpaceRaised = false;
-    this.noSpacePending = false;
+    // never saw completed from its inflight area). Retries in flight finish first: their memory goes next.
+    this.parking.clear();
+    await this.parking.settled();
+    this.raisePending();
+    this.unregisterMemory();
+    this.stoppedBase.fill(-1);
     this.acked = 0n;
     this.needsReset = false;
     this.blk.writeCache = this.writeCacheDefault;
@@ -358,66 +420,121 @@ export class VirtioBlkDevice implements VirtioDevice {
     q.vq.publishUsed();
   }
 
-  // ---- ENOSPC policy 'stop' ----------------------------------------------------------------
+  // ---- ENOSPC policy 'stop' (the records live in enospc-parking.ts) -------------------------
 
-  /** Requests waiting for space (enospc 'stop'). */
+  /** Requests waiting for space, or being retried (enospc 'stop'). */
   get parkedRequests(): number {
-    return this.parkedHead.length;
+    return this.parking.parked.count;
+  }
+
+  /** The bytes the parked requests write. */
+  get parkedBytes(): number {
+    return this.parking.parked.bytes;
   }
 
   /**
-   * Submits the parked requests again (the VM resumed, or space was freed). Requests of a queue
-   * that is stopped right now go when it starts again. A request that meets ENOSPC again is parked
-   * again and raises onNoSpace again. Returns how many were submitted now.
+   * Submits every parked request again now (space was freed, or the owner asks), whether or not its
+   * ring runs: one written while its ring is stopped reaches the guest when the ring starts again.
+   * One that meets ENOSPC again is parked again and raises onNoSpace (retried). Resolves when they
+   * have all completed, with how many were retried and how many still wait.
    */
-  resumeParked(): number {
-    if (this.parkedHead.length === 0) return 0;
-    this.resumeWanted = true;
-    this.noSpaceRaised = false;
-    let n = 0;
-    for (const q of this.queues) if (q) n += this.resubmitParked(q);
-    return n;
+  async retryParked(): Promise<RetryOutcome> {
+    if (!this.mem || this.memoryChanging) return { retried: 0, parked: this.parkedRequests };
+    const { submitted, lost } = this.parking.retry(this.mem, this.blk);
+    // Its memory is no longer guest memory (a new memory table): like a malformed chain, it fails.
+    for (const r of lost) this.settleParked(r, VIRTIO_BLK_S_IOERR);
+    this.publishDirty();
+    this.raisePending();
+    await this.parking.settled();  // these, and any retry already in flight
+    return { retried: submitted, parked: this.parkedRequests };
   }
 
+  /** A request failed with ENOSPC: keep what is needed to retry it, and give its slot back. */
   private park(q: BlkQueue, slot: number): void {
-    this.parkedQueue.push(q.index);
-    this.parkedHead.push(q.head[slot]);
+    const head = q.head[slot]!;
+    const op = q.op[slot] as BlockOp;
+    const segments = captureData(q.vq, this.mem!, head, op, q.length[slot]!);
     q.free[q.freeCount++] = slot;
     q.inFlight--;
-    if (this.noSpaceRaised) return;  // once per stop: the VM is being paused already
-    this.noSpaceRaised = true;
-    this.noSpacePending = true;
-  }
-
-  /** After a completion batch is published: the listener may pause the VM or resume at once. */
-  private raiseNoSpace(): void {
-    this.noSpacePending = false;
-    const sentence = `The filesystem holding ${this.diskPath} is full: the VM is paused until space is freed.`;
-    if (this.onNoSpace) this.onNoSpace({ parked: this.parkedHead.length, sentence });
-    else console.warn(`spindle: virtio-blk: ${sentence}`);
-  }
-
-  private resubmitParked(q: BlkQueue): number {
-    if (q.stopped || q.broken) return 0;
-    const heads: number[] = [];
-    for (let i = 0; i < this.parkedQueue.length;) {
-      if (this.parkedQueue[i] === q.index) {
-        heads.push(this.parkedHead[i]!);
-        this.parkedQueue.splice(i, 1);
-        this.parkedHead.splice(i, 1);
-      } else i++;
+    if (!segments) {
+      // The guest rewrote the chain while it was in flight: it cannot be retried as it was asked.
+      this.bytes[q.statusRegion[slot]][q.statusOffset[slot]] = VIRTIO_BLK_S_IOERR;
+      q.vq.pushUsed(head, q.usedLen[slot]);
+      this.countFailure(op);
+      return;
     }
-    if (this.parkedHead.length === 0) this.resumeWanted = false;
-    q.batchCount = 0;
-    for (const head of heads) {
-      // The chain is read and checked again: the guest still owns that memory and may have changed it.
-      if (q.vq.walkChain(head) < 0 || !this.handleChain(q, head)) {
-        if (!q.broken) this.breakQueue(q, q.vq.error);
-        break;
+    this.parking.add({
+      queue: q.index, head, ring: q.ring, op, offset: q.offset[slot]!, length: q.length[slot]!, flags: q.flags[slot]!,
+      segments, statusAddr: this.mem!.regions[q.statusRegion[slot]].guestAddr + q.statusOffset[slot]!, usedLen: q.usedLen[slot]!,
+    });
+  }
+
+  /** A parked request is settled with `status`: now if its ring runs, else when it starts again. */
+  private settleParked(rec: ParkedRequest, status: number): void {
+    rec.state = 'done';
+    rec.status = status;
+    if (status === VIRTIO_BLK_S_IOERR) this.countFailure(rec.op);
+    const q = this.queues[rec.queue];
+    if (q && !q.stopped && !q.broken && sameRing(q.ring, rec.ring)) this.deliverParked(q, rec);
+  }
+
+  /** Gives the guest a settled parked request: its status byte, then its own head on the used ring. */
+  private deliverParked(q: BlkQueue, rec: ParkedRequest): void {
+    this.parking.remove(rec);
+    const r = this.mem ? this.mem.find(rec.statusAddr, 1) : -1;
+    if (r < 0) {
+      this.breakQueue(q, `the status byte of parked request ${rec.head} at 0x${rec.statusAddr.toString(16)} is no longer in guest memory`);
+      return;
+    }
+    this.bytes[r][this.mem!.offset(r, rec.statusAddr)] = rec.status;
+    q.vq.pushUsed(rec.head, rec.usedLen);
+    if (!q.dirty) {
+      q.dirty = true;
+      this.dirtyList[this.dirtyCount++] = q.index;
+    }
+  }
+
+  /**
+   * A ring started: the parked requests taken from it are this device's own again. The same ring
+   * (same addresses; the base it was stopped at, or, with an inflight region, still marked in flight
+   * there) keeps them, and they must not be resubmitted from the inflight region a second time; a
+   * ring set up anew (the driver reset it) drops them, as QEMU drops requests on a device reset.
+   */
+  private adoptParked(q: BlkQueue, sameBase: boolean): void {
+    const log = q.vq.inflight;
+    for (const rec of this.parking.forQueue(q.index)) {
+      const same = sameRing(rec.ring, q.ring) && (log ? log.isInflight(rec.head) : sameBase);
+      if (!same) {
+        this.parking.drop(rec);
+        continue;
       }
+      if (log) q.vq.dropResubmit(rec.head);
+      if (rec.state === 'done') this.deliverParked(q, rec);
     }
-    this.submitBatch(q);
-    return heads.length;
+    this.publishDirty();
+    this.raisePending();
+  }
+
+  private completeParked(id: number, result: number): void {
+    const rec = this.parking.completed(id, result);
+    if (!rec || rec.state !== 'done') return;
+    this.settleParked(rec, result === 0 ? VIRTIO_BLK_S_OK : result === -EOPNOTSUPP ? VIRTIO_BLK_S_UNSUPP : VIRTIO_BLK_S_IOERR);
+  }
+
+  /** Raises what the parking saw, after the batch that caused it is published. */
+  private raisePending(): void {
+    const { noSpace, recovered } = this.parking.takeEvents();
+    if (noSpace) {
+      const n = noSpace.parked;
+      const sentence = `The filesystem holding ${this.diskPath} is full: ${n} write${n === 1 ? '' : 's'} wait${n === 1 ? 's' : ''} until space is freed.`;
+      if (this.onNoSpace) this.onNoSpace({ ...noSpace, sentence });
+      else console.warn(`spindle: virtio-blk: ${sentence}`);
+    }
+    if (recovered) this.onSpaceRecovered?.(recovered);
+  }
+
+  private countFailure(op: number): void {
+    if (this.failureCounts && op < this.failureCounts.length) this.failureCounts[op]!++;
   }
 
   /** Hands the chains a previous backend took but never completed to the block layer again,
@@ -479,9 +596,8 @@ export class VirtioBlkDevice implements VirtioDevice {
         }
         if (!this.rangeOk(sectorLo, sectorHi, dataIn)) return this.finish(q, head, statusRegion, statusOffset, VIRTIO_BLK_S_IOERR, 1);
         if (dataIn === 0) return this.finish(q, head, statusRegion, statusOffset, VIRTIO_BLK_S_OK, 1);
-        const slot = this.takeSlot(q, head, statusRegion, statusOffset, vq.writableBytes);
-        if (slot < 0) return false;
-        this.blk.begin(this.tag(q, slot), BlockOp.Read, (sectorHi * 0x1_0000_0000 + sectorLo) * SECTOR);
+        const offset = (sectorHi * 0x1_0000_0000 + sectorLo) * SECTOR;
+        if (!this.begin(q, head, statusRegion, statusOffset, vq.writableBytes, BlockOp.Read, offset, dataIn, 0)) return false;
         this.emitSegments(vq, 1, 0, dataIn);
         return true;
       }
@@ -494,17 +610,13 @@ export class VirtioBlkDevice implements VirtioDevice {
           return this.finish(q, head, statusRegion, statusOffset, VIRTIO_BLK_S_IOERR, 1);
         }
         if (dataOut === 0) return this.finish(q, head, statusRegion, statusOffset, VIRTIO_BLK_S_OK, 1);
-        const slot = this.takeSlot(q, head, statusRegion, statusOffset, 1);
-        if (slot < 0) return false;
-        this.blk.begin(this.tag(q, slot), BlockOp.Write, (sectorHi * 0x1_0000_0000 + sectorLo) * SECTOR);
+        const offset = (sectorHi * 0x1_0000_0000 + sectorLo) * SECTOR;
+        if (!this.begin(q, head, statusRegion, statusOffset, 1, BlockOp.Write, offset, dataOut, 0)) return false;
         this.emitSegments(vq, 0, 16, dataOut);
         return true;
       }
       case VIRTIO_BLK_T_FLUSH: {
-        const slot = this.takeSlot(q, head, statusRegion, statusOffset, 1);
-        if (slot < 0) return false;
-        this.blk.begin(this.tag(q, slot), BlockOp.Flush, 0);
-        return true;
+        return this.begin(q, head, statusRegion, statusOffset, 1, BlockOp.Flush, 0, 0, 0);
       }
       case VIRTIO_BLK_T_GET_ID: {
         const n = Math.min(dataIn, VIRTIO_BLK_ID_BYTES);
@@ -542,12 +654,9 @@ export class VirtioBlkDevice implements VirtioDevice {
       return this.finish(q, head, sRegion, sOffset, VIRTIO_BLK_S_IOERR, 1);
     }
     if (sectors === 0) return this.finish(q, head, sRegion, sOffset, VIRTIO_BLK_S_OK, 1);
-    const slot = this.takeSlot(q, head, sRegion, sOffset, 1);
-    if (slot < 0) return false;
-    this.blk.begin(this.tag(q, slot), zeroes ? BlockOp.WriteZeroes : BlockOp.Discard,
+    return this.begin(q, head, sRegion, sOffset, 1, zeroes ? BlockOp.WriteZeroes : BlockOp.Discard,
       (hi * 0x1_0000_0000 + lo) * SECTOR, sectors * SECTOR,
       zeroes && flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP ? WRITE_ZEROES_MAY_UNMAP : 0);
-    return true;
   }
 
   /** A sector range is served only if it lies inside the disk and is aligned to its logical block. */
@@ -558,23 +667,29 @@ export class VirtioBlkDevice implements VirtioDevice {
     return start % this.lbs === 0 && bytes % this.lbs === 0;
   }
 
-  private tag(q: BlkQueue, slot: number): number {
-    return ((q.index << 16) | slot) >>> 0;
-  }
-
-  private takeSlot(q: BlkQueue, head: number, sRegion: number, sOffset: number, usedLen: number): number {
+  /** Takes a slot for the request and begins it in the block layer (Read and Write data segments
+   *  follow). `length` is its data bytes (Read, Write) or its range (Discard, WriteZeroes). False
+   *  when the guest has more requests in flight than its ring holds (vq.error set). */
+  private begin(q: BlkQueue, head: number, sRegion: number, sOffset: number, usedLen: number,
+    op: BlockOp, offset: number, length: number, flags: number): boolean {
     if (q.freeCount === 0) {
       q.vq.error = `the guest has more requests in flight than the ring's ${q.vq.size} descriptors`;
-      return -1;
+      return false;
     }
     const slot = q.free[--q.freeCount];
     q.head[slot] = head;
     q.usedLen[slot] = usedLen;
     q.statusRegion[slot] = sRegion;
     q.statusOffset[slot] = sOffset;
+    q.op[slot] = op;
+    q.offset[slot] = offset;
+    q.length[slot] = length;
+    q.flags[slot] = flags;
     q.inFlight++;
     q.batch[q.batchCount++] = slot;
-    return slot;
+    const segmented = op === BlockOp.Read || op === BlockOp.Write;
+    this.blk.begin(((q.index << 16) | slot) >>> 0, op, offset, segmented ? 0 : length, flags);
+    return true;
   }
 
   /** Completes a request without the block layer. */
@@ -633,33 +748,45 @@ export class VirtioBlkDevice implements VirtioDevice {
   }
 
   private complete(tags: Uint32Array, results: Int32Array, count: number): void {
-    let dirty = 0;
     for (let i = 0; i < count; i++) {
       const tag = tags[i];
+      const r = results[i];
+      if (tag & PARKED_TAG) {
+        this.completeParked(tag & ~PARKED_TAG, r);
+        continue;
+      }
       const q = this.queues[tag >>> 16];
       const slot = tag & 0xffff;
       if (!q || slot >= q.vq.size) continue;
-      const r = results[i];
       if (r === -ENOSPC && this.enospc === 'stop') this.park(q, slot);
       else {
         this.bytes[q.statusRegion[slot]][q.statusOffset[slot]] =
           r === 0 ? VIRTIO_BLK_S_OK : r === -EOPNOTSUPP ? VIRTIO_BLK_S_UNSUPP : VIRTIO_BLK_S_IOERR;
+        if (r !== 0 && r !== -EOPNOTSUPP) this.countFailure(q.op[slot]);
         q.vq.pushUsed(q.head[slot], q.usedLen[slot]);
         q.free[q.freeCount++] = slot;
         q.inFlight--;
       }
       if (!q.dirty) {
         q.dirty = true;
-        this.dirtyList[dirty++] = q.index;
+        this.dirtyList[this.dirtyCount++] = q.index;
       }
     }
-    for (let d = 0; d < dirty; d++) {
-      const q = this.queues[this.dirtyList[d]]!;
+    this.publishDirty();
+    this.raisePending();
+  }
+
+  /** Publishes the used entries of every queue touched since the last call; wakes stopQueue waiters. */
+  private publishDirty(): void {
+    const n = this.dirtyCount;
+    this.dirtyCount = 0;
+    for (let d = 0; d < n; d++) {
+      const q = this.queues[this.dirtyList[d]];
+      if (!q || !q.dirty) continue;
       q.dirty = false;
       q.vq.publishUsed();
       if (q.inFlight === 0 && q.drained.length) for (const resolve of q.drained.splice(0)) resolve();
     }
-    if (this.noSpacePending) this.raiseNoSpace();
   }
 
   /** submit() threw: the block layer took none of the batch, so every request in it fails. */
@@ -667,6 +794,7 @@ export class VirtioBlkDevice implements VirtioDevice {
     for (let i = 0; i < q.batchCount; i++) {
       const slot = q.batch[i];
       this.bytes[q.statusRegion[slot]][q.statusOffset[slot]] = VIRTIO_BLK_S_IOERR;
+      this.countFailure(q.op[slot]);
       q.vq.pushUsed(q.head[slot], q.usedLen[slot]);
       q.free[q.freeCount++] = slot;
       q.inFlight--;

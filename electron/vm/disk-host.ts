@@ -27,13 +27,30 @@ export interface DiskCountersSnapshot {
   submitStallMaxUs?: number;
 }
 
+/** What a disk's parked writes wait for (enospc 'stop'). */
+export interface SpaceWait {
+  parkedRequests: number;
+  parkedBytes: number;
+  /** Free space an unprivileged user may use on the image's filesystem; null for a block device. */
+  freeBytes: number | null;
+  /** How much more free space the parked writes need at least; null when unknown. */
+  missingBytes: number | null;
+}
+
 export interface DiskHostEvent {
   level: 'info' | 'warning' | 'error';
   message: string;
   /** The guest sent a malformed request and the queue stopped (virtio NEEDS_RESET). */
   broken?: boolean;
-  /** Requests are parked because the filesystem holding the disk is full (enospc 'stop'): pause the VM. */
+  /** Writes were parked because the filesystem holding the disk is full (enospc 'stop'): pause the VM. */
   noSpace?: boolean;
+  /** What the parked writes wait for: with noSpace, and on every change while they wait. */
+  space?: SpaceWait;
+  /** The disk holds no parked write any more (written; or gone with the driver, or back in QEMU's
+   *  inflight area after an I/O thread restart): a VM paused for lack of space may go on. */
+  spaceRecovered?: boolean;
+  /** A status update (space): no line for the log. */
+  quiet?: boolean;
 }
 
 export interface DiskHost {
@@ -46,8 +63,9 @@ export interface DiskHost {
   stats(): DiskCountersSnapshot | Promise<DiskCountersSnapshot>;
   /** Names QEMU's pid: with spec.awaitPeer nothing is served before this, and only that process after. */
   expectPeer?(pid: number): Promise<void>;
-  /** Submits again the requests parked for lack of space (enospc 'stop'). */
-  resumeParked?(): Promise<void>;
+  /** Retries the writes parked for lack of space now (enospc 'stop'); resolves once they are written
+   *  or parked again, with how many still wait. */
+  retryParked?(): Promise<{ retried: number; parked: number }>;
   on(event: 'event', listener: (e: DiskHostEvent) => void): unknown;
   /** Drains in-flight requests, closes the file and the socket. */
   stop(): Promise<void>;

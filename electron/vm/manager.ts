@@ -18,6 +18,7 @@ import {
   type DiskRuntime,
   type ConfigProblem,
   vmNameKey,
+  type SpaceWait,
 } from '../api/contract.js';
 import type { ParsedParams } from '../api/contract.js';
 import { defaultModes, modeConflict, CACHE_SEMANTICS } from '../block/modes.js';
@@ -25,10 +26,10 @@ import { SpindleError, errnoOf } from '../errors.js';
 import { VmStore } from './store.js';
 import { QmpClient, type QmpEvent } from './qmp.js';
 import { buildQemuArgv, resolveAccelerator, findOvmf, findQemu, chardevIdOf, diskSocketName, QEMU_PACKAGE, type LaunchPaths } from './launcher.js';
-import type { DiskHost, DiskHostFactory, DiskServeSpec } from './disk-host.js';
+import type { DiskHost, DiskHostEvent, DiskHostFactory, DiskServeSpec } from './disk-host.js';
 import { diskKindOf, checkDeviceAccess, deviceUsage } from '../block/host-devices.js';
 import { vmRuntimeDir } from './paths.js';
-import { servedDiskFactory } from './served-disk.js';
+import { describeSpaceWait, servedDiskFactory } from './served-disk.js';
 import { tryLock, type HeldLock, type LockOwner } from './lock-file.js';
 import { RunLocks } from './run-lock.js';
 
@@ -66,6 +67,8 @@ interface DiskSlot {
   host: DiskHost | null;
   state: DiskRuntime['state'];
   message?: string;
+  /** What its parked writes wait for (enospc 'stop'), while they wait. */
+  space?: Omit<SpaceWait, 'diskId' | 'path'>;
 }
 
 class RunningVm {
@@ -82,6 +85,10 @@ class RunningVm {
   warnings: string[] = [];
   /** Set while Spindle itself paused the VM because a disk's filesystem is full (enospc 'stop'). */
   pauseReason: string | null = null;
+  /** Spindle (not the user) paused it for lack of space: it resumes it once the writes are written. */
+  pausedForSpace = false;
+  /** Pauses and resumes for lack of space, one at a time, in the order the disks asked. */
+  spaceSteps: Promise<void> = Promise.resolve();
   /** Set when Spindle asked QEMU to stop (shutdown, force off): its exit is not a crash. */
   stopRequested = false;
   guestShutdown = false;
@@ -172,6 +179,9 @@ export class VmManager extends EventEmitter {
     const crash = run ? undefined : this.crashes.get(config.id);
     const elsewhere = this.runningElsewhere(config.id);
     const warnings = run ? [...run.warnings] : [];
+    const waiting: SpaceWait[] = run
+      ? [...run.disks.values()].flatMap((s) => (s.space ? [{ diskId: s.config.id, path: s.config.path, ...s.space }] : []))
+      : [];
     for (const d of config.disks) if (d.cache === 'unsafe') warnings.push(`Disk ${d.id} (${d.path}) uses cache 'unsafe': guest flushes are ignored and data can be lost if the host crashes.`);
     return {
       config,
@@ -187,6 +197,7 @@ export class VmManager extends EventEmitter {
       }),
       ...(crash ? { crash } : {}),
       ...(run?.pauseReason ? { pauseReason: run.pauseReason } : {}),
+      ...(waiting.length ? { waitingForSpace: waiting } : {}),
       vnc: !!run && config.display === 'vnc' && run.state !== 'starting',
       ...(elsewhere ? { runningElsewhere: { pid: elsewhere.pid } } : {}),
     };
@@ -487,36 +498,88 @@ export class VmManager extends EventEmitter {
       throw new SpindleError('IO_ERROR', `Disk ${d.id} (${d.path}) could not be served: ${(err as Error).message}.`, errnoOf(err));
     }
     slot.state = 'serving';
-    slot.host.on('event', (e) => {
-      if (e.broken) {
-        slot.state = 'broken';
-        slot.message = e.message;
-      } else if (e.noSpace && slot.state === 'serving') {
-        slot.state = 'no-space';
-        slot.message = e.message;
-      }
-      this.emit('disk', { vmId: run.config.id, diskId: d.id, level: e.level, message: e.message, t: Date.now() });
-      if (e.noSpace) void this.pauseForNoSpace(run, e.message);
-      else if (e.broken) this.changed(run.config.id);
-    });
+    slot.host.on('event', (e) => this.onDiskEvent(run, slot, e));
     return slot;
+  }
+
+  private onDiskEvent(run: RunningVm, slot: DiskSlot, e: DiskHostEvent): void {
+    if (e.broken) {
+      slot.state = 'broken';
+      slot.message = e.message;
+    } else if (e.noSpace && (slot.state === 'serving' || slot.state === 'no-space')) {
+      slot.state = 'no-space';
+      slot.message = e.message;
+    }
+    if (e.space && slot.state === 'no-space') slot.space = { ...e.space, since: slot.space?.since ?? new Date().toISOString() };
+    if (e.spaceRecovered) {
+      if (slot.state === 'no-space') {
+        slot.state = 'serving';
+        delete slot.message;
+      }
+      delete slot.space;
+    }
+    if (!e.quiet) this.emit('disk', { vmId: run.config.id, diskId: slot.config.id, level: e.level, message: e.message, t: Date.now() });
+    if (e.noSpace) void this.pauseForNoSpace(run);
+    else if (e.spaceRecovered) void this.resumeAfterSpace(run);
+    else if (e.broken || e.quiet) this.changed(run.config.id);
+  }
+
+  /** Runs `step` after the space steps already queued for this VM (never two QMP stop/cont at once). */
+  private spaceStep(run: RunningVm, step: () => Promise<void>): Promise<void> {
+    const next = run.spaceSteps.then(step);
+    run.spaceSteps = next.catch(() => undefined);
+    return next;
   }
 
   /**
    * enospc 'stop': a disk parked writes because its filesystem is full. The guest is paused (QMP
-   * stop) so it piles up no more; resume() submits the parked writes again, then continues it.
+   * stop) so it piles up no more; the disk's IOThread retries the writes as space is freed, and
+   * resumeAfterSpace() continues the guest once they are written. A VM the user paused stays theirs.
    */
-  private async pauseForNoSpace(run: RunningVm, sentence: string): Promise<void> {
-    run.pauseReason = sentence;
-    if (run.qmp?.isOpen && !run.exited && (run.state === 'running' || run.state === 'starting')) {
-      try {
-        await run.qmp.execute('stop');
-        if (run.state === 'running') run.state = 'paused';
-      } catch (err) {
-        this.emit('disk', { vmId: run.config.id, diskId: '', level: 'error', message: `VM '${run.config.name}' could not be paused after a disk ran out of space: ${(err as Error).message}`, t: Date.now() });
+  private pauseForNoSpace(run: RunningVm): Promise<void> {
+    return this.spaceStep(run, async () => {
+      if (run.qmp?.isOpen && !run.exited && (run.state === 'running' || run.state === 'starting')) {
+        try {
+          await run.qmp.execute('stop');
+          if (run.state === 'running') run.state = 'paused';
+          run.pausedForSpace = true;
+        } catch (err) {
+          this.emit('disk', { vmId: run.config.id, diskId: '', level: 'error', message: `VM '${run.config.name}' could not be paused after a disk ran out of space: ${(err as Error).message}`, t: Date.now() });
+        }
       }
-    }
-    this.changed(run.config.id);
+      if (run.pausedForSpace) run.pauseReason = this.spaceReason(run);
+      this.changed(run.config.id);
+    });
+  }
+
+  private spaceReason(run: RunningVm): string {
+    const full = [...run.disks.values()].filter((s) => s.state === 'no-space').map((s) => s.config.path);
+    const where = full.length ? full.join(' and ') : 'a disk';
+    return `Spindle paused the VM because the filesystem holding ${where} is full. It resumes by itself once space is freed there and the waiting writes are written.`;
+  }
+
+  /** A disk's parked writes are all written: a VM Spindle paused for them goes on once no disk waits. */
+  private resumeAfterSpace(run: RunningVm): Promise<void> {
+    return this.spaceStep(run, async () => {
+      if ([...run.disks.values()].some((s) => s.state === 'no-space')) {
+        if (run.pausedForSpace) run.pauseReason = this.spaceReason(run);
+        this.changed(run.config.id);
+        return;
+      }
+      const ours = run.pausedForSpace;
+      run.pausedForSpace = false;
+      run.pauseReason = null;
+      if (ours && run.state === 'paused' && run.qmp?.isOpen && !run.exited) {
+        try {
+          await run.qmp.execute('cont');
+          if (run.state === 'paused') run.state = 'running';
+          this.emit('disk', { vmId: run.config.id, diskId: '', level: 'info', message: `VM '${run.config.name}' resumed: space was freed and the writes that waited for it are written.`, t: Date.now() });
+        } catch (err) {
+          this.emit('disk', { vmId: run.config.id, diskId: '', level: 'error', message: `VM '${run.config.name}' could not be resumed after space was freed: ${(err as Error).message}`, t: Date.now() });
+        }
+      }
+      this.changed(run.config.id);
+    });
   }
 
   private async connectQmp(run: RunningVm, path: string): Promise<QmpClient> {
@@ -636,6 +699,8 @@ export class VmManager extends EventEmitter {
 
   async pause(id: string): Promise<VmInfo> {
     const run = this.runningOrThrow(id, 'be paused');
+    run.pausedForSpace = false;  // the user's pause now: free space does not end it
+    run.pauseReason = null;
     await run.qmp.execute('stop');
     if (run.state === 'running') run.state = 'paused';
     this.changed(id);
@@ -644,18 +709,29 @@ export class VmManager extends EventEmitter {
 
   async resume(id: string): Promise<VmInfo> {
     const run = this.runningOrThrow(id, 'be resumed');
-    // Writes parked for lack of space go again first (if space is still short they park again
-    // and the VM is paused again, with the same sentence).
-    const parked = [...run.disks.values()].filter((s) => s.state === 'no-space');
-    run.pauseReason = null;
-    for (const slot of parked) {
-      slot.state = 'serving';
-      delete slot.message;
-    }
-    await Promise.all(parked.map((slot) => slot.host?.resumeParked?.()));
-    await run.qmp.execute('cont');
-    if (run.state === 'paused') run.state = 'running';
-    this.changed(id);
+    await this.spaceStep(run, async () => {
+      // Writes parked for lack of space are retried first; while some still find no space the VM
+      // stays paused (running it would only park more), and resumes by itself once they fit.
+      const parked = [...run.disks.values()].filter((s) => s.state === 'no-space');
+      const outcomes = await Promise.all(parked.map((slot) => slot.host?.retryParked?.() ?? Promise.resolve({ retried: 0, parked: 0 })));
+      const still = parked.filter((slot, i) => outcomes[i]!.parked > 0 && slot.state === 'no-space');
+      for (const slot of parked) {
+        if (still.includes(slot)) continue;
+        if (slot.state === 'no-space') slot.state = 'serving';
+        delete slot.message;
+        delete slot.space;
+      }
+      if (still.length) {
+        const why = still.map((s) => `the filesystem holding ${s.config.path} is still full (${s.space ? describeSpaceWait(s.space) : 'writes wait for space'})`).join('; ');
+        this.changed(id);
+        throw new SpindleError('CONFLICT', `VM '${run.config.name}' stays paused: ${why}. Free space there; the VM resumes by itself once the writes fit.`);
+      }
+      run.pausedForSpace = false;
+      run.pauseReason = null;
+      await run.qmp.execute('cont');
+      if (run.state === 'paused') run.state = 'running';
+      this.changed(id);
+    });
     return this.get(id);
   }
 

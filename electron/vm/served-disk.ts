@@ -3,15 +3,26 @@
 // shared counters become the sampler's cumulative snapshot, and its CPU adds up the threads that
 // serve the disk.
 import { EventEmitter } from 'node:events';
-import { DiskServer, type DiskEvent, type DiskSpec, type ModeChange } from '../iothread/disk-server.js';
+import { DiskServer, type DiskEvent, type DiskSpec, type ModeChange, type RetryOutcome, type SpaceStatus } from '../iothread/disk-server.js';
+import { formatSize } from '../block/size.js';
 import type { CountersSnapshot } from '../block/stats.js';
 import { DIRECTIONS } from '../block/stats.js';
 import { DiskFaultWatch } from '../iothread/fault-watch.js';
 import { IoUringWorkerCpu, threadCpuSeconds } from '../stats/thread-cpu.js';
-import type { DiskCountersSnapshot, DiskHost, DiskHostEvent, DiskServeSpec } from './disk-host.js';
+import type { DiskCountersSnapshot, DiskHost, DiskHostEvent, DiskServeSpec, SpaceWait } from './disk-host.js';
 
-/** A disk-server event as a line for the log/UI (null: not worth one). */
-export function describeDiskEvent(e: DiskEvent): DiskHostEvent | null {
+const spaceWait = (s: SpaceStatus): SpaceWait => ({ parkedRequests: s.parked, parkedBytes: s.parkedBytes, freeBytes: s.freeBytes, missingBytes: s.missingBytes });
+
+/** "3 writes (3 MiB) wait for 2.5 MiB more free space": what parked writes wait for, in words. */
+export function describeSpaceWait(s: SpaceWait): string {
+  const n = s.parkedRequests;
+  const writes = `${n} write${n === 1 ? '' : 's'}${s.parkedBytes > 0 ? ` (${formatSize(s.parkedBytes)})` : ''} wait${n === 1 ? 's' : ''}`;
+  if (s.missingBytes === null) return `${writes} for space`;
+  return s.missingBytes > 0 ? `${writes} for ${formatSize(s.missingBytes)} more free space` : `${writes} to be retried (${formatSize(s.freeBytes ?? 0)} free)`;
+}
+
+/** A disk-server event as a line for the log/UI (null: not worth one). `path`: the disk's image or device. */
+export function describeDiskEvent(e: DiskEvent, path = 'the disk image'): DiskHostEvent | null {
   switch (e.kind) {
     case 'log':
       return { level: 'info', message: e.line };
@@ -30,11 +41,27 @@ export function describeDiskEvent(e: DiskEvent): DiskHostEvent | null {
     case 'restarting':
       return { level: 'warning', message: `The disk's I/O thread died (${e.reason}); restarting it (attempt ${e.attempt}).` };
     case 'restarted':
-      return { level: 'info', message: `The disk's I/O thread is back (restarts so far: ${e.restarts}); QEMU reconnects by itself.` };
+      // Writes it held for lack of space are QEMU's to resubmit from its inflight area now, once
+      // the guest runs: a VM paused for them goes on (and pauses again if they still do not fit).
+      return { level: 'info', message: `The disk's I/O thread is back (restarts so far: ${e.restarts}); QEMU reconnects by itself.`, spaceRecovered: true };
     case 'failed':
       return { level: 'error', message: `The disk's I/O thread stopped: ${e.reason}`, broken: true };
-    case 'no-space':
-      return { level: 'warning', message: e.sentence, noSpace: true };
+    case 'no-space': {
+      const space = spaceWait(e);
+      const message = e.retried
+        ? `Retried the parked writes on ${path}: its filesystem is still full; ${describeSpaceWait(space)}.`
+        : `The filesystem holding ${path} is full: ${describeSpaceWait(space)}. They are retried as space is freed.`;
+      return { level: 'warning', message, noSpace: true, space };
+    }
+    case 'space-wait':
+      return { level: 'info', message: '', space: spaceWait(e), quiet: true };
+    case 'space-recovered': {
+      const n = e.completed;
+      const message = e.dropped > 0
+        ? `${e.dropped} write${e.dropped === 1 ? '' : 's'} parked for lack of space on ${path} went with the guest's driver (it reset or disconnected); ${n} completed.`
+        : `Space was freed on the filesystem holding ${path}: ${n} parked write${n === 1 ? '' : 's'} completed after ${Math.round(e.waitedMs / 1000)} s.`;
+      return { level: 'info', message, spaceRecovered: true };
+    }
   }
 }
 
@@ -69,7 +96,7 @@ export class ServedDisk extends EventEmitter implements DiskHost {
     this.faults.start();
     this.uringCpu = server.threadTid !== null ? new IoUringWorkerCpu(server.threadTid) : null;
     server.on('event', (e) => {
-      const line = describeDiskEvent(e);
+      const line = describeDiskEvent(e, server.spec.path);
       if (line) this.emit('event', line);
     });
   }
@@ -104,8 +131,8 @@ export class ServedDisk extends EventEmitter implements DiskHost {
     return this.server.expectPeer(pid);
   }
 
-  resumeParked(): Promise<void> {
-    return this.server.resumeParked();
+  retryParked(): Promise<RetryOutcome> {
+    return this.server.retryParked();
   }
 
   stop(): Promise<void> {

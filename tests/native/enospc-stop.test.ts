@@ -1,8 +1,8 @@
 // ENOSPC policy 'stop' end to end on a real full filesystem: a guest (DriverRing over guest
 // memory) writes through the virtio-blk device into the real BlockBackend on a sparse image on a
 // tiny loop-mounted ext4 that is nearly full. The write is parked (no IOERR, no used entry), the
-// device says why; a file is deleted to free space, resumeParked() resubmits it, the write
-// completes OK and reads back. 'report' on the same full filesystem gives IOERR.
+// device says why; a file is deleted to free space, retryParked() writes it, the write completes
+// OK exactly once and reads back. 'report' on the same full filesystem gives IOERR.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -95,14 +95,16 @@ test("enospc 'stop': a full filesystem parks the guest's write, says why, and re
       assert.equal(d.ring.usedIdx(), 0, 'and no used entry');
       assert.equal(d.dev.parkedRequests, 1);
       assert.equal(d.events.length, 1);
-      assert.equal(d.events[0]!.sentence, `The filesystem holding ${image} is full: the VM is paused until space is freed.`);
+      assert.equal(d.events[0]!.sentence, `The filesystem holding ${image} is full: 1 write waits until space is freed.`);
+      assert.deepEqual({ ...d.events[0]!, sentence: '' }, { parked: 1, parkedBytes: WRITE, retried: false, sentence: '' });
       assert.ok(backend.counters.snapshot().write.errors >= 1, 'the backend did meet ENOSPC');
 
       freeUp(ballast, fs.mountpoint);
-      assert.equal(d.dev.resumeParked(), 1);
-      await until('the resubmitted write', () => d.status(w.status) !== 0xff);
+      assert.deepEqual(await d.dev.retryParked(), { retried: 1, parked: 0 });
+      await until('the retried write', () => d.status(w.status) !== 0xff);
       assert.equal(d.status(w.status), VIRTIO_BLK_S_OK, `${aio}/${cache}: the write completes after space was freed`);
       assert.equal(d.events.length, 1, 'no second event');
+      assert.equal(d.ring.usedIdx(), 1, 'used once');
 
       const r = d.request(VIRTIO_BLK_T_IN, 0, WRITE);
       await until('the read', () => d.status(r.status) !== 0xff);

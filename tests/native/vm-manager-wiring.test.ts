@@ -4,9 +4,10 @@
 // - peer check: the disk starts with awaitPeer and is told QEMU's pid right after spawn; QEMU is
 //   served, a connection from another process is refused and the refusal is a disk event;
 // - full filesystem (enospc 'stop'): on the disk's no-space event the manager pauses the VM and
-//   shows the sentence; vm.resume resubmits the parked writes, then continues the VM. The event is
-//   emitted here on the real ServedDisk by the test (a stand-in for the worker's, whose path from a
-//   full ext4 is tested in enospc-disk-server.test.ts): a guest that fills a disk needs a guest OS;
+//   says why and what is missing; on space-recovered it resumes the VM it paused (not one the user
+//   paused); vm.resume retries the parked writes first. The events are emitted here on the real
+//   ServedDisk by the test (stand-ins for the worker's, whose path from a full ext4 is tested in
+//   enospc-disk-server.test.ts, and with a real guest in tests/guest/enospc.test.ts);
 // - host faults: deleting the image file of a running disk becomes an error disk event.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -71,26 +72,71 @@ test('peer check, full-disk pause/resume and a deleted image, through the manage
     await until('the refusal event', () => diskEvents.some((e) => e.message.includes(`refused a frontend connection from pid ${process.pid} (uid ${process.getuid!()}): not the process this disk belongs to`)));
     assert.equal((await call('vm.get', { id: vm.config.id })).state, 'running', 'QEMU kept its disk');
 
-    // Full filesystem: the manager pauses the VM and says why.
-    let resumed = 0;
-    const realResume = host.resumeParked.bind(host);
-    host.resumeParked = () => (resumed++, realResume());
-    const sentence = `The filesystem holding ${image} is full: the VM is paused until space is freed.`;
-    host.emit('event', { level: 'warning', message: sentence, noSpace: true });
+    // Full filesystem: the manager pauses the VM and says why and what is missing.
+    let retries = 0;
+    const realRetry = host.retryParked.bind(host);
+    host.retryParked = () => (retries++, realRetry());
+    const vmId = vm.config.id;
+    const get = () => call('vm.get', { id: vmId });
+    const space = { parkedRequests: 3, parkedBytes: 3 << 20, freeBytes: 1 << 20, missingBytes: 2 << 20 };
+    const full = (): void => {
+      host.emit('event', { level: 'warning', message: `The filesystem holding ${image} is full: 3 writes (3 MiB) wait for 2 MiB more free space.`, noSpace: true, space });
+    };
+    full();
     const paused = await until('the VM paused', async () => {
-      const v = await call('vm.get', { id: vm.config.id });
-      return v.state === 'paused' ? v : null;
+      const v = await get();
+      return v.state === 'paused' && v.pauseReason ? v : null;
     });
-    assert.equal(paused.pauseReason, sentence);
-    assert.deepEqual({ state: paused.disks[0]!.state, message: paused.disks[0]!.message }, { state: 'no-space', message: sentence });
-    assert.ok(diskEvents.some((e) => e.level === 'warning' && e.message === sentence), 'the sentence is a disk event too');
-    assert.equal(resumed, 0, 'nothing is resubmitted before the user (or free space) resumes');
+    assert.equal(paused.pauseReason, `Spindle paused the VM because the filesystem holding ${image} is full. It resumes by itself once space is freed there and the waiting writes are written.`);
+    assert.deepEqual(paused.waitingForSpace?.map(({ since, ...w }) => (assert.ok(!Number.isNaN(Date.parse(since))), w)), [{ diskId: 'd0', path: image, ...space }]);
+    assert.equal(paused.disks[0]!.state, 'no-space');
+    assert.ok(diskEvents.some((e) => e.level === 'warning' && e.message.includes('wait for 2 MiB more free space')), 'the sentence is a disk event too');
+    assert.equal(retries, 0, 'nothing is retried before the user (or free space) resumes');
+    // The numbers change while it waits: no log line, the VM's state says it.
+    const lines = diskEvents.length;
+    host.emit('event', { level: 'info', message: '', space: { ...space, freeBytes: 2 << 20, missingBytes: 1 << 20 }, quiet: true });
+    await until('the update', async () => (await get()).waitingForSpace?.[0]?.missingBytes === 1 << 20);
+    assert.equal(diskEvents.length, lines, 'no log line for a status update');
 
-    const back = await call('vm.resume', { id: vm.config.id });
-    assert.equal(resumed, 1, 'resume submitted the parked writes again');
+    // Space freed, the writes written (the IOThread says so): the VM Spindle paused goes on by itself.
+    host.emit('event', { level: 'info', message: 'Space was freed: 3 parked writes completed after 2 s.', spaceRecovered: true });
+    const resumed = await until('the VM resumed by itself', async () => {
+      const v = await get();
+      return v.state === 'running' ? v : null;
+    });
+    assert.equal(resumed.pauseReason, undefined);
+    assert.equal(resumed.waitingForSpace, undefined);
+    assert.equal(resumed.disks[0]!.state, 'serving');
+    assert.equal(retries, 0);
+
+    // Paused by the user, then a disk fills and space comes back: it stays paused (it is theirs).
+    await call('vm.pause', { id: vmId });
+    full();
+    await until('the disk waiting', async () => (await get()).waitingForSpace?.length === 1);
+    host.emit('event', { level: 'info', message: 'Space was freed.', spaceRecovered: true });
+    await until('the wait cleared', async () => (await get()).waitingForSpace === undefined);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal((await get()).state, 'paused', 'the user paused it: free space does not resume it');
+
+    // vm.resume with writes waiting retries them first (nothing is parked in the real disk server, so it goes on).
+    full();
+    await until('the disk waiting', async () => (await get()).waitingForSpace?.length === 1);
+    const back = await call('vm.resume', { id: vmId });
+    assert.equal(retries, 1, 'resume retried the parked writes');
     assert.equal(back.state, 'running');
     assert.equal(back.pauseReason, undefined);
+    assert.equal(back.waitingForSpace, undefined);
     assert.equal(back.disks[0]!.state, 'serving');
+
+    // Still full when the user resumes: the VM stays paused, and the refusal says what is missing.
+    full();
+    await until('the VM paused again', async () => (await get()).state === 'paused');
+    host.retryParked = async () => (retries++, { retried: 3, parked: 3 });
+    await assert.rejects(call('vm.resume', { id: vmId }), /stays paused: the filesystem holding .* is still full \(3 writes \(3 MiB\) wait for 2 MiB more free space\)/);
+    assert.equal((await get()).state, 'paused');
+    host.retryParked = realRetry;
+    host.emit('event', { level: 'info', message: 'Space was freed.', spaceRecovered: true });
+    await until('the VM resumed by itself', async () => (await get()).state === 'running');
 
     // The image file is deleted under the running disk: an error event names it.
     unlinkSync(image);
