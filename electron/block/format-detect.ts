@@ -4,7 +4,7 @@
 // them (block/qcow2.c, qcow.c, qed.c, vdi.c, vmdk.c, vpc.c, vhdx.c, crypto/block-luks.c,
 // parallels.c, bochs.c, cloop.c, dmg.c).
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
-import { basename, extname } from 'node:path';
+import { basename, dirname, extname, join } from 'node:path';
 import { SpindleError } from '../errors.js';
 import { geometry } from '../native/os.js';
 
@@ -82,7 +82,10 @@ export function detectFormat(path: string): ImageFormat | null {
 /** The refusal for a non-raw image, naming the format and how to get a raw image from it. */
 export function nonRawError(path: string, format: ImageFormat): SpindleError {
   const name = FORMAT_NAMES[format];
-  const target = `${basename(path, extname(path)) || 'disk'}.raw`;
+  // Beside the image (a device's copy goes to the working directory), never the input's own name.
+  const stem = basename(path, extname(path)) || 'disk';
+  const dir = path.startsWith('/dev/') ? '.' : dirname(path);
+  const target = join(dir, `${stem}${extname(path) === '.raw' ? '.converted' : ''}.raw`);
   const convert = `qemu-img convert -f ${format} -O raw ${path} ${target}`;
   const sentence = format === 'luks'
     ? `${path} is a LUKS-encrypted volume; Spindle serves raw images only for now and would hand the guest its ciphertext. Open it on the host (cryptsetup open ${path} NAME) and give Spindle /dev/mapper/NAME, or convert it to a raw image with qemu-img convert.`
