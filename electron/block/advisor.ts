@@ -7,7 +7,7 @@ import { defaultModes, type AioMode, type CacheMode } from './modes.js';
 import { aioProbe, directIoAlignment, extents, geometry, holes } from '../native/os.js';
 import { accessError, deviceUsage, statDiskPath, type DeviceUsage } from './host-devices.js';
 import { blockSizesOf, majMin, mounts } from './sysfs.js';
-import { detectFormatOfFd, nonRawError, type ImageFormat } from './format-detect.js';
+import { detectFormat, nonRawError, type ImageFormat } from './format-detect.js';
 import { imageUsage, type ImageUsage } from './image-lock.js';
 import { probeFilesystem, type FilesystemProbe } from './probe.js';
 import { formatSize } from './size.js';
@@ -173,7 +173,7 @@ export async function inspect(path: string, opts: { probe?: boolean } = {}): Pro
   }
   try {
     const geo = geometry(fd);
-    const format = detectFormatOfFd(fd) ?? 'raw';
+    const format = detectFormat(path) ?? 'raw';  // read with O_DIRECT: no page-cache pages left behind
     const formatReasons = format === 'raw' ? [] : [nonRawError(path, format).message];
     const imageUse = imageUsage(path);
     if (geo.kind === 'block') {

@@ -3,10 +3,10 @@
 // seen as raw destroys it. Magic numbers from each format's specification as QEMU's probes read
 // them (block/qcow2.c, qcow.c, qed.c, vdi.c, vmdk.c, vpc.c, vhdx.c, crypto/block-luks.c,
 // parallels.c, bochs.c, cloop.c, dmg.c).
-import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync } from 'node:fs';
 import { basename, dirname, extname, join } from 'node:path';
-import { SpindleError } from '../errors.js';
-import { geometry } from '../native/os.js';
+import { SpindleError, errnoOf } from '../errors.js';
+import { geometry, readAt } from '../native/os.js';
 
 export type ImageFormat = 'qcow' | 'qcow2' | 'qed' | 'vdi' | 'vmdk' | 'vpc' | 'vhdx' | 'luks' | 'parallels' | 'bochs' | 'cloop' | 'dmg';
 
@@ -49,29 +49,27 @@ export function formatOf(head: Buffer, tail: Buffer, sizeBytes: number): ImageFo
   return null;
 }
 
-function readAt(fd: number, length: number, position: number): Buffer {
-  const buf = Buffer.alloc(length);
-  let got = 0;
-  while (got < length) {
-    const n = readSync(fd, buf, got, length - got, position + got);
-    if (n === 0) break;
-    got += n;
-  }
-  return buf.subarray(0, got);
-}
-
-/** The format of what `fd` (readable, without O_DIRECT) holds, or null for raw. */
+/** The format of what `fd` holds (any readable fd, O_DIRECT too), or null for raw. */
 export function detectFormatOfFd(fd: number): ImageFormat | null {
   const st = fstatSync(fd);
   const size = st.isBlockDevice() ? geometry(fd).sizeBytes : st.size;
-  const head = readAt(fd, Math.min(HEAD_BYTES, size), 0);
-  const tail = size >= FOOTER_BYTES * 2 ? readAt(fd, FOOTER_BYTES, size - FOOTER_BYTES) : Buffer.alloc(0);
+  const head = readAt(fd, 0, Math.min(HEAD_BYTES, size));
+  const tail = size >= FOOTER_BYTES * 2 ? readAt(fd, size - FOOTER_BYTES, FOOTER_BYTES) : Buffer.alloc(0);
   return formatOf(head, tail, size);
 }
 
-/** The format of the file or device at `path`, or null for raw. Opens it read-only for a moment. */
+/**
+ * The format of the file or device at `path`, or null for raw. Opens it read-only for a moment,
+ * with O_DIRECT where the filesystem allows, so the header never lands in the page cache.
+ */
 export function detectFormat(path: string): ImageFormat | null {
-  const fd = openSync(path, constants.O_RDONLY);
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_DIRECT);
+  } catch (err) {
+    if (errnoOf(err) !== 'EINVAL') throw err;
+    fd = openSync(path, constants.O_RDONLY);
+  }
   try {
     return detectFormatOfFd(fd);
   } finally {
@@ -93,7 +91,7 @@ export function nonRawError(path: string, format: ImageFormat): SpindleError {
   return new SpindleError('UNSUPPORTED_FORMAT', sentence);
 }
 
-/** Throws UNSUPPORTED_FORMAT when `fd` (readable, without O_DIRECT) holds a non-raw image. */
+/** Throws UNSUPPORTED_FORMAT when `fd` (readable, O_DIRECT or not) holds a non-raw image. */
 export function refuseNonRawFd(path: string, fd: number): void {
   const format = detectFormatOfFd(fd);
   if (format) throw nonRawError(path, format);

@@ -17,7 +17,7 @@ export interface HeldLock {
 
 export interface LockHolder {
   pid: number;
-  /** "qemu-storage-daemon (pid 123)", "spindle export (pid 456)", "this process (pid 789)". */
+  /** "qemu-storage-daemon (pid 123)", "spindle export (pid 456)", "spindle (pid 789, this process)". */
   description: string;
   locks: HeldLock[];
 }
@@ -50,9 +50,9 @@ const readText = (p: string): string | null => {
 
 /** A short name for a process from its command line: "qemu-io", "spindle export", "node". */
 export function describeProcess(pid: number): string {
-  const suffix = pid === process.pid ? `this process (pid ${pid})` : `pid ${pid}`;
+  const suffix = pid === process.pid ? `pid ${pid}, this process` : `pid ${pid}`;
   const argv = (readText(`/proc/${pid}/cmdline`) ?? '').split('\0').filter(Boolean);
-  if (!argv.length) return pid === process.pid ? suffix : `process ${pid}`;
+  if (!argv.length) return `process ${pid}${pid === process.pid ? ' (this process)' : ''}`;
   let name = basename(argv[0]!);
   // An interpreter running a script: name the script and its subcommand ("spindle export").
   if (/^(node|nodejs|electron|python3?)$/.test(name) && argv[1] && !argv[1].startsWith('-')) {

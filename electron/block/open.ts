@@ -59,7 +59,7 @@ function refusal(err: unknown, path: string, st: Stats | null, cache: CacheMode,
       if (where) return new SpindleError('DEVICE_MOUNTED', `${path} is mounted at ${where}; unmount it before giving it to a virtual machine.`, errno, { cause: err });
       const holders = lockedBy(path);
       return holders
-        ? new SpindleError('DEVICE_BUSY', `${path} is in use: ${holders}`, errno, { cause: err })
+        ? new SpindleError('DEVICE_BUSY', holders, errno, { cause: err })
         : new SpindleError('DEVICE_BUSY', `${path} is in use by something else (a mounted partition, a device-mapper/LVM/RAID holder, or another program that opened it exclusively).`, errno, { cause: err });
     }
     case 'EINVAL':
@@ -100,16 +100,6 @@ export function errnoName(n: number): string | undefined {
   return ERRNO_NAMES[Math.abs(n)];
 }
 
-/** Refuses a qcow2 (or other non-raw) image, read through a second, buffered descriptor of the same open file. */
-function refuseNonRaw(path: string, fd: number): void {
-  const plain = openSync(`/proc/self/fd/${fd}`, constants.O_RDONLY);
-  try {
-    refuseNonRawFd(path, plain);
-  } finally {
-    closeSync(plain);
-  }
-}
-
 export function openDisk(path: string, options: OpenOptions): OpenedDisk {
   const { cache } = options;
   const readOnly = options.readOnly ?? false;
@@ -138,7 +128,7 @@ export function openDisk(path: string, options: OpenOptions): OpenedDisk {
     closeSync(fd);
   };
   try {
-    refuseNonRaw(path, fd);
+    refuseNonRawFd(path, fd);  // through this fd: with O_DIRECT the header stays out of the page cache
     const g = geometry(fd);
     let { logicalBlockSize, physicalBlockSize } = g;
     if (g.kind === 'file') {

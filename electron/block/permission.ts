@@ -64,11 +64,16 @@ function explain(path: string, write: boolean, st?: Stats | null): Refusal {
     const forWhom = st.mode & 0o222 ? ' for you' : '';
     return readOnly(`${path} is read-only${forWhom} (${mode}, ${owner}): open it read-only, or ${fix}.`);
   }
+  const group = groupName(st.gid);
+  const join = `add your user to that group (sudo usermod -aG ${group} $USER) and log in again`;
   if (st.uid !== uid && !inGroup && (bits.group & need) === need) {
-    const group = groupName(st.gid);
-    return denied(`Permission denied opening ${path}. Members of group '${group}' may open it (${mode}, ${owner}): add your user to that group (sudo usermod -aG ${group} $USER) and log in again.`);
+    return denied(`Permission denied opening ${path}. Members of group '${group}' may open it (${mode}, ${owner}): ${join}.`);
   }
-  return denied(`No permission to open ${path} for ${how} (${mode}, ${owner}): ${st.uid === uid ? `make it readable (chmod u+r${write ? 'w' : ''} ${path})` : `only ${userName(st.uid)} or root may change that`}.`);
+  if (st.uid !== uid && !inGroup && write && (bits.group & READ)) {
+    return denied(`Permission denied opening ${path}. Members of group '${group}' may open it read-only (${mode}, ${owner}): ${join} to use it read-only, or ask ${userName(st.uid)} for write access.`);
+  }
+  const owners = st.uid === 0 ? 'only root' : `only ${userName(st.uid)} or root`;
+  return denied(`No permission to open ${path} for ${how} (${mode}, ${owner}): ${st.uid === uid ? `make it readable (chmod u+r${write ? 'w' : ''} ${path})` : `${owners} may change that`}.`);
 }
 
 /** A READ_ONLY (the file or device is read-only to this user) or PERMISSION_DENIED error for a denied open. */

@@ -75,3 +75,5 @@ export interface OfdConflict { type: OfdLockType; start: number; length: number;
 export const ofdLock: (fd: number, start: number, length: number, type: OfdLockType | 'unlock') => void = addon.ofdLock;
 /** fcntl F_OFD_GETLK: null when a lock of `type` could be taken on fd, else the first lock in the way. */
 export const ofdTest: (fd: number, start: number, length: number, type: OfdLockType) => OfdConflict | null = addon.ofdTest;
+/** Up to `length` (at most 1 MiB) bytes at `offset`, through an aligned buffer: works on O_DIRECT fds. */
+export const readAt: (fd: number, offset: number, length: number) => Buffer = addon.readAt;

@@ -36,8 +36,17 @@ const CASES: Case[] = [
 
 function makeImage(dir: string, c: Case, i: number): string {
   const path = join(dir, `img${i}.${c.format}`);
-  execFileSync('qemu-img', ['create', '-q', ...c.args, path, '16M'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  return path;
+  // qemu-img's LUKS key-slot timing (crypto/pbkdf.c) now and then measures 0 ms of thread CPU on
+  // this VM and fails with "Unable to get accurate CPU usage": that one error is retried.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      execFileSync('qemu-img', ['create', '-q', ...c.args, path, '16M'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      return path;
+    } catch (err) {
+      const stderr = String((err as { stderr?: unknown }).stderr ?? '');
+      if (attempt >= 20 || !stderr.includes('Unable to get accurate CPU usage')) throw err;
+    }
+  }
 }
 
 /** `spindle export` of a path: its exit code and output (a served disk is stopped with SIGTERM once ready). */

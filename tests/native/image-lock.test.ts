@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DiskServer, type DiskEvent } from '../../electron/iothread/disk-server.js';
-import { makeFile, mountFs, tempDir } from '../lib/loop.js';
+import { attachLoop, makeFile, mountFs, tempDir } from '../lib/loop.js';
 import { killOnExit, stopChild } from '../lib/proc.js';
 import { startQsd } from '../lib/qsd.js';
 
@@ -171,6 +171,27 @@ test('inspect says who holds an image: a Spindle writer, qemu-storage-daemon, re
     await ro.stop();
   }
   assert.equal(inUse(), 'no');
+});
+
+test('a host block device is locked too: qemu-io is refused, and a second export names the first', async (t) => {
+  const dir = tempDir('spindle-lock-');
+  t.after(() => dir.cleanup());
+  const loop = attachLoop(makeFile(join(dir.path, 'dev.img'), 16 << 20));
+  t.after(() => loop.detach());
+  const ex = await startExport(loop.device, join(dir.path, 'a.sock'));
+  try {
+    const q = qemuIoWrite(loop.device);
+    assert.notEqual(q.status, 0, q.output);
+    assert.match(q.output, QEMU_WRITE_LOCK);
+    // The device is opened O_EXCL, so the second export gets EBUSY: the locks say who holds it.
+    const second = spindle(['export', loop.device, '--socket', join(dir.path, 'b.sock')]);
+    assert.equal(second.status, 1, second.stderr);
+    assert.match(second.stderr, new RegExp(`${loop.device} is open for writing by spindle export \\(pid ${ex.pid}\\): Spindle will not serve it`));
+  } finally {
+    await ex.stop();
+  }
+  const q = qemuIoWrite(loop.device);
+  assert.equal(q.status, 0, q.output);
 });
 
 test('the file behind a mounted loop device is refused read-write, naming the device and the mount point', async (t) => {
