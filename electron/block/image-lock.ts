@@ -159,10 +159,6 @@ export class ImageLock {
     noteFdClosed(this.fd);
     closeSync(this.fd);
   }
-
-  get held(): boolean {
-    return !this.released;
-  }
 }
 
 export interface ImageUsage {
