@@ -10,6 +10,7 @@ export type SpindleErrorCode =
   | 'DEVICE_BUSY'
   | 'UNSUPPORTED_MODE'
   | 'SIZE_NOT_ALIGNED'
+  | 'UNSUPPORTED_FORMAT'
   | 'NO_SPACE'
   | 'IO_ERROR'
   | 'READ_ONLY'

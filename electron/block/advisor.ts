@@ -1,11 +1,14 @@
-// The file advisor (issue 2 §3, DESIGN §6): what a path is, how it is allocated, whether O_DIRECT
-// works, whether the host uses it, and which aio/cache modes Spindle recommends, with sentences.
-import { closeSync, constants, openSync, readdirSync, realpathSync, statfsSync, type Stats } from 'node:fs';
+// The file advisor (issue 2 §3, DESIGN §6): what a path is, its format, how it is allocated,
+// whether O_DIRECT works, whether the host or another program uses it, and which aio/cache modes
+// Spindle recommends, with sentences.
+import { closeSync, constants, openSync, statfsSync, type Stats } from 'node:fs';
 import { errnoOf } from '../errors.js';
 import { defaultModes, type AioMode, type CacheMode } from './modes.js';
 import { aioProbe, directIoAlignment, extents, geometry, holes } from '../native/os.js';
 import { accessError, deviceUsage, statDiskPath, type DeviceUsage } from './host-devices.js';
-import { blockSizesOf, loopBackingFile, majMin, mounts } from './sysfs.js';
+import { blockSizesOf, majMin, mounts } from './sysfs.js';
+import { detectFormat, nonRawError, type ImageFormat } from './format-detect.js';
+import { imageUsage, type ImageUsage } from './image-lock.js';
 import { probeFilesystem, type FilesystemProbe } from './probe.js';
 import { formatSize } from './size.js';
 
@@ -40,9 +43,13 @@ export interface Inspection {
   /** The filesystem holding the file (ext4, xfs, btrfs, tmpfs, ...); null for block devices. */
   filesystem: string | null;
   directIo: boolean;
+  /** 'raw', or the container format its header shows (Spindle refuses those). */
+  format: ImageFormat | 'raw';
   inUse: boolean;
   /** For block devices: mounts, holders, root, exclusive-open result. */
   usage: DeviceUsage | null;
+  /** Who holds QEMU's image locks on it (writers, readers) and, for files, the loop devices reading it. */
+  imageUse: ImageUsage;
   /** No holes, O_DIRECT works, logical block size known (DESIGN §6). Always true for usable devices. */
   safeForNative: boolean;
   recommended: Recommendation;
@@ -98,20 +105,6 @@ function fileLogicalBlockSize(path: string, st: Stats, directIo: boolean): numbe
   } finally {
     closeSync(fd);
   }
-}
-
-/** Loop devices reading from this file: a guest writing it would change what the host sees there. */
-function loopDevicesBackedBy(realPath: string): string[] {
-  let names: string[] = [];
-  try {
-    names = readdirSync('/sys/block').filter((n) => n.startsWith('loop'));
-  } catch {
-    return [];
-  }
-  return names.filter((n) => {
-    const f = loopBackingFile(n);
-    return f !== null && f.replace(/ \(deleted\)$/, '') === realPath;
-  }).map((n) => `/dev/${n}`);
 }
 
 export interface Facts {
@@ -180,13 +173,17 @@ export async function inspect(path: string, opts: { probe?: boolean } = {}): Pro
   }
   try {
     const geo = geometry(fd);
+    const format = detectFormat(path) ?? 'raw';  // read with O_DIRECT: no page-cache pages left behind
+    const formatReasons = format === 'raw' ? [] : [nonRawError(path, format).message];
+    const imageUse = imageUsage(path);
     if (geo.kind === 'block') {
       const usage = deviceUsage(path);
       const rec = recommend({ kind: 'block', filesystem: null, sparse: false, allocation: null, directIo: true, logicalBlockSize: geo.logicalBlockSize });
+      const inUse = usage.inUse || imageUse.inUse;
       const inspection: Inspection = {
         path, kind: 'block', sizeBytes: geo.sizeBytes, logicalBlockSize: geo.logicalBlockSize, sparse: false, allocation: null,
-        filesystem: null, directIo: directIoWorks(path), inUse: usage.inUse, usage, safeForNative: !usage.inUse,
-        recommended: rec.recommended, reasons: [...usage.reasons, ...rec.reasons],
+        filesystem: null, directIo: directIoWorks(path), format, inUse, usage, imageUse, safeForNative: !inUse,
+        recommended: rec.recommended, reasons: [...formatReasons, ...imageUse.reasons, ...usage.reasons, ...rec.reasons],
       };
       if (opts.probe) inspection.probe = { skipped: 'The nowait probe is for image files: on a block device nowait stays off, and the probe never writes to a device.' };
       return inspection;
@@ -208,12 +205,10 @@ export async function inspect(path: string, opts: { probe?: boolean } = {}): Pro
       probe = directIo ? await probeFilesystem(path, filesystem, fd) : { skipped: `${filesystem} does not support O_DIRECT here, so native AIO (and its nowait mode) cannot be used.` };
     }
     const rec = recommend({ kind: 'file', filesystem, sparse, allocation, directIo, logicalBlockSize, ...(probe && 'verdict' in probe ? { probe } : {}) });
-    const loops = loopDevicesBackedBy(realpathSync(path));
-    const useReasons = loops.length ? [`${path} backs ${loops.join(', ')}: a guest writing it would change what the host sees through that device.`] : [];
     return {
-      path, kind: 'file', sizeBytes: geo.sizeBytes, logicalBlockSize, sparse, allocation, filesystem, directIo,
-      inUse: loops.length > 0, usage: null, safeForNative: rec.safeForNative, recommended: rec.recommended,
-      reasons: [...useReasons, ...rec.reasons], ...(probe ? { probe } : {}),
+      path, kind: 'file', sizeBytes: geo.sizeBytes, logicalBlockSize, sparse, allocation, filesystem, directIo, format,
+      inUse: imageUse.inUse, usage: null, imageUse, safeForNative: rec.safeForNative, recommended: rec.recommended,
+      reasons: [...formatReasons, ...imageUse.reasons, ...rec.reasons], ...(probe ? { probe } : {}),
     };
   } finally {
     closeSync(fd);

@@ -6,6 +6,7 @@ import { SpindleError } from '../errors.js';
 import { AioEngine, REQUEST_FLAG_FUA, SubmissionQueue } from '../native/engine.js';
 import { CACHE_SEMANTICS, modeConflict, type AioMode, type CacheMode, type NowaitMode } from './modes.js';
 import { NowaitPolicy, type NowaitEvent, type NowaitPolicyOptions } from './nowait-policy.js';
+import { ImageLock } from './image-lock.js';
 import { ioError, openDisk, type OpenedDisk } from './open.js';
 import { DiskCounters } from './stats.js';
 import { BlockOp, type BlockDevice } from './types.js';
@@ -23,6 +24,9 @@ export interface BackendOptions {
   /** Counters to add into (e.g. shared with the stats sampler); a new set by default. */
   counters?: DiskCounters;
   nowaitPolicy?: Partial<NowaitPolicyOptions>;
+  /** QEMU's image locks, held by the caller across several opens (bench-engines); by default the
+   *  backend takes its own and drops them when it closes. */
+  lock?: ImageLock;
 }
 
 export interface BackendModes {
@@ -55,6 +59,9 @@ export class BlockBackend extends EventEmitter implements BlockDevice {
   onComplete: ((tags: Uint32Array, results: Int32Array, count: number) => void) | null = null;
 
   private disk: OpenedDisk;
+  /** Held from open to close: a live switch reopens the I/O fd, never this one. */
+  private readonly lock: ImageLock;
+  private readonly ownsLock: boolean;
   private engine: AioEngine;
   private modes: { aio: AioMode; cache: CacheMode; nowait: NowaitMode };
   private policy: NowaitPolicy | null = null;
@@ -71,10 +78,12 @@ export class BlockBackend extends EventEmitter implements BlockDevice {
   /** REQUEST_FLAG_FUA while writes must be durable before they complete, else 0. */
   private fua = 0;
 
-  private constructor(path: string, disk: OpenedDisk, modes: { aio: AioMode; cache: CacheMode; nowait: NowaitMode }, private readonly options: BackendOptions) {
+  private constructor(path: string, disk: OpenedDisk, lock: ImageLock, modes: { aio: AioMode; cache: CacheMode; nowait: NowaitMode }, private readonly options: BackendOptions) {
     super();
     this.path = path;
     this.disk = disk;
+    this.lock = lock;
+    this.ownsLock = lock !== options.lock;
     this.kind = disk.kind;
     this.sizeBytes = disk.sizeBytes;
     this.logicalBlockSize = disk.logicalBlockSize;
@@ -93,11 +102,21 @@ export class BlockBackend extends EventEmitter implements BlockDevice {
     const aio = options.aio ?? 'threads';
     const cache = options.cache ?? 'writeback';
     const nowait = options.nowait ?? 'auto';
-    const disk = openDisk(path, { cache, aio, readOnly: options.readOnly ?? false });
+    const readOnly = options.readOnly ?? false;
+    const disk = openDisk(path, { cache, aio, readOnly });
+    let lock: ImageLock;
     try {
-      return new BlockBackend(path, disk, { aio, cache, nowait }, options);
+      if (options.lock && !readOnly && !options.lock.write) throw new SpindleError('INTERNAL', `${path}: a reader's lock cannot cover a read-write open.`);
+      lock = options.lock ?? ImageLock.acquire(path, { write: !readOnly });
     } catch (err) {
       disk.close();
+      throw err;
+    }
+    try {
+      return new BlockBackend(path, disk, lock, { aio, cache, nowait }, options);
+    } catch (err) {
+      disk.close();
+      if (lock !== options.lock) lock.release();
       throw engineError(err, path, aio);
     }
   }
@@ -167,6 +186,7 @@ export class BlockBackend extends EventEmitter implements BlockDevice {
     await this.drain();
     await this.engine.close();
     this.disk.close();
+    if (this.ownsLock) this.lock.release();  // only once nothing can write any more
   }
 
   // ---- promise API (tests, tools): same engine, same batch path, its own tags and buffers ----
@@ -239,7 +259,7 @@ export class BlockBackend extends EventEmitter implements BlockDevice {
     try {
       await this.engine.close();  // drains first
       const old = this.modes;
-      this.disk.close();  // before reopening: block devices are opened O_EXCL
+      this.disk.close();  // before reopening: block devices are opened O_EXCL; the image locks stay (this.lock)
       try {
         this.disk = openDisk(this.path, { cache: next.cache, aio: next.aio, readOnly: this.readOnly });
         this.engine = this.makeEngine(this.disk, next);

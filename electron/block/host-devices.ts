@@ -5,7 +5,9 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, constants, openSync, readFileSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { basename } from 'node:path';
 import { SpindleError, errnoOf } from '../errors.js';
-import { blockName, groupName, holdersOf, majMin, mounts, partitionsOf, rootDeviceNames, swaps, type Mount } from './sysfs.js';
+import { detectFormat, nonRawError } from './format-detect.js';
+import { permissionDenied } from './permission.js';
+import { blockName, holdersOf, majMin, mounts, partitionsOf, rootDeviceNames, swaps, type Mount } from './sysfs.js';
 
 export interface HostDevice {
   name: string;
@@ -157,8 +159,9 @@ export const diskKindOf = (path: string): 'file' | 'block' => statDiskPath(path)
 
 /**
  * Opens an image file or device the way a disk server will (read-only, or read-write unless
- * `readOnly`) to see that it is there and we may use it; throws sentences for the user (the group
- * that grants access, a read-only device or filesystem). Nothing is read or written.
+ * `readOnly`) to see that it is there, we may use it and it is a raw image; throws sentences for
+ * the user (the group that grants access, a read-only device or filesystem, a qcow2 image). Only
+ * the header is read; nothing is written.
  */
 export function checkDeviceAccess(path: string, opts: { write?: boolean } = {}): void {
   try {
@@ -168,8 +171,11 @@ export function checkDeviceAccess(path: string, opts: { write?: boolean } = {}):
     if (opts.write && (code === 'EROFS' || code === 'EACCES' || code === 'EPERM') && isReadOnlyDevice(path)) {
       throw new SpindleError('READ_ONLY', `${path} is a read-only device: attach it read-only.`, code, { cause: err });
     }
-    throw accessError(path, err);
+    throw accessError(path, err, opts.write);
   }
+  // Never give a guest a container's bytes as a raw disk (a qcow2 written as raw is destroyed).
+  const format = detectFormat(path);
+  if (format) throw nonRawError(path, format);
   // Linux opens a read-only block device for writing and fails each write with EPERM: ask the flag.
   if (opts.write && isReadOnlyDevice(path)) throw new SpindleError('READ_ONLY', `${path} is a read-only device: attach it read-only.`);
 }
@@ -186,24 +192,11 @@ function isReadOnlyDevice(path: string): boolean {
   }
 }
 
-/** A SpindleError for a failed open of `path`, naming the group that grants access when denied. */
-export function accessError(path: string, err: unknown): SpindleError {
+/** A SpindleError for a failed open of `path` (for writing too when `write`), saying why when denied (permission.ts). */
+export function accessError(path: string, err: unknown, write = false): SpindleError {
   const code = errnoOf(err);
   if (code === 'ENOENT') return new SpindleError('NOT_FOUND', `${path} does not exist.`, code, { cause: err });
-  if (code === 'EACCES' || code === 'EPERM') {
-    let hint = '';
-    if (process.getuid?.() === 0) {
-      return new SpindleError('PERMISSION_DENIED', `Permission denied opening ${path} even as root: a security policy or the device cgroup forbids it.`, code, { cause: err });
-    }
-    try {
-      const st = statSync(path);
-      const group = groupName(st.gid);
-      hint = st.gid === 0
-        ? ` It belongs to user and group 'root': run Spindle as root, or change its owner or mode.`
-        : ` Members of group '${group}' may open it: add your user to that group (sudo usermod -aG ${group} $USER) and log in again.`;
-    } catch { /* cannot even stat it */ }
-    return new SpindleError('PERMISSION_DENIED', `Permission denied opening ${path}.${hint}`, code, { cause: err });
-  }
+  if (code === 'EACCES' || code === 'EPERM') return permissionDenied(path, err, write);
   if (code === 'EROFS') return new SpindleError('READ_ONLY', `${path} is on a read-only filesystem: attach it read-only.`, code, { cause: err });
   if (code === 'ENXIO' || code === 'ENOMEDIUM') return new SpindleError('NOT_A_DISK', `${path} has no medium or no backing device attached.`, code, { cause: err });
   return new SpindleError('IO_ERROR', `Cannot open ${path}: ${(err as Error).message}.`, code, { cause: err });

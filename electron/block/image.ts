@@ -89,7 +89,7 @@ export function preallocateImage(path: string): PreallocatedImage {
   try {
     fd = openSync(path, constants.O_RDWR);
   } catch (err) {
-    throw accessError(path, err);
+    throw accessError(path, err, true);
   }
   try {
     const sizeBytes = fstatSync(fd).size;

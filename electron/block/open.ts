@@ -1,12 +1,16 @@
 // Opens an image file or host block device with the flags of a cache mode (DESIGN §5) and turns
-// every refusal into a SpindleError with a sentence a user understands.
+// every refusal into a SpindleError with a sentence a user understands. Images in a format other
+// than raw (qcow2, vmdk, ...) are refused. The image locks are taken by the caller (image-lock.ts).
 import { closeSync, constants, openSync, statSync, type Stats } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { SpindleError, errnoOf } from '../errors.js';
 import { geometry } from '../native/os.js';
 import { noteFdClosed, noteFdOpened } from '../native/posix.js';
 import { CACHE_SEMANTICS, modeConflict, type AioMode, type CacheMode } from './modes.js';
-import { blockName, blockSizesOf, groupName, majMin, mountPointOf, queueDiscardMaxBytes } from './sysfs.js';
+import { blockName, blockSizesOf, majMin, mountPointOf, queueDiscardMaxBytes } from './sysfs.js';
+import { refuseNonRawFd } from './format-detect.js';
+import { imageUsage } from './image-lock.js';
+import { permissionDenied } from './permission.js';
 
 export interface OpenedDisk {
   fd: number;
@@ -48,14 +52,14 @@ function refusal(err: unknown, path: string, st: Stats | null, cache: CacheMode,
     case 'EISDIR':
       return new SpindleError('IS_DIRECTORY', `${path} is a directory, not a disk image or block device.`, errno, { cause: err });
     case 'EACCES':
-    case 'EPERM': {
-      const how = st && st.gid !== 0 ? ` Members of the group '${groupName(st.gid)}' may open it: add your user to it (then log in again) or run Spindle as a member.` : ' Run Spindle as a user that may open it.';
-      return new SpindleError('PERMISSION_DENIED', `No permission to open ${path} for ${readOnly ? 'reading' : 'reading and writing'}.${how}`, errno, { cause: err });
-    }
+    case 'EPERM':
+      return permissionDenied(path, err, !readOnly, st);
     case 'EBUSY': {
       const where = st ? mountPointOf(st.rdev) : null;
-      return where
-        ? new SpindleError('DEVICE_MOUNTED', `${path} is mounted at ${where}; unmount it before giving it to a virtual machine.`, errno, { cause: err })
+      if (where) return new SpindleError('DEVICE_MOUNTED', `${path} is mounted at ${where}; unmount it before giving it to a virtual machine.`, errno, { cause: err });
+      const holders = lockedBy(path);
+      return holders
+        ? new SpindleError('DEVICE_BUSY', holders, errno, { cause: err })
         : new SpindleError('DEVICE_BUSY', `${path} is in use by something else (a mounted partition, a device-mapper/LVM/RAID holder, or another program that opened it exclusively).`, errno, { cause: err });
     }
     case 'EINVAL':
@@ -67,6 +71,16 @@ function refusal(err: unknown, path: string, st: Stats | null, cache: CacheMode,
       return new SpindleError('READ_ONLY', `${path} is on a read-only filesystem or device; open it read-only.`, errno, { cause: err });
     default:
       return ioError(err, `open ${path}`);
+  }
+}
+
+/** Who holds QEMU's image locks on `path`, as sentences, or null (an O_EXCL open names nobody). */
+function lockedBy(path: string): string | null {
+  try {
+    const usage = imageUsage(path);
+    return usage.writers.length || usage.readers.length ? usage.reasons.join(' ') : null;
+  } catch {
+    return null;
   }
 }
 
@@ -114,6 +128,7 @@ export function openDisk(path: string, options: OpenOptions): OpenedDisk {
     closeSync(fd);
   };
   try {
+    refuseNonRawFd(path, fd);  // through this fd: with O_DIRECT the header stays out of the page cache
     const g = geometry(fd);
     let { logicalBlockSize, physicalBlockSize } = g;
     if (g.kind === 'file') {

@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import type { Command } from '../cli.js';
 import { SpindleError } from '../errors.js';
 import { BlockBackend } from '../block/backend.js';
+import { ImageLock } from '../block/image-lock.js';
 import type { AioMode, CacheMode, NowaitMode } from '../block/modes.js';
 import { STANDARD_WORKLOADS, runWorkload, type WorkloadResult } from '../block/workload.js';
 
@@ -29,24 +30,31 @@ const command: Command = {
     if (!Number.isFinite(runtime) || runtime <= 0 || runtime > 600) throw new SpindleError('INVALID_ARGUMENT', `--runtime must be a number of seconds between 0 and 600, not '${values.runtime}'.`);
     if (values.cache !== 'none' && values.cache !== 'writeback') throw new SpindleError('INVALID_ARGUMENT', `--cache must be 'none' or 'writeback'.`);
     if (!values.overwrite) throw new SpindleError('INVALID_ARGUMENT', `bench-engines writes over the data in ${path}; pass --overwrite to confirm.`);
-    // Opening first refuses a missing path, a mounted or held device (O_EXCL), and so on.
+    // Opening first refuses a missing path, a mounted or held device (O_EXCL), a non-raw image,
+    // an image another program uses (QEMU's image locks), and so on.
     await (await BlockBackend.open(path, { cache: 'writeback' })).close();
+    // One lock for the whole run, so nobody starts writing the image between two engines.
+    const lock = ImageLock.acquire(path, { write: true });
     const results: Array<{ engine: string } & WorkloadResult> = [];
     const skipped: Array<{ engine: string; reason: string }> = [];
-    for (const v of ENGINE_VARIANTS) {
-      const cache = values.cache as CacheMode;
-      let b: BlockBackend;
-      try {
-        b = await BlockBackend.open(path, { aio: v.aio, cache, nowait: v.nowait });
-      } catch (err) {
-        if (err instanceof SpindleError && err.code === 'UNSUPPORTED_MODE') { skipped.push({ engine: v.label, reason: err.message }); continue; }
-        throw err;
+    try {
+      for (const v of ENGINE_VARIANTS) {
+        const cache = values.cache as CacheMode;
+        let b: BlockBackend;
+        try {
+          b = await BlockBackend.open(path, { aio: v.aio, cache, nowait: v.nowait, lock });
+        } catch (err) {
+          if (err instanceof SpindleError && err.code === 'UNSUPPORTED_MODE') { skipped.push({ engine: v.label, reason: err.message }); continue; }
+          throw err;
+        }
+        try {
+          for (const w of STANDARD_WORKLOADS) results.push({ engine: v.label, ...(await runWorkload(b, w, runtime)) });
+        } finally {
+          await b.close();
+        }
       }
-      try {
-        for (const w of STANDARD_WORKLOADS) results.push({ engine: v.label, ...(await runWorkload(b, w, runtime)) });
-      } finally {
-        await b.close();
-      }
+    } finally {
+      lock.release();
     }
     if (values.json) {
       console.log(JSON.stringify({ path, cache: values.cache, runtimeSeconds: runtime, results, skipped }, null, 2));

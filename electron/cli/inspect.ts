@@ -3,11 +3,25 @@ import type { Command } from '../cli.js';
 import { SpindleError } from '../errors.js';
 import { inspect, type Inspection } from '../block/advisor.js';
 import { formatSize } from '../block/size.js';
+import { FORMAT_NAMES } from '../block/format-detect.js';
 import { parseCommandArgs } from './args.js';
 
 const usage = 'spindle inspect PATH [--json] [--probe]';
 
 const pct = (r: number | null) => (r === null ? 'n/a' : `${Math.round(r * 100)}%`);
+
+/** "no", or "yes: written by qemu-io (pid 12)", naming every user found. */
+function inUse(i: Inspection): string {
+  if (!i.inUse) return 'no';
+  const u = i.imageUse;
+  const who = [
+    ...(u.writers.length ? [`written by ${u.writers.join(', ')}`] : []),
+    ...(u.readers.length ? [`read by ${u.readers.join(', ')}`] : []),
+    ...u.loops.map((l) => `backs ${l.device}${l.mountpoints.length ? ` (mounted at ${l.mountpoints.join(', ')})` : ''}`),
+    ...(i.usage?.mountpoints.length ? [`mounted at ${i.usage.mountpoints.join(', ')}`] : []),
+  ];
+  return who.length ? `yes: ${who.join('; ')}` : 'yes (see below)';
+}
 
 export function formatInspection(i: Inspection): string {
   const lines = [`${i.path}: ${i.kind === 'block' ? 'host block device' : 'image file'}, ${formatSize(i.sizeBytes)}${i.filesystem ? ` on ${i.filesystem}` : ''}`];
@@ -18,8 +32,9 @@ export function formatInspection(i: Inspection): string {
     row('allocation', i.sparse ? `sparse: ${formatSize(a.holeBytes)} in ${a.holeCount} hole(s)` : 'fully allocated');
     if (a.unwrittenBytes) row('unwritten extents', `${a.unwrittenExtents} (${formatSize(a.unwrittenBytes)})`);
   }
+  row('format', i.format === 'raw' ? 'raw' : `${FORMAT_NAMES[i.format]} (not served: Spindle serves raw images only)`);
   row('O_DIRECT', i.directIo ? 'supported' : 'not supported');
-  row('in use', i.inUse ? 'yes' : 'no');
+  row('in use', inUse(i));
   row('safe for native', i.safeForNative ? 'yes' : 'no');
   row('recommended', `aio ${i.recommended.aio}, cache ${i.recommended.cache}, nowait ${i.recommended.nowait ? 'on' : 'off'}`);
   if (i.probe && 'skipped' in i.probe) row('probe', i.probe.skipped);

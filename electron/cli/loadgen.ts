@@ -23,8 +23,9 @@ const RW_MODES = ['randread', 'randwrite', 'read', 'write', 'randrw'] as const;
 type RwMode = (typeof RW_MODES)[number];
 const MAX_IODEPTH = 256;
 const MAX_RING = 1024; // libvhost-user backends (qemu-storage-daemon) accept no larger rings
-/** No completion for this long while requests are in flight means the backend is stuck. */
-const STALL_MS = 30_000;
+/** Default --timeout: how long the backend may take to answer a handshake message, or to complete
+ *  anything while requests are in flight, before loadgen gives up on it. */
+export const DEFAULT_TIMEOUT_SEC = 30;
 
 const bit = (n: number) => 1n << BigInt(n);
 
@@ -46,6 +47,9 @@ export interface LoadgenOptions {
   passes?: number;
   /** Stops issuing new requests; the run ends once those in flight complete (the result covers what was done). */
   signal?: AbortSignal;
+  /** Seconds the backend may take to answer each vhost-user message, to complete anything while
+   *  requests are in flight, and to finish those in flight after the runtime (default 30). */
+  timeoutSec?: number;
 }
 
 export interface LoadgenResult {
@@ -313,8 +317,25 @@ class LoadGenerator {
   private lastProgress = 0;
   private readonly queues: QueueDriver[] = [];
   private finish: (() => void) | null = null;
+  private readonly timeoutMs: number;
 
-  constructor(readonly opts: LoadgenOptions) {}
+  constructor(readonly opts: LoadgenOptions) {
+    this.timeoutMs = (opts.timeoutSec ?? DEFAULT_TIMEOUT_SEC) * 1000;
+  }
+
+  /** `reply`, or a SpindleError once the backend has kept us waiting for longer than the timeout. */
+  private async answer<T>(reply: Promise<T>, what: string): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new SpindleError('IO_ERROR',
+        `The backend at ${this.opts.socket} did not answer ${what} within ${this.timeoutMs / 1000} s (--timeout); it accepted the connection but is not serving.`)), this.timeoutMs);
+    });
+    try {
+      return await Promise.race([reply, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
 
   /** Queue q's share of the region (sequential and verify passes), as [first block, end). */
   stripe(q: QueueDriver): [number, number] {
@@ -368,14 +389,21 @@ class LoadGenerator {
     for (const q of this.queues) q.fill();
     this.progress();
     let stalled: SpindleError | null = null;
+    const giveUp = (sentence: string): void => {
+      stalled = new SpindleError('IO_ERROR', sentence);
+      const f = this.finish!;
+      this.finish = null;
+      f();
+    };
     const watchdog = setInterval(() => {
-      if (performance.now() - this.lastProgress > STALL_MS && this.finish) {
-        stalled = new SpindleError('IO_ERROR', `The backend completed nothing for ${STALL_MS / 1000} s with requests in flight.`);
-        const f = this.finish;
-        this.finish = null;
-        f();
+      if (!this.finish) return;
+      const now = performance.now();
+      if (now - this.lastProgress > this.timeoutMs) {
+        giveUp(`The backend completed nothing for ${this.timeoutMs / 1000} s with ${this.inFlight} request(s) in flight (--timeout).`);
+      } else if (now > this.deadline + this.timeoutMs) {
+        giveUp(`${this.inFlight} request(s) were still in flight ${this.timeoutMs / 1000} s after the run's end (--timeout).`);
       }
-    }, 1000);
+    }, Math.min(1000, this.timeoutMs / 4));
     try {
       await done;
     } finally {
@@ -392,10 +420,10 @@ class LoadGenerator {
       const wanted = bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_RING_F_EVENT_IDX) | bit(VIRTIO_BLK_F_MQ) | bit(VIRTIO_BLK_F_BLK_SIZE)
         | bit(VIRTIO_BLK_F_RO) | bit(VIRTIO_BLK_F_FLUSH) | bit(VIRTIO_BLK_F_SIZE_MAX) | bit(VIRTIO_BLK_F_SEG_MAX)
         | bit(VIRTIO_BLK_F_TOPOLOGY);
-      const got = await fe.negotiate({
+      const got = await this.answer(fe.negotiate({
         features: wanted,
         protocolFeatures: protocolBit(ProtocolFeature.MQ) | protocolBit(ProtocolFeature.REPLY_ACK) | protocolBit(ProtocolFeature.CONFIG),
-      });
+      }), 'the feature negotiation');
       if (!(got.features & bit(VIRTIO_F_VERSION_1))) {
         throw new SpindleError('PROTOCOL_ERROR', 'The backend does not offer VIRTIO_F_VERSION_1; loadgen speaks only virtio 1.x.');
       }
@@ -403,12 +431,12 @@ class LoadGenerator {
         throw new SpindleError('PROTOCOL_ERROR', 'The backend does not offer the CONFIG protocol feature, so its disk size cannot be read.');
       }
       const eventIdx = (got.features & bit(VIRTIO_RING_F_EVENT_IDX)) !== 0n;
-      const cfg = new DataView((await fe.getConfig(0, 60)).buffer);
+      const cfg = new DataView((await this.answer(fe.getConfig(0, 60), 'GET_CONFIG')).buffer);
       const capacity = Number(cfg.getBigUint64(0, true)) * 512;
       const blkSize = got.features & bit(VIRTIO_BLK_F_BLK_SIZE) ? cfg.getUint32(20, true) : 512;
       const maxQueues = got.features & bit(VIRTIO_BLK_F_MQ) ? cfg.getUint16(34, true) : 1;
       if (got.protocolFeatures & protocolBit(ProtocolFeature.MQ)) {
-        const n = await fe.getQueueNum();
+        const n = await this.answer(fe.getQueueNum(), 'GET_QUEUE_NUM');
         if (o.queues > n) throw new SpindleError('INVALID_ARGUMENT', `The backend serves at most ${n} queues; asked for ${o.queues}.`);
       }
       if (o.queues > Math.max(1, maxQueues)) {
@@ -434,17 +462,17 @@ class LoadGenerator {
       const align = (n: number) => Math.ceil(n / page) * page;
       const perQueue = align(DriverRing.bytesNeeded(ringSize)) + align(32 * o.iodepth) + align(o.bs * o.iodepth);
       mem = VhostUserFrontend.allocateMemory(align(perQueue * o.queues + page));
-      await fe.setMemTable([mem]);
+      await this.answer(fe.setMemTable([mem]), 'SET_MEM_TABLE');
       for (let q = 0; q < o.queues; q++) {
         const base = mem.guestAddr + page + q * perQueue;
         const slotsAt = base + align(DriverRing.bytesNeeded(ringSize));
         const qd = new QueueDriver(this, q, mem, base, ringSize, eventIdx, slotsAt, slotsAt + align(32 * o.iodepth));
         this.queues.push(qd);
-        qd.handle = await fe.setupVring(q, {
+        qd.handle = await this.answer(fe.setupVring(q, {
           size: ringSize, descAddr: qd.ring.descAddr, availAddr: qd.ring.availAddr, usedAddr: qd.ring.usedAddr,
-        }, () => qd.onCall());
+        }, () => qd.onCall()), `the setup of queue ${q}`);
         // With PROTOCOL_FEATURES negotiated, rings start disabled until SET_VRING_ENABLE.
-        if (got.features & F_PROTOCOL_FEATURES) await fe.enableVring(q, true);
+        if (got.features & F_PROTOCOL_FEATURES) await this.answer(fe.enableVring(q, true), 'SET_VRING_ENABLE');
       }
 
       const started = performance.now();
@@ -457,7 +485,7 @@ class LoadGenerator {
         await this.runPhase(Phase.Run, o.runtimeSec);
       }
       const seconds = (performance.now() - started) / 1000;
-      for (let q = 0; q < o.queues; q++) await fe.getVringBase(q);
+      for (let q = 0; q < o.queues; q++) await this.answer(fe.getVringBase(q), 'GET_VRING_BASE');
 
       const ios = this.reads + this.writes;
       const us = (ns: number) => Math.round(ns / 10) / 100;
@@ -499,6 +527,7 @@ export function parseLoadgenArgs(argv: string[]): LoadgenOptions & { json: boole
       'verify-only': { type: 'boolean', default: false },
       rwmixread: { type: 'string' },
       seed: { type: 'string' },
+      timeout: { type: 'string' },
       json: { type: 'boolean', default: false },
     },
     strict: true,
@@ -518,6 +547,8 @@ export function parseLoadgenArgs(argv: string[]): LoadgenOptions & { json: boole
   if (ring > MAX_RING) throw new SpindleError('INVALID_ARGUMENT', `--iodepth ${iodepth} needs a ring larger than ${MAX_RING}.`);
   const runtime = v.runtime === undefined ? 10 : Number(v.runtime);
   if (!(runtime > 0 && runtime <= 86400)) throw new SpindleError('INVALID_ARGUMENT', `--runtime must be seconds between 0 and 86400, not '${v.runtime}'.`);
+  const timeout = v.timeout === undefined ? DEFAULT_TIMEOUT_SEC : Number(v.timeout);
+  if (!(timeout > 0 && timeout <= 3600)) throw new SpindleError('INVALID_ARGUMENT', `--timeout must be seconds between 0 and 3600, not '${v.timeout}'.`);
   const size = v.size === undefined ? 0 : parseSize(v.size, '--size');
   if (v.size !== undefined && size < bs) throw new SpindleError('INVALID_ARGUMENT', `--size ${v.size} is smaller than one block (--bs ${v.bs}).`);
   return {
@@ -526,6 +557,7 @@ export function parseLoadgenArgs(argv: string[]): LoadgenOptions & { json: boole
     runtimeSec: runtime, size, verify: v.verify!, verifyOnly: v['verify-only']!,
     rwmixread: parseIntArg(v.rwmixread, '--rwmixread', 0, 100, 50),
     seed: parseIntArg(v.seed, '--seed', 0, 0xffffffff, 1),
+    timeoutSec: timeout,
     json: v.json!,
   };
 }
@@ -547,9 +579,10 @@ export function formatResult(r: LoadgenResult): string {
 const command: Command = {
   summary: 'Drive a vhost-user-blk backend the way a guest would, and report IOPS, MB/s, latency and errors.',
   usage: 'spindle loadgen --socket SOCK [--rw randread|randwrite|read|write|randrw] [--bs 4k] [--iodepth 32] '
-    + '[--queues N] [--runtime S] [--size BYTES] [--verify | --verify-only] [--rwmixread PCT] [--seed N] [--json]\n'
+    + '[--queues N] [--runtime S] [--size BYTES] [--verify | --verify-only] [--rwmixread PCT] [--seed N] [--timeout S] [--json]\n'
     + '  --verify writes a pattern (from --seed) over the region, reads it back and fails on any mismatch;\n'
-    + '  --verify-only skips the writing and checks what an earlier --verify run with the same seed, bs and size left.',
+    + '  --verify-only skips the writing and checks what an earlier --verify run with the same seed, bs and size left;\n'
+    + `  --timeout S (default ${DEFAULT_TIMEOUT_SEC}) gives up on a backend that does not answer a message, or completes nothing, for S seconds.`,
   async run(argv) {
     const { json, ...opts } = parseLoadgenArgs(argv);
     const r = await runLoadgen(opts);

@@ -1,4 +1,4 @@
-// Typed view of native/os: geometry, holes, fallocate, probes.
+// Typed view of native/os: geometry, holes, fallocate, probes, OFD locks.
 import { addon } from './addon.js';
 
 export interface Geometry {
@@ -67,3 +67,13 @@ export const fallocate: (fd: number, mode: FallocateMode, offset: number, length
 export const fillDirect: (fd: number, offset: number, length: number, byte: number) => void = addon.fillDirect;
 export const threadRusage: () => ThreadRusage = addon.threadRusage;
 export const aioProbe: (fd: number, op: 'read' | 'write', offsets: Float64Array, blockSize: number, nowait: boolean) => AioProbeCounts = addon.aioProbe;
+
+export type OfdLockType = 'read' | 'write';
+/** A lock another open file description holds; pid is -1 for OFD locks (the kernel does not say whose). */
+export interface OfdConflict { type: OfdLockType; start: number; length: number; pid: number }
+/** fcntl F_OFD_SETLK on [start, start+length): never waits; throws EAGAIN/EACCES on a conflict. */
+export const ofdLock: (fd: number, start: number, length: number, type: OfdLockType | 'unlock') => void = addon.ofdLock;
+/** fcntl F_OFD_GETLK: null when a lock of `type` could be taken on fd, else the first lock in the way. */
+export const ofdTest: (fd: number, start: number, length: number, type: OfdLockType) => OfdConflict | null = addon.ofdTest;
+/** Up to `length` (at most 1 MiB) bytes at `offset`, through an aligned buffer: works on O_DIRECT fds. */
+export const readAt: (fd: number, offset: number, length: number) => Buffer = addon.readAt;
