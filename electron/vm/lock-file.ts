@@ -1,15 +1,13 @@
-// Lock files: an exclusive whole-file OFD lock (native/posix/ofd_lock.cc) held by the one process
+// Lock files: an exclusive whole-file OFD lock (native/os/lock.cc) held by the one process
 // allowed to do something (host a user's VMs, run one VM), with its pid written inside so a refusal
 // can name it. The kernel drops the lock with the process, however it dies, so a lock is never
 // stale; the file itself may stay behind and means nothing unless locked.
 import { closeSync, constants, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
-import { addon } from '../native/addon.js';
+import { ofdLock, ofdTest } from '../native/os.js';
 import { SpindleError, errnoOf } from '../errors.js';
 
-const native = addon as {
-  ofdSetLock(fd: number, type: 'exclusive' | 'shared' | 'unlock'): boolean;
-  ofdGetLock(fd: number, type: 'exclusive' | 'shared'): 'unlocked' | 'exclusive' | 'shared';
-};
+/** Start 0, length 0: the whole file, however long it grows. */
+const WHOLE_FILE = [0, 0] as const;
 
 export interface LockOwner {
   /** 0 when the holder has not written its pid yet. */
@@ -34,7 +32,11 @@ export function tryLock(path: string, role?: string): HeldLock | null {
     throw new SpindleError('IO_ERROR', `Cannot open the lock file ${path}: ${(err as Error).message}.`, errnoOf(err));
   }
   try {
-    if (!native.ofdSetLock(fd, 'exclusive')) {
+    try {
+      ofdLock(fd, ...WHOLE_FILE, 'write');
+    } catch (err) {
+      const code = errnoOf(err);
+      if (code !== 'EAGAIN' && code !== 'EACCES') throw err;
       closeSync(fd);
       return null;
     }
@@ -69,7 +71,7 @@ export function lockOwner(path: string): LockOwner | null {
     throw new SpindleError('IO_ERROR', `Cannot read the lock file ${path}: ${(err as Error).message}.`, errnoOf(err));
   }
   try {
-    if (native.ofdGetLock(fd, 'exclusive') === 'unlocked') return null;
+    if (ofdTest(fd, ...WHOLE_FILE, 'write') === null) return null;
     try {
       const o = JSON.parse(readFileSync(fd, 'utf8')) as { pid?: unknown; role?: unknown };
       return { pid: Number.isInteger(o.pid) ? (o.pid as number) : 0, ...(typeof o.role === 'string' ? { role: o.role } : {}) };

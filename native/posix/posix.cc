@@ -6,13 +6,11 @@ void InitPosixSocket(Napi::Env env, Napi::Object exports);   // socket.cc: unix 
 void InitPosixWatch(Napi::Env env, Napi::Object exports);    // watch.cc: uv_poll fd watcher
 void InitPosixMemory(Napi::Env env, Napi::Object exports);   // memory.cc: memfd, shared mmap as external ArrayBuffer
 void InitPosixEventfd(Napi::Env env, Napi::Object exports);  // eventfd.cc: eventfd, close
-void InitPosixOfdLock(Napi::Env env, Napi::Object exports);  // ofd_lock.cc: whole-file OFD locks on lock files
 
 void InitPosix(Napi::Env env, Napi::Object exports) {
   InitPosixSocket(env, exports);
   InitPosixWatch(env, exports);
   InitPosixMemory(env, exports);
   InitPosixEventfd(env, exports);
-  InitPosixOfdLock(env, exports);
 }
 }  // namespace spindle
