@@ -12,6 +12,8 @@ class VmsState {
   busy = $state<Record<string, string>>({});
   /** VM id -> the last action's failure. */
   errors = $state<Record<string, string>>({});
+  /** VM id -> what the last action did that the user did not ask for (a shutdown that had to force the VM off). */
+  notes = $state<Record<string, string>>({});
   private unsubscribe: (() => void) | null = null;
 
   /** Loads the list and follows changes; safe to call again after a reconnect. */
@@ -47,7 +49,14 @@ class VmsState {
   async act(id: string, action: 'start' | 'shutdown' | 'forceOff' | 'pause' | 'resume' | 'reset' | 'delete'): Promise<boolean> {
     this.busy[id] = action;
     delete this.errors[id];
+    delete this.notes[id];
     try {
+      if (action === 'shutdown') {
+        const r = await api.call('vm.shutdown', { id, timeoutMs: SHUTDOWN_TIMEOUT_MS });
+        this.upsert(r);
+        if (r.forced) this.notes[id] = `The guest did not respond to ACPI shutdown in ${SHUTDOWN_TIMEOUT_MS / 1000} s; forced off.`;
+        return true;
+      }
       const method = `vm.${action}` as MethodName;
       const r = await api.call(method as 'vm.start', { id });
       if (action === 'delete') this.list = this.list.filter((v) => v.config.id !== id);
@@ -61,6 +70,9 @@ class VmsState {
     }
   }
 }
+
+/** How long Shut down waits for the guest to power off before forcing it off. */
+export const SHUTDOWN_TIMEOUT_MS = 30_000;
 
 export const vms = new VmsState();
 
