@@ -124,7 +124,9 @@ export function createBenchLayer(manager: VmManager, env: NodeJS.ProcessEnv = pr
       const freshSparseWrites = target.scratch && isSparseFile(target.path);
       const preserve = !target.scratch;
       const id = randomUUID();
-      const total = variants.length * workloads.length;
+      const repeats = input.repeats ?? 1;
+      const perRepeat = variants.length * workloads.length;
+      const total = repeats * perRepeat;
       const t = input.target;
       const info = {
         disk: target.path,
@@ -152,17 +154,23 @@ export function createBenchLayer(manager: VmManager, env: NodeJS.ProcessEnv = pr
       for (const old of [...runs.keys()].slice(0, Math.max(0, runs.size - KEEP_RESULTS))) runs.delete(old);
       run.finished = (async () => {
         try {
-          await runComparison({
-            path: target.path, variants, workloads, cache: input.cache, bytesPerRun, iodepth, freshSparseWrites, signal: run.abort.signal,
-            onStep: (s) => emit(run, {
-              done: s.index, fraction: s.index / total, step: s.label,
-              current: { mode: s.variant.aio, op: s.workload.op, recordBytes: s.workload.recordBytes, nowait: s.variant.nowait },
-            }),
-            onRow: (row: BenchRow, s) => {
-              run.result.rows.push(row);
-              emit(run, { done: s.index + 1, fraction: (s.index + 1) / total, row });
-            },
-          });
+          // Each repeat measures the whole table again, so a cell's spread shows how steady it is.
+          for (let r = 0; r < repeats; r++) {
+            const base = r * perRepeat;
+            const tag = repeats > 1 ? ` (repeat ${r + 1} of ${repeats})` : '';
+            await runComparison({
+              path: target.path, variants, workloads, cache: input.cache, bytesPerRun, iodepth, freshSparseWrites, signal: run.abort.signal,
+              onStep: (s) => emit(run, {
+                done: base + s.index, fraction: (base + s.index) / total, step: `${s.label}${tag}`,
+                current: { mode: s.variant.aio, op: s.workload.op, recordBytes: s.workload.recordBytes, nowait: s.variant.nowait },
+              }),
+              onRow: (row: BenchRow, s) => {
+                const tagged = repeats > 1 ? { ...row, repeat: r } : row;
+                run.result.rows.push(tagged);
+                emit(run, { done: base + s.index + 1, fraction: (base + s.index + 1) / total, row: tagged });
+              },
+            });
+          }
           run.result.state = 'done';
         } catch (err) {
           const cancelled = err instanceof SpindleError && err.code === 'CANCELLED';

@@ -360,6 +360,8 @@ export const BenchStartInput = z.strictObject({
   bytesPerRun: z.int().min(1 << 20).max(64 * 2 ** 30).optional(),
   /** Requests in flight per run (default 1: iozone and dd keep one request in flight). */
   iodepth: z.int().min(1).max(64).optional(),
+  /** How many times the whole table is measured (default 1): the spread of the repeats shows how steady each cell is. */
+  repeats: z.int().min(1).max(5).optional(),
 });
 export const BenchRow = z.object({
   mode: AioMode,
@@ -380,6 +382,8 @@ export const BenchRow = z.object({
   /** Longest single io_submit during the run, microseconds. */
   submitStallMaxUs: z.number().optional(),
   errors: z.number().optional(),
+  /** Which repeat of the table this row belongs to (0-based; absent: 0). */
+  repeat: z.number().optional(),
 });
 export type BenchRow = z.infer<typeof BenchRow>;
 export const BenchState = z.enum(['running', 'done', 'cancelled', 'failed']);

@@ -114,7 +114,7 @@ test('Performance: hover shows the crosshair and legend values under a real poin
 });
 
 test('Force off asks first; keeping the VM running changes nothing', async () => {
-  await click(page.getByRole('button', { name: 'Force off' }));
+  await click(page.getByRole('button', { name: 'Force off', exact: true }));
   const confirm = page.getByRole('alertdialog', { name: /Force off/ });
   await confirm.waitFor();
   assert.match((await confirm.textContent())!, /power cord/);
@@ -126,7 +126,7 @@ test('Force off asks first; keeping the VM running changes nothing', async () =>
 
 test('Shut down on a guest that ignores ACPI says it had to force it off', async () => {
   await until('fio finished', async () => (await guestRun('cat /tmp/fio.out')).output, (o) => /exit \d+/.test(o), 120_000);
-  await click(page.getByRole('button', { name: 'Shut down' }));
+  await click(page.getByRole('button', { name: 'Shut down', exact: true }));
   await state().filter({ hasText: 'stopped' }).waitFor({ timeout: 90_000 });
   const note = page.getByTestId('vm-note');
   await note.waitFor();
@@ -157,7 +157,7 @@ test('after stop: the console claims no output it does not have; the performance
 test('Force off, confirmed, stops the VM', async () => {
   await click(page.getByRole('button', { name: 'Start', exact: true }));
   await state().filter({ hasText: 'running' }).waitFor({ timeout: 60_000 });
-  await click(page.getByRole('button', { name: 'Force off' }));
+  await click(page.getByRole('button', { name: 'Force off', exact: true }));
   const confirm = page.getByRole('alertdialog', { name: /Force off/ });
   await click(confirm.getByRole('button', { name: 'Force off' }));
   await state().filter({ hasText: 'stopped' }).waitFor({ timeout: 60_000 });

@@ -222,6 +222,25 @@ test('the live chart rises while the guest writes, and aio switches live from th
   }
 });
 
+test('the live switch is marked on the disk\'s charts, compared before and after, and reverts in one click', async () => {
+  const vm = (await apiCall('vm.list', {})).result.vms[0];
+  const loopDisk = vm.config.disks.find((d: { path: string }) => d.path === loop.device);
+  await click(page.getByRole('tab', { name: 'Performance' }));
+  const live = page.locator(`[data-testid=disk-live][data-key$="${loopDisk.id}"]`);
+  for (const chart of await live.getByTestId('chart').all()) assert.equal(await chart.getAttribute('data-markers'), '1', 'the switch is marked on every chart of the disk');
+  const delta = live.getByTestId('switch-delta');
+  // fio wrote on both sides of the switch: the change is stated in numbers.
+  await delta.filter({ hasText: /Since io_uring \+ none .*write [+−±]\d+%.*over \d+ s before and after/ }).waitFor({ timeout: 30_000 });
+  await shots('08b-switch-delta');
+  await click(delta.getByRole('button', { name: /Revert to native \+ none/ }));
+  const deadline = Date.now() + 60_000;
+  while ((await apiCall('vm.get', { id: vm.config.id })).result.config.disks.find((d: { id: string }) => d.id === loopDisk.id).aio !== 'native') {
+    assert.ok(Date.now() < deadline, 'Revert put aio native back');
+    await page.waitForTimeout(200);
+  }
+  await delta.filter({ hasText: /Since native \+ none/ }).waitFor();
+});
+
 test('the aio comparison refuses a disk of a running VM with the reason, and runs on the scratch disk', async () => {
   await click(page.getByRole('button', { name: 'Compare aio modes' }).first());
   await page.getByRole('heading', { name: 'Compare aio modes' }).waitFor();

@@ -58,3 +58,18 @@ test('bench.history: completed runs per disk, newest first, with disk, size, dat
     await s.cleanup();
   }
 });
+
+test('bench.start with repeats measures the table that many times, each row tagged with its repeat', async () => {
+  const s = apiSetup('spindle-bench-repeats-', { base: '/var/tmp' });
+  try {
+    const img = join(s.dir, 'target.img');
+    writeFileSync(img, '');
+    truncateSync(img, 16 << 20);
+    const r = await runToEnd(s.router, { target: { kind: 'path', path: img }, variants: [{ aio: 'threads' }, { aio: 'io_uring' }], workloads: [{ op: 'write', recordBytes: 65536 }], bytesPerRun: 1 << 20, repeats: 2 });
+    assert.equal(r.state, 'done', r.error);
+    assert.deepEqual(r.rows.map((x) => `${x.mode}:${x.repeat}`), ['threads:0', 'io_uring:0', 'threads:1', 'io_uring:1']);
+    await assert.rejects(s.router.call('bench.start', { target: { kind: 'path', path: img }, repeats: 9 }), /repeats/);
+  } finally {
+    await s.cleanup();
+  }
+});

@@ -60,3 +60,22 @@ describe('comparison results as a decision', () => {
     expect(csv[1]).toBe('threads,write,65536,100,,1000,1,,/d.img,none,1073741824,2026-01-02T03:04:05.000Z,6.1.0-test');
   });
 });
+
+describe('repeated tables', () => {
+  it('shows the median of each cell and the spread of its repeats', () => {
+    const t = buildTable([
+      row('threads', 'write', 65536, 100, { repeat: 0 }), row('threads', 'write', 65536, 110, { repeat: 1 }), row('threads', 'write', 65536, 90, { repeat: 2 }),
+      row('io_uring', 'write', 65536, 200, { repeat: 0 }), row('io_uring', 'write', 65536, 200, { repeat: 1 }), row('io_uring', 'write', 65536, 200, { repeat: 2 }),
+    ]);
+    expect(t.repeats).toBe(3);
+    expect(t.mbps.threads['write 64k']).toBe(100);
+    expect(t.spread.threads['write 64k']).toBeCloseTo(0.2);
+    expect(t.spread.io_uring['write 64k']).toBe(0);
+    expect(t.cpuSec.threads).toBe(1);
+  });
+  it('one repeat has no spread', () => {
+    const t = buildTable([row('threads', 'write', 65536, 100)]);
+    expect(t.repeats).toBe(1);
+    expect(t.spread).toEqual({});
+  });
+});

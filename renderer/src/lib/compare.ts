@@ -42,9 +42,19 @@ export interface Table {
   post: Record<string, Record<string, number>>;
   /** variant -> requests that bounced under nowait and went through the thread pool */
   fallbacks: Record<string, number>;
-  /** variant -> backend CPU seconds over all its runs */
+  /** variant -> backend CPU seconds over all its runs (of one repeat, on average) */
   cpuSec: Record<string, number>;
+  /** variant -> column label -> (max − min) / median over the repeats; absent with one repeat */
+  spread: Record<string, Record<string, number>>;
+  /** How many times the table was measured. */
+  repeats: number;
 }
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
 
 export function columnLabel(op: string, recordBytes: number): string {
   return `${op} ${recordSize(recordBytes)}`;
@@ -60,19 +70,40 @@ export function buildTable(rows: Row[]): Table {
   }
   const present = new Set(rows.map((r) => columnLabel(r.op, r.recordBytes)));
   const columns = [...seen.values()].filter((c) => present.has(c.label));
-  const mbps: Table['mbps'] = {};
+  // Every repeat of a cell, then its median (a repeated table shows how steady each cell is).
+  const cells = new Map<string, { mbps: number[]; post: number[] }>();
   const cpuSec: Table['cpuSec'] = {};
-  const post: Table['post'] = {};
   const fallbacks: Table['fallbacks'] = {};
+  const repeatsOf: Record<string, Set<number>> = {};
   for (const r of rows) {
     const v = variantOf(r);
-    const label = columnLabel(r.op, r.recordBytes);
-    (mbps[v] ??= {})[label] = r.mbps;
-    (post[v] ??= {})[label] = unitOf(r.recordBytes) === 'MB/s' ? r.mbps : (r.kbps ?? (r.mbps * 1e6) / 1024);
+    const key = `${v}\u0000${columnLabel(r.op, r.recordBytes)}`;
+    const c = cells.get(key) ?? { mbps: [], post: [] };
+    c.mbps.push(r.mbps);
+    c.post.push(unitOf(r.recordBytes) === 'MB/s' ? r.mbps : (r.kbps ?? (r.mbps * 1e6) / 1024));
+    cells.set(key, c);
     cpuSec[v] = (cpuSec[v] ?? 0) + r.cpuSec;
     fallbacks[v] = (fallbacks[v] ?? 0) + (r.nowaitFallbacks ?? 0);
+    (repeatsOf[v] ??= new Set()).add(r.repeat ?? 0);
   }
-  return { variants, columns, mbps, post, cpuSec, fallbacks };
+  const mbps: Table['mbps'] = {};
+  const post: Table['post'] = {};
+  const spread: Table['spread'] = {};
+  for (const [key, c] of cells) {
+    const [v, label] = key.split('\u0000');
+    const m = median(c.mbps);
+    (mbps[v] ??= {})[label] = m;
+    (post[v] ??= {})[label] = median(c.post);
+    if (c.mbps.length > 1 && m > 0) (spread[v] ??= {})[label] = (Math.max(...c.mbps) - Math.min(...c.mbps)) / m;
+  }
+  let repeats = 1;
+  for (const v of variants) {
+    const n = repeatsOf[v]?.size ?? 1;
+    repeats = Math.max(repeats, n);
+    cpuSec[v] /= n;
+    fallbacks[v] = Math.round(fallbacks[v] / n);
+  }
+  return { variants, columns, mbps, post, cpuSec, fallbacks, spread, repeats };
 }
 
 const csvField = (v: string | number) => (typeof v === 'number' ? String(v) : /[",\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v);

@@ -77,5 +77,11 @@ export function aioSummary(aio: AioMode): string {
   }
 }
 
+/** A disk's modes in a few words ("native+nowait + none"); nowait only where it takes effect (native on a file). */
+export function modeWords(kind: DiskKind, m: { aio: AioMode; cache: CacheMode; nowait: 'on' | 'off' | 'auto' }): string {
+  const nowait = m.aio === 'native' && kind === 'file' && m.nowait !== 'off' ? `+nowait${m.nowait === 'auto' ? '(auto)' : ''}` : '';
+  return `${m.aio}${nowait} + ${m.cache}`;
+}
+
 export { modeConflict, defaultModes, CACHE_SEMANTICS };
 export type { AioMode, CacheMode };

@@ -33,15 +33,13 @@ export interface Preset {
 
 /** What cache mode does to host memory, in words. */
 export function memoryWords(cache: CacheMode): string {
-  return CACHE_SEMANTICS[cache].direct
-    ? 'uses no host memory for the disk’s data'
-    : 'uses host memory as a cache for it (memory the host takes back when it needs it)';
+  return CACHE_SEMANTICS[cache].direct ? 'uses no host memory for its data' : 'uses host memory as a cache (given back when the host needs it)';
 }
 
 /** What a host crash or power loss would lose under this cache mode, in words. */
 export function crashWords(cache: CacheMode): string {
   const c = CACHE_SEMANTICS[cache];
-  if (c.flush === 'nothing') return 'a host crash or power loss can lose everything written recently, even what the guest believes it saved';
+  if (c.flush === 'nothing') return 'a host crash or power loss can lose everything written recently, even what the guest saved';
   if (c.dsync) return 'a host crash loses nothing the guest was told is written';
   return 'a host crash loses only writes the guest had not yet flushed';
 }
@@ -59,23 +57,21 @@ export function presets(kind: DiskKind, measured: Measured | null): Preset[] {
     {
       id: 'safe',
       title: 'Safe default',
-      sentence: kind === 'block'
-        ? `Fast for a host device, ${memoryWords(safe.cache)}, and ${crashWords(safe.cache)}.`
-        : `Good speed for most guests, ${memoryWords(safe.cache)}, and ${crashWords(safe.cache)}.`,
+      sentence: `${kind === 'block' ? 'Fast for a host device' : 'Good speed for most guests'}; ${memoryWords(safe.cache)}; ${crashWords(safe.cache)}.`,
       modes: safe,
     },
     {
       id: 'fastest',
       title: 'Fastest on this disk (measured)',
       sentence: measured
-        ? `${measured.label} was fastest when you measured this disk on ${date} (${measured.evidence}); it ${memoryWords(measured.modes.cache)}, and ${crashWords(measured.modes.cache)}.`
+        ? `${measured.label} was fastest when you measured this disk on ${date} (${measured.evidence}); it ${memoryWords(measured.modes.cache)}; ${crashWords(measured.modes.cache)}.`
         : 'Not measured yet: run Compare aio modes on this disk (its VM stopped) and this picks the mode that was fastest there.',
       modes: measured?.modes ?? null,
     },
     {
       id: 'disposable',
       title: 'Disposable (unsafe)',
-      sentence: `Fastest writes because the guest’s flushes are ignored, ${memoryWords(DISPOSABLE.cache)}, and ${crashWords(DISPOSABLE.cache)}: only for data you can throw away.`,
+      sentence: `Fastest writes, as the guest’s flushes are ignored; ${memoryWords(DISPOSABLE.cache).replace(/ \(.*\)$/, '')}; ${crashWords(DISPOSABLE.cache)}: only for data you can throw away.`,
       modes: DISPOSABLE,
     },
   ];
