@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { startApp, apiCall as callApi, ARTIFACTS, type App } from './lib/serve.js';
 import { tempDir, makeFile } from '../lib/loop.js';
-import { click, check, select, checkLayouts } from './lib/ui.js';
+import { click, check, uncheck, select, checkLayouts } from './lib/ui.js';
 
 let app: App;
 let tmp: ReturnType<typeof tempDir>;
@@ -117,6 +117,40 @@ test("before writing to a stopped VM's disk it asks first and says the disk will
   // The written pattern is back.
   const head = readFileSync(img).subarray(0, 1 << 20);
   assert.ok(head.every((b) => b === 0xa5), 'the disk was restored');
+});
+
+test('a repeated comparison shows each cell\'s spread, marks the best mode per column, and one button applies it to the disk', async () => {
+  const vm = (await apiCall('vm.list', {})).result.vms.find((v: { config: { name: string } }) => v.config.name === 'quiet box');
+  await check(page.getByLabel('a disk of a stopped VM'));
+  await select(page.getByLabel('VM disk'), `${vm.config.id}/d0`);
+  await uncheck(page.getByRole('checkbox', { name: 'native', exact: true }));
+  await uncheck(page.getByRole('checkbox', { name: /^native\+nowait/ }));
+  await select(page.getByLabel('Data per run'), '16');
+  await select(page.getByLabel('Repeat each cell'), '3');
+  await click(page.getByRole('button', { name: 'Run comparison' }));
+  await click(page.getByRole('alertdialog', { name: /Write to/ }).getByRole('button', { name: 'Run and restore' }));
+  await page.getByRole('status').getByText(/^Done: 48 runs\./).waitFor({ timeout: 300_000 });
+  const table = page.getByTestId('compare-table');
+  assert.deepEqual(await table.locator('tbody tr th').allTextContents(), ['threads', 'io_uring']);
+  assert.ok((await table.locator('.spread').count()) >= 16, 'every cell shows the spread of its 3 repeats');
+  assert.equal(await table.locator('td.best').count(), 8, 'one best mode per column');
+  const use = page.getByRole('button', { name: /^Use (threads|io_uring) \+ none on d0$/ });
+  const chosen = /^Use (\S+) /.exec((await use.textContent())!)![1];
+  await click(use);
+  await page.getByRole('status').filter({ hasText: `Disk d0 now uses ${chosen} + none.` }).waitFor();
+  const disk = (await apiCall('vm.get', { id: vm.config.id })).result.config.disks[0];
+  assert.deepEqual([disk.aio, disk.cache], [chosen, 'none']);
+  await table.scrollIntoViewIfNeeded();
+  await page.screenshot({ path: join(ARTIFACTS, 'compare-repeats-1280x800.png') });
+  // The disk's page now offers the measured preset, and it is the one in use.
+  await page.goto(`${app.served.url}#/vm/${vm.config.id}/disks`);
+  const row = page.getByTestId('disk-row');
+  const fastest = row.getByRole('radio', { name: /Fastest on this disk \(measured\)/ });
+  await row.getByTestId('preset-fastest').filter({ hasText: new RegExp(`^${chosen} \\+ none was fastest when you measured this disk on`) }).waitFor();
+  assert.equal(await fastest.isChecked(), true);
+  await page.screenshot({ path: join(ARTIFACTS, 'compare-measured-preset-1280x800.png') });
+  await page.goBack();
+  await page.getByRole('heading', { name: 'Compare aio modes' }).waitFor();
 });
 
 test("a running VM's disk is refused, in the panel and through the API, with the reason", async () => {

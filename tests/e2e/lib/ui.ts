@@ -48,6 +48,11 @@ export async function check(locator: Locator): Promise<void> {
   await locator.check();
 }
 
+export async function uncheck(locator: Locator): Promise<void> {
+  await reachable(locator);
+  await locator.uncheck();
+}
+
 export async function fill(locator: Locator, value: string): Promise<void> {
   await reachable(locator);
   await locator.fill(value);
@@ -65,11 +70,11 @@ export async function disclose(scope: Locator, summary: string | RegExp): Promis
   if (!open) await click(s);
 }
 
-/** The boxes that must never be wider than they show: the page, dialogs, panels, tab panels. */
+/** The boxes that must never be wider than they show: the page, dialogs, panels, tab panels, tables. */
 export async function horizontalOverflow(page: Page): Promise<string[]> {
   return page.evaluate(() => {
     const name = (e: Element) => `<${e.tagName.toLowerCase()}${e.id ? `#${e.id}` : ''}${e.classList.length ? `.${[...e.classList].join('.')}` : ''}>`;
-    const boxes = [document.documentElement, document.body, ...document.querySelectorAll('main, nav, header, dialog[open], dialog[open] form, .panel, [role=tabpanel], section')];
+    const boxes = [document.documentElement, document.body, ...document.querySelectorAll('main, nav, header, dialog[open], dialog[open] form, .panel, [role=tabpanel], section, .table-wrap')];
     return boxes.filter((b) => b.scrollWidth > b.clientWidth + 1).map((b) => `${name(b)} is ${b.scrollWidth} px wide inside ${b.clientWidth} px`);
   });
 }
