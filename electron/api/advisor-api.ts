@@ -150,6 +150,7 @@ export function createAdvisorLayer(env: NodeJS.ProcessEnv = process.env): NonNul
       return advise(path);
     },
     async preallocate(path) {
+      fileFormat(path); // never fill in a container's holes
       preallocateImage(path);
       return advise(path);
     },

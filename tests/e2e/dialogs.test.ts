@@ -8,7 +8,7 @@ import { statSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { startApp, openApp, apiCall as callApi, type App } from './lib/serve.js';
-import { click, check, fill, select, disclose, until } from './lib/ui.js';
+import { click, check, fill, select, disclose, until, checkLayouts } from './lib/ui.js';
 import { tempDir, makeFile, attachLoop, type LoopDevice } from '../lib/loop.js';
 
 // The callbacks given to evaluate() run in the page (Chromium), not in Node: its globals, loosely typed here.
@@ -114,6 +114,7 @@ test('renaming a VM to a used name is refused as you type', async () => {
   const name = page.getByLabel('New name');
   await fill(name, 'ALPHA box');
   await page.getByTestId('name-taken').filter({ hasText: /already used by the VM 'Alpha Box'/ }).waitFor();
+  await checkLayouts(page, 'dialogs-rename-taken');
   assert.equal(await page.getByRole('button', { name: 'Save name' }).isDisabled(), true);
   await fill(name, 'Beta two');
   await click(page.getByRole('button', { name: 'Save name' }));
@@ -173,6 +174,7 @@ test('a qcow2 file is refused in the dialog with the sentence naming its format,
   assert.match((await refusal.textContent())!, /qcow2/);
   assert.equal(await dialog.getByText(/safe for native/i).count(), 0);
   assert.equal(await dialog.getByRole('button', { name: 'Attach' }).isDisabled(), true);
+  await checkLayouts(page, 'dialogs-qcow2-refused');
   await click(dialog.getByRole('button', { name: 'Cancel' }));
   await dialog.waitFor({ state: 'detached' });
   assert.equal((await vmByName('Alpha Box')).config.disks.some((d: { path: string }) => d.path === qcow2File), false);
@@ -185,6 +187,7 @@ test('an ISO picked in Add disk is attached as a read-only CD-ROM, not a writabl
   await fill(dialog.getByLabel('Image file', { exact: true }), isoFile);
   await dialog.getByLabel('Image file', { exact: true }).press('Tab');
   await dialog.getByTestId('iso-note').filter({ hasText: /read-only CD-ROM/ }).waitFor();
+  await checkLayouts(page, 'dialogs-iso');
   await click(dialog.getByRole('button', { name: 'Attach as CD-ROM' }));
   await dialog.waitFor({ state: 'detached' });
   const vm = await vmByName('Alpha Box');
@@ -234,6 +237,9 @@ test('the advisor gives one verdict per disk with one sentence, the details behi
     assert.equal(await row.getByTestId('advisor-badge').count(), 1);
   }
   const probeText = (await writtenRow.getByTestId('probe-badge').textContent())!.trim();
+  await disclose(writtenRow.getByTestId('advisor'), 'Why');
+  await writtenRow.scrollIntoViewIfNeeded();
+  await checkLayouts(page, 'dialogs-advisor-probed', { prepare: () => writtenRow.scrollIntoViewIfNeeded() });
   // The probe's verdict survives a reload (kept through the API).
   await page.reload();
   await page.getByRole('status').filter({ hasText: 'Connected' }).waitFor();

@@ -54,6 +54,8 @@ test('advisor.inspect refuses a qcow2 image with a sentence naming the format; r
     assert.equal(q.status, 0, q.stderr);
     const before = readFileSync(qcow2);
     await rejectsWith(s.router.call('advisor.inspect', { path: qcow2 }), 'NOT_A_DISK', /is a qcow2 image: Spindle serves raw disk images only.*qemu-img convert -O raw/);
+    await rejectsWith(s.router.call('advisor.preallocate', { path: qcow2 }), 'NOT_A_DISK', /qcow2/);
+    await rejectsWith(s.router.call('advisor.probe', { path: qcow2 }), 'NOT_A_DISK', /qcow2/);
     assert.deepEqual(readFileSync(qcow2), before, 'the file is not touched');
     const raw = (await call(s.router, 'advisor.inspect', { path: makeFile(join(s.dir, 'raw.img'), 4 << 20) })) as FileAdvice;
     assert.equal(raw.format, 'raw');
