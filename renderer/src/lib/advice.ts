@@ -66,8 +66,11 @@ export function facts(a: FileAdvice): string[] {
   }
   const p = a.probe;
   if (p) {
-    const when = p.at ? `Probed ${new Date(p.at).toLocaleString()}: ` : 'Probe: ';
-    out.push(`${when}${p.summary}`);
+    // The probe's facts, not its summary: the verdict above already weighs them against the file's holes.
+    const when = p.at ? `Probed ${new Date(p.at).toLocaleString()}` : 'Probed';
+    out.push(p.measured
+      ? `${when}: RWF_NOWAIT ${p.nowait ? 'qualifies' : 'does not qualify'} on ${fsOf(a)} (with nowait, a request that would block goes to the thread pool instead).`
+      : `${when}: ${p.summary}`);
   }
   for (const n of a.notes) if (!SAID.test(n) && n !== p?.summary && !out.includes(n)) out.push(n);
   return out;
