@@ -1,16 +1,33 @@
 // The advisor and host-device discovery (electron/block) as the API's `host.devices` and
 // `advisor.*` methods: small adapters from the block layer's types to the contract's, which the
 // renderer consumes (flat device list, nowait as a mode, reasons as notes).
+import { mkdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import type { FileAdvice, HostDevice, ProbeSummary } from './contract.js';
 import type { RouterBackend } from './router.js';
 import { inspect, type Inspection } from '../block/advisor.js';
 import { listHostDevices, type HostDevice as BlockHostDevice } from '../block/host-devices.js';
 import { createImage, preallocateImage } from '../block/image.js';
+import { SpindleError } from '../errors.js';
+import { dataDir } from '../vm/paths.js';
+import { formatRefusal, imageFormat } from './image-format.js';
+import { PathRecords } from './path-records.js';
+
+/** The file a loop device reads (sysfs), or undefined. */
+function loopBackingFile(name: string): string | undefined {
+  try {
+    return readFileSync(`/sys/block/${name}/loop/backing_file`, 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 /** Each whole device followed by its partitions, as the contract's flat list. */
 export function toApiHostDevices(devices: BlockHostDevice[]): HostDevice[] {
   const out: HostDevice[] = [];
-  const add = (d: BlockHostDevice, parent?: string) => {
+  const add = (d: BlockHostDevice, parent?: BlockHostDevice) => {
+    // A loop device (or a partition on one) shows the file behind it.
+    const backingFile = d.type === 'loop' ? loopBackingFile(d.name) : parent?.type === 'loop' ? loopBackingFile(parent.name) : undefined;
     out.push({
       path: d.path,
       name: d.name,
@@ -26,9 +43,10 @@ export function toApiHostDevices(devices: BlockHostDevice[]): HostDevice[] {
       ...(d.reason ? { reason: d.reason } : {}),
       type: d.type,
       ...(d.fstype ? { fstype: d.fstype } : {}),
-      ...(parent ? { parent } : {}),
+      ...(parent ? { parent: parent.path } : {}),
+      ...(backingFile ? { backingFile } : {}),
     });
-    for (const p of d.partitions) add(p, d.path);
+    for (const p of d.partitions) add(p, d);
   };
   devices.forEach((d) => add(d));
   return out;
@@ -47,7 +65,8 @@ function toProbeSummary(p: NonNullable<Inspection['probe']>): ProbeSummary {
 
 export function toFileAdvice(i: Inspection): FileAdvice {
   const a = i.allocation;
-  const notes = [...i.reasons];
+  // The app has a Probe button where the CLI has a flag.
+  const notes = i.reasons.map((n) => (/--probe/.test(n) ? 'nowait not measured yet: Probe measures whether this filesystem honours RWF_NOWAIT (native AIO that never blocks).' : n));
   if (i.probe && 'skipped' in i.probe) notes.push(i.probe.skipped);
   return {
     path: i.path,
@@ -70,15 +89,70 @@ export function toFileAdvice(i: Inspection): FileAdvice {
 
 export const hostDevicesLayer: NonNullable<RouterBackend['hostDevices']> = async () => toApiHostDevices(listHostDevices());
 
-export const advisorLayer: NonNullable<RouterBackend['advisor']> = {
-  inspect: async (path) => toFileAdvice(await inspect(path)),
-  probe: async (path) => toFileAdvice(await inspect(path, { probe: true })),
-  async createImage(path, sizeBytes, preallocate) {
-    createImage(path, sizeBytes, { preallocate });
-    return toFileAdvice(await inspect(path));
-  },
-  async preallocate(path) {
-    preallocateImage(path);
-    return toFileAdvice(await inspect(path));
-  },
-};
+/** An image file's format from its header: refuses container formats with a sentence; null for devices and missing paths (inspect says why). */
+function fileFormat(path: string): FileAdvice['format'] | null {
+  let isFile: boolean;
+  try {
+    isFile = statSync(path).isFile();
+  } catch {
+    return null;
+  }
+  if (!isFile) return null;
+  const format = imageFormat(path);
+  const refusal = formatRefusal(path, format);
+  if (refusal) throw new SpindleError('NOT_A_DISK', refusal);
+  return format === 'iso9660' ? 'iso9660' : 'raw';
+}
+
+/** Whether `dir` is `<data dir>/images`, the directory the app suggests for new images. */
+function isImagesDir(dir: string, env: NodeJS.ProcessEnv): boolean {
+  const data = dataDir(env);
+  const candidates = [join(data, 'images')];
+  try {
+    candidates.push(join(realpathSync(data), 'images'));
+  } catch { /* no data directory yet */ }
+  return candidates.includes(dir);
+}
+
+type SavedProbe = ProbeSummary & { at: string };
+
+export function createAdvisorLayer(env: NodeJS.ProcessEnv = process.env): NonNullable<RouterBackend['advisor']> {
+  // The last probe per file: its verdict stays on the disk's badge across reloads.
+  const probes = new PathRecords<SavedProbe>(join(dataDir(env), 'probes'));
+
+  async function advise(path: string, opts: { probe?: boolean } = {}): Promise<FileAdvice> {
+    const format = fileFormat(path);
+    const advice = toFileAdvice(await inspect(path, opts));
+    if (format) advice.format = format;
+    if (advice.kind !== 'file') return advice;
+    if (opts.probe && advice.probe?.measured) {
+      const at = new Date().toISOString();
+      probes.save(path, { ...advice.probe, at });
+      advice.probe = { ...advice.probe, at };
+    } else if (!opts.probe) {
+      const saved = probes.load(path);
+      if (saved) {
+        advice.probe = saved;
+        advice.recommended = { ...advice.recommended, nowait: advice.directIo && saved.nowait ? 'on' : 'off' };
+        advice.notes = advice.notes.filter((n) => !/^nowait not measured/.test(n));
+      }
+    }
+    return advice;
+  }
+
+  return {
+    inspect: (path) => advise(path),
+    probe: (path) => advise(path, { probe: true }),
+    async createImage(path, sizeBytes, preallocate) {
+      // The suggested place for new images: made on first use, private like the rest of the data directory.
+      if (isImagesDir(dirname(path), env)) mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+      createImage(path, sizeBytes, { preallocate });
+      return advise(path);
+    },
+    async preallocate(path) {
+      fileFormat(path); // never fill in a container's holes
+      preallocateImage(path);
+      return advise(path);
+    },
+  };
+}

@@ -11,7 +11,7 @@ import { configDir, dataDir, vmConfigDir } from '../vm/paths.js';
 import { findOvmf, findQemu, resolveAccelerator, chooseAccelerator } from '../vm/launcher.js';
 import { StatsSampler } from '../stats/sampler.js';
 import { SpindleError } from '../errors.js';
-import { advisorLayer, hostDevicesLayer } from './advisor-api.js';
+import { createAdvisorLayer, hostDevicesLayer } from './advisor-api.js';
 import { createScratchDisk, ensureScratchDisk, scratchInfo } from '../vm/scratch.js';
 import { createBenchLayer } from './bench-api.js';
 
@@ -74,7 +74,7 @@ export function createBackend(opts: BackendOptions = {}): Backend {
     sampler,
     appInfo: () => appInfo(env, opts.qemuBinary),
     hostDevices: hostDevicesLayer,
-    advisor: advisorLayer,
+    advisor: createAdvisorLayer(env),
     scratch: (create) => (create ? createScratchDisk(env) : scratchInfo(env)),
     bench,
     ...opts.extra,

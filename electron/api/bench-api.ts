@@ -1,15 +1,20 @@
 // The API's aio comparison (bench.start / bench.cancel / bench.result and the bench.progress
 // topic): picks and checks the target (the scratch disk, a path, or a disk of a stopped VM; a disk
 // a running VM uses is refused with the reason), runs electron/bench/compare.ts one comparison at a
-// time, and keeps the last results in memory.
+// time, keeps the last results in memory, and each completed one per disk in the data directory
+// (bench.history), so a reload or restart keeps what the user measured.
 import { EventEmitter } from 'node:events';
-import { statSync } from 'node:fs';
+import { closeSync, openSync, statSync } from 'node:fs';
+import { release } from 'node:os';
+import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { BenchRow, BenchVariant, ParsedParams, Result, TopicEvent } from './contract.js';
 import type { RouterBackend } from './router.js';
 import { SpindleError, errnoOf } from '../errors.js';
 import { hostDeviceRefusal, type VmManager } from '../vm/manager.js';
-import { createScratchDisk } from '../vm/scratch.js';
+import { createScratchDisk, scratchInfo } from '../vm/scratch.js';
+import { geometry } from '../native/os.js';
+import { PathRecords } from './path-records.js';
 import { dataDir } from '../vm/paths.js';
 import { DEFAULT_BYTES_PER_RUN, POST_WORKLOADS, checkVariants, isSparseFile, runComparison, regionBytes, type Workload } from '../bench/compare.js';
 import { RegionBackup } from '../bench/region-backup.js';
@@ -27,6 +32,18 @@ interface BenchRun {
 }
 
 const KEEP_RESULTS = 20;
+/** Completed comparisons kept per disk. */
+const KEEP_HISTORY = 10;
+
+/** Bytes of a file or block device (BLKGETSIZE64 for a device). */
+function sizeOf(path: string): number {
+  const fd = openSync(path, 'r');
+  try {
+    return geometry(fd).sizeBytes;
+  } finally {
+    closeSync(fd);
+  }
+}
 
 /** Without explicit variants: the given modes, with native+nowait as its own row right after native. */
 export function variantsOf(input: ParsedParams<'bench.start'>): BenchVariant[] {
@@ -53,6 +70,7 @@ export type BenchLayer = NonNullable<RouterBackend['bench']> & {
 
 export function createBenchLayer(manager: VmManager, env: NodeJS.ProcessEnv = process.env): BenchLayer {
   const runs = new Map<string, BenchRun>();
+  const history = new PathRecords<BenchResult[]>(join(dataDir(env), 'compare'));
   let active: BenchRun | null = null;
   let activePath: string | null = null;
 
@@ -106,12 +124,23 @@ export function createBenchLayer(manager: VmManager, env: NodeJS.ProcessEnv = pr
       const freshSparseWrites = target.scratch && isSparseFile(target.path);
       const preserve = !target.scratch;
       const id = randomUUID();
-      const total = variants.length * workloads.length;
+      const repeats = input.repeats ?? 1;
+      const perRepeat = variants.length * workloads.length;
+      const total = repeats * perRepeat;
+      const t = input.target;
+      const info = {
+        disk: target.path,
+        ...(t.kind === 'vmDisk' ? { vmId: t.vmId, diskId: t.diskId } : {}),
+        sizeBytes: sizeOf(target.path),
+        startedAt: new Date().toISOString(),
+        kernel: release(),
+      };
       const run: BenchRun = {
         id,
         result: {
           benchId: id, state: 'running', rows: [],
           settings: { path: target.path, cache: input.cache, directIo: input.cache === 'none' || input.cache === 'directsync', iodepth, bytesPerRun, freshSparseWrites, preserved: preserve },
+          info,
         },
         progress: { benchId: id, state: 'running', done: 0, total, fraction: 0 },
         abort: new AbortController(),
@@ -125,17 +154,23 @@ export function createBenchLayer(manager: VmManager, env: NodeJS.ProcessEnv = pr
       for (const old of [...runs.keys()].slice(0, Math.max(0, runs.size - KEEP_RESULTS))) runs.delete(old);
       run.finished = (async () => {
         try {
-          await runComparison({
-            path: target.path, variants, workloads, cache: input.cache, bytesPerRun, iodepth, freshSparseWrites, signal: run.abort.signal,
-            onStep: (s) => emit(run, {
-              done: s.index, fraction: s.index / total, step: s.label,
-              current: { mode: s.variant.aio, op: s.workload.op, recordBytes: s.workload.recordBytes, nowait: s.variant.nowait },
-            }),
-            onRow: (row: BenchRow, s) => {
-              run.result.rows.push(row);
-              emit(run, { done: s.index + 1, fraction: (s.index + 1) / total, row });
-            },
-          });
+          // Each repeat measures the whole table again, so a cell's spread shows how steady it is.
+          for (let r = 0; r < repeats; r++) {
+            const base = r * perRepeat;
+            const tag = repeats > 1 ? ` (repeat ${r + 1} of ${repeats})` : '';
+            await runComparison({
+              path: target.path, variants, workloads, cache: input.cache, bytesPerRun, iodepth, freshSparseWrites, signal: run.abort.signal,
+              onStep: (s) => emit(run, {
+                done: base + s.index, fraction: (base + s.index) / total, step: `${s.label}${tag}`,
+                current: { mode: s.variant.aio, op: s.workload.op, recordBytes: s.workload.recordBytes, nowait: s.variant.nowait },
+              }),
+              onRow: (row: BenchRow, s) => {
+                const tagged = repeats > 1 ? { ...row, repeat: r } : row;
+                run.result.rows.push(tagged);
+                emit(run, { done: base + s.index + 1, fraction: (base + s.index + 1) / total, row: tagged });
+              },
+            });
+          }
           run.result.state = 'done';
         } catch (err) {
           const cancelled = err instanceof SpindleError && err.code === 'CANCELLED';
@@ -150,6 +185,13 @@ export function createBenchLayer(manager: VmManager, env: NodeJS.ProcessEnv = pr
           }
           active = null;
           activePath = null;
+          if (run.result.state === 'done') {
+            try {
+              history.save(target.path, [structuredClone(run.result), ...(history.load(target.path) ?? [])].slice(0, KEEP_HISTORY));
+            } catch (err) {
+              run.result.error = `The results could not be kept for later: ${(err as Error).message}`;
+            }
+          }
           const { row: _row, current: _current, ...rest } = run.progress;
           run.progress = rest as Progress;
           emit(run, { step: run.result.state === 'done' ? 'done' : run.result.state, ...(run.result.error ? { error: run.result.error } : {}) });
@@ -169,6 +211,19 @@ export function createBenchLayer(manager: VmManager, env: NodeJS.ProcessEnv = pr
       const run = runs.get(benchId);
       if (!run) throw new SpindleError('NOT_FOUND', `There is no comparison ${benchId.slice(0, 60)}.`);
       return structuredClone(run.result);
+    },
+
+    async history(t) {
+      let path: string;
+      if (t.kind === 'scratch') path = scratchInfo(env).path;
+      else if (t.kind === 'path') path = t.path;
+      else {
+        const vm = manager.get(t.vmId);
+        const disk = vm.config.disks.find((d) => d.id === t.diskId);
+        if (!disk) throw new SpindleError('NOT_FOUND', `The VM '${vm.config.name}' has no disk ${t.diskId}.`);
+        path = disk.path;
+      }
+      return history.load(path) ?? [];
     },
 
     busyReason(path) {

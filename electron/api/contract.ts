@@ -267,6 +267,8 @@ export const HostDevice = z.object({
   fstype: z.string().optional(),
   /** For a partition: the path of its whole disk. */
   parent: z.string().optional(),
+  /** A loop device (or a partition on one): the file behind it. */
+  backingFile: z.string().optional(),
 });
 export type HostDevice = z.infer<typeof HostDevice>;
 
@@ -280,6 +282,8 @@ export const ProbeSummary = z.object({
   nowaitSupported: z.boolean().optional(),
   /** Share (0..1) of nowait writes honoured per region kind; null where the region could not be made. */
   nowaitWritesHonoured: z.object({ sparse: z.number().nullable(), fallocated: z.number().nullable(), written: z.number().nullable() }).optional(),
+  /** When it was measured (ISO date); the last probe of a file is kept and returned by `advisor.inspect`. */
+  at: z.string().optional(),
 });
 export type ProbeSummary = z.infer<typeof ProbeSummary>;
 
@@ -311,8 +315,11 @@ export const FileAdvice = z.object({
     swap: z.boolean(),
     exclusiveOpen: z.enum(['free', 'busy', 'not-tested']),
   }).optional(),
-  /** Set by `advisor.probe`. */
+  /** Set by `advisor.probe`, and by `advisor.inspect` once a probe of this file was kept. */
   probe: ProbeSummary.optional(),
+  /** Image files: what the header holds ('iso9660': a CD/DVD image, attached as a read-only CD-ROM).
+   *  Container formats (qcow2, vmdk…) are refused with a sentence naming the format. */
+  format: z.enum(['raw', 'iso9660']).optional(),
 });
 export type FileAdvice = z.infer<typeof FileAdvice>;
 
@@ -392,6 +399,8 @@ export const BenchStartInput = z.strictObject({
   bytesPerRun: z.int().min(1 << 20).max(64 * 2 ** 30).optional(),
   /** Requests in flight per run (default 1: iozone and dd keep one request in flight). */
   iodepth: z.int().min(1).max(64).optional(),
+  /** How many times the whole table is measured (default 1): the spread of the repeats shows how steady each cell is. */
+  repeats: z.int().min(1).max(5).optional(),
 });
 export const BenchRow = z.object({
   mode: AioMode,
@@ -412,6 +421,8 @@ export const BenchRow = z.object({
   /** Longest single io_submit during the run, microseconds. */
   submitStallMaxUs: z.number().optional(),
   errors: z.number().optional(),
+  /** Which repeat of the table this row belongs to (0-based; absent: 0). */
+  repeat: z.number().optional(),
 });
 export type BenchRow = z.infer<typeof BenchRow>;
 export const BenchState = z.enum(['running', 'done', 'cancelled', 'failed']);
@@ -431,6 +442,20 @@ export const BenchResult = z.object({
     freshSparseWrites: z.boolean(),
     /** The region was saved before and written back after (a VM's disk). */
     preserved: z.boolean(),
+  }).optional(),
+  /** What was measured and when, for the table and the CSV. */
+  info: z.object({
+    /** The file or device measured. */
+    disk: z.string(),
+    /** The VM disk it is, when it is one. */
+    vmId: z.string().optional(),
+    diskId: z.string().optional(),
+    /** Its size in bytes when the run started. */
+    sizeBytes: z.number(),
+    /** When the run started (ISO date). */
+    startedAt: z.string(),
+    /** The host kernel (uname -r). */
+    kernel: z.string(),
   }).optional(),
 });
 export type BenchResult = z.infer<typeof BenchResult>;
@@ -482,8 +507,9 @@ export const methods = {
   'vm.update': method(z.strictObject({ id: VmId, patch: VmPatch }), VmInfo), // [implemented]
   'vm.delete': method(VmRef, Ok), // [implemented] refused while running; disk images are never deleted
   'vm.start': method(VmRef, VmInfo), // [implemented]
-  /** ACPI power button, then force off after timeoutMs (default 30 s). Resolves when stopped. */
-  'vm.shutdown': method(z.strictObject({ id: VmId, timeoutMs: z.int().min(0).max(600_000).optional() }), VmInfo), // [implemented]
+  /** ACPI power button, then force off after timeoutMs (default 30 s). Resolves when stopped;
+   *  `forced` says the guest did not power off in time and was forced off. */
+  'vm.shutdown': method(z.strictObject({ id: VmId, timeoutMs: z.int().min(0).max(600_000).optional() }), VmInfo.extend({ forced: z.boolean().optional() })), // [implemented]
   'vm.forceOff': method(VmRef, VmInfo), // [implemented]
   'vm.pause': method(VmRef, VmInfo), // [implemented]
   'vm.resume': method(VmRef, VmInfo), // [implemented]
@@ -522,6 +548,8 @@ export const methods = {
   /** Stops the run in progress promptly (the disk server is stopped, the target's region restored). */
   'bench.cancel': method(z.strictObject({ benchId: z.string() }), Ok), // [implemented]
   'bench.result': method(z.strictObject({ benchId: z.string() }), BenchResult), // [implemented]
+  /** Completed comparisons of one disk (its file or device), newest first; kept on disk in the data directory. */
+  'bench.history': method(z.strictObject({ target: BenchTarget }), z.object({ runs: z.array(BenchResult) })), // [implemented]
 
   /** Bytes typed into the serial console (base64, at most 64 KiB decoded). */
   'console.serialInput': method(z.strictObject({ vmId: VmId, dataBase64: z.base64().max(87_384) }), Ok), // [implemented]

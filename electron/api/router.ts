@@ -27,6 +27,8 @@ export interface RouterBackend {
     start(input: ParsedParams<'bench.start'>): Promise<string>;
     cancel(benchId: string): Promise<void>;
     result(benchId: string): Promise<Result<'bench.result'>>;
+    /** Completed comparisons of the target's file or device, newest first. */
+    history(target: ParsedParams<'bench.history'>['target']): Promise<Result<'bench.result'>[]>;
     /** Returns an unsubscribe function. */
     onProgress(benchId: string, listener: (e: unknown) => void): () => void;
   };
@@ -95,7 +97,20 @@ export function createRouter(backend: RouterBackend): ApiRouter {
     'vm.update': (p) => manager.update(p.id, p.patch),
     'vm.delete': async (p) => (await manager.delete(p.id), { ok: true as const }),
     'vm.start': (p) => manager.start(p.id),
-    'vm.shutdown': (p) => manager.shutdown(p.id, p.timeoutMs),
+    'vm.shutdown': async (p) => {
+      // The manager warns (a VM-wide disk event) when the guest ignored the power button and it forces the VM off.
+      let forced = false;
+      const watch = (e: { vmId: string | null; diskId: string; level: string; message: string }) => {
+        if (e.vmId === p.id && e.diskId === '' && e.level === 'warning' && /did not power off/.test(e.message)) forced = true;
+      };
+      manager.on('disk', watch);
+      try {
+        const info = await manager.shutdown(p.id, p.timeoutMs);
+        return forced ? { ...info, forced } : info;
+      } finally {
+        manager.off('disk', watch);
+      }
+    },
     'vm.forceOff': (p) => manager.forceOff(p.id),
     'vm.pause': (p) => manager.pause(p.id),
     'vm.resume': (p) => manager.resume(p.id),
@@ -116,6 +131,7 @@ export function createRouter(backend: RouterBackend): ApiRouter {
     'bench.start': async (p) => ({ benchId: await need(backend.bench, 'The aio comparison').start(p) }),
     'bench.cancel': async (p) => (await need(backend.bench, 'The aio comparison').cancel(p.benchId), { ok: true as const }),
     'bench.result': (p) => need(backend.bench, 'The aio comparison').result(p.benchId),
+    'bench.history': async (p) => ({ runs: await need(backend.bench, 'The aio comparison').history(p.target) }),
     'console.serialInput': (p) => {
       const data = Buffer.from(p.dataBase64, 'base64');
       if (data.length > 65536) throw new SpindleError('INVALID_ARGUMENT', 'Console input is limited to 64 KiB per message.');

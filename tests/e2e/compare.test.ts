@@ -3,11 +3,13 @@
 // needed) holds a VM disk so its refusal can be seen. Screenshots go to tests/artifacts/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
+import { release } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { startApp, apiCall as callApi, ARTIFACTS, type App } from './lib/serve.js';
 import { tempDir, makeFile } from '../lib/loop.js';
+import { click, check, uncheck, select, checkLayouts } from './lib/ui.js';
 
 let app: App;
 let tmp: ReturnType<typeof tempDir>;
@@ -28,12 +30,12 @@ after(async () => {
 const apiCall = (method: string, params: unknown) => callApi(app.served, method, params);
 
 test('the comparison on the scratch disk gives a table of four modes with the post\'s columns', async () => {
-  await page.getByRole('button', { name: 'Compare aio modes' }).first().click();
+  await click(page.getByRole('button', { name: 'Compare aio modes' }).first());
   await page.getByRole('heading', { name: 'Compare aio modes' }).waitFor();
-  await page.getByLabel('the scratch disk').check();
-  await page.getByLabel('Data per run').selectOption('16');
+  await check(page.getByLabel('the scratch disk'));
+  await select(page.getByLabel('Data per run'), '16');
   await page.getByTestId('compare-method').getByText(/one request in flight/).waitFor();
-  await page.getByRole('button', { name: 'Run comparison' }).click();
+  await click(page.getByRole('button', { name: 'Run comparison' }));
   await page.getByRole('progressbar', { name: 'Comparison progress' }).waitFor();
   const table = page.getByTestId('compare-table');
   await page.getByRole('status').getByText(/^Done: 32 runs\./).waitFor({ timeout: 240_000 });
@@ -47,10 +49,20 @@ test('the comparison on the scratch disk gives a table of four modes with the po
   assert.ok(values.every((v) => v > 0), `threads row: ${values}`);
   await page.getByTestId('compare-settings').getByText(/O_DIRECT, 1 request in flight, 16 MiB per run/).waitFor();
   // The CSV has the 32 runs.
-  const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('link', { name: 'Export CSV' }).click()]);
+  const [download] = await Promise.all([page.waitForEvent('download'), click(page.getByRole('link', { name: 'Export CSV' }))]);
   const csv = readFileSync((await download.path())!, 'utf8').trim().split('\n');
   assert.equal(csv.length, 33);
   assert.ok(csv.some((l) => l.startsWith('native+nowait,write,16384,')));
+  // Each row says what was measured, how and where: disk, cache mode, size, date and kernel.
+  const head = csv[0].split(',');
+  for (const col of ['disk', 'cache', 'size_bytes', 'date', 'kernel']) assert.ok(head.includes(col), `CSV column ${col}: ${csv[0]}`);
+  const first = Object.fromEntries(head.map((h, i) => [h, csv[1].split(',')[i]]));
+  assert.equal(first.disk, join(app.served.env.XDG_DATA_HOME!, 'spindle', 'scratch.img'));
+  assert.equal(first.cache, 'none');
+  assert.ok(Number(first.size_bytes) > 0, first.size_bytes);
+  assert.ok(!Number.isNaN(Date.parse(first.date)), first.date);
+  assert.equal(first.kernel, release());
+  await checkLayouts(page, 'compare-results', { prepare: () => table.scrollIntoViewIfNeeded() });
   // The main pane scrolls on its own: bring the results into view before each shot.
   await table.scrollIntoViewIfNeeded();
   await page.screenshot({ path: join(ARTIFACTS, 'compare-scratch-1280x800.png') });
@@ -63,12 +75,82 @@ test('the comparison on the scratch disk gives a table of four modes with the po
   await page.emulateMedia({ colorScheme: 'light' });
 });
 
+test('completed runs survive a page reload (kept per disk through the API)', async () => {
+  const saved = readdirSync(join(app.served.env.XDG_DATA_HOME!, 'spindle', 'compare'));
+  assert.equal(saved.length, 1, `one file per disk: ${saved}`);
+  await page.reload();
+  await page.getByRole('status').filter({ hasText: 'Connected' }).waitFor();
+  await page.getByRole('heading', { name: 'Compare aio modes' }).waitFor();
+  await check(page.getByLabel('the scratch disk'));
+  const table = page.getByTestId('compare-table');
+  await table.waitFor();
+  assert.deepEqual(await table.locator('tbody tr th').allTextContents(), ['threads', 'native', 'native+nowait', 'io_uring']);
+  await page.getByTestId('compare-saved').filter({ hasText: /Measured .*\d/ }).waitFor();
+});
+
 test('a run can be cancelled from the panel', async () => {
-  await page.getByLabel('Data per run').selectOption('256');
-  await page.getByRole('button', { name: 'Run comparison' }).click();
-  await page.getByRole('button', { name: 'Cancel' }).click();
+  await select(page.getByLabel('Data per run'), '256');
+  await click(page.getByRole('button', { name: 'Run comparison' }));
+  await click(page.getByRole('button', { name: 'Cancel' }));
   await page.getByRole('status').getByText(/^Cancelled after \d+ of 32 runs\./).waitFor({ timeout: 60_000 });
   await page.getByRole('button', { name: 'Run comparison' }).waitFor();
+});
+
+test("before writing to a stopped VM's disk it asks first and says the disk will be restored", async () => {
+  const img = makeFile(join(tmp.path, 'stopped.img'), 64 << 20, { written: true });
+  const vm = await apiCall('vm.create', { name: 'quiet box', memoryMiB: 64, display: 'none', network: { user: false }, disks: [{ path: img }] });
+  assert.ok(vm.ok, vm.error?.message);
+  await check(page.getByLabel('a disk of a stopped VM'));
+  await select(page.getByLabel('VM disk'), `${vm.result.config.id}/d0`);
+  await click(page.getByRole('button', { name: 'Run comparison' }));
+  const ask = page.getByRole('alertdialog', { name: /Write to/ });
+  await ask.waitFor();
+  assert.match((await ask.textContent())!, /restored/);
+  await click(ask.getByRole('button', { name: "Don't run" }));
+  await ask.waitFor({ state: 'detached' });
+  assert.equal(await page.getByRole('progressbar', { name: 'Comparison progress' }).count(), 0, 'nothing ran');
+  await click(page.getByRole('button', { name: 'Run comparison' }));
+  await click(page.getByRole('alertdialog', { name: /Write to/ }).getByRole('button', { name: 'Run and restore' }));
+  await page.getByRole('progressbar', { name: 'Comparison progress' }).waitFor();
+  await click(page.getByRole('button', { name: 'Cancel' }));
+  await page.getByRole('status').getByText(/^Cancelled after \d+ of \d+ runs\./).waitFor({ timeout: 60_000 });
+  // The written pattern is back.
+  const head = readFileSync(img).subarray(0, 1 << 20);
+  assert.ok(head.every((b) => b === 0xa5), 'the disk was restored');
+});
+
+test('a repeated comparison shows each cell\'s spread, marks the best mode per column, and one button applies it to the disk', async () => {
+  const vm = (await apiCall('vm.list', {})).result.vms.find((v: { config: { name: string } }) => v.config.name === 'quiet box');
+  await check(page.getByLabel('a disk of a stopped VM'));
+  await select(page.getByLabel('VM disk'), `${vm.config.id}/d0`);
+  await uncheck(page.getByRole('checkbox', { name: 'native', exact: true }));
+  await uncheck(page.getByRole('checkbox', { name: /^native\+nowait/ }));
+  await select(page.getByLabel('Data per run'), '16');
+  await select(page.getByLabel('Repeat each cell'), '3');
+  await click(page.getByRole('button', { name: 'Run comparison' }));
+  await click(page.getByRole('alertdialog', { name: /Write to/ }).getByRole('button', { name: 'Run and restore' }));
+  await page.getByRole('status').getByText(/^Done: 48 runs\./).waitFor({ timeout: 300_000 });
+  const table = page.getByTestId('compare-table');
+  assert.deepEqual(await table.locator('tbody tr th').allTextContents(), ['threads', 'io_uring']);
+  assert.ok((await table.locator('.spread').count()) >= 16, 'every cell shows the spread of its 3 repeats');
+  assert.equal(await table.locator('td.best').count(), 8, 'one best mode per column');
+  const use = page.getByRole('button', { name: /^Use (threads|io_uring) \+ none on d0$/ });
+  const chosen = /^Use (\S+) /.exec((await use.textContent())!)![1];
+  await click(use);
+  await page.getByRole('status').filter({ hasText: `Disk d0 now uses ${chosen} + none.` }).waitFor();
+  const disk = (await apiCall('vm.get', { id: vm.config.id })).result.config.disks[0];
+  assert.deepEqual([disk.aio, disk.cache], [chosen, 'none']);
+  await table.scrollIntoViewIfNeeded();
+  await page.screenshot({ path: join(ARTIFACTS, 'compare-repeats-1280x800.png') });
+  // The disk's page now offers the measured preset, and it is the one in use.
+  await page.goto(`${app.served.url}#/vm/${vm.config.id}/disks`);
+  const row = page.getByTestId('disk-row');
+  const fastest = row.getByRole('radio', { name: /Fastest on this disk \(measured\)/ });
+  await row.getByTestId('preset-fastest').filter({ hasText: new RegExp(`^${chosen} \\+ none was fastest when you measured this disk on`) }).waitFor();
+  assert.equal(await fastest.isChecked(), true);
+  await page.screenshot({ path: join(ARTIFACTS, 'compare-measured-preset-1280x800.png') });
+  await page.goBack();
+  await page.getByRole('heading', { name: 'Compare aio modes' }).waitFor();
 });
 
 test("a running VM's disk is refused, in the panel and through the API, with the reason", async () => {
@@ -78,7 +160,7 @@ test("a running VM's disk is refused, in the panel and through the API, with the
   const started = await apiCall('vm.start', { id: vm.result.config.id });
   assert.ok(started.ok, started.error?.message);
   try {
-    await page.getByLabel('a disk of a stopped VM').check();
+    await check(page.getByLabel('a disk of a stopped VM'));
     const option = page.getByLabel('VM disk').locator('option', { hasText: img });
     assert.equal(await option.isDisabled(), true);
     await page.getByText(/busy box is running: stop it first, the comparison writes to the disk/).first().waitFor();

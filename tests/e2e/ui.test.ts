@@ -10,6 +10,7 @@ import { tempDir, makeFile, attachLoop, type LoopDevice } from '../lib/loop.js';
 import { randomBytes } from 'node:crypto';
 import { guestBoot } from '../guest/vm-guest.js';
 import { AGENT_END_PREFIX, AGENT_READY } from '../lib/guest-image.js';
+import { click, check, fill, select, disclose } from './lib/ui.js';
 
 const SIZES = [
   { width: 1280, height: 800 },
@@ -64,16 +65,16 @@ test('first start shows what to do next, and made the scratch disk', async () =>
 });
 
 test('creates a VM with the test guest', async () => {
-  await page.getByRole('button', { name: 'New VM' }).first().click();
+  await click(page.getByRole('button', { name: 'New VM' }).first());
   const dialog = page.getByRole('dialog', { name: 'New virtual machine' });
-  await dialog.getByLabel('Name').fill('e2e guest');
-  await dialog.getByLabel('Memory (MiB)').fill('256');
-  await dialog.getByLabel('Kernel', { exact: true }).fill(guest.kernel);
-  await dialog.getByLabel('Initrd (optional)').fill(guest.initrd);
-  await dialog.getByLabel('Kernel command line').fill(guest.cmdline);
-  await dialog.getByLabel('Display').selectOption('none');
+  await fill(dialog.getByLabel('Name'), 'e2e guest');
+  await fill(dialog.getByLabel('Memory (MiB)'), '256');
+  await fill(dialog.getByLabel('Kernel', { exact: true }), guest.kernel);
+  await fill(dialog.getByLabel('Initrd (optional)'), guest.initrd);
+  await fill(dialog.getByLabel('Kernel command line'), guest.cmdline);
+  await select(dialog.getByLabel('Display'), 'none');
   await shots('02-create-vm');
-  await dialog.getByRole('button', { name: 'Create VM' }).click();
+  await click(dialog.getByRole('button', { name: 'Create VM' }));
   await page.getByRole('heading', { name: 'e2e guest' }).waitFor();
   assert.equal(await page.getByTestId('vm-state').textContent(), 'stopped');
   await shots('03-vm-overview');
@@ -86,16 +87,16 @@ test('a bad VM name is refused with a sentence', async () => {
 });
 
 test('attaches a loop device, which defaults to native + none', async () => {
-  await page.getByRole('tab', { name: 'Disks' }).click();
+  await click(page.getByRole('tab', { name: 'Disks' }));
   await page.getByText('This VM has no disks.').waitFor();
-  await page.getByRole('button', { name: 'Add disk…' }).click();
+  await click(page.getByRole('button', { name: 'Add disk…' }));
   const dialog = page.getByRole('dialog');
-  await dialog.getByLabel('Existing image file').check();
-  await dialog.getByLabel('Image file', { exact: true }).fill(loop.device);
+  await check(dialog.getByLabel('Existing image file'));
+  await fill(dialog.getByLabel('Image file', { exact: true }), loop.device);
   // A /dev path shows the host-device defaults before anything is sent.
   assert.equal(await dialog.getByLabel('Aio').inputValue(), 'native');
   assert.equal(await dialog.getByLabel('Cache').inputValue(), 'none');
-  await dialog.getByRole('button', { name: 'Attach' }).click();
+  await click(dialog.getByRole('button', { name: 'Attach' }));
   await dialog.waitFor({ state: 'detached' });
   const row = page.getByTestId('disk-row').filter({ hasText: loop.device });
   await row.waitFor();
@@ -106,11 +107,11 @@ test('attaches a loop device, which defaults to native + none', async () => {
 });
 
 test('attaches a sparse file with threads + writeback and the advisor verdict', async () => {
-  await page.getByRole('button', { name: 'Add disk…' }).click();
+  await click(page.getByRole('button', { name: 'Add disk…' }));
   const dialog = page.getByRole('dialog');
-  await dialog.getByLabel('Existing image file').check();
-  await dialog.getByLabel('Image file', { exact: true }).fill(sparseFile);
-  await dialog.getByRole('button', { name: 'Attach' }).click();
+  await check(dialog.getByLabel('Existing image file'));
+  await fill(dialog.getByLabel('Image file', { exact: true }), sparseFile);
+  await click(dialog.getByRole('button', { name: 'Attach' }));
   await dialog.waitFor({ state: 'detached' });
   const row = page.getByTestId('disk-row').filter({ hasText: sparseFile });
   await row.waitFor();
@@ -120,10 +121,10 @@ test('attaches a sparse file with threads + writeback and the advisor verdict', 
   // The advisor's verdict, or, while this build has no advisor, its refusal as a sentence.
   const advisor = await apiCall('advisor.inspect', { path: sparseFile });
   if (advisor.ok) {
-    assert.equal(await row.getByTestId('advisor-badge').textContent(), 'sparse: native may stall; preallocate?');
+    assert.equal(await row.getByTestId('advisor-badge').textContent(), 'sparse: native may stall');
     await row.getByRole('button', { name: 'Preallocate' }).waitFor();
   } else {
-    assert.equal(await row.getByTestId('advisor-error').textContent(), `advisor: ${advisor.error!.message}`);
+    assert.equal(await row.getByTestId('advisor-error').textContent(), advisor.error!.message);
   }
   await shots('04-disks');
 });
@@ -141,17 +142,18 @@ test('native with writeback is refused, with the reason, in the UI and by the ba
   assert.equal(r.ok, false);
   assert.match(r.error!.message, /native' needs cache 'none' or 'directsync'/);
   // Cache unsafe shows its data-loss warning; going back removes it.
-  await row.getByLabel('Cache').selectOption('unsafe');
+  await disclose(row, 'Details');
+  await select(row.getByLabel('Cache'), 'unsafe');
   await row.getByTestId('unsafe-warning').waitFor();
   await shots('05-unsafe-warning');
-  await row.getByLabel('Cache').selectOption('writeback');
+  await select(row.getByLabel('Cache'), 'writeback');
   await row.getByTestId('unsafe-warning').waitFor({ state: 'detached' });
 });
 
 test('starts the VM; the serial console shows the guest', async () => {
-  await page.getByRole('button', { name: 'Start', exact: true }).click();
+  await click(page.getByRole('button', { name: 'Start', exact: true }));
   await page.getByTestId('vm-state').filter({ hasText: 'running' }).waitFor({ timeout: 60_000 });
-  await page.getByRole('tab', { name: 'Console' }).click();
+  await click(page.getByRole('tab', { name: 'Console' }));
   await page.getByTestId('serial-console').getByText(AGENT_READY).waitFor({ timeout: 120_000 });
   await shots('06-serial-console');
 });
@@ -183,7 +185,7 @@ test('the live chart rises while the guest writes, and aio switches live from th
     `(/usr/bin/fio --name=w --filename=/dev/vda --size=32M --rw=randwrite --bs=64k --ioengine=libaio --iodepth=8 --direct=1 ` +
     `--verify=crc32c --do_verify=1 --verify_fatal=1 --loops=4 > /tmp/fio.out 2>&1; echo "exit $?" >> /tmp/fio.out) &`);
   assert.equal(started.code, 0);
-  await page.getByRole('tab', { name: 'Performance' }).click();
+  await click(page.getByRole('tab', { name: 'Performance' }));
   const live = page.locator(`[data-testid=disk-live][data-key$="${loopDisk.id}"]`);
   // The sample values rise above zero (read from the page, as the user sees them).
   const deadline = Date.now() + 120_000;
@@ -194,9 +196,10 @@ test('the live chart rises while the guest writes, and aio switches live from th
   await shots('07-performance');
 
   // Switch aio live on the running VM's loop device while fio runs.
-  await page.getByRole('tab', { name: 'Disks' }).click();
+  await click(page.getByRole('tab', { name: 'Disks' }));
   const row = page.getByTestId('disk-row').filter({ hasText: loop.device });
-  await row.getByLabel('Aio').selectOption('io_uring');
+  await disclose(row, 'Details');
+  await select(row.getByLabel('Aio'), 'io_uring');
   // The change is applied once the selector is enabled again (it is busy while the disk drains and reopens).
   const aio = row.getByLabel('Aio');
   while ((await aio.inputValue()) !== 'io_uring' || (await aio.isDisabled())) await page.waitForTimeout(100);
@@ -219,20 +222,39 @@ test('the live chart rises while the guest writes, and aio switches live from th
   }
 });
 
+test('the live switch is marked on the disk\'s charts, compared before and after, and reverts in one click', async () => {
+  const vm = (await apiCall('vm.list', {})).result.vms[0];
+  const loopDisk = vm.config.disks.find((d: { path: string }) => d.path === loop.device);
+  await click(page.getByRole('tab', { name: 'Performance' }));
+  const live = page.locator(`[data-testid=disk-live][data-key$="${loopDisk.id}"]`);
+  for (const chart of await live.getByTestId('chart').all()) assert.equal(await chart.getAttribute('data-markers'), '1', 'the switch is marked on every chart of the disk');
+  const delta = live.getByTestId('switch-delta');
+  // fio wrote on both sides of the switch: the change is stated in numbers.
+  await delta.filter({ hasText: /Since io_uring \+ none .*write [+−±]\d+%.*over \d+ s before and after/ }).waitFor({ timeout: 30_000 });
+  await shots('08b-switch-delta');
+  await click(delta.getByRole('button', { name: /Revert to native \+ none/ }));
+  const deadline = Date.now() + 60_000;
+  while ((await apiCall('vm.get', { id: vm.config.id })).result.config.disks.find((d: { id: string }) => d.id === loopDisk.id).aio !== 'native') {
+    assert.ok(Date.now() < deadline, 'Revert put aio native back');
+    await page.waitForTimeout(200);
+  }
+  await delta.filter({ hasText: /Since native \+ none/ }).waitFor();
+});
+
 test('the aio comparison refuses a disk of a running VM with the reason, and runs on the scratch disk', async () => {
-  await page.getByRole('button', { name: 'Compare aio modes' }).first().click();
+  await click(page.getByRole('button', { name: 'Compare aio modes' }).first());
   await page.getByRole('heading', { name: 'Compare aio modes' }).waitFor();
-  await page.getByLabel('a disk of a stopped VM').check();
+  await check(page.getByLabel('a disk of a stopped VM'));
   const option = page.getByLabel('VM disk').locator('option', { hasText: loop.device });
   assert.equal(await option.isDisabled(), true);
   await page.getByText(/e2e guest is running: stop it first, the comparison writes to the disk/).first().waitFor();
-  await page.getByLabel('the scratch disk').check();
+  await check(page.getByLabel('the scratch disk'));
   const bench = await apiCall('bench.start', { target: { kind: 'scratch' }, modes: ['threads'], workloads: [{ op: 'read', recordBytes: 16384 }] });
   if (bench.ok) await apiCall('bench.cancel', { benchId: bench.result.benchId });
-  await page.getByRole('button', { name: 'Run comparison' }).click();
+  await click(page.getByRole('button', { name: 'Run comparison' }));
   if (bench.ok) {
     await page.getByRole('progressbar').waitFor();
-    await page.getByRole('button', { name: 'Cancel' }).click();
+    await click(page.getByRole('button', { name: 'Cancel' }));
   } else {
     // This build has no benchmark runner yet: the refusal reaches the user as the backend's sentence.
     assert.equal(await page.getByTestId('compare-error').textContent(), bench.error!.message);

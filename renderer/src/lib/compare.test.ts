@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildTable, toCsv, type Row } from './compare.js';
+import { buildTable, toCsv, bestPerColumn, fastest, contextOf, type Row } from './compare.js';
 
 const row = (mode: Row['mode'], op: Row['op'], recordBytes: number, mbps: number, extra: Partial<Row> = {}): Row => ({ mode, op, recordBytes, mbps, iops: mbps * 10, cpuSec: 1, ...extra });
 
@@ -27,5 +27,55 @@ describe('aio comparison table', () => {
     expect(t.columns.map((c) => c.unit)).toEqual(['KB/s', 'MB/s']);
     expect(t.post.native['write 16k']).toBe(2000);
     expect(t.post.native['read 20M']).toBe(116);
+  });
+});
+
+describe('comparison results as a decision', () => {
+  const rows: Row[] = [
+    row('threads', 'write', 65536, 100), row('threads', 'read', 65536, 300),
+    row('native', 'write', 65536, 180), row('native', 'read', 65536, 280),
+    row('io_uring', 'write', 65536, 200), row('io_uring', 'read', 65536, 310),
+  ];
+  const settings = { path: '/d.img', cache: 'none' as const, directIo: true, iodepth: 1, bytesPerRun: 1 << 20, freshSparseWrites: false, preserved: true };
+  const info = { disk: '/d.img', sizeBytes: 1 << 30, startedAt: '2026-01-02T03:04:05.000Z', kernel: '6.1.0-test' };
+
+  it('marks the best mode per column and finds the fastest overall', () => {
+    const t = buildTable(rows);
+    expect(bestPerColumn(t)).toEqual({ 'write 64k': 'io_uring', 'read 64k': 'io_uring' });
+    const f = fastest({ rows, settings, info })!;
+    expect(f.modes).toEqual({ aio: 'io_uring', cache: 'none', nowait: 'off' });
+    expect(f.label).toBe('io_uring + none');
+    expect(f.evidence).toBe('write 64k 200 MB/s, read 64k 310 MB/s');
+    expect(f.at).toBe(info.startedAt);
+  });
+
+  it('native with nowait becomes nowait on', () => {
+    const f = fastest({ rows: [row('threads', 'write', 65536, 1), row('native', 'write', 65536, 9, { nowait: true })], settings, info })!;
+    expect(f.modes).toEqual({ aio: 'native', cache: 'none', nowait: 'on' });
+  });
+
+  it('the CSV repeats disk, cache, size, date and kernel on every row', () => {
+    const csv = toCsv(rows.slice(0, 1), contextOf({ settings, info })).trim().split('\n');
+    expect(csv[0]).toBe('mode,op,record_bytes,mb_per_s,kib_per_s,iops,backend_cpu_s,nowait_fallbacks,disk,cache,size_bytes,date,kernel');
+    expect(csv[1]).toBe('threads,write,65536,100,,1000,1,,/d.img,none,1073741824,2026-01-02T03:04:05.000Z,6.1.0-test');
+  });
+});
+
+describe('repeated tables', () => {
+  it('shows the median of each cell and the spread of its repeats', () => {
+    const t = buildTable([
+      row('threads', 'write', 65536, 100, { repeat: 0 }), row('threads', 'write', 65536, 110, { repeat: 1 }), row('threads', 'write', 65536, 90, { repeat: 2 }),
+      row('io_uring', 'write', 65536, 200, { repeat: 0 }), row('io_uring', 'write', 65536, 200, { repeat: 1 }), row('io_uring', 'write', 65536, 200, { repeat: 2 }),
+    ]);
+    expect(t.repeats).toBe(3);
+    expect(t.mbps.threads['write 64k']).toBe(100);
+    expect(t.spread.threads['write 64k']).toBeCloseTo(0.2);
+    expect(t.spread.io_uring['write 64k']).toBe(0);
+    expect(t.cpuSec.threads).toBe(1);
+  });
+  it('one repeat has no spread', () => {
+    const t = buildTable([row('threads', 'write', 65536, 100)]);
+    expect(t.repeats).toBe(1);
+    expect(t.spread).toEqual({});
   });
 });

@@ -65,5 +65,23 @@ export function isDefaultCombo(kind: DiskKind, aio: AioMode, cache: CacheMode): 
   return d.aio === aio && d.cache === cache;
 }
 
-export { modeConflict, defaultModes };
+/** What each aio mode does, in one sentence (the Aio control's description). */
+export function aioSummary(aio: AioMode): string {
+  switch (aio) {
+    case 'threads':
+      return 'threads: a pool of host threads carries out each request; works on every file and device, with or without the host page cache.';
+    case 'native':
+      return 'native: Linux AIO submits requests to the kernel without extra threads; it needs cache none or directsync.';
+    case 'io_uring':
+      return "io_uring: the kernel's newest asynchronous interface, with the least CPU per request; works with every cache mode.";
+  }
+}
+
+/** A disk's modes in a few words ("native+nowait + none"); nowait only where it takes effect (native on a file). */
+export function modeWords(kind: DiskKind, m: { aio: AioMode; cache: CacheMode; nowait: 'on' | 'off' | 'auto' }): string {
+  const nowait = m.aio === 'native' && kind === 'file' && m.nowait !== 'off' ? `+nowait${m.nowait === 'auto' ? '(auto)' : ''}` : '';
+  return `${m.aio}${nowait} + ${m.cache}`;
+}
+
+export { modeConflict, defaultModes, CACHE_SEMANTICS };
 export type { AioMode, CacheMode };

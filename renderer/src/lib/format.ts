@@ -25,3 +25,11 @@ export function recordSize(b: number): string {
   if (b >= 1024 && b % 1024 === 0) return `${b >> 10}k`;
   return `${b}`;
 }
+
+/** A duration in seconds as "12 s ago", "3 min ago", "2 h ago". */
+export function ago(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 90) return `${s} s ago`;
+  if (s < 90 * 60) return `${Math.round(s / 60)} min ago`;
+  return `${Math.round(s / 3600)} h ago`;
+}

@@ -1,20 +1,38 @@
-// App-wide facts: the connection, the backend's app.info, and which page is shown.
+// App-wide facts: the connection, the backend's app.info, and which page is shown (kept in the
+// URL's hash: lib/route.ts).
 import { api, ApiCallError, type ConnectionState } from '../api.js';
 import type { AppInfo } from '../../../../electron/api/contract.js';
+import { formatHash, parseHash, type View } from '../route.js';
 
-export type View = { page: 'vm'; vmId: string } | { page: 'scratch' } | { page: 'compare'; vmId?: string; diskId?: string } | { page: 'welcome' };
+export type { View, VmTab } from '../route.js';
 
 class AppState {
   connection = $state<ConnectionState>('connecting');
   info = $state<AppInfo | null>(null);
   infoError = $state<string | null>(null);
-  view = $state<View>({ page: 'welcome' });
+  #view = $state<View>(typeof location === 'undefined' ? { page: 'welcome' } : parseHash(location.hash));
 
   constructor() {
     api.onState((s) => {
       this.connection = s;
       if (s === 'open') void this.loadInfo();
     });
+    if (typeof window !== 'undefined') {
+      // Back, Forward, or a hash typed by hand.
+      window.addEventListener('hashchange', () => {
+        if (formatHash(this.#view) !== location.hash) this.#view = parseHash(location.hash);
+      });
+    }
+  }
+
+  get view(): View {
+    return this.#view;
+  }
+
+  /** Shows another page; each one is a browser history entry. */
+  set view(v: View) {
+    this.#view = v;
+    if (typeof location !== 'undefined' && location.hash !== formatHash(v)) location.hash = formatHash(v);
   }
 
   async loadInfo(): Promise<void> {
