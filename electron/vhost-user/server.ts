@@ -199,8 +199,10 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
     this.acceptPending();
   }
 
+  /** Watches for connections only when one could be accepted now: the watch is level-triggered,
+   *  and a connection left waiting in the backlog would wake it in a loop. */
   private watchAccept(): void {
-    if (this.closed || this.acceptWatch || this.held) return;
+    if (this.closed || this.acceptWatch || this.held || this.teardown || (this.session && !this.session.owned)) return;
     this.acceptWatch = posix.watchFd(this.listenFd, POLL_READABLE, () => this.acceptPending());
   }
 
