@@ -92,6 +92,8 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
   private readonly failures: Float64Array;
   private readonly policy: RestartPolicy;
   private worker!: Worker;
+  /** The current worker has exited: a command posted to it would never be answered. */
+  private workerExited = false;
   private readonly waiting = new Map<number, { resolve(outcome?: RetryOutcome): void; reject(e: Error): void }>();
   private nextId = 1;
   private failure: string | null = null;
@@ -131,6 +133,7 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
 
   private attach(worker: Worker): void {
     this.worker = worker;
+    this.workerExited = false;
     let crash: string | null = null;
     this.exited = new Promise((resolve) => worker.once('exit', resolve));
     worker.on('message', (m: WorkerMessage) => {
@@ -141,6 +144,7 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
     });
     worker.on('exit', (code) => {
       if (this.worker !== worker) return;
+      this.workerExited = true;
       const reason = crash ?? `the disk's I/O thread exited (code ${code})`;
       const unexpected = !this.stopping;
       for (const w of this.waiting.values()) w.reject(new SpindleError('INTERNAL', `This disk's I/O thread stopped: ${reason}`));
@@ -161,9 +165,10 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
       return;
     }
     this.restartTimes.push(now);
-    this.emit('event', { kind: 'restarting', reason, attempt: this.restartTimes.length });
     let done!: () => void;
+    // Set before the event: a listener that calls stop() at once must wait for this restart too.
     this.restarting = new Promise((r) => (done = r));
+    this.emit('event', { kind: 'restarting', reason, attempt: this.restartTimes.length });
     try {
       // The modes it served with (a live switch survives the crash) and the frontend it served.
       const spec = { ...this.spec, ...this.modes, ...(this.peerPid === null ? {} : { peerPid: this.peerPid }) };
@@ -226,6 +231,9 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
   private command(body: CommandBody): Promise<RetryOutcome | undefined> {
     if (this.failure) return Promise.reject(new SpindleError('INTERNAL', `This disk has stopped: ${this.failure}`));
     if (this.restarting) return Promise.reject(new SpindleError('INTERNAL', 'This disk\'s I/O thread is restarting after a crash; try again in a moment.'));
+    // A stop() during a restart terminates the new worker before it is attached: the current one
+    // is the dead one, and a message to it would wait forever.
+    if (this.workerExited) return Promise.reject(new SpindleError('INTERNAL', 'This disk\'s I/O thread has stopped.'));
     const id = this.nextId++;
     return new Promise<RetryOutcome | undefined>((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });

@@ -6,6 +6,14 @@ import { addon } from './addon.js';
 export const POLL_READABLE = 1;
 export const POLL_WRITABLE = 2;
 
+/** memfd seals (fcntl F_ADD_SEALS / F_GET_SEALS). */
+export const SEAL_SEAL = 0x1;
+export const SEAL_SHRINK = 0x2;
+export const SEAL_GROW = 0x4;
+/** What Spindle seals its own memfds with: their size is fixed for good, so no holder of the fd
+ *  can truncate it under a mapping (a mapped page past the end of a file faults with SIGBUS). */
+export const SEALS_FIXED_SIZE = SEAL_SHRINK | SEAL_GROW | SEAL_SEAL;
+
 export interface FdWatch {
   /** Idempotent; safe from inside the watcher's own callback. */
   stop(): void;
@@ -54,8 +62,12 @@ export interface Posix {
   /** Adds `value` (default 1) to the counter: wakes whoever watches it. */
   eventfdWrite(fd: number, value?: number): void;
 
-  /** An anonymous shared-memory file of `sizeBytes`. */
-  memfdCreate(name: string, sizeBytes: number): number;
+  /** An anonymous shared-memory file of `sizeBytes`, sealed with `seals` (default SEALS_FIXED_SIZE; 0: unsealed). */
+  memfdCreate(name: string, sizeBytes: number, seals?: number): number;
+  /** The file's seals (SEAL_* bits), or -1 when it cannot carry seals (not a memfd or other shmem file). */
+  fileSeals(fd: number): number;
+  /** True when the fd's file lives on hugetlbfs (a memfd made with MFD_HUGETLB, or a file there). */
+  onHugetlbfs(fd: number): boolean;
   /**
    * mmap(MAP_SHARED) of [offset, offset+length) of fd, zero copy, as a view of exactly `length`
    * bytes. Where external ArrayBuffers are allowed the view starts at byteOffset 0 of an external
@@ -120,7 +132,7 @@ export const posix: Posix = {
     return m;
   },
   eventfdCreate: (initial) => opened(native.eventfdCreate(initial)),
-  memfdCreate: (name, sizeBytes) => opened(native.memfdCreate(name, sizeBytes)),
+  memfdCreate: (name, sizeBytes, seals = SEALS_FIXED_SIZE) => opened(native.memfdCreate(name, sizeBytes, seals)),
   closeFd: (fd) => {
     try {
       native.closeFd(fd);

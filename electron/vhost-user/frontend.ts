@@ -2,7 +2,7 @@
 // memory (a memfd mapped on both sides) and sets up vrings with kick/call eventfds. Used by
 // `spindle loadgen` and by tests. The driver-side ring logic (filling descriptors, reading the
 // used ring) lives in the virtio layer: this class only hands it addresses and eventfds.
-import { posix, POLL_READABLE, closeQuietly, type FdWatch } from '../native/posix.js';
+import { posix, POLL_READABLE, SEALS_FIXED_SIZE, closeQuietly, type FdWatch } from '../native/posix.js';
 import { SpindleError, errnoOf } from '../errors.js';
 import { Channel } from './channel.js';
 import {
@@ -78,9 +78,13 @@ export class VhostUserFrontend {
     }
   }
 
-  /** Shared guest RAM of `size` bytes at guest physical `guestAddr` (a memfd, mapped here). */
-  static allocateMemory(size: number, guestAddr = 0): SharedGuestMemory {
-    const fd = posix.memfdCreate('spindle-guest-ram', size);
+  /**
+   * Shared guest RAM of `size` bytes at guest physical `guestAddr`: a memfd, mapped here, sealed
+   * to its size as QEMU's memory-backend-memfd is (Spindle's backend maps nothing else). `seals`
+   * 0 makes an unsealed one, for tests of a frontend that truncates memory it shared.
+   */
+  static allocateMemory(size: number, guestAddr = 0, seals = SEALS_FIXED_SIZE): SharedGuestMemory {
+    const fd = posix.memfdCreate('spindle-guest-ram', size, seals);
     try {
       return { fd, size, guestAddr, frontendAddr: FRONTEND_BASE + guestAddr, memory: posix.mapShared(fd, 0, size) };
     } catch (err) {

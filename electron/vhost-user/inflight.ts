@@ -4,7 +4,10 @@
 //   u64 features, u16 version, u16 desc_num, u16 last_batch_head, u16 used_idx,
 //   then desc_num x { u8 inflight, u8 pad[5], u16 next, u64 counter }
 // Resubmitting from it after a restart is issue 6 work; here it is allocated, kept and handed back.
-import { posix, closeQuietly } from '../native/posix.js';
+// Both directions are shared memory the frontend holds an fd of: only a memfd sealed against
+// shrinking is mapped (see sharedMemoryProblem), and the one allocated here is sealed to its size.
+import { posix, closeQuietly, SEALS_FIXED_SIZE } from '../native/posix.js';
+import { sharedMemoryProblem } from './memory-table.js';
 import { MAX_RING_SIZE, type InflightDesc } from './protocol.js';
 
 export const INFLIGHT_VERSION = 1;
@@ -27,11 +30,12 @@ export class InflightArea {
   /** The mapped area (a view: it may start at an offset inside its ArrayBuffer). */
   private constructor(readonly fd: number, readonly memory: Uint8Array, readonly desc: InflightDesc) {}
 
-  /** A fresh, zeroed area with every queue region initialised (version 1, desc_num). */
+  /** A fresh, zeroed area with every queue region initialised (version 1, desc_num), in a memfd
+   *  sealed to its size before the frontend gets it: it cannot shrink it under this mapping. */
   static allocate(numQueues: number, queueSize: number): InflightArea {
     const regionSize = inflightQueueRegionSize(queueSize);
     const size = regionSize * numQueues;
-    const fd = posix.memfdCreate('spindle-inflight', size);
+    const fd = posix.memfdCreate('spindle-inflight', size, SEALS_FIXED_SIZE);
     let memory: Uint8Array;
     try {
       memory = posix.mapShared(fd, 0, size);
@@ -53,6 +57,17 @@ export class InflightArea {
     if (desc.mmapSize < need) {
       closeQuietly(fd);
       throw new Error(`the inflight area is ${desc.mmapSize} bytes, ${desc.numQueues} queues of ${desc.queueSize} need ${need}`);
+    }
+    let problem: string | null;
+    try {
+      problem = sharedMemoryProblem(fd);
+    } catch (err) {
+      closeQuietly(fd);
+      throw err;
+    }
+    if (problem) {
+      closeQuietly(fd);
+      throw new Error(`its file ${problem}`);
     }
     let memory: Uint8Array;
     try {

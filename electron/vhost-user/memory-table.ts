@@ -1,12 +1,33 @@
 // The guest memory a frontend shares (SET_MEM_TABLE): each region mapped once with mmap and
 // exposed as a Uint8Array view (see posix.mapShared); frontend (QEMU virtual) addresses translated to guest
 // physical ones, which is what the virtio layer works in.
-import { posix, closeQuietly } from '../native/posix.js';
+import { posix, closeQuietly, SEAL_SHRINK } from '../native/posix.js';
 import type { GuestMemoryRegion } from '../virtio/types.js';
 import { ProtocolError } from './codec.js';
 import type { MemRegionDesc } from './protocol.js';
 
 const hex = (n: number): string => `0x${n.toString(16)}`;
+
+/**
+ * Why `fd` cannot be mapped as memory a frontend shares, or null. A page of a shared mapping that
+ * lies past the end of its file raises SIGBUS when touched, and a signal ends the whole process:
+ * every disk it serves and the app. The frontend keeps its fd, so only memory whose size nobody can
+ * reduce is mapped: a memfd sealed with F_SEAL_SHRINK, which QEMU's memory-backend-memfd is by
+ * default (seal=on). Refused: regular files, tmpfs and /dev/shm files, unsealed memfds (any holder
+ * can truncate them), and hugetlbfs memory (a hole punched in it faults with SIGBUS once the huge
+ * page pool runs dry, and seals cannot forbid holes without forbidding guest writes).
+ */
+export function sharedMemoryProblem(fd: number): string | null {
+  const seals = posix.fileSeals(fd);
+  const crash = 'which would crash every disk this process serves';
+  if (seals < 0) return `is not a memfd: a regular file or a device can be truncated under the mapping, ${crash}`;
+  if (!(seals & SEAL_SHRINK)) return `is a memfd not sealed against shrinking (F_SEAL_SHRINK): the frontend could truncate it under the mapping, ${crash}`;
+  if (posix.onHugetlbfs(fd)) return `is hugetlbfs memory: a page punched out of it faults when touched once huge pages run out, ${crash}`;
+  return null;
+}
+
+/** How to give Spindle guest RAM it accepts. */
+const MEMORY_HINT = "QEMU's memory-backend-memfd without hugetlb, which seals it unless seal=off";
 
 export class MemoryTable {
   private constructor(readonly regions: GuestMemoryRegion[], private readonly fds: number[]) {}
@@ -15,7 +36,8 @@ export class MemoryTable {
 
   /**
    * Maps every region. Takes ownership of `fds` (one per region, closed on failure or unmap).
-   * Refuses empty, overlapping or unmappable regions with a sentence naming the region.
+   * Refuses empty, overlapping, unmappable or truncatable (sharedMemoryProblem) regions with a
+   * sentence naming the region.
    */
   static map(descs: readonly MemRegionDesc[], fds: number[], writable = true): MemoryTable {
     const regions: GuestMemoryRegion[] = [];
@@ -34,6 +56,9 @@ export class MemoryTable {
             throw new ProtocolError(`memory region ${i} (user address ${hex(d.frontendAddr)}+${hex(d.size)}) overlaps region ${j}`);
           }
         }
+        // Seals only ever grow: checked before mapShared checks the size, the size cannot drop after.
+        const problem = sharedMemoryProblem(fds[i]!);
+        if (problem) throw new ProtocolError(`memory region ${i} ${problem} (share guest RAM with ${MEMORY_HINT})`);
         let memory: Uint8Array;
         try {
           memory = posix.mapShared(fds[i]!, d.mmapOffset, d.size, writable);

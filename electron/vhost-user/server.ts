@@ -48,8 +48,22 @@ interface RingState {
 
 const hex = (n: number): string => `0x${n.toString(16)}`;
 
+/**
+ * How long a new connection has to send SET_OWNER, which every frontend sends within its first
+ * few messages (vhost-user.rst: "issued when a new connection is established"). Until then the
+ * connection does not own the disk: later connections wait in the listen backlog instead of being
+ * refused, and one that idles past this deadline is closed, so an idle client cannot keep the
+ * real frontend out.
+ */
+export const HANDSHAKE_DEADLINE_MS = 5_000;
+
 /** One frontend connection's state; dropped whole on disconnect. */
 class Session {
+  /** SET_OWNER received: this connection is the disk's frontend until it goes. */
+  owned = false;
+  /** Messages received (a connection that sent none is told apart in the log). */
+  received = 0;
+  handshakeTimer: NodeJS.Timeout | null = null;
   features = 0n;
   protocolFeatures = 0n;
   memory = MemoryTable.empty();
@@ -116,6 +130,8 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
   private paused = false;
   /** While set, nothing is accepted: pending connections wait in the backlog (see holdConnections). */
   private held: boolean;
+  /** The QEMU lost-reconnect hint was logged; not again until a frontend owns a session. */
+  private silentNoted = false;
 
   private constructor(opts: VhostUserServerOptions, listenFd: number) {
     super();
@@ -183,14 +199,18 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
     this.acceptPending();
   }
 
+  /** Watches for connections only when one could be accepted now: the watch is level-triggered,
+   *  and a connection left waiting in the backlog would wake it in a loop. */
   private watchAccept(): void {
-    if (this.closed || this.acceptWatch || this.held) return;
+    if (this.closed || this.acceptWatch || this.held || this.teardown || (this.session && !this.session.owned)) return;
     this.acceptWatch = posix.watchFd(this.listenFd, POLL_READABLE, () => this.acceptPending());
   }
 
   private acceptPending(): void {
     for (;;) {
-      if (this.closed || this.teardown || this.held) return;
+      // A connection that has not sent SET_OWNER yet does not own the disk: whoever comes next
+      // waits in the backlog until it does (then is refused) or is closed (then is served).
+      if (this.closed || this.teardown || this.held || (this.session && !this.session.owned)) return;
       let fd: number;
       try {
         fd = posix.acceptUnix(this.listenFd);
@@ -227,6 +247,7 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
     let session!: Session;
     const channel = new Channel(fd, {
       onMessage: (msg) => {
+        session.received++;
         session.queue.push(msg);
         if (!session.draining) void this.drain(session);
       },
@@ -234,7 +255,37 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
     });
     session = new Session(channel, peer, this.device.numQueues);
     this.session = session;
+    // Not watched again until the session owns the disk (acceptPending leaves newcomers waiting).
+    this.acceptWatch?.stop();
+    this.acceptWatch = null;
+    session.handshakeTimer = setTimeout(() => this.handshakeExpired(session), HANDSHAKE_DEADLINE_MS).unref();
     this.emit('connected', peer);
+  }
+
+  private handshakeExpired(s: Session): void {
+    if (this.session !== s || s.owned) return;
+    const secs = HANDSHAKE_DEADLINE_MS / 1000;
+    if (s.received > 0) {
+      this.failConnection(s, `it sent no SET_OWNER within ${secs} s (a frontend opens every session with it), so it does not keep the disk from the next frontend`);
+      return;
+    }
+    // QEMU before 9.1 goes silent like this for good when its backend dies during the first
+    // messages of a reconnect (vhost_dev_init fails, and the chardev handler that would run the
+    // next handshake is never reinstated: fixed upstream by "vhost-user: fix lost reconnect").
+    const hint = this.silentNoted ? '' : '. If it is QEMU older than 9.1, it has stopped talking to this disk after an earlier backend died in the middle of its reconnect (a QEMU bug): the guest\'s I/O on this disk stays stuck until the VM is restarted';
+    this.silentNoted = true;
+    this.failConnection(s, `the frontend connected and sent nothing for ${secs} s${hint}`);
+  }
+
+  /** SET_OWNER: this connection is the disk's frontend; later ones are refused from now on. */
+  private own(s: Session): void {
+    if (s.owned) return;
+    s.owned = true;
+    this.silentNoted = false;
+    if (s.handshakeTimer) clearTimeout(s.handshakeTimer);
+    s.handshakeTimer = null;
+    this.watchAccept();
+    this.acceptPending();
   }
 
   private async drain(s: Session): Promise<void> {
@@ -326,6 +377,7 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
         return;
       }
       case Request.SET_OWNER:
+        this.own(s);
         return;
       case Request.RESET_OWNER:
         // Deprecated; the spec recommends treating it as "disable all rings".
@@ -401,6 +453,18 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
         const old = ring[key];
         ring[key] = fd;
         closeQuietly(old);
+        // One interrupt on every new call fd (libvhost-user does the same "in case of I/O hang
+        // after reconnecting"): used entries published while the frontend was not listening
+        // (a backend finishing its last requests after QEMU dropped the connection, or killed
+        // between publishing used->idx and signalling) were never announced, and with EVENT_IDX
+        // the guest would never be interrupted for them again. A spurious interrupt is harmless.
+        if (key === 'callFd' && fd >= 0) {
+          try {
+            posix.eventfdWrite(fd);
+          } catch (err) {
+            throw new ProtocolError(`ring ${v & VRING_INDEX_MASK}: its call file descriptor cannot be signalled (${(err as Error).message})`);
+          }
+        }
         return;
       }
       case Request.SET_VRING_ENABLE: {
@@ -579,6 +643,8 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
     if (this.session !== s) return;
     // A reason means this side ended it (bad input, shutdown); null means the frontend hung up.
     this.log(reason ? `closing the connection: ${reason}` : 'frontend disconnected');
+    if (s.handshakeTimer) clearTimeout(s.handshakeTimer);
+    s.handshakeTimer = null;
     this.acceptWatch?.stop();
     this.acceptWatch = null;
     this.teardown = (async () => {

@@ -2,6 +2,9 @@
 // vhost-user backend maps each guest RAM region this way, and the engines point their iovecs
 // straight into it).
 //
+// memfdCreate(name, size, seals) -> fd; seals (F_SEAL_*) are added once it has its size.
+// fileSeals(fd) -> the fd's seals (F_GET_SEALS), or -1 when its file cannot carry any (not shmem).
+// onHugetlbfs(fd) -> true when the fd's file lives on hugetlbfs.
 // mapShared(fd, offset, length, writable = true) -> Uint8Array over [offset, offset+length) of fd
 // unmap(view): detaches the view's ArrayBuffer (every view becomes empty), then unmaps. Idempotent.
 // mapsInV8() -> true when mappings are placed inside V8-owned ArrayBuffers (see below).
@@ -26,6 +29,7 @@
 //   transferred (postMessage transfer list, ArrayBuffer.prototype.transfer): that would move the
 //   backing store out of our control while mapped; Spindle never transfers guest memory.
 #include "spindle.h"
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -119,20 +123,46 @@ void ProbeExternalBuffers(napi_env env) {
 
 }  // namespace
 
-// memfdCreate(name, sizeBytes) -> fd (close-on-exec, sized with ftruncate).
+// memfdCreate(name, sizeBytes, seals) -> fd (close-on-exec, sized with ftruncate, then sealed
+// with `seals` when not 0: F_SEAL_SHRINK | F_SEAL_GROW keeps the size what every mapping of it
+// expects, so nobody holding the fd can make those mappings fault).
 static Napi::Value MemfdCreate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string name = info[0].As<Napi::String>().Utf8Value();
   int64_t size = info[1].As<Napi::Number>().Int64Value();
+  int seals = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Int32Value() : 0;
   if (size < 0) throw Napi::RangeError::New(env, "memfdCreate: size must not be negative");
-  int fd = memfd_create(name.c_str(), MFD_CLOEXEC);
+  int fd = memfd_create(name.c_str(), MFD_CLOEXEC | (seals ? MFD_ALLOW_SEALING : 0));
   if (fd < 0) throw ErrnoError(env, errno, "memfd_create", name);
   if (ftruncate(fd, size) != 0) {
     int e = errno;
     close(fd);
     throw ErrnoError(env, e, "ftruncate", name);
   }
+  if (seals && fcntl(fd, F_ADD_SEALS, seals) != 0) {
+    int e = errno;
+    close(fd);
+    throw ErrnoError(env, e, "fcntl(F_ADD_SEALS)", name);
+  }
   return Napi::Number::New(env, fd);
+}
+
+// fileSeals(fd) -> F_GET_SEALS, or -1 when the file cannot carry seals (EINVAL: not shmem or hugetlbfs).
+static Napi::Value FileSeals(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  int seals = fcntl(fd, F_GET_SEALS);
+  if (seals < 0 && errno != EINVAL) throw ErrnoError(env, errno, "fcntl(F_GET_SEALS)");
+  return Napi::Number::New(env, seals < 0 ? -1 : seals);
+}
+
+static bool OnHugetlbfs(int fd) {
+  struct statfs sfs;
+  return fstatfs(fd, &sfs) == 0 && static_cast<uint64_t>(sfs.f_type) == HUGETLBFS_MAGIC;
+}
+
+static Napi::Value OnHugetlbfsJs(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), OnHugetlbfs(info[0].As<Napi::Number>().Int32Value()));
 }
 
 static void Track(Napi::Env env, Mapping* m) {
@@ -268,6 +298,8 @@ static Napi::Value MapsInV8(const Napi::CallbackInfo& info) { return Napi::Boole
 void InitPosixMemory(Napi::Env env, Napi::Object exports) {
   ProbeExternalBuffers(env);
   exports.Set("memfdCreate", Napi::Function::New(env, MemfdCreate, "memfdCreate"));
+  exports.Set("fileSeals", Napi::Function::New(env, FileSeals, "fileSeals"));
+  exports.Set("onHugetlbfs", Napi::Function::New(env, OnHugetlbfsJs, "onHugetlbfs"));
   exports.Set("mapShared", Napi::Function::New(env, MapShared, "mapShared"));
   exports.Set("unmap", Napi::Function::New(env, Unmap, "unmap"));
   exports.Set("mapsInV8", Napi::Function::New(env, MapsInV8, "mapsInV8"));

@@ -40,6 +40,8 @@ export interface Guest {
   runOk(cmd: string, opts?: { timeoutMs?: number }): Promise<string>;
   /** Powers the guest off, kills QEMU if it does not stop in time; always reaps it. Idempotent. */
   shutdown(): Promise<void>;
+  /** QEMU's state, the end of its stderr and of the guest console: for failure messages. */
+  describe(): string;
 }
 
 
@@ -191,6 +193,7 @@ export async function bootGuest(opts: BootOptions): Promise<Guest> {
       return r.output;
     },
     shutdown,
+    describe,
   };
 }
 
