@@ -19,7 +19,7 @@ function electronBinary() {
   }
 }
 
-const missing = ['dist/electron/cli.js', 'renderer/dist/index.html'].filter((f) => !existsSync(`${root}/${f}`));
+const missing = ['dist/electron/cli/main.js', 'renderer/dist/index.html'].filter((f) => !existsSync(`${root}/${f}`));
 if (missing.length) {
   console.error(`spindle: not built yet (missing ${missing.join(', ')}); run: npm run build`);
   process.exit(1);

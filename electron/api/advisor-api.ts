@@ -3,13 +3,13 @@
 // renderer consumes (flat device list, nowait as a mode, reasons as notes).
 import { mkdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import type { FileAdvice, HostDevice, ProbeSummary } from './contract.js';
+import type { FileAdvice, HostDevice, ProbeSummary } from '../shared/contract.js';
 import type { RouterBackend } from './router.js';
-import { inspect, type Inspection } from '../block/advisor.js';
-import { listHostDevices, type HostDevice as BlockHostDevice } from '../block/host-devices.js';
-import { createImage, preallocateImage } from '../block/image.js';
-import { SpindleError } from '../errors.js';
-import { dataDir } from '../vm/paths.js';
+import { inspect, type Inspection } from '../host/advisor/advisor.js';
+import { listHostDevices, type HostDevice as BlockHostDevice } from '../dataplane/block/host-devices.js';
+import { createImage, preallocateImage } from '../host/images/create-image.js';
+import { SpindleError } from '../shared/errors.js';
+import { dataDir } from '../host/vm/paths.js';
 import { formatRefusal, imageFormat } from './image-format.js';
 import { PathRecords } from './path-records.js';
 

@@ -3,16 +3,16 @@
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
-import type { AppInfo } from './contract.js';
+import type { AppInfo } from '../shared/contract.js';
 import { createRouter, type ApiRouter, type RouterBackend } from './router.js';
-import { VmManager, type VmManagerOptions } from '../vm/manager.js';
-import { VmStore } from '../vm/store.js';
-import { configDir, dataDir, vmConfigDir } from '../vm/paths.js';
-import { findOvmf, findQemu, resolveAccelerator, chooseAccelerator } from '../vm/launcher.js';
-import { StatsSampler } from '../stats/sampler.js';
-import { SpindleError } from '../errors.js';
+import { VmManager, type VmManagerOptions } from '../host/vm/manager.js';
+import { VmStore } from '../host/vm/store.js';
+import { configDir, dataDir, vmConfigDir } from '../host/vm/paths.js';
+import { findOvmf, findQemu, resolveAccelerator, chooseAccelerator } from '../host/vm/launcher.js';
+import { StatsSampler } from '../host/stats/sampler.js';
+import { SpindleError } from '../shared/errors.js';
 import { createAdvisorLayer, hostDevicesLayer } from './advisor-api.js';
-import { createScratchDisk, ensureScratchDisk, scratchInfo } from '../vm/scratch.js';
+import { createScratchDisk, ensureScratchDisk, scratchInfo } from '../host/vm/scratch.js';
 import { createBenchLayer } from './bench-api.js';
 
 export interface Backend {

@@ -1,4 +1,4 @@
-import { SpindleError } from '../errors.js';
+import { SpindleError } from '../shared/errors.js';
 
 /** `{code, message}` for any thrown value (the router already maps to SpindleError). */
 export function toApiErrorLike(err: unknown): { code: string; message: string } {

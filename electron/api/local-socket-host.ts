@@ -6,9 +6,9 @@
 import { rmSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Server } from 'node:net';
-import { runtimeDir } from '../vm/paths.js';
-import { describeOwner, lockOwner, tryLock } from '../vm/lock-file.js';
-import { SpindleError } from '../errors.js';
+import { runtimeDir } from '../host/vm/paths.js';
+import { describeOwner, lockOwner, tryLock } from '../host/vm/lock-file.js';
+import { SpindleError } from '../shared/errors.js';
 import { apiSocketPath, isLive, serveLocalApi } from './local-socket.js';
 import { createBackend, type Backend, type BackendOptions } from './backend.js';
 import type { ApiRouter } from './router.js';

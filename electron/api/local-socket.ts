@@ -5,8 +5,8 @@
 import { createServer, createConnection, type Server } from 'node:net';
 import { rmSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { runtimeDir } from '../vm/paths.js';
-import { SpindleError } from '../errors.js';
+import { runtimeDir } from '../host/vm/paths.js';
+import { SpindleError } from '../shared/errors.js';
 import type { ApiRouter } from './router.js';
 import { toApiErrorLike } from './local-socket-errors.js';
 

@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { errnoOf } from '../errors.js';
+import { errnoOf } from '../shared/errors.js';
 
 export class PathRecords<T> {
   constructor(readonly dir: string) {}

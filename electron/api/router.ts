@@ -4,10 +4,10 @@
 import { realpathSync } from 'node:fs';
 import { basename, dirname, join, normalize } from 'node:path';
 import type { z } from 'zod';
-import { methods, topics, type AppInfo, type FileAdvice, type HostDevice, type MethodName, type ParsedParams, type Result, type ScratchDisk, type TopicName } from './contract.js';
-import { SpindleError, errnoOf } from '../errors.js';
-import type { VmManager } from '../vm/manager.js';
-import type { StatsSampler } from '../stats/sampler.js';
+import { methods, topics, type AppInfo, type FileAdvice, type HostDevice, type MethodName, type ParsedParams, type Result, type ScratchDisk, type TopicName } from '../shared/contract.js';
+import { SpindleError, errnoOf } from '../shared/errors.js';
+import type { VmManager } from '../host/vm/manager.js';
+import type { StatsSampler } from '../host/stats/sampler.js';
 
 /** Layers that live on other branches plug in here; a missing one answers with a clear error. */
 export interface RouterBackend {

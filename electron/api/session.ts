@@ -2,7 +2,7 @@
 // its subscriptions, and ends them all when the connection goes away (a closed window or tab
 // must not leave stat listeners or console bridges behind).
 import { parseClientMessage, toApiError, type WireMessage } from './wire.js';
-import { SpindleError } from '../errors.js';
+import { SpindleError } from '../shared/errors.js';
 
 /** What a transport needs from the API router: the contract's SpindleApi without its generics. */
 export interface ApiHandler {

@@ -4,7 +4,7 @@
 // client -> server: call | subscribe | unsubscribe (WireRequest)
 // server -> client: result (ok or error) answers a call, and a subscribe once the stream runs or
 // was refused; event carries one stream event under the subscribe request's id.
-import { WireRequest, type WireMessage, type ApiError } from './contract.js';
+import { WireRequest, type WireMessage, type ApiError } from '../shared/contract.js';
 
 export type { WireMessage, WireRequest };
 

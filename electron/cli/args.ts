@@ -2,7 +2,7 @@
 // INVALID_ARGUMENT sentence (exit code 2, one line naming the option and the value), and negative
 // numbers accepted as option values so the command's own range check can name them.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { SpindleError } from '../errors.js';
+import { SpindleError } from '../shared/errors.js';
 
 const NEGATIVE_NUMBER = /^-(\d|\.\d)/;
 

@@ -1,12 +1,12 @@
 // `spindle bench-engines PATH`: a short matrix per engine (threads, native, native+nowait,
 // io_uring): 4k random read/write QD32, 1M sequential read/write QD4.
 import { parseArgs } from 'node:util';
-import type { Command } from '../cli.js';
-import { SpindleError } from '../errors.js';
-import { BlockBackend } from '../block/backend.js';
-import { ImageLock } from '../block/image-lock.js';
-import type { AioMode, CacheMode, NowaitMode } from '../block/modes.js';
-import { STANDARD_WORKLOADS, runWorkload, type WorkloadResult } from '../block/workload.js';
+import type { Command } from './main.js';
+import { SpindleError } from '../shared/errors.js';
+import { BlockBackend } from '../dataplane/block/backend.js';
+import { ImageLock } from '../dataplane/block/image-lock.js';
+import type { AioMode, CacheMode, NowaitMode } from '../shared/modes.js';
+import { STANDARD_WORKLOADS, runWorkload, type WorkloadResult } from '../tools/engine-workload.js';
 
 export const ENGINE_VARIANTS: Array<{ label: string; aio: AioMode; nowait: NowaitMode }> = [
   { label: 'threads', aio: 'threads', nowait: 'off' },

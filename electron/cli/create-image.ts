@@ -1,8 +1,8 @@
 // spindle create-image PATH --size 10G [--preallocate] [--json]
-import type { Command } from '../cli.js';
-import { SpindleError } from '../errors.js';
-import { checkImageSize, createImage } from '../block/image.js';
-import { formatSize, parseSize } from '../block/size.js';
+import type { Command } from './main.js';
+import { SpindleError } from '../shared/errors.js';
+import { checkImageSize, createImage } from '../host/images/create-image.js';
+import { formatSize, parseSize } from '../shared/size.js';
 import { parseCommandArgs } from './args.js';
 
 const usage = 'spindle create-image PATH --size SIZE [--preallocate] [--json]';

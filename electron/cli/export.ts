@@ -6,15 +6,15 @@ import { parseArgs } from 'node:util';
 import { statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
-import type { Command } from '../cli.js';
-import { SpindleError, errnoOf } from '../errors.js';
+import type { Command } from './main.js';
+import { SpindleError, errnoOf } from '../shared/errors.js';
 import {
   AIO_MODES, CACHE_MODES, NOWAIT_MODES, defaultModes, isAioMode, isCacheMode, modeConflict,
   type AioMode, type CacheMode, type NowaitMode,
-} from '../block/modes.js';
-import { DiskServer, type DiskEvent, type DiskSpec } from '../iothread/disk-server.js';
-import { ENOSPC_POLICIES, type EnospcPolicy } from '../virtio/virtio-blk.js';
-import { formatSize } from '../block/size.js';
+} from '../shared/modes.js';
+import { DiskServer, type DiskEvent, type DiskSpec } from '../host/disks/disk-server.js';
+import { ENOSPC_POLICIES, type EnospcPolicy } from '../shared/modes.js';
+import { formatSize } from '../shared/size.js';
 
 const USAGE = 'spindle export PATH --socket SOCK [--aio threads|native|io_uring] [--cache writeback|none|writethrough|directsync|unsafe] [--nowait on|off|auto] [--queues N] [--read-only] [--serial ID] [--enospc stop|report]';
 const MAX_QUEUES = 256;

@@ -1,9 +1,9 @@
 // spindle inspect PATH [--json] [--probe]
-import type { Command } from '../cli.js';
-import { SpindleError } from '../errors.js';
-import { inspect, type Inspection } from '../block/advisor.js';
-import { formatSize } from '../block/size.js';
-import { FORMAT_NAMES } from '../block/format-detect.js';
+import type { Command } from './main.js';
+import { SpindleError } from '../shared/errors.js';
+import { inspect, type Inspection } from '../host/advisor/advisor.js';
+import { formatSize } from '../shared/size.js';
+import { FORMAT_NAMES } from '../dataplane/block/format-detect.js';
 import { parseCommandArgs } from './args.js';
 
 const usage = 'spindle inspect PATH [--json] [--probe]';

@@ -7,8 +7,8 @@ import { parseArgs } from 'node:util';
 import { existsSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import type { Command } from '../cli.js';
-import { SpindleError, errnoOf } from '../errors.js';
+import type { Command } from './main.js';
+import { SpindleError, errnoOf } from '../shared/errors.js';
 import { startHostedBackend } from '../api/local-socket-host.js';
 import { startServer } from '../api/ws-server.js';
 

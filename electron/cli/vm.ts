@@ -5,10 +5,10 @@
 // foreground, serving the socket meanwhile so `vm stop`, `vm set-disk`, `vm stats` from another
 // terminal reach it, until its VMs stop.
 import { resolve as resolvePath } from 'node:path';
-import type { Command } from '../cli.js';
-import { SpindleError } from '../errors.js';
-import { formatSize } from '../block/size.js';
-import { vmNameKey, type DiskSample, type VmInfo, type StatsTick } from '../api/contract.js';
+import type { Command } from './main.js';
+import { SpindleError } from '../shared/errors.js';
+import { formatSize } from '../shared/size.js';
+import { vmNameKey, type DiskSample, type VmInfo, type StatsTick } from '../shared/contract.js';
 import { apiSocketPath, connectLocalApi } from '../api/local-socket.js';
 import type { Backend } from '../api/backend.js';
 import { parseCommandArgs, wholeNumber } from './args.js';

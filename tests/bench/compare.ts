@@ -8,10 +8,10 @@
 import { execFileSync } from 'node:child_process';
 import { closeSync, fstatSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createImage } from '../../electron/block/image.js';
-import { fallocate } from '../../electron/native/os.js';
-import { DEFAULT_VARIANTS, POST_WORKLOADS, recordLabel, regionBytes, runComparison, variantName, type Workload } from '../../electron/bench/compare.js';
-import type { BenchRow } from '../../electron/api/contract.js';
+import { createImage } from '../../electron/host/images/create-image.js';
+import { fallocate } from '../../electron/dataplane/native/os.js';
+import { DEFAULT_VARIANTS, POST_WORKLOADS, recordLabel, regionBytes, runComparison, variantName, type Workload } from '../../electron/host/bench/compare.js';
+import type { BenchRow } from '../../electron/shared/contract.js';
 
 const quick = process.argv.includes('--quick');
 const BYTES_PER_RUN = quick ? 4 << 20 : 256 << 20;

@@ -5,9 +5,9 @@
 // bench/results/. Reports, never asserts. usage: node dist/tests/bench/engines.js [--quick]
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { BlockBackend } from '../../electron/block/backend.js';
-import type { AioMode } from '../../electron/block/modes.js';
-import { STANDARD_WORKLOADS, runWorkload, type Workload } from '../../electron/block/workload.js';
+import { BlockBackend } from '../../electron/dataplane/block/backend.js';
+import type { AioMode } from '../../electron/shared/modes.js';
+import { STANDARD_WORKLOADS, runWorkload, type Workload } from '../../electron/tools/engine-workload.js';
 import { attachLoop, makeFile, tempDir } from '../lib/loop.js';
 
 const quick = process.argv.includes('--quick');

@@ -8,7 +8,7 @@
 import { execFileSync } from 'node:child_process';
 import { rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { AioMode, NowaitMode } from '../../electron/block/modes.js';
+import type { AioMode, NowaitMode } from '../../electron/shared/modes.js';
 import { parseExportStats, spindleExportServer } from '../guest/disk-server.js';
 import { makeFile, mountFs, tempDir } from '../lib/loop.js';
 import { benchArgs, fmt, machineInfo, markdownTable, median, saveResults } from './lib/report.js';

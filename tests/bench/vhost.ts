@@ -5,7 +5,7 @@
 //
 // usage: node dist/tests/bench/vhost.js [--quick] [--reps N] [--runtime S] [--only spindle|qsd]
 import { join } from 'node:path';
-import type { AioMode } from '../../electron/block/modes.js';
+import type { AioMode } from '../../electron/shared/modes.js';
 import { qsdServer, spindleExportServer, type DiskServerFactory } from '../guest/disk-server.js';
 import { tempDir } from '../lib/loop.js';
 import type { Rw } from './lib/loadgen.js';

@@ -3,8 +3,8 @@
 import { spawn } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { NowaitMode } from '../../electron/block/modes.js';
-import { CACHE_SEMANTICS } from '../../electron/block/modes.js';
+import type { NowaitMode } from '../../electron/shared/modes.js';
+import { CACHE_SEMANTICS } from '../../electron/shared/modes.js';
 import { killOnExit, stopChild } from '../lib/proc.js';
 import { startQsd, type QsdOptions } from '../lib/qsd.js';
 

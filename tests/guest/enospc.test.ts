@@ -11,9 +11,9 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, statfsSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { VmManager } from '../../electron/vm/manager.js';
-import { VmStore } from '../../electron/vm/store.js';
-import { methods, type VmInfo } from '../../electron/api/contract.js';
+import { VmManager } from '../../electron/host/vm/manager.js';
+import { VmStore } from '../../electron/host/vm/store.js';
+import { methods, type VmInfo } from '../../electron/shared/contract.js';
 import { makeFile, mountFs } from '../lib/loop.js';
 import { guestBoot, GuestAgent } from './vm-guest.js';
 

@@ -3,7 +3,7 @@
 // agent moved to ttyS0, the VM's only serial port, which the manager exposes as its console.
 // GuestAgent speaks the agent's protocol over the manager's serial stream.
 import { randomBytes } from 'node:crypto';
-import type { VmManager } from '../../electron/vm/manager.js';
+import type { VmManager } from '../../electron/host/vm/manager.js';
 import { AGENT_END_PREFIX, AGENT_READY, buildGuestImage } from '../lib/guest-image.js';
 
 /** Kernel log kept off the shared port (loglevel=1: only emergencies) so it does not mix with command output. */

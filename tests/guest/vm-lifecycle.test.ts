@@ -6,11 +6,11 @@ import { mkdtempSync, rmSync, writeFileSync, truncateSync, existsSync, mkdirSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { VmManager } from '../../electron/vm/manager.js';
-import { VmStore } from '../../electron/vm/store.js';
-import { QmpClient } from '../../electron/vm/qmp.js';
-import { methods, type VmInfo } from '../../electron/api/contract.js';
-import { SpindleError } from '../../electron/errors.js';
+import { VmManager } from '../../electron/host/vm/manager.js';
+import { VmStore } from '../../electron/host/vm/store.js';
+import { QmpClient } from '../../electron/host/vm/qmp.js';
+import { methods, type VmInfo } from '../../electron/shared/contract.js';
+import { SpindleError } from '../../electron/shared/errors.js';
 import { guestBoot, GuestAgent } from './vm-guest.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'spindle-vmlife-'));

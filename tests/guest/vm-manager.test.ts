@@ -8,10 +8,10 @@ import { closeSync, mkdtempSync, openSync, readdirSync, readlinkSync, readSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createBackend } from '../../electron/api/backend.js';
-import type { DiskSample, StatsTick, VmInfo } from '../../electron/api/contract.js';
-import { ServedDisk } from '../../electron/vm/served-disk.js';
+import type { DiskSample, StatsTick, VmInfo } from '../../electron/shared/contract.js';
+import { ServedDisk } from '../../electron/host/vm/served-disk.js';
 import { attachLoop, makeFile } from '../lib/loop.js';
-import { runLoadgen } from '../../electron/cli/loadgen.js';
+import { runLoadgen } from '../../electron/tools/loadgen.js';
 import { guestBoot, GuestAgent } from './vm-guest.js';
 
 const MiB = 1 << 20;

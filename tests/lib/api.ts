@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createBackend } from '../../electron/api/backend.js';
-import { SpindleError } from '../../electron/errors.js';
+import { SpindleError } from '../../electron/shared/errors.js';
 
 /** process.env with the XDG config, runtime and data directories moved under `dir`. */
 export function isolatedEnv(dir: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {

@@ -6,12 +6,12 @@
 // the backing file and says whether every block holds a whole generation that is at least what
 // the writer may rely on.
 import { closeSync, openSync, readSync } from 'node:fs';
-import { DriverRing } from '../../electron/virtio/driver-ring.js';
+import { DriverRing } from '../../electron/tools/driver-ring.js';
 import {
   VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_OUT, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX,
-} from '../../electron/virtio/virtio-blk.js';
-import { VhostUserFrontend, type SharedGuestMemory, type VringHandle } from '../../electron/vhost-user/frontend.js';
-import { F_PROTOCOL_FEATURES } from '../../electron/vhost-user/protocol.js';
+} from '../../electron/dataplane/virtio/virtio-blk.js';
+import { VhostUserFrontend, type SharedGuestMemory, type VringHandle } from '../../electron/tools/vhost-user-frontend.js';
+import { F_PROTOCOL_FEATURES } from '../../electron/dataplane/vhost-user/protocol.js';
 
 export const BLOCK = 4096;
 const MAGIC = 0x5350_494e; // 'SPIN'

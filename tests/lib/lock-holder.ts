@@ -13,7 +13,7 @@ export interface LockHolder {
 
 /** Starts a node process that takes the lock on `path` (with `role`) and holds it until killed. */
 export async function holdLock(path: string, role?: string): Promise<LockHolder> {
-  const mod = pathToFileURL(resolve('dist/electron/vm/lock-file.js')).href;
+  const mod = pathToFileURL(resolve('dist/electron/host/vm/lock-file.js')).href;
   const script = `const { tryLock } = await import(${JSON.stringify(mod)});
 const held = tryLock(${JSON.stringify(path)}${role ? `, ${JSON.stringify(role)}` : ''});
 console.log(held ? 'locked' : 'busy');

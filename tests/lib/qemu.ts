@@ -1,7 +1,7 @@
 // Boots the test guest (tests/lib/guest-image.ts) under QEMU with vhost-user-blk disks and runs
 // shell commands in it over the second serial port. Every QEMU started here is killed when the
 // test process exits, whatever happened to the test.
-import { resolveAccelerator } from '../../electron/vm/launcher.js';
+import { resolveAccelerator } from '../../electron/host/vm/launcher.js';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';

@@ -2,8 +2,8 @@
 // aio and cache settings Spindle uses, so tests and benchmarks compare like with like.
 import { spawn } from 'node:child_process';
 import { existsSync, rmSync, statSync } from 'node:fs';
-import type { AioMode, CacheMode } from '../../electron/block/modes.js';
-import { CACHE_SEMANTICS } from '../../electron/block/modes.js';
+import type { AioMode, CacheMode } from '../../electron/shared/modes.js';
+import { CACHE_SEMANTICS } from '../../electron/shared/modes.js';
 import { cpuSeconds, killOnExit, stopChild, waitForPath } from './proc.js';
 
 export { cpuSeconds };

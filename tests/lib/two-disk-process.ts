@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { DiskServer } from '../../electron/iothread/disk-server.js';
+import { DiskServer } from '../../electron/host/disks/disk-server.js';
 import { killOnExit, stopChild } from './proc.js';
 
 export interface TwoDiskProcess {

@@ -7,9 +7,9 @@
 // While the backend is down (down() until up()) nobody listens: the frontend's connects are
 // refused, as they are by the socket of a killed backend.
 import { unlinkSync } from 'node:fs';
-import { posix, POLL_READABLE, closeQuietly, type FdWatch } from '../../electron/native/posix.js';
-import { Channel } from '../../electron/vhost-user/channel.js';
-import { requestName } from '../../electron/vhost-user/protocol.js';
+import { posix, POLL_READABLE, closeQuietly, type FdWatch } from '../../electron/dataplane/native/posix.js';
+import { Channel } from '../../electron/dataplane/vhost-user/channel.js';
+import { requestName } from '../../electron/dataplane/vhost-user/protocol.js';
 
 interface Pair {
   front: Channel;

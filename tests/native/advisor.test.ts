@@ -3,9 +3,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { closeSync, constants, existsSync, openSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { inspect } from '../../electron/block/advisor.js';
-import { createImage } from '../../electron/block/image.js';
-import { SpindleError } from '../../electron/errors.js';
+import { inspect } from '../../electron/host/advisor/advisor.js';
+import { createImage } from '../../electron/host/images/create-image.js';
+import { SpindleError } from '../../electron/shared/errors.js';
 import { attachLoop, makeFile, mountFs, tempDir } from '../lib/loop.js';
 
 const MiB = 1 << 20;

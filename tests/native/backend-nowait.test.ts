@@ -4,8 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { BlockBackend } from '../../electron/block/backend.js';
-import type { NowaitEvent } from '../../electron/block/nowait-policy.js';
+import { BlockBackend } from '../../electron/dataplane/block/backend.js';
+import type { NowaitEvent } from '../../electron/dataplane/block/nowait-policy.js';
 import { attachLoop, makeFile, mountFs, tempDir } from '../lib/loop.js';
 import { Completions, OPS, pattern, rng } from './engine-helpers.js';
 

@@ -4,8 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { closeSync, constants, openSync } from 'node:fs';
-import { AIO_MODES } from '../../electron/block/modes.js';
-import { AioEngine, SubmissionQueue } from '../../electron/native/engine.js';
+import { AIO_MODES } from '../../electron/shared/modes.js';
+import { AioEngine, SubmissionQueue } from '../../electron/dataplane/block/engine.js';
 import { makeFile, tempDir } from '../lib/loop.js';
 import { OPS, pattern } from './engine-helpers.js';
 

@@ -5,10 +5,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { closeSync, constants, openSync } from 'node:fs';
 import { join } from 'node:path';
-import { BUCKETS, COUNTERS_VERSION, COUNTER_SLOTS, DIRECTIONS, DiskCounters, SLOT } from '../../electron/block/stats.js';
-import { addon } from '../../electron/native/addon.js';
-import { AioEngine, SubmissionQueue } from '../../electron/native/engine.js';
-import { BlockOp } from '../../electron/block/types.js';
+import { BUCKETS, COUNTERS_VERSION, COUNTER_SLOTS, DIRECTIONS, DiskCounters, SLOT } from '../../electron/dataplane/block/stats.js';
+import { addon } from '../../electron/dataplane/native/addon.js';
+import { AioEngine, SubmissionQueue } from '../../electron/dataplane/block/engine.js';
+import { BlockOp } from '../../electron/dataplane/block/types.js';
 import { makeFile, tempDir } from '../lib/loop.js';
 
 interface NativeLayout {

@@ -10,7 +10,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import type { AioMode, CacheMode } from '../../electron/block/modes.js';
+import type { AioMode, CacheMode } from '../../electron/shared/modes.js';
 import { makeFile, tempDir } from '../lib/loop.js';
 import { BLOCK, CrashWriter, WriterState } from '../lib/crash-writer.js';
 import { spindleExportServer, type DiskServer } from '../guest/disk-server.js';

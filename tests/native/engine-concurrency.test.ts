@@ -6,9 +6,9 @@ import { Worker } from 'node:worker_threads';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { openSync, closeSync, constants } from 'node:fs';
-import { BlockBackend } from '../../electron/block/backend.js';
-import { DiskCounters } from '../../electron/block/stats.js';
-import { AioEngine, SubmissionQueue } from '../../electron/native/engine.js';
+import { BlockBackend } from '../../electron/dataplane/block/backend.js';
+import { DiskCounters } from '../../electron/dataplane/block/stats.js';
+import { AioEngine, SubmissionQueue } from '../../electron/dataplane/block/engine.js';
 import { makeFile, tempDir } from '../lib/loop.js';
 import { OPS, rng } from './engine-helpers.js';
 

@@ -4,10 +4,10 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, openSync, closeSync, constants, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { BlockBackend } from '../../electron/block/backend.js';
-import { openDisk } from '../../electron/block/open.js';
-import { AioEngine } from '../../electron/native/engine.js';
-import { SpindleError } from '../../electron/errors.js';
+import { BlockBackend } from '../../electron/dataplane/block/backend.js';
+import { openDisk } from '../../electron/dataplane/block/open.js';
+import { AioEngine } from '../../electron/dataplane/block/engine.js';
+import { SpindleError } from '../../electron/shared/errors.js';
 import { makeFile, mountFs, tempDir } from '../lib/loop.js';
 import { Completions, OPS } from './engine-helpers.js';
 
@@ -82,7 +82,7 @@ test('no permission names the group that grants access', (t) => {
   const path = makeFile(`${dir.path}/disk-group.img`, 1 << 20);
   chownSync(path, 0, 6);  // group 'disk' on Debian
   chmodSync(path, 0o660);
-  const openJs = fileURLToPath(new URL('../../electron/block/open.js', import.meta.url));
+  const openJs = fileURLToPath(new URL('../../electron/dataplane/block/open.js', import.meta.url));
   const script = `import(${JSON.stringify(openJs)}).then((m) => { try { m.openDisk(${JSON.stringify(path)}, { cache: 'writeback' }); console.log('opened'); } catch (e) { console.log(JSON.stringify(e.toJSON ? e.toJSON() : String(e))); } })`;
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { uid: 65534, gid: 65534, encoding: 'utf8' });
   const out = JSON.parse(r.stdout.trim()) as { code: string; message: string };

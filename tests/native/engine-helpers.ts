@@ -1,7 +1,7 @@
 // Shared by the engine/backend native tests: a deterministic PRNG, patterned data, and a
 // completion tracker over BlockBackend's zero-copy batch API.
-import { BlockBackend } from '../../electron/block/backend.js';
-import { BlockOp } from '../../electron/block/types.js';
+import { BlockBackend } from '../../electron/dataplane/block/backend.js';
+import { BlockOp } from '../../electron/dataplane/block/types.js';
 
 export function rng(seed: number): () => number {
   let s = seed >>> 0 || 1;

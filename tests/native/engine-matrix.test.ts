@@ -3,9 +3,9 @@
 // buffer addresses, read back identical; discard and write-zeroes read back as zeros; flush; EOF.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BlockBackend } from '../../electron/block/backend.js';
-import { AIO_MODES, CACHE_MODES, modeConflict, type AioMode, type CacheMode } from '../../electron/block/modes.js';
-import { SpindleError } from '../../electron/errors.js';
+import { BlockBackend } from '../../electron/dataplane/block/backend.js';
+import { AIO_MODES, CACHE_MODES, modeConflict, type AioMode, type CacheMode } from '../../electron/shared/modes.js';
+import { SpindleError } from '../../electron/shared/errors.js';
 import { attachLoop, makeFile, tempDir } from '../lib/loop.js';
 import { Completions, OPS, pattern, rng, segments } from './engine-helpers.js';
 

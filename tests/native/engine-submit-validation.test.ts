@@ -7,9 +7,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { closeSync, constants, openSync } from 'node:fs';
-import { AioEngine, SubmissionQueue } from '../../electron/native/engine.js';
-import { BlockOp } from '../../electron/block/types.js';
-import type { AioMode } from '../../electron/block/modes.js';
+import { AioEngine, SubmissionQueue } from '../../electron/dataplane/block/engine.js';
+import { BlockOp } from '../../electron/dataplane/block/types.js';
+import type { AioMode } from '../../electron/shared/modes.js';
 import { makeFile, tempDir } from '../lib/loop.js';
 
 const EINVAL = -22;

@@ -5,9 +5,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { closeSync, constants, fstatSync, openSync } from 'node:fs';
-import { BlockBackend } from '../../electron/block/backend.js';
-import { AIO_MODES } from '../../electron/block/modes.js';
-import { AioEngine, SubmissionQueue } from '../../electron/native/engine.js';
+import { BlockBackend } from '../../electron/dataplane/block/backend.js';
+import { AIO_MODES } from '../../electron/shared/modes.js';
+import { AioEngine, SubmissionQueue } from '../../electron/dataplane/block/engine.js';
 import { attachLoop, makeFile, tempDir } from '../lib/loop.js';
 import { OPS, pattern, rng } from './engine-helpers.js';
 

@@ -1,8 +1,8 @@
 // Runs in a worker_thread for engine-concurrency.test.ts: an engine owned by the worker's loop.
 import { parentPort, workerData } from 'node:worker_threads';
-import { BlockBackend } from '../../electron/block/backend.js';
-import { DiskCounters } from '../../electron/block/stats.js';
-import type { AioMode, CacheMode } from '../../electron/block/modes.js';
+import { BlockBackend } from '../../electron/dataplane/block/backend.js';
+import { DiskCounters } from '../../electron/dataplane/block/stats.js';
+import type { AioMode, CacheMode } from '../../electron/shared/modes.js';
 import { OPS } from './engine-helpers.js';
 
 const { path, aio, cache, counters, mode } = workerData as { path: string; aio: AioMode; cache: CacheMode; counters: SharedArrayBuffer; mode: 'verify' | 'abandon' };

@@ -11,9 +11,9 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { statfsSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { DiskServer, type DiskEvent, type DiskSpec } from '../../electron/iothread/disk-server.js';
-import { runLoadgen, type LoadgenOptions } from '../../electron/cli/loadgen.js';
-import { DiskFaultWatch } from '../../electron/iothread/fault-watch.js';
+import { DiskServer, type DiskEvent, type DiskSpec } from '../../electron/host/disks/disk-server.js';
+import { runLoadgen, type LoadgenOptions } from '../../electron/tools/loadgen.js';
+import { DiskFaultWatch } from '../../electron/host/disks/fault-watch.js';
 import { makeFile, mountFs } from '../lib/loop.js';
 
 const MiB = 1 << 20;

@@ -7,12 +7,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { statfsSync, unlinkSync } from 'node:fs';
-import { BlockBackend } from '../../electron/block/backend.js';
-import type { AioMode, CacheMode } from '../../electron/block/modes.js';
+import { BlockBackend } from '../../electron/dataplane/block/backend.js';
+import type { AioMode, CacheMode } from '../../electron/shared/modes.js';
 import {
-  VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_IOERR, VirtioBlkDevice, type EnospcPolicy, type NoSpaceEvent,
-} from '../../electron/virtio/virtio-blk.js';
-import type { DriverRing } from '../../electron/virtio/driver-ring.js';
+  VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_IOERR, VirtioBlkDevice, type NoSpaceEvent,
+} from '../../electron/dataplane/virtio/virtio-blk.js';
+import type { EnospcPolicy } from '../../electron/shared/modes.js';
+import type { DriverRing } from '../../electron/tools/driver-ring.js';
 import { makeFile, mountFs } from '../lib/loop.js';
 import { TestGuest, pattern } from '../unit/helpers/test-guest.js';
 

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { runLoadgen } from '../../electron/cli/loadgen.js';
+import { runLoadgen } from '../../electron/tools/loadgen.js';
 import { attachLoop, makeFile } from '../lib/loop.js';
 
 const bin = fileURLToPath(new URL('../../../bin/spindle.js', import.meta.url));

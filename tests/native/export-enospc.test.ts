@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync, statfsSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { runLoadgen, type LoadgenOptions } from '../../electron/cli/loadgen.js';
+import { runLoadgen, type LoadgenOptions } from '../../electron/tools/loadgen.js';
 import { makeFile, mountFs } from '../lib/loop.js';
 
 const bin = fileURLToPath(new URL('../../../bin/spindle.js', import.meta.url));

@@ -12,9 +12,9 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { DiskServer, type DiskSpec } from '../../electron/iothread/disk-server.js';
-import { DiskFaultWatch, type DiskFault } from '../../electron/iothread/fault-watch.js';
-import { runLoadgen, type LoadgenOptions } from '../../electron/cli/loadgen.js';
+import { DiskServer, type DiskSpec } from '../../electron/host/disks/disk-server.js';
+import { DiskFaultWatch, type DiskFault } from '../../electron/host/disks/fault-watch.js';
+import { runLoadgen, type LoadgenOptions } from '../../electron/tools/loadgen.js';
 import { attachLoop, makeFile, mountFs, tempDir, type LoopDevice, type MountedFs } from '../lib/loop.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

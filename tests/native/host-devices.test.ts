@@ -2,9 +2,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { deviceUsage, listHostDevices, type HostDevice } from '../../electron/block/host-devices.js';
-import { rootDeviceNames } from '../../electron/block/sysfs.js';
-import { SpindleError } from '../../electron/errors.js';
+import { deviceUsage, listHostDevices, type HostDevice } from '../../electron/dataplane/block/host-devices.js';
+import { rootDeviceNames } from '../../electron/dataplane/block/sysfs.js';
+import { SpindleError } from '../../electron/shared/errors.js';
 import { attachLoop, makeFile, mountFs, tempDir } from '../lib/loop.js';
 
 const find = (list: HostDevice[], path: string): HostDevice | undefined =>

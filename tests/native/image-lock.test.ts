@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DiskServer, type DiskEvent } from '../../electron/iothread/disk-server.js';
+import { DiskServer, type DiskEvent } from '../../electron/host/disks/disk-server.js';
 import { attachLoop, makeFile, mountFs, tempDir } from '../lib/loop.js';
 import { killOnExit, stopChild } from '../lib/proc.js';
 import { startQsd } from '../lib/qsd.js';

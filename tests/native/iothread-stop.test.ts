@@ -5,8 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { DiskServer, type DiskEvent } from '../../electron/iothread/disk-server.js';
-import { runLoadgen } from '../../electron/cli/loadgen.js';
+import { DiskServer, type DiskEvent } from '../../electron/host/disks/disk-server.js';
+import { runLoadgen } from '../../electron/tools/loadgen.js';
 import { makeFile, tempDir } from '../lib/loop.js';
 
 process.env.SPINDLE_TEST_HOOKS = '1';

@@ -8,9 +8,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runLoadgen, type LoadgenOptions } from '../../electron/cli/loadgen.js';
-import { VhostUserServer } from '../../electron/vhost-user/server.js';
-import { VirtioBlkDevice } from '../../electron/virtio/virtio-blk.js';
+import { runLoadgen, type LoadgenOptions } from '../../electron/tools/loadgen.js';
+import { VhostUserServer } from '../../electron/dataplane/vhost-user/server.js';
+import { VirtioBlkDevice } from '../../electron/dataplane/virtio/virtio-blk.js';
 import { MemoryBlockDevice } from '../unit/helpers/memory-block-device.js';
 
 const base = (socket: string): LoadgenOptions => ({

@@ -6,7 +6,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, openSync, writeSync, closeSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { projectRoot } from '../../electron/native/addon.js';
+import { projectRoot } from '../../electron/dataplane/native/addon.js';
 
 const SPINDLE = join(projectRoot, 'bin/spindle.js');
 

@@ -7,9 +7,9 @@ import { spawn } from 'node:child_process';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DiskServer } from '../../electron/iothread/disk-server.js';
-import { DEFAULT_TIMEOUT_SEC, runLoadgen } from '../../electron/cli/loadgen.js';
-import { SpindleError } from '../../electron/errors.js';
+import { DiskServer } from '../../electron/host/disks/disk-server.js';
+import { DEFAULT_TIMEOUT_SEC, runLoadgen } from '../../electron/tools/loadgen.js';
+import { SpindleError } from '../../electron/shared/errors.js';
 import { makeFile, tempDir } from '../lib/loop.js';
 import { killOnExit } from '../lib/proc.js';
 

@@ -14,7 +14,7 @@ const { NODE_TEST_CONTEXT: _ctx, ...baseEnv } = process.env;
 const env = { ...baseEnv, SPINDLE_MAP_IN_V8: '1' };
 
 test('with SPINDLE_MAP_IN_V8=1 mappings really sit inside a V8 buffer and stay zero copy', () => {
-  const posixUrl = new URL('../../electron/native/posix.js', import.meta.url).href;
+  const posixUrl = new URL('../../electron/dataplane/native/posix.js', import.meta.url).href;
   const code = `
     import { posix } from ${JSON.stringify(posixUrl)};
     import { readSync } from 'node:fs';

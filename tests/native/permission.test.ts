@@ -12,7 +12,7 @@ import { killOnExit, stopChild } from '../lib/proc.js';
 
 const NOBODY = 65534;  // user nobody, group nogroup on Debian
 const bin = fileURLToPath(new URL('../../../bin/spindle.js', import.meta.url));
-const openJs = fileURLToPath(new URL('../../electron/block/open.js', import.meta.url));
+const openJs = fileURLToPath(new URL('../../electron/dataplane/block/open.js', import.meta.url));
 
 /** openDisk(path) as user nobody: the error it throws, as JSON, or 'opened'. */
 function openAsNobody(path: string, readOnly: boolean): { code: string; message: string } | 'opened' {

@@ -7,8 +7,8 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { inspect } from '../../electron/block/advisor.js';
-import type { FilesystemProbe } from '../../electron/block/probe.js';
+import { inspect } from '../../electron/host/advisor/advisor.js';
+import type { FilesystemProbe } from '../../electron/host/advisor/probe.js';
 import { makeFile, mountFs } from '../lib/loop.js';
 
 const MiB = 1 << 20;

@@ -10,9 +10,9 @@ import { once } from 'node:events';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { DiskServer, type DiskEvent, type DiskSpec } from '../../electron/iothread/disk-server.js';
-import { runLoadgen, type LoadgenOptions } from '../../electron/cli/loadgen.js';
-import { SpindleError } from '../../electron/errors.js';
+import { DiskServer, type DiskEvent, type DiskSpec } from '../../electron/host/disks/disk-server.js';
+import { runLoadgen, type LoadgenOptions } from '../../electron/tools/loadgen.js';
+import { SpindleError } from '../../electron/shared/errors.js';
 import { makeFile } from '../lib/loop.js';
 
 const BIN = resolve(import.meta.dirname, '../../../bin/spindle.js');

@@ -7,11 +7,11 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { servedDiskFactory } from '../../electron/vm/served-disk.js';
-import type { DiskHostEvent } from '../../electron/vm/disk-host.js';
-import { StatsSampler } from '../../electron/stats/sampler.js';
-import { IoUringWorkerCpu } from '../../electron/stats/thread-cpu.js';
-import { runLoadgen, type LoadgenOptions } from '../../electron/cli/loadgen.js';
+import { servedDiskFactory } from '../../electron/host/vm/served-disk.js';
+import type { DiskHostEvent } from '../../electron/host/vm/disk-host.js';
+import { StatsSampler } from '../../electron/host/stats/sampler.js';
+import { IoUringWorkerCpu } from '../../electron/host/proc/thread-cpu.js';
+import { runLoadgen, type LoadgenOptions } from '../../electron/tools/loadgen.js';
 import { makeFile } from '../lib/loop.js';
 
 const load = (socket: string, o: Partial<LoadgenOptions> = {}): LoadgenOptions => ({

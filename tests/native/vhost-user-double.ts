@@ -1,7 +1,7 @@
 // A VirtioDevice test double for transport tests. The transport's job is the protocol (memory,
 // rings, eventfds); a double that records what it is asked lets tests check exactly that.
 // Tests that need real I/O use the virtio branch's VirtioBlkDevice.
-import type { GuestMemoryRegion, VirtioDevice, VringSetup } from '../../electron/virtio/types.js';
+import type { GuestMemoryRegion, VirtioDevice, VringSetup } from '../../electron/dataplane/virtio/types.js';
 
 const VERSION_1 = 1n << 32n;
 const BLK_F_SEG_MAX = 1n << 2n;

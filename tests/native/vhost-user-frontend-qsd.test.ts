@@ -7,8 +7,8 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { VhostUserFrontend } from '../../electron/vhost-user/frontend.js';
-import { F_PROTOCOL_FEATURES, ProtocolFeature, protocolBit } from '../../electron/vhost-user/protocol.js';
+import { VhostUserFrontend } from '../../electron/tools/vhost-user-frontend.js';
+import { F_PROTOCOL_FEATURES, ProtocolFeature, protocolBit } from '../../electron/dataplane/vhost-user/protocol.js';
 
 const until = async (cond: () => boolean, what: string, ms = 10_000): Promise<void> => {
   const end = Date.now() + ms;

@@ -9,14 +9,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { DiskServer, type DiskEvent, type DiskSpec } from '../../electron/iothread/disk-server.js';
-import { runLoadgen } from '../../electron/cli/loadgen.js';
-import { HANDSHAKE_DEADLINE_MS } from '../../electron/vhost-user/server.js';
-import { VhostUserFrontend } from '../../electron/vhost-user/frontend.js';
-import { ProtocolFeature, protocolBit } from '../../electron/vhost-user/protocol.js';
-import { DriverRing } from '../../electron/virtio/driver-ring.js';
-import { VIRTIO_BLK_T_IN, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX } from '../../electron/virtio/virtio-blk.js';
-import { posix, closeQuietly } from '../../electron/native/posix.js';
+import { DiskServer, type DiskEvent, type DiskSpec } from '../../electron/host/disks/disk-server.js';
+import { runLoadgen } from '../../electron/tools/loadgen.js';
+import { HANDSHAKE_DEADLINE_MS } from '../../electron/dataplane/vhost-user/server.js';
+import { VhostUserFrontend } from '../../electron/tools/vhost-user-frontend.js';
+import { ProtocolFeature, protocolBit } from '../../electron/dataplane/vhost-user/protocol.js';
+import { DriverRing } from '../../electron/tools/driver-ring.js';
+import { VIRTIO_BLK_T_IN, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX } from '../../electron/dataplane/virtio/virtio-blk.js';
+import { posix, closeQuietly } from '../../electron/dataplane/native/posix.js';
 import { makeFile, tempDir } from '../lib/loop.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -6,11 +6,11 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { VhostUserServer } from '../../electron/vhost-user/server.js';
-import { VhostUserFrontend } from '../../electron/vhost-user/frontend.js';
-import { encodeMemTable, encodeMessage, encodeState, encodeU64, encodeVringAddr } from '../../electron/vhost-user/codec.js';
-import { FLAG_NEED_REPLY, FLAG_REPLY, HEADER_SIZE, Request } from '../../electron/vhost-user/protocol.js';
-import { posix, closeQuietly } from '../../electron/native/posix.js';
+import { VhostUserServer } from '../../electron/dataplane/vhost-user/server.js';
+import { VhostUserFrontend } from '../../electron/tools/vhost-user-frontend.js';
+import { encodeMemTable, encodeMessage, encodeState, encodeU64, encodeVringAddr } from '../../electron/dataplane/vhost-user/codec.js';
+import { FLAG_NEED_REPLY, FLAG_REPLY, HEADER_SIZE, Request } from '../../electron/dataplane/vhost-user/protocol.js';
+import { posix, closeQuietly } from '../../electron/dataplane/native/posix.js';
 import { RecordingDevice } from './vhost-user-double.js';
 
 const ALL = (1n << 64n) - 1n;

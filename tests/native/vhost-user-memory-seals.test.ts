@@ -8,10 +8,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { closeSync, ftruncateSync, openSync } from 'node:fs';
 import { join } from 'node:path';
-import { runLoadgen, type LoadgenOptions } from '../../electron/cli/loadgen.js';
-import { VhostUserFrontend, type SharedGuestMemory } from '../../electron/vhost-user/frontend.js';
-import { inflightQueueRegionSize } from '../../electron/vhost-user/inflight.js';
-import { posix, closeQuietly } from '../../electron/native/posix.js';
+import { runLoadgen, type LoadgenOptions } from '../../electron/tools/loadgen.js';
+import { VhostUserFrontend, type SharedGuestMemory } from '../../electron/tools/vhost-user-frontend.js';
+import { inflightQueueRegionSize } from '../../electron/dataplane/vhost-user/inflight.js';
+import { posix, closeQuietly } from '../../electron/dataplane/native/posix.js';
 import { makeFile, tempDir } from '../lib/loop.js';
 import { spawnTwoDiskProcess, type TwoDiskProcess } from '../lib/two-disk-process.js';
 

@@ -5,7 +5,7 @@ import { Worker } from 'node:worker_threads';
 import { mkdtempSync, rmSync, fstatSync, readFileSync, readSync, writeSync, openSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { posix, POLL_READABLE, closeQuietly } from '../../electron/native/posix.js';
+import { posix, POLL_READABLE, closeQuietly } from '../../electron/dataplane/native/posix.js';
 
 test('sendMsg/recvMsg carry bytes and file descriptors over a socket pair', () => {
   const [a, b] = posix.socketPair();
@@ -167,7 +167,7 @@ test('mapShared maps a memfd zero-copy; two mappings see the same bytes; unmap d
 });
 
 test('the helpers work in a worker thread, and a worker that exits with live watches and mappings does not abort', async () => {
-  const url = new URL('../../electron/native/posix.js', import.meta.url).href;
+  const url = new URL('../../electron/dataplane/native/posix.js', import.meta.url).href;
   const code = `
     import { posix, POLL_READABLE } from ${JSON.stringify(url)};
     import { parentPort } from 'node:worker_threads';

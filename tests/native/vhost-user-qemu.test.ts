@@ -10,10 +10,10 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { VhostUserServer } from '../../electron/vhost-user/server.js';
+import { VhostUserServer } from '../../electron/dataplane/vhost-user/server.js';
 import { RecordingDevice } from './vhost-user-double.js';
-import { VirtioBlkDevice } from '../../electron/virtio/virtio-blk.js';
-import { BlockBackend } from '../../electron/block/backend.js';
+import { VirtioBlkDevice } from '../../electron/dataplane/virtio/virtio-blk.js';
+import { BlockBackend } from '../../electron/dataplane/block/backend.js';
 import { makeFile } from '../lib/loop.js';
 
 function startQemu(dir: string, sock: string, extraDevice = '') {

@@ -6,10 +6,10 @@ import { once } from 'node:events';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { VhostUserServer } from '../../electron/vhost-user/server.js';
-import { VhostUserFrontend } from '../../electron/vhost-user/frontend.js';
-import { BACKEND_PROTOCOL_FEATURES, F_PROTOCOL_FEATURES } from '../../electron/vhost-user/protocol.js';
-import { posix } from '../../electron/native/posix.js';
+import { VhostUserServer } from '../../electron/dataplane/vhost-user/server.js';
+import { VhostUserFrontend } from '../../electron/tools/vhost-user-frontend.js';
+import { BACKEND_PROTOCOL_FEATURES, F_PROTOCOL_FEATURES } from '../../electron/dataplane/vhost-user/protocol.js';
+import { posix } from '../../electron/dataplane/native/posix.js';
 import { RecordingDevice } from './vhost-user-double.js';
 
 const ALL = (1n << 64n) - 1n;

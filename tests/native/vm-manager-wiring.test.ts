@@ -15,10 +15,10 @@ import { mkdtempSync, rmSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createBackend } from '../../electron/api/backend.js';
-import type { VmInfo } from '../../electron/api/contract.js';
-import { servedDiskFactory, type ServedDisk } from '../../electron/vm/served-disk.js';
-import type { DiskServeSpec } from '../../electron/vm/disk-host.js';
-import { runLoadgen } from '../../electron/cli/loadgen.js';
+import type { VmInfo } from '../../electron/shared/contract.js';
+import { servedDiskFactory, type ServedDisk } from '../../electron/host/vm/served-disk.js';
+import type { DiskServeSpec } from '../../electron/host/vm/disk-host.js';
+import { runLoadgen } from '../../electron/tools/loadgen.js';
 import { makeFile } from '../lib/loop.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'spindle-wiring-'));

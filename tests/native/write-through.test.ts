@@ -4,10 +4,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { closeSync, constants, openSync } from 'node:fs';
-import { BlockBackend } from '../../electron/block/backend.js';
-import type { AioMode, CacheMode } from '../../electron/block/modes.js';
-import { DiskCounters } from '../../electron/block/stats.js';
-import { AioEngine, REQUEST_FLAG_FUA, SubmissionQueue } from '../../electron/native/engine.js';
+import { BlockBackend } from '../../electron/dataplane/block/backend.js';
+import type { AioMode, CacheMode } from '../../electron/shared/modes.js';
+import { DiskCounters } from '../../electron/dataplane/block/stats.js';
+import { AioEngine, REQUEST_FLAG_FUA, SubmissionQueue } from '../../electron/dataplane/block/engine.js';
 import { makeFile, tempDir } from '../lib/loop.js';
 import { OPS, pattern } from './engine-helpers.js';
 

@@ -2,7 +2,7 @@
 // load until its deadline, in rounds that cycle through workloads; every few rounds a verify
 // round writes a pattern and reads it back. One JSON line per finished round on stdout.
 // usage: node dist/tests/soak/guest.js <deadline-epoch-ms> <socket>...
-import { runLoadgen, type LoadgenOptions } from '../../electron/cli/loadgen.js';
+import { runLoadgen, type LoadgenOptions } from '../../electron/tools/loadgen.js';
 
 const deadline = Number(process.argv[2]);
 const sockets = process.argv.slice(3);

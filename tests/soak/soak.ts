@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createBackend } from '../../electron/api/backend.js';
-import { DiskServer, type DiskSpec } from '../../electron/iothread/disk-server.js';
-import { DiskFaultWatch } from '../../electron/iothread/fault-watch.js';
+import { DiskServer, type DiskSpec } from '../../electron/host/disks/disk-server.js';
+import { DiskFaultWatch } from '../../electron/host/disks/fault-watch.js';
 import { makeFile } from '../lib/loop.js';
 import { isolatedEnv } from '../lib/api.js';
 

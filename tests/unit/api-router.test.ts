@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { writeFileSync, truncateSync, symlinkSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { apiSetup, rejectsWith } from '../lib/api.js';
-import { SpindleError } from '../../electron/errors.js';
-import type { VmInfo } from '../../electron/api/contract.js';
+import { SpindleError } from '../../electron/shared/errors.js';
+import type { VmInfo } from '../../electron/shared/contract.js';
 
 function setup(extraEnv: Record<string, string> = {}) {
   const s = apiSetup('spindle-router-', { env: extraEnv });

@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BenchStartInput } from '../../electron/api/contract.js';
+import { BenchStartInput } from '../../electron/shared/contract.js';
 import { variantsOf } from '../../electron/api/bench-api.js';
-import { POST_WORKLOADS, checkVariants, regionBytes, rowsToCsv, recordLabel } from '../../electron/bench/compare.js';
-import { DiskThreadCpu, listThreads, threadCpuNs } from '../../electron/bench/thread-cpu.js';
-import { SpindleError } from '../../electron/errors.js';
+import { POST_WORKLOADS, checkVariants, regionBytes, rowsToCsv, recordLabel } from '../../electron/host/bench/compare.js';
+import { DiskThreadCpu, listThreads, threadCpuNs } from '../../electron/host/bench/thread-cpu.js';
+import { SpindleError } from '../../electron/shared/errors.js';
 
 test("the matrix is the post's: write then read at 16k, 64k, 256k and 20M", () => {
   assert.deepEqual(POST_WORKLOADS.map((w) => `${w.op} ${recordLabel(w.recordBytes)}`),

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseArgs } from 'node:util';
 import { describeParseError, joinNegativeValues, parseCommandArgs, wholeNumber } from '../../electron/cli/args.js';
-import { SpindleError } from '../../electron/errors.js';
+import { SpindleError } from '../../electron/shared/errors.js';
 
 test('a negative number after a long option becomes its value; nothing else is touched', () => {
   assert.deepEqual(joinNegativeValues(['--queues', '-1', 'x', '--size', '-1.5G', '--port', '-.5']), ['--queues=-1', 'x', '--size=-1.5G', '--port=-.5']);

@@ -3,9 +3,9 @@
 // from the view's first byte and never touch the bytes around it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_S_OK, VirtioBlkDevice } from '../../electron/virtio/virtio-blk.js';
-import { GuestMemory } from '../../electron/virtio/guest-memory.js';
-import { DriverRing } from '../../electron/virtio/driver-ring.js';
+import { VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_S_OK, VirtioBlkDevice } from '../../electron/dataplane/virtio/virtio-blk.js';
+import { GuestMemory } from '../../electron/dataplane/virtio/guest-memory.js';
+import { DriverRing } from '../../electron/tools/driver-ring.js';
 import { MemoryBlockDevice } from './helpers/memory-block-device.js';
 import { harness, send, kick, statusOf, pattern, TestGuest, REGION_BYTE_OFFSET } from './helpers/test-guest.js';
 

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { tryLock, lockOwner, describeOwner } from '../../electron/vm/lock-file.js';
+import { tryLock, lockOwner, describeOwner } from '../../electron/host/vm/lock-file.js';
 import { holdLock } from '../lib/lock-holder.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'spindle-lockfile-'));

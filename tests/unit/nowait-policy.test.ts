@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { NowaitPolicy } from '../../electron/block/nowait-policy.js';
+import { NowaitPolicy } from '../../electron/dataplane/block/nowait-policy.js';
 
 const zero = { submitted: 0, fallbacks: 0, ops: 0 };
 const opts = { windowRequests: 1000, maxFallbackRatio: 0.2, probeAfterRequests: 5000, probeAfterMs: 60_000 };

@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { qmpChunks, qmpRandomBytes } from '../fuzz/targets/qmp.js';
 import { runTarget } from '../fuzz/target.js';
-import { QmpFramer, QmpClient } from '../../electron/vm/qmp.js';
-import { SpindleError } from '../../electron/errors.js';
+import { QmpFramer, QmpClient } from '../../electron/host/vm/qmp.js';
+import { SpindleError } from '../../electron/shared/errors.js';
 
 const enc = (s: string) => new TextEncoder().encode(s);
 

@@ -5,8 +5,8 @@ import assert from 'node:assert/strict';
 import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runtimeDir, vmRuntimeDir } from '../../electron/vm/paths.js';
-import { SpindleError } from '../../electron/errors.js';
+import { runtimeDir, vmRuntimeDir } from '../../electron/host/vm/paths.js';
+import { SpindleError } from '../../electron/shared/errors.js';
 
 const mode = (p: string) => lstatSync(p).mode & 0o777;
 const refused = (fn: () => unknown, re: RegExp) =>

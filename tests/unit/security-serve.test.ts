@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { connect as tcpConnect } from 'node:net';
 import type { IncomingMessage } from 'node:http';
 import { startServer, refusal, type RunningServer } from '../../electron/api/ws-server.js';
-import { SpindleError } from '../../electron/errors.js';
+import { SpindleError } from '../../electron/shared/errors.js';
 
 let dir: string;
 let srv: RunningServer;

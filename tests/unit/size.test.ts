@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseSize, formatSize } from '../../electron/block/size.js';
-import { SpindleError } from '../../electron/errors.js';
+import { parseSize, formatSize } from '../../electron/shared/size.js';
+import { SpindleError } from '../../electron/shared/errors.js';
 
 test('parseSize reads plain bytes and 1024-based units', () => {
   const cases: Array<[string, number]> = [

@@ -5,7 +5,7 @@
 // tests/native/enospc-disk-server.test.ts runs it on a real full ext4.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SpaceWatch, type SpaceStatus } from '../../electron/iothread/space-watch.js';
+import { SpaceWatch, type SpaceStatus } from '../../electron/dataplane/iothread/space-watch.js';
 
 const KiB = 1024;
 

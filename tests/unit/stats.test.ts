@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BUCKETS, COUNTER_SLOTS, DiskCounters, percentileUs, rates } from '../../electron/block/stats.js';
+import { BUCKETS, COUNTER_SLOTS, DiskCounters, percentileUs, rates } from '../../electron/dataplane/block/stats.js';
 
 test('percentiles at bucket resolution', () => {
   const h = new Array(BUCKETS).fill(0);

@@ -3,8 +3,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
 import { once } from 'node:events';
-import { threadCpuSeconds, IoUringWorkerCpu } from '../../electron/stats/thread-cpu.js';
-import { describeDiskEvent } from '../../electron/vm/served-disk.js';
+import { threadCpuSeconds, IoUringWorkerCpu } from '../../electron/host/proc/thread-cpu.js';
+import { describeDiskEvent } from '../../electron/host/vm/served-disk.js';
 
 test('threadCpuSeconds follows one thread (not the process); a missing thread is null', async () => {
   const w = new Worker(`

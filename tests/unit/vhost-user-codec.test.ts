@@ -6,10 +6,10 @@ import assert from 'node:assert/strict';
 import {
   ProtocolError, checkBackendMessage, decodeConfig, decodeInflight, decodeMemTable, decodeVringAddr,
   encodeConfig, encodeInflight, encodeMemTable, encodeState, encodeU64, encodeVringAddr,
-} from '../../electron/vhost-user/codec.js';
+} from '../../electron/dataplane/vhost-user/codec.js';
 import { readerReassembly, hostileBytes } from '../fuzz/targets/vhost-user-codec.js';
 import { runTarget } from '../fuzz/target.js';
-import { Request, VRING_NOFD_FLAG, type Message } from '../../electron/vhost-user/protocol.js';
+import { Request, VRING_NOFD_FLAG, type Message } from '../../electron/dataplane/vhost-user/protocol.js';
 
 test('payload layouts round-trip', () => {
   const regions = [{ guestAddr: 0, size: 0xa0000, frontendAddr: 0x7f0000000000, mmapOffset: 0 }, { guestAddr: 0xc0000, size: 0xff40000, frontendAddr: 0x7f00000c0000, mmapOffset: 0xc0000 }];

@@ -2,11 +2,11 @@
 // shared memory (the block layer is the MemoryBlockDevice test double, see helpers/).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BlockOp, WRITE_ZEROES_MAY_UNMAP } from '../../electron/block/types.js';
+import { BlockOp, WRITE_ZEROES_MAY_UNMAP } from '../../electron/dataplane/block/types.js';
 import {
   VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_DISCARD,
   VIRTIO_BLK_T_WRITE_ZEROES, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_UNSUPP, VirtioBlkDevice,
-} from '../../electron/virtio/virtio-blk.js';
+} from '../../electron/dataplane/virtio/virtio-blk.js';
 import { MemoryBlockDevice } from './helpers/memory-block-device.js';
 import { harness, send, kick, statusOf, pattern, TestGuest, GUEST_BASE } from './helpers/test-guest.js';
 

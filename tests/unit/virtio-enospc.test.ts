@@ -7,11 +7,11 @@
 // same on a real full filesystem.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BlockOp } from '../../electron/block/types.js';
+import { BlockOp } from '../../electron/dataplane/block/types.js';
 import {
   VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_IOERR, VirtioBlkDevice,
   type NoSpaceEvent, type SpaceRecoveredEvent,
-} from '../../electron/virtio/virtio-blk.js';
+} from '../../electron/dataplane/virtio/virtio-blk.js';
 import { MemoryBlockDevice, type RecordedRequest } from './helpers/memory-block-device.js';
 import { harness, send, kick, statusOf, pattern, TestGuest, type Harness } from './helpers/test-guest.js';
 

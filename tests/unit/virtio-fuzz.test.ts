@@ -2,7 +2,7 @@
 // tests/fuzz/targets/virtio.ts and are shared with `npm run fuzz` (long runs).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { GuestMemory } from '../../electron/virtio/guest-memory.js';
+import { GuestMemory } from '../../electron/dataplane/virtio/guest-memory.js';
 import { hostileRings, mutatedRings, validTraffic, guestMemoryFind } from '../fuzz/targets/virtio.js';
 import { runTarget } from '../fuzz/target.js';
 

@@ -6,12 +6,12 @@
 // The block layer is the MemoryBlockDevice test double (tests/unit/helpers).
 import { test, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { BlockOp } from '../../electron/block/types.js';
+import { BlockOp } from '../../electron/dataplane/block/types.js';
 import {
   VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_S_OK, VirtioBlkDevice,
-} from '../../electron/virtio/virtio-blk.js';
-import { InflightLog, inflightSteps, INFLIGHT_VERSION } from '../../electron/virtio/inflight-log.js';
-import type { DriverRing, DriverBuffer } from '../../electron/virtio/driver-ring.js';
+} from '../../electron/dataplane/virtio/virtio-blk.js';
+import { InflightLog, inflightSteps, INFLIGHT_VERSION } from '../../electron/dataplane/virtio/inflight-log.js';
+import type { DriverRing, DriverBuffer } from '../../electron/tools/driver-ring.js';
 import { MemoryBlockDevice } from './helpers/memory-block-device.js';
 import { TestGuest, pattern } from './helpers/test-guest.js';
 

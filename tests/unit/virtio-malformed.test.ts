@@ -2,8 +2,8 @@
 // reports a sentence; the other queue keeps serving requests.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_S_OK } from '../../electron/virtio/virtio-blk.js';
-import { VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from '../../electron/virtio/split-virtqueue.js';
+import { VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_S_OK } from '../../electron/dataplane/virtio/virtio-blk.js';
+import { VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from '../../electron/dataplane/virtio/split-virtqueue.js';
 import { harness, send, kick, statusOf, GUEST_BASE, type Harness } from './helpers/test-guest.js';
 
 const R = 0;

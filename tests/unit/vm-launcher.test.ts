@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildQemuArgv, findQemu, chooseAccelerator, resolveAccelerator } from '../../electron/vm/launcher.js';
-import { VM_CONFIG_VERSION, type VmConfig } from '../../electron/api/contract.js';
-import { SpindleError } from '../../electron/errors.js';
+import { buildQemuArgv, findQemu, chooseAccelerator, resolveAccelerator } from '../../electron/host/vm/launcher.js';
+import { VM_CONFIG_VERSION, type VmConfig } from '../../electron/shared/contract.js';
+import { SpindleError } from '../../electron/shared/errors.js';
 
 const base: VmConfig = {
   version: VM_CONFIG_VERSION, id: 'demo', name: 'Demo, with "quotes"', cpus: 2, memoryMiB: 512, firmware: 'bios',

@@ -4,9 +4,9 @@ import { mkdtempSync, rmSync, writeFileSync, readFileSync, readdirSync, mkdirSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { VmStore, slugify, parseVmFile } from '../../electron/vm/store.js';
-import { VM_CONFIG_VERSION, type VmConfig } from '../../electron/api/contract.js';
-import { SpindleError } from '../../electron/errors.js';
+import { VmStore, slugify, parseVmFile } from '../../electron/host/vm/store.js';
+import { VM_CONFIG_VERSION, type VmConfig } from '../../electron/shared/contract.js';
+import { SpindleError } from '../../electron/shared/errors.js';
 
 const cfg = (id: string, name = id): VmConfig => ({
   version: VM_CONFIG_VERSION, id, name, cpus: 1, memoryMiB: 256, firmware: 'bios', boot: { kind: 'disk' },

@@ -7,9 +7,9 @@ import { existsSync, mkdirSync, writeFileSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { apiSetup, rejectsWith } from '../lib/api.js';
 import { holdLock } from '../lib/lock-holder.js';
-import { vmNameKey, vmNamed, type VmInfo } from '../../electron/api/contract.js';
-import { VmStore } from '../../electron/vm/store.js';
-import { vmConfigDir } from '../../electron/vm/paths.js';
+import { vmNameKey, vmNamed, type VmInfo } from '../../electron/shared/contract.js';
+import { VmStore } from '../../electron/host/vm/store.js';
+import { vmConfigDir } from '../../electron/host/vm/paths.js';
 
 test('names compare ignoring case, surrounding blanks and Unicode compatibility forms', () => {
   assert.equal(vmNameKey(' Demo '), vmNameKey('dEMO'));

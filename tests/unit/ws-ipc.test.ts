@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { wireIpc } from '../../electron/api/ipc.js';
 import { IPC } from '../../electron/api/bridge.js';
 import type { ApiHandler } from '../../electron/api/session.js';
-import { SpindleError } from '../../electron/errors.js';
+import { SpindleError } from '../../electron/shared/errors.js';
 
 class FakeIpcMain extends EventEmitter {
   handlers = new Map<string, (e: unknown, ...a: unknown[]) => unknown>();

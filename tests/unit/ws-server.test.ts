@@ -9,7 +9,7 @@ import { request } from 'node:http';
 import { WebSocket } from 'ws';
 import { startServer, type RunningServer } from '../../electron/api/ws-server.js';
 import type { ApiHandler } from '../../electron/api/session.js';
-import { SpindleError } from '../../electron/errors.js';
+import { SpindleError } from '../../electron/shared/errors.js';
 import { createServer as createUnixServer, type Server as NetServer } from 'node:net';
 
 let dir: string;

@@ -3,8 +3,8 @@
 // tests/unit/qmp-framing.test.ts, long in `npm run fuzz`.
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { QmpFramer } from '../../../electron/vm/qmp.js';
-import { SpindleError } from '../../../electron/errors.js';
+import { QmpFramer } from '../../../electron/host/vm/qmp.js';
+import { SpindleError } from '../../../electron/shared/errors.js';
 import type { FuzzTarget } from '../target.js';
 
 const enc = (s: string) => new TextEncoder().encode(s);

@@ -3,9 +3,9 @@
 // nothing else. Bounded in tests/unit/vhost-user-codec.test.ts, long in `npm run fuzz`.
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { ProtocolError, checkBackendMessage, encodeMessage } from '../../../electron/vhost-user/codec.js';
-import { MessageReader, type Receive } from '../../../electron/vhost-user/reader.js';
-import { FLAG_NEED_REPLY, type Message } from '../../../electron/vhost-user/protocol.js';
+import { ProtocolError, checkBackendMessage, encodeMessage } from '../../../electron/dataplane/vhost-user/codec.js';
+import { MessageReader, type Receive } from '../../../electron/dataplane/vhost-user/reader.js';
+import { FLAG_NEED_REPLY, type Message } from '../../../electron/dataplane/vhost-user/protocol.js';
 import type { FuzzTarget } from '../target.js';
 
 /** A receive() over a byte stream delivered in the given chunk sizes (fds ride on the first chunk). */

@@ -7,10 +7,10 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { VhostUserServer } from '../../../electron/vhost-user/server.js';
-import { VhostUserFrontend } from '../../../electron/vhost-user/frontend.js';
-import { encodeMessage } from '../../../electron/vhost-user/codec.js';
-import { posix, closeQuietly } from '../../../electron/native/posix.js';
+import { VhostUserServer } from '../../../electron/dataplane/vhost-user/server.js';
+import { VhostUserFrontend } from '../../../electron/tools/vhost-user-frontend.js';
+import { encodeMessage } from '../../../electron/dataplane/vhost-user/codec.js';
+import { posix, closeQuietly } from '../../../electron/dataplane/native/posix.js';
 import { RecordingDevice } from '../../native/vhost-user-double.js';
 import type { FuzzTarget } from '../target.js';
 

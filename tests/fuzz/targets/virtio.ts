@@ -6,8 +6,8 @@
 // Run bounded by tests/unit/virtio-fuzz.test.ts and at length by `npm run fuzz`.
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { GuestMemory } from '../../../electron/virtio/guest-memory.js';
-import { VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_S_OK } from '../../../electron/virtio/virtio-blk.js';
+import { GuestMemory } from '../../../electron/dataplane/virtio/guest-memory.js';
+import { VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_S_OK } from '../../../electron/dataplane/virtio/virtio-blk.js';
 import { harness, send, kick, statusOf, pattern, TestGuest, GUEST_BASE } from '../../unit/helpers/test-guest.js';
 import type { FuzzTarget } from '../target.js';
 

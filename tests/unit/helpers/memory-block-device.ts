@@ -4,7 +4,7 @@
 // inspect and whose completions they can time exactly. It is strict: a segment outside a
 // registered buffer or a request past the end of the disk throws, so a device bug that would
 // touch memory it must not surfaces in the tests.
-import { BlockOp, type BlockDevice } from '../../../electron/block/types.js';
+import { BlockOp, type BlockDevice } from '../../../electron/dataplane/block/types.js';
 
 export interface RecordedRequest {
   tag: number;

@@ -1,9 +1,9 @@
 // Guest memory and a virtio-blk device wired together for unit tests: SharedArrayBuffer regions
 // play guest RAM (each region starts at an offset inside its buffer, like guest RAM mapped inside
 // a V8 buffer, so every layer is tested honouring byteOffset), DriverRing plays the guest's driver, MemoryBlockDevice (a test double) the disk.
-import { DriverRing, type DriverBuffer } from '../../../electron/virtio/driver-ring.js';
-import { VirtioBlkDevice, type VirtioBlkOptions } from '../../../electron/virtio/virtio-blk.js';
-import type { GuestMemoryRegion } from '../../../electron/virtio/types.js';
+import { DriverRing, type DriverBuffer } from '../../../electron/tools/driver-ring.js';
+import { VirtioBlkDevice, type VirtioBlkOptions } from '../../../electron/dataplane/virtio/virtio-blk.js';
+import type { GuestMemoryRegion } from '../../../electron/dataplane/virtio/types.js';
 import { MemoryBlockDevice, type MemoryBlockOptions } from './memory-block-device.js';
 
 export const GUEST_BASE = 0x10_0000;

@@ -1,0 +1,74 @@
+// What the VM manager needs from a disk's server, kept narrow: the real one is electron/iothread's
+// DiskServer (one worker_thread per disk) behind ./served-disk.ts; tests may script their own.
+import type { DiskSpec, ModeChange } from '../../dataplane/iothread/messages.js';
+
+/** What a disk is served with: the IOThread's own spec (one definition for both layers). */
+export type DiskServeSpec = DiskSpec;
+
+/** Cumulative counters since the server started (the sampler takes differences). */
+export interface DiskCountersSnapshot {
+  readOps: number;
+  writeOps: number;
+  readBytes: number;
+  writeBytes: number;
+  /** Requests in flight right now. */
+  inFlight: number;
+  /** Backend CPU seconds: the disk's IOThread, its engine's pool workers and io_uring workers. */
+  cpuSec?: number;
+  /** Read and write completion latency, cumulative; bucket b counts [2^(b-1), 2^b) µs (as electron/block/stats.ts). */
+  latencyLog2Us?: ArrayLike<number>;
+  /** Requests that completed with an error. */
+  errors?: number;
+  /** RWF_NOWAIT requests that bounced and were reissued through the thread pool. */
+  nowaitFallbacks?: number;
+  /** Time per io_submit / io_uring_submit call, cumulative, same buckets as latencyLog2Us. */
+  submitStallLog2Us?: ArrayLike<number>;
+  /** Longest single submit call since the server started, µs. */
+  submitStallMaxUs?: number;
+}
+
+/** What a disk's parked writes wait for (enospc 'stop'). */
+export interface SpaceWait {
+  parkedRequests: number;
+  parkedBytes: number;
+  /** Free space an unprivileged user may use on the image's filesystem; null for a block device. */
+  freeBytes: number | null;
+  /** How much more free space the parked writes need at least; null when unknown. */
+  missingBytes: number | null;
+}
+
+export interface DiskHostEvent {
+  level: 'info' | 'warning' | 'error';
+  message: string;
+  /** The guest sent a malformed request and the queue stopped (virtio NEEDS_RESET). */
+  broken?: boolean;
+  /** Writes were parked because the filesystem holding the disk is full (enospc 'stop'): pause the VM. */
+  noSpace?: boolean;
+  /** What the parked writes wait for: with noSpace, and on every change while they wait. */
+  space?: SpaceWait;
+  /** The disk holds no parked write any more (written; or gone with the driver, or back in QEMU's
+   *  inflight area after an I/O thread restart): a VM paused for lack of space may go on. */
+  spaceRecovered?: boolean;
+  /** A status update (space): no line for the log. */
+  quiet?: boolean;
+}
+
+export interface DiskHost {
+  /** Size the server sees, bytes (when it knows). */
+  readonly sizeBytes?: number;
+  /** The modes it serves with right now (when it knows). */
+  readonly modes?: Required<ModeChange>;
+  /** Switch aio/cache/nowait on a live disk: drain, reopen, swap engine, resume. */
+  reconfigure(change: ModeChange): Promise<void>;
+  stats(): DiskCountersSnapshot | Promise<DiskCountersSnapshot>;
+  /** Names QEMU's pid: with spec.awaitPeer nothing is served before this, and only that process after. */
+  expectPeer?(pid: number): Promise<void>;
+  /** Retries the writes parked for lack of space now (enospc 'stop'); resolves once they are written
+   *  or parked again, with how many still wait. */
+  retryParked?(): Promise<{ retried: number; parked: number }>;
+  on(event: 'event', listener: (e: DiskHostEvent) => void): unknown;
+  /** Drains in-flight requests, closes the file and the socket. */
+  stop(): Promise<void>;
+}
+
+export type DiskHostFactory = (spec: DiskServeSpec) => Promise<DiskHost>;
