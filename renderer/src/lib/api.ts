@@ -12,7 +12,7 @@ import type {
   TopicParams,
   WireMessage,
   WireRequest,
-} from '../../../electron/api/contract.js';
+} from '../../../electron/shared/contract.js';
 import type { ElectronBridge, FilePickOptions } from '../../../electron/api/bridge.js';
 
 declare global {

@@ -8,7 +8,7 @@ import {
   modeConflict,
   type AioMode,
   type CacheMode,
-} from '../../../electron/block/modes.js';
+} from '../../../electron/shared/modes.js';
 
 export type DiskKind = 'file' | 'block';
 

@@ -2,7 +2,7 @@
 // and says in one sentence what it does to speed, host memory and what a host crash would lose.
 // The kernel terms stay behind "Details".
 import { CACHE_SEMANTICS, defaultModes, type AioMode, type CacheMode, type DiskKind } from './diskRules.js';
-import type { NowaitMode } from '../../../electron/block/modes.js';
+import type { NowaitMode } from '../../../electron/shared/modes.js';
 
 export type PresetId = 'safe' | 'fastest' | 'disposable';
 export interface Modes {
