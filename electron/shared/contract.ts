@@ -4,7 +4,7 @@
 // Schemas validate input (the router parses every params object with them); results and events
 // are typed with the same schemas so both sides agree on shape.
 //
-// Stability rule: extend, never rename. Status per method is noted as [implemented] or [pending].
+// Stability rule: extend, never rename.
 import { z } from 'zod';
 import { AIO_MODES, CACHE_MODES, ENOSPC_POLICIES, NOWAIT_MODES } from './modes.js';
 import type { SpindleErrorCode } from './errors.js';
@@ -495,66 +495,66 @@ function method<P extends z.ZodType, R extends z.ZodType>(params: P, result: R) 
 }
 
 export const methods = {
-  'app.info': method(Empty, AppInfo), // [implemented]
+  'app.info': method(Empty, AppInfo),
 
-  'vm.list': method(Empty, z.object({ vms: z.array(VmInfo), problems: z.array(ConfigProblem) })), // [implemented]
-  'vm.get': method(VmRef, VmInfo), // [implemented]
-  'vm.create': method(VmCreateInput, VmInfo), // [implemented]
-  'vm.update': method(z.strictObject({ id: VmId, patch: VmPatch }), VmInfo), // [implemented]
-  'vm.delete': method(VmRef, Ok), // [implemented] refused while running; disk images are never deleted
-  'vm.start': method(VmRef, VmInfo), // [implemented]
+  'vm.list': method(Empty, z.object({ vms: z.array(VmInfo), problems: z.array(ConfigProblem) })),
+  'vm.get': method(VmRef, VmInfo),
+  'vm.create': method(VmCreateInput, VmInfo),
+  'vm.update': method(z.strictObject({ id: VmId, patch: VmPatch }), VmInfo),
+  'vm.delete': method(VmRef, Ok), // refused while running; disk images are never deleted
+  'vm.start': method(VmRef, VmInfo),
   /** ACPI power button, then force off after timeoutMs (default 30 s). Resolves when stopped;
    *  `forced` says the guest did not power off in time and was forced off. */
-  'vm.shutdown': method(z.strictObject({ id: VmId, timeoutMs: z.int().min(0).max(600_000).optional() }), VmInfo.extend({ forced: z.boolean().optional() })), // [implemented]
-  'vm.forceOff': method(VmRef, VmInfo), // [implemented]
-  'vm.pause': method(VmRef, VmInfo), // [implemented]
-  'vm.resume': method(VmRef, VmInfo), // [implemented]
-  'vm.reset': method(VmRef, VmInfo), // [implemented]
+  'vm.shutdown': method(z.strictObject({ id: VmId, timeoutMs: z.int().min(0).max(600_000).optional() }), VmInfo.extend({ forced: z.boolean().optional() })),
+  'vm.forceOff': method(VmRef, VmInfo),
+  'vm.pause': method(VmRef, VmInfo),
+  'vm.resume': method(VmRef, VmInfo),
+  'vm.reset': method(VmRef, VmInfo),
 
   /** Stopped VM: adds to its config. Running VM: hot-plug (chardev-add + device_add). */
-  'disk.attach': method(z.strictObject({ vmId: VmId, disk: DiskInput }), VmInfo), // [implemented]
+  'disk.attach': method(z.strictObject({ vmId: VmId, disk: DiskInput }), VmInfo),
   /** Running VM: device_del, waits for DEVICE_DELETED, then stops the disk server. */
-  'disk.detach': method(DiskRef, VmInfo), // [implemented]
+  'disk.detach': method(DiskRef, VmInfo),
   /** aio/cache/nowait switch live on a running VM (drain, reopen, swap engine, resume). */
-  'disk.set': method(z.strictObject({ vmId: VmId, diskId: DiskId, patch: DiskPatch }), VmInfo), // [implemented]
+  'disk.set': method(z.strictObject({ vmId: VmId, diskId: DiskId, patch: DiskPatch }), VmInfo),
 
   /** Whole devices, each followed by its partitions; in-use ones have usable: false and a reason. */
-  'host.devices': method(Empty, z.object({ devices: z.array(HostDevice) })), // [implemented]
+  'host.devices': method(Empty, z.object({ devices: z.array(HostDevice) })),
 
   /** Never writes to the path. */
-  'advisor.inspect': method(z.strictObject({ path: AbsolutePath }), FileAdvice), // [implemented]
+  'advisor.inspect': method(z.strictObject({ path: AbsolutePath }), FileAdvice),
   /** Inspect plus a short probe, on a temporary file beside it, of whether RWF_NOWAIT writes bounce on its filesystem. */
-  'advisor.probe': method(z.strictObject({ path: AbsolutePath }), FileAdvice), // [implemented]
+  'advisor.probe': method(z.strictObject({ path: AbsolutePath }), FileAdvice),
   /** A new raw image (never overwrites; size a multiple of 512), sparse or preallocated; answers with its advice. */
   'advisor.createImage': method(
     z.strictObject({ path: AbsolutePath, sizeBytes: z.int().min(1 << 20).max(2 ** 50), preallocate: z.boolean() }),
     FileAdvice,
-  ), // [implemented]
+  ),
   /** Allocates the holes of an existing image in place (fallocate; data and size unchanged). */
-  'advisor.preallocate': method(z.strictObject({ path: AbsolutePath }), FileAdvice), // [implemented]
+  'advisor.preallocate': method(z.strictObject({ path: AbsolutePath }), FileAdvice),
 
   /** The scratch disk's path and whether it exists; `create` makes it (sparse) if it does not. */
-  'scratch.get': method(z.strictObject({ create: z.boolean().optional() }), ScratchDisk), // [implemented]
+  'scratch.get': method(z.strictObject({ create: z.boolean().optional() }), ScratchDisk),
 
   /** Ticks kept in memory (10 minutes), optionally only those after sinceMs. */
-  'stats.history': method(z.strictObject({ sinceMs: z.number().optional() }), z.object({ ticks: z.array(StatsTick) })), // [implemented]
+  'stats.history': method(z.strictObject({ sinceMs: z.number().optional() }), z.object({ ticks: z.array(StatsTick) })),
 
   /** Refused for a disk of a running VM (with the reason) and while another comparison runs. */
-  'bench.start': method(BenchStartInput, z.object({ benchId: z.string() })), // [implemented]
+  'bench.start': method(BenchStartInput, z.object({ benchId: z.string() })),
   /** Stops the run in progress promptly (the disk server is stopped, the target's region restored). */
-  'bench.cancel': method(z.strictObject({ benchId: z.string() }), Ok), // [implemented]
-  'bench.result': method(z.strictObject({ benchId: z.string() }), BenchResult), // [implemented]
+  'bench.cancel': method(z.strictObject({ benchId: z.string() }), Ok),
+  'bench.result': method(z.strictObject({ benchId: z.string() }), BenchResult),
   /** Completed comparisons of one disk (its file or device), newest first; kept on disk in the data directory. */
-  'bench.history': method(z.strictObject({ target: BenchTarget }), z.object({ runs: z.array(BenchResult) })), // [implemented]
+  'bench.history': method(z.strictObject({ target: BenchTarget }), z.object({ runs: z.array(BenchResult) })),
 
   /** Bytes typed into the serial console (base64, at most 64 KiB decoded). */
-  'console.serialInput': method(z.strictObject({ vmId: VmId, dataBase64: z.base64().max(87_384) }), Ok), // [implemented]
+  'console.serialInput': method(z.strictObject({ vmId: VmId, dataBase64: z.base64().max(87_384) }), Ok),
   /** Recent serial output (base64), so a console opened late shows what came before. */
-  'console.serialBacklog': method(VmRef, z.object({ dataBase64: z.string() })), // [implemented]
+  'console.serialBacklog': method(VmRef, z.object({ dataBase64: z.string() })),
   /** Whether a VNC display can be bridged; the transport then opens a binary channel
    *  (ws: `/vnc/<vmId>?token=…`) and the main process pipes it to QEMU's VNC unix socket
    *  (manager.vncSocketPath(vmId), main-process only). */
-  'console.vnc': method(VmRef, z.object({ available: z.boolean(), reason: z.string().optional() })), // [implemented]
+  'console.vnc': method(VmRef, z.object({ available: z.boolean(), reason: z.string().optional() })),
 } as const;
 
 export type Methods = typeof methods;
@@ -580,15 +580,15 @@ export const DiskEvent = z.object({
 });
 
 export const topics = {
-  /** Every VM change (state, disks, config) carries the full VmInfo. [implemented] */
+  /** Every VM change (state, disks, config) carries the full VmInfo. */
   vms: { params: Empty, event: VmEvent },
-  /** Disk server events: broken queue, reconnect, mode switched, nowait fallback… [implemented] */
+  /** Disk server events: broken queue, reconnect, mode switched, nowait fallback… */
   'disk.events': { params: Empty, event: DiskEvent },
-  /** One tick every 500 ms. [implemented] */
+  /** One tick every 500 ms. */
   stats: { params: Empty, event: StatsTick },
-  /** Serial output of one VM, base64. [implemented] */
+  /** Serial output of one VM, base64. */
   'console.serial': { params: VmRef, event: z.object({ vmId: VmId, dataBase64: z.string() }) },
-  /** Progress of one benchmark. [implemented] */
+  /** Progress of one benchmark. */
   'bench.progress': { params: z.strictObject({ benchId: z.string() }), event: BenchProgress },
 } as const;
 
