@@ -1,5 +1,5 @@
 // `npm start`: the Electron app where its binary exists; otherwise one clear line and the same app
-// in serve mode (DESIGN §10), which prints the URL to open.
+// in serve mode, which prints the URL to open.
 import { existsSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';

@@ -1,4 +1,4 @@
-// The advisor and host-device discovery (electron/block) as the API's `host.devices` and
+// The advisor and host-device discovery (electron/dataplane/block, electron/host/advisor) as the API's `host.devices` and
 // `advisor.*` methods: small adapters from the block layer's types to the contract's, which the
 // renderer consumes (flat device list, nowait as a mode, reasons as notes).
 import { mkdirSync, readFileSync, realpathSync, statSync } from 'node:fs';

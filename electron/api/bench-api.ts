@@ -1,6 +1,6 @@
 // The API's aio comparison (bench.start / bench.cancel / bench.result and the bench.progress
 // topic): picks and checks the target (the scratch disk, a path, or a disk of a stopped VM; a disk
-// a running VM uses is refused with the reason), runs electron/bench/compare.ts one comparison at a
+// a running VM uses is refused with the reason), runs electron/host/bench/compare.ts one comparison at a
 // time, keeps the last results in memory, and each completed one per disk in the data directory
 // (bench.history), so a reload or restart keeps what the user measured.
 import { EventEmitter } from 'node:events';

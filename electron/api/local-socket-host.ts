@@ -1,5 +1,5 @@
 // One process hosts a user's VMs: the Electron app, `spindle serve`, or a foreground `spindle vm
-// start`. It holds the host lock (<runtime>/host.lock, electron/vm/lock-file.ts) for its whole life
+// start`. It holds the host lock (<runtime>/host.lock, electron/host/vm/lock-file.ts) for its whole life
 // and answers the CLI on the local API socket (<runtime>/api.sock) beside it. A second would-be host
 // finds the lock taken and refuses naming the first; a socket file left by a host that died is
 // stale by definition (only the lock holder listens) and is replaced.

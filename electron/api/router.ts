@@ -9,7 +9,7 @@ import { SpindleError, errnoOf } from '../shared/errors.js';
 import type { VmManager } from '../host/vm/manager.js';
 import type { StatsSampler } from '../host/stats/sampler.js';
 
-/** Layers that live on other branches plug in here; a missing one answers with a clear error. */
+/** The layers the router dispatches to; a missing optional one answers with a clear error. */
 export interface RouterBackend {
   manager: VmManager;
   sampler: StatsSampler;

@@ -49,7 +49,7 @@ export function modeConflict(aio: AioMode, cache: CacheMode): string | null {
   return null;
 }
 
-/** The default for a disk of this kind (DESIGN §6); the file advisor may refine it for files. */
+/** The default for a disk of this kind (docs/ARCHITECTURE.md, "Cache modes and aio modes"); the advisor may refine it for files. */
 export function defaultModes(kind: 'file' | 'block'): { aio: AioMode; cache: CacheMode } {
   return kind === 'block' ? { aio: 'native', cache: 'none' } : { aio: 'threads', cache: 'writeback' };
 }

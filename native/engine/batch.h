@@ -1,4 +1,4 @@
-// Decoding a submission batch: the Float64Array that electron/native/engine.ts
+// Decoding a submission batch: the Float64Array that electron/dataplane/block/engine.ts
 // (SubmissionQueue) fills, in words:
 //   request: tag, op, offsetBytes, lengthBytes, flags, segmentCount, then per segment
 //            bufferId, bufferOffset, length.

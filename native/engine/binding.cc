@@ -323,7 +323,7 @@ Napi::Value Engine::GetBounceStats(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// The counters' layout (counters.h) as JS sees it, checked against electron/block/stats.ts by
+// The counters' layout (counters.h) as JS sees it, checked against electron/dataplane/block/stats.ts by
 // tests/native/counters-layout.test.ts.
 static Napi::Object CountersLayout(Napi::Env env) {
   Napi::Object layout = Napi::Object::New(env);

@@ -1,4 +1,4 @@
-// The engine object JS sees (electron/native/engine.ts): one class for the three aio modes. It
+// The engine object JS sees (electron/dataplane/block/engine.ts): one class for the three aio modes. It
 // reads the options, keeps the registered buffers, decodes each submission batch (batch.h) into
 // the request core (core.h) with one native call per batch, and delivers completions to JS once
 // per wake-up, through preallocated arrays, from a uv_poll on the eventfd the core signals.

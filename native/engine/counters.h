@@ -1,5 +1,5 @@
 // Layout of the per-disk counters the engines write into a caller-provided SharedArrayBuffer
-// (a Float64Array over it). electron/block/stats.ts reads them; the addon exports kFields
+// (a Float64Array over it). electron/dataplane/block/stats.ts reads them; the addon exports kFields
 // (engineCountersLayout) and tests/native/counters-layout.test.ts checks that both sides agree.
 // Bump kCountersVersion on change.
 // Only the thread that owns the engine writes these slots, so plain stores suffice: readers on
@@ -36,7 +36,7 @@ struct Counters {
 
 constexpr size_t kSlots = sizeof(Counters) / sizeof(double);  // 224
 
-// Every field by its name in electron/block/stats.ts (SLOT), its first slot and its slot count.
+// Every field by its name in electron/dataplane/block/stats.ts (SLOT), its first slot and its slot count.
 struct Field {
   const char* name;  // nullptr: reserved, not exported
   size_t slot, width;

@@ -9,9 +9,9 @@
 namespace spindle {
 
 enum Op : uint8_t { kRead = 0, kWrite = 1, kFlush = 2, kDiscard = 3, kWriteZeroes = 4 };
-constexpr uint32_t kWriteZeroesMayUnmap = 1;  // electron/block/types.ts WRITE_ZEROES_MAY_UNMAP
+constexpr uint32_t kWriteZeroesMayUnmap = 1;  // electron/dataplane/block/types.ts WRITE_ZEROES_MAY_UNMAP
 // Write or write-zeroes that must be durable before it completes (the guest turned its write
-// cache off): electron/native/engine.ts REQUEST_FLAG_FUA. Emulated with an fdatasync barrier.
+// cache off): electron/dataplane/block/engine.ts REQUEST_FLAG_FUA. Emulated with an fdatasync barrier.
 constexpr uint32_t kFua = 1u << 16;
 
 // What the request's file descriptor is, fixed per engine.

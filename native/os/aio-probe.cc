@@ -1,7 +1,7 @@
 // The measuring half of `spindle inspect --probe`: one libaio request at a time on an O_DIRECT fd,
 // with or without RWF_NOWAIT, counting what the kernel honours, what bounces with EAGAIN, and how
 // often io_submit itself sleeps (voluntary context switches of this thread, RUSAGE_THREAD).
-// The verdict (what the numbers mean) is TypeScript's job: electron/block/probe.ts.
+// The verdict (what the numbers mean) is TypeScript's job: electron/host/advisor/probe.ts.
 #include "spindle.h"
 #include <linux/fs.h>
 #include <sys/resource.h>

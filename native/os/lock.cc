@@ -1,7 +1,7 @@
 // Open file description (OFD) byte-range locks, the kind QEMU's file-posix takes on images
 // (fcntl(2) F_OFD_SETLK / F_OFD_GETLK). An OFD lock belongs to the open file description, not
 // to the process or thread: it lives as long as that description and is shared by every thread.
-// The policy (which bytes mean what) lives in electron/block/image-lock.ts.
+// The policy (which bytes mean what) lives in electron/dataplane/block/image-lock.ts.
 #include "spindle.h"
 #include <fcntl.h>
 #include <unistd.h>

@@ -1,4 +1,4 @@
-// The aio comparison as a benchmark (issue 5 §2, issue 8 §4/§8): the 2009 post's matrix (write then
+// The aio comparison as a benchmark: the 2009 post's matrix (write then
 // read at 16k, 64k, 256k records and 20M transfers, O_DIRECT, one request in flight) through the
 // full virtio-blk path for threads, native, native+nowait and io_uring, on (a) a fresh sparse image
 // on the machine's disk (made sparse again before every write run) and (b) a preallocated one; plus

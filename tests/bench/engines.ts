@@ -1,4 +1,4 @@
-// Engine benchmark (issue 2 §6): each Spindle engine against fio with the matching ioengine
+// Engine benchmark: each Spindle engine against fio with the matching ioengine
 // (psync with one thread per queue slot for threads, libaio, io_uring), same target, same queue
 // depth, same run, on (a) a fully written file on the real disk and (b) a loop device over a file
 // in /dev/shm. Reports ratios Spindle ÷ fio and CPU seconds per GiB; writes JSON + markdown to

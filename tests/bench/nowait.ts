@@ -1,4 +1,4 @@
-// Issue 8 §6: does native AIO with RWF_NOWAIT (and per-request fallback to the thread pool) make
+// Does native AIO with RWF_NOWAIT (and per-request fallback to the thread pool) make
 // image files safe for native? 4k random writes QD32 through `spindle loadgen` against
 // `spindle export`, on a fresh sparse image and then on the same image fully written, for
 // threads, native, native+nowait and io_uring, on ext4 on the machine's disk and on an ext4 loop
@@ -116,7 +116,7 @@ async function main(): Promise<void> {
     ),
     '',
     'CPU µs/IO is the whole export process (user + system, all threads, io_uring workers included) divided by completed I/Os.',
-    'Aim (issue 8 §6): native+nowait ≥ the best of threads and io_uring on the sparse file; equal to plain native on the written file with 0 fallbacks; max stall < 1 ms where plain native shows tens of ms.',
+    'Aim: native+nowait ≥ the best of threads and io_uring on the sparse file; equal to plain native on the written file with 0 fallbacks; max stall < 1 ms where plain native shows tens of ms.',
   ].join('\n');
   const files = saveResults('nowait', { machine, args, sizeBytes: size, results: rows }, md);
   console.log(`\n${md}\n\nwritten: ${files.filter((f) => !f.includes('-latest')).join(', ')}`);

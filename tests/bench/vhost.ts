@@ -1,4 +1,4 @@
-// Issue 3 §7: `spindle loadgen` against `spindle export` and against qemu-storage-daemon serving
+// `spindle loadgen` against `spindle export` and against qemu-storage-daemon serving
 // the same device or file with the same aio and cache settings, in the same run.
 // Reports IOPS, MB/s, p99 and backend CPU seconds per GiB as ratios Spindle ÷ qsd (medians of
 // several short runs). It reports; it never asserts timings.
@@ -121,7 +121,7 @@ async function main(): Promise<void> {
     '',
     'S = Spindle, q = qemu-storage-daemon, × = S ÷ q (IOPS: higher is better for Spindle; p99 and CPU: lower is).',
     '',
-    '## Aim (issue 3 §7), /dev/shm loop device',
+    '## Aim, /dev/shm loop device',
     ...aim,
   ].join('\n');
   const files = saveResults('vhost', { machine, args, sizeBytes: size, cache: CACHE, results }, md);

@@ -1,4 +1,4 @@
-// A new user's first steps in the dialogs (issue 18 §1, §2), end to end: a real `spindle serve`
+// A new user's first steps in the dialogs, end to end: a real `spindle serve`
 // with a fresh data directory, Debian's Chromium, real image files (sparse, written, qcow2 made by
 // qemu-img, an ISO 9660 image) and a real loop device. No guest is needed: every VM stays stopped.
 import { test, before, after } from 'node:test';

@@ -1,4 +1,4 @@
-// The layout check (issue 18 §1): at 1024, 1280, 1440 and 1920 px, in light and dark, no page,
+// The layout check: at 1024, 1280, 1440 and 1920 px, in light and dark, no page,
 // dialog or panel is wider than it shows, and every primary button is reachable without a
 // sideways scroll. A real `spindle serve`, Debian's Chromium, real image files and a real loop
 // device. Screenshots: tests/artifacts/layout-<view>-<w>x<h>-<theme>.png.

@@ -1,4 +1,4 @@
-// A VM's life as the user sees it (issue 18 §1 Lifecycle and Performance tab): a real
+// A VM's life as the user sees it (its Lifecycle and Performance tabs): a real
 // `spindle serve`, Debian's Chromium, the test guest booting under QEMU and writing with fio to a
 // real image file. The guest has no ACPI daemon, so Shut down has to force it off.
 import { test, before, after } from 'node:test';

@@ -1,4 +1,4 @@
-// Issue 12 §3: one process hosts the VMs of a user and answers the CLI on the local API socket
+// One process hosts the VMs of a user and answers the CLI on the local API socket
 // (electron/api/local-socket-host.ts). Real `spindle serve` processes: a second one with the same
 // environment refuses with a sentence naming the first; one SIGKILLed leaves a stale socket file
 // that the next one replaces; two started at once, exactly one hosts.

@@ -1,4 +1,4 @@
-// Issue 12 §3: the CLI and `spindle serve` are one backend. A real `spindle serve` runs a real QEMU
+// The CLI and `spindle serve` are one backend. A real `spindle serve` runs a real QEMU
 // booting the test guest; every command comes from the real CLI in other processes: `vm list` sees
 // it running, `vm set-disk` switches the live disk to io_uring (the disk server in serve really
 // opens an io_uring; the guest's writes land), `vm start` refuses, a second serve refuses, a host

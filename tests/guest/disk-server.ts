@@ -11,7 +11,7 @@ import { startQsd, type QsdOptions } from '../lib/qsd.js';
 /** What qemu-storage-daemon takes (path, socket, aio, cache, readOnly, queues), plus Spindle's extras. */
 export interface DiskServerOptions extends QsdOptions {
   serial?: string;
-  /** `spindle export --nowait` (issue 8); qemu-storage-daemon has no such option and refuses it. */
+  /** `spindle export --nowait`; qemu-storage-daemon has no such option and refuses it. */
   nowait?: NowaitMode;
 }
 

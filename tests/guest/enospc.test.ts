@@ -1,4 +1,4 @@
-// A full filesystem under a running guest (issue 12 §1), end to end: real QEMU, the project's test
+// A full filesystem under a running guest, end to end: real QEMU, the project's test
 // guest, the VM manager with Spindle's own disk server. The VM's image is a sparse file on a small
 // loop-mounted ext4 that a ballast file has nearly filled; the guest runs fio, a 48 MiB sequential
 // write verified with crc32c, which meets ENOSPC midway. Spindle parks the writes (the guest sees

@@ -1,4 +1,5 @@
-// Issue 6 §3, the headline: a disk server dies under a running VM and the guest does not notice.
+// A disk server dies under a running VM and the guest does not notice (docs/ARCHITECTURE.md,
+// "A disk's IOThread and its supervisor").
 // One real guest (QEMU, reconnect=1) with two disks, each running fio with crc32c verification in
 // a loop while its server is killed under it:
 //  - disk A is served by `spindle export` as its own process, behind a proxy

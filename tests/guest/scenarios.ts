@@ -1,4 +1,4 @@
-// The guest checks of issue 3 §5 as reusable suites: each group boots the real guest once and runs
+// The guest checks as reusable suites: each group boots the real guest once and runs
 // its checks inside it, against whatever disk server factory it is given (qemu-storage-daemon
 // now, `spindle export` later). Data written by the guest is also checked on the host side.
 import assert from 'node:assert/strict';
@@ -322,7 +322,7 @@ export function twoDiskSuite(name: string, o: Omit<SuiteOptions, 'checks'>): voi
 /**
  * The disk server dies under a running guest (SIGKILL) and a new one takes over the same socket
  * while fio writes and verifies (crc32c) in a loop: QEMU reconnects (reconnect=1), the guest must
- * see no I/O error and no verify failure. The groundwork for issue 6 §3.
+ * see no I/O error and no verify failure.
  */
 export function serverRestartSuite(name: string, o: Omit<SuiteOptions, 'checks' | 'checkServerStats'> & { kills?: number }): void {
   const size = 128 * MiB;

@@ -1,4 +1,4 @@
-// Issue 4 §6 through the API (createBackend's router, as the UI and CLI use it): real QEMU, the
+// The VM manager through the API (createBackend's router, as the UI and CLI use it): real QEMU, the
 // project's test guest (fio, e2fsprogs), disks served by Spindle's own disk servers. Three boots
 // in all: VM A; then A again together with VM B.
 import { test, after } from 'node:test';

@@ -1,4 +1,4 @@
-// Builds the test guest (DESIGN §9): Debian's installed kernel plus an initramfs holding busybox,
+// Builds the test guest: Debian's installed kernel plus an initramfs holding busybox,
 // the virtio/ext4 modules, e2fsprogs and fio with their shared libraries, and an init that runs a
 // command agent on the second serial port. Cached under tests/guest/.cache/<hash of inputs>, so
 // a rebuild happens only when the kernel, a module, a binary, a library or this builder changes.

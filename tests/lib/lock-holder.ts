@@ -1,4 +1,4 @@
-// A separate process holding a Spindle lock file (electron/vm/lock-file.ts), as another Spindle
+// A separate process holding a Spindle lock file (electron/host/vm/lock-file.ts), as another Spindle
 // process running a VM or hosting the VMs would: for the tests of what this process then refuses.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';

@@ -1,5 +1,5 @@
 // The counters' layout is written twice, in native/engine/counters.h (what the engine writes)
-// and electron/block/stats.ts (what every reader reads): the addon exports the native field
+// and electron/dataplane/block/stats.ts (what every reader reads): the addon exports the native field
 // table, and a field added, moved or renamed on one side only fails here.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -21,7 +21,7 @@ interface NativeLayout {
 
 test('the native counter layout and its TypeScript view agree field by field', () => {
   const native = addon.engineCountersLayout as NativeLayout;
-  assert.deepStrictEqual(native.fields, { ...SLOT }, 'native/engine/counters.h kFields and electron/block/stats.ts SLOT differ');
+  assert.deepStrictEqual(native.fields, { ...SLOT }, 'native/engine/counters.h kFields and electron/dataplane/block/stats.ts SLOT differ');
   assert.equal(native.slots, COUNTER_SLOTS, 'slot count');
   assert.equal(native.version, COUNTERS_VERSION, 'layout version');
   assert.equal(native.buckets, BUCKETS, 'histogram buckets');

@@ -1,4 +1,4 @@
-// Issue 6 §2, crash consistency: for every cache mode but unsafe, a writer (a vhost-user frontend
+// Crash consistency: for every cache mode but unsafe, a writer (a vhost-user frontend
 // playing the guest, tests/lib/crash-writer.ts) writes stamped 4 KiB blocks and flushes, the disk
 // server (`spindle export`, its own process) is SIGKILLed at a random moment, restarted, and the
 // writer goes on against the new one. After every kill the backing file is checked: each block

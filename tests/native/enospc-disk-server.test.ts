@@ -1,4 +1,4 @@
-// ENOSPC policy through the IOThread (issue 12 §1): a DiskServer (worker_thread, vhost-user socket)
+// ENOSPC policy through the IOThread: a DiskServer (worker_thread, vhost-user socket)
 // over a sparse image on a tiny loop-mounted ext4 that is nearly full, driven by `spindle loadgen`
 // (a real vhost-user frontend with its own guest memory and rings) writing a seeded pattern and
 // reading it back. With 'stop' the writes that meet ENOSPC are parked: the server says so with what

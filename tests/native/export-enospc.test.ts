@@ -1,8 +1,8 @@
-// `spindle export` as a user runs it (a child process) on an image whose filesystem fills (issue 12
-// §1): with --enospc stop (the default) it prints a line when it parks writes, saying what is
+// `spindle export` as a user runs it (a child process) on an image whose filesystem fills:
+// with --enospc stop (the default) it prints a line when it parks writes, saying what is
 // missing, holds them without an error for the guest, notices by itself when space is freed,
 // prints a line when it resumes, and every write completes; with --enospc report the guest gets
-// I/O errors. A bad --enospc is one line. And (§5) a SIGTERM sent the moment `ready` is read always
+// I/O errors. A bad --enospc is one line. And a SIGTERM sent the moment `ready` is read always
 // drains and prints stats: the handlers are installed before `ready` is printed.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

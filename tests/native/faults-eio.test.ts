@@ -1,4 +1,4 @@
-// Issue 6 §4 (EIO part): host faults under served disks. Real faults, no doubles:
+// Host faults under served disks (the EIO part). Real faults, no doubles:
 // - EIO: an ext4 filesystem shut down (EXT4_IOC_SHUTDOWN via xfs_io, as after a fatal device
 //   error) under an image file, and under a loop device's backing file (so a host block device
 //   served with native AIO fails too). device-mapper's `error` target is not available here (no

@@ -1,4 +1,4 @@
-// Non-raw images are refused, never served as raw bytes (issue 12 §5): every format qemu-img can
+// Non-raw images are refused, never served as raw bytes: every format qemu-img can
 // make here (LUKS with a secret), through `spindle export`, `spindle inspect`, vm.create and
 // disk.attach, with the image left as it was; raw images (and raw data that merely contains a
 // magic word past the header) are still served.

@@ -1,4 +1,4 @@
-// One writer per image (issue 12 §4), with real processes: `spindle export`, qemu-io,
+// One writer per image, with real processes: `spindle export`, qemu-io,
 // qemu-storage-daemon, `spindle bench-engines` and `spindle inspect` on one image, a mounted loop
 // device's backing file, and a live mode switch (and an IOThread restart) under qemu-io's attempts.
 import { test } from 'node:test';

@@ -1,4 +1,4 @@
-// Issue 12 §5: `spindle export` now and then never answered stop. The cause: a stop() that
+// `spindle export` now and then never answered stop. The cause: a stop() that
 // arrived while the disk's IOThread was being restarted after a crash terminated the new worker
 // (right, the disk is stopping) and then sent 'stop' to the old one, already dead, and waited for
 // its answer until the 30 s deadline. A stop during a restart must finish at once.

@@ -1,4 +1,4 @@
-// `spindle loadgen` gives up on a backend that does not answer (issue 12 §5): a socket whose
+// `spindle loadgen` gives up on a backend that does not answer: a socket whose
 // server accepts and never replies (with --timeout and with the default), and a real Spindle disk
 // that takes requests but completes none (its IOThread paused).
 import { test } from 'node:test';

@@ -1,4 +1,4 @@
-// A file that is read-only for the user is said to be read-only (issue 12 §5), not "add your user
+// A file that is read-only for the user is said to be read-only, not "add your user
 // to group 'nogroup'": openDisk, `spindle export` and `spindle vm create`, run as user nobody.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -1,4 +1,4 @@
-// Issue 6 §5: QEMU is spawned with an argv array. A VM whose kernel path, command line and
+// QEMU is spawned with an argv array. A VM whose kernel path, command line and
 // runtime directory carry shell metacharacters starts real QEMU; /proc/PID/cmdline shows each
 // value as one intact argument, and nothing a shell would have run (touch) happened.
 import { test } from 'node:test';

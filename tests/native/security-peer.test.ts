@@ -1,4 +1,4 @@
-// Issue 6 §5: a disk socket serves only the QEMU process Spindle started (SO_PEERCRED pid check).
+// A disk socket serves only the QEMU process Spindle started (SO_PEERCRED pid check).
 // The disk starts before QEMU exists, so it holds connections in the listen backlog until
 // DiskServer.expectPeer(pid) names the frontend: no connection is ever served unchecked.
 // The "QEMU" here is a real separate process (`spindle loadgen`, a vhost-user frontend); the

@@ -1,4 +1,4 @@
-// Random vhost-user message streams against a live server, bounded (issue 6 §1). The property
+// Random vhost-user message streams against a live server, bounded. The property
 // lives in tests/fuzz/targets/vhost-user-server.ts and is shared with `npm run fuzz`.
 import { test } from 'node:test';
 import { serverStreams } from '../fuzz/targets/vhost-user-server.js';

@@ -1,5 +1,5 @@
 // Connections that do not behave like a frontend, and what a reconnecting frontend is owed
-// (issue 12 §5), against a real disk served from its IOThread (DiskServer):
+// against a real disk served from its IOThread (DiskServer):
 //  - a client that connects and idles (or talks without ever sending SET_OWNER) cannot keep the
 //    real frontend out: it is closed after HANDSHAKE_DEADLINE_MS, and the frontend that connected
 //    meanwhile waits in the backlog and is served;

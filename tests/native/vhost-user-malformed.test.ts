@@ -1,4 +1,4 @@
-// Malformed input from a frontend (issue 3 §6): each case is fed over a real socket and must
+// Malformed input from a frontend: each case is fed over a real socket and must
 // produce a clear logged reason; the connection (or only the affected ring) stops, the process
 // never crashes, the server accepts the next frontend, and another disk's server is untouched.
 import { test, before, after } from 'node:test';

@@ -1,4 +1,4 @@
-// Issue 12 §2: a frontend that truncates memory it shared must not kill the process. A page of a
+// A frontend that truncates memory it shared must not kill the process. A page of a
 // shared mapping past the end of its file raises SIGBUS when touched, which ends the process with
 // every disk it serves. Each case runs a hostile frontend against disk a of a process serving two
 // disks from IOThreads (tests/lib/two-disk-process.ts) and checks that the process lives, disk b

@@ -1,4 +1,4 @@
-// The VM manager wires the disk servers' safety mechanisms (issue 6 §4, §5), checked through the
+// The VM manager wires the disk servers' safety mechanisms, checked through the
 // API router against a real QEMU (TCG, SeaBIOS finding nothing to boot: no guest OS is needed for
 // these) and real disk servers (Spindle's own, one IOThread per disk):
 // - peer check: the disk starts with awaitPeer and is told QEMU's pid right after spawn; QEMU is

@@ -1,4 +1,4 @@
-// `npm run soak` (issue 6 §6): N disks (DiskServers, one IOThread each) across several synthetic
+// `npm run soak`: N disks (DiskServers, one IOThread each) across several synthetic
 // guests (separate processes, like QEMUs) at full load for a while. Throughout: RSS and open fds
 // of Spindle's process sampled every few seconds, every guest round's errors and verify
 // mismatches, disk failure/broken events, and the API answering (a router call every 100 ms,

@@ -1,4 +1,4 @@
-// What the app's dialogs need from the advisor API (issue 18 §1), through the router on real
+// What the app's dialogs need from the advisor API, through the router on real
 // files: the suggested images/ directory is made on first use (0700), container formats are
 // refused by their header with a sentence naming the format, an ISO 9660 image is recognised,
 // the last probe of a file is kept, and loop devices name their backing file.

@@ -1,4 +1,4 @@
-// The lock files behind "one host process" and "one process per VM" (electron/vm/lock-file.ts,
+// The lock files behind "one host process" and "one process per VM" (electron/host/vm/lock-file.ts,
 // native/posix/ofd_lock.cc): real OFD locks between real processes.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';

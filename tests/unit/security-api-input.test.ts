@@ -1,4 +1,4 @@
-// Issue 6 §5: hostile params to every API method and stream end in a sentence, never a crash.
+// Hostile params to every API method and stream end in a sentence, never a crash.
 // The property lives in tests/fuzz/targets/api-router.ts (shared with `npm run fuzz`).
 import { test } from 'node:test';
 import { apiRouterTarget } from '../fuzz/targets/api-router.js';

@@ -1,4 +1,4 @@
-// Issue 6 §5: hostile wire messages to the API session (serve's WebSocket and Electron's IPC
+// Hostile wire messages to the API session (serve's WebSocket and Electron's IPC
 // share it) never throw and are answered with sentences. Property: tests/fuzz/targets/api-session.ts.
 import { test } from 'node:test';
 import { apiSessionTarget } from '../fuzz/targets/api-session.js';

@@ -1,4 +1,4 @@
-// Issue 6 §5: the Electron security checklist, read statically from the shell's source (the
+// The Electron security checklist, read statically from the shell's source (the
 // Electron binary cannot be downloaded here, so the window cannot be created in tests): isolated,
 // sandboxed renderer without Node; strict CSP on every response and in the page; no navigation,
 // new windows, webviews or permissions; no remote module; the preload exposes functions only.

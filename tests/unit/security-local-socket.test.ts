@@ -1,4 +1,4 @@
-// Issue 6 §5: the local API socket (CLI -> running backend) takes any bytes a local process
+// The local API socket (CLI -> running backend) takes any bytes a local process
 // sends without the backend throwing: non-object JSON (`null` used to crash it), broken JSON,
 // oversized lines. Random lines run through the shared target in tests/fuzz/targets/local-socket.ts.
 import { test } from 'node:test';

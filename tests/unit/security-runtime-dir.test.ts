@@ -1,4 +1,4 @@
-// Issue 6 §5: runtime sockets live in a 0700 directory under $XDG_RUNTIME_DIR that is ours;
+// Runtime sockets live in a 0700 directory under $XDG_RUNTIME_DIR that is ours;
 // anything else in its place is refused, and sockets themselves are 0600.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -1,4 +1,4 @@
-// Issue 6 §5, serve mode: reachable on loopback only; token and Origin checked on every request.
+// Serve mode: reachable on loopback only; token and Origin checked on every request.
 // Complements ws-server.test.ts with the hostile variants (look-alike origins, token prefixes,
 // non-loopback addresses).
 import { test, before, after } from 'node:test';

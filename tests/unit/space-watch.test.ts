@@ -1,4 +1,4 @@
-// The IOThread's watch over a full filesystem (electron/iothread/space-watch.ts): with writes
+// The IOThread's watch over a full filesystem (electron/dataplane/iothread/space-watch.ts): with writes
 // parked it retries them when free space grows, or every few seconds once it looks large enough
 // (on a block device, whose space statfs cannot see, every few seconds), says what is missing,
 // reports only changes, and stops once nothing is parked. statfs and the disk are scripted here;

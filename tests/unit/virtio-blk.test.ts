@@ -19,7 +19,7 @@ const dwz = (sector: bigint, sectors: number, flags: number) => {
   return b;
 };
 
-test('features: the DESIGN §7 set, RO only for read-only disks, discard/write-zeroes only when supported', () => {
+test('features: the advertised set, RO only for read-only disks, discard/write-zeroes only when supported', () => {
   const bits = (f: bigint) => [...Array(64).keys()].filter((i) => (f >> BigInt(i)) & 1n);
   const rw = new VirtioBlkDevice(new MemoryBlockDevice(), { numQueues: 1 });
   assert.deepEqual(bits(rw.deviceFeatures), [1, 2, 6, 9, 10, 11, 12, 13, 14, 28, 29, 32]);

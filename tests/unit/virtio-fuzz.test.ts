@@ -1,4 +1,4 @@
-// Property tests over random ring contents (issue 6 §1), bounded. The properties live in
+// Property tests over random ring contents, bounded. The properties live in
 // tests/fuzz/targets/virtio.ts and are shared with `npm run fuzz` (long runs).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -1,6 +1,6 @@
-// Issue 12 §5 and §3 through the API router (what the UI and the CLI both get): VM names are
+// Through the API router (what the UI and the CLI both get): VM names are
 // unique ignoring case, boot files must be files, and a VM that another Spindle process runs
-// (its run lock held: electron/vm/run-lock.ts) is neither started nor changed from here.
+// (its run lock held: electron/host/vm/run-lock.ts) is neither started nor changed from here.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, writeFileSync, truncateSync } from 'node:fs';

@@ -1,4 +1,4 @@
-// Host block devices a VM could use (issue 4 §3): what lsblk and /sys say about each, and whether
+// Host block devices a VM could use: what lsblk and /sys say about each, and whether
 // the host is using it. A device that is mounted, held by another device (LVM, RAID, dm-crypt),
 // used as swap, or carrying `/` is never offered: `usable` is false and `reason` says why.
 import { execFileSync } from 'node:child_process';

@@ -1,4 +1,4 @@
-// Adaptive RWF_NOWAIT (issue 8 §2): per direction, when too many nowait requests bounce to the
+// Adaptive RWF_NOWAIT: per direction, when too many nowait requests bounce to the
 // thread pool (a sparse file being allocated, a filesystem where nowait writes always bounce),
 // stop asking for nowait, say why, and probe again later. Pure logic over counter samples.
 

@@ -1,4 +1,4 @@
-// Opens an image file or host block device with the flags of a cache mode (DESIGN §5) and turns
+// Opens an image file or host block device with the flags of a cache mode (docs/ARCHITECTURE.md, "Cache modes and aio modes") and turns
 // every refusal into a SpindleError with a sentence a user understands. Images in a format other
 // than raw (qcow2, vmdk, ...) are refused. The image locks are taken by the caller (image-lock.ts).
 import { closeSync, constants, openSync, statSync, type Stats } from 'node:fs';

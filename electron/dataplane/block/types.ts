@@ -1,5 +1,5 @@
 // The contract between the virtio layer and the block layer: batched, zero-copy I/O over
-// registered memory. Implemented by BlockBackend (electron/block/backend.ts).
+// registered memory. Implemented by BlockBackend (electron/dataplane/block/backend.ts).
 
 export const BlockOp = { Read: 0, Write: 1, Flush: 2, Discard: 3, WriteZeroes: 4 } as const;
 export type BlockOp = (typeof BlockOp)[keyof typeof BlockOp];

@@ -3,7 +3,7 @@
 // hands back with SET_INFLIGHT_FD. Layout per queue (vhost-user.rst "Inflight I/O tracking"):
 //   u64 features, u16 version, u16 desc_num, u16 last_batch_head, u16 used_idx,
 //   then desc_num x { u8 inflight, u8 pad[5], u16 next, u64 counter }
-// Resubmitting from it after a restart is issue 6 work; here it is allocated, kept and handed back.
+// The device resubmits from it after a restart (virtio/inflight-log.ts); here it is allocated, kept and handed back.
 // Both directions are shared memory the frontend holds an fd of: only a memfd sealed against
 // shrinking is mapped (see sharedMemoryProblem), and the one allocated here is sealed to its size.
 import { posix, closeQuietly, SEALS_FIXED_SIZE } from '../native/posix.js';

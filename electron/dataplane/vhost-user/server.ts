@@ -96,7 +96,7 @@ class Session {
 export interface VhostUserServerOptions {
   socketPath: string;
   device: VirtioDevice;
-  /** Accepts or refuses a connecting frontend by its credentials (issue 6: only the QEMU we started). */
+  /** Accepts or refuses a connecting frontend by its credentials (only the QEMU we started). */
   acceptPeer?: (peer: PeerCredentials) => boolean;
   /**
    * Leave connections waiting in the listen backlog until allowConnections(): used when the
@@ -182,7 +182,7 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
     return this.session !== null;
   }
 
-  /** The inflight area the current frontend shared, if any (issue 6 resubmits from it). */
+  /** The inflight area the current frontend shared, if any (the device resubmits from it). */
   get inflight(): InflightArea | null {
     return this.session?.inflight ?? null;
   }
@@ -569,7 +569,7 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
     }
     try {
       // With INFLIGHT_SHMFD the device tracks requests in the frontend's region and resubmits
-      // what a previous backend left in flight (issue 6); a device that does not know the field ignores it.
+      // what a previous backend left in flight; a device that does not know the field ignores it.
       const setup: TrackedVringSetup = { size: n, descAddr: guest[0]!, availAddr: guest[1]!, usedAddr: guest[2]!, lastAvailIdx: ring.base, notify: ring.notify };
       const area = s.inflight;
       if (area && i < area.desc.numQueues && s.protocolFeatures & protocolBit(ProtocolFeature.INFLIGHT_SHMFD)) setup.inflight = area.queueRegion(i);

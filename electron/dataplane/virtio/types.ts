@@ -1,4 +1,4 @@
-// The contract between the vhost-user transport and a virtio device (electron/virtio/).
+// The contract between the vhost-user transport and a virtio device (electron/dataplane/virtio/).
 // All addresses are numbers: guest physical and frontend addresses stay below 2^53.
 
 /** One region of guest RAM as shared by the frontend (vhost-user SET_MEM_TABLE). */

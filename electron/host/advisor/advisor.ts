@@ -1,4 +1,4 @@
-// The file advisor (issue 2 §3, DESIGN §6): what a path is, its format, how it is allocated,
+// The file advisor: what a path is, its format, how it is allocated,
 // whether O_DIRECT works, whether the host or another program uses it, and which aio/cache modes
 // Spindle recommends, with sentences.
 import { closeSync, constants, openSync, statfsSync, type Stats } from 'node:fs';
@@ -50,7 +50,7 @@ export interface Inspection {
   usage: DeviceUsage | null;
   /** Who holds QEMU's image locks on it (writers, readers) and, for files, the loop devices reading it. */
   imageUse: ImageUsage;
-  /** No holes, O_DIRECT works, logical block size known (DESIGN §6). Always true for usable devices. */
+  /** No holes, O_DIRECT works, logical block size known. Always true for usable devices. */
   safeForNative: boolean;
   recommended: Recommendation;
   reasons: string[];
@@ -118,7 +118,7 @@ export interface Facts {
 }
 
 /**
- * The recommendation rule, in one place so the policy can change in one place (issue 8 §4):
+ * The recommendation rule, in one place so the policy can change in one place:
  * block device → native + none, nowait off; file → threads + writeback, noting when it is safe
  * for native, and nowait on only when a probe qualified the filesystem.
  */

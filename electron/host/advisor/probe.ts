@@ -1,4 +1,4 @@
-// `spindle inspect --probe` (issue 8 §3): measure, on a temporary file beside PATH, whether this
+// `spindle inspect --probe`: measure, on a temporary file beside PATH, whether this
 // filesystem honours RWF_NOWAIT for direct I/O in sparse, fallocated and written regions, and how
 // often io_submit sleeps without nowait. PATH's data is never read or written; the temporary file
 // is removed afterwards, also on SIGINT/SIGTERM or an exception.

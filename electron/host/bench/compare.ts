@@ -1,4 +1,4 @@
-// The aio comparison (issue 5 §2, issue 8 §8): the 2009 native-AIO post's matrix on the user's own
+// The aio comparison: the 2009 native-AIO post's matrix on the user's own
 // disk, through the full virtio-blk path. Per variant (threads, native, native+nowait, io_uring) an
 // in-process DiskServer (its own IOThread) serves the target over vhost-user and `loadgen` plays the
 // guest: sequential write then read at 16k, 64k, 256k records (iozone -I: O_DIRECT, one request in

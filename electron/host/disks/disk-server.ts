@@ -192,7 +192,7 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
     }
   }
 
-  /** Restarts survived and requests resubmitted from inflight regions since start (issue 6). */
+  /** Restarts survived and requests resubmitted from inflight regions since start. */
   get recovery(): { restarts: number; resubmitted: number } {
     return { restarts: this.restartCount, resubmitted: this.resubmittedCount };
   }

@@ -1,4 +1,4 @@
-// Host faults under a served disk (issue 6 §4): the guest already gets IOERR for every failed
+// Host faults under a served disk: the guest already gets IOERR for every failed
 // request; this watch turns what the host did into one sentence for the log and the UI:
 // requests failing (a dying device, a filesystem shut down after errors), the image file deleted,
 // moved or replaced, a loop device detached or a block device removed. It polls cheap things

@@ -1,4 +1,4 @@
-// What the VM manager needs from a disk's server, kept narrow: the real one is electron/iothread's
+// What the VM manager needs from a disk's server, kept narrow: the real one is electron/dataplane/iothread's
 // DiskServer (one worker_thread per disk) behind ./served-disk.ts; tests may script their own.
 import type { DiskSpec, ModeChange } from '../../dataplane/iothread/messages.js';
 
@@ -15,7 +15,7 @@ export interface DiskCountersSnapshot {
   inFlight: number;
   /** Backend CPU seconds: the disk's IOThread, its engine's pool workers and io_uring workers. */
   cpuSec?: number;
-  /** Read and write completion latency, cumulative; bucket b counts [2^(b-1), 2^b) µs (as electron/block/stats.ts). */
+  /** Read and write completion latency, cumulative; bucket b counts [2^(b-1), 2^b) µs (as electron/dataplane/block/stats.ts). */
   latencyLog2Us?: ArrayLike<number>;
   /** Requests that completed with an error. */
   errors?: number;

@@ -1,5 +1,5 @@
 // Everything about turning a VM config into a QEMU process: finding the binary, choosing the
-// accelerator, and building argv (always an array, never a shell string, DESIGN §9).
+// accelerator, and building argv (always an array, never a shell string).
 import { openSync, closeSync, accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { delimiter, join, isAbsolute } from 'node:path';

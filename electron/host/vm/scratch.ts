@@ -1,4 +1,4 @@
-// The scratch disk (issue 5 §5): a sparse raw image in the data directory, made on first start when
+// The scratch disk: a sparse raw image in the data directory, made on first start when
 // there are no VMs, so the aio comparison and the live chart work with no VM and no QEMU.
 import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';

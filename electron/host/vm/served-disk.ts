@@ -1,4 +1,4 @@
-// Spindle's own disk server (electron/iothread's DiskServer: one worker_thread per disk) seen
+// Spindle's own disk server (electron/dataplane/iothread's DiskServer: one worker_thread per disk) seen
 // through the VM manager's narrow DiskHost interface: its events become log lines for the UI, its
 // shared counters become the sampler's cumulative snapshot, and its CPU adds up the threads that
 // serve the disk.

@@ -60,7 +60,7 @@ export class VmStore {
   }
 
   /**
-   * The lock file held by the process running VM `id` (electron/vm/lock-file.ts). It sits with the
+   * The lock file held by the process running VM `id` (electron/host/vm/lock-file.ts). It sits with the
    * VM files, not in the runtime directory: two Spindle processes with different XDG_RUNTIME_DIRs
    * but the same VM files must still refuse to run one VM twice.
    */

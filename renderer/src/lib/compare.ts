@@ -9,7 +9,7 @@ type BenchResult = Result<'bench.result'>;
 export const RECORDS = [16 << 10, 64 << 10, 256 << 10, 20 << 20] as const;
 export const WORKLOADS = RECORDS.flatMap((recordBytes) => (['write', 'read'] as const).map((op) => ({ op, recordBytes })));
 
-/** native+nowait is its own variant (issue 8 §8): `nowait` tells it apart from plain native. */
+/** native+nowait is its own variant: `nowait` tells it apart from plain native. */
 export type Row = BenchRow;
 
 /** The variants the panel offers, in the table's order. */

@@ -1,4 +1,4 @@
-// What the disk settings offer, and why: every rule comes from electron/block/modes.ts so the
+// What the disk settings offer, and why: every rule comes from electron/shared/modes.ts so the
 // UI and the backend refuse the same combinations with the same sentence.
 import {
   AIO_MODES,

@@ -1,4 +1,4 @@
-// The disk presets in words a user knows (issue 18 §2): each names a cache/aio/nowait combination
+// The disk presets in words a user knows: each names a cache/aio/nowait combination
 // and says in one sentence what it does to speed, host memory and what a host crash would lose.
 // The kernel terms stay behind "Details".
 import { CACHE_SEMANTICS, defaultModes, type AioMode, type CacheMode, type DiskKind } from './diskRules.js';

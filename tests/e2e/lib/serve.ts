@@ -73,7 +73,7 @@ export async function startServe(extraArgs: string[] = []): Promise<Served> {
 }
 
 /** Debian's Chromium, headless, with the flags a machine without outside network needs
- *  (DESIGN §10) and a fresh profile directory (playwright passes it as --user-data-dir). */
+ *  and a fresh profile directory (playwright passes it as --user-data-dir). */
 export async function launchChromium(): Promise<{ context: BrowserContext; userDataDir: string; close(): Promise<void> }> {
   const userDataDir = mkdtempSync(join(tmpdir(), 'spindle-chromium-'));
   const context = await chromium.launchPersistentContext(userDataDir, {

@@ -1,7 +1,7 @@
 // How the e2e tests touch the page: only as a user can. Every action goes through Playwright's
 // actionability checks (visible, stable, enabled, receiving events; never `force`), and first
 // asserts that the control lies inside the visible width of every scrolling box around it: a
-// button that only a sideways scroll reaches (issue 18 §1) fails the step that needs it.
+// button that only a sideways scroll reaches fails the step that needs it.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import type { Locator, Page } from 'playwright-core';

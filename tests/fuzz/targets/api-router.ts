@@ -1,4 +1,4 @@
-// Hostile API input (issue 6 §5): every router method and event stream fed wrong types, huge
+// Hostile API input: every router method and event stream fed wrong types, huge
 // strings, path traversal, NUL bytes, prototype keys and random JSON. Every call must end in a
 // SpindleError with a sentence (or a normal answer), never another exception, a crash, or an
 // "internal error"; files outside the test's own directories are never created.

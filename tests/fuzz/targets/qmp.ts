@@ -1,4 +1,4 @@
-// Property targets for QMP framing (issue 6 §1): lines split across any chunk boundaries parse
+// Property targets for QMP framing: lines split across any chunk boundaries parse
 // exactly; random bytes from the peer throw nothing but SpindleError. Bounded in
 // tests/unit/qmp-framing.test.ts, long in `npm run fuzz`.
 import assert from 'node:assert/strict';

@@ -1,4 +1,4 @@
-// Property targets for the vhost-user message reader and codec (issue 6 §1): messages split
+// Property targets for the vhost-user message reader and codec: messages split
 // anywhere reassemble exactly; arbitrary bytes from a hostile peer yield messages or ProtocolError,
 // nothing else. Bounded in tests/unit/vhost-user-codec.test.ts, long in `npm run fuzz`.
 import assert from 'node:assert/strict';

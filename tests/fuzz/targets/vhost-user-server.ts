@@ -1,5 +1,5 @@
 // Property target: random vhost-user message streams (well-formed headers with random request
-// codes, payloads and fds, plus raw garbage) against a live server (issue 6 §1). After every
+// codes, payloads and fds, plus raw garbage) against a live server. After every
 // stream the server still serves a proper frontend; after the run no fd leaked. Bounded in
 // tests/native/vhost-user-fuzz.test.ts, long in `npm run fuzz`.
 import assert from 'node:assert/strict';

@@ -1,4 +1,4 @@
-// Property targets over random ring contents (issue 6 §1): whatever a hostile guest writes, no
+// Property targets over random ring contents: whatever a hostile guest writes, no
 // exception escapes the device, nothing outside guest memory is touched (DataViews sized to each
 // region throw on any out-of-bounds access, and the block test double throws on segments outside
 // registered buffers; either would surface as an "internal error" reason, which must never

@@ -1,4 +1,4 @@
-// A TEST DOUBLE for the block layer: a BlockDevice (electron/block/types.ts) whose disk is a
+// A TEST DOUBLE for the block layer: a BlockDevice (electron/dataplane/block/types.ts) whose disk is a
 // Uint8Array. The real BlockBackend is tested on real files (O_DIRECT, loop devices) in
 // tests/native by another helper; the virtio unit tests need a backend whose requests they can
 // inspect and whose completions they can time exactly. It is strict: a segment outside a

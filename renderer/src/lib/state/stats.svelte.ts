@@ -6,7 +6,7 @@ import type { DiskSample, StatsTick, VmSample } from '../../../../electron/share
 
 export const WINDOW_MS = 5 * 60 * 1000;
 
-/** Optional counters of the nowait issue (8 §1), shown when the backend reports them. */
+/** Optional nowait counters, shown when the backend reports them. */
 export type DiskSampleX = DiskSample & { nowaitFallbacksPerSec?: number; submitStallMaxUs?: number };
 
 export const diskKey = (vmId: string | null, diskId: string) => `${vmId ?? '-'}/${diskId}`;
