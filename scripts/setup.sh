@@ -10,6 +10,7 @@ PKGS=(
   linux-image-amd64 busybox-static cpio kmod                   # the test guest
   e2fsprogs xfsprogs util-linux fio                            # filesystems, loop devices, the fio peer
   chromium                                                     # UI tests in headless Chromium
+  clang-format                                                 # formatting native/ (.clang-format)
 )
 missing=()
 for p in "${PKGS[@]}"; do

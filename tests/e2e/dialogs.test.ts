@@ -12,7 +12,7 @@ import { click, check, fill, select, disclose, until, checkLayouts } from './lib
 import { tempDir, makeFile, attachLoop, type LoopDevice } from '../lib/loop.js';
 
 // The callbacks given to evaluate() run in the page (Chromium), not in Node: its globals, loosely typed here.
-declare const document: any, window: any, getComputedStyle: any, requestAnimationFrame: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+declare const document: any; // eslint-disable-line @typescript-eslint/no-explicit-any
 type HTMLDetailsElement = any; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 let app: App;

@@ -12,9 +12,6 @@ import { tempDir, makeFile } from '../lib/loop.js';
 import { guestBoot } from '../guest/vm-guest.js';
 import { AGENT_END_PREFIX, AGENT_READY } from '../lib/guest-image.js';
 
-// The callbacks given to evaluate() run in the page (Chromium), not in Node: its globals, loosely typed here.
-declare const document: any, window: any, getComputedStyle: any, requestAnimationFrame: any; // eslint-disable-line @typescript-eslint/no-explicit-any
-
 let app: App;
 let page: Page;
 let pageErrors: string[];

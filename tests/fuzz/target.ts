@@ -14,6 +14,7 @@ export interface FuzzTarget<C = unknown> {
   /** Fixed seed for the suite (reproducible); the fuzz script uses fresh seeds. */
   seed?: number;
   setup?(): Promise<C> | C;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- each target draws its own value type
   property(ctx: C, stats: FuzzStats): fc.IRawProperty<any, boolean>;
   /** Assertions over the whole run (e.g. enough cases reached the block layer). */
   after?(ctx: C, runs: number, stats: FuzzStats): Promise<void> | void;

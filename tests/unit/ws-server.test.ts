@@ -94,6 +94,7 @@ function collect(ws: WebSocket) {
   });
   return {
     msgs,
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the tests read whichever wire message they wait for
     async until(pred: (m: any) => boolean): Promise<any> {
       for (;;) {
         const hit = msgs.find(pred);

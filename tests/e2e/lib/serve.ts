@@ -110,6 +110,7 @@ export async function openApp(context: BrowserContext, url: string, size: { widt
 
 export interface ApiReply {
   ok: boolean;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- each test reads its method's result shape
   result?: any;
   error?: { code: string; message: string };
 }

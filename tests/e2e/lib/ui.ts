@@ -8,7 +8,7 @@ import type { Locator, Page } from 'playwright-core';
 import { ARTIFACTS, type Theme } from './serve.js';
 
 // The callbacks given to evaluate() run in the page (Chromium), not in Node: its globals, loosely typed here.
-declare const document: any, window: any, getComputedStyle: any, requestAnimationFrame: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+declare const document: any, window: any, requestAnimationFrame: any; // eslint-disable-line @typescript-eslint/no-explicit-any
 type Element = any; // eslint-disable-line @typescript-eslint/no-explicit-any
 type HTMLDetailsElement = any; // eslint-disable-line @typescript-eslint/no-explicit-any
 
