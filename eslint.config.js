@@ -8,10 +8,20 @@ import globals from 'globals';
 import prettier from 'eslint-config-prettier';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'renderer/dist/', 'build/', 'node_modules/', 'tests/artifacts/', 'tests/guest/.cache/', 'bench/results/', 'release/'] },
+  {
+    ignores: [
+      'dist/',
+      'renderer/dist/',
+      'build/',
+      'node_modules/',
+      'tests/artifacts/',
+      'tests/guest/.cache/',
+      'bench/results/',
+      'release/',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
-  ...svelte.configs['flat/recommended'],
   {
     languageOptions: { globals: { ...globals.node } },
     rules: {
@@ -22,6 +32,15 @@ export default tseslint.config(
       ],
     },
   },
+  {
+    files: ['**/*.ts', '**/*.cts', '**/*.mts'],
+    rules: {
+      // A `let` that a closure created before its assignment reads (two objects wired to each other)
+      // stays a `let`: `const` would make an early call a TDZ error instead of seeing undefined.
+      'prefer-const': ['error', { ignoreReadBeforeAssign: true }],
+    },
+  },
+  ...svelte.configs['flat/recommended'],
   {
     files: ['renderer/**/*.ts', 'renderer/**/*.svelte'],
     languageOptions: { globals: { ...globals.browser } },

@@ -64,7 +64,6 @@ export function createBackend(opts: BackendOptions = {}): Backend {
   const env = opts.env ?? process.env;
   // Disks are served by Spindle's own disk servers (the manager's default) unless a caller injects a factory.
   // The bench layer needs the manager, and the manager asks the bench layer whether a disk is being measured.
-  // eslint-disable-next-line prefer-const -- assigned below, once the manager its closure serves exists
   let bench: ReturnType<typeof createBenchLayer> | undefined;
   const manager = new VmManager({ ...opts, env, store: new VmStore(vmConfigDir(env)), diskBusy: (path) => bench?.busyReason(path) ?? null });
   const sampler = new StatsSampler(manager);
