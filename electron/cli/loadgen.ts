@@ -10,7 +10,7 @@ function parseSizeArg(text: string, what: string): number {
   try {
     return parseSize(text);
   } catch (err) {
-    if (err instanceof SpindleError) throw new SpindleError(err.code, `${what}: ${err.message}`);
+    if (err instanceof SpindleError) throw new SpindleError(err.code, `${what} ${err.message}`);
     throw err;
   }
 }
