@@ -3,7 +3,6 @@ import assert from 'node:assert/strict';
 import { BenchStartInput } from '../../electron/shared/contract.js';
 import { variantsOf } from '../../electron/api/bench-api.js';
 import { POST_WORKLOADS, checkVariants, regionBytes, rowsToCsv, recordLabel } from '../../electron/host/bench/compare.js';
-import { DiskThreadCpu, listThreads, threadCpuNs } from '../../electron/host/bench/thread-cpu.js';
 import { SpindleError } from '../../electron/shared/errors.js';
 
 test("the matrix is the post's: write then read at 16k, 64k, 256k and 20M", () => {
@@ -40,12 +39,3 @@ test('CSV names the variant and carries both units', () => {
   assert.match(row!, /^native\+nowait,write,16384,1\.5,1465,91,0\.01,/);
 });
 
-test('thread CPU: this thread is read from /proc; an ambiguous start leaves the IOThread unknown', () => {
-  const me = [...listThreads()][0]!;
-  assert.ok((threadCpuNs(me) ?? 0) > 0);
-  assert.equal(threadCpuNs(2 ** 30), null);
-  assert.equal(new DiskThreadCpu(new Set([1]), new Set([1, 2, 3])).known, false);
-  const one = new DiskThreadCpu(new Set([]), new Set([me]));
-  assert.equal(one.ioThread, me);
-  assert.ok(one.sampleNs() > 0);
-});

@@ -9,7 +9,8 @@ import { EventEmitter } from 'node:events';
 import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { HISTORY_MS, SAMPLE_INTERVAL_MS, StatsSampler, percentileFromLog2, processCpuSeconds, type SampleSource } from '../../electron/host/stats/sampler.js';
+import { HISTORY_MS, SAMPLE_INTERVAL_MS, StatsSampler, percentileFromLog2, type SampleSource } from '../../electron/host/stats/sampler.js';
+import { processCpuSeconds } from '../../electron/host/proc/thread-cpu.js';
 import type { DiskCountersSnapshot, DiskHost } from '../../electron/host/vm/disk-host.js';
 import type { StatsTick } from '../../electron/shared/contract.js';
 

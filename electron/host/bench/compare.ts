@@ -15,7 +15,7 @@ import { SpindleError } from '../../shared/errors.js';
 import type { CacheMode } from '../../shared/modes.js';
 import type { BenchRow, BenchVariant } from '../../shared/contract.js';
 import { bucketUpperUs, type CountersSnapshot } from '../../dataplane/block/stats.js';
-import { DiskThreadCpu, listThreads } from './thread-cpu.js';
+import { IoThreadCpu } from '../proc/thread-cpu.js';
 
 export interface Workload { op: 'read' | 'write'; recordBytes: number }
 
@@ -64,11 +64,12 @@ export function cancelledError(): SpindleError {
   return new SpindleError('CANCELLED', 'The comparison was cancelled.');
 }
 
-function cpuNs(threads: DiskThreadCpu, s: CountersSnapshot): number {
+function cpuNs(thread: IoThreadCpu | null, s: CountersSnapshot): number {
   // Thread-pool workers report their own CPU through the counters. The IOThread's whole CPU
-  // (virtio-blk, vhost-user and the engine's submit/reap) comes from /proc; when that thread could
-  // not be identified, the engine's share of it (loopNs) is what is left.
-  return s.cpu.poolNs + (threads.known ? threads.sampleNs() : s.cpu.loopNs);
+  // (virtio-blk, vhost-user and the engine's submit/reap) and its io_uring workers' come from
+  // /proc by the tid the thread reported; without it, the engine's share (loopNs) is what is left.
+  const sec = thread?.seconds() ?? null;
+  return s.cpu.poolNs + (sec !== null ? sec * 1e9 : s.cpu.loopNs);
 }
 
 /** Refuses combinations no disk server would run, before anything is written. */
@@ -99,12 +100,11 @@ export async function runComparison(opts: CompareOptions): Promise<BenchRow[]> {
   try {
     for (const [vi, variant] of variants.entries()) {
       if (opts.signal?.aborted) throw cancelledError();
-      const before = listThreads();
       const server = await DiskServer.start({
         path: opts.path, socketPath: join(sockDir, `v${vi}.sock`), aio: variant.aio, cache,
         nowait: variant.nowait ? 'on' : 'off', readOnly: false, queues: 1, serial: 'spindle-bench',
       });
-      const threads = new DiskThreadCpu(before, listThreads());
+      const threads = server.threadTid !== null ? new IoThreadCpu(server.threadTid) : null;
       try {
         for (const [wi, w] of workloads.entries()) {
           if (opts.signal?.aborted) throw cancelledError();
