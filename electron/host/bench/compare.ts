@@ -12,7 +12,7 @@ import { DiskServer } from '../disks/disk-server.js';
 import { runLoadgen } from '../../tools/loadgen.js';
 import { fallocate, holes } from '../../dataplane/native/os.js';
 import { SpindleError } from '../../shared/errors.js';
-import type { CacheMode } from '../../shared/modes.js';
+import { ENGINE_VARIANTS, modeConflict, variantName, type CacheMode } from '../../shared/modes.js';
 import type { BenchRow, BenchVariant } from '../../shared/contract.js';
 import { bucketUpperUs, type CountersSnapshot } from '../../dataplane/block/stats.js';
 import { IoThreadCpu } from '../proc/thread-cpu.js';
@@ -23,18 +23,9 @@ export interface Workload { op: 'read' | 'write'; recordBytes: number }
 export const POST_WORKLOADS: readonly Workload[] = [16 << 10, 64 << 10, 256 << 10, 20 << 20]
   .flatMap((recordBytes) => (['write', 'read'] as const).map((op) => ({ op, recordBytes })));
 
-export const DEFAULT_VARIANTS: readonly BenchVariant[] = [
-  { aio: 'threads', nowait: false },
-  { aio: 'native', nowait: false },
-  { aio: 'native', nowait: true },
-  { aio: 'io_uring', nowait: false },
-];
-
 export const DEFAULT_BYTES_PER_RUN = 64 << 20;
 /** A run stops after this long even if its bytes are not all moved (a very slow disk). */
 export const DEFAULT_MAX_SECONDS_PER_RUN = 20;
-
-export const variantName = (v: { aio: string; nowait?: boolean }): string => (v.aio === 'native' && v.nowait ? 'native+nowait' : v.aio);
 
 export interface CompareStep { index: number; total: number; variant: BenchVariant; workload: Workload; label: string }
 
@@ -75,9 +66,8 @@ function cpuNs(thread: IoThreadCpu | null, s: CountersSnapshot): number {
 /** Refuses combinations no disk server would run, before anything is written. */
 export function checkVariants(variants: readonly BenchVariant[], cache: CacheMode): void {
   for (const v of variants) {
-    if (v.aio === 'native' && cache !== 'none' && cache !== 'directsync') {
-      throw new SpindleError('UNSUPPORTED_MODE', `aio 'native' needs cache 'none' or 'directsync' (O_DIRECT), not '${cache}': choose one of those or leave native out.`);
-    }
+    const conflict = modeConflict(v.aio, cache);
+    if (conflict) throw new SpindleError('UNSUPPORTED_MODE', `${conflict} Choose one of those caches or leave native out.`);
     if (v.nowait && v.aio !== 'native') {
       throw new SpindleError('INVALID_ARGUMENT', `nowait is a variant of aio 'native' only, not of '${v.aio}'.`);
     }
@@ -87,7 +77,7 @@ export function checkVariants(variants: readonly BenchVariant[], cache: CacheMod
 /** Runs the matrix; resolves with one row per (variant, workload), in order. Rejects on cancel
  *  (after stopping the disk server) or when the target cannot be served. */
 export async function runComparison(opts: CompareOptions): Promise<BenchRow[]> {
-  const variants = opts.variants ?? DEFAULT_VARIANTS;
+  const variants = opts.variants ?? ENGINE_VARIANTS;
   const workloads = opts.workloads ?? POST_WORKLOADS;
   const cache = opts.cache ?? 'none';
   const bytesPerRun = opts.bytesPerRun ?? DEFAULT_BYTES_PER_RUN;
