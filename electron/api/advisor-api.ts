@@ -3,7 +3,7 @@
 // renderer consumes (flat device list, nowait as a mode, reasons as notes).
 import { mkdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import type { FileAdvice, HostDevice, ProbeSummary } from '../shared/contract.js';
+import type { FileAdvice, HostDevice, ProbeSummary } from '../shared/api.js';
 import type { RouterBackend } from './router.js';
 import { inspect, type Inspection } from '../host/advisor/advisor.js';
 import { listHostDevices, type HostDevice as BlockHostDevice } from '../dataplane/block/host-devices.js';

@@ -3,7 +3,7 @@
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
-import type { AppInfo } from '../shared/contract.js';
+import type { AppInfo } from '../shared/api.js';
 import { createRouter, type RouterBackend } from './router.js';
 import type { ApiHandler } from './session.js';
 import { VmManager, type VmManagerOptions } from '../host/vm/manager.js';

@@ -3,7 +3,7 @@
 // the user can act on (a missing file, no permission) becomes one; anything else is a bug: it is
 // logged with a random id and the client gets "internal error (id …)", never its text.
 import { randomBytes } from 'node:crypto';
-import type { ApiError } from '../shared/contract.js';
+import type { ApiError } from '../shared/api.js';
 import { SpindleError, errnoOf } from '../shared/errors.js';
 
 type BugLog = (id: string, err: unknown) => void;

@@ -4,7 +4,7 @@
 import { realpathSync } from 'node:fs';
 import { basename, dirname, join, normalize } from 'node:path';
 import type { z } from 'zod';
-import { methods, topics, type AppInfo, type FileAdvice, type HostDevice, type MethodName, type ParsedParams, type Result, type ScratchDisk, type TopicName } from '../shared/contract.js';
+import { methods, topics, type AppInfo, type FileAdvice, type HostDevice, type MethodName, type ParsedParams, type Result, type ScratchDisk, type TopicName } from '../shared/api.js';
 import { SpindleError, errnoOf } from '../shared/errors.js';
 import type { VmManager } from '../host/vm/manager.js';
 import type { StatsSampler } from '../host/stats/sampler.js';

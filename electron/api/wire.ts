@@ -1,10 +1,10 @@
-// How the contract's envelopes (contract.ts: WireRequest, WireMessage) travel over the two
+// How the contract's envelopes (shared/api.ts: WireRequest, WireMessage) travel over the two
 // message transports (WebSocket in `spindle serve`, Electron IPC in the app).
 //
 // client -> server: call | subscribe | unsubscribe (WireRequest)
 // server -> client: result (ok or error) answers a call, and a subscribe once the stream runs or
 // was refused; event carries one stream event under the subscribe request's id.
-import { WireRequest, type WireMessage } from '../shared/contract.js';
+import { WireRequest, type WireMessage } from '../shared/api.js';
 
 export type { WireMessage, WireRequest };
 

@@ -12,7 +12,7 @@ import { createImage } from '../../electron/host/images/create-image.js';
 import { fallocate } from '../../electron/dataplane/native/os.js';
 import { POST_WORKLOADS, recordLabel, regionBytes, runComparison, type Workload } from '../../electron/host/bench/compare.js';
 import { ENGINE_VARIANTS, variantName } from '../../electron/shared/modes.js';
-import type { BenchRow } from '../../electron/shared/contract.js';
+import type { BenchRow } from '../../electron/shared/api.js';
 
 const quick = process.argv.includes('--quick');
 const BYTES_PER_RUN = quick ? 4 << 20 : 256 << 20;

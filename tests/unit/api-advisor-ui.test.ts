@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { methods, type FileAdvice, type HostDevice } from '../../electron/shared/contract.js';
+import { methods, type FileAdvice, type HostDevice } from '../../electron/shared/api.js';
 import { contentOf } from '../../electron/dataplane/block/format-detect.js';
 import { apiSetup, rejectsWith } from '../lib/api.js';
 import { attachLoop, makeFile } from '../lib/loop.js';

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BenchStartInput } from '../../electron/shared/contract.js';
+import { BenchStartInput } from '../../electron/shared/api.js';
 import { variantsOf } from '../../electron/api/bench-api.js';
 import { POST_WORKLOADS, checkVariants, regionBytes, rowsToCsv, recordLabel } from '../../electron/host/bench/compare.js';
 import { SpindleError } from '../../electron/shared/errors.js';

@@ -13,7 +13,7 @@ import { runLoadgen } from '../../tools/loadgen.js';
 import { fallocate, holes } from '../../dataplane/native/os.js';
 import { SpindleError } from '../../shared/errors.js';
 import { ENGINE_VARIANTS, modeConflict, variantName, type CacheMode } from '../../shared/modes.js';
-import type { BenchRow, BenchVariant } from '../../shared/contract.js';
+import type { BenchRow, BenchVariant } from '../../shared/api.js';
 import { bucketUpperUs, type CountersSnapshot } from '../../dataplane/block/stats.js';
 import { IoThreadCpu } from '../proc/thread-cpu.js';
 

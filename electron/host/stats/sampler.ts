@@ -1,7 +1,7 @@
 // Samples every running disk's counters and every QEMU's CPU every 500 ms, turns cumulative
 // counters into rates, keeps 10 minutes of ticks in a ring, and emits each tick ('tick').
 import { EventEmitter } from 'node:events';
-import type { DiskSample, StatsTick, VmSample } from '../../shared/contract.js';
+import type { DiskSample, StatsTick, VmSample } from '../../shared/api.js';
 import type { DiskCountersSnapshot, DiskHost } from '../vm/disk-host.js';
 import { bucketUpperUs, percentileUs } from '../../dataplane/block/stats.js';
 import { processCpuSeconds } from '../proc/thread-cpu.js';

@@ -1,6 +1,6 @@
 // The aio comparison's shape: the workloads of the 2009 native-AIO post (iozone at 16k, 64k,
 // 256k records; dd with 20M transfers), its table (modes as rows) and a CSV of the raw rows.
-import type { BenchRow, Result } from '../../../electron/shared/contract.js';
+import type { BenchRow, Result } from '../../../electron/shared/api.js';
 import { ENGINE_VARIANTS, variantName } from '../../../electron/shared/modes.js';
 import { recordSize } from './format.js';
 import type { Measured } from './presets.js';
