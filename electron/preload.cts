@@ -5,7 +5,7 @@
 // native file dialog and VNC byte channels: no ipcRenderer, no Node.
 import { contextBridge, ipcRenderer } from 'electron';
 import type { ElectronBridge, FilePickOptions } from './api/bridge.js';
-import type { WireMessage } from './shared/contract.js';
+import type { WireMessage } from './shared/api.js';
 
 const vncChannels = new Map<number, { onData: (b: Uint8Array) => void; onClose: (reason: string) => void }>();
 ipcRenderer.on('spindle:vnc-data', (_e, ch, bytes) => vncChannels.get(ch as number)?.onData(bytes as Uint8Array));

@@ -22,7 +22,7 @@ export default defineConfig({
     sourcemap: true,
     chunkSizeWarningLimit: 1500,
   },
-  // The renderer imports the pure parts of electron/ (modes.ts, contract types).
+  // The renderer imports the pure parts of electron/ (modes.ts, the api.ts and model.ts types).
   // node_modules may be a symlink to a shared install: allow its real location too.
   server: { fs: { allow: [repo, realpathSync(repo + 'node_modules')] } },
 });

@@ -3,14 +3,14 @@
 // renderer consumes (flat device list, nowait as a mode, reasons as notes).
 import { mkdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import type { FileAdvice, HostDevice, ProbeSummary } from '../shared/contract.js';
+import type { FileAdvice, HostDevice, ProbeSummary } from '../shared/api.js';
 import type { RouterBackend } from './router.js';
 import { inspect, type Inspection } from '../host/advisor/advisor.js';
 import { listHostDevices, type HostDevice as BlockHostDevice } from '../dataplane/block/host-devices.js';
+import { detectContent, nonRawError } from '../dataplane/block/format-detect.js';
 import { createImage, preallocateImage } from '../host/images/create-image.js';
 import { SpindleError } from '../shared/errors.js';
 import { dataDir } from '../host/vm/paths.js';
-import { formatRefusal, imageFormat } from './image-format.js';
 import { PathRecords } from './path-records.js';
 
 /** The file a loop device reads (sysfs), or undefined. */
@@ -98,10 +98,9 @@ function fileFormat(path: string): FileAdvice['format'] | null {
     return null;
   }
   if (!isFile) return null;
-  const format = imageFormat(path);
-  const refusal = formatRefusal(path, format);
-  if (refusal) throw new SpindleError('NOT_A_DISK', refusal);
-  return format === 'iso9660' ? 'iso9660' : 'raw';
+  const content = detectContent(path);
+  if (content === 'raw' || content === 'iso9660') return content;
+  throw new SpindleError('NOT_A_DISK', nonRawError(path, content).message);
 }
 
 /** Whether `dir` is `<data dir>/images`, the directory the app suggests for new images. */

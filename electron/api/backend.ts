@@ -3,8 +3,9 @@
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
-import type { AppInfo } from '../shared/contract.js';
-import { createRouter, type ApiRouter, type RouterBackend } from './router.js';
+import type { AppInfo } from '../shared/api.js';
+import { createRouter, type RouterBackend } from './router.js';
+import type { ApiHandler } from './session.js';
 import { VmManager, type VmManagerOptions } from '../host/vm/manager.js';
 import { VmStore } from '../host/vm/store.js';
 import { configDir, dataDir, vmConfigDir } from '../host/vm/paths.js';
@@ -16,7 +17,7 @@ import { createScratchDisk, ensureScratchDisk, scratchInfo } from '../host/vm/sc
 import { createBenchLayer } from './bench-api.js';
 
 export interface Backend {
-  router: ApiRouter;
+  router: ApiHandler;
   manager: VmManager;
   sampler: StatsSampler;
   /** First start: makes the scratch disk when there are no VMs yet (the app and serve call this). Its path, or null. */

@@ -8,7 +8,7 @@ import { closeSync, openSync, statSync } from 'node:fs';
 import { release } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import type { BenchRow, BenchVariant, ParsedParams, Result, TopicEvent } from '../shared/contract.js';
+import type { BenchRow, BenchVariant, ParsedParams, Result, TopicEvent } from '../shared/api.js';
 import type { RouterBackend } from './router.js';
 import { SpindleError, errnoOf } from '../shared/errors.js';
 import { hostDeviceRefusal, type VmManager } from '../host/vm/manager.js';

@@ -2,7 +2,7 @@
 // the API's message pipe (contract WireRequest / WireMessage envelopes, checked in the main
 // process by ApiSession exactly as over the WebSocket), the native file dialog, and a byte
 // channel to a VM's VNC display. Types only: preload.cts, ipc.ts and the renderer share them.
-import type { WireMessage } from '../shared/contract.js';
+import type { WireMessage } from '../shared/api.js';
 
 export interface FilePickOptions {
   title: string;

@@ -6,7 +6,7 @@ import type { IpcMain, IpcMainEvent, WebContents } from 'electron';
 import { ApiSession, type ApiHandler } from './session.js';
 import { IPC, type FilePickOptions } from './bridge.js';
 import { MAX_CLIENT_MESSAGE_BYTES } from './wire.js';
-import { VmId } from '../shared/contract.js';
+import { VmId } from '../shared/model.js';
 
 export interface IpcWiring {
   handler: ApiHandler;

@@ -11,7 +11,7 @@ import { describeOwner, lockOwner, tryLock } from '../host/vm/lock-file.js';
 import { SpindleError } from '../shared/errors.js';
 import { apiSocketPath, isLive, serveLocalApi } from './local-socket.js';
 import { createBackend, type Backend, type BackendOptions } from './backend.js';
-import type { ApiRouter } from './router.js';
+import type { ApiHandler } from './session.js';
 
 /** Who hosts: named in the refusal another would-be host prints. */
 export type HostRole = 'the Spindle app' | 'spindle serve' | 'spindle vm start';
@@ -19,7 +19,7 @@ export type HostRole = 'the Spindle app' | 'spindle serve' | 'spindle vm start';
 export interface HostClaim {
   readonly socketPath: string;
   /** Answers the CLI on the local API socket with `router`. */
-  serve(router: ApiRouter): Promise<void>;
+  serve(router: ApiHandler): Promise<void>;
   /** Stops answering (the socket goes away; calls in progress finish); the claim stays. */
   stopServing(): Promise<void>;
   /** Gives up hosting: stops serving and drops the lock. Idempotent. */

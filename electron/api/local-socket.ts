@@ -7,14 +7,14 @@ import { rmSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { runtimeDir } from '../host/vm/paths.js';
 import { SpindleError } from '../shared/errors.js';
-import type { ApiRouter } from './router.js';
-import { toApiErrorLike } from './local-socket-errors.js';
+import type { ApiHandler } from './session.js';
+import { toApiError } from './errors.js';
 
 export const apiSocketPath = (env: NodeJS.ProcessEnv = process.env): string => join(runtimeDir(env), 'api.sock');
 const MAX_LINE = 1 << 20;
 
 /** Listens on the API socket; refuses to steal it from a live backend. */
-export async function serveLocalApi(router: ApiRouter, path: string): Promise<Server> {
+export async function serveLocalApi(router: ApiHandler, path: string): Promise<Server> {
   if (existsSync(path)) {
     if (await isLive(path)) throw new SpindleError('CONFLICT', `Another Spindle backend already answers on ${path}.`);
     rmSync(path, { force: true }); // stale, from a backend that died
@@ -45,7 +45,7 @@ export async function serveLocalApi(router: ApiRouter, path: string): Promise<Se
         }
         router.call(String(req.method), req.params).then(
           (result) => sock.write(JSON.stringify({ id: req.id, ok: true, result: result ?? null }) + '\n'),
-          (err) => sock.write(JSON.stringify({ id: req.id, ok: false, error: toApiErrorLike(err) }) + '\n'),
+          (err) => sock.write(JSON.stringify({ id: req.id, ok: false, error: toApiError(err) }) + '\n'),
         );
       }
     });

@@ -1,13 +1,15 @@
 // The transport-agnostic API router: validates every request with the contract's schemas,
-// canonicalises paths, dispatches to the VM manager and the other layers, and turns every failure
-// into a SpindleError with a sentence (the transports send `{code, message}`).
+// canonicalises paths and dispatches to the VM manager and the other layers. What it throws is
+// turned into a wire error by the one mapper in errors.ts; bugs are not wrapped here.
 import { realpathSync } from 'node:fs';
 import { basename, dirname, join, normalize } from 'node:path';
 import type { z } from 'zod';
-import { methods, topics, type AppInfo, type FileAdvice, type HostDevice, type MethodName, type ParsedParams, type Result, type ScratchDisk, type TopicName } from '../shared/contract.js';
+import { methods, topics, type AppInfo, type FileAdvice, type HostDevice, type MethodName, type ParsedParams, type Result, type ScratchDisk, type TopicName } from '../shared/api.js';
 import { SpindleError, errnoOf } from '../shared/errors.js';
 import type { VmManager } from '../host/vm/manager.js';
 import type { StatsSampler } from '../host/stats/sampler.js';
+import type { ApiHandler } from './session.js';
+import { asUserError } from './errors.js';
 
 /** The layers the router dispatches to; a missing optional one answers with a clear error. */
 export interface RouterBackend {
@@ -32,12 +34,6 @@ export interface RouterBackend {
     /** Returns an unsubscribe function. */
     onProgress(benchId: string, listener: (e: unknown) => void): () => void;
   };
-}
-
-/** What both transports call (matches the ui branch's ApiHandler). */
-export interface ApiRouter {
-  call(method: string, params: unknown): Promise<unknown>;
-  subscribe(topic: string, params: unknown, listener: (event: unknown) => void): () => void;
 }
 
 /** A zod failure as one sentence naming the field. */
@@ -76,17 +72,9 @@ function canonicalise<T>(value: T): T {
   return value;
 }
 
-function asSpindleError(err: unknown): SpindleError {
-  if (err instanceof SpindleError) return err;
-  const e = errnoOf(err);
-  if (e === 'ENOENT') return new SpindleError('NOT_FOUND', `${(err as Error).message}.`, e);
-  if (e === 'EACCES' || e === 'EPERM') return new SpindleError('PERMISSION_DENIED', `${(err as Error).message}.`, e);
-  return new SpindleError('INTERNAL', `Something went wrong inside Spindle: ${(err as Error)?.message ?? String(err)}`, e, { cause: err });
-}
-
 const pending = (what: string) => new SpindleError('INTERNAL', `${what} is not available in this build of Spindle yet.`);
 
-export function createRouter(backend: RouterBackend): ApiRouter {
+export function createRouter(backend: RouterBackend): ApiHandler {
   const { manager, sampler } = backend;
 
   const handlers: { [M in MethodName]: (p: ParsedParams<M>) => Promise<Result<M>> | Result<M> } = {
@@ -153,11 +141,13 @@ export function createRouter(backend: RouterBackend): ApiRouter {
       const m = method as MethodName;
       const parsed = methods[m].params.safeParse(params ?? {});
       if (!parsed.success) throw describeInvalid(`parameters for ${m}`, parsed.error);
+      const handler = handlers[m] as (p: unknown) => Promise<unknown> | unknown;
       try {
-        const handler = handlers[m] as (p: unknown) => Promise<unknown> | unknown;
         return await handler(canonicalise(parsed.data));
       } catch (err) {
-        throw asSpindleError(err);
+        // A missing file or a permission refused is the user's to fix; a bug stays as it is, so
+        // the transport logs it and hides its text (errors.ts).
+        throw asUserError(err) ?? err;
       }
     },
 

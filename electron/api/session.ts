@@ -1,10 +1,13 @@
 // One client connection's view of the API, shared by both transports: dispatches calls, keeps
 // its subscriptions, and ends them all when the connection goes away (a closed window or tab
 // must not leave stat listeners or console bridges behind).
-import { parseClientMessage, toApiError, type WireMessage } from './wire.js';
+import { parseClientMessage, type WireMessage } from './wire.js';
+import { toApiError } from './errors.js';
 import { SpindleError } from '../shared/errors.js';
 
-/** What a transport needs from the API router: the contract's SpindleApi without its generics. */
+/** The API as every transport calls it (the router implements it): the contract's SpindleApi
+ *  without its generics. Errors are thrown; the transport turns them into wire errors with
+ *  `toApiError` (errors.ts). */
 export interface ApiHandler {
   call(method: string, params: unknown): Promise<unknown>;
   /** Throws (synchronously) when the topic or its params are invalid; returns the unsubscribe function. */

@@ -1,10 +1,10 @@
-// How the contract's envelopes (contract.ts: WireRequest, WireMessage) travel over the two
+// How the contract's envelopes (shared/api.ts: WireRequest, WireMessage) travel over the two
 // message transports (WebSocket in `spindle serve`, Electron IPC in the app).
 //
 // client -> server: call | subscribe | unsubscribe (WireRequest)
 // server -> client: result (ok or error) answers a call, and a subscribe once the stream runs or
 // was refused; event carries one stream event under the subscribe request's id.
-import { WireRequest, type WireMessage, type ApiError } from '../shared/contract.js';
+import { WireRequest, type WireMessage } from '../shared/api.js';
 
 export type { WireMessage, WireRequest };
 
@@ -28,14 +28,4 @@ export function parseClientMessage(text: string): WireRequest | { invalid: strin
   if (r.data.kind === 'call' && !NAME.test(r.data.method)) return { invalid: 'The request names no valid method.', id };
   if (r.data.kind === 'subscribe' && !NAME.test(r.data.topic)) return { invalid: 'The subscription names no valid topic.', id };
   return r.data;
-}
-
-/** Turns anything thrown by the backend into the error sent to the client: only a SpindleError
- *  keeps its sentence; anything else (a bug) is reported as internal without its details. */
-export function toApiError(err: unknown): ApiError {
-  const e = err as { code?: unknown; message?: unknown; name?: unknown; errno?: unknown } | null;
-  if (e && e.name === 'SpindleError' && typeof e.code === 'string' && typeof e.message === 'string') {
-    return { code: e.code as ApiError['code'], message: e.message, ...(typeof e.errno === 'string' ? { errno: e.errno } : {}) };
-  }
-  return { code: 'INTERNAL', message: 'Spindle hit an internal error; the details are in its log.' };
 }

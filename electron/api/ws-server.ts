@@ -11,7 +11,7 @@ import { connect as netConnect } from 'node:net';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import { ApiSession, type ApiHandler } from './session.js';
 import { MAX_CLIENT_MESSAGE_BYTES } from './wire.js';
-import { VmId } from '../shared/contract.js';
+import { VmId } from '../shared/model.js';
 
 export interface ServeOptions {
   handler: ApiHandler;

@@ -5,15 +5,8 @@ import type { Command } from './main.js';
 import { SpindleError } from '../shared/errors.js';
 import { BlockBackend } from '../dataplane/block/backend.js';
 import { ImageLock } from '../dataplane/block/image-lock.js';
-import type { AioMode, CacheMode, NowaitMode } from '../shared/modes.js';
+import { ENGINE_VARIANTS, variantName, type CacheMode } from '../shared/modes.js';
 import { STANDARD_WORKLOADS, runWorkload, type WorkloadResult } from '../tools/engine-workload.js';
-
-export const ENGINE_VARIANTS: Array<{ label: string; aio: AioMode; nowait: NowaitMode }> = [
-  { label: 'threads', aio: 'threads', nowait: 'off' },
-  { label: 'native', aio: 'native', nowait: 'off' },
-  { label: 'native+nowait', aio: 'native', nowait: 'on' },
-  { label: 'io_uring', aio: 'io_uring', nowait: 'off' },
-];
 
 const command: Command = {
   summary: 'Measure each I/O engine on a file or block device (overwrites its data).',
@@ -38,7 +31,8 @@ const command: Command = {
     const results: Array<{ engine: string } & WorkloadResult> = [];
     const skipped: Array<{ engine: string; reason: string }> = [];
     try {
-      for (const v of ENGINE_VARIANTS) {
+      for (const { aio, nowait } of ENGINE_VARIANTS) {
+        const v = { label: variantName({ aio, nowait }), aio, nowait: nowait ? 'on' as const : 'off' as const };
         const cache = values.cache as CacheMode;
         let b: BlockBackend;
         try {

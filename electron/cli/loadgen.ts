@@ -3,7 +3,8 @@ import { parseArgs } from 'node:util';
 import type { Command } from './main.js';
 import { SpindleError } from '../shared/errors.js';
 import { parseSize } from '../shared/size.js';
-import { DEFAULT_TIMEOUT_SEC, MAX_IODEPTH, MAX_RING, RW_MODES, runLoadgen, type LoadgenOptions, type LoadgenResult, type RwMode } from '../tools/loadgen.js';
+import { DEFAULT_TIMEOUT_SEC, MAX_IODEPTH, MAX_RING, runLoadgen, type LoadgenOptions, type LoadgenResult } from '../tools/loadgen.js';
+import { RW_MODES, type RwMode } from '../tools/workload.js';
 
 /** The size grammar of shared/size.ts, with the option named in its sentence. */
 function parseSizeArg(text: string, what: string): number {

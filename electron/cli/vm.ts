@@ -8,7 +8,8 @@ import { resolve as resolvePath } from 'node:path';
 import type { Command } from './main.js';
 import { SpindleError } from '../shared/errors.js';
 import { formatSize } from '../shared/size.js';
-import { vmNameKey, type DiskSample, type VmInfo, type StatsTick } from '../shared/contract.js';
+import { type DiskSample, type VmInfo, type StatsTick } from '../shared/api.js';
+import { vmNameKey } from '../shared/model.js';
 import { apiSocketPath, connectLocalApi } from '../api/local-socket.js';
 import type { Backend } from '../api/backend.js';
 import { parseCommandArgs, wholeNumber } from './args.js';
@@ -111,7 +112,7 @@ const command: Command = {
     }, 'vm');
     const [sub, ...args] = positionals;
     const json = !!o.json;
-    // The API's ranges (contract.ts), checked here too so the sentence names the option.
+    // The API's ranges (shared/api.ts), checked here too so the sentence names the option.
     const memory = wholeNumber(o.memory, '--memory', 32, 1 << 20, ' MiB');
     const cpus = wholeNumber(o.cpus, '--cpus', 1, 64);
     const queues = wholeNumber(o.queues, '--queues', 1, 16);

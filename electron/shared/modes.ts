@@ -35,6 +35,18 @@ export const CACHE_SEMANTICS: Record<CacheMode, CacheSemantics> = {
   unsafe: { direct: false, dsync: false, writeCache: true, flush: 'nothing', summary: 'flushes are ignored: data can be lost if the host crashes' },
 };
 
+/** The engine variants a comparison measures, in this order: each aio mode, and native once more
+ *  with RWF_NOWAIT. The app's comparison, `spindle bench-engines` and the benchmarks all use it. */
+export const ENGINE_VARIANTS: readonly { readonly aio: AioMode; readonly nowait: boolean }[] = [
+  { aio: 'threads', nowait: false },
+  { aio: 'native', nowait: false },
+  { aio: 'native', nowait: true },
+  { aio: 'io_uring', nowait: false },
+];
+
+/** A variant's name in tables and progress: 'native+nowait' for native with nowait, else the aio mode. */
+export const variantName = (v: { aio: string; nowait?: boolean }): string => (v.aio === 'native' && v.nowait ? 'native+nowait' : v.aio);
+
 export const isCacheMode = (v: unknown): v is CacheMode => (CACHE_MODES as readonly unknown[]).includes(v);
 export const isAioMode = (v: unknown): v is AioMode => (AIO_MODES as readonly unknown[]).includes(v);
 

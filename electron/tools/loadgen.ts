@@ -16,9 +16,8 @@ import {
 } from '../dataplane/virtio/virtio-blk.js';
 import { VhostUserFrontend, type SharedGuestMemory, type VringHandle } from './vhost-user-frontend.js';
 import { F_PROTOCOL_FEATURES, ProtocolFeature, protocolBit } from '../dataplane/vhost-user/protocol.js';
+import { isRandom, writes, type RwMode, type Workload } from './workload.js';
 
-export const RW_MODES = ['randread', 'randwrite', 'read', 'write', 'randrw'] as const;
-export type RwMode = (typeof RW_MODES)[number];
 export const MAX_IODEPTH = 256;
 export const MAX_RING = 1024; // libvhost-user backends (qemu-storage-daemon) accept no larger rings
 /** Default --timeout: how long the backend may take to answer a handshake message, or to complete
@@ -27,11 +26,8 @@ export const DEFAULT_TIMEOUT_SEC = 30;
 
 const bit = (n: number) => 1n << BigInt(n);
 
-export interface LoadgenOptions {
+export interface LoadgenOptions extends Workload {
   socket: string;
-  rw: RwMode;
-  bs: number;
-  iodepth: number;
   queues: number;
   runtimeSec: number;
   /** Bytes of the disk to use from offset 0 (0: all of it). */
@@ -39,6 +35,7 @@ export interface LoadgenOptions {
   verify: boolean;
   /** Only the read-back pass of --verify: checks the pattern an earlier --verify run (same seed, bs, region) wrote. */
   verifyOnly: boolean;
+  /** Required here: the command always passes it (Workload's default, 50, is the CLI's). */
   rwmixread: number;
   seed: number;
   /** Sequential modes: stop after this many passes over the region (a fixed number of bytes, like dd count=); runtimeSec still caps it. */
@@ -361,7 +358,7 @@ class LoadGenerator {
   private async runPhase(phase: Phase, seconds: number): Promise<void> {
     this.phase = phase;
     this.deadline = performance.now() + seconds * 1000;
-    const shuffled = this.opts.rw.startsWith('rand');
+    const shuffled = isRandom(this.opts.rw);
     for (const q of this.queues) q.startPass(phase !== Phase.Run && shuffled);
     const done = new Promise<void>((resolve) => (this.finish = resolve));
     this.lastProgress = performance.now();
@@ -421,8 +418,8 @@ class LoadGenerator {
       if (o.queues > Math.max(1, maxQueues)) {
         throw new SpindleError('INVALID_ARGUMENT', `The disk offers ${Math.max(1, maxQueues)} queue(s); asked for ${o.queues}.`);
       }
-      const writes = (o.verify && !o.verifyOnly) || o.rw === 'randwrite' || o.rw === 'write' || o.rw === 'randrw';
-      if (writes && got.features & bit(VIRTIO_BLK_F_RO)) {
+      const needsWrite = (o.verify && !o.verifyOnly) || writes(o.rw);
+      if (needsWrite && got.features & bit(VIRTIO_BLK_F_RO)) {
         throw new SpindleError('READ_ONLY', `The disk is read-only; '${o.rw}'${o.verify ? ' with --verify' : ''} needs to write.`);
       }
       if (o.bs % blkSize !== 0) {

@@ -10,8 +10,9 @@ import { closeSync, fstatSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFi
 import { join } from 'node:path';
 import { createImage } from '../../electron/host/images/create-image.js';
 import { fallocate } from '../../electron/dataplane/native/os.js';
-import { DEFAULT_VARIANTS, POST_WORKLOADS, recordLabel, regionBytes, runComparison, variantName, type Workload } from '../../electron/host/bench/compare.js';
-import type { BenchRow } from '../../electron/shared/contract.js';
+import { POST_WORKLOADS, recordLabel, regionBytes, runComparison, type Workload } from '../../electron/host/bench/compare.js';
+import { ENGINE_VARIANTS, variantName } from '../../electron/shared/modes.js';
+import type { BenchRow } from '../../electron/shared/api.js';
 
 const quick = process.argv.includes('--quick');
 const BYTES_PER_RUN = quick ? 4 << 20 : 256 << 20;
@@ -65,7 +66,7 @@ async function measure(path: string, freshSparse: boolean): Promise<Cell[]> {
   const runs: Cell[][] = [];
   for (let i = 0; i < REPEATS; i++) {
     const bare = POST_WORKLOADS.map((w) => ({ variant: 'bare metal (fio psync)', ...fioCell(path, w, freshSparse) }));
-    const rows = await runComparison({ path, variants: DEFAULT_VARIANTS, bytesPerRun: BYTES_PER_RUN, freshSparseWrites: freshSparse });
+    const rows = await runComparison({ path, variants: ENGINE_VARIANTS, bytesPerRun: BYTES_PER_RUN, freshSparseWrites: freshSparse });
     runs.push([...bare, ...rows.map(fromRow)]);
   }
   return medianCells(runs);

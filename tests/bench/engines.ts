@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { BlockBackend } from '../../electron/dataplane/block/backend.js';
 import type { AioMode } from '../../electron/shared/modes.js';
-import { STANDARD_WORKLOADS, runWorkload, type Workload } from '../../electron/tools/engine-workload.js';
+import { STANDARD_WORKLOADS, runWorkload, type NamedWorkload as Workload } from '../../electron/tools/engine-workload.js';
 import { attachLoop, makeFile, tempDir } from '../lib/loop.js';
 
 const quick = process.argv.includes('--quick');
@@ -25,16 +25,17 @@ interface Measured { iops: number; mbPerSec: number; p99Us: number; cpuSeconds: 
 // fio's default submits each I/O with its own call; `batched` makes it submit every completion
 // batch in one call (iodepth_batch_submit = queue depth), which is what Spindle's engines do.
 function fio(target: string, engine: string, w: Workload, batched = false): Measured {
-  const rw = w.pattern === 'random' ? `rand${w.op}` : w.op;
-  const args = [`--name=bench`, `--filename=${target}`, `--ioengine=${engine}`, '--direct=1', `--rw=${rw}`, `--bs=${w.blockSize}`,
+  const args = [`--name=bench`, `--filename=${target}`, `--ioengine=${engine}`, '--direct=1', `--rw=${w.rw}`, `--bs=${w.bs}`,
     `--runtime=${RUNTIME}`, '--time_based', `--size=${SIZE}`, '--group_reporting', '--output-format=json'];
   // psync is synchronous: queue depth becomes one thread per slot, as Spindle's pool does.
-  if (engine === 'psync') args.push(`--numjobs=${w.queueDepth}`, '--thread');
-  else args.push(`--iodepth=${w.queueDepth}`, `--iodepth_batch_complete_max=${w.queueDepth}`);
-  if (batched) args.push(`--iodepth_batch_submit=${w.queueDepth}`);
+  if (w.rwmixread !== undefined) args.push(`--rwmixread=${w.rwmixread}`);
+  if (engine === 'psync') args.push(`--numjobs=${w.iodepth}`, '--thread');
+  else args.push(`--iodepth=${w.iodepth}`, `--iodepth_batch_complete_max=${w.iodepth}`);
+  if (batched) args.push(`--iodepth_batch_submit=${w.iodepth}`);
   const out = JSON.parse(execFileSync('fio', args, { encoding: 'utf8', maxBuffer: 64 << 20 }));
   const job = out.jobs[0];
-  const d = job[w.op];
+  // STANDARD_WORKLOADS read or write, never both: the one direction that moved data.
+  const d = job[w.rw.endsWith('read') ? 'read' : 'write'];
   // fio reports CPU as a percentage of one CPU over the job's run time.
   const cpuSeconds = ((job.usr_cpu + job.sys_cpu) / 100) * ((job.job_runtime as number) / 1000 || RUNTIME);
   const bytes = d.io_bytes as number;
@@ -48,7 +49,7 @@ function fio(target: string, engine: string, w: Workload, batched = false): Meas
 }
 
 async function spindle(target: string, aio: AioMode, w: Workload): Promise<Measured> {
-  const b = await BlockBackend.open(target, { aio, cache: 'none', nowait: 'off', queueDepth: Math.max(32, w.queueDepth) });
+  const b = await BlockBackend.open(target, { aio, cache: 'none', nowait: 'off', queueDepth: Math.max(32, w.iodepth) });
   try {
     return await runWorkload(b, w, RUNTIME);
   } finally {

@@ -8,7 +8,7 @@
 import { execFileSync } from 'node:child_process';
 import { rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { AioMode, NowaitMode } from '../../electron/shared/modes.js';
+import { ENGINE_VARIANTS, variantName, type AioMode, type NowaitMode } from '../../electron/shared/modes.js';
 import { parseExportStats, spindleExportServer } from '../guest/disk-server.js';
 import { makeFile, mountFs, tempDir } from '../lib/loop.js';
 import { benchArgs, fmt, machineInfo, markdownTable, median, saveResults } from './lib/report.js';
@@ -17,12 +17,8 @@ import { measure, requireSpindleCommands, withServer, writtenAndSynced, type Sam
 const MiB = 1 << 20;
 
 interface Mode { name: string; aio: AioMode; nowait?: NowaitMode }
-const MODES: Mode[] = [
-  { name: 'threads', aio: 'threads' },
-  { name: 'native', aio: 'native', nowait: 'off' },
-  { name: 'native+nowait', aio: 'native', nowait: 'on' },
-  { name: 'io_uring', aio: 'io_uring' },
-];
+// nowait is set only where it applies (native); the others keep export's default.
+const MODES: Mode[] = ENGINE_VARIANTS.map((v) => ({ name: variantName(v), aio: v.aio, ...(v.aio === 'native' ? { nowait: v.nowait ? 'on' as const : 'off' as const } : {}) }));
 
 interface Run extends Sample {
   stallMaxUs: number;

@@ -8,13 +8,13 @@ import { join } from 'node:path';
 import type { AioMode } from '../../electron/shared/modes.js';
 import { qsdServer, spindleExportServer, type DiskServerFactory } from '../guest/disk-server.js';
 import { tempDir } from '../lib/loop.js';
-import type { Rw } from './lib/loadgen.js';
+import type { Workload as ToolWorkload } from '../../electron/tools/workload.js';
 import { benchArgs, fmt, machineInfo, markdownTable, median, ratio, saveResults } from './lib/report.js';
 import { measure, requireSpindleCommands, shmLoopTarget, withServer, writtenFileTarget, type BenchTarget, type Sample } from './lib/setup.js';
 
 const MiB = 1 << 20;
 
-interface Workload { name: string; rw: Rw; bs: number; iodepth: number; queues: number }
+interface Workload extends ToolWorkload { name: string; queues: number }
 const WORKLOADS: Workload[] = [
   { name: '4k randread QD32, 1 queue', rw: 'randread', bs: 4096, iodepth: 32, queues: 1 },
   { name: '4k randread QD32, 2 queues', rw: 'randread', bs: 4096, iodepth: 32, queues: 2 },

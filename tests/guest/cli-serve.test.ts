@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { VmInfo } from '../../electron/shared/contract.js';
+import { VmInfo } from '../../electron/shared/api.js';
 import { connectLocalApi } from '../../electron/api/local-socket.js';
 import { isolatedEnv, runVmCli, type CliResult } from '../lib/api.js';
 import { makeFile } from '../lib/loop.js';

@@ -13,7 +13,7 @@ import { mkdtempSync, rmSync, statfsSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { VmManager } from '../../electron/host/vm/manager.js';
 import { VmStore } from '../../electron/host/vm/store.js';
-import { methods, type VmInfo } from '../../electron/shared/contract.js';
+import { methods, type VmInfo } from '../../electron/shared/api.js';
 import { makeFile, mountFs } from '../lib/loop.js';
 import { guestBoot, GuestAgent } from './vm-guest.js';
 

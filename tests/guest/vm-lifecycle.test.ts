@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { VmManager } from '../../electron/host/vm/manager.js';
 import { VmStore } from '../../electron/host/vm/store.js';
 import { QmpClient } from '../../electron/host/vm/qmp.js';
-import { methods, type VmInfo } from '../../electron/shared/contract.js';
+import { methods, type VmInfo } from '../../electron/shared/api.js';
 import { SpindleError } from '../../electron/shared/errors.js';
 import { guestBoot, GuestAgent } from './vm-guest.js';
 

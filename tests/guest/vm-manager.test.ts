@@ -8,7 +8,7 @@ import { closeSync, mkdtempSync, openSync, readdirSync, readlinkSync, readSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createBackend } from '../../electron/api/backend.js';
-import type { DiskSample, StatsTick, VmInfo } from '../../electron/shared/contract.js';
+import type { DiskSample, StatsTick, VmInfo } from '../../electron/shared/api.js';
 import { ServedDisk } from '../../electron/host/vm/served-disk.js';
 import { attachLoop, makeFile } from '../lib/loop.js';
 import { runLoadgen } from '../../electron/tools/loadgen.js';

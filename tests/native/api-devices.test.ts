@@ -6,7 +6,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, closeSync, constants, openSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { apiSetup, isolatedEnv, rejectsWith } from '../lib/api.js';
-import { methods, type FileAdvice, type HostDevice, type VmInfo } from '../../electron/shared/contract.js';
+import { methods, type FileAdvice, type HostDevice, type VmInfo } from '../../electron/shared/api.js';
 import { attachLoop, makeFile, mountFs, tempDir } from '../lib/loop.js';
 
 const setup = () => apiSetup('spindle-api-devices-');

@@ -7,7 +7,7 @@ import { writeFileSync, truncateSync, readFileSync, readdirSync, mkdirSync } fro
 import { join } from 'node:path';
 import { apiSetup, rejectsWith } from '../lib/api.js';
 import { createBenchLayer } from '../../electron/api/bench-api.js';
-import type { Result, TopicEvent, VmInfo } from '../../electron/shared/contract.js';
+import type { Result, TopicEvent, VmInfo } from '../../electron/shared/api.js';
 
 type Progress = TopicEvent<'bench.progress'>;
 type BenchResult = Result<'bench.result'>;

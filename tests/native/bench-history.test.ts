@@ -7,7 +7,7 @@ import { readdirSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { join } from 'node:path';
 import { createBackend } from '../../electron/api/backend.js';
-import { methods, type Result, type TopicEvent } from '../../electron/shared/contract.js';
+import { methods, type Result, type TopicEvent } from '../../electron/shared/api.js';
 import { apiSetup } from '../lib/api.js';
 
 type BenchResult = Result<'bench.result'>;

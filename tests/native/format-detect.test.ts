@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { apiSetup, rejectsWith } from '../lib/api.js';
 import { killOnExit, stopChild } from '../lib/proc.js';
 import { makeFile, tempDir } from '../lib/loop.js';
-import type { VmInfo } from '../../electron/shared/contract.js';
+import type { VmInfo } from '../../electron/shared/api.js';
 
 const bin = fileURLToPath(new URL('../../../bin/spindle.js', import.meta.url));
 const digest = (path: string): string => createHash('sha256').update(readFileSync(path)).digest('hex');

@@ -7,7 +7,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFile
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createBackend } from '../../electron/api/backend.js';
-import type { VmInfo } from '../../electron/shared/contract.js';
+import type { VmInfo } from '../../electron/shared/api.js';
 
 const KERNEL = readdirSync('/boot').filter((f) => f.startsWith('vmlinuz-')).map((f) => join('/boot', f))[0];
 

@@ -15,7 +15,7 @@ import { mkdtempSync, rmSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createBackend } from '../../electron/api/backend.js';
-import type { VmInfo } from '../../electron/shared/contract.js';
+import type { VmInfo } from '../../electron/shared/api.js';
 import { servedDiskFactory, type ServedDisk } from '../../electron/host/vm/served-disk.js';
 import type { DiskServeSpec } from '../../electron/host/vm/disk-host.js';
 import { runLoadgen } from '../../electron/tools/loadgen.js';

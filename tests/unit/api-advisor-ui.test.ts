@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { methods, type FileAdvice, type HostDevice } from '../../electron/shared/contract.js';
-import { formatOf } from '../../electron/api/image-format.js';
+import { methods, type FileAdvice, type HostDevice } from '../../electron/shared/api.js';
+import { contentOf } from '../../electron/dataplane/block/format-detect.js';
 import { apiSetup, rejectsWith } from '../lib/api.js';
 import { attachLoop, makeFile } from '../lib/loop.js';
 
@@ -53,7 +53,7 @@ test('advisor.inspect refuses a qcow2 image with a sentence naming the format; r
     const q = spawnSync('qemu-img', ['create', '-q', '-f', 'qcow2', qcow2, '16M'], { encoding: 'utf8' });
     assert.equal(q.status, 0, q.stderr);
     const before = readFileSync(qcow2);
-    await rejectsWith(s.router.call('advisor.inspect', { path: qcow2 }), 'NOT_A_DISK', /is a qcow2 image: Spindle serves raw disk images only.*qemu-img convert -O raw/);
+    await rejectsWith(s.router.call('advisor.inspect', { path: qcow2 }), 'NOT_A_DISK', /is a qcow2 image; Spindle serves raw images only.*qemu-img convert -f qcow2 -O raw/);
     await rejectsWith(s.router.call('advisor.preallocate', { path: qcow2 }), 'NOT_A_DISK', /qcow2/);
     await rejectsWith(s.router.call('advisor.probe', { path: qcow2 }), 'NOT_A_DISK', /qcow2/);
     assert.deepEqual(readFileSync(qcow2), before, 'the file is not touched');
@@ -66,26 +66,26 @@ test('advisor.inspect refuses a qcow2 image with a sentence naming the format; r
   }
 });
 
-test('formatOf names every container format by its header', () => {
+test('contentOf names every container format by its header, and ISO 9660 apart from raw', () => {
   const h = (off: number, sig: Buffer | string, extra?: (b: Buffer) => void) => {
     const b = Buffer.alloc(0x9000);
     (typeof sig === 'string' ? Buffer.from(sig, 'latin1') : sig).copy(b, off);
     extra?.(b);
     return b;
   };
-  assert.equal(formatOf(h(0, 'QFI\xfb', (b) => b.writeUInt32BE(3, 4))), 'qcow2');
-  assert.equal(formatOf(h(0, 'QFI\xfb', (b) => b.writeUInt32BE(1, 4))), 'qcow');
-  assert.equal(formatOf(h(0, 'QED\0')), 'qed');
-  assert.equal(formatOf(h(0, '', (b) => b.writeUInt32LE(0xbeda107f, 0x40))), 'vdi');
-  assert.equal(formatOf(h(0, 'KDMV')), 'vmdk');
-  assert.equal(formatOf(h(0, '# Disk DescriptorFile\n')), 'vmdk');
-  assert.equal(formatOf(h(0, 'conectix')), 'vhd');
-  assert.equal(formatOf(h(0, 'vhdxfile')), 'vhdx');
-  assert.equal(formatOf(h(0, 'LUKS\xba\xbe')), 'luks');
-  assert.equal(formatOf(h(0, 'WithoutFreeSpace')), 'parallels');
-  assert.equal(formatOf(h(0x8001, 'CD001')), 'iso9660');
-  assert.equal(formatOf(Buffer.alloc(0x9000, 0xa5)), 'raw');
-  assert.equal(formatOf(Buffer.alloc(100)), 'raw', 'a file shorter than a header is raw');
+  assert.equal(contentOf(h(0, 'QFI\xfb', (b) => b.writeUInt32BE(3, 4)), Buffer.alloc(0), 0x9000), 'qcow2');
+  assert.equal(contentOf(h(0, 'QFI\xfb', (b) => b.writeUInt32BE(1, 4)), Buffer.alloc(0), 0x9000), 'qcow');
+  assert.equal(contentOf(h(0, 'QED\0'), Buffer.alloc(0), 0x9000), 'qed');
+  assert.equal(contentOf(h(0, '', (b) => b.writeUInt32LE(0xbeda107f, 0x40)), Buffer.alloc(0), 0x9000), 'vdi');
+  assert.equal(contentOf(h(0, 'KDMV'), Buffer.alloc(0), 0x9000), 'vmdk');
+  assert.equal(contentOf(h(0, '# Disk DescriptorFile\n'), Buffer.alloc(0), 0x9000), 'vmdk');
+  assert.equal(contentOf(h(0, 'conectix'), Buffer.alloc(0), 0x9000), 'vpc');
+  assert.equal(contentOf(h(0, 'vhdxfile'), Buffer.alloc(0), 0x9000), 'vhdx');
+  assert.equal(contentOf(h(0, 'LUKS\xba\xbe'), Buffer.alloc(0), 0x9000), 'luks');
+  assert.equal(contentOf(h(0, 'WithoutFreeSpace'), Buffer.alloc(0), 0x9000), 'parallels');
+  assert.equal(contentOf(h(0x8001, 'CD001'), Buffer.alloc(0), 0x9000), 'iso9660');
+  assert.equal(contentOf(Buffer.alloc(0x9000, 0xa5), Buffer.alloc(0), 0x9000), 'raw');
+  assert.equal(contentOf(Buffer.alloc(100), Buffer.alloc(0), 100), 'raw', 'a file shorter than a header is raw');
 });
 
 test('the last probe of a file is kept: advisor.inspect returns it, with when it was measured', async () => {

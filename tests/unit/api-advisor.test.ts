@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync, truncateSync, statSync, readFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createBackend } from '../../electron/api/backend.js';
-import { methods, type FileAdvice, type HostDevice, type ScratchDisk } from '../../electron/shared/contract.js';
+import { methods, type FileAdvice, type HostDevice, type ScratchDisk } from '../../electron/shared/api.js';
 import { toApiHostDevices } from '../../electron/api/advisor-api.js';
 import type { HostDevice as BlockHostDevice } from '../../electron/dataplane/block/host-devices.js';
 import { SCRATCH_SIZE_BYTES } from '../../electron/host/vm/scratch.js';

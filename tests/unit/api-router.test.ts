@@ -4,7 +4,7 @@ import { writeFileSync, truncateSync, symlinkSync, mkdirSync, readFileSync } fro
 import { join } from 'node:path';
 import { apiSetup, rejectsWith } from '../lib/api.js';
 import { SpindleError } from '../../electron/shared/errors.js';
-import type { VmInfo } from '../../electron/shared/contract.js';
+import type { VmInfo } from '../../electron/shared/api.js';
 
 function setup(extraEnv: Record<string, string> = {}) {
   const s = apiSetup('spindle-router-', { env: extraEnv });

@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BenchStartInput } from '../../electron/shared/contract.js';
+import { BenchStartInput } from '../../electron/shared/api.js';
 import { variantsOf } from '../../electron/api/bench-api.js';
 import { POST_WORKLOADS, checkVariants, regionBytes, rowsToCsv, recordLabel } from '../../electron/host/bench/compare.js';
-import { DiskThreadCpu, listThreads, threadCpuNs } from '../../electron/host/bench/thread-cpu.js';
 import { SpindleError } from '../../electron/shared/errors.js';
+import { CACHE_MODES, ENGINE_VARIANTS, modeConflict, variantName } from '../../electron/shared/modes.js';
 
 test("the matrix is the post's: write then read at 16k, 64k, 256k and 20M", () => {
   assert.deepEqual(POST_WORKLOADS.map((w) => `${w.op} ${recordLabel(w.recordBytes)}`),
@@ -19,8 +19,18 @@ test('variants: native+nowait is its own row by default; explicit variants win',
   assert.throws(() => BenchStartInput.parse({ target: { kind: 'scratch' }, variants: [{ aio: 'posix' }] }));
 });
 
+test('one engine variant list: threads, native, native+nowait, io_uring', () => {
+  assert.deepEqual(ENGINE_VARIANTS.map(variantName), ['threads', 'native', 'native+nowait', 'io_uring']);
+});
+
 test('checkVariants refuses native without O_DIRECT and nowait on other engines', () => {
   assert.throws(() => checkVariants([{ aio: 'native', nowait: false }], 'writeback'), (e: SpindleError) => e.code === 'UNSUPPORTED_MODE');
+  // The comparison asks the one rule (shared/modes.ts) rather than its own copy of it.
+  for (const cache of CACHE_MODES) {
+    const conflict = modeConflict('native', cache);
+    if (conflict) assert.throws(() => checkVariants([{ aio: 'native', nowait: false }], cache), (e: SpindleError) => e.message.startsWith(conflict));
+    else checkVariants([{ aio: 'native', nowait: true }], cache);
+  }
   assert.throws(() => checkVariants([{ aio: 'io_uring', nowait: true }], 'none'), /variant of aio 'native' only/);
   checkVariants([{ aio: 'threads', nowait: false }], 'writeback');
 });
@@ -40,12 +50,3 @@ test('CSV names the variant and carries both units', () => {
   assert.match(row!, /^native\+nowait,write,16384,1\.5,1465,91,0\.01,/);
 });
 
-test('thread CPU: this thread is read from /proc; an ambiguous start leaves the IOThread unknown', () => {
-  const me = [...listThreads()][0]!;
-  assert.ok((threadCpuNs(me) ?? 0) > 0);
-  assert.equal(threadCpuNs(2 ** 30), null);
-  assert.equal(new DiskThreadCpu(new Set([1]), new Set([1, 2, 3])).known, false);
-  const one = new DiskThreadCpu(new Set([]), new Set([me]));
-  assert.equal(one.ioThread, me);
-  assert.ok(one.sampleNs() > 0);
-});

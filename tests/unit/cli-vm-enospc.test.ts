@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync, truncateSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { VmInfo, type DiskSample } from '../../electron/shared/contract.js';
+import { VmInfo, type DiskSample } from '../../electron/shared/api.js';
 import { formatDiskSample } from '../../electron/cli/vm.js';
 import { isolatedEnv, runVmCli } from '../lib/api.js';
 

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync, truncateSync, readFileSync, readdir
 import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { VmInfo } from '../../electron/shared/contract.js';
+import { VmInfo } from '../../electron/shared/api.js';
 import { z } from 'zod';
 import { isolatedEnv, runVmCli } from '../lib/api.js';
 

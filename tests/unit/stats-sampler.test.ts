@@ -9,9 +9,10 @@ import { EventEmitter } from 'node:events';
 import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { HISTORY_MS, SAMPLE_INTERVAL_MS, StatsSampler, percentileFromLog2, processCpuSeconds, type SampleSource } from '../../electron/host/stats/sampler.js';
+import { HISTORY_MS, SAMPLE_INTERVAL_MS, StatsSampler, percentileFromLog2, type SampleSource } from '../../electron/host/stats/sampler.js';
+import { processCpuSeconds } from '../../electron/host/proc/thread-cpu.js';
 import type { DiskCountersSnapshot, DiskHost } from '../../electron/host/vm/disk-host.js';
-import type { StatsTick } from '../../electron/shared/contract.js';
+import type { StatsTick } from '../../electron/shared/api.js';
 
 const zero = (): DiskCountersSnapshot => ({ readOps: 0, writeOps: 0, readBytes: 0, writeBytes: 0, inFlight: 0, cpuSec: 0, latencyLog2Us: new Array(20).fill(0) });
 

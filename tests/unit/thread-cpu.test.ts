@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
 import { once } from 'node:events';
-import { threadCpuSeconds, IoUringWorkerCpu } from '../../electron/host/proc/thread-cpu.js';
+import { threadCpuSeconds, IoUringWorkerCpu, IoThreadCpu } from '../../electron/host/proc/thread-cpu.js';
 import { describeDiskEvent } from '../../electron/host/vm/served-disk.js';
 
 test('threadCpuSeconds follows one thread (not the process); a missing thread is null', async () => {
@@ -16,18 +16,22 @@ test('threadCpuSeconds follows one thread (not the process); a missing thread is
   try {
     const [tid] = (await once(w, 'message')) as [number];
     assert.notEqual(tid, process.pid);
+    const io = new IoThreadCpu(tid);
     const a = threadCpuSeconds(tid)!;
+    const ioA = io.seconds()!;
     const mainA = threadCpuSeconds(process.pid)!;
     w.postMessage('spin');
     await once(w, 'message');
     const b = threadCpuSeconds(tid)!;
     assert.ok(b - a > 0.05, `the spinning thread gained CPU (${a} -> ${b})`);
+    assert.ok(io.seconds()! - ioA > 0.05, 'IoThreadCpu reads the same thread by its tid');
     assert.ok(threadCpuSeconds(process.pid)! - mainA < b - a, 'the main thread, which waited, gained less');
   } finally {
     await w.terminate();
   }
   assert.equal(threadCpuSeconds(2 ** 22 + 4321), null);
   assert.equal(new IoUringWorkerCpu(2 ** 22 + 4321).seconds(), 0, 'no io_uring workers for a thread that has none');
+  assert.equal(new IoThreadCpu(2 ** 22 + 4321).seconds(), null, 'a thread that is gone reads as null');
 });
 
 test('disk server events become lines; a malformed request and a dead IOThread mark the disk broken', () => {

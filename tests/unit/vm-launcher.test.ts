@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildQemuArgv, findQemu, chooseAccelerator, resolveAccelerator } from '../../electron/host/vm/launcher.js';
-import { VM_CONFIG_VERSION, type VmConfig } from '../../electron/shared/contract.js';
+import { VM_CONFIG_VERSION, type VmConfig } from '../../electron/shared/model.js';
 import { SpindleError } from '../../electron/shared/errors.js';
 
 const base: VmConfig = {

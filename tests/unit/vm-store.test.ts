@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { VmStore, slugify, parseVmFile } from '../../electron/host/vm/store.js';
-import { VM_CONFIG_VERSION, type VmConfig } from '../../electron/shared/contract.js';
+import { VM_CONFIG_VERSION, type VmConfig } from '../../electron/shared/model.js';
 import { SpindleError } from '../../electron/shared/errors.js';
 
 const cfg = (id: string, name = id): VmConfig => ({

@@ -7,7 +7,8 @@ import { existsSync, mkdirSync, writeFileSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { apiSetup, rejectsWith } from '../lib/api.js';
 import { holdLock } from '../lib/lock-holder.js';
-import { vmNameKey, vmNamed, type VmInfo } from '../../electron/shared/contract.js';
+import { type VmInfo } from '../../electron/shared/api.js';
+import { vmNameKey, vmNamed } from '../../electron/shared/model.js';
 import { VmStore } from '../../electron/host/vm/store.js';
 import { vmConfigDir } from '../../electron/host/vm/paths.js';
 

@@ -2,7 +2,8 @@
 // footers), so Spindle never serves a container's bytes as a disk: a guest writing a qcow2 file
 // seen as raw destroys it. Magic numbers from each format's specification as QEMU's probes read
 // them (block/qcow2.c, qcow.c, qed.c, vdi.c, vmdk.c, vpc.c, vhdx.c, crypto/block-luks.c,
-// parallels.c, bochs.c, cloop.c, dmg.c).
+// parallels.c, bochs.c, cloop.c, dmg.c). It also tells an ISO 9660 CD/DVD image (ECMA-119 §8.1)
+// from a plain raw disk, for the UI: both are served raw, an ISO as a read-only CD-ROM.
 import { closeSync, constants, fstatSync, openSync } from 'node:fs';
 import { basename, dirname, extname, join } from 'node:path';
 import { SpindleError, errnoOf } from '../../shared/errors.js';
@@ -16,7 +17,8 @@ export const FORMAT_NAMES: Record<ImageFormat, string> = {
   bochs: 'Bochs', cloop: 'cloop (compressed loop)', dmg: 'Apple disk image (dmg)',
 };
 
-const HEAD_BYTES = 4096;
+/** Enough for every header above and for ISO 9660's first volume descriptor (sector 16). */
+const HEAD_BYTES = 0x9000;
 const FOOTER_BYTES = 512;
 
 const ascii = (b: Buffer, at: number, s: string): boolean => b.length >= at + s.length && b.toString('latin1', at, at + s.length) === s;
@@ -49,20 +51,33 @@ export function formatOf(head: Buffer, tail: Buffer, sizeBytes: number): ImageFo
   return null;
 }
 
-/** The format of what `fd` holds (any readable fd, O_DIRECT too), or null for raw. */
-export function detectFormatOfFd(fd: number): ImageFormat | null {
+/** ECMA-119 §8.1: volume descriptors start at sector 16 (0x8000), each with 'CD001' after its type byte. */
+export const isIso9660 = (head: Buffer): boolean => ascii(head, 0x8001, 'CD001');
+
+/** What a raw image holds: an ISO 9660 CD/DVD image or a plain disk. */
+export type RawContent = 'raw' | 'iso9660';
+
+/** A container format, or for raw bytes what they hold. */
+export function contentOf(head: Buffer, tail: Buffer, sizeBytes: number): ImageFormat | RawContent {
+  return formatOf(head, tail, sizeBytes) ?? (isIso9660(head) ? 'iso9660' : 'raw');
+}
+
+function headAndTail(fd: number): [Buffer, Buffer, number] {
   const st = fstatSync(fd);
   const size = st.isBlockDevice() ? geometry(fd).sizeBytes : st.size;
   const head = readAt(fd, 0, Math.min(HEAD_BYTES, size));
   const tail = size >= FOOTER_BYTES * 2 ? readAt(fd, size - FOOTER_BYTES, FOOTER_BYTES) : Buffer.alloc(0);
-  return formatOf(head, tail, size);
+  return [head, tail, size];
 }
 
-/**
- * The format of the file or device at `path`, or null for raw. Opens it read-only for a moment,
- * with O_DIRECT where the filesystem allows, so the header never lands in the page cache.
- */
-export function detectFormat(path: string): ImageFormat | null {
+/** The format of what `fd` holds (any readable fd, O_DIRECT too), or null for raw. */
+export function detectFormatOfFd(fd: number): ImageFormat | null {
+  return formatOf(...headAndTail(fd));
+}
+
+/** Opens `path` read-only for a moment, with O_DIRECT where the filesystem allows, so the header
+ *  never lands in the page cache. */
+function withReadFd<T>(path: string, fn: (fd: number) => T): T {
   let fd: number;
   try {
     fd = openSync(path, constants.O_RDONLY | constants.O_DIRECT);
@@ -71,10 +86,20 @@ export function detectFormat(path: string): ImageFormat | null {
     fd = openSync(path, constants.O_RDONLY);
   }
   try {
-    return detectFormatOfFd(fd);
+    return fn(fd);
   } finally {
     closeSync(fd);
   }
+}
+
+/** The format of the file or device at `path`, or null for raw. */
+export function detectFormat(path: string): ImageFormat | null {
+  return withReadFd(path, detectFormatOfFd);
+}
+
+/** The format of the file or device at `path`, or for raw bytes what they hold (the UI's view). */
+export function detectContent(path: string): ImageFormat | RawContent {
+  return withReadFd(path, (fd) => contentOf(...headAndTail(fd)));
 }
 
 /** The refusal for a non-raw image, naming the format and how to get a raw image from it. */

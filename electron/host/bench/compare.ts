@@ -12,10 +12,10 @@ import { DiskServer } from '../disks/disk-server.js';
 import { runLoadgen } from '../../tools/loadgen.js';
 import { fallocate, holes } from '../../dataplane/native/os.js';
 import { SpindleError } from '../../shared/errors.js';
-import type { CacheMode } from '../../shared/modes.js';
-import type { BenchRow, BenchVariant } from '../../shared/contract.js';
+import { ENGINE_VARIANTS, modeConflict, variantName, type CacheMode } from '../../shared/modes.js';
+import type { BenchRow, BenchVariant } from '../../shared/api.js';
 import { bucketUpperUs, type CountersSnapshot } from '../../dataplane/block/stats.js';
-import { DiskThreadCpu, listThreads } from './thread-cpu.js';
+import { IoThreadCpu } from '../proc/thread-cpu.js';
 
 export interface Workload { op: 'read' | 'write'; recordBytes: number }
 
@@ -23,18 +23,9 @@ export interface Workload { op: 'read' | 'write'; recordBytes: number }
 export const POST_WORKLOADS: readonly Workload[] = [16 << 10, 64 << 10, 256 << 10, 20 << 20]
   .flatMap((recordBytes) => (['write', 'read'] as const).map((op) => ({ op, recordBytes })));
 
-export const DEFAULT_VARIANTS: readonly BenchVariant[] = [
-  { aio: 'threads', nowait: false },
-  { aio: 'native', nowait: false },
-  { aio: 'native', nowait: true },
-  { aio: 'io_uring', nowait: false },
-];
-
 export const DEFAULT_BYTES_PER_RUN = 64 << 20;
 /** A run stops after this long even if its bytes are not all moved (a very slow disk). */
 export const DEFAULT_MAX_SECONDS_PER_RUN = 20;
-
-export const variantName = (v: { aio: string; nowait?: boolean }): string => (v.aio === 'native' && v.nowait ? 'native+nowait' : v.aio);
 
 export interface CompareStep { index: number; total: number; variant: BenchVariant; workload: Workload; label: string }
 
@@ -64,19 +55,19 @@ export function cancelledError(): SpindleError {
   return new SpindleError('CANCELLED', 'The comparison was cancelled.');
 }
 
-function cpuNs(threads: DiskThreadCpu, s: CountersSnapshot): number {
+function cpuNs(thread: IoThreadCpu | null, s: CountersSnapshot): number {
   // Thread-pool workers report their own CPU through the counters. The IOThread's whole CPU
-  // (virtio-blk, vhost-user and the engine's submit/reap) comes from /proc; when that thread could
-  // not be identified, the engine's share of it (loopNs) is what is left.
-  return s.cpu.poolNs + (threads.known ? threads.sampleNs() : s.cpu.loopNs);
+  // (virtio-blk, vhost-user and the engine's submit/reap) and its io_uring workers' come from
+  // /proc by the tid the thread reported; without it, the engine's share (loopNs) is what is left.
+  const sec = thread?.seconds() ?? null;
+  return s.cpu.poolNs + (sec !== null ? sec * 1e9 : s.cpu.loopNs);
 }
 
 /** Refuses combinations no disk server would run, before anything is written. */
 export function checkVariants(variants: readonly BenchVariant[], cache: CacheMode): void {
   for (const v of variants) {
-    if (v.aio === 'native' && cache !== 'none' && cache !== 'directsync') {
-      throw new SpindleError('UNSUPPORTED_MODE', `aio 'native' needs cache 'none' or 'directsync' (O_DIRECT), not '${cache}': choose one of those or leave native out.`);
-    }
+    const conflict = modeConflict(v.aio, cache);
+    if (conflict) throw new SpindleError('UNSUPPORTED_MODE', `${conflict} Choose one of those caches or leave native out.`);
     if (v.nowait && v.aio !== 'native') {
       throw new SpindleError('INVALID_ARGUMENT', `nowait is a variant of aio 'native' only, not of '${v.aio}'.`);
     }
@@ -86,7 +77,7 @@ export function checkVariants(variants: readonly BenchVariant[], cache: CacheMod
 /** Runs the matrix; resolves with one row per (variant, workload), in order. Rejects on cancel
  *  (after stopping the disk server) or when the target cannot be served. */
 export async function runComparison(opts: CompareOptions): Promise<BenchRow[]> {
-  const variants = opts.variants ?? DEFAULT_VARIANTS;
+  const variants = opts.variants ?? ENGINE_VARIANTS;
   const workloads = opts.workloads ?? POST_WORKLOADS;
   const cache = opts.cache ?? 'none';
   const bytesPerRun = opts.bytesPerRun ?? DEFAULT_BYTES_PER_RUN;
@@ -99,12 +90,11 @@ export async function runComparison(opts: CompareOptions): Promise<BenchRow[]> {
   try {
     for (const [vi, variant] of variants.entries()) {
       if (opts.signal?.aborted) throw cancelledError();
-      const before = listThreads();
       const server = await DiskServer.start({
         path: opts.path, socketPath: join(sockDir, `v${vi}.sock`), aio: variant.aio, cache,
         nowait: variant.nowait ? 'on' : 'off', readOnly: false, queues: 1, serial: 'spindle-bench',
       });
-      const threads = new DiskThreadCpu(before, listThreads());
+      const threads = server.threadTid !== null ? new IoThreadCpu(server.threadTid) : null;
       try {
         for (const [wi, w] of workloads.entries()) {
           if (opts.signal?.aborted) throw cancelledError();

@@ -1,10 +1,31 @@
-// CPU time of single threads of this process, for a disk's backend CPU: its IOThread (the worker
-// that runs the vhost-user server, virtio-blk and the engine's submit/reap) and the io_uring
-// workers the kernel starts on that thread's behalf (iou-wrk-<tid>, which exit when idle).
+// The one /proc CPU reader: single threads of this process by tid, for a disk's backend CPU (its
+// IOThread, the worker that runs the vhost-user server, virtio-blk and the engine's submit/reap,
+// and the io_uring workers the kernel starts on that thread's behalf, iou-wrk-<tid>, which exit
+// when idle), and whole processes by pid (QEMU).
 import { readdirSync, readFileSync } from 'node:fs';
 
 /** Linux's USER_HZ: /proc/.../stat counts CPU time in these ticks (100 on every mainstream arch). */
 const CLOCK_TICKS = 100;
+
+/** utime + stime in seconds from a /proc stat file, or null when it is gone or unreadable. */
+function statCpuSeconds(file: string): number | null {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return null;
+  }
+  // The command name (field 2) may hold spaces and parentheses: parse after its last ')'.
+  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  const utime = Number(rest[11]);
+  const stime = Number(rest[12]);
+  return Number.isFinite(utime) && Number.isFinite(stime) ? (utime + stime) / CLOCK_TICKS : null;
+}
+
+/** Cumulative CPU seconds of a process (all threads), or null when it is gone. */
+export function processCpuSeconds(pid: number): number | null {
+  return statCpuSeconds(`/proc/${pid}/stat`);
+}
 
 /** Cumulative CPU seconds of thread `tid` of this process, or null when it is gone. */
 export function threadCpuSeconds(tid: number): number | null {
@@ -13,14 +34,7 @@ export function threadCpuSeconds(tid: number): number | null {
     const ns = Number(readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
     if (Number.isFinite(ns)) return ns / 1e9;
   } catch { /* no CONFIG_SCHED_INFO, or the thread is gone: try stat */ }
-  try {
-    const text = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-    const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    const sec = (Number(rest[11]) + Number(rest[12])) / CLOCK_TICKS;
-    return Number.isFinite(sec) ? sec : null;
-  } catch {
-    return null;
-  }
+  return statCpuSeconds(`/proc/self/task/${tid}/stat`);
 }
 
 /**
@@ -64,5 +78,20 @@ export class IoUringWorkerCpu {
     let total = this.gone;
     for (const sec of this.seen.values()) total += sec;
     return total;
+  }
+}
+
+/** A disk's IOThread (by the tid it reported, DiskServer.threadTid) with its io_uring workers. */
+export class IoThreadCpu {
+  private readonly workers: IoUringWorkerCpu;
+
+  constructor(readonly tid: number) {
+    this.workers = new IoUringWorkerCpu(tid);
+  }
+
+  /** Cumulative CPU seconds of the thread and its io_uring workers, or null once the thread is gone. */
+  seconds(): number | null {
+    const thread = threadCpuSeconds(this.tid);
+    return thread === null ? null : thread + this.workers.seconds();
   }
 }

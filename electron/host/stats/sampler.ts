@@ -1,15 +1,13 @@
 // Samples every running disk's counters and every QEMU's CPU every 500 ms, turns cumulative
 // counters into rates, keeps 10 minutes of ticks in a ring, and emits each tick ('tick').
 import { EventEmitter } from 'node:events';
-import { readFileSync } from 'node:fs';
-import type { DiskSample, StatsTick, VmSample } from '../../shared/contract.js';
+import type { DiskSample, StatsTick, VmSample } from '../../shared/api.js';
 import type { DiskCountersSnapshot, DiskHost } from '../vm/disk-host.js';
 import { bucketUpperUs, percentileUs } from '../../dataplane/block/stats.js';
+import { processCpuSeconds } from '../proc/thread-cpu.js';
 
 export const SAMPLE_INTERVAL_MS = 500;
 export const HISTORY_MS = 10 * 60 * 1000;
-/** Linux's USER_HZ: /proc/PID/stat counts CPU time in these ticks (100 on every mainstream arch). */
-const CLOCK_TICKS = 100;
 
 export interface SampleSource {
   diskHosts(): Iterable<{ vmId: string | null; diskId: string; host: DiskHost }>;
@@ -45,21 +43,6 @@ export function intervalStallMaxUs(prev: DiskCountersSnapshot, now: DiskCounters
   const grew = histogramGrowth(prev.submitStallLog2Us, now.submitStallLog2Us);
   const top = grew.findLastIndex((v) => v > 0);
   return top < 0 ? 0 : Math.min(bucketUpperUs(top), now.submitStallMaxUs);
-}
-
-/** Cumulative CPU seconds of a process (all threads) from /proc/PID/stat, or null when it is gone. */
-export function processCpuSeconds(pid: number): number | null {
-  let text: string;
-  try {
-    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return null;
-  }
-  // The command name (field 2) may hold spaces and parentheses: parse after its last ')'.
-  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  const utime = Number(rest[11]);
-  const stime = Number(rest[12]);
-  return Number.isFinite(utime) && Number.isFinite(stime) ? (utime + stime) / CLOCK_TICKS : null;
 }
 
 const optional = <K extends string>(key: K, v: number | undefined): { [k in K]?: number } => (v === undefined ? {} : ({ [key]: v } as { [k in K]: number }));

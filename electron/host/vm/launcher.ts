@@ -3,7 +3,7 @@
 import { openSync, closeSync, accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { delimiter, join, isAbsolute } from 'node:path';
-import type { VmConfig } from '../../shared/contract.js';
+import type { VmConfig } from '../../shared/model.js';
 import { SpindleError } from '../../shared/errors.js';
 
 export const QEMU_BINARY = 'qemu-system-x86_64';

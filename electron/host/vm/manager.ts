@@ -7,20 +7,9 @@ import { createConnection, type Socket } from 'node:net';
 import { EventEmitter } from 'node:events';
 import { existsSync, rmSync, copyFileSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  VM_CONFIG_VERSION,
-  type DiskConfig,
-  type DiskInput,
-  type DiskPatch,
-  type VmConfig,
-  type VmInfo,
-  type VmState,
-  type DiskRuntime,
-  type ConfigProblem,
-  vmNameKey,
-  type SpaceWait,
-} from '../../shared/contract.js';
-import type { ParsedParams } from '../../shared/contract.js';
+import { type DiskInput, type DiskPatch, type VmInfo, type VmState, type DiskRuntime, type ConfigProblem, type SpaceWait } from '../../shared/api.js';
+import { VM_CONFIG_VERSION, type DiskConfig, type VmConfig, vmNameKey } from '../../shared/model.js';
+import type { ParsedParams } from '../../shared/api.js';
 import { defaultModes, modeConflict, CACHE_SEMANTICS } from '../../shared/modes.js';
 import { SpindleError, errnoOf } from '../../shared/errors.js';
 import { VmStore } from './store.js';

@@ -4,7 +4,7 @@
 import { describeOwner, lockOwner, tryLock, type HeldLock, type LockOwner } from './lock-file.js';
 import { SpindleError } from '../../shared/errors.js';
 import type { VmStore } from './store.js';
-import type { VmConfig } from '../../shared/contract.js';
+import type { VmConfig } from '../../shared/model.js';
 
 export class RunLocks {
   constructor(private readonly store: VmStore) {}

@@ -2,7 +2,7 @@
 // there are no VMs, so the aio comparison and the live chart work with no VM and no QEMU.
 import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ScratchDisk } from '../../shared/contract.js';
+import type { ScratchDisk } from '../../shared/api.js';
 import { createImage } from '../images/create-image.js';
 import { SpindleError, errnoOf } from '../../shared/errors.js';
 import { dataDir } from './paths.js';

@@ -4,7 +4,8 @@
 import { openSync, writeSync, fsyncSync, closeSync, renameSync, linkSync, unlinkSync, readdirSync, readFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { VmConfig, VM_CONFIG_VERSION, vmNamed, type ConfigProblem } from '../../shared/contract.js';
+import { type ConfigProblem } from '../../shared/api.js';
+import { VmConfig, VM_CONFIG_VERSION, vmNamed } from '../../shared/model.js';
 import { SpindleError, errnoOf } from '../../shared/errors.js';
 
 const FILE_RE = /^([a-z0-9][a-z0-9-]*)\.json$/;
@@ -121,7 +122,7 @@ export class VmStore {
     }
   }
 
-  /** Refuses (NAME_TAKEN) a name another VM (other than `exceptId`) has, ignoring case (contract.ts vmNameKey). */
+  /** Refuses (NAME_TAKEN) a name another VM (other than `exceptId`) has, ignoring case (shared/model.ts vmNameKey). */
   refuseTakenName(name: string, exceptId?: string): void {
     const other = vmNamed(this.loadAll().vms, name, exceptId);
     if (other) {

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { render, screen } from '@testing-library/svelte';
 import Overview from './Overview.svelte';
-import type { VmInfo } from '../../../electron/shared/contract.js';
+import type { VmInfo } from '../../../electron/shared/api.js';
 
 const vm = (extra: Partial<VmInfo>): VmInfo => ({
   config: {

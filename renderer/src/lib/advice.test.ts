@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { verdict, probeBadge, facts } from './advice.js';
-import type { FileAdvice } from '../../../electron/shared/contract.js';
+import type { FileAdvice } from '../../../electron/shared/api.js';
 
 const base: FileAdvice = {
   path: '/i.img', kind: 'file', sizeBytes: 1 << 30, allocatedBytes: 1 << 30, sparse: false, directIo: true, logicalBlockSize: 512, fsType: 'ext4',

@@ -1,7 +1,7 @@
 // The advisor's word on one disk, from a FileAdvice: one verdict (a badge and one sentence why),
 // the probe's result as its own badge, and the facts behind both for the "Why" disclosure. The
 // verdict folds every finding into one answer, so the page never says "not safe" and "safe" at once.
-import type { FileAdvice } from '../../../electron/shared/contract.js';
+import type { FileAdvice } from '../../../electron/shared/api.js';
 import { bytes } from './format.js';
 
 export interface Verdict {

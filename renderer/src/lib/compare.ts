@@ -1,6 +1,7 @@
 // The aio comparison's shape: the workloads of the 2009 native-AIO post (iozone at 16k, 64k,
 // 256k records; dd with 20M transfers), its table (modes as rows) and a CSV of the raw rows.
-import type { BenchRow, Result } from '../../../electron/shared/contract.js';
+import type { BenchRow, Result } from '../../../electron/shared/api.js';
+import { ENGINE_VARIANTS, variantName } from '../../../electron/shared/modes.js';
 import { recordSize } from './format.js';
 import type { Measured } from './presets.js';
 
@@ -13,18 +14,13 @@ export const WORKLOADS = RECORDS.flatMap((recordBytes) => (['write', 'read'] as 
 export type Row = BenchRow;
 
 /** The variants the panel offers, in the table's order. */
-export const VARIANTS = [
-  { key: 'threads', aio: 'threads', nowait: false },
-  { key: 'native', aio: 'native', nowait: false },
-  { key: 'native+nowait', aio: 'native', nowait: true },
-  { key: 'io_uring', aio: 'io_uring', nowait: false },
-] as const;
+export const VARIANTS = ENGINE_VARIANTS.map((v) => ({ key: variantName(v), aio: v.aio, nowait: v.nowait }));
 
 /** Like the post: iozone's record-size columns in KB/s (1024 bytes), dd's 20M transfers in MB/s. */
 export const unitOf = (recordBytes: number): 'KB/s' | 'MB/s' => (recordBytes >= 1 << 20 ? 'MB/s' : 'KB/s');
 
-export const variantOf = (r: Row) => (r.mode === 'native' && r.nowait ? 'native+nowait' : r.mode);
-const VARIANT_ORDER = ['threads', 'native', 'native+nowait', 'io_uring'];
+export const variantOf = (r: Row) => variantName({ aio: r.mode, nowait: r.nowait ?? false });
+const VARIANT_ORDER = VARIANTS.map((v) => v.key);
 
 export interface Column {
   op: 'read' | 'write';

@@ -1,6 +1,6 @@
 // A live mode switch as an experiment: the disk's numbers over equal windows before
 // and after the switch, as the changes a user reads ("write +18%, p99 −40%, backend CPU −2 points").
-import type { DiskSample } from '../../../electron/shared/contract.js';
+import type { DiskSample } from '../../../electron/shared/api.js';
 
 export interface WindowStats {
   readMBps: number;

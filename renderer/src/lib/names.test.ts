@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { nameTaken } from './names.js';
-import type { VmInfo } from '../../../electron/shared/contract.js';
+import type { VmInfo } from '../../../electron/shared/api.js';
 
 const vm = (id: string, name: string) => ({ config: { id, name } }) as unknown as VmInfo;
 

@@ -1,6 +1,6 @@
 // VM names are unique regardless of letter case (the backend refuses a duplicate too); the
 // dialogs say so while the user types.
-import type { VmInfo } from '../../../electron/shared/contract.js';
+import type { VmInfo } from '../../../electron/shared/api.js';
 
 const key = (name: string) => name.trim().toLocaleLowerCase();
 

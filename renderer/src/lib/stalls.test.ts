@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { stallEvents } from './stalls.js';
-import type { DiskSample } from '../../../electron/shared/contract.js';
+import type { DiskSample } from '../../../electron/shared/api.js';
 
 const s = (p99: number, extra: Partial<DiskSample> = {}): DiskSample => ({
   vmId: 'v', diskId: 'd0', readIops: 10, writeIops: 10, readMBps: 1, writeMBps: 1, latencyP50Us: 0, latencyP99Us: p99, queueDepth: 1, backendCpuPct: 1, backendCpuSec: 0, ...extra,

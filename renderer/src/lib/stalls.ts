@@ -1,7 +1,7 @@
 // Evidence behind the advice: a disk's submission stalls, nowait fallbacks and p99
 // spikes over the stats window, as events a user can read ("io_submit stalled 10 ms at 01:15:32").
 // Consecutive ticks of one kind are one event, reported at its worst.
-import type { DiskSample } from '../../../electron/shared/contract.js';
+import type { DiskSample } from '../../../electron/shared/api.js';
 
 export type StallKind = 'stall' | 'fallback' | 'spike';
 export interface StallEvent {

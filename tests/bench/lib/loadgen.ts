@@ -3,15 +3,10 @@
 import { spawn } from 'node:child_process';
 import { spindleBin } from '../../guest/disk-server.js';
 import { killOnExit, stopChild } from '../../lib/proc.js';
+import type { Workload } from '../../../electron/tools/workload.js';
 
-export type Rw = 'randread' | 'randwrite' | 'read' | 'write' | 'randrw';
-
-export interface LoadgenOptions {
+export interface LoadgenOptions extends Workload {
   socket: string;
-  rw: Rw;
-  /** Block size in bytes. */
-  bs: number;
-  iodepth: number;
   queues?: number;
   runtimeSec: number;
   /** Bytes of the disk to address (default: loadgen's, the whole disk). */

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { createBackend, type Backend } from '../../../electron/api/backend.js';
-import { methods, topics } from '../../../electron/shared/contract.js';
+import { methods, topics } from '../../../electron/shared/api.js';
 import { SpindleError } from '../../../electron/shared/errors.js';
 import type { FuzzTarget } from '../target.js';
 import { isolatedEnv } from '../../lib/api.js';

@@ -11,7 +11,7 @@ import fc from 'fast-check';
 import { createBackend, type Backend } from '../../../electron/api/backend.js';
 import { ApiSession } from '../../../electron/api/session.js';
 import type { WireMessage } from '../../../electron/api/wire.js';
-import { methods, topics } from '../../../electron/shared/contract.js';
+import { methods, topics } from '../../../electron/shared/api.js';
 import type { FuzzTarget } from '../target.js';
 import { isolatedEnv } from '../../lib/api.js';
 

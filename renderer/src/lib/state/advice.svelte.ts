@@ -3,7 +3,7 @@
 import { api, ApiCallError } from '../api.js';
 import { sentence } from './app.svelte.js';
 import { fastest } from '../compare.js';
-import type { FileAdvice, Params } from '../../../../electron/shared/contract.js';
+import type { FileAdvice, Params } from '../../../../electron/shared/api.js';
 import type { Measured } from '../presets.js';
 
 export type AdvisorAction = 'inspect' | 'probe' | 'preallocate';

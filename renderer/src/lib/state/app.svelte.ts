@@ -1,7 +1,7 @@
 // App-wide facts: the connection, the backend's app.info, and which page is shown (kept in the
 // URL's hash: lib/route.ts).
 import { api, ApiCallError, type ConnectionState } from '../api.js';
-import type { AppInfo } from '../../../../electron/shared/contract.js';
+import type { AppInfo } from '../../../../electron/shared/api.js';
 import { formatHash, parseHash, type View } from '../route.js';
 
 export type { View, VmTab } from '../route.js';

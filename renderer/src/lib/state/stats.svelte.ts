@@ -2,7 +2,7 @@
 // Charts read plain arrays built on demand; only `version` is reactive, so a tick costs one
 // signal, not a deep proxy over 600 objects.
 import { api } from '../api.js';
-import type { DiskSample, StatsTick, VmSample } from '../../../../electron/shared/contract.js';
+import type { DiskSample, StatsTick, VmSample } from '../../../../electron/shared/api.js';
 
 export const WINDOW_MS = 5 * 60 * 1000;
 

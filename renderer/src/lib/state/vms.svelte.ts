@@ -1,7 +1,8 @@
 // The VM list, kept current by the `vms` topic; actions report failures as sentences per VM.
 import { api } from '../api.js';
 import { sentence } from './app.svelte.js';
-import type { ConfigProblem, VmInfo, MethodName, DiskConfig } from '../../../../electron/shared/contract.js';
+import type { ConfigProblem, VmInfo, MethodName } from '../../../../electron/shared/api.js';
+import type { DiskConfig } from '../../../../electron/shared/model.js';
 
 export type DiskModes = Pick<DiskConfig, 'aio' | 'cache' | 'nowait'>;
 /** A live change of a running VM's disk modes, seen in the VM list (whoever made it). */
