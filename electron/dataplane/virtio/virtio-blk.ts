@@ -1,13 +1,14 @@
 // virtio-blk on top of a BlockDevice: turns chains from the split rings into batched block
 // requests that point straight into guest memory, and completes them with status bytes.
 import { availableParallelism } from 'node:os';
-import type { BlockDevice, BlockOp } from '../block/types.js';
+import type { BlockDevice } from '../block/types.js';
 import { ENOSPC_POLICIES, type EnospcPolicy } from '../../shared/modes.js';
 import { GuestMemory } from './guest-memory.js';
 import { RingSetupError, SplitVirtqueue } from './split-virtqueue.js';
 import type { GuestMemoryRegion, VirtioDevice } from './types.js';
 import type { TrackedVringSetup } from './inflight-log.js';
-import { EnospcParking, PARKED_TAG, captureData, sameRing, type ParkedRequest, type RingId } from './enospc-parking.js';
+import { EnospcParking, PARKED_TAG, type RingId } from './enospc-parking.js';
+import { BlkParking } from './blk-parking.js';
 import {
   CONFIG_WCE_OFFSET, SECTOR, VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_CONFIG_WCE, VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_FLUSH,
   VIRTIO_BLK_F_MQ, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_SIZE_MAX, VIRTIO_BLK_F_TOPOLOGY,
@@ -59,6 +60,7 @@ export class VirtioBlkDevice implements VirtioDevice {
   // Requests that failed with ENOSPC under 'stop', not completed. They live here, not in their
   // queue, so a VM pause (stopQueue, then startQueue on resume) keeps them.
   private readonly parking = new EnospcParking();
+  private readonly parked: BlkParking;
   /** The avail index each stopped queue reported (GET_VRING_BASE), to recognise the same ring when it restarts. */
   private readonly stoppedBase: Int32Array;
   /** A new memory table waits for retries in flight: no new retry starts meanwhile. */
@@ -109,6 +111,14 @@ export class VirtioBlkDevice implements VirtioDevice {
     this.dirtyList = new Uint16Array(nq);
     this.stoppedBase = new Int32Array(nq).fill(-1);
     this.failureCounts = opts.failureCounts ?? null;
+    this.parked = new BlkParking({
+      memory: () => this.mem,
+      bytes: () => this.bytes,
+      queue: (i) => this.queues[i] ?? null,
+      markDirty: (q) => this.markDirty(q),
+      breakQueue: (q, fault) => this.breakQueue(q, fault),
+      countFailure: (op) => this.countFailure(op),
+    }, this.parking);
     this.handler = new BlkRequestHandler(blk, this.capacityBytes, this.lbs, this.serial, this.serialLen);
     blk.onComplete = (tags, results, count) => this.complete(tags, results, count);
   }
@@ -219,7 +229,11 @@ export class VirtioBlkDevice implements VirtioDevice {
     this.queues[index] = q;
     const base = this.stoppedBase[index]!;
     this.stoppedBase[index] = -1;
-    if (this.parking.size > 0) this.adoptParked(q, base === (setup.lastAvailIdx & 0xffff));
+    if (this.parking.size > 0) {
+      this.parked.adopt(q, base === (setup.lastAvailIdx & 0xffff));
+      this.publishDirty();
+      this.raisePending();
+    }
   }
 
   kick(index: number): void {
@@ -327,82 +341,13 @@ export class VirtioBlkDevice implements VirtioDevice {
     if (!this.mem || this.memoryChanging) return { retried: 0, parked: this.parkedRequests };
     const { submitted, lost } = this.parking.retry(this.mem, this.blk);
     // Its memory is no longer guest memory (a new memory table): like a malformed chain, it fails.
-    for (const r of lost) this.settleParked(r, VIRTIO_BLK_S_IOERR);
+    for (const r of lost) this.parked.settle(r, VIRTIO_BLK_S_IOERR);
     this.publishDirty();
     this.raisePending();
     await this.parking.settled();  // these, and any retry already in flight
     return { retried: submitted, parked: this.parkedRequests };
   }
 
-  /** A request failed with ENOSPC: keep what is needed to retry it, and give its slot back. */
-  private park(q: BlkQueue, slot: number): void {
-    const head = q.head[slot]!;
-    const op = q.op[slot] as BlockOp;
-    const segments = captureData(q.vq, this.mem!, head, op, q.length[slot]!);
-    if (!segments) {
-      // The guest rewrote the chain while it was in flight: it cannot be retried as it was asked.
-      q.complete(slot, this.bytes, VIRTIO_BLK_S_IOERR);
-      this.countFailure(op);
-      return;
-    }
-    this.parking.add({
-      queue: q.index, head, ring: q.ring, op, offset: q.offset[slot]!, length: q.length[slot]!, flags: q.flags[slot]!,
-      segments, statusAddr: this.mem!.regions[q.statusRegion[slot]!]!.guestAddr + q.statusOffset[slot]!, usedLen: q.usedLen[slot]!,
-    });
-    q.release(slot);
-  }
-
-  /** A parked request is settled with `status`: now if its ring runs, else when it starts again. */
-  private settleParked(rec: ParkedRequest, status: number): void {
-    rec.state = 'done';
-    rec.status = status;
-    if (status === VIRTIO_BLK_S_IOERR) this.countFailure(rec.op);
-    const q = this.queues[rec.queue];
-    if (q && !q.stopped && !q.broken && sameRing(q.ring, rec.ring)) this.deliverParked(q, rec);
-  }
-
-  /** Gives the guest a settled parked request: its status byte, then its own head on the used ring. */
-  private deliverParked(q: BlkQueue, rec: ParkedRequest): void {
-    this.parking.remove(rec);
-    const r = this.mem ? this.mem.find(rec.statusAddr, 1) : -1;
-    if (r < 0) {
-      this.breakQueue(q, { kind: 'parked-status-lost', head: rec.head, statusAddr: rec.statusAddr });
-      return;
-    }
-    this.bytes[r][this.mem!.offset(r, rec.statusAddr)] = rec.status;
-    q.vq.pushUsed(rec.head, rec.usedLen);
-    if (!q.dirty) {
-      q.dirty = true;
-      this.dirtyList[this.dirtyCount++] = q.index;
-    }
-  }
-
-  /**
-   * A ring started: the parked requests taken from it are this device's own again. The same ring
-   * (same addresses; the base it was stopped at, or, with an inflight region, still marked in flight
-   * there) keeps them, and they must not be resubmitted from the inflight region a second time; a
-   * ring set up anew (the driver reset it) drops them, as QEMU drops requests on a device reset.
-   */
-  private adoptParked(q: BlkQueue, sameBase: boolean): void {
-    const log = q.vq.inflight;
-    for (const rec of this.parking.forQueue(q.index)) {
-      const same = sameRing(rec.ring, q.ring) && (log ? log.isInflight(rec.head) : sameBase);
-      if (!same) {
-        this.parking.drop(rec);
-        continue;
-      }
-      if (log) q.vq.dropResubmit(rec.head);
-      if (rec.state === 'done') this.deliverParked(q, rec);
-    }
-    this.publishDirty();
-    this.raisePending();
-  }
-
-  private completeParked(id: number, result: number): void {
-    const rec = this.parking.completed(id, result);
-    if (!rec || rec.state !== 'done') return;
-    this.settleParked(rec, blkStatus(result));
-  }
 
   /** Raises what the parking saw, after the batch that caused it is published. */
   private raisePending(): void {
@@ -443,25 +388,28 @@ export class VirtioBlkDevice implements VirtioDevice {
       const tag = tags[i];
       const r = results[i];
       if (tag & PARKED_TAG) {
-        this.completeParked(tag & ~PARKED_TAG, r);
+        this.parked.completed(tag & ~PARKED_TAG, r);
         continue;
       }
       const q = this.queues[tag >>> 16];
       const slot = tag & 0xffff;
       if (!q || slot >= q.vq.size) continue;
-      if (r === -ENOSPC && this.enospc === 'stop') this.park(q, slot);
+      if (r === -ENOSPC && this.enospc === 'stop') this.parked.park(q, slot);
       else {
         const status = blkStatus(r);
         if (status === VIRTIO_BLK_S_IOERR) this.countFailure(q.op[slot]!);
         q.complete(slot, this.bytes, status);
       }
-      if (!q.dirty) {
-        q.dirty = true;
-        this.dirtyList[this.dirtyCount++] = q.index;
-      }
+      this.markDirty(q);
     }
     this.publishDirty();
     this.raisePending();
+  }
+
+  private markDirty(q: BlkQueue): void {
+    if (q.dirty) return;
+    q.dirty = true;
+    this.dirtyList[this.dirtyCount++] = q.index;
   }
 
   /** Publishes the used entries of every queue touched since the last call; wakes stopQueue waiters. */
