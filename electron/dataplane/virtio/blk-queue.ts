@@ -85,3 +85,32 @@ export class BlkQueue {
     if (this.inFlight === 0 && this.drained.length) for (const resolve of this.drained.splice(0)) resolve();
   }
 }
+
+/** The queues with used entries not yet published, each listed once. */
+export class DirtyQueues {
+  private readonly list: Uint16Array;
+  private count = 0;
+
+  constructor(numQueues: number) {
+    this.list = new Uint16Array(numQueues);
+  }
+
+  mark(q: BlkQueue): void {
+    if (q.dirty) return;
+    q.dirty = true;
+    this.list[this.count++] = q.index;
+  }
+
+  /** Publishes the used entries of every queue marked since the last call; wakes stopQueue waiters. */
+  publish(queues: readonly (BlkQueue | null)[]): void {
+    const n = this.count;
+    this.count = 0;
+    for (let d = 0; d < n; d++) {
+      const q = queues[this.list[d]!];
+      if (!q || !q.dirty) continue;
+      q.dirty = false;
+      q.vq.publishUsed();
+      q.wakeIfDrained();
+    }
+  }
+}

@@ -17,7 +17,7 @@ import {
 } from './blk-config.js';
 import type { NoSpaceEvent, RetryOutcome, SpaceRecoveredEvent, VirtioBlkOptions } from './blk-events.js';
 import { BlkRequestHandler } from './blk-handler.js';
-import { BlkQueue, blkStatus } from './blk-queue.js';
+import { BlkQueue, DirtyQueues, blkStatus } from './blk-queue.js';
 import { describeQueueFault, type QueueFault } from './queue-fault.js';
 
 export * from './blk-config.js';
@@ -69,8 +69,7 @@ export class VirtioBlkDevice implements VirtioDevice {
   private mem: GuestMemory | null = null;
   private bytes: Uint8Array[] = [];
   private readonly queues: (BlkQueue | null)[];
-  private readonly dirtyList: Uint16Array;
-  private dirtyCount = 0;
+  private readonly dirty: DirtyQueues;
   private needsReset = false;
   private readonly handler: BlkRequestHandler;
   private lastFault: QueueFault | null = null;
@@ -108,14 +107,14 @@ export class VirtioBlkDevice implements VirtioDevice {
     if (blk.supportsWriteZeroes && !blk.readOnly) f |= bit(VIRTIO_BLK_F_WRITE_ZEROES);
     this.deviceFeatures = f;
     this.queues = new Array<BlkQueue | null>(nq).fill(null);
-    this.dirtyList = new Uint16Array(nq);
+    this.dirty = new DirtyQueues(nq);
     this.stoppedBase = new Int32Array(nq).fill(-1);
     this.failureCounts = opts.failureCounts ?? null;
     this.parked = new BlkParking({
       memory: () => this.mem,
       bytes: () => this.bytes,
       queue: (i) => this.queues[i] ?? null,
-      markDirty: (q) => this.markDirty(q),
+      markDirty: (q) => this.dirty.mark(q),
       breakQueue: (q, fault) => this.breakQueue(q, fault),
       countFailure: (op) => this.countFailure(op),
     }, this.parking);
@@ -400,29 +399,15 @@ export class VirtioBlkDevice implements VirtioDevice {
         if (status === VIRTIO_BLK_S_IOERR) this.countFailure(q.op[slot]!);
         q.complete(slot, this.bytes, status);
       }
-      this.markDirty(q);
+      this.dirty.mark(q);
     }
     this.publishDirty();
     this.raisePending();
   }
 
-  private markDirty(q: BlkQueue): void {
-    if (q.dirty) return;
-    q.dirty = true;
-    this.dirtyList[this.dirtyCount++] = q.index;
-  }
-
   /** Publishes the used entries of every queue touched since the last call; wakes stopQueue waiters. */
   private publishDirty(): void {
-    const n = this.dirtyCount;
-    this.dirtyCount = 0;
-    for (let d = 0; d < n; d++) {
-      const q = this.queues[this.dirtyList[d]];
-      if (!q || !q.dirty) continue;
-      q.dirty = false;
-      q.vq.publishUsed();
-      q.wakeIfDrained();
-    }
+    this.dirty.publish(this.queues);
   }
 
   /** submit() threw: the block layer took none of the batch, so every request in it fails. */
