@@ -21,9 +21,10 @@ import { makeFile, tempDir } from '../lib/loop.js';
 import { bootGuest, type Guest } from '../lib/qemu.js';
 import { VhostUserProxy } from '../lib/vhost-user-proxy.js';
 import { spindleExportServer, type DiskServer } from './disk-server.js';
+import { crashIoThread, useTestIoThread } from '../lib/io-thread-hooks.js';
 
-process.env.SPINDLE_TEST_HOOKS = '1';
-// Completions are held 30 ms in the servers (a test hook), so every kill finds requests in flight:
+useTestIoThread();  // crashIoThread below; disk A's `spindle export` gets it with testIoThread
+// Completions are held 30 ms in the servers (test-io-thread.ts), so every kill finds requests in flight:
 // under TCG on a busy machine the guest otherwise spends most of its time between requests.
 process.env.SPINDLE_TEST_COMPLETION_DELAY_MS = '30';
 
@@ -180,7 +181,7 @@ describe('a disk server dies under a running guest, which does not notice (infli
   const exportOutputs: string[] = [];
   // directsync on the host's disk: each write waits for the device, so kills often find requests
   // in the server (under TCG the guest otherwise spends most of its time between requests).
-  const startA = () => spindleExportServer({ path: fileA, socket: sockAExport, aio: 'threads', cache: 'directsync', queues: 1 });
+  const startA = () => spindleExportServer({ path: fileA, socket: sockAExport, aio: 'threads', cache: 'directsync', queues: 1, testIoThread: true });
 
   before(async () => {
     exportA = await startA();
@@ -261,7 +262,7 @@ describe('a disk server dies under a running guest, which does not notice (infli
       const running = await g.run('grep -q finished /tmp/loop-b.log');
       assert.notEqual(running.code, 0, `the fio loop ended before crash ${k + 1}:\n${await g.runOk('cat /tmp/loop-b.log')}`);
       const restarted = events.filter((e) => e.kind === 'restarted').length;
-      await s.crashForTest();
+      await crashIoThread(s);
       for (let i = 0; i < 200 && events.filter((e) => e.kind === 'restarted').length === restarted && !s.failed; i++) await sleep(50);
       assert.equal(s.failed, null, `the disk server gave up: ${s.failed}`);
       // Wait for QEMU to come back before the next crash, so each one lands on a live connection.

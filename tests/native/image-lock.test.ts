@@ -12,8 +12,9 @@ import { DiskServer, type DiskEvent } from '../../electron/host/disks/disk-serve
 import { attachLoop, makeFile, mountFs, tempDir } from '../lib/loop.js';
 import { killOnExit, stopChild } from '../lib/proc.js';
 import { startQsd } from '../lib/qsd.js';
+import { crashIoThread, useTestIoThread } from '../lib/io-thread-hooks.js';
 
-process.env.SPINDLE_TEST_HOOKS = '1';  // crashForTest in the restart test
+useTestIoThread();  // crashIoThread below
 
 const bin = fileURLToPath(new URL('../../../bin/spindle.js', import.meta.url));
 const QEMU_WRITE_LOCK = /Failed to get "write" lock/;
@@ -266,7 +267,7 @@ test('a live mode switch and an IOThread restart keep the image locked: qemu-io 
     if (e.kind === 'restarted') resolve();
     if (e.kind === 'failed') reject(new Error(e.reason));
   }));
-  await ds.crashForTest();
+  await crashIoThread(ds);
   await Promise.race([restarted, new Promise((_, reject) => setTimeout(() => reject(new Error('the IOThread did not restart within 60 s')), 60_000))]);
   refused('after the IOThread restarted');
   await ds.stop();

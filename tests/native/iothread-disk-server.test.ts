@@ -14,8 +14,9 @@ import { F_PROTOCOL_FEATURES, ProtocolFeature, protocolBit } from '../../electro
 import { DriverRing } from '../../electron/tools/driver-ring.js';
 import { VIRTIO_F_VERSION_1 } from '../../electron/dataplane/virtio/virtio-blk.js';
 import { makeFile } from '../lib/loop.js';
+import { crashIoThread, useTestIoThread } from '../lib/io-thread-hooks.js';
 
-process.env.SPINDLE_TEST_HOOKS = '1';
+useTestIoThread();  // crashIoThread below
 
 const load = (socket: string, o: Partial<LoadgenOptions> = {}): LoadgenOptions => ({
   socket, rw: 'randwrite', bs: 4096, iodepth: 16, queues: 1, runtimeSec: 0.3, size: 0,
@@ -83,7 +84,7 @@ test('a failure in one disk\'s worker is an event; the other disk and the main t
     const failed = once(a, 'event').then(() => a.failed);
     const events: DiskEvent[] = [];
     a.on('event', (e) => events.push(e));
-    await a.crashForTest();
+    await crashIoThread(a);
     await until(() => a.failed !== null);
     assert.match(a.failed!, /the disk's I\/O thread failed: crash requested by a test/);
     assert.ok(events.some((e) => e.kind === 'failed'));
@@ -116,7 +117,7 @@ test('a crashed worker is restarted on the same socket with the same counters an
     // A live switch made before the crashes is what the restarted thread serves with.
     await a.reconfigure({ aio: 'io_uring', cache: 'none' });
     for (let round = 1; round <= 3; round++) {
-      await a.crashForTest();
+      await crashIoThread(a);
       if (round === 1) {
         await until(() => fe.isClosed);
         assert.ok(fe.isClosed, 'the frontend connection was left open by the dead worker');
@@ -153,7 +154,7 @@ test('a worker that keeps crashing is given up after the policy\'s restarts: fai
   try {
     for (let i = 0; i < 3; i++) {
       await until(() => !a.failed && a.recovery.restarts === i);
-      await a.crashForTest();
+      await crashIoThread(a);
       await until(() => a.recovery.restarts === i + 1 || a.failed !== null);
     }
     assert.match(a.failed ?? '', /restarted 2 times within 60 s, so it stays stopped/);
@@ -197,7 +198,7 @@ test('a crashed worker leaves no fd behind: disk, guest memory, eventfds and soc
       await fe.setupVring(0, { size: 64, descAddr: ring.descAddr, availAddr: ring.availAddr, usedAddr: ring.usedAddr }, () => undefined);
       if (got.features & F_PROTOCOL_FEATURES) await fe.enableVring(0, true);
       await fe.getConfig(0, 8);
-      await a.crashForTest();
+      await crashIoThread(a);
       await until(() => events.filter((e) => e.kind === 'restarted').length === round);
       await until(() => fe.isClosed);
       fe.close();

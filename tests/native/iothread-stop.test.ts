@@ -8,8 +8,9 @@ import { join } from 'node:path';
 import { DiskServer, type DiskEvent } from '../../electron/host/disks/disk-server.js';
 import { runLoadgen } from '../../electron/tools/loadgen.js';
 import { makeFile, tempDir } from '../lib/loop.js';
+import { crashIoThread, useTestIoThread } from '../lib/io-thread-hooks.js';
 
-process.env.SPINDLE_TEST_HOOKS = '1';
+useTestIoThread();  // crashIoThread below
 
 /** Starts a disk, serves it, crashes its IOThread and calls stop() `when` the restart has begun
  *  ('at-event': from the 'restarting' listener; a number: that many ms later, while the new worker
@@ -38,7 +39,7 @@ async function stopDuringRestart(when: 'at-event' | number): Promise<{ ms: numbe
         else setTimeout(stop, when);
       });
     });
-    await ds.crashForTest();
+    await crashIoThread(ds);
     let timer: NodeJS.Timeout | undefined;
     const ms = await Promise.race([stopped, new Promise<number>((r) => (timer = setTimeout(() => r(-1), 60_000)))]);
     clearTimeout(timer);

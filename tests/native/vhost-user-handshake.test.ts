@@ -18,6 +18,7 @@ import { DriverRing } from '../../electron/tools/driver-ring.js';
 import { VIRTIO_BLK_T_IN, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX } from '../../electron/dataplane/virtio/virtio-blk.js';
 import { posix, closeQuietly } from '../../electron/dataplane/native/posix.js';
 import { makeFile, tempDir } from '../lib/loop.js';
+import { useTestIoThread } from '../lib/io-thread-hooks.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -111,7 +112,7 @@ test('a client that talks but never sends SET_OWNER is closed too; an owning fro
 test('a request completed after its frontend dropped the connection is announced on the next connection\'s call fd', async () => {
   // Completions reach the device 300 ms late (test hook), so the request is still in flight when
   // the frontend goes and completes while nobody listens to the old call fd.
-  process.env.SPINDLE_TEST_HOOKS = '1';
+  useTestIoThread();
   process.env.SPINDLE_TEST_COMPLETION_DELAY_MS = '300';
   const started = withDisk(async (ds) => {
     delete process.env.SPINDLE_TEST_COMPLETION_DELAY_MS;

@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_S_OK } from '../../electron/dataplane/virtio/virtio-blk.js';
 import { VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from '../../electron/dataplane/virtio/split-virtqueue.js';
+import type { QueueFault } from '../../electron/dataplane/virtio/virtio-blk.js';
 import { harness, send, kick, statusOf, GUEST_BASE, type Harness } from './helpers/test-guest.js';
 
 const R = 0;
@@ -24,8 +25,9 @@ function table(h: Harness, descs: [number, number, number, number][]): number {
   return t;
 }
 
-function expectBroken(h: Harness, reason: RegExp): void {
+function expectBroken(h: Harness, kind: QueueFault['kind'], reason: RegExp): void {
   assert.equal(h.broken.length, 1, `one broken event, got ${JSON.stringify(h.broken)}`);
+  assert.equal(h.dev.fault?.kind, kind, `the fault's kind, for ${h.broken[0].reason}`);
   assert.equal(h.broken[0].queue, 0);
   assert.match(h.broken[0].reason, /^Queue 0 stopped: /);
   assert.match(h.broken[0].reason, reason);
@@ -59,7 +61,7 @@ test('descriptor loop in the ring', () => {
   const { hdr, data } = parts(h);
   rawChain(h, [[hdr, 16, R | N], [data, 512, W | N], [data, 1, W | N, 1]]);
   kick(h, 0);
-  expectBroken(h, /chain 0 loops \(more than the ring's 16 descriptors\)/);
+  expectBroken(h, 'chain-loop', /chain 0 loops \(more than the ring's 16 descriptors\)/);
 });
 
 test('descriptor loop inside an indirect table', () => {
@@ -68,7 +70,7 @@ test('descriptor loop inside an indirect table', () => {
   const t = table(h, [[hdr, 16, R | N, 1], [data, 512, W | N, 0]]);
   rawChain(h, [[t, 32, I]]);
   kick(h, 0);
-  expectBroken(h, /indirect table of chain 0 loops/);
+  expectBroken(h, 'chain-loop', /indirect table of chain 0 loops/);
 });
 
 test('descriptor address outside guest memory', () => {
@@ -76,14 +78,14 @@ test('descriptor address outside guest memory', () => {
   const { hdr, st } = parts(h);
   rawChain(h, [[hdr, 16, R | N], [GUEST_BASE + (1 << 20) - 256, 512, W | N], [st, 1, W]]);
   kick(h, 0);
-  expectBroken(h, /descriptor at 0x1fff00 \(512 bytes\) outside guest memory/);
+  expectBroken(h, 'descriptor-outside-memory', /descriptor at 0x1fff00 \(512 bytes\) outside guest memory/);
 });
 
 test('descriptor address below guest memory and one past 2^53', () => {
   const a = harness();
   rawChain(a, [[0x1000, 16, R | N], [parts(a).st, 1, W]]);
   kick(a, 0);
-  expectBroken(a, /descriptor at 0x1000 \(16 bytes\) outside guest memory/);
+  expectBroken(a, 'descriptor-outside-memory', /descriptor at 0x1000 \(16 bytes\) outside guest memory/);
   const b = harness();
   const ring = b.rings[0];
   ring.writeDesc(0, 0, 16, R | N, 1);
@@ -93,7 +95,7 @@ test('descriptor address below guest memory and one past 2^53', () => {
   ring.writeDesc(1, parts(b).st, 1, W, 0);
   ring.pushAvailRaw(0);
   kick(b, 0);
-  expectBroken(b, /an address past 2\^53/);
+  expectBroken(b, 'descriptor-outside-memory', /an address past 2\^53/);
 });
 
 test('next index past the ring size', () => {
@@ -101,48 +103,48 @@ test('next index past the ring size', () => {
   const { hdr } = parts(h);
   rawChain(h, [[hdr, 16, R | N, 16]]);
   kick(h, 0);
-  expectBroken(h, /links to descriptor 16, past the ring size 16/);
+  expectBroken(h, 'next-out-of-range', /links to descriptor 16, past the ring size 16/);
 });
 
 test('avail ring entry past the ring size', () => {
   const h = harness();
   h.rings[0].pushAvailRaw(40);
   kick(h, 0);
-  expectBroken(h, /avail ring names descriptor 40, past the ring size 16/);
+  expectBroken(h, 'head-out-of-range', /avail ring names descriptor 40, past the ring size 16/);
 });
 
 test('avail index moved by more than the ring size', () => {
   const h = harness();
   h.rings[0].setAvailIdxRaw(17);
   h.dev.kick(0);
-  expectBroken(h, /avail index moved from 0 to 17, more than the ring size 16/);
+  expectBroken(h, 'avail-index-jump', /avail index moved from 0 to 17, more than the ring size 16/);
 });
 
 test('indirect table problems: too long, bad length, nested, outside memory, with NEXT, not negotiated', () => {
-  const cases: [string, (h: Harness) => void, RegExp][] = [
+  const cases: [string, (h: Harness) => void, QueueFault['kind'], RegExp][] = [
     ['too long', (h) => { const t = h.guest.alloc(16 * 200); rawChain(h, [[t, 16 * 200, I]]); },
-      /indirect table of 200 descriptors, more than the limit 128/],
-    ['bad length', (h) => { const t = h.guest.alloc(64); rawChain(h, [[t, 40, I]]); }, /indirect table of 40 bytes, not a positive multiple of 16/],
-    ['empty', (h) => { const t = h.guest.alloc(64); rawChain(h, [[t, 0, I]]); }, /indirect table of 0 bytes/],
+      'indirect-too-long', /indirect table of 200 descriptors, more than the limit 128/],
+    ['bad length', (h) => { const t = h.guest.alloc(64); rawChain(h, [[t, 40, I]]); }, 'indirect-bad-length', /indirect table of 40 bytes, not a positive multiple of 16/],
+    ['empty', (h) => { const t = h.guest.alloc(64); rawChain(h, [[t, 0, I]]); }, 'indirect-bad-length', /indirect table of 0 bytes/],
     ['nested', (h) => { const inner = table(h, [[parts(h).st, 1, W, 0]]); const t = table(h, [[inner, 16, I, 0]]); rawChain(h, [[t, 16, I]]); },
-      /indirect descriptor inside an indirect table/],
-    ['outside memory', (h) => rawChain(h, [[GUEST_BASE + (1 << 20) - 16, 32, I]]), /indirect table at 0x1ffff0 \(32 bytes\) outside guest memory/],
+      'nested-indirect', /indirect descriptor inside an indirect table/],
+    ['outside memory', (h) => rawChain(h, [[GUEST_BASE + (1 << 20) - 16, 32, I]]), 'indirect-outside-memory', /indirect table at 0x1ffff0 \(32 bytes\) outside guest memory/],
     ['with NEXT', (h) => { const t = table(h, [[parts(h).st, 1, W, 0]]); rawChain(h, [[t, 16, I | N], [t, 16, W]]); },
-      /indirect descriptor that is not alone in its chain/],
+      'indirect-not-alone', /indirect descriptor that is not alone in its chain/],
     ['after a direct one', (h) => { const p = parts(h); const t = table(h, [[p.st, 1, W, 0]]); rawChain(h, [[p.hdr, 16, R | N], [t, 16, I]]); },
-      /indirect descriptor that is not alone in its chain/],
+      'indirect-not-alone', /indirect descriptor that is not alone in its chain/],
   ];
-  for (const [name, build, reason] of cases) {
+  for (const [name, build, kind, reason] of cases) {
     const h = harness();
     build(h);
     kick(h, 0);
-    assert.doesNotThrow(() => expectBroken(h, reason), name);
+    assert.doesNotThrow(() => expectBroken(h, kind, reason), name);
   }
   const noIndirect = harness({ features: harness().dev.deviceFeatures & ~(1n << 28n) });
   const t = table(noIndirect, [[parts(noIndirect).st, 1, W, 0]]);
   rawChain(noIndirect, [[t, 16, I]]);
   kick(noIndirect, 0);
-  expectBroken(noIndirect, /uses an indirect descriptor, but INDIRECT_DESC was not negotiated/);
+  expectBroken(noIndirect, 'indirect-not-negotiated', /uses an indirect descriptor, but INDIRECT_DESC was not negotiated/);
 });
 
 test('header in a device-writable descriptor', () => {
@@ -150,7 +152,7 @@ test('header in a device-writable descriptor', () => {
   const { hdr, st } = parts(h);
   rawChain(h, [[hdr, 16, W | N], [st, 1, W]]);
   kick(h, 0);
-  expectBroken(h, /request header of chain 0 is in a device-writable descriptor/);
+  expectBroken(h, 'header-in-writable', /request header of chain 0 is in a device-writable descriptor/);
 });
 
 test('header shorter than 16 bytes', () => {
@@ -158,7 +160,7 @@ test('header shorter than 16 bytes', () => {
   const { hdr, st } = parts(h);
   rawChain(h, [[hdr, 8, R | N], [hdr + 8, 4, R | N], [st, 1, W]]);
   kick(h, 0);
-  expectBroken(h, /request header of chain 0 is 12 bytes, shorter than 16/);
+  expectBroken(h, 'header-too-short', /request header of chain 0 is 12 bytes, shorter than 16/);
 });
 
 test('missing status byte', () => {
@@ -166,7 +168,7 @@ test('missing status byte', () => {
   const w = h.guest.header(VIRTIO_BLK_T_OUT, 0);
   rawChain(h, [[w, 16, R | N], [h.guest.alloc(512), 512, R]]);
   kick(h, 0);
-  expectBroken(h, /chain 0 has no device-writable status byte/);
+  expectBroken(h, 'missing-status', /chain 0 has no device-writable status byte/);
 });
 
 test('wrong direction: read data in a device-readable descriptor, write data in a device-writable one', () => {
@@ -174,13 +176,13 @@ test('wrong direction: read data in a device-readable descriptor, write data in 
   const p = parts(a);
   rawChain(a, [[p.hdr, 16, R | N], [p.data, 512, R | N], [p.st, 1, W]]);
   kick(a, 0);
-  expectBroken(a, /read request 0 has its data buffer in a device-readable descriptor/);
+  expectBroken(a, 'read-buffer-readable', /read request 0 has its data buffer in a device-readable descriptor/);
 
   const b = harness();
   const w = b.guest.header(VIRTIO_BLK_T_OUT, 0);
   rawChain(b, [[w, 16, R | N], [b.guest.alloc(512), 512, W | N], [b.guest.status(), 1, W]]);
   kick(b, 0);
-  expectBroken(b, /write request 0 has its data buffer in a device-writable descriptor/);
+  expectBroken(b, 'write-buffer-writable', /write request 0 has its data buffer in a device-writable descriptor/);
 });
 
 test('a device-readable descriptor after a device-writable one', () => {
@@ -188,7 +190,7 @@ test('a device-readable descriptor after a device-writable one', () => {
   const p = parts(h);
   rawChain(h, [[p.hdr, 16, R | N], [p.data, 512, W | N], [p.st, 1, R]]);
   kick(h, 0);
-  expectBroken(h, /device-readable descriptor after a device-writable one/);
+  expectBroken(h, 'readable-after-writable', /device-readable descriptor after a device-writable one/);
 });
 
 test('a head made available again while still in flight (more requests than descriptors)', () => {
@@ -197,7 +199,7 @@ test('a head made available again while still in flight (more requests than desc
   kick(h, 0);
   for (let i = 0; i < 16; i++) h.rings[0].pushAvailRaw(s.head);
   kick(h, 0);
-  expectBroken(h, /more requests in flight than the ring's 16 descriptors/);
+  expectBroken(h, 'too-many-in-flight', /more requests in flight than the ring's 16 descriptors/);
   assert.equal(h.blk.log.filter((r) => r.tag >>> 16 === 0).length, 16, 'what was accepted before the break still runs');
 });
 
@@ -216,7 +218,7 @@ test('rings that do not fit guest memory or are misaligned stop the queue at sta
     h.dev.startQueue(0, {
       size: r.size, descAddr: r.descAddr, availAddr: r.availAddr, usedAddr: r.usedAddr, lastAvailIdx: 0, notify: () => {}, ...bad,
     });
-    assert.doesNotThrow(() => expectBroken(h, reason), JSON.stringify(bad));
+    assert.doesNotThrow(() => expectBroken(h, 'ring-setup', reason), JSON.stringify(bad));
   }
   const h = harness();
   assert.throws(() => h.dev.startQueue(7, { size: 16, descAddr: 0, availAddr: 0, usedAddr: 0, lastAvailIdx: 0, notify: () => {} }),
@@ -227,6 +229,7 @@ test('a queue started before the memory table stops with a reason', async () => 
   const h = harness();
   await h.dev.reset();
   h.dev.startQueue(0, { size: 16, descAddr: 0, availAddr: 0, usedAddr: 0, lastAvailIdx: 0, notify: () => {} });
+  assert.equal(h.dev.fault?.kind, 'memory-not-set');
   assert.match(h.broken[0].reason, /started before the guest memory table was set/);
 });
 
@@ -239,5 +242,6 @@ test('requests accepted before a malformed chain in the same batch still complet
   h.blk.completeAll();
   assert.equal(statusOf(h, good), VIRTIO_BLK_S_OK);
   assert.equal(h.rings[0].usedIdx(), 1);
+  assert.deepEqual(h.dev.fault, { kind: 'head-out-of-range', head: 32, size: 32 });
   assert.match(h.broken[0].reason, /descriptor 32, past the ring size 32/);
 });

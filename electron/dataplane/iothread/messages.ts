@@ -44,9 +44,7 @@ export type Command =
   | { id: number; op: 'expect-peer'; pid: number }
   /** Retries the requests parked for lack of space now (enospc 'stop'); replies with a RetryOutcome
    *  once they have completed or parked again. */
-  | { id: number; op: 'retry-parked' }
-  /** Only honoured with SPINDLE_TEST_HOOKS=1: throws inside the worker's event loop. */
-  | { id: number; op: 'crash-for-test' };
+  | { id: number; op: 'retry-parked' };
 
 export interface WorkerData {
   spec: DiskSpec;

@@ -12,6 +12,9 @@
 // Everything else (descriptors, ring entries, used elements) uses plain little-endian accesses.
 import { GuestMemory, readU64 } from './guest-memory.js';
 import { InflightLog, InflightRegionError, type TrackedVringSetup } from './inflight-log.js';
+import type { RingError } from './ring-error.js';
+
+export { describeRingError, type RingError } from './ring-error.js';
 
 export const VIRTQ_DESC_F_NEXT = 1;
 export const VIRTQ_DESC_F_WRITE = 2;
@@ -52,8 +55,8 @@ export class SplitVirtqueue {
   segWritable: Uint8Array;
   readableBytes = 0;
   writableBytes = 0;
-  /** Why the last pop() failed (a sentence), when it returned -1. */
-  error = '';
+  /** Why the last call failed, when it returned -1 (see describeRingError for its sentence). */
+  error: RingError | null = null;
 
   private readonly mem: GuestMemory;
   private readonly indirect: boolean;
@@ -148,7 +151,7 @@ export class SplitVirtqueue {
     const idx = Atomics.load(this.avail, 1);
     const n = (idx - this.lastAvailIdx) & 0xffff;
     if (n > this.size) {
-      this.error = `the guest's avail index moved from ${this.lastAvailIdx} to ${idx}, more than the ring size ${this.size}`;
+      this.error = { kind: 'avail-index-jump', from: this.lastAvailIdx, to: idx, size: this.size };
       return -1;
     }
     this.availIdxSeen = idx;
@@ -167,7 +170,7 @@ export class SplitVirtqueue {
    *  and not yet used (a request the device parked and now resubmits). Returns head, or -1 with error set. */
   walkChain(head: number): number {
     if (head >= this.size) {
-      this.error = `the avail ring names descriptor ${head}, past the ring size ${this.size}`;
+      this.error = { kind: 'head-out-of-range', head, size: this.size };
       return -1;
     }
     this.inflight?.markPopped(head);
@@ -178,7 +181,7 @@ export class SplitVirtqueue {
    *  without recording it in the inflight region again. Returns head, or -1 with error set. */
   rewalk(head: number): number {
     if (head >= this.size) {
-      this.error = `chain ${head} is past the ring size ${this.size}`;
+      this.error = { kind: 'held-head-out-of-range', head, size: this.size };
       return -1;
     }
     return this.walk(head) ? head : -1;
@@ -219,9 +222,7 @@ export class SplitVirtqueue {
     let sawWritable = false;
     for (;;) {
       if (++seen > count) {
-        this.error = inTable
-          ? `the indirect table of chain ${head} loops (more than its ${count} descriptors)`
-          : `chain ${head} loops (more than the ring's ${count} descriptors)`;
+        this.error = { kind: 'chain-loop', head, limit: count, indirect: inTable };
         return false;
       }
       const o = base + 16 * i;
@@ -231,28 +232,28 @@ export class SplitVirtqueue {
       const next = view.getUint16(o + 14, true);
       if (flags & VIRTQ_DESC_F_INDIRECT) {
         if (inTable) {
-          this.error = `chain ${head} has an indirect descriptor inside an indirect table`;
+          this.error = { kind: 'nested-indirect', head };
           return false;
         }
         if (!this.indirect) {
-          this.error = `chain ${head} uses an indirect descriptor, but INDIRECT_DESC was not negotiated`;
+          this.error = { kind: 'indirect-not-negotiated', head };
           return false;
         }
         if (seen !== 1 || flags & VIRTQ_DESC_F_NEXT) {
-          this.error = `chain ${head} has an indirect descriptor that is not alone in its chain`;
+          this.error = { kind: 'indirect-not-alone', head };
           return false;
         }
         if (len === 0 || len % 16 !== 0) {
-          this.error = `chain ${head} has an indirect table of ${len} bytes, not a positive multiple of 16`;
+          this.error = { kind: 'indirect-bad-length', head, len };
           return false;
         }
         if (len / 16 > this.maxIndirect) {
-          this.error = `chain ${head} has an indirect table of ${len / 16} descriptors, more than the limit ${this.maxIndirect}`;
+          this.error = { kind: 'indirect-too-long', head, count: len / 16, limit: this.maxIndirect };
           return false;
         }
         const r = this.mem.find(addr, len);
         if (r < 0) {
-          this.error = `chain ${head} has an indirect table at ${addr < 0 ? 'an address past 2^53' : hex(addr)} (${len} bytes) outside guest memory`;
+          this.error = { kind: 'indirect-outside-memory', head, addr, len };
           return false;
         }
         view = this.mem.views[r];
@@ -266,16 +267,16 @@ export class SplitVirtqueue {
       const writable = (flags & VIRTQ_DESC_F_WRITE) !== 0;
       if (writable) sawWritable = true;
       else if (sawWritable) {
-        this.error = `chain ${head} has a device-readable descriptor after a device-writable one`;
+        this.error = { kind: 'readable-after-writable', head };
         return false;
       }
       if (len > 0 && !this.addSegment(addr, len, writable)) {
-        this.error = `chain ${head} has a descriptor at ${addr < 0 ? 'an address past 2^53' : hex(addr)} (${len} bytes) outside guest memory`;
+        this.error = { kind: 'descriptor-outside-memory', head, addr, len };
         return false;
       }
       if (!(flags & VIRTQ_DESC_F_NEXT)) return true;
       if (next >= count) {
-        this.error = `chain ${head} links to descriptor ${next}, past ${inTable ? 'its indirect table' : 'the ring'} size ${count}`;
+        this.error = { kind: 'next-out-of-range', head, next, indirect: inTable, size: count };
         return false;
       }
       i = next;

@@ -30,9 +30,18 @@ const DEFAULT_RESTART: RestartPolicy = { enabled: true, maxRestarts: 5, windowMs
 
 type Ready = Extract<WorkerMessage, { type: 'ready' }>;
 
+/** The module a disk's IOThread runs. */
+let ioThreadEntry = new URL('../../dataplane/iothread/worker.js', import.meta.url);
+
+/** Runs every IOThread started from now on from `entry` instead: tests use an entry that wraps
+ *  runIoThread (dataplane/iothread/io-thread.ts) with hooks, see tests/lib/test-io-thread.ts. */
+export function setIoThreadEntry(entry: URL): void {
+  ioThreadEntry = entry;
+}
+
 /** Starts one worker for `spec`; resolves once it listens, rejects with a SpindleError. */
 function spawnWorker(spec: DiskSpec, counters: DiskCounters, ledger: FdLedger, failures: SharedArrayBuffer): Promise<{ worker: Worker; ready: Ready; early: DiskEvent[] }> {
-  const worker = new Worker(new URL('../../dataplane/iothread/worker.js', import.meta.url), {
+  const worker = new Worker(ioThreadEntry, {
     workerData: { spec, counters: counters.buffer, fdLedger: ledger.buffer, failures } satisfies WorkerData,
   });
   return new Promise((resolve, reject) => {
@@ -316,10 +325,5 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
   /** Per direction, requests the guest got back as failed since start (parked ones are not failed). */
   failedRequests(): Record<Direction, number> {
     return Object.fromEntries(DIRECTIONS.map((d, i) => [d, this.failures[i]!])) as Record<Direction, number>;
-  }
-
-  /** Test hook: makes the worker throw (needs SPINDLE_TEST_HOOKS=1 in its environment). */
-  async crashForTest(): Promise<void> {
-    await this.command({ op: 'crash-for-test' });
   }
 }
