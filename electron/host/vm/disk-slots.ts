@@ -7,7 +7,8 @@ import type { DiskConfig, DiskRuntime, SpaceWait } from '../../shared/contract.j
 import { SpindleError, errnoOf } from '../../shared/errors.js';
 import { chardevIdOf, diskSocketName } from './launcher.js';
 import type { DiskHost, DiskHostEvent, DiskHostFactory, DiskServeSpec } from './disk-host.js';
-import { describeSpaceWait, servedDiskFactory } from './served-disk.js';
+import { servedDiskFactory } from './served-disk.js';
+import { describeDiskEvent, describeSpaceWait, effectOf, spaceWaitOf } from './disk-events.js';
 import type { QmpClient } from './qmp.js';
 import type { RunningVm } from './running-vm.js';
 
@@ -133,26 +134,31 @@ export class DiskSlots {
     rmSync(join(this.run.dir, diskSocketName(diskId)), { force: true });
   }
 
+  /** The slot's state follows the event's meaning (effectOf); its sentence is made here, for the log only. */
   private onDiskEvent(slot: DiskSlot, e: DiskHostEvent): void {
-    if (e.broken) {
+    const effect = effectOf(e);
+    const line = describeDiskEvent(e, slot.config.path);
+    if (effect === 'broken') {
       slot.state = 'broken';
-      slot.message = e.message;
-    } else if (e.noSpace && (slot.state === 'serving' || slot.state === 'no-space')) {
+      if (line) slot.message = line.message;
+    } else if (effect === 'no-space' && (slot.state === 'serving' || slot.state === 'no-space')) {
       slot.state = 'no-space';
-      slot.message = e.message;
+      if (line) slot.message = line.message;
     }
-    if (e.space && slot.state === 'no-space') slot.space = { ...e.space, since: slot.space?.since ?? new Date().toISOString() };
-    if (e.spaceRecovered) {
+    if ((e.kind === 'no-space' || e.kind === 'space-wait') && slot.state === 'no-space') {
+      slot.space = { ...spaceWaitOf(e), since: slot.space?.since ?? new Date().toISOString() };
+    }
+    if (effect === 'space-freed') {
       if (slot.state === 'no-space') {
         slot.state = 'serving';
         delete slot.message;
       }
       delete slot.space;
     }
-    if (!e.quiet) this.events.log(e.level, e.message, slot.config.id);
-    if (e.noSpace) void this.pauseForNoSpace();
-    else if (e.spaceRecovered) void this.resumeAfterSpace();
-    else if (e.broken || e.quiet) this.events.changed();
+    if (line) this.events.log(line.level, line.message, slot.config.id);
+    if (effect === 'no-space') void this.pauseForNoSpace();
+    else if (effect === 'space-freed') void this.resumeAfterSpace();
+    else if (effect) this.events.changed();
   }
 
   /**
