@@ -20,6 +20,7 @@ import { VmConfigService, hostDeviceRefusal } from './config-service.js';
 import { RunningVm, sleep } from './running-vm.js';
 import { DiskSlots, type VmEvents } from './disk-slots.js';
 import { VmLocks } from './vm-lock.js';
+import { DiskLeases, measuredByBench } from '../disks/disk-leases.js';
 
 export { hostDeviceRefusal };
 
@@ -37,8 +38,8 @@ export interface VmManagerOptions {
   nvramDir?: string;
   /** Why a host block device may not be used, or null (default: hostDeviceRefusal). */
   deviceRefusal?: (path: string) => string | null;
-  /** Why another part of Spindle (an aio comparison) is using `path` right now, or null. */
-  diskBusy?: (path: string) => string | null;
+  /** Which disk paths are in use by whom (default: this manager's own registry). */
+  leases?: DiskLeases;
 }
 
 type Crash = NonNullable<VmInfo['crash']>;
@@ -56,9 +57,12 @@ export class VmManager extends EventEmitter {
   private readonly configs: VmConfigService;
   private readonly runLocks: RunLocks;
   private readonly env: NodeJS.ProcessEnv;
+  /** Which disk paths running VMs (and the aio comparison) use; the comparison asks here too. */
+  readonly leases: DiskLeases;
 
   constructor(private readonly opts: VmManagerOptions) {
     super();
+    this.leases = opts.leases ?? new DiskLeases();
     this.store = opts.store;
     this.configs = new VmConfigService(opts.store, { ...(opts.deviceRefusal ? { deviceRefusal: opts.deviceRefusal } : {}), ...(opts.nvramDir ? { nvramDir: opts.nvramDir } : {}) });
     this.runLocks = new RunLocks(opts.store);
@@ -206,10 +210,22 @@ export class VmManager extends EventEmitter {
 
   /** Which running VM (other than `vmId`), or which other part of Spindle, uses `path`, as a refusal sentence. */
   private usedByOtherVm(path: string, vmId: string | undefined): string | undefined {
-    for (const [id, run] of this.running) {
-      if (id !== vmId && run.config.disks.some((d) => d.path === path)) return `${path} is in use by the running VM '${run.config.name}'.`;
-    }
-    return this.opts.diskBusy?.(path) ?? undefined;
+    const holder = this.leases.holder(path);
+    if (holder?.kind === 'vm' && holder.vmId !== vmId) return `${path} is in use by the running VM '${holder.vmName()}'.`;
+    if (holder?.kind === 'bench') return measuredByBench(path);
+    return undefined;
+  }
+
+  /** Leases `disk`'s path to running VM `run` (a path it holds already stays as it is). */
+  private lease(run: RunningVm, disk: DiskConfig): void {
+    if (this.leases.holder(disk.path)) return;
+    const holder = { kind: 'vm' as const, vmId: run.config.id, diskId: disk.id, vmName: () => run.config.name, vmState: () => run.state };
+    run.leases.set(disk.id, this.leases.claim(disk.path, holder));
+  }
+
+  private releaseLeases(run: RunningVm): void {
+    for (const lease of run.leases.values()) lease.release();
+    run.leases.clear();
   }
 
   // ───────────── lifecycle ─────────────
@@ -224,6 +240,7 @@ export class VmManager extends EventEmitter {
       // Before anything touches the VM's sockets: another process running it keeps them.
       run.lock = this.runLocks.claim(config);
       this.running.set(id, run);
+      for (const d of config.disks) this.lease(run, d);
       this.crashes.delete(id);
       this.changed(id);
       try {
@@ -238,6 +255,7 @@ export class VmManager extends EventEmitter {
         else await run.disks.closeAll();
         // A QEMU that died by itself while starting is recorded as a crash (onExited keeps its stderr).
         if (this.running.get(id) === run) this.running.delete(id);
+        this.releaseLeases(run);
         run.lock?.release();
         this.changed(id);
         throw err;
@@ -263,6 +281,7 @@ export class VmManager extends EventEmitter {
       }
       run.transition(clean ? 'stopped' : 'crashed');
       if (this.running.get(id) === run) this.running.delete(id);
+      this.releaseLeases(run);
     };
     return run;
   }
@@ -379,7 +398,10 @@ export class VmManager extends EventEmitter {
       }
       const next = { ...config, disks: [...config.disks, disk] };
       this.configs.save(next);
-      if (run) run.config = next;
+      if (run) {
+        run.config = next;
+        this.lease(run, disk);
+      }
       this.changed(vmId);
       return this.get(vmId);
     });
@@ -396,6 +418,8 @@ export class VmManager extends EventEmitter {
         const live = this.runningOrThrow(vmId, 'release a disk');
         if (live.state === 'paused') throw new SpindleError('CONFLICT', `VM '${config.name}' is paused; resume it so the guest can release disk ${diskId}.`);
         await live.disks.unplug(live.qmp, diskId);
+        live.leases.get(diskId)?.release();
+        live.leases.delete(diskId);
       }
       const next = { ...config, disks: config.disks.filter((d) => d.id !== diskId) };
       this.configs.save(next);

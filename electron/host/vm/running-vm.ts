@@ -10,6 +10,7 @@ import { SpindleError, errnoOf } from '../../shared/errors.js';
 import { QmpClient, type QmpEvent } from './qmp.js';
 import { buildQemuArgv, resolveAccelerator, diskSocketName, QEMU_PACKAGE, type LaunchPaths } from './launcher.js';
 import type { HeldLock } from './lock-file.js';
+import type { DiskLease } from '../disks/disk-leases.js';
 import { checkedTransition } from './vm-state.js';
 import { DiskSlots, type VmEvents } from './disk-slots.js';
 
@@ -47,6 +48,8 @@ export class RunningVm {
   guestShutdown = false;
   exited = false;
   spawned = false;
+  /** Its disks' paths, leased while it runs (disks/disk-leases.ts), by disk id. */
+  readonly leases = new Map<string, DiskLease>();
   /** This process's claim to run the VM (no other Spindle process may start it meanwhile). */
   lock: HeldLock | null = null;
   /** Resolves once QEMU has exited and the disks are closed. */
