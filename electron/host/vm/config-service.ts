@@ -4,7 +4,7 @@
 // which changes a running VM allows.
 import { existsSync, rmSync, copyFileSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { VM_CONFIG_VERSION, type DiskConfig, type DiskInput, type VmConfig, type ParsedParams } from '../../shared/contract.js';
+import { VM_CONFIG_VERSION, type DiskConfig, type DiskInput, type DiskPatch, type VmConfig, type ParsedParams } from '../../shared/contract.js';
 import { defaultModes, modeConflict } from '../../shared/modes.js';
 import { SpindleError, errnoOf } from '../../shared/errors.js';
 import { diskKindOf, checkDeviceAccess, deviceUsage } from '../../dataplane/block/host-devices.js';
@@ -143,6 +143,22 @@ export class VmConfigService {
       const why = (this.opts.deviceRefusal ?? hostDeviceRefusal)(path);
       if (why) throw new SpindleError('DEVICE_BUSY', why);
     }
+  }
+
+  /** Disk `disk` with `patch` applied; an aio/cache pair that does not work is refused. */
+  patchDisk(disk: DiskConfig, patch: DiskPatch): DiskConfig {
+    const next: DiskConfig = {
+      ...disk,
+      ...(patch.aio !== undefined ? { aio: patch.aio } : {}),
+      ...(patch.cache !== undefined ? { cache: patch.cache } : {}),
+      ...(patch.nowait !== undefined ? { nowait: patch.nowait } : {}),
+      ...(patch.readOnly !== undefined ? { readOnly: patch.readOnly } : {}),
+      ...(patch.queues !== undefined ? { queues: patch.queues } : {}),
+      ...(patch.enospc !== undefined ? { enospc: patch.enospc } : {}),
+    };
+    const conflict = modeConflict(next.aio, next.cache);
+    if (conflict) throw new SpindleError('UNSUPPORTED_MODE', conflict);
+    return next;
   }
 
   /** Checks every disk of `config` before a start (modes, access, host use); `busy` names another user. */

@@ -5,9 +5,9 @@
 // never sees a disk vanish under it; a QEMU that dies shows 'crashed' with its last words.
 import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
-import { type DiskConfig, type DiskInput, type DiskPatch, type VmConfig, type VmInfo, type ConfigProblem, vmNameKey } from '../../shared/contract.js';
+import { type DiskInput, type DiskPatch, type VmConfig, type VmInfo, type ConfigProblem, vmNameKey } from '../../shared/contract.js';
 import type { ParsedParams } from '../../shared/contract.js';
-import { modeConflict, CACHE_SEMANTICS } from '../../shared/modes.js';
+import { CACHE_SEMANTICS } from '../../shared/modes.js';
 import { SpindleError } from '../../shared/errors.js';
 import { VmStore } from './store.js';
 import type { QmpClient } from './qmp.js';
@@ -20,6 +20,7 @@ import { VmConfigService, hostDeviceRefusal } from './config-service.js';
 import { RunningVm, sleep } from './running-vm.js';
 import { DiskSlots, type VmEvents } from './disk-slots.js';
 import { VmLocks } from './vm-lock.js';
+import { vmInfo } from './vm-info.js';
 import { DiskLeases, measuredByBench } from '../disks/disk-leases.js';
 
 export { hostDeviceRefusal };
@@ -98,29 +99,7 @@ export class VmManager extends EventEmitter {
 
   private info(config: VmConfig): VmInfo {
     const run = this.running.get(config.id);
-    const crash = run ? undefined : this.crashes.get(config.id);
-    const elsewhere = this.runningElsewhere(config.id);
-    const warnings = run ? [...run.warnings] : [];
-    const waiting = run ? run.disks.spaceWaits() : [];
-    for (const d of config.disks) if (d.cache === 'unsafe') warnings.push(`Disk ${d.id} (${d.path}) uses cache 'unsafe': guest flushes are ignored and data can be lost if the host crashes.`);
-    return {
-      config,
-      state: run ? run.state : crash ? 'crashed' : 'stopped',
-      ...(run?.proc?.pid ? { pid: run.proc.pid } : {}),
-      ...(run?.accelerator ? { accelerator: run.accelerator } : {}),
-      warnings,
-      disks: config.disks.map((d) => {
-        const slot = run?.disks.get(d.id);
-        const size = slot?.host?.sizeBytes;
-        const modes = slot?.host?.modes;
-        return { id: d.id, state: slot?.state ?? 'stopped', ...(slot?.message ? { message: slot.message } : {}), ...(size !== undefined ? { sizeBytes: size } : {}), ...(modes ? { modes } : {}) };
-      }),
-      ...(crash ? { crash } : {}),
-      ...(run?.pauseReason ? { pauseReason: run.pauseReason } : {}),
-      ...(waiting.length ? { waitingForSpace: waiting } : {}),
-      vnc: !!run && config.display === 'vnc' && run.state !== 'starting',
-      ...(elsewhere ? { runningElsewhere: { pid: elsewhere.pid } } : {}),
-    };
+    return vmInfo(config, run, run ? undefined : this.crashes.get(config.id), this.runningElsewhere(config.id));
   }
 
   /** Which other process runs VM `id` (run-lock.ts), or null. */
@@ -216,18 +195,6 @@ export class VmManager extends EventEmitter {
     return undefined;
   }
 
-  /** Leases `disk`'s path to running VM `run` (a path it holds already stays as it is). */
-  private lease(run: RunningVm, disk: DiskConfig): void {
-    if (this.leases.holder(disk.path)) return;
-    const holder = { kind: 'vm' as const, vmId: run.config.id, diskId: disk.id, vmName: () => run.config.name, vmState: () => run.state };
-    run.leases.set(disk.id, this.leases.claim(disk.path, holder));
-  }
-
-  private releaseLeases(run: RunningVm): void {
-    for (const lease of run.leases.values()) lease.release();
-    run.leases.clear();
-  }
-
   // ───────────── lifecycle ─────────────
 
   start(id: string): Promise<VmInfo> {
@@ -240,7 +207,7 @@ export class VmManager extends EventEmitter {
       // Before anything touches the VM's sockets: another process running it keeps them.
       run.lock = this.runLocks.claim(config);
       this.running.set(id, run);
-      for (const d of config.disks) this.lease(run, d);
+      for (const d of config.disks) run.leaseDisk(this.leases, d);
       this.crashes.delete(id);
       this.changed(id);
       try {
@@ -255,7 +222,7 @@ export class VmManager extends EventEmitter {
         else await run.disks.closeAll();
         // A QEMU that died by itself while starting is recorded as a crash (onExited keeps its stderr).
         if (this.running.get(id) === run) this.running.delete(id);
-        this.releaseLeases(run);
+        run.releaseLeases();
         run.lock?.release();
         this.changed(id);
         throw err;
@@ -281,7 +248,7 @@ export class VmManager extends EventEmitter {
       }
       run.transition(clean ? 'stopped' : 'crashed');
       if (this.running.get(id) === run) this.running.delete(id);
-      this.releaseLeases(run);
+      run.releaseLeases();
     };
     return run;
   }
@@ -400,7 +367,7 @@ export class VmManager extends EventEmitter {
       this.configs.save(next);
       if (run) {
         run.config = next;
-        this.lease(run, disk);
+        run.leaseDisk(this.leases, disk);
       }
       this.changed(vmId);
       return this.get(vmId);
@@ -418,8 +385,7 @@ export class VmManager extends EventEmitter {
         const live = this.runningOrThrow(vmId, 'release a disk');
         if (live.state === 'paused') throw new SpindleError('CONFLICT', `VM '${config.name}' is paused; resume it so the guest can release disk ${diskId}.`);
         await live.disks.unplug(live.qmp, diskId);
-        live.leases.get(diskId)?.release();
-        live.leases.delete(diskId);
+        live.releaseLeases(diskId);
       }
       const next = { ...config, disks: config.disks.filter((d) => d.id !== diskId) };
       this.configs.save(next);
@@ -434,17 +400,7 @@ export class VmManager extends EventEmitter {
       const config = this.config(vmId);
       const disk = config.disks.find((d) => d.id === diskId);
       if (!disk) throw new SpindleError('NOT_FOUND', `VM '${config.name}' has no disk ${diskId}.`);
-      const next: DiskConfig = {
-        ...disk,
-        ...(patch.aio !== undefined ? { aio: patch.aio } : {}),
-        ...(patch.cache !== undefined ? { cache: patch.cache } : {}),
-        ...(patch.nowait !== undefined ? { nowait: patch.nowait } : {}),
-        ...(patch.readOnly !== undefined ? { readOnly: patch.readOnly } : {}),
-        ...(patch.queues !== undefined ? { queues: patch.queues } : {}),
-        ...(patch.enospc !== undefined ? { enospc: patch.enospc } : {}),
-      };
-      const conflict = modeConflict(next.aio, next.cache);
-      if (conflict) throw new SpindleError('UNSUPPORTED_MODE', conflict);
+      const next = this.configs.patchDisk(disk, patch);
       const run = this.running.get(vmId);
       if (!run) this.refuseIfElsewhere(config, 'change its disks');
       if (run) {

@@ -5,12 +5,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createConnection, type Socket } from 'node:net';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { VmConfig, VmState } from '../../shared/contract.js';
+import type { DiskConfig, VmConfig, VmState } from '../../shared/contract.js';
 import { SpindleError, errnoOf } from '../../shared/errors.js';
 import { QmpClient, type QmpEvent } from './qmp.js';
 import { buildQemuArgv, resolveAccelerator, diskSocketName, QEMU_PACKAGE, type LaunchPaths } from './launcher.js';
 import type { HeldLock } from './lock-file.js';
-import type { DiskLease } from '../disks/disk-leases.js';
+import type { DiskLease, DiskLeases } from '../disks/disk-leases.js';
 import { checkedTransition } from './vm-state.js';
 import { DiskSlots, type VmEvents } from './disk-slots.js';
 
@@ -91,6 +91,22 @@ export class RunningVm {
     this.serialBacklog.push(data);
     this.serialBytes += data.length;
     while (this.serialBytes > SERIAL_BACKLOG && this.serialBacklog.length > 1) this.serialBytes -= this.serialBacklog.shift()!.length;
+  }
+
+  /** Leases `disk`'s path to this VM while it runs (a path it holds already stays as it is). */
+  leaseDisk(leases: DiskLeases, disk: DiskConfig): void {
+    if (leases.holder(disk.path)) return;
+    const holder = { kind: 'vm' as const, vmId: this.config.id, diskId: disk.id, vmName: () => this.config.name, vmState: () => this.state };
+    this.leases.set(disk.id, leases.claim(disk.path, holder));
+  }
+
+  /** Gives back one disk's lease, or all of them. */
+  releaseLeases(diskId?: string): void {
+    for (const [id, lease] of this.leases) {
+      if (diskId !== undefined && id !== diskId) continue;
+      lease.release();
+      this.leases.delete(id);
+    }
   }
 
   /** Runs `step` after the space steps already queued for this VM (never two QMP stop/cont at once). */
