@@ -96,6 +96,7 @@ export function createBenchLayer(manager: VmManager, env: NodeJS.ProcessEnv = pr
     }
     if (st.isDirectory()) throw new SpindleError('IS_DIRECTORY', `${path} is a directory: choose an image file or a block device.`);
     if (!st.isFile() && !st.isBlockDevice()) throw new SpindleError('NOT_A_DISK', `${path} is neither an image file nor a block device.`);
+    if (manager.leases.holder(path)?.kind === 'bench') throw new SpindleError('CONFLICT', 'A comparison is already running: wait for it or cancel it first.');
     const user = runningUser(manager.leases, path);
     if (user) throw new SpindleError('DEVICE_BUSY', user);
     if (st.isBlockDevice()) {
@@ -146,10 +147,17 @@ export function createBenchLayer(manager: VmManager, env: NodeJS.ProcessEnv = pr
         finished: Promise.resolve(),
         events: new EventEmitter(),
       };
-      const backup = preserve ? await RegionBackup.save(target.path, Math.max(...workloads.map((w) => regionBytes(w.recordBytes, bytesPerRun, Number.MAX_SAFE_INTEGER))), dataDir(env)) : null;
-      checkPath(target.path); // a VM may have taken the disk while the region was saved
-      active = run;
+      // The lease is taken before the region is saved, so no VM takes the disk meanwhile.
       lease = manager.leases.claim(target.path, { kind: 'bench' });
+      let backup: RegionBackup | null;
+      try {
+        backup = preserve ? await RegionBackup.save(target.path, Math.max(...workloads.map((w) => regionBytes(w.recordBytes, bytesPerRun, Number.MAX_SAFE_INTEGER))), dataDir(env)) : null;
+      } catch (err) {
+        lease.release();
+        lease = null;
+        throw err;
+      }
+      active = run;
       runs.set(id, run);
       for (const old of [...runs.keys()].slice(0, Math.max(0, runs.size - KEEP_RESULTS))) runs.delete(old);
       run.finished = (async () => {
