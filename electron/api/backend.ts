@@ -64,9 +64,9 @@ export async function appInfo(env: NodeJS.ProcessEnv = process.env, qemuBinary?:
 export function createBackend(opts: BackendOptions = {}): Backend {
   const env = opts.env ?? process.env;
   // Disks are served by Spindle's own disk servers (the manager's default) unless a caller injects a factory.
-  // The bench layer needs the manager, and the manager asks the bench layer whether a disk is being measured.
+  // The bench layer and the manager both consult the manager's disk leases (host/disks/disk-leases.ts).
   let bench: ReturnType<typeof createBenchLayer> | undefined;
-  const manager = new VmManager({ ...opts, env, store: new VmStore(vmConfigDir(env)), diskBusy: (path) => bench?.busyReason(path) ?? null });
+  const manager = new VmManager({ ...opts, env, store: new VmStore(vmConfigDir(env)) });
   const sampler = new StatsSampler(manager);
   sampler.start();
   bench = createBenchLayer(manager, env);

@@ -12,6 +12,7 @@ import type { BenchRow, BenchVariant, ParsedParams, Result, TopicEvent } from '.
 import type { RouterBackend } from './router.js';
 import { SpindleError, errnoOf } from '../shared/errors.js';
 import { hostDeviceRefusal, type VmManager } from '../host/vm/manager.js';
+import { measuredByBench, type DiskLease, type DiskLeases } from '../host/disks/disk-leases.js';
 import { createScratchDisk, scratchInfo } from '../host/vm/scratch.js';
 import { geometry } from '../dataplane/native/os.js';
 import { PathRecords } from './path-records.js';
@@ -51,14 +52,11 @@ export function variantsOf(input: ParsedParams<'bench.start'>): BenchVariant[] {
   return input.modes.flatMap((aio): BenchVariant[] => (aio === 'native' ? [{ aio, nowait: false }, { aio, nowait: true }] : [{ aio, nowait: false }]));
 }
 
-/** Why a running VM keeps this path from being measured, or null. */
-function runningUser(manager: VmManager, path: string): string | null {
-  for (const vm of manager.list().vms) {
-    if (vm.state === 'stopped' || vm.state === 'crashed') continue;
-    const disk = vm.config.disks.find((d) => d.path === path);
-    if (disk) return `${path} is disk ${disk.id} of the VM '${vm.config.name}', which is ${vm.state}: the comparison writes to the disk, so stop the VM first.`;
-  }
-  return null;
+/** Why a running VM keeps this path from being measured (its lease, host/disks/disk-leases.ts), or null. */
+function runningUser(leases: DiskLeases, path: string): string | null {
+  const holder = leases.holder(path);
+  if (holder?.kind !== 'vm') return null;
+  return `${path} is disk ${holder.diskId} of the VM '${holder.vmName()}', which is ${holder.vmState()}: the comparison writes to the disk, so stop the VM first.`;
 }
 
 export type BenchLayer = NonNullable<RouterBackend['bench']> & {
@@ -72,7 +70,8 @@ export function createBenchLayer(manager: VmManager, env: NodeJS.ProcessEnv = pr
   const runs = new Map<string, BenchRun>();
   const history = new PathRecords<BenchResult[]>(join(dataDir(env), 'compare'));
   let active: BenchRun | null = null;
-  let activePath: string | null = null;
+  /** The measured disk's lease while a comparison runs. */
+  let lease: DiskLease | null = null;
 
   function resolveTarget(input: ParsedParams<'bench.start'>): { path: string; scratch: boolean; vmDisk: boolean } {
     const t = input.target;
@@ -97,7 +96,8 @@ export function createBenchLayer(manager: VmManager, env: NodeJS.ProcessEnv = pr
     }
     if (st.isDirectory()) throw new SpindleError('IS_DIRECTORY', `${path} is a directory: choose an image file or a block device.`);
     if (!st.isFile() && !st.isBlockDevice()) throw new SpindleError('NOT_A_DISK', `${path} is neither an image file nor a block device.`);
-    const user = runningUser(manager, path);
+    if (manager.leases.holder(path)?.kind === 'bench') throw new SpindleError('CONFLICT', 'A comparison is already running: wait for it or cancel it first.');
+    const user = runningUser(manager.leases, path);
     if (user) throw new SpindleError('DEVICE_BUSY', user);
     if (st.isBlockDevice()) {
       const why = hostDeviceRefusal(path);
@@ -147,9 +147,17 @@ export function createBenchLayer(manager: VmManager, env: NodeJS.ProcessEnv = pr
         finished: Promise.resolve(),
         events: new EventEmitter(),
       };
-      const backup = preserve ? await RegionBackup.save(target.path, Math.max(...workloads.map((w) => regionBytes(w.recordBytes, bytesPerRun, Number.MAX_SAFE_INTEGER))), dataDir(env)) : null;
+      // The lease is taken before the region is saved, so no VM takes the disk meanwhile.
+      lease = manager.leases.claim(target.path, { kind: 'bench' });
+      let backup: RegionBackup | null;
+      try {
+        backup = preserve ? await RegionBackup.save(target.path, Math.max(...workloads.map((w) => regionBytes(w.recordBytes, bytesPerRun, Number.MAX_SAFE_INTEGER))), dataDir(env)) : null;
+      } catch (err) {
+        lease.release();
+        lease = null;
+        throw err;
+      }
       active = run;
-      activePath = target.path;
       runs.set(id, run);
       for (const old of [...runs.keys()].slice(0, Math.max(0, runs.size - KEEP_RESULTS))) runs.delete(old);
       run.finished = (async () => {
@@ -184,7 +192,8 @@ export function createBenchLayer(manager: VmManager, env: NodeJS.ProcessEnv = pr
             run.result.error = `${run.result.error ? `${run.result.error} ` : ''}${(err as Error).message}`;
           }
           active = null;
-          activePath = null;
+          lease?.release();
+          lease = null;
           if (run.result.state === 'done') {
             try {
               history.save(target.path, [structuredClone(run.result), ...(history.load(target.path) ?? [])].slice(0, KEEP_HISTORY));
@@ -227,7 +236,7 @@ export function createBenchLayer(manager: VmManager, env: NodeJS.ProcessEnv = pr
     },
 
     busyReason(path) {
-      return activePath === path ? `${path} is being measured by the aio comparison: wait for it to finish or cancel it first.` : null;
+      return manager.leases.holder(path)?.kind === 'bench' ? measuredByBench(path) : null;
     },
 
     async cancelAll() {

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { createBackend } from '../../electron/api/backend.js';
 import type { VmInfo } from '../../electron/shared/api.js';
 import { servedDiskFactory, type ServedDisk } from '../../electron/host/vm/served-disk.js';
-import type { DiskServeSpec } from '../../electron/host/vm/disk-host.js';
+import type { DiskHostEvent, DiskServeSpec } from '../../electron/host/vm/disk-host.js';
 import { runLoadgen } from '../../electron/tools/loadgen.js';
 import { makeFile } from '../lib/loop.js';
 
@@ -80,7 +80,7 @@ test('peer check, full-disk pause/resume and a deleted image, through the manage
     const get = () => call('vm.get', { id: vmId });
     const space = { parkedRequests: 3, parkedBytes: 3 << 20, freeBytes: 1 << 20, missingBytes: 2 << 20 };
     const full = (): void => {
-      host.emit('event', { level: 'warning', message: `The filesystem holding ${image} is full: 3 writes (3 MiB) wait for 2 MiB more free space.`, noSpace: true, space });
+      host.emit('event', { kind: 'no-space', retried: false, sentence: '', parked: 3, parkedBytes: 3 << 20, freeBytes: 1 << 20, missingBytes: 2 << 20 } satisfies DiskHostEvent);
     };
     full();
     const paused = await until('the VM paused', async () => {
@@ -94,12 +94,12 @@ test('peer check, full-disk pause/resume and a deleted image, through the manage
     assert.equal(retries, 0, 'nothing is retried before the user (or free space) resumes');
     // The numbers change while it waits: no log line, the VM's state says it.
     const lines = diskEvents.length;
-    host.emit('event', { level: 'info', message: '', space: { ...space, freeBytes: 2 << 20, missingBytes: 1 << 20 }, quiet: true });
+    host.emit('event', { kind: 'space-wait', parked: 3, parkedBytes: 3 << 20, freeBytes: 2 << 20, missingBytes: 1 << 20 } satisfies DiskHostEvent);
     await until('the update', async () => (await get()).waitingForSpace?.[0]?.missingBytes === 1 << 20);
     assert.equal(diskEvents.length, lines, 'no log line for a status update');
 
     // Space freed, the writes written (the IOThread says so): the VM Spindle paused goes on by itself.
-    host.emit('event', { level: 'info', message: 'Space was freed: 3 parked writes completed after 2 s.', spaceRecovered: true });
+    host.emit('event', { kind: 'space-recovered', completed: 3, dropped: 0, waitedMs: 2000 } satisfies DiskHostEvent);
     const resumed = await until('the VM resumed by itself', async () => {
       const v = await get();
       return v.state === 'running' ? v : null;
@@ -113,7 +113,7 @@ test('peer check, full-disk pause/resume and a deleted image, through the manage
     await call('vm.pause', { id: vmId });
     full();
     await until('the disk waiting', async () => (await get()).waitingForSpace?.length === 1);
-    host.emit('event', { level: 'info', message: 'Space was freed.', spaceRecovered: true });
+    host.emit('event', { kind: 'space-recovered', completed: 3, dropped: 0, waitedMs: 2000 } satisfies DiskHostEvent);
     await until('the wait cleared', async () => (await get()).waitingForSpace === undefined);
     await new Promise((r) => setTimeout(r, 300));
     assert.equal((await get()).state, 'paused', 'the user paused it: free space does not resume it');
@@ -135,7 +135,7 @@ test('peer check, full-disk pause/resume and a deleted image, through the manage
     await assert.rejects(call('vm.resume', { id: vmId }), /stays paused: the filesystem holding .* is still full \(3 writes \(3 MiB\) wait for 2 MiB more free space\)/);
     assert.equal((await get()).state, 'paused');
     host.retryParked = realRetry;
-    host.emit('event', { level: 'info', message: 'Space was freed.', spaceRecovered: true });
+    host.emit('event', { kind: 'space-recovered', completed: 3, dropped: 0, waitedMs: 2000 } satisfies DiskHostEvent);
     await until('the VM resumed by itself', async () => (await get()).state === 'running');
 
     // The image file is deleted under the running disk: an error event names it.

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
 import { once } from 'node:events';
 import { threadCpuSeconds, IoUringWorkerCpu, IoThreadCpu } from '../../electron/host/proc/thread-cpu.js';
-import { describeDiskEvent } from '../../electron/host/vm/served-disk.js';
+import { describeDiskEvent, effectOf } from '../../electron/host/vm/disk-events.js';
 
 test('threadCpuSeconds follows one thread (not the process); a missing thread is null', async () => {
   const w = new Worker(`
@@ -36,15 +36,19 @@ test('threadCpuSeconds follows one thread (not the process); a missing thread is
 
 test('disk server events become lines; a malformed request and a dead IOThread mark the disk broken', () => {
   assert.deepEqual(describeDiskEvent({ kind: 'broken', queue: 0, reason: 'descriptor loop' }), {
-    level: 'error', message: 'The guest sent a malformed request on queue 0; the queue stopped: descriptor loop', broken: true,
+    level: 'error', message: 'The guest sent a malformed request on queue 0; the queue stopped: descriptor loop',
   });
-  assert.equal(describeDiskEvent({ kind: 'failed', reason: 'boom' })!.broken, true);
+  assert.equal(effectOf({ kind: 'broken', queue: 0, reason: 'descriptor loop' }), 'broken');
+  assert.equal(effectOf({ kind: 'failed', reason: 'boom' }), 'broken');
   assert.equal(describeDiskEvent({ kind: 'modes', aio: 'native', cache: 'none', nowait: 'off' })!.message, "Now serving with aio 'native', cache 'none', nowait 'off'.");
   assert.equal(describeDiskEvent({ kind: 'nowait', direction: 'write', enabled: false, reason: 'writes bounce' })!.level, 'warning');
   assert.equal(describeDiskEvent({ kind: 'connected', pid: 42 })!.message, 'QEMU connected (pid 42).');
   // A restart is a warning, not a broken disk: the guest does not notice it.
   assert.equal(describeDiskEvent({ kind: 'restarting', reason: 'boom', attempt: 1 })!.level, 'warning');
-  assert.equal(describeDiskEvent({ kind: 'restarting', reason: 'boom', attempt: 1 })!.broken, undefined);
+  assert.equal(effectOf({ kind: 'restarting', reason: 'boom', attempt: 1 }), null);
   assert.match(describeDiskEvent({ kind: 'resubmitted', queue: 0, count: 3 })!.message, /Resubmitted 3 request/);
   assert.match(describeDiskEvent({ kind: 'restarted', restarts: 2 })!.message, /restarts so far: 2/);
+  assert.equal(effectOf({ kind: 'restarted', restarts: 2 }), 'space-freed', 'writes held for space are back with QEMU');
+  assert.equal(effectOf({ kind: 'fault', reason: 'The image file was deleted.' }), null, 'a host fault is a line, not a state');
+  assert.equal(describeDiskEvent({ kind: 'space-wait', parked: 1, parkedBytes: 4096, freeBytes: 0, missingBytes: 4096 }), null);
 });

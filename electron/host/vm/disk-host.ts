@@ -1,6 +1,6 @@
 // What the VM manager needs from a disk's server, kept narrow: the real one is electron/dataplane/iothread's
 // DiskServer (one worker_thread per disk) behind ./served-disk.ts; tests may script their own.
-import type { DiskSpec, ModeChange } from '../../dataplane/iothread/messages.js';
+import type { DiskEvent, DiskSpec, ModeChange } from '../../dataplane/iothread/messages.js';
 
 /** What a disk is served with: the IOThread's own spec (one definition for both layers). */
 export type DiskServeSpec = DiskSpec;
@@ -37,21 +37,9 @@ export interface SpaceWait {
   missingBytes: number | null;
 }
 
-export interface DiskHostEvent {
-  level: 'info' | 'warning' | 'error';
-  message: string;
-  /** The guest sent a malformed request and the queue stopped (virtio NEEDS_RESET). */
-  broken?: boolean;
-  /** Writes were parked because the filesystem holding the disk is full (enospc 'stop'): pause the VM. */
-  noSpace?: boolean;
-  /** What the parked writes wait for: with noSpace, and on every change while they wait. */
-  space?: SpaceWait;
-  /** The disk holds no parked write any more (written; or gone with the driver, or back in QEMU's
-   *  inflight area after an I/O thread restart): a VM paused for lack of space may go on. */
-  spaceRecovered?: boolean;
-  /** A status update (space): no line for the log. */
-  quiet?: boolean;
-}
+/** What a disk server tells: its own typed events (messages.ts), and faults the host finds under
+ *  the disk (file deleted or replaced, loop detached, I/O errors). disk-events.ts reads them. */
+export type DiskHostEvent = DiskEvent | { kind: 'fault'; reason: string };
 
 export interface DiskHost {
   /** Size the server sees, bytes (when it knows). */
