@@ -31,9 +31,13 @@ export function copyToChain(vq: SplitVirtqueue, bytes: readonly Uint8Array[], sr
   }
 }
 
+/** Receives a chain's data parts: region index, offset in that region, length. */
+export type SegmentSink = Pick<BlockDevice, 'segment'>;
+
 /** Hands `length` bytes of the chain's readable (writable=0) or writable (1) parts, after `skip`
- *  bytes, to the request `blk` began last. */
-export function emitSegments(vq: SplitVirtqueue, blk: BlockDevice, writable: number, skip: number, length: number): void {
+ *  bytes, to `sink`: the request a BlockDevice began last, or a recorder (ENOSPC parking). The
+ *  sink is an object, not a closure, so the hot path allocates nothing. */
+export function emitSegments(vq: SplitVirtqueue, sink: SegmentSink, writable: number, skip: number, length: number): void {
   for (let k = 0; k < vq.segCount && length > 0; k++) {
     if (vq.segWritable[k] !== writable) continue;
     let len = vq.segLen[k]!;
@@ -46,7 +50,7 @@ export function emitSegments(vq: SplitVirtqueue, blk: BlockDevice, writable: num
     len -= skip;
     skip = 0;
     if (len > length) len = length;
-    blk.segment(vq.segRegion[k]!, off, len);
+    sink.segment(vq.segRegion[k]!, off, len);
     length -= len;
   }
 }

@@ -9,6 +9,7 @@
 import { BlockOp, type BlockDevice } from '../block/types.js';
 import type { GuestMemory } from './guest-memory.js';
 import type { SplitVirtqueue } from './split-virtqueue.js';
+import { emitSegments } from './chain-bytes.js';
 
 const ENOSPC = 28;
 
@@ -228,24 +229,10 @@ export function captureData(vq: SplitVirtqueue, mem: GuestMemory, head: number, 
   if (op !== BlockOp.Write && op !== BlockOp.Read) return out;
   if (vq.rewalk(head) < 0) return null;
   const writable = op === BlockOp.Read ? 1 : 0;
-  let skip = op === BlockOp.Read ? 0 : 16;  // a write's data follows its 16-byte header
-  let left = op === BlockOp.Read ? vq.writableBytes - 1 : vq.readableBytes - 16;
+  const skip = op === BlockOp.Read ? 0 : 16;  // a write's data follows its 16-byte header
+  const left = op === BlockOp.Read ? vq.writableBytes - 1 : vq.readableBytes - 16;
   if (left !== length) return null;
-  for (let k = 0; k < vq.segCount && left > 0; k++) {
-    if (vq.segWritable[k] !== writable) continue;
-    let len = vq.segLen[k]!;
-    let off = vq.segOffset[k]!;
-    if (skip >= len) {
-      skip -= len;
-      continue;
-    }
-    off += skip;
-    len -= skip;
-    skip = 0;
-    if (len > left) len = left;
-    out.push(mem.regions[vq.segRegion[k]!]!.guestAddr + off, len);
-    left -= len;
-  }
+  emitSegments(vq, { segment: (region, off, len) => out.push(mem.regions[region]!.guestAddr + off, len) }, writable, skip, left);
   return out;
 }
 
