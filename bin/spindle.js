@@ -2,7 +2,9 @@
 // The `spindle` command: the compiled CLI lives in dist/.
 import('../dist/electron/cli/main.js')
   .then((cli) => cli.main(process.argv.slice(2)))
-  .then((code) => { process.exitCode = code; })
+  .then((code) => {
+    process.exitCode = code;
+  })
   .catch((err) => {
     if (err?.code === 'ERR_MODULE_NOT_FOUND' && String(err.message).includes('dist/electron/cli/main.js')) {
       console.error('spindle: not built yet; run `npm run build` first');

@@ -129,7 +129,26 @@ declare module 'electron' {
 
   export interface MenuItemConstructorOptions {
     label?: string;
-    role?: 'quit' | 'reload' | 'forceReload' | 'toggleDevTools' | 'resetZoom' | 'zoomIn' | 'zoomOut' | 'togglefullscreen' | 'about' | 'copy' | 'paste' | 'cut' | 'selectAll' | 'undo' | 'redo' | 'fileMenu' | 'editMenu' | 'viewMenu' | 'windowMenu';
+    role?:
+      | 'quit'
+      | 'reload'
+      | 'forceReload'
+      | 'toggleDevTools'
+      | 'resetZoom'
+      | 'zoomIn'
+      | 'zoomOut'
+      | 'togglefullscreen'
+      | 'about'
+      | 'copy'
+      | 'paste'
+      | 'cut'
+      | 'selectAll'
+      | 'undo'
+      | 'redo'
+      | 'fileMenu'
+      | 'editMenu'
+      | 'viewMenu'
+      | 'windowMenu';
     type?: 'normal' | 'separator' | 'submenu';
     accelerator?: string;
     submenu?: MenuItemConstructorOptions[];
@@ -150,7 +169,9 @@ declare module 'electron' {
   };
 
   export interface Session {
-    setPermissionRequestHandler(handler: ((wc: WebContents, permission: string, callback: (granted: boolean) => void) => void) | null): void;
+    setPermissionRequestHandler(
+      handler: ((wc: WebContents, permission: string, callback: (granted: boolean) => void) => void) | null,
+    ): void;
     setPermissionCheckHandler(handler: ((wc: WebContents | null, permission: string) => boolean) | null): void;
     on(event: 'will-download', listener: (event: Event, item: unknown) => void): this;
   }

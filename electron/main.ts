@@ -53,7 +53,11 @@ function serveRenderer(): void {
     const file = url.host === 'spindle' ? resolveStatic(RENDERER_DIST, url.pathname) : null;
     if (!file) return new Response('Not found', { status: 404 });
     return new Response(readFileSync(file), {
-      headers: { 'content-type': MIME[extname(file)] ?? 'application/octet-stream', 'content-security-policy': CONTENT_SECURITY_POLICY, 'x-content-type-options': 'nosniff' },
+      headers: {
+        'content-type': MIME[extname(file)] ?? 'application/octet-stream',
+        'content-security-policy': CONTENT_SECURITY_POLICY,
+        'x-content-type-options': 'nosniff',
+      },
     });
   });
 }
@@ -75,7 +79,19 @@ function menu(): void {
     Menu.buildFromTemplate([
       { label: 'File', submenu: [{ role: 'quit' }] },
       { role: 'editMenu' },
-      { label: 'View', submenu: [{ role: 'reload' }, { role: 'toggleDevTools' }, { type: 'separator' }, { role: 'resetZoom' }, { role: 'zoomIn' }, { role: 'zoomOut' }, { type: 'separator' }, { role: 'togglefullscreen' }] },
+      {
+        label: 'View',
+        submenu: [
+          { role: 'reload' },
+          { role: 'toggleDevTools' },
+          { type: 'separator' },
+          { role: 'resetZoom' },
+          { role: 'zoomIn' },
+          { role: 'zoomOut' },
+          { type: 'separator' },
+          { role: 'togglefullscreen' },
+        ],
+      },
       { role: 'windowMenu' },
       { label: 'Help', submenu: [{ role: 'about' }] },
     ]),
@@ -134,10 +150,18 @@ async function start(): Promise<void> {
       const owner = BrowserWindow.fromWebContents(sender);
       if (!owner) return null;
       if (o.mode === 'save') {
-        const r = await dialog.showSaveDialog(owner, { title: o.title, defaultPath: o.defaultPath, properties: ['createDirectory', 'showOverwriteConfirmation'] });
+        const r = await dialog.showSaveDialog(owner, {
+          title: o.title,
+          defaultPath: o.defaultPath,
+          properties: ['createDirectory', 'showOverwriteConfirmation'],
+        });
         return r.canceled ? null : (r.filePath ?? null);
       }
-      const r = await dialog.showOpenDialog(owner, { title: o.title, defaultPath: o.defaultPath, properties: ['openFile', 'showHiddenFiles'] });
+      const r = await dialog.showOpenDialog(owner, {
+        title: o.title,
+        defaultPath: o.defaultPath,
+        properties: ['openFile', 'showHiddenFiles'],
+      });
       return r.canceled ? null : (r.filePaths[0] ?? null);
     },
   });
@@ -159,7 +183,8 @@ app.on('before-quit', (e) => {
           type: 'question',
           title: 'Quit Spindle?',
           message: `${running.length === 1 ? `The VM '${running[0].config.name}' is` : `${running.length} VMs are`} running.`,
-          detail: 'Quitting shuts them down (ACPI, then forced off after a timeout) and drains their disks. Their guests lose anything not yet saved.',
+          detail:
+            'Quitting shuts them down (ACPI, then forced off after a timeout) and drains their disks. Their guests lose anything not yet saved.',
           buttons: ['Shut down and quit', 'Cancel'],
           defaultId: 1,
           cancelId: 1,

@@ -9,7 +9,8 @@ namespace spindle {
 
 void InitEngine(Napi::Env env, Napi::Object exports);  // native/engine: the three I/O engines
 void InitOs(Napi::Env env, Napi::Object exports);      // native/os: ioctls, holes, fallocate, probes
-void InitPosix(Napi::Env env, Napi::Object exports);   // native/posix: sockets + fd passing, mmap, eventfd, poll
+void InitPosix(Napi::Env env,
+               Napi::Object exports);  // native/posix: sockets + fd passing, mmap, eventfd, poll
 
 // An Error shaped like Node's own system errors: code 'ENOENT', errno -2, syscall, path.
 inline Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall, const std::string& path = "") {

@@ -10,7 +10,9 @@ const need = [
 ];
 const missing = need.filter(([h]) => !existsSync(h)).map(([, pkg]) => pkg);
 if (missing.length) {
-  console.error(`spindle: cannot build the native addon: missing headers; run: sudo apt-get install -y build-essential ${missing.join(' ')}`);
+  console.error(
+    `spindle: cannot build the native addon: missing headers; run: sudo apt-get install -y build-essential ${missing.join(' ')}`,
+  );
   process.exit(1);
 }
 const require = createRequire(import.meta.url);

@@ -34,7 +34,12 @@ if (!v['no-build']) {
 
 const { targets } = await import('../dist/tests/fuzz/targets/index.js');
 const { runTarget } = await import('../dist/tests/fuzz/target.js');
-const filters = v.only ? v.only.split(',').map((s) => s.trim()).filter(Boolean) : [];
+const filters = v.only
+  ? v.only
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)
+  : [];
 const chosen = targets.filter((t) => !filters.length || filters.some((f) => t.name.includes(f)));
 if (!chosen.length) {
   console.error(`fuzz: no target matches ${v.only}; targets: ${targets.map((t) => t.name).join(', ')}`);
@@ -51,7 +56,9 @@ for (const t of chosen) {
   try {
     const r = await runTarget(t, { numRuns: maxRuns, timeLimitMs: share, seed });
     reports.push({ ...r, ok: true });
-    console.log(`  ${t.name.padEnd(30)} ${String(r.runs).padStart(9)} cases  ${(r.ms / 1000).toFixed(1).padStart(6)} s  seed ${r.seed}  ${Object.keys(r.stats).length ? JSON.stringify(r.stats) : ''}`);
+    console.log(
+      `  ${t.name.padEnd(30)} ${String(r.runs).padStart(9)} cases  ${(r.ms / 1000).toFixed(1).padStart(6)} s  seed ${r.seed}  ${Object.keys(r.stats).length ? JSON.stringify(r.stats) : ''}`,
+    );
   } catch (err) {
     failed++;
     reports.push({ name: t.name, ok: false, error: String(err?.message ?? err) });

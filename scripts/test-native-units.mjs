@@ -9,7 +9,10 @@ import { spawnSync } from 'node:child_process';
 const testDir = 'native/engine/test';
 // The tests and the engine sources they exercise (only pure ones: no Node-API, no syscalls).
 const sources = [
-  ...readdirSync(testDir).filter((f) => f.endsWith('.cc')).sort().map((f) => join(testDir, f)),
+  ...readdirSync(testDir)
+    .filter((f) => f.endsWith('.cc'))
+    .sort()
+    .map((f) => join(testDir, f)),
   'native/engine/range_locks.cc',
   'native/engine/batch.cc',
 ];
@@ -17,7 +20,9 @@ const dir = mkdtempSync(join(tmpdir(), 'spindle-native-units-'));
 const exe = join(dir, 'native-units');
 const cxx = process.env.CXX || 'c++';
 try {
-  const build = spawnSync(cxx, ['-std=c++20', '-O1', '-Wall', '-Wextra', '-Werror', '-Inative', '-o', exe, ...sources], { stdio: 'inherit' });
+  const build = spawnSync(cxx, ['-std=c++20', '-O1', '-Wall', '-Wextra', '-Werror', '-Inative', '-o', exe, ...sources], {
+    stdio: 'inherit',
+  });
   if (build.error || build.status !== 0) {
     console.error(`native units: ${cxx} failed to build ${testDir}${build.error ? `: ${build.error.message}` : ''}`);
     process.exit(1);

@@ -6,10 +6,15 @@ import { spawnSync } from 'node:child_process';
 
 const suites = ['unit', 'native', 'guest', 'e2e'];
 const wanted = process.argv.slice(2).length ? process.argv.slice(2) : suites;
-const files = (dir) => !existsSync(dir) ? [] : readdirSync(dir).flatMap((n) => {
-  const p = join(dir, n);
-  return statSync(p).isDirectory() ? files(p) : p.endsWith('.test.js') ? [p] : [];
-}).sort();
+const files = (dir) =>
+  !existsSync(dir)
+    ? []
+    : readdirSync(dir)
+        .flatMap((n) => {
+          const p = join(dir, n);
+          return statSync(p).isDirectory() ? files(p) : p.endsWith('.test.js') ? [p] : [];
+        })
+        .sort();
 
 const list = wanted.flatMap((s) => files(join('dist/tests', s)));
 if (!list.length) {
@@ -18,7 +23,9 @@ if (!list.length) {
 }
 // The renderer's component tests run under vitest (Svelte + jsdom), before the node suites.
 if (wanted.includes('unit')) {
-  const v = spawnSync(process.execPath, ['node_modules/vitest/vitest.mjs', 'run', '--config', 'renderer/vitest.config.ts'], { stdio: 'inherit' });
+  const v = spawnSync(process.execPath, ['node_modules/vitest/vitest.mjs', 'run', '--config', 'renderer/vitest.config.ts'], {
+    stdio: 'inherit',
+  });
   if (v.status !== 0) {
     console.error('renderer component tests failed');
     process.exit(v.status ?? 1);

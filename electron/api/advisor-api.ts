@@ -66,7 +66,11 @@ function toProbeSummary(p: NonNullable<Inspection['probe']>): ProbeSummary {
 export function toFileAdvice(i: Inspection): FileAdvice {
   const a = i.allocation;
   // The app has a Probe button where the CLI has a flag.
-  const notes = i.reasons.map((n) => (/--probe/.test(n) ? 'nowait not measured yet: Probe measures whether this filesystem honours RWF_NOWAIT (native AIO that never blocks).' : n));
+  const notes = i.reasons.map((n) =>
+    /--probe/.test(n)
+      ? 'nowait not measured yet: Probe measures whether this filesystem honours RWF_NOWAIT (native AIO that never blocks).'
+      : n,
+  );
   if (i.probe && 'skipped' in i.probe) notes.push(i.probe.skipped);
   return {
     path: i.path,
@@ -82,7 +86,17 @@ export function toFileAdvice(i: Inspection): FileAdvice {
     recommended: { aio: i.recommended.aio, cache: i.recommended.cache, nowait: i.recommended.nowait ? 'on' : 'off' },
     notes,
     inUse: i.inUse,
-    ...(i.usage ? { usage: { mountpoints: i.usage.mountpoints, holders: i.usage.holders, holdsRoot: i.usage.holdsRoot, swap: i.usage.swap, exclusiveOpen: i.usage.exclusiveOpen } } : {}),
+    ...(i.usage
+      ? {
+          usage: {
+            mountpoints: i.usage.mountpoints,
+            holders: i.usage.holders,
+            holdsRoot: i.usage.holdsRoot,
+            swap: i.usage.swap,
+            exclusiveOpen: i.usage.exclusiveOpen,
+          },
+        }
+      : {}),
     ...(i.probe ? { probe: toProbeSummary(i.probe) } : {}),
   };
 }
@@ -109,7 +123,9 @@ function isImagesDir(dir: string, env: NodeJS.ProcessEnv): boolean {
   const candidates = [join(data, 'images')];
   try {
     candidates.push(join(realpathSync(data), 'images'));
-  } catch { /* no data directory yet */ }
+  } catch {
+    /* no data directory yet */
+  }
   return candidates.includes(dir);
 }
 

@@ -65,11 +65,10 @@ export function createBackend(opts: BackendOptions = {}): Backend {
   const env = opts.env ?? process.env;
   // Disks are served by Spindle's own disk servers (the manager's default) unless a caller injects a factory.
   // The bench layer and the manager both consult the manager's disk leases (host/disks/disk-leases.ts).
-  let bench: ReturnType<typeof createBenchLayer> | undefined;
   const manager = new VmManager({ ...opts, env, store: new VmStore(vmConfigDir(env)) });
   const sampler = new StatsSampler(manager);
   sampler.start();
-  bench = createBenchLayer(manager, env);
+  const bench = createBenchLayer(manager, env);
   const router = createRouter({
     manager,
     sampler,

@@ -17,7 +17,15 @@ import { createScratchDisk, scratchInfo } from '../host/vm/scratch.js';
 import { geometry } from '../dataplane/native/os.js';
 import { PathRecords } from './path-records.js';
 import { dataDir } from '../host/vm/paths.js';
-import { DEFAULT_BYTES_PER_RUN, POST_WORKLOADS, checkVariants, isSparseFile, runComparison, regionBytes, type Workload } from '../host/bench/compare.js';
+import {
+  DEFAULT_BYTES_PER_RUN,
+  POST_WORKLOADS,
+  checkVariants,
+  isSparseFile,
+  runComparison,
+  regionBytes,
+  type Workload,
+} from '../host/bench/compare.js';
 import { RegionBackup } from '../host/bench/region-backup.js';
 
 type Progress = TopicEvent<'bench.progress'>;
@@ -49,7 +57,14 @@ function sizeOf(path: string): number {
 /** Without explicit variants: the given modes, with native+nowait as its own row right after native. */
 export function variantsOf(input: ParsedParams<'bench.start'>): BenchVariant[] {
   if (input.variants) return input.variants;
-  return input.modes.flatMap((aio): BenchVariant[] => (aio === 'native' ? [{ aio, nowait: false }, { aio, nowait: true }] : [{ aio, nowait: false }]));
+  return input.modes.flatMap((aio): BenchVariant[] =>
+    aio === 'native'
+      ? [
+          { aio, nowait: false },
+          { aio, nowait: true },
+        ]
+      : [{ aio, nowait: false }],
+  );
 }
 
 /** Why a running VM keeps this path from being measured (its lease, host/disks/disk-leases.ts), or null. */
@@ -61,7 +76,7 @@ function runningUser(leases: DiskLeases, path: string): string | null {
 
 export type BenchLayer = NonNullable<RouterBackend['bench']> & {
   /** Cancels the comparison in progress, if any, and waits until its disk server stopped (backend close). */
-  cancelAll(): Promise<void>;  /** Why `path` must not be given to a VM now (a comparison is writing to it), or null. For the VM
+  cancelAll(): Promise<void>; /** Why `path` must not be given to a VM now (a comparison is writing to it), or null. For the VM
    *  manager's start/attach checks: without it a VM could start on a disk being measured. */
   busyReason(path: string): string | null;
 };
@@ -81,7 +96,10 @@ export function createBenchLayer(manager: VmManager, env: NodeJS.ProcessEnv = pr
     const disk = vm.config.disks.find((d) => d.id === t.diskId);
     if (!disk) throw new SpindleError('NOT_FOUND', `The VM '${vm.config.name}' has no disk ${t.diskId}.`);
     if (vm.state !== 'stopped' && vm.state !== 'crashed') {
-      throw new SpindleError('DEVICE_BUSY', `Disk ${disk.id} of '${vm.config.name}' is in use: the VM is ${vm.state}. The comparison writes to the disk, so stop the VM first.`);
+      throw new SpindleError(
+        'DEVICE_BUSY',
+        `Disk ${disk.id} of '${vm.config.name}' is in use: the VM is ${vm.state}. The comparison writes to the disk, so stop the VM first.`,
+      );
     }
     return { path: disk.path, scratch: false, vmDisk: true };
   }
@@ -96,7 +114,8 @@ export function createBenchLayer(manager: VmManager, env: NodeJS.ProcessEnv = pr
     }
     if (st.isDirectory()) throw new SpindleError('IS_DIRECTORY', `${path} is a directory: choose an image file or a block device.`);
     if (!st.isFile() && !st.isBlockDevice()) throw new SpindleError('NOT_A_DISK', `${path} is neither an image file nor a block device.`);
-    if (manager.leases.holder(path)?.kind === 'bench') throw new SpindleError('CONFLICT', 'A comparison is already running: wait for it or cancel it first.');
+    if (manager.leases.holder(path)?.kind === 'bench')
+      throw new SpindleError('CONFLICT', 'A comparison is already running: wait for it or cancel it first.');
     const user = runningUser(manager.leases, path);
     if (user) throw new SpindleError('DEVICE_BUSY', user);
     if (st.isBlockDevice()) {
@@ -138,8 +157,18 @@ export function createBenchLayer(manager: VmManager, env: NodeJS.ProcessEnv = pr
       const run: BenchRun = {
         id,
         result: {
-          benchId: id, state: 'running', rows: [],
-          settings: { path: target.path, cache: input.cache, directIo: input.cache === 'none' || input.cache === 'directsync', iodepth, bytesPerRun, freshSparseWrites, preserved: preserve },
+          benchId: id,
+          state: 'running',
+          rows: [],
+          settings: {
+            path: target.path,
+            cache: input.cache,
+            directIo: input.cache === 'none' || input.cache === 'directsync',
+            iodepth,
+            bytesPerRun,
+            freshSparseWrites,
+            preserved: preserve,
+          },
           info,
         },
         progress: { benchId: id, state: 'running', done: 0, total, fraction: 0 },
@@ -151,7 +180,13 @@ export function createBenchLayer(manager: VmManager, env: NodeJS.ProcessEnv = pr
       lease = manager.leases.claim(target.path, { kind: 'bench' });
       let backup: RegionBackup | null;
       try {
-        backup = preserve ? await RegionBackup.save(target.path, Math.max(...workloads.map((w) => regionBytes(w.recordBytes, bytesPerRun, Number.MAX_SAFE_INTEGER))), dataDir(env)) : null;
+        backup = preserve
+          ? await RegionBackup.save(
+              target.path,
+              Math.max(...workloads.map((w) => regionBytes(w.recordBytes, bytesPerRun, Number.MAX_SAFE_INTEGER))),
+              dataDir(env),
+            )
+          : null;
       } catch (err) {
         lease.release();
         lease = null;
@@ -167,11 +202,21 @@ export function createBenchLayer(manager: VmManager, env: NodeJS.ProcessEnv = pr
             const base = r * perRepeat;
             const tag = repeats > 1 ? ` (repeat ${r + 1} of ${repeats})` : '';
             await runComparison({
-              path: target.path, variants, workloads, cache: input.cache, bytesPerRun, iodepth, freshSparseWrites, signal: run.abort.signal,
-              onStep: (s) => emit(run, {
-                done: base + s.index, fraction: (base + s.index) / total, step: `${s.label}${tag}`,
-                current: { mode: s.variant.aio, op: s.workload.op, recordBytes: s.workload.recordBytes, nowait: s.variant.nowait },
-              }),
+              path: target.path,
+              variants,
+              workloads,
+              cache: input.cache,
+              bytesPerRun,
+              iodepth,
+              freshSparseWrites,
+              signal: run.abort.signal,
+              onStep: (s) =>
+                emit(run, {
+                  done: base + s.index,
+                  fraction: (base + s.index) / total,
+                  step: `${s.label}${tag}`,
+                  current: { mode: s.variant.aio, op: s.workload.op, recordBytes: s.workload.recordBytes, nowait: s.variant.nowait },
+                }),
               onRow: (row: BenchRow, s) => {
                 const tagged = repeats > 1 ? { ...row, repeat: r } : row;
                 run.result.rows.push(tagged);
@@ -203,7 +248,10 @@ export function createBenchLayer(manager: VmManager, env: NodeJS.ProcessEnv = pr
           }
           const { row: _row, current: _current, ...rest } = run.progress;
           run.progress = rest as Progress;
-          emit(run, { step: run.result.state === 'done' ? 'done' : run.result.state, ...(run.result.error ? { error: run.result.error } : {}) });
+          emit(run, {
+            step: run.result.state === 'done' ? 'done' : run.result.state,
+            ...(run.result.error ? { error: run.result.error } : {}),
+          });
         }
       })();
       return id;

@@ -34,13 +34,21 @@ export async function serveLocalApi(router: ApiHandler, path: string): Promise<S
         try {
           req = JSON.parse(line);
         } catch {
-          sock.write(JSON.stringify({ id: null, ok: false, error: { code: 'INVALID_ARGUMENT', message: 'The request is not JSON.' } }) + '\n');
+          sock.write(
+            JSON.stringify({ id: null, ok: false, error: { code: 'INVALID_ARGUMENT', message: 'The request is not JSON.' } }) + '\n',
+          );
           continue;
         }
         // `null`, numbers, strings and arrays parse too; reading .method off them would throw here,
         // inside a socket callback, and take the whole backend (and every disk) down.
         if (typeof req !== 'object' || req === null || Array.isArray(req)) {
-          sock.write(JSON.stringify({ id: null, ok: false, error: { code: 'INVALID_ARGUMENT', message: 'The request must be a JSON object with method and params.' } }) + '\n');
+          sock.write(
+            JSON.stringify({
+              id: null,
+              ok: false,
+              error: { code: 'INVALID_ARGUMENT', message: 'The request must be a JSON object with method and params.' },
+            }) + '\n',
+          );
           continue;
         }
         router.call(String(req.method), req.params).then(
@@ -61,16 +69,24 @@ export async function serveLocalApi(router: ApiHandler, path: string): Promise<S
 export function isLive(path: string): Promise<boolean> {
   return new Promise((resolve) => {
     const s = createConnection(path);
-    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
     s.once('error', () => resolve(false));
   });
 }
 
 /** A client for one call at a time; null when no backend listens. */
-export async function connectLocalApi(path: string): Promise<{ call(method: string, params: unknown): Promise<unknown>; close(): void } | null> {
+export async function connectLocalApi(
+  path: string,
+): Promise<{ call(method: string, params: unknown): Promise<unknown>; close(): void } | null> {
   if (!existsSync(path) || !(await isLive(path))) return null;
   const sock = createConnection(path);
-  await new Promise<void>((resolve, reject) => { sock.once('connect', resolve); sock.once('error', reject); });
+  await new Promise<void>((resolve, reject) => {
+    sock.once('connect', resolve);
+    sock.once('error', reject);
+  });
   sock.setEncoding('utf8');
   let buf = '';
   let nextId = 1;

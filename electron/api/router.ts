@@ -4,7 +4,18 @@
 import { realpathSync } from 'node:fs';
 import { basename, dirname, join, normalize } from 'node:path';
 import type { z } from 'zod';
-import { methods, topics, type AppInfo, type FileAdvice, type HostDevice, type MethodName, type ParsedParams, type Result, type ScratchDisk, type TopicName } from '../shared/api.js';
+import {
+  methods,
+  topics,
+  type AppInfo,
+  type FileAdvice,
+  type HostDevice,
+  type MethodName,
+  type ParsedParams,
+  type Result,
+  type ScratchDisk,
+  type TopicName,
+} from '../shared/api.js';
 import { SpindleError, errnoOf } from '../shared/errors.js';
 import type { VmManager } from '../host/vm/manager.js';
 import type { StatsSampler } from '../host/stats/sampler.js';
@@ -137,7 +148,8 @@ export function createRouter(backend: RouterBackend): ApiHandler {
 
   return {
     async call(method: string, params: unknown): Promise<unknown> {
-      if (!Object.hasOwn(methods, method)) throw new SpindleError('INVALID_ARGUMENT', `There is no API method '${String(method).slice(0, 60)}'.`);
+      if (!Object.hasOwn(methods, method))
+        throw new SpindleError('INVALID_ARGUMENT', `There is no API method '${String(method).slice(0, 60)}'.`);
       const m = method as MethodName;
       const parsed = methods[m].params.safeParse(params ?? {});
       if (!parsed.success) throw describeInvalid(`parameters for ${m}`, parsed.error);
@@ -152,7 +164,8 @@ export function createRouter(backend: RouterBackend): ApiHandler {
     },
 
     subscribe(topic: string, params: unknown, listener: (event: unknown) => void): () => void {
-      if (!Object.hasOwn(topics, topic)) throw new SpindleError('INVALID_ARGUMENT', `There is no event stream '${String(topic).slice(0, 60)}'.`);
+      if (!Object.hasOwn(topics, topic))
+        throw new SpindleError('INVALID_ARGUMENT', `There is no event stream '${String(topic).slice(0, 60)}'.`);
       const t = topic as TopicName;
       const parsed = topics[t].params.safeParse(params ?? {});
       if (!parsed.success) throw describeInvalid(`parameters for the ${t} stream`, parsed.error);

@@ -53,7 +53,10 @@ export class ApiSession {
   private subscribe(id: number, topic: string, params: unknown): void {
     if (this.subs.has(id)) return this.fail(id, new SpindleError('INVALID_ARGUMENT', `Subscription ${id} is already open.`));
     if (this.subs.size >= MAX_SUBSCRIPTIONS) {
-      return this.fail(id, new SpindleError('INVALID_ARGUMENT', `This connection already has ${MAX_SUBSCRIPTIONS} open subscriptions; close some first.`));
+      return this.fail(
+        id,
+        new SpindleError('INVALID_ARGUMENT', `This connection already has ${MAX_SUBSCRIPTIONS} open subscriptions; close some first.`),
+      );
     }
     try {
       const stop = this.handler.subscribe(topic, params, (event) => {

@@ -91,7 +91,8 @@ export function refusal(req: IncomingMessage, port: number, token: string): stri
   const origin = req.headers.origin;
   if (origin !== undefined && origin !== `http://${HOST}:${port}` && origin !== `http://localhost:${port}`) return 'foreign origin';
   const url = new URL(req.url ?? '/', `http://${HOST}:${port}`);
-  if (!sameToken(url.searchParams.get('token'), token) && !sameToken(cookieToken(req, cookieName(port)), token)) return 'missing or wrong token';
+  if (!sameToken(url.searchParams.get('token'), token) && !sameToken(cookieToken(req, cookieName(port)), token))
+    return 'missing or wrong token';
   return null;
 }
 
@@ -153,7 +154,9 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     }
     res.writeHead(200, headers);
     if (req.method === 'HEAD') return res.end();
-    createReadStream(file).on('error', () => res.destroy()).pipe(res);
+    createReadStream(file)
+      .on('error', () => res.destroy())
+      .pipe(res);
   });
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -229,4 +232,3 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       }),
   };
 }
-

@@ -38,12 +38,18 @@ export function describeParseError(err: unknown, argv: string[], command: string
   if (ambiguous) {
     const opt = ambiguous[1]!;
     const value = argv[argv.indexOf(opt) + 1] ?? '';
-    return new SpindleError('INVALID_ARGUMENT', `${opt} needs a value, and '${value}' looks like an option (write ${opt}=${value} if it is the value). ${help}`);
+    return new SpindleError(
+      'INVALID_ARGUMENT',
+      `${opt} needs a value, and '${value}' looks like an option (write ${opt}=${value} if it is the value). ${help}`,
+    );
   }
   const missing = /^Option '(?:-\w, )?(--[\w-]+)(?: <value>)?' argument missing/.exec(message);
   if (missing) return new SpindleError('INVALID_ARGUMENT', `${missing[1]} needs a value. ${help}`);
   // "Unknown option '--bogus'. To specify a positional argument…": the first sentence is the point.
-  const first = message.split('\n')[0]!.replace(/^(.*?[.'"])\s+[A-Z].*$/, '$1').replace(/\.?$/, '.');
+  const first = message
+    .split('\n')[0]!
+    .replace(/^(.*?[.'"])\s+[A-Z].*$/, '$1')
+    .replace(/\.?$/, '.');
   return new SpindleError('INVALID_ARGUMENT', `${first} ${help}`);
 }
 
@@ -63,7 +69,10 @@ export function wholeNumber(value: string | undefined, option: string, min: numb
   if (value === undefined) return undefined;
   const n = Number(value);
   if (!/^-?\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
-    throw new SpindleError('INVALID_ARGUMENT', `${option} takes a whole number${unit ? ` of${unit}` : ''} from ${min} to ${max}, not '${value}'.`);
+    throw new SpindleError(
+      'INVALID_ARGUMENT',
+      `${option} takes a whole number${unit ? ` of${unit}` : ''} from ${min} to ${max}, not '${value}'.`,
+    );
   }
   return n;
 }

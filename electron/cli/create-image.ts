@@ -11,8 +11,13 @@ const command: Command = {
   summary: 'Create a raw disk image, sparse or preallocated. SIZE takes K, M, G, T (1024-based) or bytes, a multiple of 512.',
   usage,
   async run(argv) {
-    const { values, positionals } = parseCommandArgs(argv, { size: { type: 'string' }, preallocate: { type: 'boolean' }, json: { type: 'boolean' } }, usage);
-    if (positionals.length !== 1) throw new SpindleError('INVALID_ARGUMENT', `${positionals.length ? 'Give exactly one PATH' : 'Missing PATH'}. Usage: ${usage}`);
+    const { values, positionals } = parseCommandArgs(
+      argv,
+      { size: { type: 'string' }, preallocate: { type: 'boolean' }, json: { type: 'boolean' } },
+      usage,
+    );
+    if (positionals.length !== 1)
+      throw new SpindleError('INVALID_ARGUMENT', `${positionals.length ? 'Give exactly one PATH' : 'Missing PATH'}. Usage: ${usage}`);
     if (values.size === undefined) throw new SpindleError('INVALID_ARGUMENT', `Missing --size (for example --size 10G). Usage: ${usage}`);
     const size = parseSize(values.size);
     try {
@@ -22,7 +27,10 @@ const command: Command = {
     }
     const made = createImage(positionals[0]!, size, { preallocate: values.preallocate === true });
     if (values.json) console.log(JSON.stringify(made));
-    else console.log(`created ${made.path}: ${formatSize(made.sizeBytes)} raw, ${made.method === 'sparse' ? 'sparse' : `preallocated (${made.method})`}`);
+    else
+      console.log(
+        `created ${made.path}: ${formatSize(made.sizeBytes)} raw, ${made.method === 'sparse' ? 'sparse' : `preallocated (${made.method})`}`,
+      );
     return 0;
   },
 };

@@ -9,14 +9,23 @@ import { resolve } from 'node:path';
 import type { Command } from './main.js';
 import { SpindleError, errnoOf } from '../shared/errors.js';
 import {
-  AIO_MODES, CACHE_MODES, NOWAIT_MODES, defaultModes, isAioMode, isCacheMode, modeConflict,
-  type AioMode, type CacheMode, type NowaitMode,
+  AIO_MODES,
+  CACHE_MODES,
+  NOWAIT_MODES,
+  defaultModes,
+  isAioMode,
+  isCacheMode,
+  modeConflict,
+  type AioMode,
+  type CacheMode,
+  type NowaitMode,
 } from '../shared/modes.js';
 import { DiskServer, type DiskEvent, type DiskSpec } from '../host/disks/disk-server.js';
 import { ENOSPC_POLICIES, type EnospcPolicy } from '../shared/modes.js';
 import { formatSize } from '../shared/size.js';
 
-const USAGE = 'spindle export PATH --socket SOCK [--aio threads|native|io_uring] [--cache writeback|none|writethrough|directsync|unsafe] [--nowait on|off|auto] [--queues N] [--read-only] [--serial ID] [--enospc stop|report]';
+const USAGE =
+  'spindle export PATH --socket SOCK [--aio threads|native|io_uring] [--cache writeback|none|writethrough|directsync|unsafe] [--nowait on|off|auto] [--queues N] [--read-only] [--serial ID] [--enospc stop|report]';
 const MAX_QUEUES = 256;
 const MAX_SERIAL_BYTES = 20;
 
@@ -43,17 +52,22 @@ export function parseExportArgs(argv: string[]): DiskSpec {
   if (!v.socket) throw invalid('--socket is required: the unix socket path QEMU will connect to.');
   if (v.aio !== undefined && !isAioMode(v.aio)) throw invalid(`--aio must be one of ${AIO_MODES.join(', ')}, not '${v.aio}'.`);
   if (v.cache !== undefined && !isCacheMode(v.cache)) throw invalid(`--cache must be one of ${CACHE_MODES.join(', ')}, not '${v.cache}'.`);
-  if (v.nowait !== undefined && !(NOWAIT_MODES as readonly string[]).includes(v.nowait)) throw invalid(`--nowait must be one of ${NOWAIT_MODES.join(', ')}, not '${v.nowait}'.`);
+  if (v.nowait !== undefined && !(NOWAIT_MODES as readonly string[]).includes(v.nowait))
+    throw invalid(`--nowait must be one of ${NOWAIT_MODES.join(', ')}, not '${v.nowait}'.`);
   let queues = Math.min(availableParallelism(), MAX_QUEUES);
   if (v.queues !== undefined) {
     queues = Number(v.queues);
-    if (!/^\d+$/.test(v.queues) || queues < 1 || queues > MAX_QUEUES) throw invalid(`--queues must be a whole number from 1 to ${MAX_QUEUES}, not '${v.queues}'.`);
+    if (!/^\d+$/.test(v.queues) || queues < 1 || queues > MAX_QUEUES)
+      throw invalid(`--queues must be a whole number from 1 to ${MAX_QUEUES}, not '${v.queues}'.`);
   }
   if (v.enospc !== undefined && !(ENOSPC_POLICIES as readonly string[]).includes(v.enospc)) {
-    throw invalid(`--enospc must be 'stop' (hold writes that find the filesystem full until space is freed) or 'report' (give the guest an I/O error), not '${v.enospc}'.`);
+    throw invalid(
+      `--enospc must be 'stop' (hold writes that find the filesystem full until space is freed) or 'report' (give the guest an I/O error), not '${v.enospc}'.`,
+    );
   }
   const serial = v.serial ?? '';
-  if (Buffer.byteLength(serial) > MAX_SERIAL_BYTES) throw invalid(`--serial is at most ${MAX_SERIAL_BYTES} bytes (virtio-blk GET_ID), '${serial}' is ${Buffer.byteLength(serial)}.`);
+  if (Buffer.byteLength(serial) > MAX_SERIAL_BYTES)
+    throw invalid(`--serial is at most ${MAX_SERIAL_BYTES} bytes (virtio-blk GET_ID), '${serial}' is ${Buffer.byteLength(serial)}.`);
 
   const path = resolve(positionals[0]!);
   let kind: 'file' | 'block';
@@ -70,8 +84,15 @@ export function parseExportArgs(argv: string[]): DiskSpec {
   }
   const { aio, cache } = chooseModes(kind, v.aio as AioMode | undefined, v.cache as CacheMode | undefined);
   return {
-    path, socketPath: resolve(v.socket), aio, cache, nowait: (v.nowait ?? 'auto') as NowaitMode,
-    readOnly: v['read-only']!, queues, serial, enospc: (v.enospc ?? 'stop') as EnospcPolicy,
+    path,
+    socketPath: resolve(v.socket),
+    aio,
+    cache,
+    nowait: (v.nowait ?? 'auto') as NowaitMode,
+    readOnly: v['read-only']!,
+    queues,
+    serial,
+    enospc: (v.enospc ?? 'stop') as EnospcPolicy,
   };
 }
 
@@ -107,7 +128,9 @@ const command: Command = {
       if (line) console.error(line);
     });
     const m = server.currentModes;
-    console.error(`spindle export: ${spec.path} (${server.kind}, ${server.sizeBytes} bytes), aio ${m.aio}, cache ${m.cache}, nowait ${m.nowait}, ${spec.queues} queue(s)${spec.readOnly ? ', read-only' : ''}, enospc ${spec.enospc}`);
+    console.error(
+      `spindle export: ${spec.path} (${server.kind}, ${server.sizeBytes} bytes), aio ${m.aio}, cache ${m.cache}, nowait ${m.nowait}, ${spec.queues} queue(s)${spec.readOnly ? ', read-only' : ''}, enospc ${spec.enospc}`,
+    );
     console.log(`ready ${spec.socketPath}`);
 
     const signal = await stopped;
@@ -140,7 +163,12 @@ export function describeExportEvent(e: DiskEvent, path: string): string | null {
     case 'restarted':
       return `spindle export: the disk's I/O thread serves again (${e.restarts} restart(s) so far)`;
     case 'no-space': {
-      const needs = e.missingBytes === null ? '' : e.missingBytes > 0 ? ` (needs ${formatSize(e.missingBytes)} more)` : ` (${formatSize(e.freeBytes ?? 0)} free)`;
+      const needs =
+        e.missingBytes === null
+          ? ''
+          : e.missingBytes > 0
+            ? ` (needs ${formatSize(e.missingBytes)} more)`
+            : ` (${formatSize(e.freeBytes ?? 0)} free)`;
       return e.retried
         ? `spindle export: retried the parked writes: ${path}'s filesystem is still full${needs}; ${plural(e.parked, 'write')} wait for space`
         : `spindle export: parked ${plural(e.parked, 'write')}: ${path}'s filesystem is full${needs} — waiting for space`;

@@ -24,7 +24,9 @@ function inUse(i: Inspection): string {
 }
 
 export function formatInspection(i: Inspection): string {
-  const lines = [`${i.path}: ${i.kind === 'block' ? 'host block device' : 'image file'}, ${formatSize(i.sizeBytes)}${i.filesystem ? ` on ${i.filesystem}` : ''}`];
+  const lines = [
+    `${i.path}: ${i.kind === 'block' ? 'host block device' : 'image file'}, ${formatSize(i.sizeBytes)}${i.filesystem ? ` on ${i.filesystem}` : ''}`,
+  ];
   const row = (k: string, v: string) => lines.push(`  ${k.padEnd(20)}${v}`);
   row('logical block size', i.logicalBlockSize ? `${i.logicalBlockSize} bytes` : 'unknown');
   if (i.allocation) {
@@ -41,21 +43,32 @@ export function formatInspection(i: Inspection): string {
   else if (i.probe) {
     const p = i.probe;
     row('probe', p.verdict.summary);
-    row('  nowait writes', `sparse ${pct(p.nowaitWrites.sparse)}, fallocated ${pct(p.nowaitWrites.fallocated)}, written ${pct(p.nowaitWrites.written)} honoured`);
-    row('  nowait reads', `sparse ${pct(p.nowaitReads.sparse)}, fallocated ${pct(p.nowaitReads.fallocated)}, written ${pct(p.nowaitReads.written)} honoured`);
+    row(
+      '  nowait writes',
+      `sparse ${pct(p.nowaitWrites.sparse)}, fallocated ${pct(p.nowaitWrites.fallocated)}, written ${pct(p.nowaitWrites.written)} honoured`,
+    );
+    row(
+      '  nowait reads',
+      `sparse ${pct(p.nowaitReads.sparse)}, fallocated ${pct(p.nowaitReads.fallocated)}, written ${pct(p.nowaitReads.written)} honoured`,
+    );
     const sw = (v: number | null) => (v === null ? 'n/a' : v.toFixed(2));
-    row('  switches/submit', `sparse ${sw(p.submitSwitchesPerIo.sparse)}, fallocated ${sw(p.submitSwitchesPerIo.fallocated)}, written ${sw(p.submitSwitchesPerIo.written)}`);
+    row(
+      '  switches/submit',
+      `sparse ${sw(p.submitSwitchesPerIo.sparse)}, fallocated ${sw(p.submitSwitchesPerIo.fallocated)}, written ${sw(p.submitSwitchesPerIo.written)}`,
+    );
   }
   lines.push('', ...i.reasons.map((r) => `  - ${r}`));
   return lines.join('\n');
 }
 
 const command: Command = {
-  summary: 'Inspect an image file or host block device and recommend aio and cache modes; --probe measures RWF_NOWAIT on a temporary file beside it.',
+  summary:
+    'Inspect an image file or host block device and recommend aio and cache modes; --probe measures RWF_NOWAIT on a temporary file beside it.',
   usage,
   async run(argv) {
     const { values, positionals } = parseCommandArgs(argv, { json: { type: 'boolean' }, probe: { type: 'boolean' } }, usage);
-    if (positionals.length !== 1) throw new SpindleError('INVALID_ARGUMENT', `${positionals.length ? 'Give exactly one PATH' : 'Missing PATH'}. Usage: ${usage}`);
+    if (positionals.length !== 1)
+      throw new SpindleError('INVALID_ARGUMENT', `${positionals.length ? 'Give exactly one PATH' : 'Missing PATH'}. Usage: ${usage}`);
     const result = await inspect(positionals[0]!, { probe: values.probe === true });
     console.log(values.json ? JSON.stringify(result, null, 2) : formatInspection(result));
     return 0;

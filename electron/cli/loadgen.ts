@@ -59,15 +59,24 @@ export function parseLoadgenArgs(argv: string[]): LoadgenOptions & { json: boole
   while (ring < 3 * iodepth) ring *= 2;
   if (ring > MAX_RING) throw new SpindleError('INVALID_ARGUMENT', `--iodepth ${iodepth} needs a ring larger than ${MAX_RING}.`);
   const runtime = v.runtime === undefined ? 10 : Number(v.runtime);
-  if (!(runtime > 0 && runtime <= 86400)) throw new SpindleError('INVALID_ARGUMENT', `--runtime must be seconds between 0 and 86400, not '${v.runtime}'.`);
+  if (!(runtime > 0 && runtime <= 86400))
+    throw new SpindleError('INVALID_ARGUMENT', `--runtime must be seconds between 0 and 86400, not '${v.runtime}'.`);
   const timeout = v.timeout === undefined ? DEFAULT_TIMEOUT_SEC : Number(v.timeout);
-  if (!(timeout > 0 && timeout <= 3600)) throw new SpindleError('INVALID_ARGUMENT', `--timeout must be seconds between 0 and 3600, not '${v.timeout}'.`);
+  if (!(timeout > 0 && timeout <= 3600))
+    throw new SpindleError('INVALID_ARGUMENT', `--timeout must be seconds between 0 and 3600, not '${v.timeout}'.`);
   const size = v.size === undefined ? 0 : parseSizeArg(v.size, '--size');
-  if (v.size !== undefined && size < bs) throw new SpindleError('INVALID_ARGUMENT', `--size ${v.size} is smaller than one block (--bs ${v.bs}).`);
+  if (v.size !== undefined && size < bs)
+    throw new SpindleError('INVALID_ARGUMENT', `--size ${v.size} is smaller than one block (--bs ${v.bs}).`);
   return {
-    socket: v.socket, rw: v.rw as RwMode, bs, iodepth,
+    socket: v.socket,
+    rw: v.rw as RwMode,
+    bs,
+    iodepth,
     queues: parseIntArg(v.queues, '--queues', 1, 64, 1),
-    runtimeSec: runtime, size, verify: v.verify!, verifyOnly: v['verify-only']!,
+    runtimeSec: runtime,
+    size,
+    verify: v.verify!,
+    verifyOnly: v['verify-only']!,
     rwmixread: parseIntArg(v.rwmixread, '--rwmixread', 0, 100, 50),
     seed: parseIntArg(v.seed, '--seed', 0, 0xffffffff, 1),
     timeoutSec: timeout,
@@ -82,20 +91,23 @@ export function formatResult(r: LoadgenResult): string {
     `  IOPS=${r.iops}  MB/s=${r.mbps}  latency p50=${r.latencyUs.p50} us  p99=${r.latencyUs.p99} us  mean=${r.latencyUs.mean} us  max=${r.latencyUs.max} us`,
   ];
   if (r.verify) {
-    lines.push(r.verify.mismatches === 0
-      ? `  verify: ${r.verify.blocks} blocks read back, all match the pattern`
-      : `  verify: ${r.verify.mismatches} of ${r.verify.blocks} blocks do not match (first at byte offset ${r.verify.firstMismatchOffset})`);
+    lines.push(
+      r.verify.mismatches === 0
+        ? `  verify: ${r.verify.blocks} blocks read back, all match the pattern`
+        : `  verify: ${r.verify.mismatches} of ${r.verify.blocks} blocks do not match (first at byte offset ${r.verify.firstMismatchOffset})`,
+    );
   }
   return lines.join('\n');
 }
 
 const command: Command = {
   summary: 'Drive a vhost-user-blk backend the way a guest would, and report IOPS, MB/s, latency and errors.',
-  usage: 'spindle loadgen --socket SOCK [--rw randread|randwrite|read|write|randrw] [--bs 4k] [--iodepth 32] '
-    + '[--queues N] [--runtime S] [--size BYTES] [--verify | --verify-only] [--rwmixread PCT] [--seed N] [--timeout S] [--json]\n'
-    + '  --verify writes a pattern (from --seed) over the region, reads it back and fails on any mismatch;\n'
-    + '  --verify-only skips the writing and checks what an earlier --verify run with the same seed, bs and size left;\n'
-    + `  --timeout S (default ${DEFAULT_TIMEOUT_SEC}) gives up on a backend that does not answer a message, or completes nothing, for S seconds.`,
+  usage:
+    'spindle loadgen --socket SOCK [--rw randread|randwrite|read|write|randrw] [--bs 4k] [--iodepth 32] ' +
+    '[--queues N] [--runtime S] [--size BYTES] [--verify | --verify-only] [--rwmixread PCT] [--seed N] [--timeout S] [--json]\n' +
+    '  --verify writes a pattern (from --seed) over the region, reads it back and fails on any mismatch;\n' +
+    '  --verify-only skips the writing and checks what an earlier --verify run with the same seed, bs and size left;\n' +
+    `  --timeout S (default ${DEFAULT_TIMEOUT_SEC}) gives up on a backend that does not answer a message, or completes nothing, for S seconds.`,
   async run(argv) {
     const { json, ...opts } = parseLoadgenArgs(argv);
     const r = await runLoadgen(opts);

@@ -28,7 +28,11 @@ const command: Command = {
   summary: 'Serve the app to a browser: the UI and its API on 127.0.0.1, with a random token in the URL',
   usage: 'spindle serve [--port N] [--open]',
   async run(argv) {
-    const { values } = parseArgs({ args: argv, options: { port: { type: 'string' }, open: { type: 'boolean', default: false } }, strict: true });
+    const { values } = parseArgs({
+      args: argv,
+      options: { port: { type: 'string' }, open: { type: 'boolean', default: false } },
+      strict: true,
+    });
     const port = parsePort(values.port);
     if (!existsSync(`${RENDERER_DIST}/index.html`)) {
       throw new SpindleError('NOT_FOUND', `The UI is not built (${RENDERER_DIST}/index.html is missing); run: npm run build:ui`);
@@ -38,10 +42,19 @@ const command: Command = {
     let server;
     try {
       backend.ensureScratchDisk();
-      server = await startServer({ handler: backend.router, staticDir: RENDERER_DIST, port, vncSocketPath: (id) => backend.manager.vncSocketPath(id) });
+      server = await startServer({
+        handler: backend.router,
+        staticDir: RENDERER_DIST,
+        port,
+        vncSocketPath: (id) => backend.manager.vncSocketPath(id),
+      });
     } catch (err) {
       await hosted.close();
-      if (errnoOf(err) === 'EADDRINUSE') throw new SpindleError('CONFLICT', `Port ${port} on 127.0.0.1 is already in use; choose another with --port, or leave it out to pick a free one.`);
+      if (errnoOf(err) === 'EADDRINUSE')
+        throw new SpindleError(
+          'CONFLICT',
+          `Port ${port} on 127.0.0.1 is already in use; choose another with --port, or leave it out to pick a free one.`,
+        );
       throw err;
     }
     console.log(`listening ${server.url}`);
@@ -56,7 +69,10 @@ const command: Command = {
         process.off('SIGINT', stop);
         process.off('SIGTERM', stop);
         console.error('spindle serve: stopping (shutting down VMs and draining disks)…');
-        void running.close().then(() => hosted.close()).finally(done);
+        void running
+          .close()
+          .then(() => hosted.close())
+          .finally(done);
       };
       process.on('SIGINT', stop);
       process.on('SIGTERM', stop);

@@ -67,16 +67,27 @@ function describe(vm: VmInfo): string {
     const m = r?.modes;
     return `${r?.state ?? 'stopped'}${m ? ` with aio=${m.aio} cache=${m.cache} nowait=${m.nowait}` : ''}`;
   };
-  const boot = c.boot.kind === 'kernel' ? `kernel ${c.boot.kernel}${c.boot.initrd ? ` initrd ${c.boot.initrd}` : ''} "${c.boot.cmdline}"` : c.boot.kind === 'iso' ? `iso ${c.boot.path}` : 'disk';
+  const boot =
+    c.boot.kind === 'kernel'
+      ? `kernel ${c.boot.kernel}${c.boot.initrd ? ` initrd ${c.boot.initrd}` : ''} "${c.boot.cmdline}"`
+      : c.boot.kind === 'iso'
+        ? `iso ${c.boot.path}`
+        : 'disk';
   const lines = [
     `${c.name} (${c.id}): ${vm.runningElsewhere ? `running in another Spindle process (pid ${vm.runningElsewhere.pid})` : vm.state}${vm.pid ? ` pid ${vm.pid}` : ''}${vm.accelerator ? ` ${vm.accelerator}` : ''}`,
     `  ${c.cpus} vCPU, ${c.memoryMiB} MiB, ${c.firmware}, boot: ${boot}, network: ${c.network.user ? 'user' : 'none'}, display: ${c.display}`,
-    ...c.disks.map((d) => `  ${d.id}: ${d.path} (${d.kind}) aio=${d.aio} cache=${d.cache} nowait=${d.nowait}${d.readOnly ? ' read-only' : ''} queues=${d.queues} enospc=${d.enospc ?? 'stop'} [${live(d.id)}]`),
+    ...c.disks.map(
+      (d) =>
+        `  ${d.id}: ${d.path} (${d.kind}) aio=${d.aio} cache=${d.cache} nowait=${d.nowait}${d.readOnly ? ' read-only' : ''} queues=${d.queues} enospc=${d.enospc ?? 'stop'} [${live(d.id)}]`,
+    ),
     ...vm.warnings.map((w) => `  warning: ${w}`),
   ];
   if (vm.pauseReason) lines.push(`  paused: ${vm.pauseReason}`);
   for (const w of vm.waitingForSpace ?? []) {
-    const missing = w.missingBytes === null ? 'free space unknown (a host device)' : `needs ${formatSize(w.missingBytes)} more, ${formatSize(w.freeBytes ?? 0)} free`;
+    const missing =
+      w.missingBytes === null
+        ? 'free space unknown (a host device)'
+        : `needs ${formatSize(w.missingBytes)} more, ${formatSize(w.freeBytes ?? 0)} free`;
     lines.push(`  ${w.diskId} waits for space: ${w.parkedRequests} write(s), ${formatSize(w.parkedBytes)} (${missing})`);
   }
   if (vm.crash) lines.push(`  crashed: ${vm.crash.message}`, ...vm.crash.stderrTail.map((l) => `    | ${l}`));
@@ -86,30 +97,53 @@ function describe(vm: VmInfo): string {
 async function resolveId(api: Caller, ref: string | undefined): Promise<string> {
   if (!ref) throw new SpindleError('INVALID_ARGUMENT', 'Name the VM (its name or id).');
   const { vms } = (await api.call('vm.list', {})) as { vms: VmInfo[] };
-  const hit = vms.find((v) => v.config.id === ref) ?? vms.find((v) => v.config.name === ref) ?? vms.find((v) => vmNameKey(v.config.name) === vmNameKey(ref));
+  const hit =
+    vms.find((v) => v.config.id === ref) ??
+    vms.find((v) => v.config.name === ref) ??
+    vms.find((v) => vmNameKey(v.config.name) === vmNameKey(ref));
   if (!hit) throw new SpindleError('NOT_FOUND', `There is no VM '${ref}'.`);
   return hit.config.id;
 }
 
 /** One line per disk sample; the nowait and submit-stall figures only when the sampler reported them. */
 export function formatDiskSample(d: DiskSample): string {
-  return `${d.vmId}/${d.diskId}: read ${d.readMBps.toFixed(1)} MB/s ${d.readIops.toFixed(0)} IOPS, write ${d.writeMBps.toFixed(1)} MB/s ${d.writeIops.toFixed(0)} IOPS, p50 ${d.latencyP50Us} µs p99 ${d.latencyP99Us} µs, QD ${d.queueDepth}, backend CPU ${d.backendCpuPct.toFixed(1)}%` +
+  return (
+    `${d.vmId}/${d.diskId}: read ${d.readMBps.toFixed(1)} MB/s ${d.readIops.toFixed(0)} IOPS, write ${d.writeMBps.toFixed(1)} MB/s ${d.writeIops.toFixed(0)} IOPS, p50 ${d.latencyP50Us} µs p99 ${d.latencyP99Us} µs, QD ${d.queueDepth}, backend CPU ${d.backendCpuPct.toFixed(1)}%` +
     (d.nowaitFallbacksPerSec !== undefined ? `, nowait fallbacks ${d.nowaitFallbacksPerSec.toFixed(1)}/s` : '') +
-    (d.submitStallMaxUs !== undefined ? `, longest submit ${Math.round(d.submitStallMaxUs)} µs` : '');
+    (d.submitStallMaxUs !== undefined ? `, longest submit ${Math.round(d.submitStallMaxUs)} µs` : '')
+  );
 }
 
 const command: Command = {
   summary: 'Define, start and control VMs whose disks Spindle serves',
   usage: USAGE,
   async run(argv) {
-    const { values: o, positionals } = parseCommandArgs(argv, {
-      json: { type: 'boolean' }, memory: { type: 'string' }, cpus: { type: 'string' }, kernel: { type: 'string' },
-      initrd: { type: 'string' }, append: { type: 'string' }, iso: { type: 'string' }, disk: { type: 'string', multiple: true },
-      uefi: { type: 'boolean' }, 'no-net': { type: 'boolean' }, 'no-display': { type: 'boolean' }, console: { type: 'boolean' },
-      timeout: { type: 'string' }, aio: { type: 'string' }, cache: { type: 'string' }, nowait: { type: 'string' },
-      'read-only': { type: 'boolean' }, 'read-write': { type: 'boolean' }, queues: { type: 'string' },
-      enospc: { type: 'string' },
-    }, 'vm');
+    const { values: o, positionals } = parseCommandArgs(
+      argv,
+      {
+        json: { type: 'boolean' },
+        memory: { type: 'string' },
+        cpus: { type: 'string' },
+        kernel: { type: 'string' },
+        initrd: { type: 'string' },
+        append: { type: 'string' },
+        iso: { type: 'string' },
+        disk: { type: 'string', multiple: true },
+        uefi: { type: 'boolean' },
+        'no-net': { type: 'boolean' },
+        'no-display': { type: 'boolean' },
+        console: { type: 'boolean' },
+        timeout: { type: 'string' },
+        aio: { type: 'string' },
+        cache: { type: 'string' },
+        nowait: { type: 'string' },
+        'read-only': { type: 'boolean' },
+        'read-write': { type: 'boolean' },
+        queues: { type: 'string' },
+        enospc: { type: 'string' },
+      },
+      'vm',
+    );
     const [sub, ...args] = positionals;
     const json = !!o.json;
     // The API's ranges (shared/api.ts), checked here too so the sentence names the option.
@@ -128,17 +162,35 @@ const command: Command = {
       switch (sub) {
         case 'list': {
           const r = (await api.call('vm.list', {})) as { vms: VmInfo[]; problems: { file: string; reason: string }[] };
-          const state = (v: VmInfo) => (v.runningElsewhere ? `running in another Spindle process (pid ${v.runningElsewhere.pid})` : v.state);
-          print(json, r, () => [...r.vms.map((v) => `${v.config.id.padEnd(24)} ${state(v).padEnd(14)} ${v.config.name}`), ...r.problems.map((p) => `problem: ${p.reason}`)].join('\n') || 'No VMs yet: spindle vm create NAME …');
+          const state = (v: VmInfo) =>
+            v.runningElsewhere ? `running in another Spindle process (pid ${v.runningElsewhere.pid})` : v.state;
+          print(
+            json,
+            r,
+            () =>
+              [
+                ...r.vms.map((v) => `${v.config.id.padEnd(24)} ${state(v).padEnd(14)} ${v.config.name}`),
+                ...r.problems.map((p) => `problem: ${p.reason}`),
+              ].join('\n') || 'No VMs yet: spindle vm create NAME …',
+          );
           return 0;
         }
         case 'create': {
           if (!args[0]) throw new SpindleError('INVALID_ARGUMENT', 'Give the new VM a name: spindle vm create NAME …');
-          const boot = o.kernel ? { kind: 'kernel', kernel: abs(o.kernel), ...(o.initrd ? { initrd: abs(o.initrd) } : {}), cmdline: o.append ?? '' } : o.iso ? { kind: 'iso', path: abs(o.iso) } : { kind: 'disk' };
+          const boot = o.kernel
+            ? { kind: 'kernel', kernel: abs(o.kernel), ...(o.initrd ? { initrd: abs(o.initrd) } : {}), cmdline: o.append ?? '' }
+            : o.iso
+              ? { kind: 'iso', path: abs(o.iso) }
+              : { kind: 'disk' };
           const vm = (await api.call('vm.create', {
-            name: args[0], ...(memory !== undefined ? { memoryMiB: memory } : {}), ...(cpus !== undefined ? { cpus } : {}),
-            firmware: o.uefi ? 'uefi' : 'bios', boot, disks: (o.disk ?? []).map((p) => ({ path: abs(p) })),
-            network: { user: !o['no-net'] }, display: o['no-display'] ? 'none' : 'vnc',
+            name: args[0],
+            ...(memory !== undefined ? { memoryMiB: memory } : {}),
+            ...(cpus !== undefined ? { cpus } : {}),
+            firmware: o.uefi ? 'uefi' : 'bios',
+            boot,
+            disks: (o.disk ?? []).map((p) => ({ path: abs(p) })),
+            network: { user: !o['no-net'] },
+            display: o['no-display'] ? 'none' : 'vnc',
           })) as VmInfo;
           print(json, vm, () => describe(vm));
           return 0;
@@ -151,7 +203,10 @@ const command: Command = {
         case 'start':
           return await start(api, await resolveId(api, args[0]), json, !!o.console);
         case 'stop': {
-          const vm = (await api.call('vm.shutdown', { id: await resolveId(api, args[0]), ...(timeout !== undefined ? { timeoutMs: timeout * 1000 } : {}) })) as VmInfo;
+          const vm = (await api.call('vm.shutdown', {
+            id: await resolveId(api, args[0]),
+            ...(timeout !== undefined ? { timeoutMs: timeout * 1000 } : {}),
+          })) as VmInfo;
           print(json, vm, () => describe(vm));
           return 0;
         }
@@ -162,10 +217,17 @@ const command: Command = {
         }
         case 'attach': {
           if (!args[1]) throw new SpindleError('INVALID_ARGUMENT', 'Name the disk image or device: spindle vm attach VM PATH');
-          const vm = (await api.call('disk.attach', { vmId: await resolveId(api, args[0]), disk: {
-            path: abs(args[1]), ...(o.aio ? { aio: o.aio } : {}), ...(o.cache ? { cache: o.cache } : {}), ...(o['read-only'] ? { readOnly: true } : {}), ...(queues !== undefined ? { queues } : {}),
-            ...(o.enospc ? { enospc: o.enospc } : {}),
-          } })) as VmInfo;
+          const vm = (await api.call('disk.attach', {
+            vmId: await resolveId(api, args[0]),
+            disk: {
+              path: abs(args[1]),
+              ...(o.aio ? { aio: o.aio } : {}),
+              ...(o.cache ? { cache: o.cache } : {}),
+              ...(o['read-only'] ? { readOnly: true } : {}),
+              ...(queues !== undefined ? { queues } : {}),
+              ...(o.enospc ? { enospc: o.enospc } : {}),
+            },
+          })) as VmInfo;
           print(json, vm, () => describe(vm));
           return 0;
         }
@@ -176,8 +238,11 @@ const command: Command = {
         }
         case 'set-disk': {
           const patch = {
-            ...(o.aio ? { aio: o.aio } : {}), ...(o.cache ? { cache: o.cache } : {}), ...(o.nowait ? { nowait: o.nowait } : {}),
-            ...(o['read-only'] ? { readOnly: true } : o['read-write'] ? { readOnly: false } : {}), ...(queues !== undefined ? { queues } : {}),
+            ...(o.aio ? { aio: o.aio } : {}),
+            ...(o.cache ? { cache: o.cache } : {}),
+            ...(o.nowait ? { nowait: o.nowait } : {}),
+            ...(o['read-only'] ? { readOnly: true } : o['read-write'] ? { readOnly: false } : {}),
+            ...(queues !== undefined ? { queues } : {}),
             ...(o.enospc ? { enospc: o.enospc } : {}),
           };
           const vm = (await api.call('disk.set', { vmId: await resolveId(api, args[0]), diskId: args[1], patch })) as VmInfo;
@@ -188,11 +253,16 @@ const command: Command = {
           const id = args[0] ? await resolveId(api, args[0]) : undefined;
           const { ticks } = (await api.call('stats.history', {})) as { ticks: StatsTick[] };
           const last = ticks.at(-1);
-          const pick = last ? { ...last, disks: last.disks.filter((d) => !id || d.vmId === id), vms: last.vms.filter((v) => !id || v.vmId === id) } : null;
-          print(json, pick, () => !pick ? (api.local ? 'No backend is running, so there are no live stats (start a VM or spindle serve).' : 'No samples yet.') : [
-            ...pick.vms.map((v) => `${v.vmId}: QEMU CPU ${v.qemuCpuPct.toFixed(1)}%`),
-            ...pick.disks.map(formatDiskSample),
-          ].join('\n'));
+          const pick = last
+            ? { ...last, disks: last.disks.filter((d) => !id || d.vmId === id), vms: last.vms.filter((v) => !id || v.vmId === id) }
+            : null;
+          print(json, pick, () =>
+            !pick
+              ? api.local
+                ? 'No backend is running, so there are no live stats (start a VM or spindle serve).'
+                : 'No samples yet.'
+              : [...pick.vms.map((v) => `${v.vmId}: QEMU CPU ${v.qemuCpuPct.toFixed(1)}%`), ...pick.disks.map(formatDiskSample)].join('\n'),
+          );
           return 0;
         }
         default:
@@ -206,12 +276,19 @@ const command: Command = {
 
 /** With a host: ask it and return. Without: this process hosts (caller(true)) and runs the VM until it stops. */
 async function start(api: Caller, id: string, json: boolean, consoleOn: boolean): Promise<number> {
-  if (consoleOn && !api.local) throw new SpindleError('INVALID_ARGUMENT', '--console needs the VM in the foreground, but the app or spindle serve hosts the VMs: use the console there.');
+  if (consoleOn && !api.local)
+    throw new SpindleError(
+      'INVALID_ARGUMENT',
+      '--console needs the VM in the foreground, but the app or spindle serve hosts the VMs: use the console there.',
+    );
   const vm = (await api.call('vm.start', { id })) as VmInfo;
   print(json, vm, () => describe(vm));
   if (!api.local || !api.backend) return 0;
   const { manager } = api.backend;
-  if (!json) console.error(`No Spindle app or serve was running, so '${vm.config.name}' runs in this process: Ctrl-C shuts it down (twice: forces it off). Other terminals can use spindle vm stop/kill/set-disk/stats.`);
+  if (!json)
+    console.error(
+      `No Spindle app or serve was running, so '${vm.config.name}' runs in this process: Ctrl-C shuts it down (twice: forces it off). Other terminals can use spindle vm stop/kill/set-disk/stats.`,
+    );
   if (consoleOn) {
     manager.on('serial', (e: { vmId: string; data: Buffer }) => e.vmId === id && process.stdout.write(e.data));
     if (process.stdin.isTTY) process.stdin.setRawMode(false);
@@ -222,13 +299,16 @@ async function start(api: Caller, id: string, json: boolean, consoleOn: boolean)
   let interrupts = 0;
   const stopAll = () => {
     interrupts++;
-    for (const { vmId } of [...manager.qemuProcesses()]) void (interrupts === 1 ? manager.shutdown(vmId) : manager.forceOff(vmId)).catch(() => undefined);
+    for (const { vmId } of [...manager.qemuProcesses()])
+      void (interrupts === 1 ? manager.shutdown(vmId) : manager.forceOff(vmId)).catch(() => undefined);
   };
   process.on('SIGINT', stopAll);
   process.on('SIGTERM', stopAll);
   // Stay while any VM of this process runs (other terminals may have started more through the socket).
   await new Promise<void>((resolve) => {
-    const check = () => { if (![...manager.qemuProcesses()].length && manager.get(id).state !== 'starting') resolve(); };
+    const check = () => {
+      if (![...manager.qemuProcesses()].length && manager.get(id).state !== 'starting') resolve();
+    };
     manager.on('vm', check);
     check();
   });

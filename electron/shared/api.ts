@@ -7,7 +7,22 @@
 //
 // Stability rule: extend, never rename.
 import { z } from 'zod';
-import { AbsolutePath, Accelerator, AioMode, BootSource, CacheMode, DiskId, DiskKind, DiskSerial, EnospcPolicy, Firmware, NowaitMode, VmConfig, VmId, VmName } from './model.js';
+import {
+  AbsolutePath,
+  Accelerator,
+  AioMode,
+  BootSource,
+  CacheMode,
+  DiskId,
+  DiskKind,
+  DiskSerial,
+  EnospcPolicy,
+  Firmware,
+  NowaitMode,
+  VmConfig,
+  VmId,
+  VmName,
+} from './model.js';
 import type { SpindleErrorCode } from './errors.js';
 
 // ───────────────────────────── VM runtime ─────────────────────────────
@@ -98,7 +113,11 @@ export type DiskInput = z.infer<typeof DiskInput>;
 export const VmCreateInput = z.strictObject({
   name: VmName,
   cpus: z.int().min(1).max(64).default(1),
-  memoryMiB: z.int().min(32).max(1 << 20).default(512),
+  memoryMiB: z
+    .int()
+    .min(32)
+    .max(1 << 20)
+    .default(512),
   firmware: Firmware.default('bios'),
   boot: BootSource.default({ kind: 'disk' }),
   disks: z.array(DiskInput).max(32).default([]),
@@ -111,7 +130,11 @@ export type VmCreateInput = z.input<typeof VmCreateInput>;
 export const VmPatch = z.strictObject({
   name: VmName.optional(),
   cpus: z.int().min(1).max(64).optional(),
-  memoryMiB: z.int().min(32).max(1 << 20).optional(),
+  memoryMiB: z
+    .int()
+    .min(32)
+    .max(1 << 20)
+    .optional(),
   firmware: Firmware.optional(),
   boot: BootSource.optional(),
   network: z.strictObject({ user: z.boolean() }).optional(),
@@ -171,7 +194,9 @@ export const ProbeSummary = z.object({
   nowait: z.boolean().optional(),
   nowaitSupported: z.boolean().optional(),
   /** Share (0..1) of nowait writes honoured per region kind; null where the region could not be made. */
-  nowaitWritesHonoured: z.object({ sparse: z.number().nullable(), fallocated: z.number().nullable(), written: z.number().nullable() }).optional(),
+  nowaitWritesHonoured: z
+    .object({ sparse: z.number().nullable(), fallocated: z.number().nullable(), written: z.number().nullable() })
+    .optional(),
   /** When it was measured (ISO date); the last probe of a file is kept and returned by `advisor.inspect`. */
   at: z.string().optional(),
 });
@@ -198,13 +223,15 @@ export const FileAdvice = z.object({
   /** Fallocated but never written (reads as zeros, writing needs no allocation). */
   unwrittenBytes: z.number().optional(),
   /** Host devices: how the host uses it. */
-  usage: z.object({
-    mountpoints: z.array(z.string()),
-    holders: z.array(z.string()),
-    holdsRoot: z.boolean(),
-    swap: z.boolean(),
-    exclusiveOpen: z.enum(['free', 'busy', 'not-tested']),
-  }).optional(),
+  usage: z
+    .object({
+      mountpoints: z.array(z.string()),
+      holders: z.array(z.string()),
+      holdsRoot: z.boolean(),
+      swap: z.boolean(),
+      exclusiveOpen: z.enum(['free', 'busy', 'not-tested']),
+    })
+    .optional(),
   /** Set by `advisor.probe`, and by `advisor.inspect` once a probe of this file was kept. */
   probe: ProbeSummary.optional(),
   /** Image files: what the header holds ('iso9660': a CD/DVD image, attached as a read-only CD-ROM).
@@ -264,7 +291,10 @@ export type StatsTick = z.infer<typeof StatsTick>;
 export const BenchWorkload = z.strictObject({
   op: z.enum(['read', 'write']),
   /** Record size in bytes (16k, 64k, 256k, or 20M sequential transfers). */
-  recordBytes: z.int().min(512).max(64 << 20),
+  recordBytes: z
+    .int()
+    .min(512)
+    .max(64 << 20),
 });
 export const BenchTarget = z.discriminatedUnion('kind', [
   /** The scratch image in the data directory. */
@@ -286,7 +316,11 @@ export const BenchStartInput = z.strictObject({
   cache: CacheMode.default('none'),
   workloads: z.array(BenchWorkload).min(1).optional(),
   /** Bytes moved per (mode, workload) run (default 64 MiB; at least one record). */
-  bytesPerRun: z.int().min(1 << 20).max(64 * 2 ** 30).optional(),
+  bytesPerRun: z
+    .int()
+    .min(1 << 20)
+    .max(64 * 2 ** 30)
+    .optional(),
   /** Requests in flight per run (default 1: iozone and dd keep one request in flight). */
   iodepth: z.int().min(1).max(64).optional(),
   /** How many times the whole table is measured (default 1): the spread of the repeats shows how steady each cell is. */
@@ -322,31 +356,35 @@ export const BenchResult = z.object({
   rows: z.array(BenchRow),
   error: z.string().optional(),
   /** How it was measured, for the UI to state (cache, O_DIRECT, requests in flight, bytes per run, target). */
-  settings: z.object({
-    path: z.string(),
-    cache: CacheMode,
-    directIo: z.boolean(),
-    iodepth: z.number(),
-    bytesPerRun: z.number(),
-    /** The target's region was made sparse again (holes punched) before every write run, so every variant writes to a fresh sparse file. */
-    freshSparseWrites: z.boolean(),
-    /** The region was saved before and written back after (a VM's disk). */
-    preserved: z.boolean(),
-  }).optional(),
+  settings: z
+    .object({
+      path: z.string(),
+      cache: CacheMode,
+      directIo: z.boolean(),
+      iodepth: z.number(),
+      bytesPerRun: z.number(),
+      /** The target's region was made sparse again (holes punched) before every write run, so every variant writes to a fresh sparse file. */
+      freshSparseWrites: z.boolean(),
+      /** The region was saved before and written back after (a VM's disk). */
+      preserved: z.boolean(),
+    })
+    .optional(),
   /** What was measured and when, for the table and the CSV. */
-  info: z.object({
-    /** The file or device measured. */
-    disk: z.string(),
-    /** The VM disk it is, when it is one. */
-    vmId: z.string().optional(),
-    diskId: z.string().optional(),
-    /** Its size in bytes when the run started. */
-    sizeBytes: z.number(),
-    /** When the run started (ISO date). */
-    startedAt: z.string(),
-    /** The host kernel (uname -r). */
-    kernel: z.string(),
-  }).optional(),
+  info: z
+    .object({
+      /** The file or device measured. */
+      disk: z.string(),
+      /** The VM disk it is, when it is one. */
+      vmId: z.string().optional(),
+      diskId: z.string().optional(),
+      /** Its size in bytes when the run started. */
+      sizeBytes: z.number(),
+      /** When the run started (ISO date). */
+      startedAt: z.string(),
+      /** The host kernel (uname -r). */
+      kernel: z.string(),
+    })
+    .optional(),
 });
 export type BenchResult = z.infer<typeof BenchResult>;
 export const BenchProgress = z.object({
@@ -399,7 +437,10 @@ export const methods = {
   'vm.start': method(VmRef, VmInfo),
   /** ACPI power button, then force off after timeoutMs (default 30 s). Resolves when stopped;
    *  `forced` says the guest did not power off in time and was forced off. */
-  'vm.shutdown': method(z.strictObject({ id: VmId, timeoutMs: z.int().min(0).max(600_000).optional() }), VmInfo.extend({ forced: z.boolean().optional() })),
+  'vm.shutdown': method(
+    z.strictObject({ id: VmId, timeoutMs: z.int().min(0).max(600_000).optional() }),
+    VmInfo.extend({ forced: z.boolean().optional() }),
+  ),
   'vm.forceOff': method(VmRef, VmInfo),
   'vm.pause': method(VmRef, VmInfo),
   'vm.resume': method(VmRef, VmInfo),
@@ -421,7 +462,14 @@ export const methods = {
   'advisor.probe': method(z.strictObject({ path: AbsolutePath }), FileAdvice),
   /** A new raw image (never overwrites; size a multiple of 512), sparse or preallocated; answers with its advice. */
   'advisor.createImage': method(
-    z.strictObject({ path: AbsolutePath, sizeBytes: z.int().min(1 << 20).max(2 ** 50), preallocate: z.boolean() }),
+    z.strictObject({
+      path: AbsolutePath,
+      sizeBytes: z
+        .int()
+        .min(1 << 20)
+        .max(2 ** 50),
+      preallocate: z.boolean(),
+    }),
     FileAdvice,
   ),
   /** Allocates the holes of an existing image in place (fallocate; data and size unchanged). */

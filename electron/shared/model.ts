@@ -44,7 +44,11 @@ export function vmNamed<T extends { id: string; name: string }>(vms: readonly T[
 }
 
 /** Stable VM id: derived from the name at creation (lowercase slug), unique, never changes. */
-export const VmId = z.string().min(1).max(80).regex(/^[a-z0-9][a-z0-9-]*$/, 'That is not a VM id.');
+export const VmId = z
+  .string()
+  .min(1)
+  .max(80)
+  .regex(/^[a-z0-9][a-z0-9-]*$/, 'That is not a VM id.');
 /** Stable disk id within a VM ('d0', 'd1', …): names QEMU's chardev/device and the disk socket. */
 export const DiskId = z.string().regex(/^d[0-9]{1,3}$/, 'That is not a disk id (d0, d1, …).');
 
@@ -102,7 +106,10 @@ export const VmConfig = z.strictObject({
   id: VmId,
   name: VmName,
   cpus: z.int().min(1).max(64),
-  memoryMiB: z.int().min(32).max(1 << 20),
+  memoryMiB: z
+    .int()
+    .min(32)
+    .max(1 << 20),
   firmware: Firmware,
   boot: BootSource,
   disks: z.array(DiskConfig).max(32),

@@ -28,11 +28,41 @@ export interface CacheSemantics {
 }
 
 export const CACHE_SEMANTICS: Record<CacheMode, CacheSemantics> = {
-  writeback: { direct: false, dsync: false, writeCache: true, flush: 'fdatasync', summary: 'host page cache, guest flushes reach the disk' },
-  none: { direct: true, dsync: false, writeCache: true, flush: 'fdatasync', summary: 'bypasses the host page cache (O_DIRECT), guest flushes reach the disk' },
-  writethrough: { direct: false, dsync: true, writeCache: false, flush: 'fdatasync', summary: 'every write is durable before it completes (O_DSYNC)' },
-  directsync: { direct: true, dsync: true, writeCache: false, flush: 'fdatasync', summary: 'O_DIRECT and O_DSYNC: every write durable, no host caching' },
-  unsafe: { direct: false, dsync: false, writeCache: true, flush: 'nothing', summary: 'flushes are ignored: data can be lost if the host crashes' },
+  writeback: {
+    direct: false,
+    dsync: false,
+    writeCache: true,
+    flush: 'fdatasync',
+    summary: 'host page cache, guest flushes reach the disk',
+  },
+  none: {
+    direct: true,
+    dsync: false,
+    writeCache: true,
+    flush: 'fdatasync',
+    summary: 'bypasses the host page cache (O_DIRECT), guest flushes reach the disk',
+  },
+  writethrough: {
+    direct: false,
+    dsync: true,
+    writeCache: false,
+    flush: 'fdatasync',
+    summary: 'every write is durable before it completes (O_DSYNC)',
+  },
+  directsync: {
+    direct: true,
+    dsync: true,
+    writeCache: false,
+    flush: 'fdatasync',
+    summary: 'O_DIRECT and O_DSYNC: every write durable, no host caching',
+  },
+  unsafe: {
+    direct: false,
+    dsync: false,
+    writeCache: true,
+    flush: 'nothing',
+    summary: 'flushes are ignored: data can be lost if the host crashes',
+  },
 };
 
 /** The engine variants a comparison measures, in this order: each aio mode, and native once more

@@ -10,12 +10,17 @@ export function parseSize(text: string): number {
   const input = String(text).trim();
   const m = /^(\d+(?:\.\d+)?)\s*([a-zA-Z]*)$/.exec(input);
   if (!m) {
-    throw new SpindleError('INVALID_ARGUMENT', `'${text}' is not a size: write a number with an optional unit, like 10G, 512M, 20GiB or 4096.`);
+    throw new SpindleError(
+      'INVALID_ARGUMENT',
+      `'${text}' is not a size: write a number with an optional unit, like 10G, 512M, 20GiB or 4096.`,
+    );
   }
   const [, num, rawUnit] = m;
   const unit = rawUnit!.toLowerCase();
   if (!(unit in UNITS)) {
-    const hint = /^[kmgtp]b$/.test(unit) ? ` '${rawUnit}' is ambiguous (1000 or 1024?): use ${rawUnit![0]!.toUpperCase()} or ${rawUnit![0]!.toUpperCase()}iB, which mean 1024-based units.` : ' Use B, K, M, G, T (or KiB, MiB, GiB, TiB).';
+    const hint = /^[kmgtp]b$/.test(unit)
+      ? ` '${rawUnit}' is ambiguous (1000 or 1024?): use ${rawUnit![0]!.toUpperCase()} or ${rawUnit![0]!.toUpperCase()}iB, which mean 1024-based units.`
+      : ' Use B, K, M, G, T (or KiB, MiB, GiB, TiB).';
     throw new SpindleError('INVALID_ARGUMENT', `'${text}' has an unknown unit '${rawUnit}'.${hint}`);
   }
   const bytes = Number(num) * 1024 ** UNITS[unit]!;

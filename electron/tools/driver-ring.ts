@@ -4,8 +4,12 @@
 // vhost-user-blk backend. Ordering mirrors the device side (see split-virtqueue.ts): the avail
 // idx and used_event are the synchronisation points and go through Atomics.
 import {
-  VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VIRTQ_AVAIL_F_NO_INTERRUPT,
-  VIRTQ_USED_F_NO_NOTIFY, vringNeedEvent,
+  VIRTQ_DESC_F_INDIRECT,
+  VIRTQ_DESC_F_NEXT,
+  VIRTQ_DESC_F_WRITE,
+  VIRTQ_AVAIL_F_NO_INTERRUPT,
+  VIRTQ_USED_F_NO_NOTIFY,
+  vringNeedEvent,
 } from '../dataplane/virtio/split-virtqueue.js';
 
 export interface DriverBuffer {
@@ -50,8 +54,7 @@ export class DriverRing {
    * @param memGuestAddr guest address of memory[0]
    * @param ringGuestAddr where to lay the ring out (16-byte aligned, inside memory)
    */
-  constructor(memory: Uint8Array, memGuestAddr: number, ringGuestAddr: number, size: number,
-    opts: { eventIdx: boolean }) {
+  constructor(memory: Uint8Array, memGuestAddr: number, ringGuestAddr: number, size: number, opts: { eventIdx: boolean }) {
     if (size < 1 || size > 32768 || (size & (size - 1)) !== 0) throw new RangeError(`ring size ${size} is not a power of two up to 32768`);
     const base = ringGuestAddr - memGuestAddr;
     if (base < 0 || base % 16 !== 0 || base + DriverRing.bytesNeeded(size) > memory.byteLength || memory.byteOffset % 4 !== 0) {

@@ -45,14 +45,23 @@ export async function runWorkload(b: BlockBackend, w: NamedWorkload, runtimeSeco
   b.registerBuffer(bufferId, memory);
   const random = isRandom(w.rw);
   const readPercent = w.rw === 'randrw' ? (w.rwmixread ?? 50) : w.rw === 'randread' || w.rw === 'read' ? 100 : 0;
-  let next = 0, seed = 0x9e3779b9, ios = 0, stopping = false, errors = 0;
+  let next = 0,
+    seed = 0x9e3779b9,
+    ios = 0,
+    stopping = false,
+    errors = 0;
   const xorshift = (): number => {
-    seed ^= seed << 13; seed >>>= 0; seed ^= seed >>> 17; seed ^= seed << 5; seed >>>= 0;
+    seed ^= seed << 13;
+    seed >>>= 0;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    seed >>>= 0;
     return seed;
   };
   const offset = (): number => (random ? (xorshift() % blocks) * w.bs : (next++ % blocks) * w.bs);
   // Only a mix draws a number per request, so pure workloads keep their offset sequence.
-  const op = (): BlockOp => (readPercent === 100 ? BlockOp.Read : readPercent === 0 ? BlockOp.Write : xorshift() % 100 < readPercent ? BlockOp.Read : BlockOp.Write);
+  const op = (): BlockOp =>
+    readPercent === 100 ? BlockOp.Read : readPercent === 0 ? BlockOp.Write : xorshift() % 100 < readPercent ? BlockOp.Read : BlockOp.Write;
   const before = b.counters.snapshot();
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
@@ -92,7 +101,9 @@ export async function runWorkload(b: BlockBackend, w: NamedWorkload, runtimeSeco
   if (errors) throw new Error(`${w.name}: ${errors} requests failed on ${b.path}`);
   const after = b.counters.snapshot();
   // Both directions' growth: a pure workload grows one of them, a mix both.
-  const hist = after.read.latencyHistogram.map((v, i) => v - before.read.latencyHistogram[i]! + after.write.latencyHistogram[i]! - before.write.latencyHistogram[i]!);
+  const hist = after.read.latencyHistogram.map(
+    (v, i) => v - before.read.latencyHistogram[i]! + after.write.latencyHistogram[i]! - before.write.latencyHistogram[i]!,
+  );
   const cpuSeconds = (cpu.user + cpu.system) / 1e6;
   const bytes = ios * w.bs;
   return {

@@ -10,8 +10,16 @@ import { performance } from 'node:perf_hooks';
 import { SpindleError } from '../shared/errors.js';
 import { DriverRing } from './driver-ring.js';
 import {
-  VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_MQ, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX,
-  VIRTIO_BLK_F_SIZE_MAX, VIRTIO_BLK_F_TOPOLOGY, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_F_VERSION_1,
+  VIRTIO_BLK_F_BLK_SIZE,
+  VIRTIO_BLK_F_FLUSH,
+  VIRTIO_BLK_F_MQ,
+  VIRTIO_BLK_F_RO,
+  VIRTIO_BLK_F_SEG_MAX,
+  VIRTIO_BLK_F_SIZE_MAX,
+  VIRTIO_BLK_F_TOPOLOGY,
+  VIRTIO_BLK_T_IN,
+  VIRTIO_BLK_T_OUT,
+  VIRTIO_F_VERSION_1,
   VIRTIO_RING_F_EVENT_IDX,
 } from '../dataplane/virtio/virtio-blk.js';
 import { VhostUserFrontend, type SharedGuestMemory, type VringHandle } from './vhost-user-frontend.js';
@@ -101,36 +109,46 @@ class Rng {
 
   next(): number {
     let x = this.x;
-    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
     this.x = x;
     return x >>> 0;
   }
 
   /** Uniform integer in [0, n) for n up to 2^53. */
   below(n: number): number {
-    return Math.floor(((this.next() >>> 5) * 67108864 + (this.next() >>> 6)) / 9007199254740992 * n);
+    return Math.floor((((this.next() >>> 5) * 67108864 + (this.next() >>> 6)) / 9007199254740992) * n);
   }
 }
 
 /** The verify pattern of a block: a function of seed and byte offset only, so a read can be checked alone. */
 function fillPattern(words: Uint32Array, start: number, count: number, seed: number, offset: number): void {
-  let x = (seed ^ Math.imul(offset / 512 >>> 0, 0x9e3779b1) ^ Math.floor(offset / 2 ** 41)) >>> 0 || 1;
+  let x = (seed ^ Math.imul((offset / 512) >>> 0, 0x9e3779b1) ^ Math.floor(offset / 2 ** 41)) >>> 0 || 1;
   for (let i = 0; i < count; i++) {
-    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
     words[start + i] = x;
   }
 }
 
 function checkPattern(words: Uint32Array, start: number, count: number, seed: number, offset: number): boolean {
-  let x = (seed ^ Math.imul(offset / 512 >>> 0, 0x9e3779b1) ^ Math.floor(offset / 2 ** 41)) >>> 0 || 1;
+  let x = (seed ^ Math.imul((offset / 512) >>> 0, 0x9e3779b1) ^ Math.floor(offset / 2 ** 41)) >>> 0 || 1;
   for (let i = 0; i < count; i++) {
-    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
     if (words[start + i] !== x >>> 0) return false;
   }
   return true;
 }
 
-const enum Phase { Run, VerifyWrite, VerifyRead }
+const enum Phase {
+  Run,
+  VerifyWrite,
+  VerifyRead,
+}
 
 function gcd(a: number, b: number): number {
   while (b) [a, b] = [b, a % b];
@@ -158,8 +176,16 @@ class QueueDriver {
   passesDone = 0;
   private readonly onUsedBound: (head: number, len: number) => void;
 
-  constructor(private readonly lg: LoadGenerator, readonly index: number, mem: SharedGuestMemory, ringAt: number,
-    ringSize: number, eventIdx: boolean, slotsAt: number, dataAt: number) {
+  constructor(
+    private readonly lg: LoadGenerator,
+    readonly index: number,
+    mem: SharedGuestMemory,
+    ringAt: number,
+    ringSize: number,
+    eventIdx: boolean,
+    slotsAt: number,
+    dataAt: number,
+  ) {
     const o = lg.opts;
     this.ring = new DriverRing(mem.memory, mem.guestAddr, ringAt, ringSize, { eventIdx });
     this.slotOfHead = new Int32Array(ringSize).fill(-1);
@@ -234,7 +260,8 @@ class QueueDriver {
     lg.latency.add((performance.now() - this.startedAt[s]) * 1e6);
     const st = this.status[this.hdrAddr[s] + 16];
     const read = this.slotIsRead[s] === 1;
-    if (read) lg.reads++; else lg.writes++;
+    if (read) lg.reads++;
+    else lg.writes++;
     if (st !== 0) lg.errors++;
     else if (read && lg.phase === Phase.VerifyRead) {
       lg.verified++;
@@ -264,7 +291,7 @@ class QueueDriver {
     const [start, end] = this.lg.stripe(this);
     const n = end - start;
     if (this.cursor >= n) return -1;
-    return start + (this.cursor++ * this.stride) % n;
+    return start + ((this.cursor++ * this.stride) % n);
   }
 
   randomBlock(n: number): number {
@@ -303,8 +330,16 @@ class LoadGenerator {
   private async answer<T>(reply: Promise<T>, what: string): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new SpindleError('IO_ERROR',
-        `The backend at ${this.opts.socket} did not answer ${what} within ${this.timeoutMs / 1000} s (--timeout); it accepted the connection but is not serving.`)), this.timeoutMs);
+      timer = setTimeout(
+        () =>
+          reject(
+            new SpindleError(
+              'IO_ERROR',
+              `The backend at ${this.opts.socket} did not answer ${what} within ${this.timeoutMs / 1000} s (--timeout); it accepted the connection but is not serving.`,
+            ),
+          ),
+        this.timeoutMs,
+      );
     });
     try {
       return await Promise.race([reply, late]);
@@ -336,9 +371,12 @@ class LoadGenerator {
 
   isRead(q: QueueDriver): boolean {
     switch (this.phase) {
-      case Phase.VerifyWrite: return false;
-      case Phase.VerifyRead: return true;
-      default: break;
+      case Phase.VerifyWrite:
+        return false;
+      case Phase.VerifyRead:
+        return true;
+      default:
+        break;
     }
     const rw = this.opts.rw;
     if (rw === 'randrw') return q.randomPercent() < this.opts.rwmixread;
@@ -371,15 +409,18 @@ class LoadGenerator {
       this.finish = null;
       f();
     };
-    const watchdog = setInterval(() => {
-      if (!this.finish) return;
-      const now = performance.now();
-      if (now - this.lastProgress > this.timeoutMs) {
-        giveUp(`The backend completed nothing for ${this.timeoutMs / 1000} s with ${this.inFlight} request(s) in flight (--timeout).`);
-      } else if (now > this.deadline + this.timeoutMs) {
-        giveUp(`${this.inFlight} request(s) were still in flight ${this.timeoutMs / 1000} s after the run's end (--timeout).`);
-      }
-    }, Math.min(1000, this.timeoutMs / 4));
+    const watchdog = setInterval(
+      () => {
+        if (!this.finish) return;
+        const now = performance.now();
+        if (now - this.lastProgress > this.timeoutMs) {
+          giveUp(`The backend completed nothing for ${this.timeoutMs / 1000} s with ${this.inFlight} request(s) in flight (--timeout).`);
+        } else if (now > this.deadline + this.timeoutMs) {
+          giveUp(`${this.inFlight} request(s) were still in flight ${this.timeoutMs / 1000} s after the run's end (--timeout).`);
+        }
+      },
+      Math.min(1000, this.timeoutMs / 4),
+    );
     try {
       await done;
     } finally {
@@ -393,18 +434,31 @@ class LoadGenerator {
     const fe = VhostUserFrontend.connect(o.socket);
     let mem: SharedGuestMemory | null = null;
     try {
-      const wanted = bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_RING_F_EVENT_IDX) | bit(VIRTIO_BLK_F_MQ) | bit(VIRTIO_BLK_F_BLK_SIZE)
-        | bit(VIRTIO_BLK_F_RO) | bit(VIRTIO_BLK_F_FLUSH) | bit(VIRTIO_BLK_F_SIZE_MAX) | bit(VIRTIO_BLK_F_SEG_MAX)
-        | bit(VIRTIO_BLK_F_TOPOLOGY);
-      const got = await this.answer(fe.negotiate({
-        features: wanted,
-        protocolFeatures: protocolBit(ProtocolFeature.MQ) | protocolBit(ProtocolFeature.REPLY_ACK) | protocolBit(ProtocolFeature.CONFIG),
-      }), 'the feature negotiation');
+      const wanted =
+        bit(VIRTIO_F_VERSION_1) |
+        bit(VIRTIO_RING_F_EVENT_IDX) |
+        bit(VIRTIO_BLK_F_MQ) |
+        bit(VIRTIO_BLK_F_BLK_SIZE) |
+        bit(VIRTIO_BLK_F_RO) |
+        bit(VIRTIO_BLK_F_FLUSH) |
+        bit(VIRTIO_BLK_F_SIZE_MAX) |
+        bit(VIRTIO_BLK_F_SEG_MAX) |
+        bit(VIRTIO_BLK_F_TOPOLOGY);
+      const got = await this.answer(
+        fe.negotiate({
+          features: wanted,
+          protocolFeatures: protocolBit(ProtocolFeature.MQ) | protocolBit(ProtocolFeature.REPLY_ACK) | protocolBit(ProtocolFeature.CONFIG),
+        }),
+        'the feature negotiation',
+      );
       if (!(got.features & bit(VIRTIO_F_VERSION_1))) {
         throw new SpindleError('PROTOCOL_ERROR', 'The backend does not offer VIRTIO_F_VERSION_1; loadgen speaks only virtio 1.x.');
       }
       if (!(got.protocolFeatures & protocolBit(ProtocolFeature.CONFIG))) {
-        throw new SpindleError('PROTOCOL_ERROR', 'The backend does not offer the CONFIG protocol feature, so its disk size cannot be read.');
+        throw new SpindleError(
+          'PROTOCOL_ERROR',
+          'The backend does not offer the CONFIG protocol feature, so its disk size cannot be read.',
+        );
       }
       const eventIdx = (got.features & bit(VIRTIO_RING_F_EVENT_IDX)) !== 0n;
       const cfg = new DataView((await this.answer(fe.getConfig(0, 60), 'GET_CONFIG')).buffer);
@@ -428,7 +482,8 @@ class LoadGenerator {
       const size = o.size || capacity;
       if (size > capacity) throw new SpindleError('INVALID_ARGUMENT', `--size ${size} is larger than the disk (${capacity} bytes).`);
       this.blocks = Math.floor(size / o.bs);
-      if (this.blocks < o.queues) throw new SpindleError('INVALID_ARGUMENT', `The region of ${size} bytes holds fewer than one ${o.bs}-byte block per queue.`);
+      if (this.blocks < o.queues)
+        throw new SpindleError('INVALID_ARGUMENT', `The region of ${size} bytes holds fewer than one ${o.bs}-byte block per queue.`);
       this.patterned = o.verify || o.verifyOnly;
 
       // Guest RAM: per queue a ring, 32 bytes of header + status per slot, then data buffers.
@@ -444,9 +499,19 @@ class LoadGenerator {
         const slotsAt = base + align(DriverRing.bytesNeeded(ringSize));
         const qd = new QueueDriver(this, q, mem, base, ringSize, eventIdx, slotsAt, slotsAt + align(32 * o.iodepth));
         this.queues.push(qd);
-        qd.handle = await this.answer(fe.setupVring(q, {
-          size: ringSize, descAddr: qd.ring.descAddr, availAddr: qd.ring.availAddr, usedAddr: qd.ring.usedAddr,
-        }, () => qd.onCall()), `the setup of queue ${q}`);
+        qd.handle = await this.answer(
+          fe.setupVring(
+            q,
+            {
+              size: ringSize,
+              descAddr: qd.ring.descAddr,
+              availAddr: qd.ring.availAddr,
+              usedAddr: qd.ring.usedAddr,
+            },
+            () => qd.onCall(),
+          ),
+          `the setup of queue ${q}`,
+        );
         // With PROTOCOL_FEATURES negotiated, rings start disabled until SET_VRING_ENABLE.
         if (got.features & F_PROTOCOL_FEATURES) await this.answer(fe.enableVring(q, true), 'SET_VRING_ENABLE');
       }
@@ -466,14 +531,23 @@ class LoadGenerator {
       const ios = this.reads + this.writes;
       const us = (ns: number) => Math.round(ns / 10) / 100;
       return {
-        rw: o.rw, bs: o.bs, iodepth: o.iodepth, queues: o.queues, sizeBytes: this.blocks * o.bs,
+        rw: o.rw,
+        bs: o.bs,
+        iodepth: o.iodepth,
+        queues: o.queues,
+        sizeBytes: this.blocks * o.bs,
         runtimeSec: Math.round(seconds * 1000) / 1000,
-        ios, reads: this.reads, writes: this.writes, errors: this.errors,
+        ios,
+        reads: this.reads,
+        writes: this.writes,
+        errors: this.errors,
         iops: Math.round(ios / seconds),
         mbps: Math.round((ios * o.bs) / seconds / 1e4) / 100,
         latencyUs: {
-          p50: us(this.latency.quantile(0.5)), p99: us(this.latency.quantile(0.99)),
-          mean: us(this.latency.count ? this.latency.sum / this.latency.count : 0), max: us(this.latency.max),
+          p50: us(this.latency.quantile(0.5)),
+          p99: us(this.latency.quantile(0.99)),
+          mean: us(this.latency.count ? this.latency.sum / this.latency.count : 0),
+          max: us(this.latency.max),
         },
         verify,
       };

@@ -6,12 +6,28 @@ import { posix, POLL_READABLE, SEALS_FIXED_SIZE, closeQuietly, type FdWatch } fr
 import { SpindleError, errnoOf } from '../shared/errors.js';
 import { Channel } from '../dataplane/vhost-user/channel.js';
 import {
-  decodeConfig, decodeInflight, decodeState, decodeU64, encodeConfig, encodeInflight, encodeMemTable,
-  encodeState, encodeU64, encodeVringAddr,
+  decodeConfig,
+  decodeInflight,
+  decodeState,
+  decodeU64,
+  encodeConfig,
+  encodeInflight,
+  encodeMemTable,
+  encodeState,
+  encodeU64,
+  encodeVringAddr,
 } from '../dataplane/vhost-user/codec.js';
 import {
-  F_PROTOCOL_FEATURES, FLAG_NEED_REPLY, FLAG_REPLY, ProtocolFeature, Request, VRING_NOFD_FLAG, protocolBit,
-  requestName, type InflightDesc, type Message,
+  F_PROTOCOL_FEATURES,
+  FLAG_NEED_REPLY,
+  FLAG_REPLY,
+  ProtocolFeature,
+  Request,
+  VRING_NOFD_FLAG,
+  protocolBit,
+  requestName,
+  type InflightDesc,
+  type Message,
 } from '../dataplane/vhost-user/protocol.js';
 
 /** Guest RAM the frontend shares: a memfd mapped here, and by the backend after SET_MEM_TABLE. */
@@ -74,7 +90,11 @@ export class VhostUserFrontend {
     try {
       return new VhostUserFrontend(posix.connectUnix(socketPath));
     } catch (err) {
-      throw new SpindleError('NOT_FOUND', `Cannot connect to the vhost-user backend at ${socketPath}: ${(err as Error).message}`, errnoOf(err));
+      throw new SpindleError(
+        'NOT_FOUND',
+        `Cannot connect to the vhost-user backend at ${socketPath}: ${(err as Error).message}`,
+        errnoOf(err),
+      );
     }
   }
 
@@ -128,9 +148,7 @@ export class VhostUserFrontend {
     const run = async (): Promise<Message | null> => {
       if (this.closedReason) throw new SpindleError('PROTOCOL_ERROR', `The vhost-user connection is closed: ${this.closedReason}`);
       const ack = !reply && (this.protocolFeatures & protocolBit(ProtocolFeature.REPLY_ACK)) !== 0n;
-      const answer = reply || ack
-        ? new Promise<Message>((resolve, reject) => (this.pending = { request, resolve, reject }))
-        : null;
+      const answer = reply || ack ? new Promise<Message>((resolve, reject) => (this.pending = { request, resolve, reject })) : null;
       this.channel.send(request, ack ? FLAG_NEED_REPLY : 0, payload, fds);
       if (!answer) return null;
       const msg = await answer;
@@ -150,7 +168,8 @@ export class VhostUserFrontend {
 
   private async u64(request: number): Promise<bigint> {
     const msg = (await this.request(request, undefined, [], true))!;
-    if (msg.payload.length !== 8) throw new SpindleError('PROTOCOL_ERROR', `${requestName(request)}: the reply has ${msg.payload.length} bytes, expected 8`);
+    if (msg.payload.length !== 8)
+      throw new SpindleError('PROTOCOL_ERROR', `${requestName(request)}: the reply has ${msg.payload.length} bytes, expected 8`);
     return decodeU64(msg.payload);
   }
 
@@ -185,9 +204,11 @@ export class VhostUserFrontend {
 
   async getConfig(offset: number, size: number): Promise<Uint8Array> {
     const msg = (await this.request(Request.GET_CONFIG, encodeConfig(offset, size, 0), [], true))!;
-    if (msg.payload.length === 0) throw new SpindleError('PROTOCOL_ERROR', `The backend refused to read ${size} config bytes at offset ${offset}.`);
+    if (msg.payload.length === 0)
+      throw new SpindleError('PROTOCOL_ERROR', `The backend refused to read ${size} config bytes at offset ${offset}.`);
     const c = decodeConfig(msg.payload);
-    if (c.size !== size || c.data.length !== size) throw new SpindleError('PROTOCOL_ERROR', `GET_CONFIG: the reply holds ${c.data.length} bytes, asked for ${size}`);
+    if (c.size !== size || c.data.length !== size)
+      throw new SpindleError('PROTOCOL_ERROR', `GET_CONFIG: the reply holds ${c.data.length} bytes, asked for ${size}`);
     return c.data.slice();
   }
 
@@ -196,8 +217,14 @@ export class VhostUserFrontend {
   }
 
   async setMemTable(regions: SharedGuestMemory[]): Promise<void> {
-    const payload = encodeMemTable(regions.map((r) => ({ guestAddr: r.guestAddr, size: r.size, frontendAddr: r.frontendAddr, mmapOffset: 0 })));
-    await this.request(Request.SET_MEM_TABLE, payload, regions.map((r) => r.fd));
+    const payload = encodeMemTable(
+      regions.map((r) => ({ guestAddr: r.guestAddr, size: r.size, frontendAddr: r.frontendAddr, mmapOffset: 0 })),
+    );
+    await this.request(
+      Request.SET_MEM_TABLE,
+      payload,
+      regions.map((r) => r.fd),
+    );
     this.regions = regions;
   }
 
@@ -215,16 +242,25 @@ export class VhostUserFrontend {
   async setupVring(index: number, a: VringAddresses, onCall: () => void): Promise<VringHandle> {
     await this.request(Request.SET_VRING_NUM, encodeState(index, a.size));
     await this.request(Request.SET_VRING_BASE, encodeState(index, a.base ?? 0));
-    await this.request(Request.SET_VRING_ADDR, encodeVringAddr({
-      index, flags: 0,
-      descAddr: this.toFrontendAddr(a.descAddr), usedAddr: this.toFrontendAddr(a.usedAddr), availAddr: this.toFrontendAddr(a.availAddr),
-      logAddr: 0,
-    }));
+    await this.request(
+      Request.SET_VRING_ADDR,
+      encodeVringAddr({
+        index,
+        flags: 0,
+        descAddr: this.toFrontendAddr(a.descAddr),
+        usedAddr: this.toFrontendAddr(a.usedAddr),
+        availAddr: this.toFrontendAddr(a.availAddr),
+        logAddr: 0,
+      }),
+    );
     this.releaseRing(index);
     const kickFd = posix.eventfdCreate();
     const callFd = posix.eventfdCreate();
     this.ringFds.set(index, [kickFd, callFd]);
-    this.callWatches.set(index, posix.watchFd(callFd, POLL_READABLE, (_e, value) => value && onCall(), true));
+    this.callWatches.set(
+      index,
+      posix.watchFd(callFd, POLL_READABLE, (_e, value) => value && onCall(), true),
+    );
     await this.request(Request.SET_VRING_CALL, encodeU64(index), [callFd]);
     await this.request(Request.SET_VRING_KICK, encodeU64(index), [kickFd]);
     return { index, kickFd, callFd, kick: () => posix.eventfdWrite(kickFd) };
@@ -241,14 +277,20 @@ export class VhostUserFrontend {
   /** Stops ring `index` in the backend; resolves with its next avail index. */
   async getVringBase(index: number): Promise<number> {
     const msg = (await this.request(Request.GET_VRING_BASE, encodeState(index, 0), [], true))!;
-    if (msg.payload.length !== 8) throw new SpindleError('PROTOCOL_ERROR', `GET_VRING_BASE: the reply has ${msg.payload.length} bytes, expected 8`);
+    if (msg.payload.length !== 8)
+      throw new SpindleError('PROTOCOL_ERROR', `GET_VRING_BASE: the reply has ${msg.payload.length} bytes, expected 8`);
     this.releaseRing(index);
     return decodeState(msg.payload).num;
   }
 
   /** GET_INFLIGHT_FD: the backend's inflight area (mapped here), or null if it declined. */
   async getInflight(numQueues: number, queueSize: number): Promise<{ fd: number; desc: InflightDesc } | null> {
-    const msg = (await this.request(Request.GET_INFLIGHT_FD, encodeInflight({ mmapSize: 0, mmapOffset: 0, numQueues, queueSize }), [], true))!;
+    const msg = (await this.request(
+      Request.GET_INFLIGHT_FD,
+      encodeInflight({ mmapSize: 0, mmapOffset: 0, numQueues, queueSize }),
+      [],
+      true,
+    ))!;
     const desc = decodeInflight(msg.payload);
     if (desc.mmapSize === 0) {
       msg.fds.forEach(closeQuietly);

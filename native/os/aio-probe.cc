@@ -2,7 +2,6 @@
 // with or without RWF_NOWAIT, counting what the kernel honours, what bounces with EAGAIN, and how
 // often io_submit itself sleeps (voluntary context switches of this thread, RUSAGE_THREAD).
 // The verdict (what the numbers mean) is TypeScript's job: electron/host/advisor/probe.ts.
-#include "spindle.h"
 #include <linux/fs.h>
 #include <sys/resource.h>
 #include <cstdlib>
@@ -10,6 +9,7 @@
 #include <memory>
 #include "clock.h"
 #include "linux_aio_syscalls.h"
+#include "spindle.h"
 
 namespace spindle {
 
@@ -19,7 +19,8 @@ static long VoluntarySwitches() {
   return ru.ru_nvcsw;
 }
 
-// threadRusage() -> { voluntarySwitches, involuntarySwitches, userMicros, systemMicros } of the calling thread.
+// threadRusage() -> { voluntarySwitches, involuntarySwitches, userMicros, systemMicros } of the calling
+// thread.
 static Napi::Value ThreadRusage(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   struct rusage ru;
@@ -34,7 +35,9 @@ static Napi::Value ThreadRusage(const Napi::CallbackInfo& info) {
 
 struct IoContext {
   io_context_t ctx = nullptr;
-  ~IoContext() { if (ctx) aio::Destroy(ctx); }
+  ~IoContext() {
+    if (ctx) aio::Destroy(ctx);
+  }
 };
 
 // aioProbe(fd, op: 'read'|'write', offsets: Float64Array, blockSize, nowait: boolean) ->
@@ -53,10 +56,12 @@ static Napi::Value AioProbe(const Napi::CallbackInfo& info) {
   std::string op = info[1].As<Napi::String>();
   if (op != "read" && op != "write") throw Napi::TypeError::New(env, "op must be 'read' or 'write'");
   Napi::TypedArray ta = info[2].As<Napi::TypedArray>();
-  if (ta.TypedArrayType() != napi_float64_array) throw Napi::TypeError::New(env, "offsets must be a Float64Array");
+  if (ta.TypedArrayType() != napi_float64_array)
+    throw Napi::TypeError::New(env, "offsets must be a Float64Array");
   Napi::Float64Array offsets = ta.As<Napi::Float64Array>();
   size_t blockSize = info[3].As<Napi::Number>().Uint32Value();
-  if (blockSize == 0 || blockSize > (1u << 20) || (blockSize & 511)) throw Napi::RangeError::New(env, "blockSize must be a multiple of 512 up to 1 MiB");
+  if (blockSize == 0 || blockSize > (1u << 20) || (blockSize & 511))
+    throw Napi::RangeError::New(env, "blockSize must be a multiple of 512 up to 1 MiB");
   bool nowait = info[4].As<Napi::Boolean>();
 
   void* p = nullptr;
@@ -75,17 +80,24 @@ static Napi::Value AioProbe(const Napi::CallbackInfo& info) {
     struct iocb* one[1] = {cb};
     cb->aio_rw_flags = 0;
     int rr;
-    do rr = aio::Submit(io.ctx, 1, one); while (rr == -EINTR);
+    do rr = aio::Submit(io.ctx, 1, one);
+    while (rr == -EINTR);
     if (rr != 1) return;
     struct io_event ev;
-    do rr = aio::Getevents(io.ctx, 1, 1, &ev, nullptr); while (rr == -EINTR);
+    do rr = aio::Getevents(io.ctx, 1, 1, &ev, nullptr);
+    while (rr == -EINTR);
   };
   struct iocb cb;
   auto classify = [&](long res) {
     if (res == static_cast<long>(blockSize)) honoured++;
-    else if (res == -EAGAIN) { bounced++; reissue(&cb); }
-    else if (nowait && (res == -EOPNOTSUPP || res == -EINVAL)) unsupported++;
-    else { errors++; if (!firstError) firstError = res < 0 ? static_cast<int>(-res) : EIO; }
+    else if (res == -EAGAIN) {
+      bounced++;
+      reissue(&cb);
+    } else if (nowait && (res == -EOPNOTSUPP || res == -EINVAL)) unsupported++;
+    else {
+      errors++;
+      if (!firstError) firstError = res < 0 ? static_cast<int>(-res) : EIO;
+    }
   };
   for (size_t i = 0; i < offsets.ElementLength(); i++) {
     struct iocb* cbs[1] = {&cb};
@@ -95,7 +107,8 @@ static Napi::Value AioProbe(const Napi::CallbackInfo& info) {
     if (nowait) cb.aio_rw_flags = RWF_NOWAIT;
     long before = VoluntarySwitches();
     double t0 = double(MonoNs());
-    do r = aio::Submit(io.ctx, 1, cbs); while (r == -EINTR);
+    do r = aio::Submit(io.ctx, 1, cbs);
+    while (r == -EINTR);
     double dt = double(MonoNs()) - t0;
     switches += static_cast<double>(VoluntarySwitches() - before);
     nsTotal += dt;
@@ -107,7 +120,8 @@ static Napi::Value AioProbe(const Napi::CallbackInfo& info) {
       continue;
     }
     struct io_event ev;
-    do r = aio::Getevents(io.ctx, 1, 1, &ev, nullptr); while (r == -EINTR);
+    do r = aio::Getevents(io.ctx, 1, 1, &ev, nullptr);
+    while (r == -EINTR);
     if (r != 1) throw ErrnoError(env, r < 0 ? -r : EIO, "io_getevents");
     classify(static_cast<long>(ev.res));
   }
@@ -118,7 +132,8 @@ static Napi::Value AioProbe(const Napi::CallbackInfo& info) {
   out.Set("bouncedAtSubmit", bouncedAtSubmit);
   out.Set("unsupported", unsupported);
   out.Set("errors", errors);
-  out.Set("firstError", firstError ? Napi::Value(Napi::String::New(env, strerrorname_np(firstError) ?: "EIO")) : env.Null());
+  out.Set("firstError", firstError ? Napi::Value(Napi::String::New(env, strerrorname_np(firstError) ?: "EIO"))
+                                   : env.Null());
   out.Set("voluntarySwitches", switches);
   out.Set("submitNsTotal", nsTotal);
   out.Set("submitNsMax", nsMax);

@@ -1,6 +1,5 @@
 // How a file's bytes are backed: holes (SEEK_HOLE/SEEK_DATA), unwritten extents (FIEMAP),
 // direct-I/O alignment (statx STATX_DIOALIGN), and preallocation (fallocate).
-#include "spindle.h"
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/fiemap.h>
@@ -11,18 +10,22 @@
 #include <algorithm>
 #include <memory>
 #include <vector>
+#include "spindle.h"
 
 namespace spindle {
 
 static int FdArg(const Napi::CallbackInfo& info, size_t i = 0) {
-  if (info.Length() <= i || !info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), "fd must be a number");
+  if (info.Length() <= i || !info[i].IsNumber())
+    throw Napi::TypeError::New(info.Env(), "fd must be a number");
   return info[i].As<Napi::Number>().Int32Value();
 }
 
 static double NumArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  if (info.Length() <= i || !info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), std::string(name) + " must be a number");
+  if (info.Length() <= i || !info[i].IsNumber())
+    throw Napi::TypeError::New(info.Env(), std::string(name) + " must be a number");
   double v = info[i].As<Napi::Number>().DoubleValue();
-  if (v < 0 || v > 9007199254740991.0) throw Napi::RangeError::New(info.Env(), std::string(name) + " out of range");
+  if (v < 0 || v > 9007199254740991.0)
+    throw Napi::RangeError::New(info.Env(), std::string(name) + " out of range");
   return v;
 }
 
@@ -42,8 +45,15 @@ static Napi::Value Holes(const Napi::CallbackInfo& info) {
   while (pos < size) {
     off_t data = lseek(fd, pos, SEEK_DATA);
     if (data < 0) {
-      if (errno == ENXIO) { holeCount++; break; }          // the rest is one hole
-      if (errno == EINVAL || errno == EOPNOTSUPP) { seekHole = false; dataBytes = size; break; }
+      if (errno == ENXIO) {
+        holeCount++;
+        break;
+      }  // the rest is one hole
+      if (errno == EINVAL || errno == EOPNOTSUPP) {
+        seekHole = false;
+        dataBytes = size;
+        break;
+      }
       throw ErrnoError(env, errno, "lseek(SEEK_DATA)");
     }
     if (data > pos) holeCount++;
@@ -87,7 +97,10 @@ static Napi::Value Extents(const Napi::CallbackInfo& info) {
     fm->fm_flags = FIEMAP_FLAG_SYNC;  // delayed allocations become real extents first
     fm->fm_extent_count = kBatch;
     if (ioctl(fd, FS_IOC_FIEMAP, fm) != 0) {
-      if (errno == EOPNOTSUPP || errno == ENOTTY || errno == EINVAL) { supported = false; break; }
+      if (errno == EOPNOTSUPP || errno == ENOTTY || errno == EINVAL) {
+        supported = false;
+        break;
+      }
       throw ErrnoError(env, errno, "ioctl(FS_IOC_FIEMAP)");
     }
     if (fm->fm_mapped_extents == 0) break;
@@ -96,16 +109,25 @@ static Napi::Value Extents(const Napi::CallbackInfo& info) {
       const struct fiemap_extent& e = fm->fm_extents[i];
       extents++;
       mappedBytes += static_cast<double>(e.fe_length);
-      if (e.fe_flags & FIEMAP_EXTENT_UNWRITTEN) { unwritten++; unwrittenBytes += static_cast<double>(e.fe_length); }
+      if (e.fe_flags & FIEMAP_EXTENT_UNWRITTEN) {
+        unwritten++;
+        unwrittenBytes += static_cast<double>(e.fe_length);
+      }
       double lo = static_cast<double>(e.fe_logical), hi = lo + static_cast<double>(e.fe_length);
-      if (lo > covered && covered < size) { holeCount++; holeBytes += (lo < size ? lo : size) - covered; }
+      if (lo > covered && covered < size) {
+        holeCount++;
+        holeBytes += (lo < size ? lo : size) - covered;
+      }
       if (hi > covered) covered = hi < size ? hi : size;
       if (e.fe_flags & FIEMAP_EXTENT_LAST) last = true;
       start = e.fe_logical + e.fe_length;
     }
     if (last || fm->fm_mapped_extents < kBatch) break;
   }
-  if (supported && covered < size) { holeCount++; holeBytes += size - covered; }
+  if (supported && covered < size) {
+    holeCount++;
+    holeBytes += size - covered;
+  }
   Napi::Object out = Napi::Object::New(env);
   out.Set("supported", Napi::Boolean::New(env, supported));
   out.Set("holeBytes", Napi::Number::New(env, supported ? holeBytes : 0));
@@ -149,7 +171,8 @@ static Napi::Value Fallocate(const Napi::CallbackInfo& info) {
   off_t offset = static_cast<off_t>(NumArg(info, 2, "offset"));
   off_t length = static_cast<off_t>(NumArg(info, 3, "length"));
   int r;
-  do r = fallocate(fd, mode, offset, length); while (r != 0 && errno == EINTR);
+  do r = fallocate(fd, mode, offset, length);
+  while (r != 0 && errno == EINTR);
   if (r != 0) throw ErrnoError(env, errno, "fallocate");
   return env.Undefined();
 }

@@ -1,8 +1,8 @@
 // Size and block sizes of an open file or block device.
-#include "spindle.h"
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include "spindle.h"
 
 namespace spindle {
 

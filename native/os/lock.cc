@@ -2,9 +2,9 @@
 // (fcntl(2) F_OFD_SETLK / F_OFD_GETLK). An OFD lock belongs to the open file description, not
 // to the process or thread: it lives as long as that description and is shared by every thread.
 // The policy (which bytes mean what) lives in electron/dataplane/block/image-lock.ts.
-#include "spindle.h"
 #include <fcntl.h>
 #include <unistd.h>
+#include "spindle.h"
 
 namespace spindle {
 

@@ -1,4 +1,5 @@
-// native/os: thin OS helpers for inspecting and locking disks (no policy here: that lives in electron/dataplane/block/).
+// native/os: thin OS helpers for inspecting and locking disks (no policy here: that lives in
+// electron/dataplane/block/).
 #include "spindle.h"
 namespace spindle {
 void InitGeometry(Napi::Env env, Napi::Object exports);

@@ -2,10 +2,10 @@
 // aligned bounce buffer over the covering aligned range. Reading an image's header through the
 // disk's own O_DIRECT fd keeps it out of the page cache, where a cached page would make the next
 // RWF_NOWAIT direct write to it bounce (the kernel will not invalidate it without blocking).
-#include "spindle.h"
 #include <unistd.h>
 #include <cstdlib>
 #include <memory>
+#include "spindle.h"
 
 namespace spindle {
 

@@ -1,14 +1,15 @@
 // eventfd create/read/write and close. Writing a call eventfd is how a completed batch interrupts
 // the guest: one native call per batch.
-#include "spindle.h"
+#include <fcntl.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
-#include <fcntl.h>
+#include "spindle.h"
 
 namespace spindle {
 
 static int FdArg(const Napi::CallbackInfo& info, size_t i) {
-  if (info.Length() <= i || !info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), "fd must be a number");
+  if (info.Length() <= i || !info[i].IsNumber())
+    throw Napi::TypeError::New(info.Env(), "fd must be a number");
   return info[i].As<Napi::Number>().Int32Value();
 }
 
@@ -25,7 +26,8 @@ static Napi::Value EventfdRead(const Napi::CallbackInfo& info) {
   int fd = FdArg(info, 0);
   uint64_t v = 0;
   ssize_t n;
-  do n = read(fd, &v, sizeof v); while (n < 0 && errno == EINTR);
+  do n = read(fd, &v, sizeof v);
+  while (n < 0 && errno == EINTR);
   if (n < 0) {
     if (errno == EAGAIN) return Napi::Number::New(info.Env(), 0);
     throw ErrnoError(info.Env(), errno, "read(eventfd)");
@@ -36,9 +38,12 @@ static Napi::Value EventfdRead(const Napi::CallbackInfo& info) {
 // eventfdWrite(fd, value = 1): adds to the counter (signals the peer).
 static Napi::Value EventfdWrite(const Napi::CallbackInfo& info) {
   int fd = FdArg(info, 0);
-  uint64_t v = info.Length() > 1 && info[1].IsNumber() ? static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value()) : 1;
+  uint64_t v = info.Length() > 1 && info[1].IsNumber()
+                   ? static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value())
+                   : 1;
   ssize_t n;
-  do n = write(fd, &v, sizeof v); while (n < 0 && errno == EINTR);
+  do n = write(fd, &v, sizeof v);
+  while (n < 0 && errno == EINTR);
   // EAGAIN means the counter is saturated: the peer has a wakeup pending anyway.
   if (n < 0 && errno != EAGAIN) throw ErrnoError(info.Env(), errno, "write(eventfd)");
   return info.Env().Undefined();

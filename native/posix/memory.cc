@@ -28,7 +28,6 @@
 //   private mapping back, which is what the allocator had there. The buffer must never be
 //   transferred (postMessage transfer list, ArrayBuffer.prototype.transfer): that would move the
 //   backing store out of our control while mapped; Spindle never transfers guest memory.
-#include "spindle.h"
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -38,6 +37,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <unordered_map>
+#include "spindle.h"
 
 #ifndef HUGETLBFS_MAGIC
 #define HUGETLBFS_MAGIC 0x958458f6
@@ -61,10 +61,10 @@ bool MapInV8() {
 }
 
 struct Mapping {
-  void* base = nullptr;    // aligned start of the shared mmap
-  size_t mapLength = 0;    // bytes mapped at base (a multiple of the alignment)
-  void* key = nullptr;     // the ArrayBuffer's data pointer (how unmap finds the mapping)
-  bool inV8 = false;       // mapped over a V8-owned backing store: restore instead of munmap
+  void* base = nullptr;          // aligned start of the shared mmap
+  size_t mapLength = 0;          // bytes mapped at base (a multiple of the alignment)
+  void* key = nullptr;           // the ArrayBuffer's data pointer (how unmap finds the mapping)
+  bool inV8 = false;             // mapped over a V8-owned backing store: restore instead of munmap
   napi_ref keepAlive = nullptr;  // inV8: keeps the backing store allocated while mapped
   bool unmapped = false;
   bool hookRegistered = false;
@@ -75,13 +75,15 @@ thread_local std::unordered_map<void*, Mapping*> liveMappings;
 
 // Puts anonymous zeroed memory back where a file was mapped over allocator memory.
 bool RestoreAnonymous(void* addr, size_t length) {
-  return mmap(addr, length, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) != MAP_FAILED;
+  return mmap(addr, length, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) !=
+         MAP_FAILED;
 }
 
 // Leaving the file mapped inside memory the allocator is about to reuse would corrupt guest RAM
 // and the heap alike; with no way to restore it, stopping is the only safe move.
 [[noreturn]] void DieUnrestorable(int err) {
-  fprintf(stderr, "spindle: cannot restore allocator memory under a guest memory mapping: %s\n", strerror(err));
+  fprintf(stderr, "spindle: cannot restore allocator memory under a guest memory mapping: %s\n",
+          strerror(err));
   abort();
 }
 
@@ -117,7 +119,8 @@ void OnFinalize(napi_env env, void* /*data*/, void* hint) {
 void ProbeExternalBuffers(napi_env env) {
   static char probe;
   napi_value ab;
-  if (napi_create_external_arraybuffer(env, &probe, 1, nullptr, nullptr, &ab) == napi_no_external_buffers_allowed)
+  if (napi_create_external_arraybuffer(env, &probe, 1, nullptr, nullptr, &ab) ==
+      napi_no_external_buffers_allowed)
     externalRefused.store(true);
 }
 
@@ -171,7 +174,8 @@ static void Track(Napi::Env env, Mapping* m) {
 }
 
 // External path: the mapping is the ArrayBuffer. Returns nullptr if this runtime refuses it.
-static napi_value MapExternal(Napi::Env env, int fd, uint64_t alignedOffset, uint64_t skew, uint64_t length, size_t mapLength, int prot) {
+static napi_value MapExternal(Napi::Env env, int fd, uint64_t alignedOffset, uint64_t skew, uint64_t length,
+                              size_t mapLength, int prot) {
   void* base = mmap(nullptr, mapLength, prot, MAP_SHARED, fd, static_cast<off_t>(alignedOffset));
   if (base == MAP_FAILED) throw ErrnoError(env, errno, "mmap");
   auto* m = new Mapping();
@@ -179,7 +183,8 @@ static napi_value MapExternal(Napi::Env env, int fd, uint64_t alignedOffset, uin
   m->mapLength = mapLength;
   m->key = static_cast<char*>(base) + skew;
   napi_value ab, view;
-  napi_status status = napi_create_external_arraybuffer(env, m->key, static_cast<size_t>(length), OnFinalize, m, &ab);
+  napi_status status =
+      napi_create_external_arraybuffer(env, m->key, static_cast<size_t>(length), OnFinalize, m, &ab);
   if (status != napi_ok) {
     munmap(base, mapLength);
     delete m;
@@ -196,10 +201,12 @@ static napi_value MapExternal(Napi::Env env, int fd, uint64_t alignedOffset, uin
 }
 
 // In-V8 path: the file is mapped over the aligned part of a V8-owned backing store.
-static napi_value MapInsideV8(Napi::Env env, int fd, uint64_t alignedOffset, uint64_t skew, uint64_t length, size_t mapLength, uint64_t align, int prot) {
+static napi_value MapInsideV8(Napi::Env env, int fd, uint64_t alignedOffset, uint64_t skew, uint64_t length,
+                              size_t mapLength, uint64_t align, int prot) {
   uint64_t allocLength = mapLength + align;
   if (allocLength > kMaxInV8Bytes)
-    throw Napi::RangeError::New(env, "mapShared: regions over 32 GiB cannot be mapped in this runtime (it refuses external buffers)");
+    throw Napi::RangeError::New(
+        env, "mapShared: regions over 32 GiB cannot be mapped in this runtime (it refuses external buffers)");
   napi_value ab;
   void* data = nullptr;
   if (napi_create_arraybuffer(env, static_cast<size_t>(allocLength), &data, &ab) != napi_ok || !data)
@@ -209,7 +216,8 @@ static napi_value MapInsideV8(Napi::Env env, int fd, uint64_t alignedOffset, uin
   void* base = reinterpret_cast<void*>(aligned);
   // On failure MAP_FIXED may already have dropped the old pages: put anonymous memory back before
   // the (unreferenced) ArrayBuffer can be collected and freed.
-  if (mmap(base, mapLength, prot, MAP_SHARED | MAP_FIXED, fd, static_cast<off_t>(alignedOffset)) == MAP_FAILED) {
+  if (mmap(base, mapLength, prot, MAP_SHARED | MAP_FIXED, fd, static_cast<off_t>(alignedOffset)) ==
+      MAP_FAILED) {
     int e = errno;
     if (!RestoreAnonymous(base, mapLength)) DieUnrestorable(errno);
     throw ErrnoError(env, e, "mmap");
@@ -221,7 +229,8 @@ static napi_value MapInsideV8(Napi::Env env, int fd, uint64_t alignedOffset, uin
   m->inV8 = true;
   napi_value view;
   if (napi_create_reference(env, ab, 1, &m->keepAlive) != napi_ok ||
-      napi_create_typedarray(env, napi_uint8_array, static_cast<size_t>(length), ab, static_cast<size_t>(aligned - start + skew), &view) != napi_ok) {
+      napi_create_typedarray(env, napi_uint8_array, static_cast<size_t>(length), ab,
+                             static_cast<size_t>(aligned - start + skew), &view) != napi_ok) {
     if (!RestoreAnonymous(base, mapLength)) DieUnrestorable(errno);
     if (m->keepAlive) napi_delete_reference(env, m->keepAlive);
     delete m;
@@ -267,7 +276,8 @@ static Napi::Value MapShared(const Napi::CallbackInfo& info) {
 
 static Napi::Value Unmap(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsTypedArray()) throw Napi::TypeError::New(env, "unmap(view from mapShared)");
+  if (info.Length() < 1 || !info[0].IsTypedArray())
+    throw Napi::TypeError::New(env, "unmap(view from mapShared)");
   Napi::ArrayBuffer ab = info[0].As<Napi::TypedArray>().ArrayBuffer();
   void* data = ab.Data();
   if (!data) return env.Undefined();  // already detached
@@ -277,14 +287,16 @@ static Napi::Value Unmap(const Napi::CallbackInfo& info) {
   if (m->inV8) {
     // Restore before detaching: detaching drops V8's last reference and frees the backing store.
     if (!Release(m)) throw ErrnoError(env, errno, "mmap (restoring memory under a guest mapping)");
-    if (napi_detach_arraybuffer(env, ab) != napi_ok) throw Napi::Error::New(env, "unmap: could not detach the ArrayBuffer");
+    if (napi_detach_arraybuffer(env, ab) != napi_ok)
+      throw Napi::Error::New(env, "unmap: could not detach the ArrayBuffer");
     napi_delete_reference(env, m->keepAlive);
     if (m->hookRegistered) napi_remove_env_cleanup_hook(env, OnEnvCleanup, m);
     delete m;
     return env.Undefined();
   }
   // Detach first so no JS view can touch the pages after munmap.
-  if (napi_detach_arraybuffer(env, ab) != napi_ok) throw Napi::Error::New(env, "unmap: could not detach the ArrayBuffer");
+  if (napi_detach_arraybuffer(env, ab) != napi_ok)
+    throw Napi::Error::New(env, "unmap: could not detach the ArrayBuffer");
   Release(m);
   if (m->hookRegistered) {
     napi_remove_env_cleanup_hook(env, OnEnvCleanup, m);
@@ -293,7 +305,9 @@ static Napi::Value Unmap(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-static Napi::Value MapsInV8(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), MapInV8()); }
+static Napi::Value MapsInV8(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), MapInV8());
+}
 
 void InitPosixMemory(Napi::Env env, Napi::Object exports) {
   ProbeExternalBuffers(env);

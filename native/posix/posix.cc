@@ -2,9 +2,11 @@
 #include "spindle.h"
 
 namespace spindle {
-void InitPosixSocket(Napi::Env env, Napi::Object exports);   // socket.cc: unix sockets, fd passing, SO_PEERCRED
-void InitPosixWatch(Napi::Env env, Napi::Object exports);    // watch.cc: uv_poll fd watcher
-void InitPosixMemory(Napi::Env env, Napi::Object exports);   // memory.cc: memfd, shared mmap as external ArrayBuffer
+void InitPosixSocket(Napi::Env env,
+                     Napi::Object exports);                // socket.cc: unix sockets, fd passing, SO_PEERCRED
+void InitPosixWatch(Napi::Env env, Napi::Object exports);  // watch.cc: uv_poll fd watcher
+void InitPosixMemory(Napi::Env env,
+                     Napi::Object exports);  // memory.cc: memfd, shared mmap as external ArrayBuffer
 void InitPosixEventfd(Napi::Env env, Napi::Object exports);  // eventfd.cc: eventfd, close
 
 void InitPosix(Napi::Env env, Napi::Object exports) {

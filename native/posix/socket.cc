@@ -1,17 +1,18 @@
 // Unix stream sockets with fd passing (SCM_RIGHTS) and peer credentials (SO_PEERCRED).
 // All sockets are non-blocking and close-on-exec; recv/send never block the event loop.
-#include "spindle.h"
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 #include <vector>
+#include "spindle.h"
 
 namespace spindle {
 
 static constexpr int kMaxFds = 32;  // per message; vhost-user sends at most 8 (SET_MEM_TABLE)
 
 static int FdArg(const Napi::CallbackInfo& info, size_t i) {
-  if (info.Length() <= i || !info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), "fd must be a number");
+  if (info.Length() <= i || !info[i].IsNumber())
+    throw Napi::TypeError::New(info.Env(), "fd must be a number");
   return info[i].As<Napi::Number>().Int32Value();
 }
 
@@ -28,7 +29,8 @@ static iovec RangeArg(const Napi::CallbackInfo& info, const char* fn) {
 static sockaddr_un UnixAddr(Napi::Env env, const std::string& path, socklen_t* len) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof addr.sun_path) throw ErrnoError(env, ENAMETOOLONG, "socket path", path);
+  if (path.empty() || path.size() >= sizeof addr.sun_path)
+    throw ErrnoError(env, ENAMETOOLONG, "socket path", path);
   std::memcpy(addr.sun_path, path.data(), path.size());
   *len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
   return addr;
@@ -60,7 +62,8 @@ static Napi::Value ListenUnix(const Napi::CallbackInfo& info) {
 static Napi::Value AcceptUnix(const Napi::CallbackInfo& info) {
   int lfd = FdArg(info, 0);
   int fd;
-  do fd = accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC); while (fd < 0 && errno == EINTR);
+  do fd = accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  while (fd < 0 && errno == EINTR);
   if (fd < 0) {
     if (errno == EAGAIN || errno == ECONNABORTED) return Napi::Number::New(info.Env(), -1);
     throw ErrnoError(info.Env(), errno, "accept4");
@@ -77,7 +80,8 @@ static Napi::Value ConnectUnix(const Napi::CallbackInfo& info) {
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) throw ErrnoError(env, errno, "socket");
   int r;
-  do r = connect(fd, reinterpret_cast<sockaddr*>(&addr), len); while (r != 0 && errno == EINTR);
+  do r = connect(fd, reinterpret_cast<sockaddr*>(&addr), len);
+  while (r != 0 && errno == EINTR);
   if (r != 0) {
     int e = errno;
     close(fd);
@@ -100,7 +104,8 @@ static Napi::Value RecvMsg(const Napi::CallbackInfo& info) {
   msg.msg_control = control;
   msg.msg_controllen = sizeof control;
   ssize_t n;
-  do n = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC); while (n < 0 && errno == EINTR);
+  do n = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  while (n < 0 && errno == EINTR);
   if (n < 0) {
     if (errno == EAGAIN) return env.Null();
     throw ErrnoError(env, errno, "recvmsg");
@@ -154,7 +159,8 @@ static Napi::Value SendMsg(const Napi::CallbackInfo& info) {
     std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
   }
   ssize_t n;
-  do n = sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL); while (n < 0 && errno == EINTR);
+  do n = sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
   if (n < 0) {
     if (errno == EAGAIN) return Napi::Number::New(env, -1);
     throw ErrnoError(env, errno, "sendmsg");
@@ -168,7 +174,8 @@ static Napi::Value PeerCred(const Napi::CallbackInfo& info) {
   int fd = FdArg(info, 0);
   ucred cred{};
   socklen_t len = sizeof cred;
-  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) throw ErrnoError(env, errno, "getsockopt(SO_PEERCRED)");
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+    throw ErrnoError(env, errno, "getsockopt(SO_PEERCRED)");
   Napi::Object out = Napi::Object::New(env);
   out.Set("pid", Napi::Number::New(env, cred.pid));
   out.Set("uid", Napi::Number::New(env, cred.uid));
@@ -180,7 +187,8 @@ static Napi::Value PeerCred(const Napi::CallbackInfo& info) {
 static Napi::Value SocketPair(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int sv[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0) throw ErrnoError(env, errno, "socketpair");
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0)
+    throw ErrnoError(env, errno, "socketpair");
   Napi::Array arr = Napi::Array::New(env, 2);
   arr.Set(0u, Napi::Number::New(env, sv[0]));
   arr.Set(1u, Napi::Number::New(env, sv[1]));

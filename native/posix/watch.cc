@@ -6,10 +6,10 @@
 //   cb(events, value, error): events that fired; with drainEventfd the eventfd is read here first
 //   (value = its counter, 0 if a spurious wakeup), which saves a second native call per kick.
 //   error is a negative errno when polling failed (the watcher is stopped then).
-#include "spindle.h"
-#include <uv.h>
 #include <unistd.h>
+#include <uv.h>
 #include <memory>
+#include "spindle.h"
 
 namespace spindle {
 
@@ -58,13 +58,14 @@ void OnPoll(uv_poll_t* handle, int status, int events) {
   if (status == 0 && w->drainEventfd && (events & UV_READABLE)) {
     uint64_t v = 0;
     ssize_t n;
-    do n = read(w->fd, &v, sizeof v); while (n < 0 && errno == EINTR);
+    do n = read(w->fd, &v, sizeof v);
+    while (n < 0 && errno == EINTR);
     if (n == sizeof v) value = static_cast<double>(v);
   }
   Napi::Value args[3] = {
-    Napi::Number::New(env, status == 0 ? events : 0),
-    Napi::Number::New(env, value),
-    status == 0 ? env.Undefined() : Napi::Number::New(env, status),
+      Napi::Number::New(env, status == 0 ? events : 0),
+      Napi::Number::New(env, value),
+      status == 0 ? env.Undefined() : Napi::Number::New(env, status),
   };
   if (status != 0) uv_poll_stop(&w->poll);
   try {
@@ -86,7 +87,8 @@ static Napi::Value WatchFd(const Napi::CallbackInfo& info) {
   if (!events) throw Napi::TypeError::New(env, "watchFd: events must include readable (1) or writable (2)");
 
   uv_loop_t* loop = nullptr;
-  if (napi_get_uv_event_loop(env, &loop) != napi_ok || !loop) throw Napi::Error::New(env, "watchFd: no event loop");
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || !loop)
+    throw Napi::Error::New(env, "watchFd: no event loop");
   auto* w = new Watcher();
   w->env = env;
   w->fd = fd;
@@ -110,13 +112,16 @@ static Napi::Value WatchFd(const Napi::CallbackInfo& info) {
   // stop() must stay safe after the watcher is gone: it holds a shared flag, not the Watcher.
   auto alive = std::make_shared<Watcher*>(w);
   Napi::Object handle = Napi::Object::New(env);
-  handle.Set("stop", Napi::Function::New(env, [alive](const Napi::CallbackInfo& ci) {
-    if (*alive) {
-      StopWatcher(*alive);
-      *alive = nullptr;
-    }
-    return ci.Env().Undefined();
-  }, "stop"));
+  handle.Set("stop", Napi::Function::New(
+                         env,
+                         [alive](const Napi::CallbackInfo& ci) {
+                           if (*alive) {
+                             StopWatcher(*alive);
+                             *alive = nullptr;
+                           }
+                           return ci.Env().Undefined();
+                         },
+                         "stop"));
   return handle;
 }
 

@@ -19,7 +19,15 @@ const BYTES_PER_RUN = quick ? 4 << 20 : 256 << 20;
 const REPEATS = quick ? 1 : 3;
 const IMAGE_BYTES = 1 << 30;
 
-interface Cell { variant: string; op: 'read' | 'write'; recordBytes: number; mbps: number; kbps: number; cpuSec: number; nowaitFallbacks?: number }
+interface Cell {
+  variant: string;
+  op: 'read' | 'write';
+  recordBytes: number;
+  mbps: number;
+  kbps: number;
+  cpuSec: number;
+  nowaitFallbacks?: number;
+}
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -39,15 +47,35 @@ function punch(path: string, bytes: number): void {
 function fioCell(path: string, w: Workload, freshSparse: boolean): Omit<Cell, 'variant'> {
   const size = regionBytes(w.recordBytes, BYTES_PER_RUN, IMAGE_BYTES);
   if (w.op === 'write' && freshSparse) punch(path, size);
-  const out = JSON.parse(execFileSync('fio', [
-    '--name=bare', `--filename=${path}`, `--rw=${w.op}`, `--bs=${w.recordBytes}`, `--size=${size}`, '--direct=1',
-    '--ioengine=psync', '--iodepth=1', '--numjobs=1', '--output-format=json',
-  ], { encoding: 'utf8', maxBuffer: 16 << 20 }));
+  const out = JSON.parse(
+    execFileSync(
+      'fio',
+      [
+        '--name=bare',
+        `--filename=${path}`,
+        `--rw=${w.op}`,
+        `--bs=${w.recordBytes}`,
+        `--size=${size}`,
+        '--direct=1',
+        '--ioengine=psync',
+        '--iodepth=1',
+        '--numjobs=1',
+        '--output-format=json',
+      ],
+      { encoding: 'utf8', maxBuffer: 16 << 20 },
+    ),
+  );
   const job = out.jobs[0];
   const d = job[w.op];
   const seconds = d.runtime / 1000 || 1e-9;
   const bytes = d.io_bytes;
-  return { op: w.op, recordBytes: w.recordBytes, mbps: bytes / seconds / 1e6, kbps: bytes / seconds / 1024, cpuSec: ((job.usr_cpu + job.sys_cpu) / 100) * seconds };
+  return {
+    op: w.op,
+    recordBytes: w.recordBytes,
+    mbps: bytes / seconds / 1e6,
+    kbps: bytes / seconds / 1024,
+    cpuSec: ((job.usr_cpu + job.sys_cpu) / 100) * seconds,
+  };
 }
 
 function medianCells(runs: Cell[][]): Cell[] {
@@ -60,7 +88,15 @@ function medianCells(runs: Cell[][]): Cell[] {
   }));
 }
 
-const fromRow = (r: BenchRow): Cell => ({ variant: variantName({ aio: r.mode, nowait: r.nowait ?? false }), op: r.op, recordBytes: r.recordBytes, mbps: r.mbps, kbps: r.kbps ?? 0, cpuSec: r.cpuSec, nowaitFallbacks: r.nowaitFallbacks ?? 0 });
+const fromRow = (r: BenchRow): Cell => ({
+  variant: variantName({ aio: r.mode, nowait: r.nowait ?? false }),
+  op: r.op,
+  recordBytes: r.recordBytes,
+  mbps: r.mbps,
+  kbps: r.kbps ?? 0,
+  cpuSec: r.cpuSec,
+  nowaitFallbacks: r.nowaitFallbacks ?? 0,
+});
 
 async function measure(path: string, freshSparse: boolean): Promise<Cell[]> {
   const runs: Cell[][] = [];
@@ -76,7 +112,10 @@ async function measure(path: string, freshSparse: boolean): Promise<Cell[]> {
 function markdownTable(cells: Cell[]): string {
   const variants = [...new Set(cells.map((c) => c.variant))];
   const cols = POST_WORKLOADS.map((w) => `${w.op} ${recordLabel(w.recordBytes)} ${w.recordBytes >= 1 << 20 ? 'MB/s' : 'KB/s'}`);
-  const lines = [`| mode | ${cols.join(' | ')} | CPU s | nowait fallbacks | ÷ bare metal (geomean) |`, `|---|${cols.map(() => '---:').join('|')}|---:|---:|---:|`];
+  const lines = [
+    `| mode | ${cols.join(' | ')} | CPU s | nowait fallbacks | ÷ bare metal (geomean) |`,
+    `|---|${cols.map(() => '---:').join('|')}|---:|---:|---:|`,
+  ];
   const bare = cells.filter((c) => c.variant === variants[0]);
   for (const v of variants) {
     const mine = cells.filter((c) => c.variant === v);
@@ -88,7 +127,9 @@ function markdownTable(cells: Cell[]): string {
     const cpu = mine.reduce((a, c) => a + c.cpuSec, 0);
     const fb = v === 'native+nowait' ? String(mine.reduce((a, c) => a + (c.nowaitFallbacks ?? 0), 0)) : '—';
     // Throughput relative to fio on the same file in the same run, one number per mode.
-    const ratios = mine.map((c) => c.mbps / (bare.find((b) => b.op === c.op && b.recordBytes === c.recordBytes)?.mbps ?? NaN)).filter((r) => r > 0 && Number.isFinite(r));
+    const ratios = mine
+      .map((c) => c.mbps / (bare.find((b) => b.op === c.op && b.recordBytes === c.recordBytes)?.mbps ?? NaN))
+      .filter((r) => r > 0 && Number.isFinite(r));
     const geo = ratios.length ? Math.exp(ratios.reduce((a, r) => a + Math.log(r), 0) / ratios.length) : NaN;
     lines.push(`| ${v} | ${vals.join(' | ')} | ${cpu.toFixed(2)} | ${fb} | ${Number.isNaN(geo) ? '—' : geo.toFixed(2)} |`);
   }
@@ -102,10 +143,20 @@ try {
   const prealloc = join(dir, 'prealloc.img');
   createImage(sparse, IMAGE_BYTES);
   createImage(prealloc, IMAGE_BYTES, { preallocate: true });
-  const allocated = (p: string) => { const fd = openSync(p, 'r'); try { return fstatSync(fd).blocks * 512; } finally { closeSync(fd); } };
+  const allocated = (p: string) => {
+    const fd = openSync(p, 'r');
+    try {
+      return fstatSync(fd).blocks * 512;
+    } finally {
+      closeSync(fd);
+    }
+  };
   console.log(`compare: ${fsType} at ${dir}; ${BYTES_PER_RUN >> 20} MiB per run, ${REPEATS} repetition(s), medians`);
   const results: Record<string, Cell[]> = {};
-  for (const [label, path, fresh] of [['fresh sparse image', sparse, true], ['preallocated image', prealloc, false]] as const) {
+  for (const [label, path, fresh] of [
+    ['fresh sparse image', sparse, true],
+    ['preallocated image', prealloc, false],
+  ] as const) {
     const cells = await measure(path, fresh);
     results[label] = cells;
     console.log(`\n${label} (${allocated(path) >> 20} MiB allocated after the runs)\n${markdownTable(cells)}`);
@@ -113,18 +164,30 @@ try {
   mkdirSync('bench/results', { recursive: true });
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const name = `bench/results/compare-${quick ? 'quick-' : ''}${stamp}`;
-  const settings = { quick, fsType, bytesPerRun: BYTES_PER_RUN, repeats: REPEATS, iodepth: 1, cache: 'none', directIo: true, imageBytes: IMAGE_BYTES };
+  const settings = {
+    quick,
+    fsType,
+    bytesPerRun: BYTES_PER_RUN,
+    repeats: REPEATS,
+    iodepth: 1,
+    cache: 'none',
+    directIo: true,
+    imageBytes: IMAGE_BYTES,
+  };
   writeFileSync(`${name}.json`, JSON.stringify({ settings, results }, null, 2));
-  writeFileSync(`${name}.md`, [
-    `# The 2009 native-AIO comparison, through Spindle's virtio-blk path${quick ? ' (quick run: not a measurement)' : ''}`,
-    '',
-    `${fsType} on the machine's disk; cache none (O_DIRECT) for every mode; one request in flight (iozone -I, dd oflag=direct);`,
-    `${BYTES_PER_RUN >> 20} MiB per run (20M: whole transfers, at least one), median of ${REPEATS}. KB/s = 1024 bytes/s (iozone), MB/s = 10^6 bytes/s (dd).`,
-    'Backend CPU: the disk\'s IOThread + thread-pool workers + io_uring kernel workers; fio: its usr+sys.',
-    'The sparse image is made sparse again (holes punched) before every write run, so every mode pays for block allocation.',
-    ...Object.entries(results).flatMap(([label, cells]) => ['', `## ${label}`, '', markdownTable(cells)]),
-    '',
-  ].join('\n'));
+  writeFileSync(
+    `${name}.md`,
+    [
+      `# The 2009 native-AIO comparison, through Spindle's virtio-blk path${quick ? ' (quick run: not a measurement)' : ''}`,
+      '',
+      `${fsType} on the machine's disk; cache none (O_DIRECT) for every mode; one request in flight (iozone -I, dd oflag=direct);`,
+      `${BYTES_PER_RUN >> 20} MiB per run (20M: whole transfers, at least one), median of ${REPEATS}. KB/s = 1024 bytes/s (iozone), MB/s = 10^6 bytes/s (dd).`,
+      "Backend CPU: the disk's IOThread + thread-pool workers + io_uring kernel workers; fio: its usr+sys.",
+      'The sparse image is made sparse again (holes punched) before every write run, so every mode pays for block allocation.',
+      ...Object.entries(results).flatMap(([label, cells]) => ['', `## ${label}`, '', markdownTable(cells)]),
+      '',
+    ].join('\n'),
+  );
   console.log(`\ncompare: wrote ${name}.json and ${name}.md`);
 } finally {
   rmSync(dir, { recursive: true, force: true });

@@ -20,13 +20,30 @@ const ENGINES: Array<{ aio: AioMode; fio: string }> = [
   { aio: 'io_uring', fio: 'io_uring' },
 ];
 
-interface Measured { iops: number; mbPerSec: number; p99Us: number; cpuSeconds: number; cpuSecondsPerGiB: number }
+interface Measured {
+  iops: number;
+  mbPerSec: number;
+  p99Us: number;
+  cpuSeconds: number;
+  cpuSecondsPerGiB: number;
+}
 
 // fio's default submits each I/O with its own call; `batched` makes it submit every completion
 // batch in one call (iodepth_batch_submit = queue depth), which is what Spindle's engines do.
 function fio(target: string, engine: string, w: Workload, batched = false): Measured {
-  const args = [`--name=bench`, `--filename=${target}`, `--ioengine=${engine}`, '--direct=1', `--rw=${w.rw}`, `--bs=${w.bs}`,
-    `--runtime=${RUNTIME}`, '--time_based', `--size=${SIZE}`, '--group_reporting', '--output-format=json'];
+  const args = [
+    `--name=bench`,
+    `--filename=${target}`,
+    `--ioengine=${engine}`,
+    '--direct=1',
+    `--rw=${w.rw}`,
+    `--bs=${w.bs}`,
+    `--runtime=${RUNTIME}`,
+    '--time_based',
+    `--size=${SIZE}`,
+    '--group_reporting',
+    '--output-format=json',
+  ];
   // psync is synchronous: queue depth becomes one thread per slot, as Spindle's pool does.
   if (w.rwmixread !== undefined) args.push(`--rwmixread=${w.rwmixread}`);
   if (engine === 'psync') args.push(`--numjobs=${w.iodepth}`, '--thread');
@@ -65,19 +82,31 @@ try {
   execFileSync('dd', ['if=/dev/zero', `of=${file}`, 'bs=1M', `count=${MIB}`, 'oflag=direct', 'status=none']);
   const loop = attachLoop(makeFile(`${shm.path}/backing.img`, SIZE, { written: true }));
   try {
-    for (const [label, target] of [['written file', file], ['loop on /dev/shm', loop.device]] as const) {
+    for (const [label, target] of [
+      ['written file', file],
+      ['loop on /dev/shm', loop.device],
+    ] as const) {
       for (const e of ENGINES) {
         for (const w of STANDARD_WORKLOADS) {
           const s = await spindle(target, e.aio, w);
           const f = fio(target, e.fio, w);
           const fb = e.fio === 'psync' ? null : fio(target, e.fio, w, true);
           rows.push({
-            target: label, engine: e.aio, fio: e.fio, workload: w.name, spindle: s, fioResult: f, fioBatched: fb,
-            iopsRatio: s.iops / f.iops, iopsRatioBatched: fb ? s.iops / fb.iops : null,
+            target: label,
+            engine: e.aio,
+            fio: e.fio,
+            workload: w.name,
+            spindle: s,
+            fioResult: f,
+            fioBatched: fb,
+            iopsRatio: s.iops / f.iops,
+            iopsRatioBatched: fb ? s.iops / fb.iops : null,
             cpuPerGiB: { spindle: s.cpuSecondsPerGiB, fio: f.cpuSecondsPerGiB },
           });
           const batchedText = fb ? `  batched fio ${fb.iops.toFixed(0).padStart(7)} ratio ${(s.iops / fb.iops).toFixed(2)}` : '';
-          console.log(`${label.padEnd(16)} ${e.aio.padEnd(9)} ${w.name.padEnd(18)} spindle ${s.iops.toFixed(0).padStart(7)} IOPS  fio ${f.iops.toFixed(0).padStart(7)} IOPS  ratio ${(s.iops / f.iops).toFixed(2)}${batchedText}  CPU s/GiB ${s.cpuSecondsPerGiB.toFixed(2)} vs ${f.cpuSecondsPerGiB.toFixed(2)}`);
+          console.log(
+            `${label.padEnd(16)} ${e.aio.padEnd(9)} ${w.name.padEnd(18)} spindle ${s.iops.toFixed(0).padStart(7)} IOPS  fio ${f.iops.toFixed(0).padStart(7)} IOPS  ratio ${(s.iops / f.iops).toFixed(2)}${batchedText}  CPU s/GiB ${s.cpuSecondsPerGiB.toFixed(2)} vs ${f.cpuSecondsPerGiB.toFixed(2)}`,
+          );
         }
       }
     }
@@ -93,11 +122,18 @@ mkdirSync('bench/results', { recursive: true });
 const stamp = new Date().toISOString().replace(/[:.]/g, '-');
 const name = `bench/results/engines-${quick ? 'quick-' : ''}${stamp}`;
 writeFileSync(`${name}.json`, JSON.stringify({ quick, runtimeSeconds: RUNTIME, sizeBytes: SIZE, rows }, null, 2));
-const md = ['| target | engine | workload | Spindle IOPS | fio IOPS | ratio | batched fio IOPS | ratio | Spindle p99 µs | fio p99 µs | CPU s/GiB Spindle | CPU s/GiB fio |', '|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|'];
+const md = [
+  '| target | engine | workload | Spindle IOPS | fio IOPS | ratio | batched fio IOPS | ratio | Spindle p99 µs | fio p99 µs | CPU s/GiB Spindle | CPU s/GiB fio |',
+  '|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+];
 for (const r of rows) {
-  const s = r.spindle as Measured, f = r.fioResult as Measured, fb = r.fioBatched as Measured | null;
+  const s = r.spindle as Measured,
+    f = r.fioResult as Measured,
+    fb = r.fioBatched as Measured | null;
   const batched = fb ? `${fb.iops.toFixed(0)} | ${(s.iops / fb.iops).toFixed(2)}` : '– | –';
-  md.push(`| ${r.target} | ${r.engine} (fio ${r.fio}) | ${r.workload} | ${s.iops.toFixed(0)} | ${f.iops.toFixed(0)} | ${(s.iops / f.iops).toFixed(2)} | ${batched} | ${s.p99Us} | ${f.p99Us.toFixed(0)} | ${s.cpuSecondsPerGiB.toFixed(2)} | ${f.cpuSecondsPerGiB.toFixed(2)} |`);
+  md.push(
+    `| ${r.target} | ${r.engine} (fio ${r.fio}) | ${r.workload} | ${s.iops.toFixed(0)} | ${f.iops.toFixed(0)} | ${(s.iops / f.iops).toFixed(2)} | ${batched} | ${s.p99Us} | ${f.p99Us.toFixed(0)} | ${s.cpuSecondsPerGiB.toFixed(2)} | ${f.cpuSecondsPerGiB.toFixed(2)} |`,
+  );
 }
 const intro = `runtime ${RUNTIME} s per cell, ${MIB} MiB targets, O_DIRECT, Spindle's buffers page-aligned like guest RAM.
 "fio" submits each I/O with its own call (fio's default); "batched fio" submits each completion batch in one

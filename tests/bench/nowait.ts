@@ -16,9 +16,17 @@ import { measure, requireSpindleCommands, withServer, writtenAndSynced, type Sam
 
 const MiB = 1 << 20;
 
-interface Mode { name: string; aio: AioMode; nowait?: NowaitMode }
+interface Mode {
+  name: string;
+  aio: AioMode;
+  nowait?: NowaitMode;
+}
 // nowait is set only where it applies (native); the others keep export's default.
-const MODES: Mode[] = ENGINE_VARIANTS.map((v) => ({ name: variantName(v), aio: v.aio, ...(v.aio === 'native' ? { nowait: v.nowait ? 'on' as const : 'off' as const } : {}) }));
+const MODES: Mode[] = ENGINE_VARIANTS.map((v) => ({
+  name: variantName(v),
+  aio: v.aio,
+  ...(v.aio === 'native' ? { nowait: v.nowait ? ('on' as const) : ('off' as const) } : {}),
+}));
 
 interface Run extends Sample {
   stallMaxUs: number;
@@ -37,7 +45,11 @@ const statAt = (stats: Record<string, unknown> | null, ...path: string[]): numbe
 
 /** A field of the mount holding `dir` (stat -f cannot tell ext4 from ext2). */
 const mountField = (dir: string, field: 'FSTYPE' | 'OPTIONS'): string => {
-  try { return execFileSync('findmnt', ['-n', '-o', field, '--target', dir], { encoding: 'utf8' }).trim(); } catch { return '?'; }
+  try {
+    return execFileSync('findmnt', ['-n', '-o', field, '--target', dir], { encoding: 'utf8' }).trim();
+  } catch {
+    return '?';
+  }
 };
 
 async function main(): Promise<void> {
@@ -45,13 +57,30 @@ async function main(): Promise<void> {
   requireSpindleCommands(['export', 'loadgen']);
   const size = args.quick ? 512 * MiB : 2048 * MiB;
   const started = Date.now();
-  const results: { location: string; fs: string; mountOptions: string; file: 'sparse' | 'written'; mode: string; runs: Run[]; errors: string[] }[] = [];
+  const results: {
+    location: string;
+    fs: string;
+    mountOptions: string;
+    file: 'sparse' | 'written';
+    mode: string;
+    runs: Run[];
+    errors: string[];
+  }[] = [];
 
   const locations: { name: string; open(): { dir: string; cleanup(): void } }[] = [
-    { name: 'machine disk (tmpdir)', open: () => { const d = tempDir('spindle-nowait-'); return { dir: d.path, cleanup: d.cleanup }; } },
+    {
+      name: 'machine disk (tmpdir)',
+      open: () => {
+        const d = tempDir('spindle-nowait-');
+        return { dir: d.path, cleanup: d.cleanup };
+      },
+    },
     {
       name: 'ext4 loop device over /dev/shm',
-      open: () => { const m = mountFs('ext4', Math.ceil((size * 1.2) / MiB), { base: '/dev/shm' }); return { dir: m.mountpoint, cleanup: m.cleanup }; },
+      open: () => {
+        const m = mountFs('ext4', Math.ceil((size * 1.2) / MiB), { base: '/dev/shm' });
+        return { dir: m.mountpoint, cleanup: m.cleanup };
+      },
     },
   ];
 
@@ -68,20 +97,32 @@ async function main(): Promise<void> {
           const entry = { location: loc.name, fs, mountOptions: opts, file, mode: mode.name, runs: [] as Run[], errors: [] as string[] };
           results.push(entry);
           for (let rep = 0; rep < args.reps; rep++) {
-            if (file === 'sparse') { rmSync(image, { force: true }); makeFile(image, size); } // fresh: nothing allocated yet
+            if (file === 'sparse') {
+              rmSync(image, { force: true });
+              makeFile(image, size);
+            } // fresh: nothing allocated yet
             try {
-              const { value, exitOutput } = await withServer(spindleExportServer, { path: image, socket, aio: mode.aio, cache: 'none', nowait: mode.nowait }, (server) =>
-                measure(server, { socket, rw: 'randwrite', bs: 4096, iodepth: 32, queues: 1, runtimeSec: args.runtimeSec }));
+              const { value, exitOutput } = await withServer(
+                spindleExportServer,
+                { path: image, socket, aio: mode.aio, cache: 'none', nowait: mode.nowait },
+                (server) => measure(server, { socket, rw: 'randwrite', bs: 4096, iodepth: 32, queues: 1, runtimeSec: args.runtimeSec }),
+              );
               const stats = parseExportStats(exitOutput);
               const writeSubmitted = statAt(stats, 'nowait', 'writeSubmitted');
               const writeFallbacks = statAt(stats, 'nowait', 'writeFallbacks');
               const run: Run = {
-                ...value, exportStats: stats, stallMaxUs: statAt(stats, 'submitStallMaxUs'), writeSubmitted, writeFallbacks,
+                ...value,
+                exportStats: stats,
+                stallMaxUs: statAt(stats, 'submitStallMaxUs'),
+                writeSubmitted,
+                writeFallbacks,
                 fallbackPct: writeSubmitted > 0 ? (100 * writeFallbacks) / writeSubmitted : 0,
               };
               entry.runs.push(run);
-              console.log(`${loc.name} | ${file} | ${mode.name}: ${fmt(run.iops, 0)} IOPS, p99 ${fmt(run.p99Us, 0)} µs, max stall ${fmt(run.stallMaxUs, 0)} µs, ` +
-                `${fmt(run.cpuUsPerIo, 1)} CPU µs/IO, fallbacks ${fmt(run.fallbackPct, 1)}%${stats ? '' : ' (no stats line from export)'}; allocated ${fmt(statSync(image).blocks * 512 / MiB, 0)} MiB`);
+              console.log(
+                `${loc.name} | ${file} | ${mode.name}: ${fmt(run.iops, 0)} IOPS, p99 ${fmt(run.p99Us, 0)} µs, max stall ${fmt(run.stallMaxUs, 0)} µs, ` +
+                  `${fmt(run.cpuUsPerIo, 1)} CPU µs/IO, fallbacks ${fmt(run.fallbackPct, 1)}%${stats ? '' : ' (no stats line from export)'}; allocated ${fmt((statSync(image).blocks * 512) / MiB, 0)} MiB`,
+              );
             } catch (err) {
               entry.errors.push((err as Error).message);
               console.log(`${loc.name} | ${file} | ${mode.name}: FAILED ${(err as Error).message}`);
@@ -96,7 +137,17 @@ async function main(): Promise<void> {
 
   const rows = results.map((r) => {
     const m = (f: (x: Run) => number): number => median(r.runs.map(f));
-    return { ...r, median: { iops: m((x) => x.iops), p99Us: m((x) => x.p99Us), stallMaxUs: m((x) => x.stallMaxUs), cpuUsPerIo: m((x) => x.cpuUsPerIo), fallbackPct: m((x) => x.fallbackPct), writeFallbacks: m((x) => x.writeFallbacks) } };
+    return {
+      ...r,
+      median: {
+        iops: m((x) => x.iops),
+        p99Us: m((x) => x.p99Us),
+        stallMaxUs: m((x) => x.stallMaxUs),
+        cpuUsPerIo: m((x) => x.cpuUsPerIo),
+        fallbackPct: m((x) => x.fallbackPct),
+        writeFallbacks: m((x) => x.writeFallbacks),
+      },
+    };
   });
   const machine = machineInfo();
   const md = [
@@ -106,9 +157,32 @@ async function main(): Promise<void> {
     `Machine: ${machine.cpus} × ${machine.cpu}, kernel ${machine.kernel}, load at start ${(machine.loadavgAtStart as number[]).map((x) => x.toFixed(2)).join(' ')}. Wall time ${Math.round((Date.now() - started) / 1000)} s.`,
     '',
     markdownTable(
-      ['location', 'fs (mount options)', 'file', 'mode', 'IOPS', 'p99 µs', 'max submit stall µs', 'CPU µs/IO', 'fallbacks', 'fallback %', 'errors'],
-      rows.map((r) => [r.location, `${r.fs} (${r.mountOptions})`, r.file, r.mode, fmt(r.median.iops, 0), fmt(r.median.p99Us, 0), fmt(r.median.stallMaxUs, 0),
-        fmt(r.median.cpuUsPerIo, 1), fmt(r.median.writeFallbacks, 0), fmt(r.median.fallbackPct, 1), r.errors.join('; ')]),
+      [
+        'location',
+        'fs (mount options)',
+        'file',
+        'mode',
+        'IOPS',
+        'p99 µs',
+        'max submit stall µs',
+        'CPU µs/IO',
+        'fallbacks',
+        'fallback %',
+        'errors',
+      ],
+      rows.map((r) => [
+        r.location,
+        `${r.fs} (${r.mountOptions})`,
+        r.file,
+        r.mode,
+        fmt(r.median.iops, 0),
+        fmt(r.median.p99Us, 0),
+        fmt(r.median.stallMaxUs, 0),
+        fmt(r.median.cpuUsPerIo, 1),
+        fmt(r.median.writeFallbacks, 0),
+        fmt(r.median.fallbackPct, 1),
+        r.errors.join('; '),
+      ]),
     ),
     '',
     'CPU µs/IO is the whole export process (user + system, all threads, io_uring workers included) divided by completed I/Os.',

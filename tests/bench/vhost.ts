@@ -10,11 +10,22 @@ import { qsdServer, spindleExportServer, type DiskServerFactory } from '../guest
 import { tempDir } from '../lib/loop.js';
 import type { Workload as ToolWorkload } from '../../electron/tools/workload.js';
 import { benchArgs, fmt, machineInfo, markdownTable, median, ratio, saveResults } from './lib/report.js';
-import { measure, requireSpindleCommands, shmLoopTarget, withServer, writtenFileTarget, type BenchTarget, type Sample } from './lib/setup.js';
+import {
+  measure,
+  requireSpindleCommands,
+  shmLoopTarget,
+  withServer,
+  writtenFileTarget,
+  type BenchTarget,
+  type Sample,
+} from './lib/setup.js';
 
 const MiB = 1 << 20;
 
-interface Workload extends ToolWorkload { name: string; queues: number }
+interface Workload extends ToolWorkload {
+  name: string;
+  queues: number;
+}
 const WORKLOADS: Workload[] = [
   { name: '4k randread QD32, 1 queue', rw: 'randread', bs: 4096, iodepth: 32, queues: 1 },
   { name: '4k randread QD32, 2 queues', rw: 'randread', bs: 4096, iodepth: 32, queues: 2 },
@@ -57,7 +68,12 @@ async function main(): Promise<void> {
       const target = make();
       try {
         for (const aio of AIO_MODES) {
-          const byWorkload = new Map(WORKLOADS.map((w) => [w.name, { target: target.name, aio, workload: w.name, samples: { spindle: [], qsd: [] }, errors: [] } as Cell]));
+          const byWorkload = new Map(
+            WORKLOADS.map((w) => [
+              w.name,
+              { target: target.name, aio, workload: w.name, samples: { spindle: [], qsd: [] }, errors: [] } as Cell,
+            ]),
+          );
           cells.push(...byWorkload.values());
           for (let rep = 0; rep < args.reps; rep++) {
             // Alternate who goes first so drift on a busy machine does not always favour one side.
@@ -69,9 +85,18 @@ async function main(): Promise<void> {
                   for (const w of WORKLOADS) {
                     const cell = byWorkload.get(w.name)!;
                     try {
-                      const s = await measure(server, { socket, rw: w.rw, bs: w.bs, iodepth: w.iodepth, queues: w.queues, runtimeSec: args.runtimeSec });
+                      const s = await measure(server, {
+                        socket,
+                        rw: w.rw,
+                        bs: w.bs,
+                        iodepth: w.iodepth,
+                        queues: w.queues,
+                        runtimeSec: args.runtimeSec,
+                      });
                       cell.samples[kind].push(s);
-                      console.log(`${target.name} | ${aio} | ${w.name} | ${kind}: ${fmt(s.iops, 0)} IOPS, ${fmt(s.mbPerSec)} MB/s, p99 ${fmt(s.p99Us, 0)} µs, ${fmt(s.cpuSecPerGiB, 2)} CPU s/GiB`);
+                      console.log(
+                        `${target.name} | ${aio} | ${w.name} | ${kind}: ${fmt(s.iops, 0)} IOPS, ${fmt(s.mbPerSec)} MB/s, p99 ${fmt(s.p99Us, 0)} µs, ${fmt(s.cpuSecPerGiB, 2)} CPU s/GiB`,
+                      );
                     } catch (err) {
                       cell.errors.push(`${kind}: ${(err as Error).message}`);
                       console.log(`${target.name} | ${aio} | ${w.name} | ${kind}: FAILED ${(err as Error).message}`);
@@ -97,15 +122,28 @@ async function main(): Promise<void> {
     const sp = summarise(c.samples.spindle);
     const q = summarise(c.samples.qsd);
     return {
-      target: c.target, aio: c.aio, workload: c.workload, spindle: sp, qsd: q,
-      ratios: { iops: ratio(sp.iops, q.iops), mbPerSec: ratio(sp.mbPerSec, q.mbPerSec), p99: ratio(sp.p99Us, q.p99Us), cpuPerGiB: ratio(sp.cpuSecPerGiB, q.cpuSecPerGiB) },
-      samples: c.samples, errors: c.errors,
+      target: c.target,
+      aio: c.aio,
+      workload: c.workload,
+      spindle: sp,
+      qsd: q,
+      ratios: {
+        iops: ratio(sp.iops, q.iops),
+        mbPerSec: ratio(sp.mbPerSec, q.mbPerSec),
+        p99: ratio(sp.p99Us, q.p99Us),
+        cpuPerGiB: ratio(sp.cpuSecPerGiB, q.cpuSecPerGiB),
+      },
+      samples: c.samples,
+      errors: c.errors,
     };
   });
   const aim = results
     .filter((r) => r.target.includes('/dev/shm') && (r.aio === 'native' || r.aio === 'io_uring'))
-    .map((r) => `- ${r.aio}, ${r.workload}: IOPS ×${fmt(r.ratios.iops, 2)} (aim ≥ 1.00), CPU/GiB ×${fmt(r.ratios.cpuPerGiB, 2)} (aim ≤ 1.20)` +
-      `${Number.isFinite(r.ratios.iops) && Number.isFinite(r.ratios.cpuPerGiB) ? (r.ratios.iops >= 1 && r.ratios.cpuPerGiB <= 1.2 ? ' ✓' : ' ✗') : ' (not measured)'}`);
+    .map(
+      (r) =>
+        `- ${r.aio}, ${r.workload}: IOPS ×${fmt(r.ratios.iops, 2)} (aim ≥ 1.00), CPU/GiB ×${fmt(r.ratios.cpuPerGiB, 2)} (aim ≤ 1.20)` +
+        `${Number.isFinite(r.ratios.iops) && Number.isFinite(r.ratios.cpuPerGiB) ? (r.ratios.iops >= 1 && r.ratios.cpuPerGiB <= 1.2 ? ' ✓' : ' ✗') : ' (not measured)'}`,
+    );
   const machine = machineInfo();
   const md = [
     '# vhost-user-blk: Spindle (`spindle export`) vs qemu-storage-daemon',
@@ -114,9 +152,38 @@ async function main(): Promise<void> {
     `Machine: ${machine.cpus} × ${machine.cpu}, kernel ${machine.kernel}, load at start ${(machine.loadavgAtStart as number[]).map((x) => x.toFixed(2)).join(' ')}; ${machine.qemu}. Wall time ${Math.round((Date.now() - started) / 1000)} s.`,
     '',
     markdownTable(
-      ['target', 'aio', 'workload', 'IOPS S', 'IOPS q', 'IOPS ×', 'MB/s S', 'MB/s q', 'p99 µs S', 'p99 µs q', 'CPU s/GiB S', 'CPU s/GiB q', 'CPU ×', 'errors'],
-      results.map((r) => [r.target, r.aio, r.workload, fmt(r.spindle.iops, 0), fmt(r.qsd.iops, 0), fmt(r.ratios.iops, 2), fmt(r.spindle.mbPerSec), fmt(r.qsd.mbPerSec),
-        fmt(r.spindle.p99Us, 0), fmt(r.qsd.p99Us, 0), fmt(r.spindle.cpuSecPerGiB, 2), fmt(r.qsd.cpuSecPerGiB, 2), fmt(r.ratios.cpuPerGiB, 2), r.errors.length ? r.errors.join('; ') : '']),
+      [
+        'target',
+        'aio',
+        'workload',
+        'IOPS S',
+        'IOPS q',
+        'IOPS ×',
+        'MB/s S',
+        'MB/s q',
+        'p99 µs S',
+        'p99 µs q',
+        'CPU s/GiB S',
+        'CPU s/GiB q',
+        'CPU ×',
+        'errors',
+      ],
+      results.map((r) => [
+        r.target,
+        r.aio,
+        r.workload,
+        fmt(r.spindle.iops, 0),
+        fmt(r.qsd.iops, 0),
+        fmt(r.ratios.iops, 2),
+        fmt(r.spindle.mbPerSec),
+        fmt(r.qsd.mbPerSec),
+        fmt(r.spindle.p99Us, 0),
+        fmt(r.qsd.p99Us, 0),
+        fmt(r.spindle.cpuSecPerGiB, 2),
+        fmt(r.qsd.cpuSecPerGiB, 2),
+        fmt(r.ratios.cpuPerGiB, 2),
+        r.errors.length ? r.errors.join('; ') : '',
+      ]),
     ),
     '',
     'S = Spindle, q = qemu-storage-daemon, × = S ÷ q (IOPS: higher is better for Spindle; p99 and CPU: lower is).',

@@ -29,28 +29,56 @@ after(async () => {
 
 const apiCall = (method: string, params: unknown) => callApi(app.served, method, params);
 
-test('the comparison on the scratch disk gives a table of four modes with the post\'s columns', async () => {
+test("the comparison on the scratch disk gives a table of four modes with the post's columns", async () => {
   await click(page.getByRole('button', { name: 'Compare aio modes' }).first());
   await page.getByRole('heading', { name: 'Compare aio modes' }).waitFor();
   await check(page.getByLabel('the scratch disk'));
   await select(page.getByLabel('Data per run'), '16');
-  await page.getByTestId('compare-method').getByText(/one request in flight/).waitFor();
+  await page
+    .getByTestId('compare-method')
+    .getByText(/one request in flight/)
+    .waitFor();
   await click(page.getByRole('button', { name: 'Run comparison' }));
   await page.getByRole('progressbar', { name: 'Comparison progress' }).waitFor();
   const table = page.getByTestId('compare-table');
-  await page.getByRole('status').getByText(/^Done: 32 runs\./).waitFor({ timeout: 240_000 });
+  await page
+    .getByRole('status')
+    .getByText(/^Done: 32 runs\./)
+    .waitFor({ timeout: 240_000 });
   const rows = await table.locator('tbody tr th').allTextContents();
   assert.deepEqual(rows, ['threads', 'native', 'native+nowait', 'io_uring']);
   const heads = (await table.locator('thead th').allTextContents()).map((t) => t.replace(/\s+/g, ' ').trim());
-  assert.deepEqual(heads, ['mode', 'write 16kKB/s', 'read 16kKB/s', 'write 64kKB/s', 'read 64kKB/s', 'write 256kKB/s', 'read 256kKB/s', 'write 20MMB/s', 'read 20MMB/s', 'backend CPU', 'nowait fallbacks']);
+  assert.deepEqual(heads, [
+    'mode',
+    'write 16kKB/s',
+    'read 16kKB/s',
+    'write 64kKB/s',
+    'read 64kKB/s',
+    'write 256kKB/s',
+    'read 256kKB/s',
+    'write 20MMB/s',
+    'read 20MMB/s',
+    'backend CPU',
+    'nowait fallbacks',
+  ]);
   // Every cell a positive number.
   for (const cell of await table.locator('tbody td').allTextContents()) assert.match(cell, /^(—|[\d,.]+( s)?)$/);
-  const values = (await table.locator('tbody tr').first().locator('td').allTextContents()).slice(0, 8).map((t) => Number(t.replace(/,/g, '')));
-  assert.ok(values.every((v) => v > 0), `threads row: ${values}`);
-  await page.getByTestId('compare-settings').getByText(/O_DIRECT, 1 request in flight, 16 MiB per run/).waitFor();
+  const values = (await table.locator('tbody tr').first().locator('td').allTextContents())
+    .slice(0, 8)
+    .map((t) => Number(t.replace(/,/g, '')));
+  assert.ok(
+    values.every((v) => v > 0),
+    `threads row: ${values}`,
+  );
+  await page
+    .getByTestId('compare-settings')
+    .getByText(/O_DIRECT, 1 request in flight, 16 MiB per run/)
+    .waitFor();
   // The CSV has the 32 runs.
   const [download] = await Promise.all([page.waitForEvent('download'), click(page.getByRole('link', { name: 'Export CSV' }))]);
-  const csv = readFileSync((await download.path())!, 'utf8').trim().split('\n');
+  const csv = readFileSync((await download.path())!, 'utf8')
+    .trim()
+    .split('\n');
   assert.equal(csv.length, 33);
   assert.ok(csv.some((l) => l.startsWith('native+nowait,write,16384,')));
   // Each row says what was measured, how and where: disk, cache mode, size, date and kernel.
@@ -85,20 +113,32 @@ test('completed runs survive a page reload (kept per disk through the API)', asy
   const table = page.getByTestId('compare-table');
   await table.waitFor();
   assert.deepEqual(await table.locator('tbody tr th').allTextContents(), ['threads', 'native', 'native+nowait', 'io_uring']);
-  await page.getByTestId('compare-saved').filter({ hasText: /Measured .*\d/ }).waitFor();
+  await page
+    .getByTestId('compare-saved')
+    .filter({ hasText: /Measured .*\d/ })
+    .waitFor();
 });
 
 test('a run can be cancelled from the panel', async () => {
   await select(page.getByLabel('Data per run'), '256');
   await click(page.getByRole('button', { name: 'Run comparison' }));
   await click(page.getByRole('button', { name: 'Cancel' }));
-  await page.getByRole('status').getByText(/^Cancelled after \d+ of 32 runs\./).waitFor({ timeout: 60_000 });
+  await page
+    .getByRole('status')
+    .getByText(/^Cancelled after \d+ of 32 runs\./)
+    .waitFor({ timeout: 60_000 });
   await page.getByRole('button', { name: 'Run comparison' }).waitFor();
 });
 
 test("before writing to a stopped VM's disk it asks first and says the disk will be restored", async () => {
   const img = makeFile(join(tmp.path, 'stopped.img'), 64 << 20, { written: true });
-  const vm = await apiCall('vm.create', { name: 'quiet box', memoryMiB: 64, display: 'none', network: { user: false }, disks: [{ path: img }] });
+  const vm = await apiCall('vm.create', {
+    name: 'quiet box',
+    memoryMiB: 64,
+    display: 'none',
+    network: { user: false },
+    disks: [{ path: img }],
+  });
   assert.ok(vm.ok, vm.error?.message);
   await check(page.getByLabel('a disk of a stopped VM'));
   await select(page.getByLabel('VM disk'), `${vm.result.config.id}/d0`);
@@ -113,13 +153,19 @@ test("before writing to a stopped VM's disk it asks first and says the disk will
   await click(page.getByRole('alertdialog', { name: /Write to/ }).getByRole('button', { name: 'Run and restore' }));
   await page.getByRole('progressbar', { name: 'Comparison progress' }).waitFor();
   await click(page.getByRole('button', { name: 'Cancel' }));
-  await page.getByRole('status').getByText(/^Cancelled after \d+ of \d+ runs\./).waitFor({ timeout: 60_000 });
+  await page
+    .getByRole('status')
+    .getByText(/^Cancelled after \d+ of \d+ runs\./)
+    .waitFor({ timeout: 60_000 });
   // The written pattern is back.
   const head = readFileSync(img).subarray(0, 1 << 20);
-  assert.ok(head.every((b) => b === 0xa5), 'the disk was restored');
+  assert.ok(
+    head.every((b) => b === 0xa5),
+    'the disk was restored',
+  );
 });
 
-test('a repeated comparison shows each cell\'s spread, marks the best mode per column, and one button applies it to the disk', async () => {
+test("a repeated comparison shows each cell's spread, marks the best mode per column, and one button applies it to the disk", async () => {
   const vm = (await apiCall('vm.list', {})).result.vms.find((v: { config: { name: string } }) => v.config.name === 'quiet box');
   await check(page.getByLabel('a disk of a stopped VM'));
   await select(page.getByLabel('VM disk'), `${vm.config.id}/d0`);
@@ -129,7 +175,10 @@ test('a repeated comparison shows each cell\'s spread, marks the best mode per c
   await select(page.getByLabel('Repeat each cell'), '3');
   await click(page.getByRole('button', { name: 'Run comparison' }));
   await click(page.getByRole('alertdialog', { name: /Write to/ }).getByRole('button', { name: 'Run and restore' }));
-  await page.getByRole('status').getByText(/^Done: 48 runs\./).waitFor({ timeout: 300_000 });
+  await page
+    .getByRole('status')
+    .getByText(/^Done: 48 runs\./)
+    .waitFor({ timeout: 300_000 });
   const table = page.getByTestId('compare-table');
   assert.deepEqual(await table.locator('tbody tr th').allTextContents(), ['threads', 'io_uring']);
   assert.ok((await table.locator('.spread').count()) >= 16, 'every cell shows the spread of its 3 repeats');
@@ -137,7 +186,10 @@ test('a repeated comparison shows each cell\'s spread, marks the best mode per c
   const use = page.getByRole('button', { name: /^Use (threads|io_uring) \+ none on d0$/ });
   const chosen = /^Use (\S+) /.exec((await use.textContent())!)![1];
   await click(use);
-  await page.getByRole('status').filter({ hasText: `Disk d0 now uses ${chosen} + none.` }).waitFor();
+  await page
+    .getByRole('status')
+    .filter({ hasText: `Disk d0 now uses ${chosen} + none.` })
+    .waitFor();
   const disk = (await apiCall('vm.get', { id: vm.config.id })).result.config.disks[0];
   assert.deepEqual([disk.aio, disk.cache], [chosen, 'none']);
   await table.scrollIntoViewIfNeeded();
@@ -146,7 +198,10 @@ test('a repeated comparison shows each cell\'s spread, marks the best mode per c
   await page.goto(`${app.served.url}#/vm/${vm.config.id}/disks`);
   const row = page.getByTestId('disk-row');
   const fastest = row.getByRole('radio', { name: /Fastest on this disk \(measured\)/ });
-  await row.getByTestId('preset-fastest').filter({ hasText: new RegExp(`^${chosen} \\+ none was fastest when you measured this disk on`) }).waitFor();
+  await row
+    .getByTestId('preset-fastest')
+    .filter({ hasText: new RegExp(`^${chosen} \\+ none was fastest when you measured this disk on`) })
+    .waitFor();
   assert.equal(await fastest.isChecked(), true);
   await page.screenshot({ path: join(ARTIFACTS, 'compare-measured-preset-1280x800.png') });
   await page.goBack();
@@ -155,7 +210,13 @@ test('a repeated comparison shows each cell\'s spread, marks the best mode per c
 
 test("a running VM's disk is refused, in the panel and through the API, with the reason", async () => {
   const img = makeFile(join(tmp.path, 'vm.img'), 64 << 20);
-  const vm = await apiCall('vm.create', { name: 'busy box', memoryMiB: 64, display: 'none', network: { user: false }, disks: [{ path: img }] });
+  const vm = await apiCall('vm.create', {
+    name: 'busy box',
+    memoryMiB: 64,
+    display: 'none',
+    network: { user: false },
+    disks: [{ path: img }],
+  });
   assert.ok(vm.ok, vm.error?.message);
   const started = await apiCall('vm.start', { id: vm.result.config.id });
   assert.ok(started.ok, started.error?.message);
@@ -163,7 +224,10 @@ test("a running VM's disk is refused, in the panel and through the API, with the
     await check(page.getByLabel('a disk of a stopped VM'));
     const option = page.getByLabel('VM disk').locator('option', { hasText: img });
     assert.equal(await option.isDisabled(), true);
-    await page.getByText(/busy box is running: stop it first, the comparison writes to the disk/).first().waitFor();
+    await page
+      .getByText(/busy box is running: stop it first, the comparison writes to the disk/)
+      .first()
+      .waitFor();
     const refused = await apiCall('bench.start', { target: { kind: 'vmDisk', vmId: vm.result.config.id, diskId: 'd0' } });
     assert.equal(refused.ok, false);
     assert.equal(refused.error!.code, 'DEVICE_BUSY');
@@ -175,5 +239,8 @@ test("a running VM's disk is refused, in the panel and through the API, with the
 });
 
 test('the page raised no script errors', () => {
-  assert.deepEqual(pageErrors.filter((e) => !/Failed to load resource/.test(e)), []);
+  assert.deepEqual(
+    pageErrors.filter((e) => !/Failed to load resource/.test(e)),
+    [],
+  );
 });

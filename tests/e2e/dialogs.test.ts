@@ -58,7 +58,8 @@ after(async () => {
 });
 
 const apiCall = (method: string, params: unknown) => callApi(app.served, method, params);
-const vmByName = async (name: string) => (await apiCall('vm.list', {})).result.vms.find((v: { config: { name: string } }) => v.config.name === name);
+const vmByName = async (name: string) =>
+  (await apiCall('vm.list', {})).result.vms.find((v: { config: { name: string } }) => v.config.name === name);
 
 async function openVm(name: string, tab?: 'Overview' | 'Disks' | 'Performance' | 'Console'): Promise<void> {
   await click(page.getByRole('navigation').getByRole('button', { name: new RegExp(`^${name}`) }));
@@ -113,7 +114,10 @@ test('renaming a VM to a used name is refused as you type', async () => {
   await click(page.getByRole('button', { name: 'Rename…' }));
   const name = page.getByLabel('New name');
   await fill(name, 'ALPHA box');
-  await page.getByTestId('name-taken').filter({ hasText: /already used by the VM 'Alpha Box'/ }).waitFor();
+  await page
+    .getByTestId('name-taken')
+    .filter({ hasText: /already used by the VM 'Alpha Box'/ })
+    .waitFor();
   await checkLayouts(page, 'dialogs-rename-taken');
   assert.equal(await page.getByRole('button', { name: 'Save name' }).isDisabled(), true);
   await fill(name, 'Beta two');
@@ -153,7 +157,7 @@ test('a host device keeps the nowait the dialog showed', async () => {
   // Loop devices show the file behind them.
   const entry = dialog.locator(`[data-testid=device][data-path="${loop.device}"]`);
   await entry.waitFor();
-  assert.ok((await entry.textContent())!.includes(`loop device over ${loop.backingFile}`), await entry.textContent() ?? '');
+  assert.ok((await entry.textContent())!.includes(`loop device over ${loop.backingFile}`), (await entry.textContent()) ?? '');
   await check(entry.getByRole('radio'));
   await disclose(dialog, 'Details');
   const shownNowait = await dialog.getByLabel('Nowait').inputValue();
@@ -177,7 +181,10 @@ test('a qcow2 file is refused in the dialog with the sentence naming its format,
   await checkLayouts(page, 'dialogs-qcow2-refused');
   await click(dialog.getByRole('button', { name: 'Cancel' }));
   await dialog.waitFor({ state: 'detached' });
-  assert.equal((await vmByName('Alpha Box')).config.disks.some((d: { path: string }) => d.path === qcow2File), false);
+  assert.equal(
+    (await vmByName('Alpha Box')).config.disks.some((d: { path: string }) => d.path === qcow2File),
+    false,
+  );
 });
 
 test('an ISO picked in Add disk is attached as a read-only CD-ROM, not a writable virtio disk', async () => {
@@ -186,13 +193,19 @@ test('an ISO picked in Add disk is attached as a read-only CD-ROM, not a writabl
   await check(dialog.getByLabel('Existing image file'));
   await fill(dialog.getByLabel('Image file', { exact: true }), isoFile);
   await dialog.getByLabel('Image file', { exact: true }).press('Tab');
-  await dialog.getByTestId('iso-note').filter({ hasText: /read-only CD-ROM/ }).waitFor();
+  await dialog
+    .getByTestId('iso-note')
+    .filter({ hasText: /read-only CD-ROM/ })
+    .waitFor();
   await checkLayouts(page, 'dialogs-iso');
   await click(dialog.getByRole('button', { name: 'Attach as CD-ROM' }));
   await dialog.waitFor({ state: 'detached' });
   const vm = await vmByName('Alpha Box');
   assert.deepEqual(vm.config.boot, { kind: 'iso', path: isoFile });
-  assert.equal(vm.config.disks.some((d: { path: string }) => d.path === isoFile), false);
+  assert.equal(
+    vm.config.disks.some((d: { path: string }) => d.path === isoFile),
+    false,
+  );
   await page.getByTestId('cdrom-row').filter({ hasText: isoFile }).waitFor();
 });
 
@@ -220,7 +233,9 @@ test('the advisor gives one verdict per disk with one sentence, the details behi
     assert.equal(await advisor.locator('details').evaluate((d) => (d as HTMLDetailsElement).open), false);
     // The Aio control is described by a real sentence.
     await disclose(row, 'Details');
-    const aioHelp = await row.getByLabel('Aio').evaluate((el) => document.getElementById(el.getAttribute('aria-describedby') ?? '')?.textContent ?? '');
+    const aioHelp = await row
+      .getByLabel('Aio')
+      .evaluate((el) => document.getElementById(el.getAttribute('aria-describedby') ?? '')?.textContent ?? '');
     assert.notEqual(aioHelp.trim(), 'Aio mode.');
     assert.ok(aioHelp.trim().split(/\s+/).length >= 6, `Aio help: ${aioHelp}`);
   }
@@ -258,7 +273,11 @@ test('a reopened tab lands on the same VM and tab', async () => {
     assert.equal(await second.getByRole('tab', { name: 'Console' }).getAttribute('aria-selected'), 'true');
     // Back in the first tab, the browser's back button returns to the previous tab of the VM.
     await page.goBack();
-    await until('the Overview tab after Back', () => page.getByRole('tab', { name: 'Overview' }).getAttribute('aria-selected'), (v) => v === 'true');
+    await until(
+      'the Overview tab after Back',
+      () => page.getByRole('tab', { name: 'Overview' }).getAttribute('aria-selected'),
+      (v) => v === 'true',
+    );
   } finally {
     await second.close();
   }
@@ -282,16 +301,31 @@ test('plain-language presets: safe default, fastest (measured), disposable; the 
   assert.equal(await fastest.isDisabled(), true);
   assert.match((await row.getByTestId('preset-fastest').textContent())!, /Compare aio modes/);
   await check(disposable);
-  await until('cache unsafe saved', async () => (await vmByName('Alpha Box')).config.disks.find((d: { path: string }) => d.path === writtenFile).cache, (c) => c === 'unsafe');
+  await until(
+    'cache unsafe saved',
+    async () => (await vmByName('Alpha Box')).config.disks.find((d: { path: string }) => d.path === writtenFile).cache,
+    (c) => c === 'unsafe',
+  );
   await row.getByTestId('unsafe-warning').waitFor();
   await check(safe);
-  await until('cache writeback saved', async () => (await vmByName('Alpha Box')).config.disks.find((d: { path: string }) => d.path === writtenFile).cache, (c) => c === 'writeback');
+  await until(
+    'cache writeback saved',
+    async () => (await vmByName('Alpha Box')).config.disks.find((d: { path: string }) => d.path === writtenFile).cache,
+    (c) => c === 'writeback',
+  );
   // Changing a mode in Details to something no preset names leaves no preset checked.
   await disclose(row, 'Details');
   await select(row.getByLabel('Cache'), 'writethrough');
-  await until('no preset checked', async () => (await safe.isChecked()) || (await disposable.isChecked()), (v) => v === false);
+  await until(
+    'no preset checked',
+    async () => (await safe.isChecked()) || (await disposable.isChecked()),
+    (v) => v === false,
+  );
 });
 
 test('the page raised no script errors', () => {
-  assert.deepEqual(pageErrors.filter((e) => !/Failed to load resource/.test(e)), []);
+  assert.deepEqual(
+    pageErrors.filter((e) => !/Failed to load resource/.test(e)),
+    [],
+  );
 });

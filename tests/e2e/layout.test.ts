@@ -97,5 +97,8 @@ test('the tools: compare and the scratch disk', async () => {
 });
 
 test('the page raised no script errors', () => {
-  assert.deepEqual(pageErrors.filter((e) => !/Failed to load resource/.test(e)), []);
+  assert.deepEqual(
+    pageErrors.filter((e) => !/Failed to load resource/.test(e)),
+    [],
+  );
 });

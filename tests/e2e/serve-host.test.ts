@@ -52,7 +52,12 @@ test('spindle serve answers the vm commands on the local socket, and a second se
   assert.equal(await second.exited(), 1, second.output());
   const lines = second.output().trim().split('\n');
   assert.equal(lines.length, 1, `one line: ${second.output()}`);
-  assert.match(lines[0]!, new RegExp(`^spindle serve: Spindle already runs for this user: spindle serve, pid ${first.pid} hosts the VMs and answers on ${socketOf(env).replace(/[.]/g, '\\.')}\\. Use that one`));
+  assert.match(
+    lines[0]!,
+    new RegExp(
+      `^spindle serve: Spindle already runs for this user: spindle serve, pid ${first.pid} hosts the VMs and answers on ${socketOf(env).replace(/[.]/g, '\\.')}\\. Use that one`,
+    ),
+  );
   assert.equal(await answers(env), true, 'the first serve still answers');
   assert.equal(first.proc.exitCode, null, 'and still runs');
 
@@ -80,7 +85,11 @@ test('two serves started at the same moment: exactly one hosts, the other refuse
     const env = isolatedEnv(join(dir, `race-${round}`));
     const a = serve(env);
     const b = serve(env);
-    const outcome = (s: ServeProcess) => s.listening().then(() => 'hosts', () => (s.proc.exitCode === 1 ? 'refused' : `failed: ${s.output()}`));
+    const outcome = (s: ServeProcess) =>
+      s.listening().then(
+        () => 'hosts',
+        () => (s.proc.exitCode === 1 ? 'refused' : `failed: ${s.output()}`),
+      );
     const results = await Promise.all([outcome(a), outcome(b)]);
     assert.deepEqual([...results].sort(), ['hosts', 'refused'], `round ${round}: ${results.join(', ')}\n${a.output()}\n${b.output()}`);
     assert.equal(await answers(env), true);

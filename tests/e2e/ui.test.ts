@@ -134,7 +134,10 @@ test('native with writeback is refused, with the reason, in the UI and by the ba
   const native = row.getByLabel('Aio').locator('option[value=native]');
   assert.equal(await native.isDisabled(), true);
   const reason = await row.getByTestId('native-reason').textContent();
-  assert.match(reason!, /aio 'native' needs cache 'none' or 'directsync': Linux AIO is only asynchronous with O_DIRECT, and cache 'writeback' goes through the host page cache/);
+  assert.match(
+    reason!,
+    /aio 'native' needs cache 'none' or 'directsync': Linux AIO is only asynchronous with O_DIRECT, and cache 'writeback' goes through the host page cache/,
+  );
   // Another client asking the backend directly gets the same sentence.
   const vm = (await apiCall('vm.list', {})).result.vms[0];
   const disk = vm.config.disks.find((d: { path: string }) => d.path === sparseFile);
@@ -181,15 +184,24 @@ test('the live chart rises while the guest writes, and aio switches live from th
   const vm = (await apiCall('vm.list', {})).result.vms[0];
   const loopDisk = vm.config.disks.find((d: { path: string }) => d.path === loop.device);
   // fio in the guest writes and verifies the loop device (the first virtio disk) in the background.
-  const started = await guestRun(vm.config.id,
+  const started = await guestRun(
+    vm.config.id,
     `(/usr/bin/fio --name=w --filename=/dev/vda --size=32M --rw=randwrite --bs=64k --ioengine=libaio --iodepth=8 --direct=1 ` +
-    `--verify=crc32c --do_verify=1 --verify_fatal=1 --loops=4 > /tmp/fio.out 2>&1; echo "exit $?" >> /tmp/fio.out) &`);
+      `--verify=crc32c --do_verify=1 --verify_fatal=1 --loops=4 > /tmp/fio.out 2>&1; echo "exit $?" >> /tmp/fio.out) &`,
+  );
   assert.equal(started.code, 0);
   await click(page.getByRole('tab', { name: 'Performance' }));
   const live = page.locator(`[data-testid=disk-live][data-key$="${loopDisk.id}"]`);
   // The sample values rise above zero (read from the page, as the user sees them).
   const deadline = Date.now() + 120_000;
-  while (mbOf(await live.getByTestId('write-mbps').textContent().catch(() => null)) <= 0) {
+  while (
+    mbOf(
+      await live
+        .getByTestId('write-mbps')
+        .textContent()
+        .catch(() => null),
+    ) <= 0
+  ) {
     assert.ok(Date.now() < deadline, 'the write MB/s of the loop device never rose above zero');
     await page.waitForTimeout(250);
   }
@@ -222,19 +234,22 @@ test('the live chart rises while the guest writes, and aio switches live from th
   }
 });
 
-test('the live switch is marked on the disk\'s charts, compared before and after, and reverts in one click', async () => {
+test("the live switch is marked on the disk's charts, compared before and after, and reverts in one click", async () => {
   const vm = (await apiCall('vm.list', {})).result.vms[0];
   const loopDisk = vm.config.disks.find((d: { path: string }) => d.path === loop.device);
   await click(page.getByRole('tab', { name: 'Performance' }));
   const live = page.locator(`[data-testid=disk-live][data-key$="${loopDisk.id}"]`);
-  for (const chart of await live.getByTestId('chart').all()) assert.equal(await chart.getAttribute('data-markers'), '1', 'the switch is marked on every chart of the disk');
+  for (const chart of await live.getByTestId('chart').all())
+    assert.equal(await chart.getAttribute('data-markers'), '1', 'the switch is marked on every chart of the disk');
   const delta = live.getByTestId('switch-delta');
   // fio wrote on both sides of the switch: the change is stated in numbers.
   await delta.filter({ hasText: /Since io_uring \+ none .*write [+−±]\d+%.*over \d+ s before and after/ }).waitFor({ timeout: 30_000 });
   await shots('08b-switch-delta');
   await click(delta.getByRole('button', { name: /Revert to native \+ none/ }));
   const deadline = Date.now() + 60_000;
-  while ((await apiCall('vm.get', { id: vm.config.id })).result.config.disks.find((d: { id: string }) => d.id === loopDisk.id).aio !== 'native') {
+  while (
+    (await apiCall('vm.get', { id: vm.config.id })).result.config.disks.find((d: { id: string }) => d.id === loopDisk.id).aio !== 'native'
+  ) {
     assert.ok(Date.now() < deadline, 'Revert put aio native back');
     await page.waitForTimeout(200);
   }
@@ -247,9 +262,16 @@ test('the aio comparison refuses a disk of a running VM with the reason, and run
   await check(page.getByLabel('a disk of a stopped VM'));
   const option = page.getByLabel('VM disk').locator('option', { hasText: loop.device });
   assert.equal(await option.isDisabled(), true);
-  await page.getByText(/e2e guest is running: stop it first, the comparison writes to the disk/).first().waitFor();
+  await page
+    .getByText(/e2e guest is running: stop it first, the comparison writes to the disk/)
+    .first()
+    .waitFor();
   await check(page.getByLabel('the scratch disk'));
-  const bench = await apiCall('bench.start', { target: { kind: 'scratch' }, modes: ['threads'], workloads: [{ op: 'read', recordBytes: 16384 }] });
+  const bench = await apiCall('bench.start', {
+    target: { kind: 'scratch' },
+    modes: ['threads'],
+    workloads: [{ op: 'read', recordBytes: 16384 }],
+  });
   if (bench.ok) await apiCall('bench.cancel', { benchId: bench.result.benchId });
   await click(page.getByRole('button', { name: 'Run comparison' }));
   if (bench.ok) {
@@ -263,5 +285,8 @@ test('the aio comparison refuses a disk of a running VM with the reason, and run
 });
 
 test('the page raised no script errors', () => {
-  assert.deepEqual(pageErrors.filter((e) => !/Failed to load resource/.test(e)), []);
+  assert.deepEqual(
+    pageErrors.filter((e) => !/Failed to load resource/.test(e)),
+    [],
+  );
 });

@@ -33,7 +33,8 @@ function ok(r: CliResult, what: string): string {
   assert.equal(r.code, 0, `${what}: exit ${r.code}\n${r.stderr}`);
   return r.stdout;
 }
-const show = (name = 'guest', e: NodeJS.ProcessEnv = env): VmInfo => VmInfo.parse(JSON.parse(ok(cli(['show', name, '--json'], e), 'vm show')));
+const show = (name = 'guest', e: NodeJS.ProcessEnv = env): VmInfo =>
+  VmInfo.parse(JSON.parse(ok(cli(['show', name, '--json'], e), 'vm show')));
 
 /** io_uring instances a process holds (each is an fd on anon_inode:[io_uring]). */
 function ioUrings(pid: number): number {
@@ -48,7 +49,10 @@ function ioUrings(pid: number): number {
 
 /** The guest's command agent reached through serve's local API socket (console.serialInput / serialBacklog). */
 class SocketGuest {
-  constructor(private readonly vmId: string, private readonly e: NodeJS.ProcessEnv = env) {}
+  constructor(
+    private readonly vmId: string,
+    private readonly e: NodeJS.ProcessEnv = env,
+  ) {}
 
   private async backlog(): Promise<string> {
     const api = await connectLocalApi(join(this.e.XDG_RUNTIME_DIR!, 'spindle', 'api.sock'));
@@ -87,7 +91,11 @@ class SocketGuest {
     } finally {
       api.close();
     }
-    const m = await this.waitFor(new RegExp(`R${token}=([^\\r\\n]*)[\\s\\S]*${AGENT_END_PREFIX}${token}_(\\d+)__`), timeoutMs, `guest command ${cmd}`);
+    const m = await this.waitFor(
+      new RegExp(`R${token}=([^\\r\\n]*)[\\s\\S]*${AGENT_END_PREFIX}${token}_(\\d+)__`),
+      timeoutMs,
+      `guest command ${cmd}`,
+    );
     return m[1]!.trim();
   }
 }
@@ -105,7 +113,9 @@ function hostMd5(path: string, offsetMiB: number, lengthMiB: number): string {
 
 /** 4 MiB of fresh random data written by the guest with O_DIRECT at `offsetMiB`; its md5 as the guest reads it back. */
 const guestWrite = (g: SocketGuest, offsetMiB: number) =>
-  g.result(`dd if=/dev/urandom of=/tmp/p bs=1M count=4 2>/dev/null && dd if=/tmp/p of=/dev/vda bs=1M seek=${offsetMiB} oflag=direct conv=fsync 2>/dev/null && dd if=/dev/vda bs=1M skip=${offsetMiB} count=4 iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1`);
+  g.result(
+    `dd if=/dev/urandom of=/tmp/p bs=1M count=4 2>/dev/null && dd if=/tmp/p of=/dev/vda bs=1M seek=${offsetMiB} oflag=direct conv=fsync 2>/dev/null && dd if=/dev/vda bs=1M skip=${offsetMiB} count=4 iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1`,
+  );
 
 test('spindle serve hosts the VM; list, set-disk (live), start, stop come from the CLI; no second host or second start', async () => {
   const boot = await guestBoot();
@@ -115,7 +125,25 @@ test('spindle serve hosts the VM; list, set-disk (live), start, stop come from t
   await serve.listening();
 
   // Created through serve (the CLI finds its socket), started by serve: `vm start` returns at once.
-  ok(cli(['create', 'guest', '--memory', '256', '--kernel', boot.kernel, '--initrd', boot.initrd, '--append', boot.cmdline, '--disk', image, '--no-display', '--no-net']), 'vm create');
+  ok(
+    cli([
+      'create',
+      'guest',
+      '--memory',
+      '256',
+      '--kernel',
+      boot.kernel,
+      '--initrd',
+      boot.initrd,
+      '--append',
+      boot.cmdline,
+      '--disk',
+      image,
+      '--no-display',
+      '--no-net',
+    ]),
+    'vm create',
+  );
   const started = VmInfo.parse(JSON.parse(ok(cli(['start', 'guest', '--json']), 'vm start')));
   assert.equal(started.state, 'running');
   assert.ok(started.pid, 'QEMU runs');
@@ -155,20 +183,33 @@ test('spindle serve hosts the VM; list, set-disk (live), start, stop come from t
   const second = spawnServe(env);
   serves.push(second);
   assert.equal(await second.exited(), 1, second.output());
-  assert.match(second.output(), new RegExp(`^spindle serve: Spindle already runs for this user: spindle serve, pid ${serve.pid} hosts the VMs`));
+  assert.match(
+    second.output(),
+    new RegExp(`^spindle serve: Spindle already runs for this user: spindle serve, pid ${serve.pid} hosts the VMs`),
+  );
 
   // Same VM files, another runtime directory: that process may host, but not run this VM.
   const otherEnv = { ...env, XDG_RUNTIME_DIR: join(dir, 'run-other') };
   const elsewhere = cli(['start', 'guest'], otherEnv);
   assert.equal(elsewhere.code, 1, elsewhere.stderr);
-  assert.match(elsewhere.stderr, new RegExp(`^spindle vm: VM 'guest' is already running in another Spindle process \\(pid ${serve.pid}\\)\\.\\n$`));
-  assert.match(ok(cli(['list'], otherEnv), 'vm list elsewhere'), new RegExp(`^guest\\s+running in another Spindle process \\(pid ${serve.pid}\\)\\s+guest$`, 'm'));
+  assert.match(
+    elsewhere.stderr,
+    new RegExp(`^spindle vm: VM 'guest' is already running in another Spindle process \\(pid ${serve.pid}\\)\\.\\n$`),
+  );
+  assert.match(
+    ok(cli(['list'], otherEnv), 'vm list elsewhere'),
+    new RegExp(`^guest\\s+running in another Spindle process \\(pid ${serve.pid}\\)\\s+guest$`, 'm'),
+  );
   const setElsewhere = cli(['set-disk', 'guest', 'd0', '--aio', 'threads'], otherEnv);
   assert.equal(setElsewhere.code, 1);
   assert.match(setElsewhere.stderr, /is running in another Spindle process .*, so it cannot change its disks from here/);
   assert.deepEqual(readdirSync(runDir).sort(), sockets, "serve's sockets are untouched");
   assert.equal(show().state, 'running');
-  assert.equal(await guest.result('dd if=/dev/vda bs=1M skip=24 count=4 iflag=direct 2>/dev/null | md5sum | cut -d" " -f1'), after, 'the guest still reads its disk');
+  assert.equal(
+    await guest.result('dd if=/dev/vda bs=1M skip=24 count=4 iflag=direct 2>/dev/null | md5sum | cut -d" " -f1'),
+    after,
+    'the guest still reads its disk',
+  );
 
   // ── vm stop stops it in serve (the test guest has no ACPI daemon: forced off after the timeout).
   const stopped = VmInfo.parse(JSON.parse(ok(cli(['stop', 'guest', '--timeout', '5', '--json']), 'vm stop')));
@@ -186,8 +227,33 @@ test('without a host, a foreground vm start hosts: other terminals list, switch 
   const boot = await guestBoot();
   const fgEnv = isolatedEnv(join(dir, 'fg'));
   const image = makeFile(join(dir, 'fg.img'), 32 * MiB);
-  ok(cli(['create', 'fg', '--memory', '256', '--kernel', boot.kernel, '--initrd', boot.initrd, '--append', boot.cmdline, '--disk', image, '--no-display', '--no-net'], fgEnv), 'vm create');
-  const fg = spawn(process.execPath, [resolve('bin/spindle.js'), 'vm', 'start', 'fg'], { cwd: dir, env: fgEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  ok(
+    cli(
+      [
+        'create',
+        'fg',
+        '--memory',
+        '256',
+        '--kernel',
+        boot.kernel,
+        '--initrd',
+        boot.initrd,
+        '--append',
+        boot.cmdline,
+        '--disk',
+        image,
+        '--no-display',
+        '--no-net',
+      ],
+      fgEnv,
+    ),
+    'vm create',
+  );
+  const fg = spawn(process.execPath, [resolve('bin/spindle.js'), 'vm', 'start', 'fg'], {
+    cwd: dir,
+    env: fgEnv,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   fg.stdout!.on('data', (d) => (out += d));
   fg.stderr!.on('data', (d) => (out += d));
@@ -203,7 +269,10 @@ test('without a host, a foreground vm start hosts: other terminals list, switch 
     const serve = spawnServe(fgEnv);
     serves.push(serve);
     assert.equal(await serve.exited(), 1, serve.output());
-    assert.match(serve.output(), new RegExp(`^spindle serve: Spindle already runs for this user: spindle vm start, pid ${fg.pid} hosts the VMs`));
+    assert.match(
+      serve.output(),
+      new RegExp(`^spindle serve: Spindle already runs for this user: spindle vm start, pid ${fg.pid} hosts the VMs`),
+    );
 
     const guest = new SocketGuest('fg', fgEnv);
     await guest.ready();
@@ -215,7 +284,12 @@ test('without a host, a foreground vm start hosts: other terminals list, switch 
 
     const stopped = VmInfo.parse(JSON.parse(ok(cli(['stop', 'fg', '--timeout', '5', '--json'], fgEnv), 'vm stop')));
     assert.equal(stopped.state, 'stopped');
-    const code = await Promise.race([exited, new Promise<never>((_, fail) => setTimeout(() => fail(new Error(`vm start did not exit after its VM stopped:\n${out}`)), 60_000).unref())]);
+    const code = await Promise.race([
+      exited,
+      new Promise<never>((_, fail) =>
+        setTimeout(() => fail(new Error(`vm start did not exit after its VM stopped:\n${out}`)), 60_000).unref(),
+      ),
+    ]);
     assert.equal(code, 0, out);
     assert.match(out, /'fg' is stopped\./);
     assert.equal(existsSync(join(fgEnv.XDG_RUNTIME_DIR!, 'spindle', 'api.sock')), false, 'the host gave up its socket');

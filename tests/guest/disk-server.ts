@@ -68,11 +68,19 @@ export const spindleExportServer: DiskServerFactory = async (o) => {
     const timer = setTimeout(() => rej(new Error(`spindle export did not print 'ready' within 20 s:\n${output}`)), 20_000);
     const onData = (d: Buffer): void => {
       output += d.toString();
-      if (output.split('\n').some((l) => l.trim() === `ready ${o.socket}`)) { clearTimeout(timer); res(); }
+      if (output.split('\n').some((l) => l.trim() === `ready ${o.socket}`)) {
+        clearTimeout(timer);
+        res();
+      }
     };
     child.stdout.on('data', onData);
-    child.stderr.on('data', (d: Buffer) => { output += d.toString(); });
-    child.once('exit', (code, sig) => { clearTimeout(timer); rej(new Error(`spindle export exited (${code ?? sig}) before ready:\n${output}`)); });
+    child.stderr.on('data', (d: Buffer) => {
+      output += d.toString();
+    });
+    child.once('exit', (code, sig) => {
+      clearTimeout(timer);
+      rej(new Error(`spindle export exited (${code ?? sig}) before ready:\n${output}`));
+    });
   });
   try {
     await ready;
@@ -91,7 +99,10 @@ export const spindleExportServer: DiskServerFactory = async (o) => {
 
 /** The counters `spindle export` prints on exit as one line `stats {json}`, or null when absent. */
 export function parseExportStats(output: string): Record<string, unknown> | null {
-  const line = output.split('\n').reverse().find((l) => l.startsWith('stats {'));
+  const line = output
+    .split('\n')
+    .reverse()
+    .find((l) => l.startsWith('stats {'));
   if (!line) return null;
   try {
     return JSON.parse(line.slice('stats '.length)) as Record<string, unknown>;

@@ -11,23 +11,47 @@ import { bootGuest, qemuArgs, type Guest } from '../lib/qemu.js';
 import { qsdArgs, startQsd } from '../lib/qsd.js';
 
 const alive = (pid: number): boolean => {
-  try { process.kill(pid, 0); return true; } catch { return false; }
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 };
 
 describe('guest image builder', () => {
   it('orders modules after their dependencies and names a missing one', () => {
     const { moduleDir } = findGuestKernel();
-    const order = resolveModules(moduleDir, ['virtio_blk', 'ext4']).map((m) => m.split('/').at(-1)!.replace(/\.ko.*$/, ''));
-    for (const [dep, mod] of [['virtio_ring', 'virtio_blk'], ['virtio', 'virtio_blk'], ['jbd2', 'ext4'], ['mbcache', 'ext4']]) {
-      assert.ok(order.indexOf(dep!) >= 0 && order.indexOf(dep!) < order.indexOf(mod!), `${dep} must load before ${mod}: ${order.join(' ')}`);
+    const order = resolveModules(moduleDir, ['virtio_blk', 'ext4']).map((m) =>
+      m
+        .split('/')
+        .at(-1)!
+        .replace(/\.ko.*$/, ''),
+    );
+    for (const [dep, mod] of [
+      ['virtio_ring', 'virtio_blk'],
+      ['virtio', 'virtio_blk'],
+      ['jbd2', 'ext4'],
+      ['mbcache', 'ext4'],
+    ]) {
+      assert.ok(
+        order.indexOf(dep!) >= 0 && order.indexOf(dep!) < order.indexOf(mod!),
+        `${dep} must load before ${mod}: ${order.join(' ')}`,
+      );
     }
     assert.throws(() => resolveModules(moduleDir, ['no_such_module_xyz']), /no_such_module_xyz is neither in .*modules\.dep nor built in/);
   });
 
   it('finds every shared library and the loader of a dynamic program', () => {
     const libs = sharedLibraries('/usr/sbin/mke2fs');
-    assert.ok(libs.some((l) => l.endsWith('/libext2fs.so.2')), libs.join(' '));
-    assert.ok(libs.some((l) => /ld-linux-x86-64\.so\.2$/.test(l)), libs.join(' '));
+    assert.ok(
+      libs.some((l) => l.endsWith('/libext2fs.so.2')),
+      libs.join(' '),
+    );
+    assert.ok(
+      libs.some((l) => /ld-linux-x86-64\.so\.2$/.test(l)),
+      libs.join(' '),
+    );
   });
 
   it('reuses the cached initramfs when nothing changed', async () => {
@@ -42,8 +66,12 @@ describe('guest image builder', () => {
 
 describe('QEMU harness', { concurrency: false }, () => {
   let guest: Guest | undefined;
-  before(async () => { guest = await bootGuest({ disks: [] }); });
-  after(async () => { await guest?.shutdown(); });
+  before(async () => {
+    guest = await bootGuest({ disks: [] });
+  });
+  after(async () => {
+    await guest?.shutdown();
+  });
 
   it('returns exit code and interleaved output, quoting intact', async () => {
     assert.deepEqual(await guest!.run(`echo "a 'b' \\$HOME"; echo err >&2; exit 7`), { code: 7, output: "a 'b' $HOME\nerr\n" });
@@ -75,11 +103,22 @@ describe('QEMU harness', { concurrency: false }, () => {
 
 describe('harness refusals', () => {
   it('refuses to boot with a disk socket that does not exist', async () => {
-    await assert.rejects(bootGuest({ disks: [{ socket: '/nonexistent/spindle.sock' }] }), /disk 0: vhost-user socket \/nonexistent\/spindle\.sock does not exist/);
+    await assert.rejects(
+      bootGuest({ disks: [{ socket: '/nonexistent/spindle.sock' }] }),
+      /disk 0: vhost-user socket \/nonexistent\/spindle\.sock does not exist/,
+    );
   });
 
   it('builds QEMU argv as an array with shared memory and one chardev per disk', () => {
-    const args = qemuArgs({ accel: 'tcg', kernel: '/k', initrd: '/i', cpus: 2, memoryMiB: 256, serialLog: '/log', disks: [{ socket: '/a,b.sock', queues: 2 }] });
+    const args = qemuArgs({
+      accel: 'tcg',
+      kernel: '/k',
+      initrd: '/i',
+      cpus: 2,
+      memoryMiB: 256,
+      serialLog: '/log',
+      disks: [{ socket: '/a,b.sock', queues: 2 }],
+    });
     assert.ok(args.includes('memory-backend-memfd,id=mem,size=256M,share=on'));
     assert.ok(args.includes('vhost-user-blk-pci,chardev=d0,num-queues=2'));
     assert.ok(args.includes('socket,id=d0,path=/a,,b.sock,reconnect=1'), 'a comma in a socket path must be escaped');
@@ -87,7 +126,8 @@ describe('harness refusals', () => {
   });
 
   it('qemu-storage-daemon gets the cache mode as QEMU options', () => {
-    const opts = (cache: Parameters<typeof qsdArgs>[0]['cache']): string => qsdArgs({ path: '/dev/null', socket: '/s', aio: 'native', cache }).join(' ');
+    const opts = (cache: Parameters<typeof qsdArgs>[0]['cache']): string =>
+      qsdArgs({ path: '/dev/null', socket: '/s', aio: 'native', cache }).join(' ');
     assert.match(opts('none'), /cache\.direct=on,cache\.no-flush=off.*writethrough=off/);
     assert.match(opts('directsync'), /cache\.direct=on.*writethrough=on/);
     assert.match(opts('writethrough'), /cache\.direct=off.*writethrough=on/);
@@ -98,11 +138,17 @@ describe('harness refusals', () => {
     const d = tempDir();
     try {
       const socket = join(d.path, 's.sock');
-      await assert.rejects(startQsd({ path: join(d.path, 'missing.img'), socket, aio: 'threads', cache: 'writeback' }), /missing\.img does not exist/);
+      await assert.rejects(
+        startQsd({ path: join(d.path, 'missing.img'), socket, aio: 'threads', cache: 'writeback' }),
+        /missing\.img does not exist/,
+      );
       const img = join(d.path, 'x.img');
       writeFileSync(img, Buffer.alloc(1 << 20));
       // QEMU refuses Linux AIO without O_DIRECT, as Spindle does: the daemon's own message must come through.
-      await assert.rejects(startQsd({ path: img, socket, aio: 'native', cache: 'writeback' }), /qemu-storage-daemon exited .*before listening: .*cache\.direct/s);
+      await assert.rejects(
+        startQsd({ path: img, socket, aio: 'native', cache: 'writeback' }),
+        /qemu-storage-daemon exited .*before listening: .*cache\.direct/s,
+      );
     } finally {
       d.cleanup();
     }

@@ -6,8 +6,21 @@
 import { qsdServer } from './disk-server.js';
 import { singleDiskSuite, twoDiskSuite } from './scenarios.js';
 
-singleDiskSuite('qemu-storage-daemon, aio=threads cache=writeback, image file', { factory: qsdServer, aio: 'threads', cache: 'writeback', backing: 'file' });
-singleDiskSuite('qemu-storage-daemon, aio=native cache=none, loop device over /dev/shm', {
-  factory: qsdServer, aio: 'native', cache: 'none', backing: 'loop',
+singleDiskSuite('qemu-storage-daemon, aio=threads cache=writeback, image file', {
+  factory: qsdServer,
+  aio: 'threads',
+  cache: 'writeback',
+  backing: 'file',
 });
-twoDiskSuite('qemu-storage-daemon, aio=io_uring cache=none, two disks', { factory: qsdServer, aio: 'io_uring', cache: 'none', backing: 'file' });
+singleDiskSuite('qemu-storage-daemon, aio=native cache=none, loop device over /dev/shm', {
+  factory: qsdServer,
+  aio: 'native',
+  cache: 'none',
+  backing: 'loop',
+});
+twoDiskSuite('qemu-storage-daemon, aio=io_uring cache=none, two disks', {
+  factory: qsdServer,
+  aio: 'io_uring',
+  cache: 'none',
+  backing: 'file',
+});

@@ -23,7 +23,7 @@ import { VhostUserProxy } from '../lib/vhost-user-proxy.js';
 import { spindleExportServer, type DiskServer } from './disk-server.js';
 import { crashIoThread, useTestIoThread } from '../lib/io-thread-hooks.js';
 
-useTestIoThread();  // crashIoThread below; disk A's `spindle export` gets it with testIoThread
+useTestIoThread(); // crashIoThread below; disk A's `spindle export` gets it with testIoThread
 // Completions are held 30 ms in the servers (test-io-thread.ts), so every kill finds requests in flight:
 // under TCG on a busy machine the guest otherwise spends most of its time between requests.
 process.env.SPINDLE_TEST_COMPLETION_DELAY_MS = '30';
@@ -119,7 +119,13 @@ function qemuFixesLostReconnect(): boolean {
  * says where it landed. A handshake kill is done by the proxy right after the n-th message QEMU
  * sent went through (armed before the server starts, so no connection slips by).
  */
-async function killAt(server: DiskServer, proxy: VhostUserProxy, m: KillMoment, handshake: Promise<string | null> | null, random: () => number): Promise<string> {
+async function killAt(
+  server: DiskServer,
+  proxy: VhostUserProxy,
+  m: KillMoment,
+  handshake: Promise<string | null> | null,
+  random: () => number,
+): Promise<string> {
   const kill = (): void => {
     process.kill(server.pid, 'SIGKILL');
     proxy.down();
@@ -137,7 +143,7 @@ async function killAt(server: DiskServer, proxy: VhostUserProxy, m: KillMoment, 
     // memory table the handshake is over, and the kill lands on the live connection instead.
     const over = waitForOutput(server, /guest memory: /).then(async (shared) => {
       if (shared) await sleep(2_000);
-      return shared ? 'over' as const : 'timeout' as const;
+      return shared ? ('over' as const) : ('timeout' as const);
     });
     const request = await Promise.race([handshake!, over]);
     assert.notEqual(request, 'timeout', `QEMU did not reconnect to the restarted export within 60 s:\n${server.output!()}`);
@@ -153,7 +159,11 @@ async function killAt(server: DiskServer, proxy: VhostUserProxy, m: KillMoment, 
     const t0 = Date.now();
     const { code, output } = await server.stop();
     proxy.down();
-    assert.equal(code, 0, `spindle export did not answer SIGTERM by draining and exiting 0 (code ${code}) after ${Date.now() - t0} ms:\n${output}`);
+    assert.equal(
+      code,
+      0,
+      `spindle export did not answer SIGTERM by draining and exiting 0 (code ${code}) after ${Date.now() - t0} ms:\n${output}`,
+    );
     assert.match(output, /^stats \{/m, `no stats line after SIGTERM:\n${output}`);
     return `SIGTERM ${ms} ms into a live connection (exited in ${Date.now() - t0} ms)`;
   }
@@ -181,22 +191,38 @@ describe('a disk server dies under a running guest, which does not notice (infli
   const exportOutputs: string[] = [];
   // directsync on the host's disk: each write waits for the device, so kills often find requests
   // in the server (under TCG the guest otherwise spends most of its time between requests).
-  const startA = () => spindleExportServer({ path: fileA, socket: sockAExport, aio: 'threads', cache: 'directsync', queues: 1, testIoThread: true });
+  const startA = () =>
+    spindleExportServer({ path: fileA, socket: sockAExport, aio: 'threads', cache: 'directsync', queues: 1, testIoThread: true });
 
   before(async () => {
     exportA = await startA();
     proxyA = new VhostUserProxy(sockA, sockAExport);
     serverB = await InAppDiskServer.start({
-      path: fileB, socketPath: sockB, aio: 'threads', cache: 'writeback', nowait: 'off', readOnly: false, queues: 1, serial: 'b',
+      path: fileB,
+      socketPath: sockB,
+      aio: 'threads',
+      cache: 'writeback',
+      nowait: 'off',
+      readOnly: false,
+      queues: 1,
+      serial: 'b',
     });
     guest = await bootGuest({ disks: [{ socket: sockA }, { socket: sockB }] });
   });
 
   after(async () => {
-    try { await guest?.shutdown(); } finally {
+    try {
+      await guest?.shutdown();
+    } finally {
       proxyA?.close();
-      try { if (exportA) exportOutputs.push((await exportA.stop()).output); } finally {
-        try { await serverB?.stop(); } finally { dir.cleanup(); }
+      try {
+        if (exportA) exportOutputs.push((await exportA.stop()).output);
+      } finally {
+        try {
+          await serverB?.stop();
+        } finally {
+          dir.cleanup();
+        }
       }
     }
   });
@@ -221,12 +247,13 @@ describe('a disk server dies under a running guest, which does not notice (infli
         exportOutputs.push((await exportA!.stop()).output);
         moment = k + 1 < KILLS ? moments[Math.floor(random() * moments.length)]! : 'live';
         const n = firstHandshakeKill + Math.floor(random() * (HANDSHAKE_MESSAGES - firstHandshakeKill + 1));
-        handshake = moment === 'handshake'
-          ? proxyA!.armAfter(n, (_request, pid) => {
-            if (pid) process.kill(pid, 'SIGKILL');
-            proxyA!.down();
-          })
-          : null;
+        handshake =
+          moment === 'handshake'
+            ? proxyA!.armAfter(n, (_request, pid) => {
+                if (pid) process.kill(pid, 'SIGKILL');
+                proxyA!.down();
+              })
+            : null;
         exportA = await startA();
         if (moment !== 'before-connect') proxyA!.up();
       }
@@ -237,12 +264,20 @@ describe('a disk server dies under a running guest, which does not notice (infli
       exportA = undefined;
       const resubmitted = exportOutputs.reduce((n, o) => n + resubmittedIn(o), 0);
       const fruitful = exportOutputs.filter((o) => resubmittedIn(o) > 0).length;
-      t.diagnostic(`spindle export: kills ${KILLS} (${schedule.join('; ')}), restarts that resubmitted requests ${fruitful}, requests resubmitted ${resubmitted}, fio verify errors 0, passes ${log.match(/ok$/gm)?.length ?? 0}`);
+      t.diagnostic(
+        `spindle export: kills ${KILLS} (${schedule.join('; ')}), restarts that resubmitted requests ${fruitful}, requests resubmitted ${resubmitted}, fio verify errors 0, passes ${log.match(/ok$/gm)?.length ?? 0}`,
+      );
       // Kills land in the middle of iodepth-16 I/O: some of them must have found requests in flight.
-      assert.ok(fruitful >= MIN_FRUITFUL_KILLS, `only ${fruitful} of ${KILLS} kills under load found requests in flight:\n${exportOutputs.join('\n---\n')}`);
+      assert.ok(
+        fruitful >= MIN_FRUITFUL_KILLS,
+        `only ${fruitful} of ${KILLS} kills under load found requests in flight:\n${exportOutputs.join('\n---\n')}`,
+      );
     } catch (err) {
-      throw new Error(`with kill schedule seed ${SEED} (SPINDLE_RECONNECT_SEED=${SEED}), kills: ${schedule.join('; ')}\n${(err as Error).message}\n` +
-        `--- proxy: ${proxyA!.connections} connection(s), the last one's messages: ${proxyA!.requests.join(' ')}\n${g.describe()}`, { cause: err });
+      throw new Error(
+        `with kill schedule seed ${SEED} (SPINDLE_RECONNECT_SEED=${SEED}), kills: ${schedule.join('; ')}\n${(err as Error).message}\n` +
+          `--- proxy: ${proxyA!.connections} connection(s), the last one's messages: ${proxyA!.requests.join(' ')}\n${g.describe()}`,
+        { cause: err },
+      );
     }
     // Keep serving A for the rest of the run (the guest still has it).
     exportA = await startA();
@@ -271,7 +306,9 @@ describe('a disk server dies under a running guest, which does not notice (infli
     }
     const log = await finishFioLoop(g, 'b');
     const { restarts, resubmitted } = s.recovery;
-    t.diagnostic(`in-app DiskServer: worker crashes ${crashes}, restarts survived ${restarts}, requests resubmitted ${resubmitted}, fio verify errors 0, passes ${log.match(/ok$/gm)?.length ?? 0}`);
+    t.diagnostic(
+      `in-app DiskServer: worker crashes ${crashes}, restarts survived ${restarts}, requests resubmitted ${resubmitted}, fio verify errors 0, passes ${log.match(/ok$/gm)?.length ?? 0}`,
+    );
     assert.equal(restarts, crashes);
     assert.ok(events.some((e) => e.kind === 'restarting' && /crash requested by a test/.test(e.reason)));
   });

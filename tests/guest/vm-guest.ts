@@ -14,7 +14,10 @@ export async function guestBoot(): Promise<{ kind: 'kernel'; kernel: string; ini
   return { kind: 'kernel', kernel: image.kernel, initrd: image.initrd, cmdline: GUEST_CMDLINE };
 }
 
-export interface RunResult { code: number; output: string }
+export interface RunResult {
+  code: number;
+  output: string;
+}
 
 /** Collects one VM's serial output and runs commands through the guest's agent. */
 export class GuestAgent {
@@ -22,7 +25,10 @@ export class GuestAgent {
   private readonly off: () => void;
   private queue: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly manager: VmManager, private readonly vmId: string) {
+  constructor(
+    private readonly manager: VmManager,
+    private readonly vmId: string,
+  ) {
     const fn = (e: { vmId: string; data: Buffer }): void => {
       if (e.vmId === vmId) this.text += e.data.toString('latin1');
     };

@@ -30,11 +30,16 @@ function image(name: string, mib = 32): string {
 }
 
 async function createVm(name: string, disks: string[]): Promise<VmInfo> {
-  return manager.create(methods['vm.create'].params.parse({
-    name, memoryMiB: 192, display: 'none', network: { user: false },
-    boot,
-    disks: disks.map((path) => ({ path })),
-  }));
+  return manager.create(
+    methods['vm.create'].params.parse({
+      name,
+      memoryMiB: 192,
+      display: 'none',
+      network: { user: false },
+      boot,
+      disks: disks.map((path) => ({ path })),
+    }),
+  );
 }
 
 async function waitState(id: string, state: string, timeoutMs = 30_000): Promise<VmInfo> {
@@ -49,13 +54,31 @@ async function waitState(id: string, state: string, timeoutMs = 30_000): Promise
 
 test('QMP client against real QEMU: greeting, query-status, events, errors', async () => {
   const sock = join(dir, 'raw-qmp.sock');
-  const proc = (await import('node:child_process')).spawn('qemu-system-x86_64', ['-nodefaults', '-display', 'none', '-machine', 'none', '-S', '-chardev', `socket,id=q,path=${sock},server=on,wait=off`, '-mon', 'chardev=q,mode=control'], { stdio: 'ignore' });
+  const proc = (await import('node:child_process')).spawn(
+    'qemu-system-x86_64',
+    [
+      '-nodefaults',
+      '-display',
+      'none',
+      '-machine',
+      'none',
+      '-S',
+      '-chardev',
+      `socket,id=q,path=${sock},server=on,wait=off`,
+      '-mon',
+      'chardev=q,mode=control',
+    ],
+    { stdio: 'ignore' },
+  );
   try {
     for (let i = 0; i < 100 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 50));
     const qmp = await QmpClient.connect(sock);
     assert.ok(qmp.greeting && 'QMP' in qmp.greeting);
     assert.deepEqual(await qmp.execute('query-status'), { status: 'prelaunch', singlestep: false, running: false });
-    await assert.rejects(qmp.execute('no-such-command'), (e: SpindleError) => e.code === 'QEMU_FAILED' && /has not been found/.test(e.message));
+    await assert.rejects(
+      qmp.execute('no-such-command'),
+      (e: SpindleError) => e.code === 'QEMU_FAILED' && /has not been found/.test(e.message),
+    );
     const shutdown = qmp.waitEvent('SHUTDOWN');
     await qmp.execute('quit');
     assert.equal((await shutdown).data.reason, 'host-qmp-quit');
@@ -92,17 +115,26 @@ test('two VMs at once: boot, disk visible, pause/resume, hot-plug and unplug, AC
     // Hot-plug a second disk into A; the guest sees it; then unplug it (waits for DEVICE_DELETED).
     const hot = image('a1.img', 8);
     const withHot = await manager.attachDisk(a.config.id, { path: hot });
-    assert.deepEqual(withHot.config.disks.map((d) => d.id), ['d0', 'd1']);
+    assert.deepEqual(
+      withHot.config.disks.map((d) => d.id),
+      ['d0', 'd1'],
+    );
     assert.equal(withHot.disks.find((d) => d.id === 'd1')!.state, 'serving');
     await wa.runOk('for i in $(seq 1 100); do [ -e /sys/block/vdb ] && break; sleep 0.2; done; cat /sys/block/vdb/size');
     assert.equal((await wa.runOk('cat /sys/block/vdb/size')).trim(), String((8 << 20) / 512));
     await wa.runOk('echo hotplugged > /dev/vdb; sync');
     const unplugged = await manager.detachDisk(a.config.id, 'd1');
-    assert.deepEqual(unplugged.config.disks.map((d) => d.id), ['d0']);
+    assert.deepEqual(
+      unplugged.config.disks.map((d) => d.id),
+      ['d0'],
+    );
     assert.match(await wa.runOk('ls /sys/block'), /vda/);
     assert.doesNotMatch(await wa.runOk('ls /sys/block'), /vdb/);
     // A disk in use by a running VM cannot be attached to another.
-    await assert.rejects(manager.attachDisk(b.config.id, { path: a.config.disks[0]!.path }), (e: SpindleError) => e.code === 'DEVICE_BUSY' && /Guest A/.test(e.message));
+    await assert.rejects(
+      manager.attachDisk(b.config.id, { path: a.config.disks[0]!.path }),
+      (e: SpindleError) => e.code === 'DEVICE_BUSY' && /Guest A/.test(e.message),
+    );
 
     // This guest has no ACPI daemon: the power button is ignored, so shutdown forces it off.
     const off = await manager.shutdown(a.config.id, 2000);
@@ -122,7 +154,10 @@ test('two VMs at once: boot, disk visible, pause/resume, hot-plug and unplug, AC
     assert.equal(crashed.crash!.signal, 'SIGKILL');
     assert.match(crashed.crash!.message, /killed by SIGKILL/);
     assert.ok(Array.isArray(crashed.crash!.stderrTail));
-    assert.deepEqual(crashed.disks.map((d) => d.state), ['stopped']);
+    assert.deepEqual(
+      crashed.disks.map((d) => d.state),
+      ['stopped'],
+    );
     assert.deepEqual([...manager.diskHosts()], []);
     // A crashed VM starts again.
     await manager.start(a.config.id);
@@ -140,7 +175,10 @@ test('a QEMU that fails while starting is reported with its stderr and the VM sh
   const store = new VmStore(join(dir, 'cfg', 'spindle', 'vms'));
   const cfg = store.loadAll().vms.find((v) => v.id === vm.config.id)!;
   store.update({ ...cfg, boot: { kind: 'kernel', kernel: '/etc/hostname', cmdline: '' } });
-  await assert.rejects(manager.start(vm.config.id), (e: SpindleError) => e.code === 'QEMU_FAILED' && /QEMU exited while starting/.test(e.message));
+  await assert.rejects(
+    manager.start(vm.config.id),
+    (e: SpindleError) => e.code === 'QEMU_FAILED' && /QEMU exited while starting/.test(e.message),
+  );
   const info = manager.get(vm.config.id);
   assert.equal(info.state, 'crashed');
   assert.ok(info.crash!.stderrTail.length > 0, 'stderr lines kept');
@@ -156,14 +194,20 @@ test('a mounted block device is refused with the mount point', async (t) => {
     execFileSync('mount', [loop, mnt]);
     try {
       const vm = await createVm('Mount Test', []);
-      await assert.rejects(manager.attachDisk(vm.config.id, { path: loop }), (e: SpindleError) => e.code === 'DEVICE_BUSY' && e.message.includes(mnt));
+      await assert.rejects(
+        manager.attachDisk(vm.config.id, { path: loop }),
+        (e: SpindleError) => e.code === 'DEVICE_BUSY' && e.message.includes(mnt),
+      );
     } finally {
       execFileSync('umount', [mnt]);
     }
     // Unmounted, the same device is accepted with the host-device defaults.
     const vm2 = await createVm('Loop Test', []);
     const withLoop = await manager.attachDisk(vm2.config.id, { path: loop });
-    assert.deepEqual({ kind: withLoop.config.disks[0]!.kind, aio: withLoop.config.disks[0]!.aio, cache: withLoop.config.disks[0]!.cache }, { kind: 'block', aio: 'native', cache: 'none' });
+    assert.deepEqual(
+      { kind: withLoop.config.disks[0]!.kind, aio: withLoop.config.disks[0]!.aio, cache: withLoop.config.disks[0]!.cache },
+      { kind: 'block', aio: 'native', cache: 'none' },
+    );
   } finally {
     execFileSync('losetup', ['-d', loop]);
   }

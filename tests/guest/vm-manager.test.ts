@@ -51,7 +51,10 @@ async function waitState(id: string, state: string, timeoutMs = 60_000): Promise
 async function sawWrites(vmId: string, diskId: string, since: number): Promise<DiskSample> {
   const deadline = Date.now() + 30_000;
   for (;;) {
-    const s = ticks.filter((t) => t.t > since).flatMap((t) => t.disks).find((d) => d.vmId === vmId && d.diskId === diskId && d.writeMBps > 0);
+    const s = ticks
+      .filter((t) => t.t > since)
+      .flatMap((t) => t.disks)
+      .find((d) => d.vmId === vmId && d.diskId === diskId && d.writeMBps > 0);
     if (s) return s;
     if (Date.now() > deadline) throw new Error(`no tick showed writes on ${vmId}/${diskId}`);
     await new Promise((r) => setTimeout(r, 100));
@@ -60,7 +63,9 @@ async function sawWrites(vmId: string, diskId: string, since: number): Promise<D
 
 /** The guest device whose serial is `serial` (virtio-blk exposes GET_ID as /sys/block/vdX/serial). */
 async function devOf(g: GuestAgent, serial: string): Promise<string> {
-  const out = await g.runOk(`for i in $(seq 1 100); do for d in /sys/block/vd*; do [ "$(cat $d/serial 2>/dev/null)" = "${serial}" ] && { echo \${d##*/}; exit 0; }; done; sleep 0.2; done; exit 1`);
+  const out = await g.runOk(
+    `for i in $(seq 1 100); do for d in /sys/block/vd*; do [ "$(cat $d/serial 2>/dev/null)" = "${serial}" ] && { echo \${d##*/}; exit 0; }; done; sleep 0.2; done; exit 1`,
+  );
   return `/dev/${out.trim()}`;
 }
 
@@ -68,9 +73,12 @@ async function devOf(g: GuestAgent, serial: string): Promise<string> {
 async function writeVerified(g: GuestAgent, dev: string, offsetMiB: number): Promise<string> {
   const out = await g.runOk(
     `dd if=/dev/urandom of=/tmp/pat bs=1M count=4 2>/dev/null && dd if=/tmp/pat of=${dev} bs=1M seek=${offsetMiB} oflag=direct conv=fsync 2>/dev/null && ` +
-    `a=$(md5sum < /tmp/pat) && b=$(dd if=${dev} bs=1M skip=${offsetMiB} count=4 iflag=direct 2>/dev/null | md5sum) && echo "$a|$b"`,
+      `a=$(md5sum < /tmp/pat) && b=$(dd if=${dev} bs=1M skip=${offsetMiB} count=4 iflag=direct 2>/dev/null | md5sum) && echo "$a|$b"`,
   );
-  const [a, b] = out.trim().split('|').map((s) => s.split(' ')[0]);
+  const [a, b] = out
+    .trim()
+    .split('|')
+    .map((s) => s.split(' ')[0]);
   assert.equal(b, a, `read back from ${dev} what was written`);
   return a!;
 }
@@ -104,10 +112,30 @@ test('two disks written and verified, hot-plug, live aio switch under fio verify
   const img = makeFile(join(dir, 'a0.img'), 48 * MiB);
   const hot = makeFile(join(dir, 'a2.img'), 16 * MiB);
   const bImg = makeFile(join(dir, 'b0.img'), 16 * MiB);
-  const a = await call('vm.create', { name: 'Data A', memoryMiB: 256, display: 'none', network: { user: false }, boot, disks: [{ path: img }, { path: loop.device }] });
-  const b = await call('vm.create', { name: 'Data B', memoryMiB: 256, display: 'none', network: { user: false }, boot, disks: [{ path: bImg }] });
+  const a = await call('vm.create', {
+    name: 'Data A',
+    memoryMiB: 256,
+    display: 'none',
+    network: { user: false },
+    boot,
+    disks: [{ path: img }, { path: loop.device }],
+  });
+  const b = await call('vm.create', {
+    name: 'Data B',
+    memoryMiB: 256,
+    display: 'none',
+    network: { user: false },
+    boot,
+    disks: [{ path: bImg }],
+  });
   const A = a.config.id;
-  assert.deepEqual(a.config.disks.map((d) => [d.kind, d.aio, d.cache]), [['file', 'threads', 'writeback'], ['block', 'native', 'none']]);
+  assert.deepEqual(
+    a.config.disks.map((d) => [d.kind, d.aio, d.cache]),
+    [
+      ['file', 'threads', 'writeback'],
+      ['block', 'native', 'none'],
+    ],
+  );
   // The live sequence below starts from threads on the loop device (a stopped VM's disk changes in its config).
   await call('disk.set', { vmId: A, diskId: 'd1', patch: { aio: 'threads' } });
 
@@ -117,7 +145,10 @@ test('two disks written and verified, hot-plug, live aio switch under fio verify
     // ── Boot 1: write and verify on the image file and the loop device; the chart sees the writes.
     const started = await call('vm.start', { id: A });
     assert.equal(started.state, 'running');
-    assert.deepEqual(started.disks.map((d) => d.state), ['serving', 'serving']);
+    assert.deepEqual(
+      started.disks.map((d) => d.state),
+      ['serving', 'serving'],
+    );
     await ga.ready();
     const fileDev = await devOf(ga, 'spindle-d0');
     const loopDev = await devOf(ga, 'spindle-d1');
@@ -138,10 +169,23 @@ test('two disks written and verified, hot-plug, live aio switch under fio verify
     // on a disk started with the VM (awaitPeer + expectPeer) and on the hot-plugged one (peerPid).
     const runDir = join(dir, 'run', 'spindle', A);
     for (const disk of ['d0', 'd2']) {
-      await assert.rejects(runLoadgen({
-        socket: join(runDir, `${disk}.sock`), rw: 'randread', bs: 4096, iodepth: 1, queues: 1, runtimeSec: 0.2, size: 0,
-        verify: false, verifyOnly: false, rwmixread: 100, seed: 1,
-      }), Error, `${disk}: a stranger is not served`);
+      await assert.rejects(
+        runLoadgen({
+          socket: join(runDir, `${disk}.sock`),
+          rw: 'randread',
+          bs: 4096,
+          iodepth: 1,
+          queues: 1,
+          runtimeSec: 0.2,
+          size: 0,
+          verify: false,
+          verifyOnly: false,
+          rwmixread: 100,
+          seed: 1,
+        }),
+        Error,
+        `${disk}: a stranger is not served`,
+      );
       const refusal = `${disk}: vhost-user ${join(runDir, `${disk}.sock`)}: refused a frontend connection from pid ${process.pid} (uid ${process.getuid!()}): not the process this disk belongs to`;
       for (let i = 0; i < 100 && !diskLines.includes(refusal); i++) await new Promise((r) => setTimeout(r, 20));
       assert.ok(diskLines.includes(refusal), `${disk}: refusal logged: ${diskLines.join('\n')}`);
@@ -151,8 +195,8 @@ test('two disks written and verified, hot-plug, live aio switch under fio verify
     // ── threads -> native -> io_uring on the loop device while the guest runs fio with crc32c verify.
     await ga.runOk(
       `(for i in 1 2 3 4 5 6; do /usr/bin/fio --name=v$i --filename=${loopDev} --offset=$(( (i % 2) * 16 ))M --size=16M --rw=randwrite --bs=4k ` +
-      `--ioengine=libaio --iodepth=16 --direct=1 --verify=crc32c --do_verify=1 --verify_fatal=1 --randrepeat=0 > /tmp/fio.out 2>&1 ` +
-      `|| { echo "FAIL pass $i"; cat /tmp/fio.out; break; }; grep -q 'err= 0' /tmp/fio.out || { echo "ERR pass $i"; cat /tmp/fio.out; break; }; echo "pass $i"; done; echo finished) > /tmp/loop.log 2>&1 &`,
+        `--ioengine=libaio --iodepth=16 --direct=1 --verify=crc32c --do_verify=1 --verify_fatal=1 --randrepeat=0 > /tmp/fio.out 2>&1 ` +
+        `|| { echo "FAIL pass $i"; cat /tmp/fio.out; break; }; grep -q 'err= 0' /tmp/fio.out || { echo "ERR pass $i"; cat /tmp/fio.out; break; }; echo "pass $i"; done; echo finished) > /tmp/loop.log 2>&1 &`,
     );
     const passes = async (): Promise<string> => ga.runOk('cat /tmp/loop.log');
     const until = async (re: RegExp): Promise<string> => {
@@ -176,7 +220,10 @@ test('two disks written and verified, hot-plug, live aio switch under fio verify
     assert.ok(served instanceof ServedDisk);
     assert.equal(served.server.currentModes.aio, 'io_uring', 'the disk server itself now runs io_uring');
     // A conflicting live change is refused with the reason and changes nothing.
-    await assert.rejects(call('disk.set', { vmId: A, diskId: 'd1', patch: { aio: 'native', cache: 'writeback' } }), /needs cache 'none' or 'directsync'/);
+    await assert.rejects(
+      call('disk.set', { vmId: A, diskId: 'd1', patch: { aio: 'native', cache: 'writeback' } }),
+      /needs cache 'none' or 'directsync'/,
+    );
     assert.equal(served.server.currentModes.aio, 'io_uring');
     assert.deepEqual(diskErrors, [], 'no disk reported an error');
 
@@ -188,7 +235,11 @@ test('two disks written and verified, hot-plug, live aio switch under fio verify
     const markA = ga.mark();
     const [ra, rb] = await Promise.all([call('vm.start', { id: A }), call('vm.start', { id: b.config.id })]);
     assert.ok(ra.pid && rb.pid && ra.pid !== rb.pid);
-    assert.deepEqual(ra.config.disks.map((d) => d.aio), ['threads', 'io_uring', 'threads'], 'the live switch was saved');
+    assert.deepEqual(
+      ra.config.disks.map((d) => d.aio),
+      ['threads', 'io_uring', 'threads'],
+      'the live switch was saved',
+    );
     await Promise.all([ga.ready(markA), gb.ready()]);
     assert.equal(await guestMd5(ga, await devOf(ga, 'spindle-d0'), 8), md5File);
     assert.equal(await guestMd5(ga, await devOf(ga, 'spindle-d1'), 40), md5Loop);
@@ -201,8 +252,14 @@ test('two disks written and verified, hot-plug, live aio switch under fio verify
     process.kill(ra.pid!, 'SIGKILL');
     const crashed = await waitState(A, 'crashed');
     assert.equal(crashed.crash!.signal, 'SIGKILL');
-    assert.deepEqual(crashed.disks.map((d) => d.state), ['stopped', 'stopped', 'stopped']);
-    assert.deepEqual([...backend.manager.diskHosts()].filter((h) => h.vmId === A), []);
+    assert.deepEqual(
+      crashed.disks.map((d) => d.state),
+      ['stopped', 'stopped', 'stopped'],
+    );
+    assert.deepEqual(
+      [...backend.manager.diskHosts()].filter((h) => h.vmId === A),
+      [],
+    );
     const held = openPaths();
     for (const p of [img, loop.device, hot]) assert.ok(!held.includes(p), `${p} closed`);
     assert.equal(hostMd5(img, 20), flushed, 'the flushed write is in the image file');

@@ -10,7 +10,13 @@ import { SpindleError } from '../../electron/shared/errors.js';
 
 /** process.env with the XDG config, runtime and data directories moved under `dir`. */
 export function isolatedEnv(dir: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  return { ...process.env, XDG_CONFIG_HOME: join(dir, 'cfg'), XDG_RUNTIME_DIR: join(dir, 'run'), XDG_DATA_HOME: join(dir, 'data'), ...extra };
+  return {
+    ...process.env,
+    XDG_CONFIG_HOME: join(dir, 'cfg'),
+    XDG_RUNTIME_DIR: join(dir, 'run'),
+    XDG_DATA_HOME: join(dir, 'data'),
+    ...extra,
+  };
 }
 
 /** A backend over a fresh temp dir under `base` (tmpdir by default). */
@@ -18,7 +24,16 @@ export function apiSetup(prefix: string, opts: { base?: string; env?: Record<str
   const dir = mkdtempSync(join(opts.base ?? tmpdir(), prefix));
   const env = isolatedEnv(dir, opts.env);
   const backend = createBackend({ env });
-  return { dir, env, backend, router: backend.router, cleanup: async () => { await backend.close(); rmSync(dir, { recursive: true, force: true }); } };
+  return {
+    dir,
+    env,
+    backend,
+    router: backend.router,
+    cleanup: async () => {
+      await backend.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 /** Asserts `p` rejects with a SpindleError of `code`, its sentence matching `re` when given. */
@@ -30,7 +45,11 @@ export const rejectsWith = (p: Promise<unknown>, code: string, re?: RegExp) =>
     return true;
   });
 
-export interface CliResult { code: number | null; stdout: string; stderr: string }
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
 
 /** Runs the real `bin/spindle.js vm …` in a child process, in `dir`, with `env`. */
 export function runVmCli(dir: string, env: NodeJS.ProcessEnv, args: string[]): CliResult {

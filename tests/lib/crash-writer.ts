@@ -8,7 +8,11 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { DriverRing } from '../../electron/tools/driver-ring.js';
 import {
-  VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_OUT, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX,
+  VIRTIO_BLK_F_FLUSH,
+  VIRTIO_BLK_T_FLUSH,
+  VIRTIO_BLK_T_OUT,
+  VIRTIO_F_VERSION_1,
+  VIRTIO_RING_F_EVENT_IDX,
 } from '../../electron/dataplane/virtio/virtio-blk.js';
 import { VhostUserFrontend, type SharedGuestMemory, type VringHandle } from '../../electron/tools/vhost-user-frontend.js';
 import { F_PROTOCOL_FEATURES } from '../../electron/dataplane/vhost-user/protocol.js';
@@ -30,7 +34,9 @@ export function blockContent(block: number, gen: number, out: Uint8Array): void 
   w[2] = gen;
   let x = (block * 2654435761 + gen * 40503 + 1) >>> 0;
   for (let i = 3; i < w.length; i++) {
-    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
     w[i] = x >>> 0;
   }
 }
@@ -105,13 +111,20 @@ export class CrashWriter {
   private sinceFlush = 0;
   private x: number;
 
-  constructor(private readonly state: WriterState, private readonly iodepth = 8, private readonly flushEvery = 8, seed = 1) {
+  constructor(
+    private readonly state: WriterState,
+    private readonly iodepth = 8,
+    private readonly flushEvery = 8,
+    seed = 1,
+  ) {
     this.busy = new Uint8Array(state.blocks);
     this.x = seed >>> 0 || 1;
   }
 
   private rand(n: number): number {
-    this.x ^= this.x << 13; this.x ^= this.x >>> 17; this.x ^= this.x << 5;
+    this.x ^= this.x << 13;
+    this.x ^= this.x >>> 17;
+    this.x ^= this.x << 5;
     return (this.x >>> 0) % n;
   }
 
@@ -122,13 +135,22 @@ export class CrashWriter {
   async start(socket: string): Promise<void> {
     const fe = VhostUserFrontend.connect(socket);
     this.fe = fe;
-    const got = await fe.negotiate({ features: bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_RING_F_EVENT_IDX) | bit(VIRTIO_BLK_F_FLUSH), protocolFeatures: 0n });
+    const got = await fe.negotiate({
+      features: bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_RING_F_EVENT_IDX) | bit(VIRTIO_BLK_F_FLUSH),
+      protocolFeatures: 0n,
+    });
     if (!(got.features & bit(VIRTIO_BLK_F_FLUSH))) throw new Error('the server does not offer FLUSH');
     const slots = RING / 2;
     this.mem = VhostUserFrontend.allocateMemory(32 * 4096 + BLOCK * slots);
     await fe.setMemTable([this.mem]);
-    this.ring = new DriverRing(this.mem.memory, this.mem.guestAddr, this.mem.guestAddr + 4096, RING, { eventIdx: (got.features & bit(VIRTIO_RING_F_EVENT_IDX)) !== 0n });
-    this.handle = await fe.setupVring(0, { size: RING, descAddr: this.ring.descAddr, availAddr: this.ring.availAddr, usedAddr: this.ring.usedAddr }, () => this.onCall());
+    this.ring = new DriverRing(this.mem.memory, this.mem.guestAddr, this.mem.guestAddr + 4096, RING, {
+      eventIdx: (got.features & bit(VIRTIO_RING_F_EVENT_IDX)) !== 0n,
+    });
+    this.handle = await fe.setupVring(
+      0,
+      { size: RING, descAddr: this.ring.descAddr, availAddr: this.ring.availAddr, usedAddr: this.ring.usedAddr },
+      () => this.onCall(),
+    );
     if (got.features & F_PROTOCOL_FEATURES) await fe.enableVring(0, true);
     for (let s = 0; s < Math.min(this.iodepth, slots); s++) this.freeSlots.push(s);
     this.fill();
@@ -148,11 +170,17 @@ export class CrashWriter {
         view.setBigUint64(hdrOff + 8, 0n, true);
         this.flushSnapshot.set(s, this.state.completed.slice());
         this.slotBlock[s] = -1;
-        head = this.ring.addChain([{ addr: this.hdr(s), len: 16, write: false }, { addr: this.hdr(s) + 16, len: 1, write: true }]);
+        head = this.ring.addChain([
+          { addr: this.hdr(s), len: 16, write: false },
+          { addr: this.hdr(s) + 16, len: 1, write: true },
+        ]);
       } else {
         let b = this.rand(this.state.blocks);
         for (let k = 0; k < this.state.blocks && this.busy[b]; k++) b = (b + 1) % this.state.blocks;
-        if (this.busy[b]) { this.freeSlots.push(s); break; }
+        if (this.busy[b]) {
+          this.freeSlots.push(s);
+          break;
+        }
         this.busy[b] = 1;
         const gen = ++this.state.issued[b]!;
         this.slotBlock[s] = b;

@@ -5,8 +5,18 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
-  chmodSync, copyFileSync, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync,
-  renameSync, rmSync, statSync, symlinkSync, writeFileSync,
+  chmodSync,
+  copyFileSync,
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
 } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,9 +28,15 @@ const BUILDER_VERSION = 4;
 
 /** Modules the guest needs, by name; their dependencies come from modules.dep. */
 export const GUEST_MODULES = [
-  'virtio_ring', 'virtio', 'virtio_pci_legacy_dev', 'virtio_pci_modern_dev', 'virtio_pci', 'virtio_blk',
+  'virtio_ring',
+  'virtio',
+  'virtio_pci_legacy_dev',
+  'virtio_pci_modern_dev',
+  'virtio_pci',
+  'virtio_blk',
   // ext4 (metadata_csum, jbd2) asks the crypto API for crc32c; with no modprobe in the guest it must be loaded up front.
-  'crc32c_generic', 'ext4',
+  'crc32c_generic',
+  'ext4',
 ];
 
 /**
@@ -45,7 +61,6 @@ const GUEST_PROGRAMS: { path: string; links: string[]; stub?: RegExp }[] = [
 ];
 
 const BUSYBOX = '/bin/busybox';
-
 
 /** Marker lines of the serial command protocol (host side lives in tests/lib/qemu.ts). */
 export const AGENT_READY = 'SPINDLE-AGENT-READY';
@@ -117,12 +132,17 @@ export function findGuestKernel(): { kernel: string; version: string; moduleDir:
     .sort(versionCompare);
   const version = versions.at(-1);
   if (!version) {
-    throw new Error(`no usable guest kernel: need /boot/vmlinuz-VERSION with /lib/modules/VERSION/modules.dep${wanted ? ` for ${wanted}` : ''} (apt-get install linux-image-amd64)`);
+    throw new Error(
+      `no usable guest kernel: need /boot/vmlinuz-VERSION with /lib/modules/VERSION/modules.dep${wanted ? ` for ${wanted}` : ''} (apt-get install linux-image-amd64)`,
+    );
   }
   return { kernel: join('/boot', `vmlinuz-${version}`), version, moduleDir: join('/lib/modules', version) };
 }
 
-const moduleName = (file: string): string => basename(file).replace(/\.ko(\.(xz|zst|gz))?$/, '').replace(/-/g, '_');
+const moduleName = (file: string): string =>
+  basename(file)
+    .replace(/\.ko(\.(xz|zst|gz))?$/, '')
+    .replace(/-/g, '_');
 
 /** `wanted` and everything they depend on, dependencies first, as paths relative to moduleDir. */
 export function resolveModules(moduleDir: string, wanted: string[]): string[] {
@@ -132,7 +152,14 @@ export function resolveModules(moduleDir: string, wanted: string[]): string[] {
     const colon = line.indexOf(':');
     if (colon < 0) continue;
     const mod = line.slice(0, colon).trim();
-    deps.set(mod, line.slice(colon + 1).trim().split(/\s+/).filter(Boolean));
+    deps.set(
+      mod,
+      line
+        .slice(colon + 1)
+        .trim()
+        .split(/\s+/)
+        .filter(Boolean),
+    );
     byName.set(moduleName(mod), mod);
   }
   const builtin = new Set(
@@ -153,7 +180,8 @@ export function resolveModules(moduleDir: string, wanted: string[]): string[] {
   for (const name of wanted) {
     const mod = byName.get(name.replace(/-/g, '_'));
     if (mod) visit(mod);
-    else if (!builtin.has(name.replace(/-/g, '_'))) throw new Error(`kernel module ${name} is neither in ${moduleDir}/modules.dep nor built in`);
+    else if (!builtin.has(name.replace(/-/g, '_')))
+      throw new Error(`kernel module ${name} is neither in ${moduleDir}/modules.dep nor built in`);
   }
   return order;
 }
@@ -172,12 +200,17 @@ export function sharedLibraries(program: string): string[] {
   return libs;
 }
 
-
-interface StubLib { soname: string; /** version node → functions */ versions: Record<string, string[]>; unversioned: string[] }
+interface StubLib {
+  soname: string;
+  /** version node → functions */ versions: Record<string, string[]>;
+  unversioned: string[];
+}
 
 /** What fio needs from each stubbed library: its functions, grouped by the symbol versions it asks for. */
 function planFioStubs(fio: string): { stubs: StubLib[]; sources: string[] } {
-  const needed = [...execFileSync('readelf', ['-d', fio], { encoding: 'utf8' }).matchAll(/\(NEEDED\)\s+Shared library: \[(.+?)\]/g)].map((m) => m[1]!);
+  const needed = [...execFileSync('readelf', ['-d', fio], { encoding: 'utf8' }).matchAll(/\(NEEDED\)\s+Shared library: \[(.+?)\]/g)].map(
+    (m) => m[1]!,
+  );
   const stubbed = needed.filter((n) => FIO_STUBBED_LIBS.test(n));
   // Version names → the library that defines them (readelf -V: "File: libgfapi.so.0" then "Name: GFAPI_6.0").
   const versionOwner = new Map<string, string>();
@@ -194,7 +227,10 @@ function planFioStubs(fio: string): { stubs: StubLib[]; sources: string[] } {
     const m = /\*UND\*\s+\S+\s+(\(([^)]+)\)|Base)\s+(\S+)$/.exec(line.trim());
     if (!m) continue;
     const [, , version, sym] = m;
-    if (!version) { unversioned.push(sym!); continue; }
+    if (!version) {
+      unversioned.push(sym!);
+      continue;
+    }
     const stub = stubs.get(versionOwner.get(version) ?? '');
     if (!stub) continue;
     (stub.versions[version] ??= []).push(sym!);
@@ -205,7 +241,11 @@ function planFioStubs(fio: string): { stubs: StubLib[]; sources: string[] } {
     const real = sharedLibraries(fio).find((l) => basename(l) === stub.soname);
     if (!real) throw new Error(`fio needs ${stub.soname} but ldd does not find it`);
     sources.push(real);
-    const exported = new Set(execFileSync('nm', ['-D', '--defined-only', real], { encoding: 'utf8' }).split('\n').map((l) => l.trim().split(/\s+/).at(-1)!.replace(/@.*$/, '')));
+    const exported = new Set(
+      execFileSync('nm', ['-D', '--defined-only', real], { encoding: 'utf8' })
+        .split('\n')
+        .map((l) => l.trim().split(/\s+/).at(-1)!.replace(/@.*$/, '')),
+    );
     stub.unversioned = unversioned.filter((sym) => exported.has(sym));
   }
   return { stubs: [...stubs.values()], sources };
@@ -224,7 +264,11 @@ function buildStubs(stubs: StubLib[], dir: string): void {
     const base = join(dir, stub.soname);
     writeFileSync(`${base}.c`, c);
     writeFileSync(`${base}.map`, script);
-    execFileSync('gcc', ['-shared', '-fPIC', '-O0', '-o', base, `-Wl,-soname,${stub.soname}`, `-Wl,--version-script=${base}.map`, `${base}.c`], { stdio: 'pipe' });
+    execFileSync(
+      'gcc',
+      ['-shared', '-fPIC', '-O0', '-o', base, `-Wl,-soname,${stub.soname}`, `-Wl,--version-script=${base}.map`, `${base}.c`],
+      { stdio: 'pipe' },
+    );
     rmSync(`${base}.c`);
     rmSync(`${base}.map`);
   }
@@ -271,13 +315,17 @@ function makePlan(): Plan {
     for (const l of prog.links) links.push({ target: basename(prog.path), dest: l });
   }
   if (existsSync('/etc/mke2fs.conf')) files.set('/etc/mke2fs.conf', '/etc/mke2fs.conf');
-  const busyboxApplets = execFileSync(BUSYBOX, ['--list'], { encoding: 'utf8' }).split('\n').filter((a) => a && a !== 'busybox');
+  const busyboxApplets = execFileSync(BUSYBOX, ['--list'], { encoding: 'utf8' })
+    .split('\n')
+    .filter((a) => a && a !== 'busybox');
   return { kernel, version, modules, files: [...files].map(([src, dest]) => ({ src, dest })), links, busyboxApplets, stubs, stubSources };
 }
 
 function planHash(plan: Plan): string {
   const h = createHash('sha256');
-  h.update(JSON.stringify({ BUILDER_VERSION, INIT_SCRIPT, AGENT_SCRIPT, links: plan.links, applets: plan.busyboxApplets, stubs: plan.stubs }));
+  h.update(
+    JSON.stringify({ BUILDER_VERSION, INIT_SCRIPT, AGENT_SCRIPT, links: plan.links, applets: plan.busyboxApplets, stubs: plan.stubs }),
+  );
   for (const src of [plan.kernel, BUSYBOX, ...plan.modules.map((m) => m.src), ...plan.files.map((f) => f.src), ...plan.stubSources]) {
     const st = statSync(src);
     h.update(`${src}\0${st.size}\0${st.mtimeMs}\0`);
@@ -326,7 +374,9 @@ async function packInitramfs(root: string, out: string): Promise<void> {
   const list = execFileSync('find', ['.', '-mindepth', '1'], { cwd: root, encoding: 'utf8', maxBuffer: 64 << 20 });
   const cpio = spawn('cpio', ['--quiet', '-o', '-H', 'newc', '-R', '0:0'], { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
-  cpio.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  cpio.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
   const exited = new Promise<number | null>((res) => cpio.on('close', res));
   cpio.stdin.end(list);
   await pipeline(cpio.stdout, createGzip({ level: 1 }), createWriteStream(out));

@@ -15,7 +15,10 @@ export async function crashIoThread(ds: DiskServer, timeoutMs = 30_000): Promise
   const socketPath = ds.spec.socketPath;
   try {
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`the IOThread of ${socketPath} did not take the crash request within ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`the IOThread of ${socketPath} did not take the crash request within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
       channel.onmessage = (e) => {
         const data = (e as MessageEvent).data as { crashing?: string };
         if (data?.crashing !== socketPath) return;

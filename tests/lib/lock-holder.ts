@@ -25,10 +25,18 @@ setInterval(() => {}, 60000);`;
   await new Promise<void>((ok, fail) => {
     const timer = setTimeout(() => fail(new Error(`the lock holder did not report within 30 s: ${out}`)), 30_000);
     proc.stdout!.on('data', () => {
-      if (out.includes('locked')) { clearTimeout(timer); ok(); }
-      else if (out.includes('busy')) { clearTimeout(timer); fail(new Error(`the lock holder found ${path} locked already`)); }
+      if (out.includes('locked')) {
+        clearTimeout(timer);
+        ok();
+      } else if (out.includes('busy')) {
+        clearTimeout(timer);
+        fail(new Error(`the lock holder found ${path} locked already`));
+      }
     });
-    proc.once('exit', (code) => { clearTimeout(timer); fail(new Error(`the lock holder exited (${code}): ${out}`)); });
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      fail(new Error(`the lock holder exited (${code}): ${out}`));
+    });
   });
   return {
     proc,

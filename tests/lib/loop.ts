@@ -5,7 +5,8 @@ import { mkdtempSync, rmSync, writeFileSync, truncateSync, openSync, closeSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const run = (cmd: string, args: string[]): string => execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+const run = (cmd: string, args: string[]): string =>
+  execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
 
 export function tempDir(prefix = 'spindle-test-', base = tmpdir()): { path: string; cleanup(): void } {
   const path = mkdtempSync(join(base, prefix));
@@ -29,7 +30,11 @@ export function makeFile(path: string, sizeBytes: number, opts: { written?: bool
   return path;
 }
 
-export interface LoopDevice { device: string; backingFile: string; detach(): void }
+export interface LoopDevice {
+  device: string;
+  backingFile: string;
+  detach(): void;
+}
 
 /** Attaches a loop device over `backingFile` (with direct I/O on the backing file when asked). */
 export function attachLoop(backingFile: string, opts: { directIo?: boolean; sectorSize?: number } = {}): LoopDevice {
@@ -44,12 +49,20 @@ export function attachLoop(backingFile: string, opts: { directIo?: boolean; sect
     detach() {
       if (!attached) return;
       attached = false;
-      try { run('losetup', ['-d', device]); } catch { /* already gone */ }
+      try {
+        run('losetup', ['-d', device]);
+      } catch {
+        /* already gone */
+      }
     },
   };
 }
 
-export interface MountedFs { device: LoopDevice; mountpoint: string; cleanup(): void }
+export interface MountedFs {
+  device: LoopDevice;
+  mountpoint: string;
+  cleanup(): void;
+}
 
 /** A filesystem of `sizeMiB` on a loop device, mounted in a fresh directory. */
 export function mountFs(type: 'ext4' | 'xfs', sizeMiB: number, opts: { base?: string; mountOptions?: string } = {}): MountedFs {
@@ -70,7 +83,11 @@ export function mountFs(type: 'ext4' | 'xfs', sizeMiB: number, opts: { base?: st
     device,
     mountpoint,
     cleanup() {
-      try { run('umount', [mountpoint]); } catch { /* not mounted */ }
+      try {
+        run('umount', [mountpoint]);
+      } catch {
+        /* not mounted */
+      }
       device.detach();
       dir.cleanup();
     },

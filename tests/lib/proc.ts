@@ -12,11 +12,16 @@ export function killOnExit(child: ChildProcess): void {
   child.once('exit', () => live.delete(child));
   if (!hookInstalled) {
     hookInstalled = true;
-    const killAll = (): void => { for (const c of live) c.kill('SIGKILL'); };
+    const killAll = (): void => {
+      for (const c of live) c.kill('SIGKILL');
+    };
     process.once('exit', killAll);
     // A test run interrupted by a signal skips 'exit' handlers: kill the children, then die of the signal.
     for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-      process.once(sig, () => { killAll(); process.kill(process.pid, sig); });
+      process.once(sig, () => {
+        killAll();
+        process.kill(process.pid, sig);
+      });
     }
   }
 }

@@ -28,7 +28,10 @@ export interface BootOptions {
   bootTimeoutMs?: number;
 }
 
-export interface RunResult { code: number; output: string }
+export interface RunResult {
+  code: number;
+  output: string;
+}
 
 export interface Guest {
   readonly pid: number;
@@ -44,32 +47,55 @@ export interface Guest {
   describe(): string;
 }
 
-
 let warnedTcg = false;
 
 export function qemuArgs(o: {
-  accel: 'kvm' | 'tcg'; kernel: string; initrd: string; cpus: number; memoryMiB: number; serialLog: string; disks: GuestDiskSpec[];
+  accel: 'kvm' | 'tcg';
+  kernel: string;
+  initrd: string;
+  cpus: number;
+  memoryMiB: number;
+  serialLog: string;
+  disks: GuestDiskSpec[];
 }): string[] {
   const args = [
-    '-machine', `q35,accel=${o.accel}`,
+    '-machine',
+    `q35,accel=${o.accel}`,
     ...(o.accel === 'kvm' ? ['-cpu', 'host'] : []),
-    '-smp', String(o.cpus),
-    '-m', `${o.memoryMiB}M`,
+    '-smp',
+    String(o.cpus),
+    '-m',
+    `${o.memoryMiB}M`,
     // vhost-user backends map guest memory, so it must be a shareable fd.
-    '-object', `memory-backend-memfd,id=mem,size=${o.memoryMiB}M,share=on`,
-    '-numa', 'node,memdev=mem',
+    '-object',
+    `memory-backend-memfd,id=mem,size=${o.memoryMiB}M,share=on`,
+    '-numa',
+    'node,memdev=mem',
   ];
   o.disks.forEach((d, i) => {
     args.push('-chardev', `socket,id=d${i},path=${d.socket.replace(/,/g, ',,')},reconnect=1`); // QEMU option syntax: ',,' is a literal comma
-    args.push('-device', `vhost-user-blk-pci,chardev=d${i},num-queues=${d.queues ?? 1}${d.bootindex !== undefined ? `,bootindex=${d.bootindex}` : ''}`);
+    args.push(
+      '-device',
+      `vhost-user-blk-pci,chardev=d${i},num-queues=${d.queues ?? 1}${d.bootindex !== undefined ? `,bootindex=${d.bootindex}` : ''}`,
+    );
   });
   args.push(
-    '-kernel', o.kernel,
-    '-initrd', o.initrd,
-    '-append', 'console=ttyS0 quiet panic=1 i8042.noaux i8042.nokbd',
-    '-nographic', '-nodefaults',
-    '-chardev', `file,id=console,path=${o.serialLog}`, '-serial', 'chardev:console',
-    '-chardev', 'stdio,id=agent,signal=off', '-serial', 'chardev:agent',
+    '-kernel',
+    o.kernel,
+    '-initrd',
+    o.initrd,
+    '-append',
+    'console=ttyS0 quiet panic=1 i8042.noaux i8042.nokbd',
+    '-nographic',
+    '-nodefaults',
+    '-chardev',
+    `file,id=console,path=${o.serialLog}`,
+    '-serial',
+    'chardev:console',
+    '-chardev',
+    'stdio,id=agent,signal=off',
+    '-serial',
+    'chardev:agent',
     '-no-reboot',
   );
   return args;
@@ -78,7 +104,8 @@ export function qemuArgs(o: {
 export async function bootGuest(opts: BootOptions): Promise<Guest> {
   // QEMU would wait forever for a backend that never comes: say so up front instead.
   opts.disks.forEach((d, i) => {
-    if (!existsSync(d.socket)) throw new Error(`disk ${i}: vhost-user socket ${d.socket} does not exist; start its disk server before booting`);
+    if (!existsSync(d.socket))
+      throw new Error(`disk ${i}: vhost-user socket ${d.socket} does not exist; start its disk server before booting`);
   });
   const image = await buildGuestImage();
   // The product's rule (SPINDLE_ACCEL=kvm|tcg forces one; otherwise KVM only where QEMU really runs a vCPU on it).
@@ -90,8 +117,13 @@ export async function bootGuest(opts: BootOptions): Promise<Guest> {
   const work = mkdtempSync(join(tmpdir(), 'spindle-qemu-'));
   const serialLog = opts.serialLog ?? join(work, 'console.log');
   const args = qemuArgs({
-    accel, kernel: image.kernel, initrd: image.initrd, cpus: opts.cpus ?? 1, memoryMiB: opts.memoryMiB ?? 512,
-    serialLog, disks: opts.disks,
+    accel,
+    kernel: image.kernel,
+    initrd: image.initrd,
+    cpus: opts.cpus ?? 1,
+    memoryMiB: opts.memoryMiB ?? 512,
+    serialLog,
+    disks: opts.disks,
   });
   const child = spawn('qemu-system-x86_64', args, { stdio: ['pipe', 'pipe', 'pipe'] });
   killOnExit(child);
@@ -100,16 +132,35 @@ export async function bootGuest(opts: BootOptions): Promise<Guest> {
   let stderr = '';
   let exited: { code: number | null; signal: string | null } | null = null;
   const waiters = new Set<() => void>();
-  const wake = (): void => { for (const w of [...waiters]) w(); };
+  const wake = (): void => {
+    for (const w of [...waiters]) w();
+  };
   child.stdout.setEncoding('utf8');
-  child.stdout.on('data', (d: string) => { out += d; wake(); });
+  child.stdout.on('data', (d: string) => {
+    out += d;
+    wake();
+  });
   child.stderr.setEncoding('utf8');
-  child.stderr.on('data', (d: string) => { stderr = (stderr + d).slice(-16384); });
-  const exitPromise = new Promise<void>((res) => child.once('exit', (code, signal) => { exited = { code, signal }; wake(); res(); }));
-  child.stdin.on('error', () => { /* QEMU gone: reported through `exited` */ });
+  child.stderr.on('data', (d: string) => {
+    stderr = (stderr + d).slice(-16384);
+  });
+  const exitPromise = new Promise<void>((res) =>
+    child.once('exit', (code, signal) => {
+      exited = { code, signal };
+      wake();
+      res();
+    }),
+  );
+  child.stdin.on('error', () => {
+    /* QEMU gone: reported through `exited` */
+  });
 
   const consoleTail = (): string => {
-    try { return readFileSync(serialLog, 'utf8').slice(-4000); } catch { return ''; }
+    try {
+      return readFileSync(serialLog, 'utf8').slice(-4000);
+    } catch {
+      return '';
+    }
   };
   const describe = (): string =>
     `${exited ? `QEMU exited (code ${exited.code}, signal ${exited.signal})` : `QEMU pid ${child.pid}`}` +
@@ -120,10 +171,22 @@ export async function bootGuest(opts: BootOptions): Promise<Guest> {
     new Promise<T>((res, rej) => {
       const check = (): void => {
         const m = match();
-        if (m !== null) { done(); res(m); } else if (exited) { done(); rej(new Error(`${what}: ${describe()}`)); }
+        if (m !== null) {
+          done();
+          res(m);
+        } else if (exited) {
+          done();
+          rej(new Error(`${what}: ${describe()}`));
+        }
       };
-      const timer = setTimeout(() => { done(); rej(new Error(`${what}: timed out after ${timeoutMs} ms\n${describe()}`)); }, timeoutMs);
-      const done = (): void => { clearTimeout(timer); waiters.delete(check); };
+      const timer = setTimeout(() => {
+        done();
+        rej(new Error(`${what}: timed out after ${timeoutMs} ms\n${describe()}`));
+      }, timeoutMs);
+      const done = (): void => {
+        clearTimeout(timer);
+        waiters.delete(check);
+      };
       waiters.add(check);
       check();
     });
@@ -163,13 +226,17 @@ export async function bootGuest(opts: BootOptions): Promise<Guest> {
     out = '';
     child.stdin.write(`${token} ${Buffer.from(cmd).toString('base64')}\n`);
     try {
-      return await waitFor(() => {
-        const m = marker.exec(out);
-        if (!m) return null;
-        const result = { code: Number(m[1]), output: out.slice(0, m.index) };
-        out = out.slice(m.index + m[0].length);
-        return result;
-      }, timeoutMs, `guest command ${JSON.stringify(cmd)}`);
+      return await waitFor(
+        () => {
+          const m = marker.exec(out);
+          if (!m) return null;
+          const result = { code: Number(m[1]), output: out.slice(0, m.index) };
+          out = out.slice(m.index + m[0].length);
+          return result;
+        },
+        timeoutMs,
+        `guest command ${JSON.stringify(cmd)}`,
+      );
     } catch (err) {
       broken = `command ${JSON.stringify(cmd)} did not finish`;
       throw new Error(`${(err as Error).message}\n--- command output so far ---\n${out}`);

@@ -37,13 +37,24 @@ export function qsdArgs(o: QsdOptions): string[] {
   const sem = CACHE_SEMANTICS[o.cache];
   const driver = statSync(o.path).isBlockDevice() ? 'host_device' : 'file';
   const blockdev = [
-    `driver=${driver}`, 'node-name=disk0', `filename=${o.path.replace(/,/g, ',,')}`, `aio=${o.aio}`,
-    `cache.direct=${sem.direct ? 'on' : 'off'}`, `cache.no-flush=${sem.flush === 'nothing' ? 'on' : 'off'}`,
-    'discard=unmap', `read-only=${o.readOnly ? 'on' : 'off'}`,
+    `driver=${driver}`,
+    'node-name=disk0',
+    `filename=${o.path.replace(/,/g, ',,')}`,
+    `aio=${o.aio}`,
+    `cache.direct=${sem.direct ? 'on' : 'off'}`,
+    `cache.no-flush=${sem.flush === 'nothing' ? 'on' : 'off'}`,
+    'discard=unmap',
+    `read-only=${o.readOnly ? 'on' : 'off'}`,
   ];
   const exp = [
-    'type=vhost-user-blk', 'id=export0', 'node-name=disk0', 'addr.type=unix', `addr.path=${o.socket.replace(/,/g, ',,')}`,
-    `writable=${o.readOnly ? 'off' : 'on'}`, `writethrough=${sem.dsync ? 'on' : 'off'}`, `num-queues=${o.queues ?? 1}`,
+    'type=vhost-user-blk',
+    'id=export0',
+    'node-name=disk0',
+    'addr.type=unix',
+    `addr.path=${o.socket.replace(/,/g, ',,')}`,
+    `writable=${o.readOnly ? 'off' : 'on'}`,
+    `writethrough=${sem.dsync ? 'on' : 'off'}`,
+    `num-queues=${o.queues ?? 1}`,
   ];
   return ['--blockdev', blockdev.join(','), '--export', exp.join(',')];
 }
@@ -56,15 +67,18 @@ export async function startQsd(o: QsdOptions): Promise<Qsd> {
   const child = spawn('qemu-storage-daemon', qsdArgs(o), { stdio: ['ignore', 'pipe', 'pipe'] });
   killOnExit(child);
   let output = '';
-  const collect = (d: Buffer): void => { output = (output + d.toString()).slice(-8192); };
+  const collect = (d: Buffer): void => {
+    output = (output + d.toString()).slice(-8192);
+  };
   child.stdout.on('data', collect);
   child.stderr.on('data', collect);
   try {
     await waitForPath(o.socket, {
       timeoutMs: 20_000,
-      failed: () => (child.exitCode !== null || child.signalCode !== null
-        ? `qemu-storage-daemon exited (${child.exitCode ?? child.signalCode}) before listening: ${output.trim()}`
-        : null),
+      failed: () =>
+        child.exitCode !== null || child.signalCode !== null
+          ? `qemu-storage-daemon exited (${child.exitCode ?? child.signalCode}) before listening: ${output.trim()}`
+          : null,
     });
   } catch (err) {
     await stopChild(child, 2000);

@@ -48,7 +48,9 @@ export function spawnServe(env: NodeJS.ProcessEnv, args: string[] = []): ServePr
     exited(timeoutMs = 60_000) {
       return Promise.race([
         exit,
-        new Promise<never>((_, fail) => setTimeout(() => fail(new Error(`spindle serve did not exit within ${timeoutMs} ms:\n${out}`)), timeoutMs).unref()),
+        new Promise<never>((_, fail) =>
+          setTimeout(() => fail(new Error(`spindle serve did not exit within ${timeoutMs} ms:\n${out}`)), timeoutMs).unref(),
+        ),
       ]);
     },
     async stop(timeoutMs = 60_000) {

@@ -13,7 +13,7 @@ import { CRASH_CHANNEL } from './io-thread-channel.js';
 const { spec } = workerData as WorkerData;
 
 const crashes = new BroadcastChannel(CRASH_CHANNEL);
-crashes.unref();  // the thread ends when its disk stops, as the real one does
+crashes.unref(); // the thread ends when its disk stops, as the real one does
 crashes.onmessage = (e) => {
   if ((e as MessageEvent).data !== spec.socketPath) return;
   crashes.postMessage({ crashing: spec.socketPath });

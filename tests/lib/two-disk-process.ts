@@ -25,10 +25,13 @@ export async function spawnTwoDiskProcess(dir: string): Promise<TwoDiskProcess> 
   const child = spawn(process.execPath, [fileURLToPath(import.meta.url), dir], { stdio: ['pipe', 'pipe', 'pipe'] });
   killOnExit(child);
   let out = '';
-  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  child.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
-  const ended = (): string | null =>
-    child.signalCode ? child.signalCode : child.exitCode !== null ? `exit code ${child.exitCode}` : null;
+  child.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  child.stderr!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  const ended = (): string | null => (child.signalCode ? child.signalCode : child.exitCode !== null ? `exit code ${child.exitCode}` : null);
   const waitFor = async (what: RegExp, timeoutMs = 20_000): Promise<void> => {
     const deadline = Date.now() + timeoutMs;
     while (!what.test(out)) {
@@ -54,14 +57,22 @@ export async function spawnTwoDiskProcess(dir: string): Promise<TwoDiskProcess> 
 // Run as a script: serve the two disks.
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const dir = process.argv[2]!;
-  const servers = await Promise.all(['a', 'b'].map(async (name) => {
-    const s = await DiskServer.start({
-      path: join(dir, `${name}.img`), socketPath: join(dir, `${name}.sock`),
-      aio: 'threads', cache: 'writeback', nowait: 'off', readOnly: false, queues: 1, serial: name,
-    });
-    s.on('event', (e) => console.log(`${name} ${JSON.stringify(e)}`));
-    return s;
-  }));
+  const servers = await Promise.all(
+    ['a', 'b'].map(async (name) => {
+      const s = await DiskServer.start({
+        path: join(dir, `${name}.img`),
+        socketPath: join(dir, `${name}.sock`),
+        aio: 'threads',
+        cache: 'writeback',
+        nowait: 'off',
+        readOnly: false,
+        queues: 1,
+        serial: name,
+      });
+      s.on('event', (e) => console.log(`${name} ${JSON.stringify(e)}`));
+      return s;
+    }),
+  );
   console.log('ready');
   const stop = async (): Promise<void> => {
     await Promise.all(servers.map((s) => s.stop()));

@@ -23,12 +23,19 @@ export class VhostUserProxy {
   private listenFd = -1;
   private watch: FdWatch | null = null;
   private pair: Pair | null = null;
-  private armed: { n: number; hook: (request: string, backendPid: number | null) => void; settle: (request: string | null) => void } | null = null;
+  private armed: {
+    n: number;
+    hook: (request: string, backendPid: number | null) => void;
+    settle: (request: string | null) => void;
+  } | null = null;
   /** Frontend connections seen, and the requests of the current one (for diagnostics). */
   connections = 0;
   requests: string[] = [];
 
-  constructor(readonly frontPath: string, readonly backPath: string) {
+  constructor(
+    readonly frontPath: string,
+    readonly backPath: string,
+  ) {
     this.up();
   }
 

@@ -19,14 +19,37 @@ async function drive(socket: string, index: number): Promise<void> {
   for (let round = 0; Date.now() < deadline - 500; round++) {
     const w = WORKLOADS[(round + index) % WORKLOADS.length]!;
     const opts: LoadgenOptions = {
-      socket, rw: 'randrw', bs: 4096, iodepth: 16, queues: 1, size: 0, verify: false, verifyOnly: false,
-      rwmixread: 60, seed: round + 1, ...w,
+      socket,
+      rw: 'randrw',
+      bs: 4096,
+      iodepth: 16,
+      queues: 1,
+      size: 0,
+      verify: false,
+      verifyOnly: false,
+      rwmixread: 60,
+      seed: round + 1,
+      ...w,
       runtimeSec: Math.max(0.2, Math.min(ROUND_SEC, (deadline - Date.now()) / 1000)),
     };
     const at = Date.now();
     try {
       const r = await runLoadgen(opts);
-      console.log(JSON.stringify({ socket, round, at, rw: opts.rw, verify: opts.verify, ios: r.ios, errors: r.errors, mismatches: r.verify?.mismatches ?? 0, iops: r.iops, mbps: r.mbps, p99Us: r.latencyUs.p99 }));
+      console.log(
+        JSON.stringify({
+          socket,
+          round,
+          at,
+          rw: opts.rw,
+          verify: opts.verify,
+          ios: r.ios,
+          errors: r.errors,
+          mismatches: r.verify?.mismatches ?? 0,
+          iops: r.iops,
+          mbps: r.mbps,
+          p99Us: r.latencyUs.p99,
+        }),
+      );
     } catch (err) {
       console.log(JSON.stringify({ socket, round, at, rw: opts.rw, failed: (err as Error).message }));
       await new Promise((r) => setTimeout(r, 500));

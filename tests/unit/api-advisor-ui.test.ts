@@ -39,7 +39,11 @@ test('advisor.createImage in the suggested <data>/spindle/images/ on a fresh ins
     assert.equal(made.sizeBytes, 8 << 20);
     assert.equal(statSync(images).mode & 0o777, 0o700);
     // Anywhere else, a missing directory is still refused: a typo never makes directories.
-    await rejectsWith(s.router.call('advisor.createImage', { path: join(s.dir, 'no-such-dir', 'x.img'), sizeBytes: 8 << 20, preallocate: false }), 'NOT_FOUND', /does not exist/);
+    await rejectsWith(
+      s.router.call('advisor.createImage', { path: join(s.dir, 'no-such-dir', 'x.img'), sizeBytes: 8 << 20, preallocate: false }),
+      'NOT_FOUND',
+      /does not exist/,
+    );
     assert.equal(existsSync(join(s.dir, 'no-such-dir')), false);
   } finally {
     await s.cleanup();
@@ -53,7 +57,11 @@ test('advisor.inspect refuses a qcow2 image with a sentence naming the format; r
     const q = spawnSync('qemu-img', ['create', '-q', '-f', 'qcow2', qcow2, '16M'], { encoding: 'utf8' });
     assert.equal(q.status, 0, q.stderr);
     const before = readFileSync(qcow2);
-    await rejectsWith(s.router.call('advisor.inspect', { path: qcow2 }), 'NOT_A_DISK', /is a qcow2 image; Spindle serves raw images only.*qemu-img convert -f qcow2 -O raw/);
+    await rejectsWith(
+      s.router.call('advisor.inspect', { path: qcow2 }),
+      'NOT_A_DISK',
+      /is a qcow2 image; Spindle serves raw images only.*qemu-img convert -f qcow2 -O raw/,
+    );
     await rejectsWith(s.router.call('advisor.preallocate', { path: qcow2 }), 'NOT_A_DISK', /qcow2/);
     await rejectsWith(s.router.call('advisor.probe', { path: qcow2 }), 'NOT_A_DISK', /qcow2/);
     assert.deepEqual(readFileSync(qcow2), before, 'the file is not touched');
@@ -73,10 +81,31 @@ test('contentOf names every container format by its header, and ISO 9660 apart f
     extra?.(b);
     return b;
   };
-  assert.equal(contentOf(h(0, 'QFI\xfb', (b) => b.writeUInt32BE(3, 4)), Buffer.alloc(0), 0x9000), 'qcow2');
-  assert.equal(contentOf(h(0, 'QFI\xfb', (b) => b.writeUInt32BE(1, 4)), Buffer.alloc(0), 0x9000), 'qcow');
+  assert.equal(
+    contentOf(
+      h(0, 'QFI\xfb', (b) => b.writeUInt32BE(3, 4)),
+      Buffer.alloc(0),
+      0x9000,
+    ),
+    'qcow2',
+  );
+  assert.equal(
+    contentOf(
+      h(0, 'QFI\xfb', (b) => b.writeUInt32BE(1, 4)),
+      Buffer.alloc(0),
+      0x9000,
+    ),
+    'qcow',
+  );
   assert.equal(contentOf(h(0, 'QED\0'), Buffer.alloc(0), 0x9000), 'qed');
-  assert.equal(contentOf(h(0, '', (b) => b.writeUInt32LE(0xbeda107f, 0x40)), Buffer.alloc(0), 0x9000), 'vdi');
+  assert.equal(
+    contentOf(
+      h(0, '', (b) => b.writeUInt32LE(0xbeda107f, 0x40)),
+      Buffer.alloc(0),
+      0x9000,
+    ),
+    'vdi',
+  );
   assert.equal(contentOf(h(0, 'KDMV'), Buffer.alloc(0), 0x9000), 'vmdk');
   assert.equal(contentOf(h(0, '# Disk DescriptorFile\n'), Buffer.alloc(0), 0x9000), 'vmdk');
   assert.equal(contentOf(h(0, 'conectix'), Buffer.alloc(0), 0x9000), 'vpc');

@@ -31,7 +31,10 @@ test('advisor.createImage and advisor.inspect: sparse image, threads + writeback
     assert.equal(made.safeForNative, false);
     assert.equal(made.holeBytes, 8 << 20);
     assert.deepEqual(made.recommended, { aio: 'threads', cache: 'writeback', nowait: 'off' });
-    assert.ok(made.notes.some((n) => /sparse/.test(n) && /preallocat/.test(n)), made.notes.join('\n'));
+    assert.ok(
+      made.notes.some((n) => /sparse/.test(n) && /preallocat/.test(n)),
+      made.notes.join('\n'),
+    );
     assert.equal(made.inUse, false);
     assert.equal(made.probe, undefined);
     const again = (await call(s.router, 'advisor.inspect', { path })) as FileAdvice;
@@ -44,7 +47,11 @@ test('advisor.createImage and advisor.inspect: sparse image, threads + writeback
 test('advisor.createImage preallocated, and advisor.preallocate fills a sparse file in place', async () => {
   const s = setup();
   try {
-    const pre = (await call(s.router, 'advisor.createImage', { path: join(s.dir, 'pre.img'), sizeBytes: 4 << 20, preallocate: true })) as FileAdvice;
+    const pre = (await call(s.router, 'advisor.createImage', {
+      path: join(s.dir, 'pre.img'),
+      sizeBytes: 4 << 20,
+      preallocate: true,
+    })) as FileAdvice;
     assert.equal(pre.sparse, false);
     assert.equal(pre.safeForNative, true);
 
@@ -100,12 +107,32 @@ test('advisor bad input: sentences for relative, missing, directory, character d
     await rejectsWith(s.router.call('advisor.preallocate', { path: '/dev/null' }), 'NOT_A_DISK');
     const path = join(s.dir, 'exists.img');
     writeFileSync(path, 'keep me');
-    await rejectsWith(s.router.call('advisor.createImage', { path, sizeBytes: 1 << 20, preallocate: false }), 'CONFLICT', /will not overwrite/);
+    await rejectsWith(
+      s.router.call('advisor.createImage', { path, sizeBytes: 1 << 20, preallocate: false }),
+      'CONFLICT',
+      /will not overwrite/,
+    );
     assert.equal(readFileSync(path, 'utf8'), 'keep me');
-    await rejectsWith(s.router.call('advisor.createImage', { path: join(s.dir, 'odd.img'), sizeBytes: (1 << 20) + 1, preallocate: false }), 'SIZE_NOT_ALIGNED', /multiple of 512/);
-    await rejectsWith(s.router.call('advisor.createImage', { path: join(s.dir, 'tiny.img'), sizeBytes: 4096, preallocate: false }), 'INVALID_ARGUMENT', /sizeBytes/);
-    await rejectsWith(s.router.call('advisor.createImage', { path: join(s.dir, 'no', 'dir.img'), sizeBytes: 1 << 20, preallocate: false }), 'NOT_FOUND', /directory .* does not exist/);
-    await rejectsWith(s.router.call('advisor.createImage', { path: join(s.dir, 'p.img'), sizeBytes: 1 << 20 }), 'INVALID_ARGUMENT', /preallocate/);
+    await rejectsWith(
+      s.router.call('advisor.createImage', { path: join(s.dir, 'odd.img'), sizeBytes: (1 << 20) + 1, preallocate: false }),
+      'SIZE_NOT_ALIGNED',
+      /multiple of 512/,
+    );
+    await rejectsWith(
+      s.router.call('advisor.createImage', { path: join(s.dir, 'tiny.img'), sizeBytes: 4096, preallocate: false }),
+      'INVALID_ARGUMENT',
+      /sizeBytes/,
+    );
+    await rejectsWith(
+      s.router.call('advisor.createImage', { path: join(s.dir, 'no', 'dir.img'), sizeBytes: 1 << 20, preallocate: false }),
+      'NOT_FOUND',
+      /directory .* does not exist/,
+    );
+    await rejectsWith(
+      s.router.call('advisor.createImage', { path: join(s.dir, 'p.img'), sizeBytes: 1 << 20 }),
+      'INVALID_ARGUMENT',
+      /preallocate/,
+    );
   } finally {
     await s.cleanup();
   }
@@ -131,21 +158,61 @@ test('host.devices: real lsblk list matches the contract; the root device is ref
 
 test('toApiHostDevices flattens partitions after their disk and keeps every fact', () => {
   const part = (name: string, mounted: boolean): BlockHostDevice => ({
-    name, path: `/dev/${name}`, type: 'part', sizeBytes: 1 << 30, model: null, rotational: false, removable: false, readOnly: false,
-    fstype: mounted ? 'ext4' : null, mountpoints: mounted ? ['/srv'] : [], holders: [], partitions: [], usable: !mounted,
+    name,
+    path: `/dev/${name}`,
+    type: 'part',
+    sizeBytes: 1 << 30,
+    model: null,
+    rotational: false,
+    removable: false,
+    readOnly: false,
+    fstype: mounted ? 'ext4' : null,
+    mountpoints: mounted ? ['/srv'] : [],
+    holders: [],
+    partitions: [],
+    usable: !mounted,
     reason: mounted ? `/dev/${name} is mounted at /srv.` : null,
   });
   const disk: BlockHostDevice = {
-    name: 'sdz', path: '/dev/sdz', type: 'disk', sizeBytes: 2 << 30, model: 'Test Disk', rotational: true, removable: true, readOnly: true,
-    fstype: null, mountpoints: ['/srv'], holders: [], partitions: [part('sdz1', true), part('sdz2', false)], usable: false, reason: 'its partition /dev/sdz1 is mounted at /srv.',
+    name: 'sdz',
+    path: '/dev/sdz',
+    type: 'disk',
+    sizeBytes: 2 << 30,
+    model: 'Test Disk',
+    rotational: true,
+    removable: true,
+    readOnly: true,
+    fstype: null,
+    mountpoints: ['/srv'],
+    holders: [],
+    partitions: [part('sdz1', true), part('sdz2', false)],
+    usable: false,
+    reason: 'its partition /dev/sdz1 is mounted at /srv.',
   };
   const flat = toApiHostDevices([disk]);
-  assert.deepEqual(flat.map((d) => d.path), ['/dev/sdz', '/dev/sdz1', '/dev/sdz2']);
+  assert.deepEqual(
+    flat.map((d) => d.path),
+    ['/dev/sdz', '/dev/sdz1', '/dev/sdz2'],
+  );
   assert.deepEqual(flat[0], {
-    path: '/dev/sdz', name: 'sdz', model: 'Test Disk', sizeBytes: 2 << 30, rotational: true, removable: true, readOnly: true,
-    partitions: ['/dev/sdz1', '/dev/sdz2'], mountpoints: ['/srv'], holders: [], usable: false, reason: 'its partition /dev/sdz1 is mounted at /srv.', type: 'disk',
+    path: '/dev/sdz',
+    name: 'sdz',
+    model: 'Test Disk',
+    sizeBytes: 2 << 30,
+    rotational: true,
+    removable: true,
+    readOnly: true,
+    partitions: ['/dev/sdz1', '/dev/sdz2'],
+    mountpoints: ['/srv'],
+    holders: [],
+    usable: false,
+    reason: 'its partition /dev/sdz1 is mounted at /srv.',
+    type: 'disk',
   });
-  assert.deepEqual({ parent: flat[1]!.parent, fstype: flat[1]!.fstype, usable: flat[1]!.usable }, { parent: '/dev/sdz', fstype: 'ext4', usable: false });
+  assert.deepEqual(
+    { parent: flat[1]!.parent, fstype: flat[1]!.fstype, usable: flat[1]!.usable },
+    { parent: '/dev/sdz', fstype: 'ext4', usable: false },
+  );
   assert.equal(flat[2]!.reason, undefined);
   assert.equal(flat[2]!.fstype, undefined);
   for (const d of flat) methods['host.devices'].result.shape.devices.element.parse(d);
@@ -162,7 +229,7 @@ test('scratch disk: absent until made; first start with no VMs makes a sparse 1 
     const st = statSync(absent.path);
     assert.equal(st.size, SCRATCH_SIZE_BYTES);
     assert.equal(st.blocks, 0, 'sparse: nothing allocated');
-    assert.equal(st.mode & 0o777, 0o600, 'only its owner can read the guest\'s disk');
+    assert.equal(st.mode & 0o777, 0o600, "only its owner can read the guest's disk");
     assert.deepEqual(await call(s.router, 'scratch.get', {}), { path: absent.path, exists: true, sizeBytes: SCRATCH_SIZE_BYTES });
     // It is an ordinary image to the advisor.
     const advice = (await call(s.router, 'advisor.inspect', { path: absent.path })) as FileAdvice;
@@ -203,7 +270,10 @@ test('scratch disk: a data directory that cannot be made is a sentence', async (
     const b = createBackend({ env: { ...s.env, XDG_DATA_HOME: join(s.dir, 'blocked') } });
     try {
       await rejectsWith(b.router.call('scratch.get', { create: true }), 'IO_ERROR', /data directory/);
-      assert.throws(() => b.ensureScratchDisk(), (e: SpindleError) => e.code === 'IO_ERROR');
+      assert.throws(
+        () => b.ensureScratchDisk(),
+        (e: SpindleError) => e.code === 'IO_ERROR',
+      );
     } finally {
       await b.close();
     }

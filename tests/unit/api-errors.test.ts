@@ -55,7 +55,9 @@ test('over a session: SpindleErrors and missing files keep their sentence, bugs 
     session.receive(JSON.stringify({ kind: 'call', id: 1, method: 'app.info', params: {} }));
     session.receive(JSON.stringify({ kind: 'call', id: 2, method: 'advisor.inspect', params: { path: img } }));
     session.receive(JSON.stringify({ kind: 'call', id: 3, method: 'advisor.probe', params: { path: img } }));
-    session.receive(JSON.stringify({ kind: 'call', id: 4, method: 'advisor.createImage', params: { path: img, sizeBytes: 1 << 20, preallocate: false } }));
+    session.receive(
+      JSON.stringify({ kind: 'call', id: 4, method: 'advisor.createImage', params: { path: img, sizeBytes: 1 << 20, preallocate: false } }),
+    );
     const deadline = Date.now() + 10_000;
     while (out.length < 4 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     assert.equal(out.length, 4, 'waited for four answers');
@@ -90,7 +92,11 @@ test('over the local socket: the same mapper, so a bug hides its text there too'
   const path = join(s.dir, 'api.sock');
   const server = await serveLocalApi(s.router, path);
   try {
-    const { replies } = await exchange(path, '{"id":1,"method":"app.info","params":{}}\n{"id":2,"method":"advisor.inspect","params":{"path":"/x.img"}}\n', 2);
+    const { replies } = await exchange(
+      path,
+      '{"id":1,"method":"app.info","params":{}}\n{"id":2,"method":"advisor.inspect","params":{"path":"/x.img"}}\n',
+      2,
+    );
     const rs = replies as { id: number; ok: boolean; error: { code: string; message: string } }[];
     const bug = rs.find((r) => r.id === 1);
     const user = rs.find((r) => r.id === 2);

@@ -52,8 +52,18 @@ test('a VM file written before enospc existed still loads (the policy reads as s
 });
 
 const sample: DiskSample = {
-  vmId: 'demo', diskId: 'd0', t: 1, readIops: 10, writeIops: 20, readMBps: 1, writeMBps: 2, latencyP50Us: 50, latencyP99Us: 900,
-  queueDepth: 3, backendCpuPct: 4.25, backendCpuSec: 1,
+  vmId: 'demo',
+  diskId: 'd0',
+  t: 1,
+  readIops: 10,
+  writeIops: 20,
+  readMBps: 1,
+  writeMBps: 2,
+  latencyP50Us: 50,
+  latencyP99Us: 900,
+  queueDepth: 3,
+  backendCpuPct: 4.25,
+  backendCpuSec: 1,
 } as DiskSample;
 
 test('vm stats: nowait fallbacks and the longest submit are printed when the sampler reports them, and only then', () => {

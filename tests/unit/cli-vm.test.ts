@@ -34,21 +34,52 @@ function refused(r: ReturnType<typeof spindle>, code: number, sentence: RegExp):
 }
 
 test('vm create --json, then list and show, with relative paths resolved against the working directory', () => {
-  const created = spindle('create', 'demo', '--memory', '256', '--cpus', '2', '--kernel', 'vmlinuz', '--initrd', 'initrd.img', '--append', 'console=ttyS0', '--disk', 'a.img', '--no-display', '--json');
+  const created = spindle(
+    'create',
+    'demo',
+    '--memory',
+    '256',
+    '--cpus',
+    '2',
+    '--kernel',
+    'vmlinuz',
+    '--initrd',
+    'initrd.img',
+    '--append',
+    'console=ttyS0',
+    '--disk',
+    'a.img',
+    '--no-display',
+    '--json',
+  );
   assert.equal(created.code, 0, created.stderr);
   const vm = VmInfo.parse(JSON.parse(created.stdout));
   assert.equal(vm.config.id, 'demo');
   assert.equal(vm.state, 'stopped');
-  assert.deepEqual({ cpus: vm.config.cpus, mem: vm.config.memoryMiB, display: vm.config.display, net: vm.config.network.user }, { cpus: 2, mem: 256, display: 'none', net: true });
-  assert.deepEqual(vm.config.boot, { kind: 'kernel', kernel: join(dir, 'vmlinuz'), initrd: join(dir, 'initrd.img'), cmdline: 'console=ttyS0' });
-  assert.deepEqual(vm.config.disks.map((d) => [d.id, d.path, d.kind, d.aio, d.cache]), [['d0', join(dir, 'a.img'), 'file', 'threads', 'writeback']]);
+  assert.deepEqual(
+    { cpus: vm.config.cpus, mem: vm.config.memoryMiB, display: vm.config.display, net: vm.config.network.user },
+    { cpus: 2, mem: 256, display: 'none', net: true },
+  );
+  assert.deepEqual(vm.config.boot, {
+    kind: 'kernel',
+    kernel: join(dir, 'vmlinuz'),
+    initrd: join(dir, 'initrd.img'),
+    cmdline: 'console=ttyS0',
+  });
+  assert.deepEqual(
+    vm.config.disks.map((d) => [d.id, d.path, d.kind, d.aio, d.cache]),
+    [['d0', join(dir, 'a.img'), 'file', 'threads', 'writeback']],
+  );
   // What the CLI printed is what it stored.
   assert.deepEqual(JSON.parse(readFileSync(join(dir, 'cfg', 'spindle', 'vms', 'demo.json'), 'utf8')), vm.config);
 
   const list = spindle('list', '--json');
   assert.equal(list.code, 0, list.stderr);
   const parsed = z.object({ vms: z.array(VmInfo), problems: z.array(z.unknown()) }).parse(JSON.parse(list.stdout));
-  assert.deepEqual(parsed.vms.map((v) => v.config.id), ['demo']);
+  assert.deepEqual(
+    parsed.vms.map((v) => v.config.id),
+    ['demo'],
+  );
   assert.deepEqual(parsed.problems, []);
 
   const show = spindle('show', 'demo', '--json');
@@ -68,7 +99,10 @@ test('set-disk: native with writeback is refused with the reason (exit 1) and no
   assert.equal(still.config.disks[0]!.aio, 'threads');
   const ok = spindle('set-disk', 'demo', 'd0', '--aio', 'native', '--cache', 'none', '--json');
   assert.equal(ok.code, 0, ok.stderr);
-  assert.deepEqual(VmInfo.parse(JSON.parse(ok.stdout)).config.disks.map((d) => [d.aio, d.cache]), [['native', 'none']]);
+  assert.deepEqual(
+    VmInfo.parse(JSON.parse(ok.stdout)).config.disks.map((d) => [d.aio, d.cache]),
+    [['native', 'none']],
+  );
   refused(spindle('set-disk', 'demo', 'd0', '--aio', 'turbo'), 2, /patch\.aio/);
   refused(spindle('set-disk', 'demo', 'd7', '--cache', 'none'), 1, /has no disk d7/);
 });
@@ -87,7 +121,10 @@ test('bad input: unknown subcommand, missing name, bad --memory, unknown option,
   refused(spindle('show', 'ghost'), 1, /There is no VM 'ghost'/);
   refused(spindle('kill', 'demo'), 1, /is not running/);
   // None of the refused creates left a VM file behind.
-  assert.deepEqual(readdirSync(join(dir, 'cfg', 'spindle', 'vms')).filter((f) => f.endsWith('.json')), ['demo.json']);
+  assert.deepEqual(
+    readdirSync(join(dir, 'cfg', 'spindle', 'vms')).filter((f) => f.endsWith('.json')),
+    ['demo.json'],
+  );
   assert.equal(existsSync(join(dir, 'cfg', 'spindle', 'vms', 'x.json')), false);
 });
 
@@ -110,7 +147,10 @@ test('negative numbers in options: one line naming the option and the value, exi
   oneLine(spindle('create', 'neg', '--bogus'), 2, /Unknown option '--bogus'\. See: spindle vm --help\./);
   // The other commands parse through the same path (cli.ts).
   for (const [args, re] of [
-    [['export', 'a.img', '--socket', 'x.sock', '--queues', '-1'], /spindle export: --queues must be a whole number from 1 to 256, not '-1'\./],
+    [
+      ['export', 'a.img', '--socket', 'x.sock', '--queues', '-1'],
+      /spindle export: --queues must be a whole number from 1 to 256, not '-1'\./,
+    ],
     [['loadgen', '--socket', 'x.sock', '--iodepth', '-4'], /spindle loadgen: --iodepth must be a whole number from 1 to 256, not '-4'\./],
     [['serve', '--port', '-1'], /spindle serve: --port must be a whole number from 0 \(any free port\) to 65535, not '-1'\./],
     [['create-image', 'n.img', '--size', '-1G'], /^spindle create-image: .*'-1G'/],
@@ -127,12 +167,23 @@ test('vm create refuses an ISO that is a directory, --kernel with --iso, boot op
   mkdirSync(join(dir, 'iso-dir'), { recursive: true });
   writeFileSync(join(dir, 'boot.iso'), 'not really an ISO');
   refused(spindle('create', 'iso', '--iso', 'iso-dir'), 1, /The ISO image .*iso-dir is a directory; give the ISO image file itself\./);
-  refused(spindle('create', 'iso', '--kernel', 'vmlinuz', '--iso', 'boot.iso'), 2, /--kernel and --iso are two ways to boot; give one of them\./);
+  refused(
+    spindle('create', 'iso', '--kernel', 'vmlinuz', '--iso', 'boot.iso'),
+    2,
+    /--kernel and --iso are two ways to boot; give one of them\./,
+  );
   refused(spindle('create', 'iso', '--iso', 'boot.iso', '--initrd', 'initrd.img'), 2, /--initrd goes with --kernel/);
   refused(spindle('create', 'iso', '--append', 'console=ttyS0'), 2, /--append goes with --kernel/);
   // 'demo' exists (first test): the same name in any letter case is refused, and nothing is written.
-  refused(spindle('create', 'DEMO', '--no-display'), 1, /There is already a VM named 'demo' \(names are compared ignoring letter case\); choose another name\./);
-  assert.deepEqual(readdirSync(join(dir, 'cfg', 'spindle', 'vms')).filter((f) => f.endsWith('.json')), ['demo.json']);
+  refused(
+    spindle('create', 'DEMO', '--no-display'),
+    1,
+    /There is already a VM named 'demo' \(names are compared ignoring letter case\); choose another name\./,
+  );
+  assert.deepEqual(
+    readdirSync(join(dir, 'cfg', 'spindle', 'vms')).filter((f) => f.endsWith('.json')),
+    ['demo.json'],
+  );
   const ok = spindle('create', 'iso', '--iso', 'boot.iso', '--json');
   assert.equal(ok.code, 0, ok.stderr);
   assert.deepEqual(VmInfo.parse(JSON.parse(ok.stdout)).config.boot, { kind: 'iso', path: join(dir, 'boot.iso') });

@@ -32,16 +32,41 @@ test('the VM manager refuses to start a VM, or to add a disk, on a path the comp
     const image = join(dir, 'a.img');
     writeFileSync(image, Buffer.alloc(1 << 20));
     const manager = new VmManager({ store: new VmStore(join(dir, 'vms')), env, qemuBinary: '/bin/true' });
-    const vm = await manager.create({ name: 'leased', cpus: 1, memoryMiB: 64, firmware: 'bios', boot: { kind: 'disk' }, disks: [{ path: image }], network: { user: false }, display: 'none' });
-    const other = await manager.create({ name: 'other', cpus: 1, memoryMiB: 64, firmware: 'bios', boot: { kind: 'disk' }, disks: [], network: { user: false }, display: 'none' });
+    const vm = await manager.create({
+      name: 'leased',
+      cpus: 1,
+      memoryMiB: 64,
+      firmware: 'bios',
+      boot: { kind: 'disk' },
+      disks: [{ path: image }],
+      network: { user: false },
+      display: 'none',
+    });
+    const other = await manager.create({
+      name: 'other',
+      cpus: 1,
+      memoryMiB: 64,
+      firmware: 'bios',
+      boot: { kind: 'disk' },
+      disks: [],
+      network: { user: false },
+      display: 'none',
+    });
     const lease = manager.leases.claim(image, { kind: 'bench' });
     const busy = `${image} is being measured by the aio comparison: wait for it to finish or cancel it first.`;
     await assert.rejects(manager.start(vm.config.id), (e: Error & { code?: string }) => e.code === 'DEVICE_BUSY' && e.message === busy);
-    await assert.rejects(manager.attachDisk(other.config.id, { path: image }), (e: Error & { code?: string }) => e.code === 'DEVICE_BUSY' && e.message === busy);
+    await assert.rejects(
+      manager.attachDisk(other.config.id, { path: image }),
+      (e: Error & { code?: string }) => e.code === 'DEVICE_BUSY' && e.message === busy,
+    );
     assert.equal(manager.get(vm.config.id).state, 'stopped');
     assert.deepEqual(manager.leases.holder(image), { kind: 'bench' }, 'the refusals took nothing');
     lease.release();
-    assert.equal((await manager.attachDisk(other.config.id, { path: image })).config.disks[0]!.path, image, 'free again: a stopped VM may list it');
+    assert.equal(
+      (await manager.attachDisk(other.config.id, { path: image })).config.disks[0]!.path,
+      image,
+      'free again: a stopped VM may list it',
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

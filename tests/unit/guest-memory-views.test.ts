@@ -17,21 +17,32 @@ function guardBytes(r: Uint8Array): number[] {
 
 test('writes and reads through regions at an offset in their buffers land on the right bytes, and nothing outside', () => {
   const guest = new TestGuest(1 << 20, { size: 1 << 16, gap: 0 });
-  assert.ok(guest.regions.every((r) => r.memory.byteOffset === REGION_BYTE_OFFSET), 'the regions are offset views');
+  assert.ok(
+    guest.regions.every((r) => r.memory.byteOffset === REGION_BYTE_OFFSET),
+    'the regions are offset views',
+  );
   const h = harness({ guest, queues: 1 });
   const data = pattern(8192, 7);
   const w = send(h, 0, VIRTIO_BLK_T_OUT, 8, data, { pieces: 3 });
   kick(h, 0);
   h.blk.completeAll();
   assert.equal(statusOf(h, w), VIRTIO_BLK_S_OK);
-  assert.deepEqual(h.blk.disk.subarray(8 * 512, 8 * 512 + 8192), data, 'the device read the guest buffer from the view, not the buffer start');
+  assert.deepEqual(
+    h.blk.disk.subarray(8 * 512, 8 * 512 + 8192),
+    data,
+    'the device read the guest buffer from the view, not the buffer start',
+  );
   const r = send(h, 0, VIRTIO_BLK_T_IN, 8, 8192);
   kick(h, 0);
   h.blk.completeAll();
   assert.equal(statusOf(h, r), VIRTIO_BLK_S_OK);
   assert.deepEqual(guest.bytes(r.data, 8192), data);
   // The ring, header and status writes went through views that honour the offset too.
-  for (const region of guest.regions) assert.ok(guardBytes(region.memory).every((b) => b === 0xee), 'bytes around a region untouched');
+  for (const region of guest.regions)
+    assert.ok(
+      guardBytes(region.memory).every((b) => b === 0xee),
+      'bytes around a region untouched',
+    );
 });
 
 test('GuestMemory and DriverRing views start at the region view, not at its buffer', () => {
@@ -43,9 +54,19 @@ test('GuestMemory and DriverRing views start at the region view, not at its buff
   const ring = new DriverRing(memory, 0x10000, 0x10000 + 0x1000, 8, { eventIdx: true });
   ring.addChain([{ addr: 0x10000, len: 16, write: false }]);
   ring.publish();
-  assert.ok(backing.subarray(0, 0x100).every((b) => b === 0), 'nothing written before the view');
-  assert.ok(backing.subarray(0x1100, 0x1100 + 16).some((b) => b !== 0), 'the descriptor landed at view offset 0x1000');
-  assert.throws(() => new DriverRing(backing.subarray(2), 0, 0x1000, 8, { eventIdx: false }), /does not fit/, 'a view the ring cannot align in is refused');
+  assert.ok(
+    backing.subarray(0, 0x100).every((b) => b === 0),
+    'nothing written before the view',
+  );
+  assert.ok(
+    backing.subarray(0x1100, 0x1100 + 16).some((b) => b !== 0),
+    'the descriptor landed at view offset 0x1000',
+  );
+  assert.throws(
+    () => new DriverRing(backing.subarray(2), 0, 0x1000, 8, { eventIdx: false }),
+    /does not fit/,
+    'a view the ring cannot align in is refused',
+  );
 });
 
 test('a region whose view is not 4-byte aligned in its buffer stops the queue with a sentence, not a crash', () => {

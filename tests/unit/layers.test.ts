@@ -7,7 +7,8 @@ import { readFileSync, readdirSync, statSync, existsSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 
 const ROOT = resolve('electron');
-const IMPORT = /(?:^|[\s;])(?:import|export)\s[^'"]*?from\s*(['"])([^'"]+)\1|import\s*\(\s*(['"])([^'"]+)\3\s*\)|new URL\(\s*(['"])(\.[^'"]+)\5\s*,\s*import\.meta\.url/g;
+const IMPORT =
+  /(?:^|[\s;])(?:import|export)\s[^'"]*?from\s*(['"])([^'"]+)\1|import\s*\(\s*(['"])([^'"]+)\3\s*\)|new URL\(\s*(['"])(\.[^'"]+)\5\s*,\s*import\.meta\.url/g;
 
 function sources(dir: string): string[] {
   return readdirSync(dir).flatMap((n) => {
@@ -23,7 +24,10 @@ function importsOf(file: string): { local: string[]; bare: string[] } {
   const bare: string[] = [];
   for (const m of text.matchAll(IMPORT)) {
     const spec = m[2] ?? m[4] ?? m[6]!;
-    if (!spec.startsWith('.')) { bare.push(spec); continue; }
+    if (!spec.startsWith('.')) {
+      bare.push(spec);
+      continue;
+    }
     const target = resolve(dirname(file), spec).replace(/\.c?js$/, (e) => (e === '.cjs' ? '.cts' : '.ts'));
     if (existsSync(target)) local.push(target);
   }
@@ -53,7 +57,10 @@ const graph = new Map(files.map((f) => [f, importsOf(f)]));
 
 test('every file of electron/ sits in a known layer', () => {
   const unknown = files.filter((f) => !(layerOf(f) in ALLOWED));
-  assert.deepEqual(unknown.map((f) => relative(ROOT, f)), []);
+  assert.deepEqual(
+    unknown.map((f) => relative(ROOT, f)),
+    [],
+  );
 });
 
 test('imports point one way: shared ← dataplane ← host ← api ← cli/main; tools use only dataplane and shared', () => {
@@ -101,13 +108,19 @@ test('no folder of electron/ imports another folder that imports it back', () =>
     stack.push(v);
     onStack.add(v);
     for (const w of edges.get(v) ?? []) {
-      if (!idx.has(w)) { visit(w); low.set(v, Math.min(low.get(v)!, low.get(w)!)); }
-      else if (onStack.has(w)) low.set(v, Math.min(low.get(v)!, idx.get(w)!));
+      if (!idx.has(w)) {
+        visit(w);
+        low.set(v, Math.min(low.get(v)!, low.get(w)!));
+      } else if (onStack.has(w)) low.set(v, Math.min(low.get(v)!, idx.get(w)!));
     }
     if (low.get(v) === idx.get(v)) {
       const scc: string[] = [];
       let w: string;
-      do { w = stack.pop()!; onStack.delete(w); scc.push(w); } while (w !== v);
+      do {
+        w = stack.pop()!;
+        onStack.delete(w);
+        scc.push(w);
+      } while (w !== v);
       if (scc.length > 1) cycles.push(scc.sort());
     }
   };
@@ -126,5 +139,8 @@ test("the IOThread's import closure holds nothing from host, api, cli or tools",
   walk(entry);
   assert.ok(seen.size > 10, `the worker's closure was read (${seen.size} files)`);
   const outside = [...seen].filter((f) => !['dataplane', 'shared'].includes(layerOf(f)));
-  assert.deepEqual(outside.map((f) => relative(ROOT, f)), []);
+  assert.deepEqual(
+    outside.map((f) => relative(ROOT, f)),
+    [],
+  );
 });

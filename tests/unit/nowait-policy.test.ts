@@ -31,18 +31,21 @@ test('probes again after a while even without requests; stays on below the thres
 });
 
 test('property: never silently off for good; off only after a window above the threshold', () => {
-  fc.assert(fc.property(fc.array(fc.tuple(fc.nat(3000), fc.double({ min: 0, max: 1, noNaN: true })), { minLength: 1, maxLength: 50 }), (steps) => {
-    const p = new NowaitPolicy({ read: zero, write: zero }, opts);
-    let s = { ...zero }, t = 0;
-    for (const [n, ratio] of steps) {
-      s = { submitted: s.submitted + n, fallbacks: s.fallbacks + Math.floor(n * ratio), ops: s.ops + n };
-      t += 1000;
-      for (const e of p.update({ read: zero, write: s }, t)) {
-        if (!e.enabled) assert.ok(e.fallbackRatio > 0.2 && e.message.length > 20);
+  fc.assert(
+    fc.property(fc.array(fc.tuple(fc.nat(3000), fc.double({ min: 0, max: 1, noNaN: true })), { minLength: 1, maxLength: 50 }), (steps) => {
+      const p = new NowaitPolicy({ read: zero, write: zero }, opts);
+      let s = { ...zero },
+        t = 0;
+      for (const [n, ratio] of steps) {
+        s = { submitted: s.submitted + n, fallbacks: s.fallbacks + Math.floor(n * ratio), ops: s.ops + n };
+        t += 1000;
+        for (const e of p.update({ read: zero, write: s }, t)) {
+          if (!e.enabled) assert.ok(e.fallbackRatio > 0.2 && e.message.length > 20);
+        }
       }
-    }
-    // However it ended, enough time brings a probe.
-    if (!p.enabled('write')) p.update({ read: zero, write: s }, t + 60_000);
-    assert.equal(p.enabled('write'), true);
-  }));
+      // However it ended, enough time brings a probe.
+      if (!p.enabled('write')) p.update({ read: zero, write: s }, t + 60_000);
+      assert.equal(p.enabled('write'), true);
+    }),
+  );
 });

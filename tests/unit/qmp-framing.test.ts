@@ -17,9 +17,16 @@ test('framer splits lines across arbitrary chunk boundaries', async () => {
 
 test('framer rejects non-JSON, non-object, non-UTF-8 and oversized lines with PROTOCOL_ERROR', () => {
   const bad = [enc('not json\n'), enc('[1,2]\n'), enc('42\n'), new Uint8Array([0xff, 0xfe, 0x0a])];
-  for (const b of bad) assert.throws(() => new QmpFramer().push(b), (e: SpindleError) => e.code === 'PROTOCOL_ERROR');
+  for (const b of bad)
+    assert.throws(
+      () => new QmpFramer().push(b),
+      (e: SpindleError) => e.code === 'PROTOCOL_ERROR',
+    );
   const f = new QmpFramer(1024);
-  assert.throws(() => f.push(enc('{"a":"' + 'x'.repeat(2000))), (e: SpindleError) => e.code === 'PROTOCOL_ERROR' && /longer than 1024/.test(e.message));
+  assert.throws(
+    () => f.push(enc('{"a":"' + 'x'.repeat(2000))),
+    (e: SpindleError) => e.code === 'PROTOCOL_ERROR' && /longer than 1024/.test(e.message),
+  );
 });
 
 test('framer never throws anything but SpindleError on random bytes', async () => {
@@ -32,7 +39,13 @@ async function fakeQemu(script: (sock: Socket) => void): Promise<{ path: string;
   const path = join(dir, 'qmp.sock');
   const server = createServer(script);
   await new Promise<void>((r) => server.listen(path, r));
-  return { path, close: () => { server.close(); rmSync(dir, { recursive: true, force: true }); } };
+  return {
+    path,
+    close: () => {
+      server.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 test('client: greeting, capabilities, ids matched out of order, errors and events', async () => {
@@ -47,9 +60,11 @@ test('client: greeting, capabilities, ids matched out of order, errors and event
         buf = buf.slice(nl + 1);
         if (m.execute === 'qmp_capabilities') sock.write(JSON.stringify({ return: {}, id: m.id }) + '\r\n');
         if (m.execute === 'slow') setTimeout(() => sock.write(JSON.stringify({ return: 'slow', id: m.id }) + '\r\n'), 30);
-        if (m.execute === 'fast') sock.write(JSON.stringify({ event: 'STOP', data: {} }) + '\r\n' + JSON.stringify({ return: 'fast', id: m.id }) + '\r\n');
+        if (m.execute === 'fast')
+          sock.write(JSON.stringify({ event: 'STOP', data: {} }) + '\r\n' + JSON.stringify({ return: 'fast', id: m.id }) + '\r\n');
         if (m.execute === 'bad') sock.write(JSON.stringify({ error: { class: 'GenericError', desc: 'no such thing' }, id: m.id }) + '\r\n');
-        if (m.execute === 'stray') sock.write(JSON.stringify({ return: 'x', id: 999 }) + '\r\n' + JSON.stringify({ return: 'ok', id: m.id }) + '\r\n');
+        if (m.execute === 'stray')
+          sock.write(JSON.stringify({ return: 'x', id: 999 }) + '\r\n' + JSON.stringify({ return: 'ok', id: m.id }) + '\r\n');
       }
     });
   });
@@ -93,12 +108,18 @@ test('client: malformed output from the peer fails pending commands and closes',
 test('client: a peer that never greets times out with a sentence', async () => {
   const peer = await fakeQemu(() => {});
   try {
-    await assert.rejects(QmpClient.connect(peer.path, { timeoutMs: 200 }), (e: SpindleError) => e.code === 'QEMU_FAILED' && /did not answer/.test(e.message));
+    await assert.rejects(
+      QmpClient.connect(peer.path, { timeoutMs: 200 }),
+      (e: SpindleError) => e.code === 'QEMU_FAILED' && /did not answer/.test(e.message),
+    );
   } finally {
     peer.close();
   }
 });
 
 test('client: connecting to a missing socket fails with a sentence', async () => {
-  await assert.rejects(QmpClient.connect('/nonexistent/qmp.sock'), (e: SpindleError) => e.code === 'QEMU_FAILED' && /Cannot connect/.test(e.message));
+  await assert.rejects(
+    QmpClient.connect('/nonexistent/qmp.sock'),
+    (e: SpindleError) => e.code === 'QEMU_FAILED' && /Cannot connect/.test(e.message),
+  );
 });

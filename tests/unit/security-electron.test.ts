@@ -41,8 +41,12 @@ test('BrowserWindow: context isolation, sandbox, no Node in the renderer, no web
     assert.ok(wp && ts.isPropertyAssignment(wp) && ts.isObjectLiteralExpression(wp.initializer), 'webPreferences are spelled out');
     const prefs = literalProps(wp.initializer);
     const required: Record<string, string> = {
-      contextIsolation: 'true', sandbox: 'true', nodeIntegration: 'false', nodeIntegrationInWorker: 'false',
-      webviewTag: 'false', allowRunningInsecureContent: 'false',
+      contextIsolation: 'true',
+      sandbox: 'true',
+      nodeIntegration: 'false',
+      nodeIntegrationInWorker: 'false',
+      webviewTag: 'false',
+      allowRunningInsecureContent: 'false',
     };
     for (const [k, v] of Object.entries(required)) assert.equal(prefs.get(k), v, `webPreferences.${k} must be ${v}`);
     assert.notEqual(prefs.get('webSecurity'), 'false');
@@ -53,7 +57,11 @@ test('BrowserWindow: context isolation, sandbox, no Node in the renderer, no web
 test('no navigation, no new windows, no webviews, no permissions; no remote module anywhere in the shell', () => {
   const { text } = source('electron/main.ts');
   assert.match(text, /on\('web-contents-created',[^)]*\)\s*=>\s*lockDown\(contents\)\)/, 'every web contents is locked down');
-  assert.match(text, /on\('will-navigate', \(e, url\) => \{\s*if \(!url\.startsWith\(ORIGIN\)\) e\.preventDefault\(\);/, 'navigation off the app origin is prevented');
+  assert.match(
+    text,
+    /on\('will-navigate', \(e, url\) => \{\s*if \(!url\.startsWith\(ORIGIN\)\) e\.preventDefault\(\);/,
+    'navigation off the app origin is prevented',
+  );
   assert.match(text, /on\('will-redirect'/);
   assert.match(text, /on\('will-attach-webview', \(e\) => e\.preventDefault\(\)\)/);
   assert.match(text, /setWindowOpenHandler\(\(\) => \(\{ action: 'deny' \}\)\)/, 'window.open is denied');
@@ -68,7 +76,11 @@ test('no navigation, no new windows, no webviews, no permissions; no remote modu
 test('CSP: strict on every app:// response and in the page itself; scripts only from the app', () => {
   const { text } = source('electron/main.ts');
   assert.match(text, /'content-security-policy': CONTENT_SECURITY_POLICY/, 'protocol handler sends the CSP header');
-  const directives = new Map(CONTENT_SECURITY_POLICY.split(';').map((d) => d.trim().split(/\s+/)).map(([k, ...v]) => [k!, v]));
+  const directives = new Map(
+    CONTENT_SECURITY_POLICY.split(';')
+      .map((d) => d.trim().split(/\s+/))
+      .map(([k, ...v]) => [k!, v]),
+  );
   assert.deepEqual(directives.get('default-src'), ["'none'"]);
   assert.deepEqual(directives.get('script-src'), ["'self'"], 'no inline or eval scripts, no remote scripts');
   assert.deepEqual(directives.get('object-src'), ["'none'"]);
@@ -79,7 +91,12 @@ test('CSP: strict on every app:// response and in the page itself; scripts only 
   const html = readFileSync(resolve(ROOT, 'renderer/index.html'), 'utf8');
   const meta = /http-equiv="Content-Security-Policy"\s+content="([^"]+)"/.exec(html)?.[1];
   assert.ok(meta, 'the page carries its own CSP');
-  const norm = (s: string) => s.split(';').map((d) => d.trim()).filter((d) => !d.startsWith('frame-ancestors')).sort();
+  const norm = (s: string) =>
+    s
+      .split(';')
+      .map((d) => d.trim())
+      .filter((d) => !d.startsWith('frame-ancestors'))
+      .sort();
   assert.deepEqual(norm(meta), norm(CONTENT_SECURITY_POLICY), 'page and header policies agree (frame-ancestors is header-only)');
 });
 

@@ -10,13 +10,16 @@ test('non-object JSON, broken JSON and an oversized line are refused; the backen
   const ctx = await localSocketTarget.setup!();
   try {
     const { replies } = await exchange(ctx.path, 'null\n[]\n42\n"vm.list"\n{"method":\n', 5);
-    assert.deepEqual(replies.map((r) => (r as { error: { message: string } }).error.message), [
-      'The request must be a JSON object with method and params.',
-      'The request must be a JSON object with method and params.',
-      'The request must be a JSON object with method and params.',
-      'The request must be a JSON object with method and params.',
-      'The request is not JSON.',
-    ]);
+    assert.deepEqual(
+      replies.map((r) => (r as { error: { message: string } }).error.message),
+      [
+        'The request must be a JSON object with method and params.',
+        'The request must be a JSON object with method and params.',
+        'The request must be a JSON object with method and params.',
+        'The request must be a JSON object with method and params.',
+        'The request is not JSON.',
+      ],
+    );
     const big = await exchange(ctx.path, 'x'.repeat((1 << 20) + 10), 1);
     assert.ok(big.closed, 'a line over 1 MiB closes that connection');
     const { replies: ok } = await exchange(ctx.path, '{"id":"a","method":"vm.list","params":{}}\n', 1);

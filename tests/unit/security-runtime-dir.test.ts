@@ -79,7 +79,10 @@ test('a runtime path too long for unix sockets is refused with a sentence', () =
   const dir = scratch();
   try {
     const deep = join(dir, 'x'.repeat(90));
-    assert.throws(() => vmRuntimeDir('vm', { XDG_RUNTIME_DIR: deep }), (e: unknown) => e instanceof SpindleError && /too long for unix sockets/.test(e.message));
+    assert.throws(
+      () => vmRuntimeDir('vm', { XDG_RUNTIME_DIR: deep }),
+      (e: unknown) => e instanceof SpindleError && /too long for unix sockets/.test(e.message),
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

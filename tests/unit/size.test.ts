@@ -5,22 +5,48 @@ import { SpindleError } from '../../electron/shared/errors.js';
 
 test('parseSize reads plain bytes and 1024-based units', () => {
   const cases: Array<[string, number]> = [
-    ['4096', 4096], ['512B', 512], ['1K', 1024], ['1k', 1024], ['1KiB', 1024], ['64M', 64 << 20],
-    ['64MiB', 64 << 20], ['10G', 10 * 2 ** 30], ['10 GiB', 10 * 2 ** 30], ['10g', 10 * 2 ** 30],
-    ['2T', 2 * 2 ** 40], ['1TiB', 2 ** 40], ['1.5G', 1.5 * 2 ** 30], ['0.5K', 512], [' 8M ', 8 << 20],
+    ['4096', 4096],
+    ['512B', 512],
+    ['1K', 1024],
+    ['1k', 1024],
+    ['1KiB', 1024],
+    ['64M', 64 << 20],
+    ['64MiB', 64 << 20],
+    ['10G', 10 * 2 ** 30],
+    ['10 GiB', 10 * 2 ** 30],
+    ['10g', 10 * 2 ** 30],
+    ['2T', 2 * 2 ** 40],
+    ['1TiB', 2 ** 40],
+    ['1.5G', 1.5 * 2 ** 30],
+    ['0.5K', 512],
+    [' 8M ', 8 << 20],
   ];
   for (const [text, bytes] of cases) assert.equal(parseSize(text), bytes, text);
 });
 
 test('parseSize refuses bad input with a sentence', () => {
   const bad: Array<[string, RegExp]> = [
-    ['', /not a size/], ['abc', /not a size/], ['-1G', /not a size/], ['10 X', /unknown unit 'X'/],
-    ['10GB', /ambiguous.*G or GiB/], ['10mb', /ambiguous/], ['0', /zero/], ['0G', /zero/],
-    ['1.3', /whole number of bytes/], ['1e9', /not a size/], ['5 parsecs', /unknown unit 'parsecs'/], ['10G5', /not a size/],
-    ['99999999P', /too large/], ['1,5G', /not a size/],
+    ['', /not a size/],
+    ['abc', /not a size/],
+    ['-1G', /not a size/],
+    ['10 X', /unknown unit 'X'/],
+    ['10GB', /ambiguous.*G or GiB/],
+    ['10mb', /ambiguous/],
+    ['0', /zero/],
+    ['0G', /zero/],
+    ['1.3', /whole number of bytes/],
+    ['1e9', /not a size/],
+    ['5 parsecs', /unknown unit 'parsecs'/],
+    ['10G5', /not a size/],
+    ['99999999P', /too large/],
+    ['1,5G', /not a size/],
   ];
   for (const [text, re] of bad) {
-    assert.throws(() => parseSize(text), (e: unknown) => e instanceof SpindleError && e.code === 'INVALID_ARGUMENT' && re.test(e.message), text);
+    assert.throws(
+      () => parseSize(text),
+      (e: unknown) => e instanceof SpindleError && e.code === 'INVALID_ARGUMENT' && re.test(e.message),
+      text,
+    );
   }
 });
 

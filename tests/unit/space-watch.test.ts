@@ -36,7 +36,7 @@ function setup(kind: 'file' | 'block' = 'file', retryMs = HOUR) {
 
 test('start says what is missing: the parked bytes less the free space an unprivileged user has', () => {
   const { fs, watch } = setup();
-  fs.bavail = 4;  // 16 KiB
+  fs.bavail = 4; // 16 KiB
   assert.deepEqual(watch.start(), { parked: 2, parkedBytes: 64 * KiB, freeBytes: 16 * KiB, missingBytes: 48 * KiB });
   assert.equal(watch.watching, true);
   watch.stop();
@@ -48,7 +48,7 @@ test('no retry while free space stays the same and short; a retry as soon as it 
   await watch.tick();
   assert.equal(disk.retries, 0, 'nothing changed');
   assert.deepEqual(reports, [], 'nothing to report');
-  fs.bfree += 1;  // root's free space grew (a file deleted), even if an unprivileged user sees none yet
+  fs.bfree += 1; // root's free space grew (a file deleted), even if an unprivileged user sees none yet
   await watch.tick();
   assert.equal(disk.retries, 1);
   await watch.tick();
@@ -63,12 +63,16 @@ test('a retry that still finds no space parks again; the next one waits for spac
   fs.bavail = 4;
   await watch.tick();
   assert.equal(disk.retries, 1);
-  assert.deepEqual(reports.at(-1), { parked: 2, parkedBytes: 64 * KiB, freeBytes: 16 * KiB, missingBytes: 48 * KiB }, 'the new numbers are reported');
+  assert.deepEqual(
+    reports.at(-1),
+    { parked: 2, parkedBytes: 64 * KiB, freeBytes: 16 * KiB, missingBytes: 48 * KiB },
+    'the new numbers are reported',
+  );
   const n = reports.length;
   await watch.tick();
   assert.equal(disk.retries, 1, 'no change: no retry');
   assert.equal(reports.length, n, 'and no report');
-  fs.bavail = 32;  // 128 KiB looks enough, but root's free space did not grow: not before retryMs (an hour here)
+  fs.bavail = 32; // 128 KiB looks enough, but root's free space did not grow: not before retryMs (an hour here)
   await watch.tick();
   assert.equal(disk.retries, 1);
   assert.equal(reports.at(-1)!.missingBytes, 0);
@@ -108,7 +112,11 @@ test('a block device: free space unknown (null), retried every retryMs', async (
 test('statfs failing (the file gone) is not fatal: free space unknown, retried on the timer', async () => {
   const { disk, watch } = setup();
   const failing = new SpaceWatch('/srv/gone.img', 'file', disk, () => {}, {
-    intervalMs: HOUR, retryMs: 50, statfs: () => { throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' }); },
+    intervalMs: HOUR,
+    retryMs: 50,
+    statfs: () => {
+      throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' });
+    },
   });
   assert.deepEqual(failing.start(), { parked: 2, parkedBytes: 64 * KiB, freeBytes: null, missingBytes: null });
   await new Promise((r) => setTimeout(r, 60));

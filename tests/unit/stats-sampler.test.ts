@@ -14,7 +14,15 @@ import { processCpuSeconds } from '../../electron/host/proc/thread-cpu.js';
 import type { DiskCountersSnapshot, DiskHost } from '../../electron/host/vm/disk-host.js';
 import type { StatsTick } from '../../electron/shared/api.js';
 
-const zero = (): DiskCountersSnapshot => ({ readOps: 0, writeOps: 0, readBytes: 0, writeBytes: 0, inFlight: 0, cpuSec: 0, latencyLog2Us: new Array(20).fill(0) });
+const zero = (): DiskCountersSnapshot => ({
+  readOps: 0,
+  writeOps: 0,
+  readBytes: 0,
+  writeBytes: 0,
+  inFlight: 0,
+  cpuSec: 0,
+  latencyLog2Us: new Array(20).fill(0),
+});
 
 class ScriptedDisk extends EventEmitter implements DiskHost {
   counters = zero();
@@ -60,7 +68,15 @@ test('rates, latency percentiles, queue depth and backend CPU come from differen
   const lat = [...(d.counters.latencyLog2Us as number[])];
   lat[4] += 98; // 98 completions in [8, 16) µs (bucket b counts [2^(b-1), 2^b))
   lat[11] += 2; // 2 in [1024, 2048) µs
-  d.counters = { readOps: 1100, readBytes: 1000 * 4096 + 100 * 4096, writeOps: 60, writeBytes: 60 * 65536, inFlight: 7, cpuSec: 3.1, latencyLog2Us: lat };
+  d.counters = {
+    readOps: 1100,
+    readBytes: 1000 * 4096 + 100 * 4096,
+    writeOps: 60,
+    writeBytes: 60 * 65536,
+    inFlight: 7,
+    cpuSec: 3.1,
+    latencyLog2Us: lat,
+  };
   const tick = (await r.sampler.sample())!;
   assert.equal(tick.intervalMs, SAMPLE_INTERVAL_MS);
   assert.equal(tick.t, r.now());
@@ -82,7 +98,10 @@ test('rates, latency percentiles, queue depth and backend CPU come from differen
   r.advance(500);
   d.counters = { ...d.counters, inFlight: 0 };
   const idle = (await r.sampler.sample())!.disks[0]!;
-  assert.deepEqual([idle.readIops, idle.writeIops, idle.readMBps, idle.latencyP50Us, idle.latencyP99Us, idle.backendCpuPct], [0, 0, 0, 0, 0, 0]);
+  assert.deepEqual(
+    [idle.readIops, idle.writeIops, idle.readMBps, idle.latencyP50Us, idle.latencyP99Us, idle.backendCpuPct],
+    [0, 0, 0, 0, 0, 0],
+  );
 });
 
 test('a restarted disk server (new host, counters from zero) gives no rate for one sample; a stopped disk drops out', async () => {
@@ -109,7 +128,10 @@ test('a restarted disk server (new host, counters from zero) gives no rate for o
   r.advance(500);
   ok.counters = { ...zero(), writeOps: 5 };
   const tick = (await r.sampler.sample())!;
-  assert.deepEqual(tick.disks.map((d) => [d.vmId, d.diskId, d.writeIops]), [[null, 'scratch', 10]]);
+  assert.deepEqual(
+    tick.disks.map((d) => [d.vmId, d.diskId, d.writeIops]),
+    [[null, 'scratch', 10]],
+  );
 });
 
 test('a sample still waiting on a slow disk makes the next one skip instead of piling up', async () => {
@@ -141,7 +163,10 @@ test('10 minutes of ticks are kept, older ones dropped; history(sinceMs) filters
   assert.equal(all.length, HISTORY_MS / SAMPLE_INTERVAL_MS + 1);
   assert.ok(all.every((t, i) => i === 0 || t.t - all[i - 1]!.t === SAMPLE_INTERVAL_MS));
   const recent = r.sampler.history(last - 2000);
-  assert.deepEqual(recent.map((t) => t.t), [last - 1500, last - 1000, last - 500, last]);
+  assert.deepEqual(
+    recent.map((t) => t.t),
+    [last - 1500, last - 1000, last - 500, last],
+  );
   assert.deepEqual(r.sampler.history(last), []);
 });
 

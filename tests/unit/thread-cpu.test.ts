@@ -7,12 +7,15 @@ import { threadCpuSeconds, IoUringWorkerCpu, IoThreadCpu } from '../../electron/
 import { describeDiskEvent, effectOf } from '../../electron/host/vm/disk-events.js';
 
 test('threadCpuSeconds follows one thread (not the process); a missing thread is null', async () => {
-  const w = new Worker(`
+  const w = new Worker(
+    `
     const { parentPort } = require('node:worker_threads');
     const tid = Number(require('node:fs').readlinkSync('/proc/thread-self').split('/').pop());
     parentPort.postMessage(tid);
     parentPort.on('message', () => { const end = Date.now() + 200; while (Date.now() < end); parentPort.postMessage('spun'); });
-  `, { eval: true });
+  `,
+    { eval: true },
+  );
   try {
     const [tid] = (await once(w, 'message')) as [number];
     assert.notEqual(tid, process.pid);
@@ -36,11 +39,15 @@ test('threadCpuSeconds follows one thread (not the process); a missing thread is
 
 test('disk server events become lines; a malformed request and a dead IOThread mark the disk broken', () => {
   assert.deepEqual(describeDiskEvent({ kind: 'broken', queue: 0, reason: 'descriptor loop' }), {
-    level: 'error', message: 'The guest sent a malformed request on queue 0; the queue stopped: descriptor loop',
+    level: 'error',
+    message: 'The guest sent a malformed request on queue 0; the queue stopped: descriptor loop',
   });
   assert.equal(effectOf({ kind: 'broken', queue: 0, reason: 'descriptor loop' }), 'broken');
   assert.equal(effectOf({ kind: 'failed', reason: 'boom' }), 'broken');
-  assert.equal(describeDiskEvent({ kind: 'modes', aio: 'native', cache: 'none', nowait: 'off' })!.message, "Now serving with aio 'native', cache 'none', nowait 'off'.");
+  assert.equal(
+    describeDiskEvent({ kind: 'modes', aio: 'native', cache: 'none', nowait: 'off' })!.message,
+    "Now serving with aio 'native', cache 'none', nowait 'off'.",
+  );
   assert.equal(describeDiskEvent({ kind: 'nowait', direction: 'write', enabled: false, reason: 'writes bounce' })!.level, 'warning');
   assert.equal(describeDiskEvent({ kind: 'connected', pid: 42 })!.message, 'QEMU connected (pid 42).');
   // A restart is a warning, not a broken disk: the guest does not notice it.

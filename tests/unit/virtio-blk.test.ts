@@ -4,8 +4,16 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BlockOp, WRITE_ZEROES_MAY_UNMAP } from '../../electron/dataplane/block/types.js';
 import {
-  VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_DISCARD,
-  VIRTIO_BLK_T_WRITE_ZEROES, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_UNSUPP, VirtioBlkDevice,
+  VIRTIO_BLK_T_IN,
+  VIRTIO_BLK_T_OUT,
+  VIRTIO_BLK_T_FLUSH,
+  VIRTIO_BLK_T_GET_ID,
+  VIRTIO_BLK_T_DISCARD,
+  VIRTIO_BLK_T_WRITE_ZEROES,
+  VIRTIO_BLK_S_OK,
+  VIRTIO_BLK_S_IOERR,
+  VIRTIO_BLK_S_UNSUPP,
+  VirtioBlkDevice,
 } from '../../electron/dataplane/virtio/virtio-blk.js';
 import { MemoryBlockDevice } from './helpers/memory-block-device.js';
 import { harness, send, kick, statusOf, pattern, TestGuest, GUEST_BASE } from './helpers/test-guest.js';
@@ -45,19 +53,24 @@ test('config space bytes follow struct virtio_blk_config', () => {
   assert.equal(v.getUint16(26, true), 8, 'min_io_size in logical blocks');
   assert.equal(c[32], 1, 'writeback');
   assert.equal(v.getUint16(34, true), 3, 'num_queues');
-  assert.deepEqual([36, 40, 44, 48, 52].map((o) => v.getUint32(o, true)), [65536, 1, 1, 65536, 1]);
+  assert.deepEqual(
+    [36, 40, 44, 48, 52].map((o) => v.getUint32(o, true)),
+    [65536, 1, 1, 65536, 1],
+  );
   assert.equal(c[56], 1, 'write_zeroes_may_unmap');
   // Partial and out-of-range reads: the bytes asked for, zeros past the struct.
   assert.deepEqual([...dev.readConfig(20, 4)], [0, 2, 0, 0]);
   assert.deepEqual([...dev.readConfig(58, 4)], [0, 0, 0, 0]);
-  const big = new VirtioBlkDevice(new MemoryBlockDevice({ sizeBytes: 1 << 20, logicalBlockSize: 4096, physicalBlockSize: 4096 }), { numQueues: 1 });
+  const big = new VirtioBlkDevice(new MemoryBlockDevice({ sizeBytes: 1 << 20, logicalBlockSize: 4096, physicalBlockSize: 4096 }), {
+    numQueues: 1,
+  });
   const b = new DataView(big.readConfig(0, 60).buffer);
   assert.equal(b.getUint32(20, true), 4096);
   assert.equal(b.getUint8(24), 0);
   assert.equal(b.getUint32(44, true), 8, 'discard alignment = 4096 / 512 sectors');
 });
 
-test('CONFIG_WCE: the guest toggles the write cache; reset restores the cache mode\'s setting', async () => {
+test("CONFIG_WCE: the guest toggles the write cache; reset restores the cache mode's setting", async () => {
   const h = harness({ queues: 1, blk: { writeCache: true } });
   assert.equal(h.dev.readConfig(32, 1)[0], 1);
   h.dev.writeConfig(32, Uint8Array.of(0));
@@ -65,7 +78,10 @@ test('CONFIG_WCE: the guest toggles the write cache; reset restores the cache mo
   assert.equal(h.dev.readConfig(32, 1)[0], 0);
   h.dev.writeConfig(30, Uint8Array.of(9, 9, 1, 9)); // covers 30..33: only byte 32 counts
   assert.equal(h.blk.writeCache, true);
-  assert.equal(h.dev.readConfig(0, 8).some((x) => x === 9), false);
+  assert.equal(
+    h.dev.readConfig(0, 8).some((x) => x === 9),
+    false,
+  );
   h.dev.writeConfig(32, Uint8Array.of(0));
   await h.dev.reset();
   assert.equal(h.blk.writeCache, true);
@@ -92,7 +108,14 @@ test('OUT then IN: data goes to the disk and back through guest memory', () => {
   assert.deepEqual(h.guest.bytes(r.data, 4096), data);
   const used: [number, number][] = [];
   h.rings[0].collect((id, len) => used.push([id, len]));
-  assert.deepEqual(used, [[w.head, 1], [r.head, 4097]], 'used len counts data-in plus the status byte');
+  assert.deepEqual(
+    used,
+    [
+      [w.head, 1],
+      [r.head, 4097],
+    ],
+    'used len counts data-in plus the status byte',
+  );
 });
 
 test('multi-segment and indirect chains become one request with several segments', () => {
@@ -103,7 +126,10 @@ test('multi-segment and indirect chains become one request with several segments
   const c = send(h, 0, VIRTIO_BLK_T_IN, 0, 3072, { pieces: 2, indirect: true });
   kick(h, 0);
   assert.equal(h.blk.submits, 1, 'one submit for the whole batch');
-  assert.deepEqual(h.blk.log.map((r) => r.segments.length), [3, 6, 2]);
+  assert.deepEqual(
+    h.blk.log.map((r) => r.segments.length),
+    [3, 6, 2],
+  );
   h.blk.completeAll();
   for (const s of [a, b, c]) assert.equal(statusOf(h, s), VIRTIO_BLK_S_OK);
   assert.deepEqual(h.blk.disk.subarray(0, 3072), data);
@@ -120,7 +146,11 @@ test('a header split across descriptors and a data buffer shared with the header
   v.setBigUint64(8, 2n, true);
   g.bytes(buf + 16, 512).set(pattern(512, 5));
   const st = g.status();
-  h.rings[0].addChain([{ addr: buf, len: 5, write: false }, { addr: buf + 5, len: 11 + 512, write: false }, { addr: st, len: 1, write: true }]);
+  h.rings[0].addChain([
+    { addr: buf, len: 5, write: false },
+    { addr: buf + 5, len: 11 + 512, write: false },
+    { addr: st, len: 1, write: true },
+  ]);
   kick(h, 0);
   assert.deepEqual(h.blk.log[0].segments, [{ id: 0, offset: buf + 16 - GUEST_BASE, length: 512 }]);
   assert.equal(h.blk.log[0].offset, 1024);
@@ -134,9 +164,16 @@ test('a data buffer that runs from one guest region into the adjacent one is spl
   const hdr = guest.header(VIRTIO_BLK_T_IN, 0);
   const st = guest.status();
   const start = GUEST_BASE + (1 << 20) - 512;
-  h.rings[0].addChain([{ addr: hdr, len: 16, write: false }, { addr: start, len: 1024, write: true }, { addr: st, len: 1, write: true }]);
+  h.rings[0].addChain([
+    { addr: hdr, len: 16, write: false },
+    { addr: start, len: 1024, write: true },
+    { addr: st, len: 1, write: true },
+  ]);
   kick(h, 0);
-  assert.deepEqual(h.blk.log[0].segments, [{ id: 0, offset: (1 << 20) - 512, length: 512 }, { id: 1, offset: 0, length: 512 }]);
+  assert.deepEqual(h.blk.log[0].segments, [
+    { id: 0, offset: (1 << 20) - 512, length: 512 },
+    { id: 1, offset: 0, length: 512 },
+  ]);
   assert.deepEqual(h.broken, []);
 });
 
@@ -169,14 +206,21 @@ test('DISCARD and WRITE_ZEROES: one range, flags checked, limits enforced', () =
   const z = send(h, 0, VIRTIO_BLK_T_WRITE_ZEROES, 0, dwz(64n, 16, 1));
   const dUnmap = send(h, 0, VIRTIO_BLK_T_DISCARD, 0, dwz(8n, 8, 1));
   const zBadFlag = send(h, 0, VIRTIO_BLK_T_WRITE_ZEROES, 0, dwz(8n, 8, 2));
-  const two = new Uint8Array(32); two.set(dwz(0n, 1, 0)); two.set(dwz(8n, 1, 0), 16);
+  const two = new Uint8Array(32);
+  two.set(dwz(0n, 1, 0));
+  two.set(dwz(8n, 1, 0), 16);
   const twoSeg = send(h, 0, VIRTIO_BLK_T_DISCARD, 0, two);
   const short = send(h, 0, VIRTIO_BLK_T_DISCARD, 0, new Uint8Array(12));
   const tooMany = send(h, 0, VIRTIO_BLK_T_WRITE_ZEROES, 0, dwz(0n, 65537, 0));
   const past = send(h, 0, VIRTIO_BLK_T_DISCARD, 0, dwz(BigInt(h.blk.sizeBytes / 512 - 4), 8, 0));
   kick(h, 0);
-  assert.deepEqual(h.blk.log.map((r) => [r.op, r.offset, r.length, r.flags]),
-    [[BlockOp.Discard, 4096, 4096, 0], [BlockOp.WriteZeroes, 32768, 8192, WRITE_ZEROES_MAY_UNMAP]]);
+  assert.deepEqual(
+    h.blk.log.map((r) => [r.op, r.offset, r.length, r.flags]),
+    [
+      [BlockOp.Discard, 4096, 4096, 0],
+      [BlockOp.WriteZeroes, 32768, 8192, WRITE_ZEROES_MAY_UNMAP],
+    ],
+  );
   assert.equal(statusOf(h, dUnmap), VIRTIO_BLK_S_UNSUPP, 'discard with the unmap flag');
   assert.equal(statusOf(h, zBadFlag), VIRTIO_BLK_S_UNSUPP, 'write-zeroes with an unknown flag');
   assert.equal(statusOf(h, twoSeg), VIRTIO_BLK_S_UNSUPP, 'more segments than max_discard_seg');
@@ -209,7 +253,10 @@ test('unknown request types get UNSUPP and the queue goes on', () => {
   kick(h, 0);
   for (const s of sent) assert.equal(statusOf(h, s), VIRTIO_BLK_S_UNSUPP);
   assert.deepEqual(h.broken, []);
-  assert.equal(h.rings[0].collect(() => {}), types.length);
+  assert.equal(
+    h.rings[0].collect(() => {}),
+    types.length,
+  );
   const ok = send(h, 0, VIRTIO_BLK_T_IN, 0, 512);
   kick(h, 0);
   h.blk.completeAll();
@@ -243,7 +290,10 @@ test('read-only disk: writes get IOERR, reads and flushes work', () => {
   const f = send(h, 0, VIRTIO_BLK_T_FLUSH, 0);
   kick(h, 0);
   assert.equal(statusOf(h, w), VIRTIO_BLK_S_IOERR);
-  assert.deepEqual(h.blk.log.map((x) => x.op), [BlockOp.Read, BlockOp.Flush]);
+  assert.deepEqual(
+    h.blk.log.map((x) => x.op),
+    [BlockOp.Read, BlockOp.Flush],
+  );
   h.blk.completeAll();
   assert.equal(statusOf(h, r), VIRTIO_BLK_S_OK);
   assert.equal(statusOf(h, f), VIRTIO_BLK_S_OK);
@@ -264,12 +314,18 @@ test('block layer errors: -errno becomes IOERR, -EOPNOTSUPP becomes UNSUPP', () 
 test('a block layer whose submit() throws fails that batch with IOERR and the queue goes on', () => {
   const h = harness({ queues: 1 });
   const orig = h.blk.submit.bind(h.blk);
-  h.blk.submit = () => { throw new Error('engine closed'); };
+  h.blk.submit = () => {
+    throw new Error('engine closed');
+  };
   const r = send(h, 0, VIRTIO_BLK_T_IN, 0, 512);
   const errors: string[] = [];
   const saved = console.error;
   console.error = (m: string) => errors.push(m);
-  try { kick(h, 0); } finally { console.error = saved; }
+  try {
+    kick(h, 0);
+  } finally {
+    console.error = saved;
+  }
   assert.equal(statusOf(h, r), VIRTIO_BLK_S_IOERR);
   assert.match(errors[0], /engine closed/);
   h.blk.submit = orig;
@@ -337,7 +393,7 @@ test('without EVENT_IDX the device honours VRING_AVAIL_F_NO_INTERRUPT', () => {
   assert.equal(h.notifies[0], 1);
 });
 
-test('multi-queue: each queue\'s completions go to its own ring and interrupt', () => {
+test("multi-queue: each queue's completions go to its own ring and interrupt", () => {
   const h = harness({ queues: 4 });
   const sent = [0, 1, 2, 3].map((q) => send(h, q, VIRTIO_BLK_T_OUT, q * 8, pattern(4096, q + 1)));
   for (const q of [3, 1, 0, 2]) kick(h, q);
@@ -362,7 +418,9 @@ test('stopQueue waits for in-flight requests and returns the next avail index; t
   send(h, 0, VIRTIO_BLK_T_IN, 8, 512);
   kick(h, 0);
   let resolved: number | null = null;
-  const p = h.dev.stopQueue(0).then((n) => { resolved = n; });
+  const p = h.dev.stopQueue(0).then((n) => {
+    resolved = n;
+  });
   await new Promise((r) => setImmediate(r));
   assert.equal(resolved, null, 'still draining');
   // A kick to a stopped queue is ignored.
@@ -373,7 +431,14 @@ test('stopQueue waits for in-flight requests and returns the next avail index; t
   await p;
   assert.equal(resolved, 2);
   const r = h.rings[0];
-  h.dev.startQueue(0, { size: r.size, descAddr: r.descAddr, availAddr: r.availAddr, usedAddr: r.usedAddr, lastAvailIdx: 2, notify: () => {} });
+  h.dev.startQueue(0, {
+    size: r.size,
+    descAddr: r.descAddr,
+    availAddr: r.availAddr,
+    usedAddr: r.usedAddr,
+    lastAvailIdx: 2,
+    notify: () => {},
+  });
   h.dev.kick(0);
   assert.equal(h.blk.log.length, 3, 'the chain added while stopped is served after restart');
 });

@@ -9,8 +9,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BlockOp } from '../../electron/dataplane/block/types.js';
 import {
-  VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_IOERR, VirtioBlkDevice,
-  type NoSpaceEvent, type SpaceRecoveredEvent,
+  VIRTIO_BLK_T_IN,
+  VIRTIO_BLK_T_OUT,
+  VIRTIO_BLK_T_FLUSH,
+  VIRTIO_BLK_S_OK,
+  VIRTIO_BLK_S_IOERR,
+  VirtioBlkDevice,
+  type NoSpaceEvent,
+  type SpaceRecoveredEvent,
 } from '../../electron/dataplane/virtio/virtio-blk.js';
 import { MemoryBlockDevice, type RecordedRequest } from './helpers/memory-block-device.js';
 import { harness, send, kick, statusOf, pattern, TestGuest, type Harness } from './helpers/test-guest.js';
@@ -19,17 +25,24 @@ const ENOSPC = -28;
 const EIO = -5;
 const SECTOR = 512;
 
-interface Events { noSpace: NoSpaceEvent[]; recovered: SpaceRecoveredEvent[]; resubmitted: number }
+interface Events {
+  noSpace: NoSpaceEvent[];
+  recovered: SpaceRecoveredEvent[];
+  resubmitted: number;
+}
 
 function stopHarness(opts: { queues?: number; guest?: TestGuest; failureCounts?: Float64Array } = {}): { h: Harness; ev: Events } {
   const h = harness({
-    queues: opts.queues ?? 2, ...(opts.guest ? { guest: opts.guest } : {}),
+    queues: opts.queues ?? 2,
+    ...(opts.guest ? { guest: opts.guest } : {}),
     dev: { diskPath: '/var/lib/spindle/a.img', ...(opts.failureCounts ? { failureCounts: opts.failureCounts } : {}) },
   });
   const ev: Events = { noSpace: [], recovered: [], resubmitted: 0 };
   h.dev.onNoSpace = (e) => ev.noSpace.push(e);
   h.dev.onSpaceRecovered = (e) => ev.recovered.push(e);
-  h.dev.onResubmitted = (_q, n) => { ev.resubmitted += n; };
+  h.dev.onResubmitted = (_q, n) => {
+    ev.resubmitted += n;
+  };
   return { h, ev };
 }
 
@@ -62,10 +75,15 @@ function failWrites(h: Harness, errno: number): void {
 function startRing(h: Harness, q: number, base: number, inflight?: SharedArrayBuffer): void {
   const ring = h.rings[q]!;
   h.dev.startQueue(q, {
-    size: ring.size, descAddr: ring.descAddr, availAddr: ring.availAddr, usedAddr: ring.usedAddr,
-    lastAvailIdx: base, notify: () => {}, ...(inflight ? { inflight: new DataView(inflight) } : {}),
+    size: ring.size,
+    descAddr: ring.descAddr,
+    availAddr: ring.availAddr,
+    usedAddr: ring.usedAddr,
+    lastAvailIdx: base,
+    notify: () => {},
+    ...(inflight ? { inflight: new DataView(inflight) } : {}),
   });
-  h.dev.kick(q);  // the server looks at a ring as soon as it starts it
+  h.dev.kick(q); // the server looks at a ring as soon as it starts it
 }
 
 test("'stop' (the default): a write that meets ENOSPC is parked, not completed; one event; retryParked writes it and the guest gets it once", async () => {
@@ -81,10 +99,14 @@ test("'stop' (the default): a write that meets ENOSPC is parked, not completed; 
   assert.deepEqual(usedOf(h, 0), [r.head], 'only the read is used');
   assert.equal(h.dev.parkedRequests, 1);
   assert.equal(h.dev.parkedBytes, 4096);
-  assert.deepEqual(ev.noSpace, [{
-    parked: 1, parkedBytes: 4096, retried: false,
-    sentence: 'The filesystem holding /var/lib/spindle/a.img is full: 1 write waits until space is freed.',
-  }]);
+  assert.deepEqual(ev.noSpace, [
+    {
+      parked: 1,
+      parkedBytes: 4096,
+      retried: false,
+      sentence: 'The filesystem holding /var/lib/spindle/a.img is full: 1 write waits until space is freed.',
+    },
+  ]);
 
   // A second write failing the same way on another queue: parked, no second event.
   const w2 = send(h, 1, VIRTIO_BLK_T_OUT, 16, data);
@@ -118,7 +140,10 @@ test('a retry that meets ENOSPC again parks again without an error, says so, and
   const first = h.dev.retryParked();
   failWrites(h, ENOSPC);
   assert.deepEqual(await first, { retried: 1, parked: 1 });
-  assert.deepEqual(ev.noSpace.map((e) => e.retried), [false, true]);
+  assert.deepEqual(
+    ev.noSpace.map((e) => e.retried),
+    [false, true],
+  );
   assert.equal(h.dev.parkedRequests, 1);
   assert.equal(statusOf(h, w), 0xff, 'still no status');
   assert.deepEqual(usedOf(h, 0), [], 'nothing used');
@@ -148,7 +173,7 @@ test('a VM paused for lack of space: the retry writes while the ring is stopped,
   assert.equal(h.rings[0]!.usedIdx(), 0, 'but nothing touches the stopped ring');
   assert.equal(statusOf(h, w), 0xff);
 
-  h.dev.setMemory(h.guest.regions);  // QEMU sends the table again at every vhost start
+  h.dev.setMemory(h.guest.regions); // QEMU sends the table again at every vhost start
   startRing(h, 0, base);
   assert.equal(statusOf(h, w), VIRTIO_BLK_S_OK);
   assert.deepEqual(usedOf(h, 0), [w.head], 'once, with its own head');
@@ -237,7 +262,7 @@ test('a ring set up anew (the driver reset it: another base) drops the parked re
   const outcome = h.dev.retryParked();
   h.blk.completeAll();
   await outcome;
-  startRing(h, 0, 0);  // base 0, not the 1 it was stopped at
+  startRing(h, 0, 0); // base 0, not the 1 it was stopped at
   assert.equal(h.rings[0]!.usedIdx(), 0, 'nothing was put on the new ring');
   assert.equal(h.dev.parkedRequests, 0);
   assert.equal(ev.recovered.length, 1);
@@ -255,7 +280,11 @@ test('with an inflight region, a request the region no longer marks in flight (a
   startRing(h, 0, base, new SharedArrayBuffer(16 + 16 * 16));
   assert.equal(h.dev.parkedRequests, 0);
   assert.equal(h.rings[0]!.usedIdx(), 0);
-  assert.deepEqual(ev.recovered.map(({ completed, dropped }) => ({ completed, dropped })), [{ completed: 0, dropped: 1 }], 'nothing waits any more: said so');
+  assert.deepEqual(
+    ev.recovered.map(({ completed, dropped }) => ({ completed, dropped })),
+    [{ completed: 0, dropped: 1 }],
+    'nothing waits any more: said so',
+  );
 });
 
 test('a chain the guest rewrote while its write was in flight is not parked: it fails with IOERR', () => {
@@ -337,7 +366,10 @@ test('reset (the frontend went away) drops parked requests, also one being retri
   h.blk.completeAll();
   await resetting;
   assert.equal(h.dev.parkedRequests, 0);
-  assert.deepEqual(ev.recovered.map(({ completed, dropped }) => ({ completed, dropped })), [{ completed: 0, dropped: 2 }]);
+  assert.deepEqual(
+    ev.recovered.map(({ completed, dropped }) => ({ completed, dropped })),
+    [{ completed: 0, dropped: 2 }],
+  );
   assert.deepEqual(await h.dev.retryParked(), { retried: 0, parked: 0 });
 });
 
@@ -372,6 +404,8 @@ test("other errors are not parked under 'stop' (EIO is IOERR and counted); parke
 });
 
 test('an unknown ENOSPC policy is refused with a sentence', () => {
-  assert.throws(() => new VirtioBlkDevice(new MemoryBlockDevice(), { numQueues: 1, enospc: 'pause' as never }),
-    { name: 'RangeError', message: `the ENOSPC policy must be 'stop' or 'report', not "pause"` });
+  assert.throws(() => new VirtioBlkDevice(new MemoryBlockDevice(), { numQueues: 1, enospc: 'pause' as never }), {
+    name: 'RangeError',
+    message: `the ENOSPC policy must be 'stop' or 'report', not "pause"`,
+  });
 });

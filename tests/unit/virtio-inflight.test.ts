@@ -8,7 +8,11 @@ import { test, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { BlockOp } from '../../electron/dataplane/block/types.js';
 import {
-  VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_S_OK, VirtioBlkDevice,
+  VIRTIO_BLK_T_IN,
+  VIRTIO_BLK_T_OUT,
+  VIRTIO_BLK_T_FLUSH,
+  VIRTIO_BLK_S_OK,
+  VirtioBlkDevice,
 } from '../../electron/dataplane/virtio/virtio-blk.js';
 import { InflightLog, inflightSteps, INFLIGHT_VERSION } from '../../electron/dataplane/virtio/inflight-log.js';
 import type { DriverRing, DriverBuffer } from '../../electron/tools/driver-ring.js';
@@ -72,14 +76,23 @@ class World {
     dev.setFeatures(dev.deviceFeatures);
     dev.setMemory(this.guest.regions);
     // The dead instance goes on running after the throw: what it reports is not the new one's.
-    dev.onBroken = (_q, reason) => { if (this.dev === dev && !this.crashed) this.broken.push(reason); };
-    dev.onResubmitted = (_q, n) => { this.resubmitted += n; };
+    dev.onBroken = (_q, reason) => {
+      if (this.dev === dev && !this.crashed) this.broken.push(reason);
+    };
+    dev.onResubmitted = (_q, n) => {
+      this.resubmitted += n;
+    };
     this.blk = blk;
     this.dev = dev;
     // QEMU's base after a backend died: the used idx in guest memory (GET_VRING_BASE failed).
     dev.startQueue(0, {
-      size: RING, descAddr: this.ring.descAddr, availAddr: this.ring.availAddr, usedAddr: this.ring.usedAddr,
-      lastAvailIdx: this.ring.usedIdx(), notify: () => undefined, inflight: new DataView(this.region),
+      size: RING,
+      descAddr: this.ring.descAddr,
+      availAddr: this.ring.availAddr,
+      usedAddr: this.ring.usedAddr,
+      lastAvailIdx: this.ring.usedIdx(),
+      notify: () => undefined,
+      inflight: new DataView(this.region),
     });
     // The server looks at the ring as soon as it starts it (tryStart -> kick).
     dev.kick(0);
@@ -197,11 +210,24 @@ function run(crashAt: number[]): { world: World; steps: string[]; crashedAt: str
 
 function checkOutcome(world: World, label: string): void {
   assert.deepEqual(world.broken, [], `${label}: a queue broke`);
-  assert.equal(world.outstanding.size, 0, `${label}: requests never completed: ${[...world.outstanding.values()].map((r) => r.name).join(', ')}`);
-  assert.deepEqual(world.done.map((r) => r.name).sort(), ['fl', 'rd', 'w1', 'w2', 'w3', 'w4'], `${label}: each request completes exactly once`);
+  assert.equal(
+    world.outstanding.size,
+    0,
+    `${label}: requests never completed: ${[...world.outstanding.values()].map((r) => r.name).join(', ')}`,
+  );
+  assert.deepEqual(
+    world.done.map((r) => r.name).sort(),
+    ['fl', 'rd', 'w1', 'w2', 'w3', 'w4'],
+    `${label}: each request completes exactly once`,
+  );
   for (const r of world.done) assert.equal(world.guest.bytes(r.status, 1)[0], VIRTIO_BLK_S_OK, `${label}: ${r.name} status`);
   const disk = world.blk.disk;
-  for (const [i, sector] of [[1, 0], [2, 8], [3, 16], [4, 24]] as const) {
+  for (const [i, sector] of [
+    [1, 0],
+    [2, 8],
+    [3, 16],
+    [4, 24],
+  ] as const) {
     assert.deepEqual(disk.subarray(sector * SECTOR, sector * SECTOR + 4096), w(i), `${label}: w${i} on disk`);
   }
   const rd = world.done.find((r) => r.name === 'rd')!;
@@ -228,7 +254,10 @@ test('pop marks a head with a rising counter; completion stages it in the batch 
   world.dev.kick(0);
   const log = new InflightLog(new DataView(world.region), RING);
   const heads = [...world.outstanding.keys()];
-  assert.deepEqual(heads.map((h) => log.isInflight(h)), [true, true]);
+  assert.deepEqual(
+    heads.map((h) => log.isInflight(h)),
+    [true, true],
+  );
   assert.ok(log.counterOf(heads[0]!) < log.counterOf(heads[1]!), 'counters follow pop order');
   world.blk.completeWhere((r) => r.offset === 8 * SECTOR);
   assert.equal(log.isInflight(heads[1]!), false);
@@ -300,10 +329,42 @@ test('the used_idx fix-up: a batch published but not cleared is not resubmitted'
 test('a region that contradicts itself stops only that queue, with a sentence', () => {
   const cases: [string, (v: DataView) => void, RegExp][] = [
     ['unknown version', (v) => v.setUint16(8, 7, true), /version 7/],
-    ['wrong ring size', (v) => { v.setUint16(8, 1, true); v.setUint16(10, 16, true); }, /ring of 16 entries, the ring has 32/],
-    ['flag not 0 or 1', (v) => { v.setUint16(8, 1, true); v.setUint16(10, RING, true); v.setUint8(16 + 16 * 3, 9); }, /marks descriptor 3 with 9/],
-    ['used_idx far behind', (v) => { v.setUint16(8, 1, true); v.setUint16(10, RING, true); v.setUint16(14, 100, true); }, /more than the ring holds/],
-    ['last batch past the ring', (v) => { v.setUint16(8, 1, true); v.setUint16(10, RING, true); v.setUint16(14, 0xffff, true); v.setUint16(12, 300, true); }, /descriptor 300, past the ring size/],
+    [
+      'wrong ring size',
+      (v) => {
+        v.setUint16(8, 1, true);
+        v.setUint16(10, 16, true);
+      },
+      /ring of 16 entries, the ring has 32/,
+    ],
+    [
+      'flag not 0 or 1',
+      (v) => {
+        v.setUint16(8, 1, true);
+        v.setUint16(10, RING, true);
+        v.setUint8(16 + 16 * 3, 9);
+      },
+      /marks descriptor 3 with 9/,
+    ],
+    [
+      'used_idx far behind',
+      (v) => {
+        v.setUint16(8, 1, true);
+        v.setUint16(10, RING, true);
+        v.setUint16(14, 100, true);
+      },
+      /more than the ring holds/,
+    ],
+    [
+      'last batch past the ring',
+      (v) => {
+        v.setUint16(8, 1, true);
+        v.setUint16(10, RING, true);
+        v.setUint16(14, 0xffff, true);
+        v.setUint16(12, 300, true);
+      },
+      /descriptor 300, past the ring size/,
+    ],
   ];
   for (const [label, corrupt, expected] of cases) {
     const guest = new TestGuest(1 << 16);
@@ -316,8 +377,13 @@ test('a region that contradicts itself stops only that queue, with a sentence', 
     const broken: string[] = [];
     dev.onBroken = (q, reason) => broken.push(`${q}: ${reason}`);
     dev.startQueue(0, {
-      size: RING, descAddr: ring.descAddr, availAddr: ring.availAddr, usedAddr: ring.usedAddr, lastAvailIdx: 0,
-      notify: () => undefined, inflight: new DataView(region),
+      size: RING,
+      descAddr: ring.descAddr,
+      availAddr: ring.availAddr,
+      usedAddr: ring.usedAddr,
+      lastAvailIdx: 0,
+      notify: () => undefined,
+      inflight: new DataView(region),
     });
     assert.equal(broken.length, 1, label);
     assert.match(broken[0]!, /^0: Queue 0 stopped: /, label);
@@ -332,8 +398,13 @@ test('a region that contradicts itself stops only that queue, with a sentence', 
   const broken: string[] = [];
   dev.onBroken = (_q, reason) => broken.push(reason);
   dev.startQueue(0, {
-    size: RING, descAddr: ring.descAddr, availAddr: ring.availAddr, usedAddr: ring.usedAddr, lastAvailIdx: 0,
-    notify: () => undefined, inflight: new DataView(new SharedArrayBuffer(64)),
+    size: RING,
+    descAddr: ring.descAddr,
+    availAddr: ring.availAddr,
+    usedAddr: ring.usedAddr,
+    lastAvailIdx: 0,
+    notify: () => undefined,
+    inflight: new DataView(new SharedArrayBuffer(64)),
   });
   assert.match(broken[0] ?? '', /inflight region is 64 bytes, a ring of 32 needs 528/);
 });

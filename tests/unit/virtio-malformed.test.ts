@@ -59,7 +59,11 @@ const parts = (h: Harness) => ({ hdr: h.guest.header(VIRTIO_BLK_T_IN, 0), data: 
 test('descriptor loop in the ring', () => {
   const h = harness();
   const { hdr, data } = parts(h);
-  rawChain(h, [[hdr, 16, R | N], [data, 512, W | N], [data, 1, W | N, 1]]);
+  rawChain(h, [
+    [hdr, 16, R | N],
+    [data, 512, W | N],
+    [data, 1, W | N, 1],
+  ]);
   kick(h, 0);
   expectBroken(h, 'chain-loop', /chain 0 loops \(more than the ring's 16 descriptors\)/);
 });
@@ -67,7 +71,10 @@ test('descriptor loop in the ring', () => {
 test('descriptor loop inside an indirect table', () => {
   const h = harness();
   const { hdr, data } = parts(h);
-  const t = table(h, [[hdr, 16, R | N, 1], [data, 512, W | N, 0]]);
+  const t = table(h, [
+    [hdr, 16, R | N, 1],
+    [data, 512, W | N, 0],
+  ]);
   rawChain(h, [[t, 32, I]]);
   kick(h, 0);
   expectBroken(h, 'chain-loop', /indirect table of chain 0 loops/);
@@ -76,14 +83,21 @@ test('descriptor loop inside an indirect table', () => {
 test('descriptor address outside guest memory', () => {
   const h = harness();
   const { hdr, st } = parts(h);
-  rawChain(h, [[hdr, 16, R | N], [GUEST_BASE + (1 << 20) - 256, 512, W | N], [st, 1, W]]);
+  rawChain(h, [
+    [hdr, 16, R | N],
+    [GUEST_BASE + (1 << 20) - 256, 512, W | N],
+    [st, 1, W],
+  ]);
   kick(h, 0);
   expectBroken(h, 'descriptor-outside-memory', /descriptor at 0x1fff00 \(512 bytes\) outside guest memory/);
 });
 
 test('descriptor address below guest memory and one past 2^53', () => {
   const a = harness();
-  rawChain(a, [[0x1000, 16, R | N], [parts(a).st, 1, W]]);
+  rawChain(a, [
+    [0x1000, 16, R | N],
+    [parts(a).st, 1, W],
+  ]);
   kick(a, 0);
   expectBroken(a, 'descriptor-outside-memory', /descriptor at 0x1000 \(16 bytes\) outside guest memory/);
   const b = harness();
@@ -122,17 +136,74 @@ test('avail index moved by more than the ring size', () => {
 
 test('indirect table problems: too long, bad length, nested, outside memory, with NEXT, not negotiated', () => {
   const cases: [string, (h: Harness) => void, QueueFault['kind'], RegExp][] = [
-    ['too long', (h) => { const t = h.guest.alloc(16 * 200); rawChain(h, [[t, 16 * 200, I]]); },
-      'indirect-too-long', /indirect table of 200 descriptors, more than the limit 128/],
-    ['bad length', (h) => { const t = h.guest.alloc(64); rawChain(h, [[t, 40, I]]); }, 'indirect-bad-length', /indirect table of 40 bytes, not a positive multiple of 16/],
-    ['empty', (h) => { const t = h.guest.alloc(64); rawChain(h, [[t, 0, I]]); }, 'indirect-bad-length', /indirect table of 0 bytes/],
-    ['nested', (h) => { const inner = table(h, [[parts(h).st, 1, W, 0]]); const t = table(h, [[inner, 16, I, 0]]); rawChain(h, [[t, 16, I]]); },
-      'nested-indirect', /indirect descriptor inside an indirect table/],
-    ['outside memory', (h) => rawChain(h, [[GUEST_BASE + (1 << 20) - 16, 32, I]]), 'indirect-outside-memory', /indirect table at 0x1ffff0 \(32 bytes\) outside guest memory/],
-    ['with NEXT', (h) => { const t = table(h, [[parts(h).st, 1, W, 0]]); rawChain(h, [[t, 16, I | N], [t, 16, W]]); },
-      'indirect-not-alone', /indirect descriptor that is not alone in its chain/],
-    ['after a direct one', (h) => { const p = parts(h); const t = table(h, [[p.st, 1, W, 0]]); rawChain(h, [[p.hdr, 16, R | N], [t, 16, I]]); },
-      'indirect-not-alone', /indirect descriptor that is not alone in its chain/],
+    [
+      'too long',
+      (h) => {
+        const t = h.guest.alloc(16 * 200);
+        rawChain(h, [[t, 16 * 200, I]]);
+      },
+      'indirect-too-long',
+      /indirect table of 200 descriptors, more than the limit 128/,
+    ],
+    [
+      'bad length',
+      (h) => {
+        const t = h.guest.alloc(64);
+        rawChain(h, [[t, 40, I]]);
+      },
+      'indirect-bad-length',
+      /indirect table of 40 bytes, not a positive multiple of 16/,
+    ],
+    [
+      'empty',
+      (h) => {
+        const t = h.guest.alloc(64);
+        rawChain(h, [[t, 0, I]]);
+      },
+      'indirect-bad-length',
+      /indirect table of 0 bytes/,
+    ],
+    [
+      'nested',
+      (h) => {
+        const inner = table(h, [[parts(h).st, 1, W, 0]]);
+        const t = table(h, [[inner, 16, I, 0]]);
+        rawChain(h, [[t, 16, I]]);
+      },
+      'nested-indirect',
+      /indirect descriptor inside an indirect table/,
+    ],
+    [
+      'outside memory',
+      (h) => rawChain(h, [[GUEST_BASE + (1 << 20) - 16, 32, I]]),
+      'indirect-outside-memory',
+      /indirect table at 0x1ffff0 \(32 bytes\) outside guest memory/,
+    ],
+    [
+      'with NEXT',
+      (h) => {
+        const t = table(h, [[parts(h).st, 1, W, 0]]);
+        rawChain(h, [
+          [t, 16, I | N],
+          [t, 16, W],
+        ]);
+      },
+      'indirect-not-alone',
+      /indirect descriptor that is not alone in its chain/,
+    ],
+    [
+      'after a direct one',
+      (h) => {
+        const p = parts(h);
+        const t = table(h, [[p.st, 1, W, 0]]);
+        rawChain(h, [
+          [p.hdr, 16, R | N],
+          [t, 16, I],
+        ]);
+      },
+      'indirect-not-alone',
+      /indirect descriptor that is not alone in its chain/,
+    ],
   ];
   for (const [name, build, kind, reason] of cases) {
     const h = harness();
@@ -150,7 +221,10 @@ test('indirect table problems: too long, bad length, nested, outside memory, wit
 test('header in a device-writable descriptor', () => {
   const h = harness();
   const { hdr, st } = parts(h);
-  rawChain(h, [[hdr, 16, W | N], [st, 1, W]]);
+  rawChain(h, [
+    [hdr, 16, W | N],
+    [st, 1, W],
+  ]);
   kick(h, 0);
   expectBroken(h, 'header-in-writable', /request header of chain 0 is in a device-writable descriptor/);
 });
@@ -158,7 +232,11 @@ test('header in a device-writable descriptor', () => {
 test('header shorter than 16 bytes', () => {
   const h = harness();
   const { hdr, st } = parts(h);
-  rawChain(h, [[hdr, 8, R | N], [hdr + 8, 4, R | N], [st, 1, W]]);
+  rawChain(h, [
+    [hdr, 8, R | N],
+    [hdr + 8, 4, R | N],
+    [st, 1, W],
+  ]);
   kick(h, 0);
   expectBroken(h, 'header-too-short', /request header of chain 0 is 12 bytes, shorter than 16/);
 });
@@ -166,7 +244,10 @@ test('header shorter than 16 bytes', () => {
 test('missing status byte', () => {
   const h = harness();
   const w = h.guest.header(VIRTIO_BLK_T_OUT, 0);
-  rawChain(h, [[w, 16, R | N], [h.guest.alloc(512), 512, R]]);
+  rawChain(h, [
+    [w, 16, R | N],
+    [h.guest.alloc(512), 512, R],
+  ]);
   kick(h, 0);
   expectBroken(h, 'missing-status', /chain 0 has no device-writable status byte/);
 });
@@ -174,13 +255,21 @@ test('missing status byte', () => {
 test('wrong direction: read data in a device-readable descriptor, write data in a device-writable one', () => {
   const a = harness();
   const p = parts(a);
-  rawChain(a, [[p.hdr, 16, R | N], [p.data, 512, R | N], [p.st, 1, W]]);
+  rawChain(a, [
+    [p.hdr, 16, R | N],
+    [p.data, 512, R | N],
+    [p.st, 1, W],
+  ]);
   kick(a, 0);
   expectBroken(a, 'read-buffer-readable', /read request 0 has its data buffer in a device-readable descriptor/);
 
   const b = harness();
   const w = b.guest.header(VIRTIO_BLK_T_OUT, 0);
-  rawChain(b, [[w, 16, R | N], [b.guest.alloc(512), 512, W | N], [b.guest.status(), 1, W]]);
+  rawChain(b, [
+    [w, 16, R | N],
+    [b.guest.alloc(512), 512, W | N],
+    [b.guest.status(), 1, W],
+  ]);
   kick(b, 0);
   expectBroken(b, 'write-buffer-writable', /write request 0 has its data buffer in a device-writable descriptor/);
 });
@@ -188,7 +277,11 @@ test('wrong direction: read data in a device-readable descriptor, write data in 
 test('a device-readable descriptor after a device-writable one', () => {
   const h = harness();
   const p = parts(h);
-  rawChain(h, [[p.hdr, 16, R | N], [p.data, 512, W | N], [p.st, 1, R]]);
+  rawChain(h, [
+    [p.hdr, 16, R | N],
+    [p.data, 512, W | N],
+    [p.st, 1, R],
+  ]);
   kick(h, 0);
   expectBroken(h, 'readable-after-writable', /device-readable descriptor after a device-writable one/);
 });
@@ -216,13 +309,21 @@ test('rings that do not fit guest memory or are misaligned stop the queue at sta
     const h = harness();
     const r = h.rings[0];
     h.dev.startQueue(0, {
-      size: r.size, descAddr: r.descAddr, availAddr: r.availAddr, usedAddr: r.usedAddr, lastAvailIdx: 0, notify: () => {}, ...bad,
+      size: r.size,
+      descAddr: r.descAddr,
+      availAddr: r.availAddr,
+      usedAddr: r.usedAddr,
+      lastAvailIdx: 0,
+      notify: () => {},
+      ...bad,
     });
     assert.doesNotThrow(() => expectBroken(h, 'ring-setup', reason), JSON.stringify(bad));
   }
   const h = harness();
-  assert.throws(() => h.dev.startQueue(7, { size: 16, descAddr: 0, availAddr: 0, usedAddr: 0, lastAvailIdx: 0, notify: () => {} }),
-    /queue 7 does not exist: this disk has 2 queues/);
+  assert.throws(
+    () => h.dev.startQueue(7, { size: 16, descAddr: 0, availAddr: 0, usedAddr: 0, lastAvailIdx: 0, notify: () => {} }),
+    /queue 7 does not exist: this disk has 2 queues/,
+  );
 });
 
 test('a queue started before the memory table stops with a reason', async () => {

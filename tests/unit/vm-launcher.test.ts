@@ -8,15 +8,37 @@ import { VM_CONFIG_VERSION, type VmConfig } from '../../electron/shared/model.js
 import { SpindleError } from '../../electron/shared/errors.js';
 
 const base: VmConfig = {
-  version: VM_CONFIG_VERSION, id: 'demo', name: 'Demo, with "quotes"', cpus: 2, memoryMiB: 512, firmware: 'bios',
+  version: VM_CONFIG_VERSION,
+  id: 'demo',
+  name: 'Demo, with "quotes"',
+  cpus: 2,
+  memoryMiB: 512,
+  firmware: 'bios',
   boot: { kind: 'kernel', kernel: '/k/vmlinuz', initrd: '/k/initrd', cmdline: 'console=ttyS0 root=/dev/vda' },
   disks: [
-    { id: 'd0', path: '/img/a,b.img', kind: 'file', aio: 'threads', cache: 'writeback', nowait: 'off', readOnly: false, queues: 2, serial: 'x' },
+    {
+      id: 'd0',
+      path: '/img/a,b.img',
+      kind: 'file',
+      aio: 'threads',
+      cache: 'writeback',
+      nowait: 'off',
+      readOnly: false,
+      queues: 2,
+      serial: 'x',
+    },
     { id: 'd1', path: '/dev/loop7', kind: 'block', aio: 'native', cache: 'none', nowait: 'off', readOnly: false, queues: 1, serial: 'y' },
   ],
-  network: { user: false }, display: 'vnc', createdAt: '',
+  network: { user: false },
+  display: 'vnc',
+  createdAt: '',
 };
-const paths = { qmp: '/run/s/demo/qmp.sock', serial: '/run/s/demo/serial.sock', vnc: '/run/s/demo/vnc.sock', disks: { d0: '/run/s/demo/d0.sock', d1: '/run/s/demo/d1.sock' } };
+const paths = {
+  qmp: '/run/s/demo/qmp.sock',
+  serial: '/run/s/demo/serial.sock',
+  vnc: '/run/s/demo/vnc.sock',
+  disks: { d0: '/run/s/demo/d0.sock', d1: '/run/s/demo/d1.sock' },
+};
 const after = (argv: string[], flag: string) => argv.flatMap((a, i) => (a === flag ? [argv[i + 1]!] : []));
 
 test('argv: shared memfd memory with a numa node, one vhost-user-blk-pci per disk with reconnect, QMP, serial, VNC, paused start', () => {
@@ -47,7 +69,11 @@ test('argv: shared memfd memory with a numa node, one vhost-user-blk-pci per dis
 });
 
 test('argv: kvm uses the host CPU; no display; user network; iso and disk boot; commas in socket paths doubled', () => {
-  const argv = buildQemuArgv({ ...base, display: 'none', network: { user: true }, boot: { kind: 'iso', path: '/iso/d,ebian.iso' } }, { ...paths, vnc: undefined, qmp: '/run/a,b/qmp.sock' }, 'kvm');
+  const argv = buildQemuArgv(
+    { ...base, display: 'none', network: { user: true }, boot: { kind: 'iso', path: '/iso/d,ebian.iso' } },
+    { ...paths, vnc: undefined, qmp: '/run/a,b/qmp.sock' },
+    'kvm',
+  );
   assert.deepEqual(after(argv, '-cpu'), ['host']);
   assert.ok(!argv.includes('-vnc'));
   assert.deepEqual(after(argv, '-display'), ['none']);
@@ -61,19 +87,34 @@ test('argv: kvm uses the host CPU; no display; user network; iso and disk boot; 
 });
 
 test('argv: UEFI without firmware is refused; with firmware it maps pflash', () => {
-  assert.throws(() => buildQemuArgv({ ...base, firmware: 'uefi' }, paths, 'tcg'), (e: SpindleError) => e.code === 'INVALID_ARGUMENT' && /OVMF/.test(e.message));
+  assert.throws(
+    () => buildQemuArgv({ ...base, firmware: 'uefi' }, paths, 'tcg'),
+    (e: SpindleError) => e.code === 'INVALID_ARGUMENT' && /OVMF/.test(e.message),
+  );
   const argv = buildQemuArgv({ ...base, firmware: 'uefi' }, { ...paths, firmware: { code: '/fw/CODE.fd', vars: '/cfg/VARS.fd' } }, 'tcg');
   assert.ok(after(argv, '-machine')[0]!.includes('pflash0=fw-code,pflash1=fw-vars'));
 });
 
 test('missing QEMU names the Debian package; explicit bad paths too', () => {
-  assert.throws(() => findQemu(undefined, { PATH: '/nonexistent' }), (e: SpindleError) => e.code === 'QEMU_MISSING' && /qemu-system-x86/.test(e.message));
-  assert.throws(() => findQemu('/nonexistent/qemu'), (e: SpindleError) => e.code === 'QEMU_MISSING' && /apt install qemu-system-x86/.test(e.message));
-  assert.throws(() => findQemu('relative/qemu'), (e: SpindleError) => e.code === 'QEMU_MISSING');
+  assert.throws(
+    () => findQemu(undefined, { PATH: '/nonexistent' }),
+    (e: SpindleError) => e.code === 'QEMU_MISSING' && /qemu-system-x86/.test(e.message),
+  );
+  assert.throws(
+    () => findQemu('/nonexistent/qemu'),
+    (e: SpindleError) => e.code === 'QEMU_MISSING' && /apt install qemu-system-x86/.test(e.message),
+  );
+  assert.throws(
+    () => findQemu('relative/qemu'),
+    (e: SpindleError) => e.code === 'QEMU_MISSING',
+  );
   const dir = mkdtempSync(join(tmpdir(), 'spindle-q-'));
   try {
     writeFileSync(join(dir, 'qemu-system-x86_64'), '');
-    assert.throws(() => findQemu(undefined, { PATH: dir }), (e: SpindleError) => e.code === 'QEMU_MISSING'); // not executable
+    assert.throws(
+      () => findQemu(undefined, { PATH: dir }),
+      (e: SpindleError) => e.code === 'QEMU_MISSING',
+    ); // not executable
     chmodSync(join(dir, 'qemu-system-x86_64'), 0o755);
     assert.equal(findQemu(undefined, { PATH: dir }), join(dir, 'qemu-system-x86_64'));
   } finally {

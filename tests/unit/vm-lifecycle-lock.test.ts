@@ -16,10 +16,21 @@ import type { DiskHost } from '../../electron/host/vm/disk-host.js';
 // Written out here, not read from the table: the moves the manager makes (launch and QMP RESUME,
 // STOP and pause, SHUTDOWN and shutdown, a repeated shutdown, QEMU's exit from any live state).
 const ALLOWED = new Set([
-  'starting>running', 'starting>shutting-down', 'starting>stopped', 'starting>crashed',
-  'running>paused', 'running>shutting-down', 'running>stopped', 'running>crashed',
-  'paused>running', 'paused>shutting-down', 'paused>stopped', 'paused>crashed',
-  'shutting-down>shutting-down', 'shutting-down>stopped', 'shutting-down>crashed',
+  'starting>running',
+  'starting>shutting-down',
+  'starting>stopped',
+  'starting>crashed',
+  'running>paused',
+  'running>shutting-down',
+  'running>stopped',
+  'running>crashed',
+  'paused>running',
+  'paused>shutting-down',
+  'paused>stopped',
+  'paused>crashed',
+  'shutting-down>shutting-down',
+  'shutting-down>stopped',
+  'shutting-down>crashed',
 ]);
 
 test('every move the table does not list is refused with INTERNAL; the listed ones pass', () => {
@@ -30,12 +41,15 @@ test('every move the table does not list is refused with INTERNAL; the listed on
         assert.equal(checkedTransition(from, to, 'vm'), to, `${from} -> ${to} is allowed`);
         continue;
       }
-      assert.throws(() => checkedTransition(from, to, 'demo'), (e: unknown) => {
-        assert.ok(e instanceof SpindleError, `${from} -> ${to}: a SpindleError`);
-        assert.equal(e.code, 'INTERNAL');
-        assert.equal(e.message, `VM 'demo' cannot go from '${from}' to '${to}'.`);
-        return true;
-      });
+      assert.throws(
+        () => checkedTransition(from, to, 'demo'),
+        (e: unknown) => {
+          assert.ok(e instanceof SpindleError, `${from} -> ${to}: a SpindleError`);
+          assert.equal(e.code, 'INTERNAL');
+          assert.equal(e.message, `VM 'demo' cannot go from '${from}' to '${to}'.`);
+          return true;
+        },
+      );
       refused++;
     }
   }
@@ -49,9 +63,20 @@ test('calls on one VM run one after the other in the order issued, even after a 
   const order: string[] = [];
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
-  const first = locks.run('a', async () => { order.push('a1 begins'); await gate; order.push('a1 ends'); throw new Error('a1 failed'); });
-  const second = locks.run('a', async () => { order.push('a2'); return 2; });
-  const other = locks.run('b', async () => { order.push('b1'); return 'b'; });
+  const first = locks.run('a', async () => {
+    order.push('a1 begins');
+    await gate;
+    order.push('a1 ends');
+    throw new Error('a1 failed');
+  });
+  const second = locks.run('a', async () => {
+    order.push('a2');
+    return 2;
+  });
+  const other = locks.run('b', async () => {
+    order.push('b1');
+    return 'b';
+  });
   assert.equal(await other, 'b', 'VM b ran while VM a was busy');
   assert.equal(locks.busy('a'), true);
   release();
@@ -83,10 +108,23 @@ test('a pause, resume, reset, shutdown or force-off issued while a start is in f
         throw new Error('the test stops the start here');
       },
     });
-    const vm = await manager.create({ name: 'locked', cpus: 1, memoryMiB: 64, firmware: 'bios', boot: { kind: 'disk' }, disks: [{ path: image }], network: { user: false }, display: 'none' });
+    const vm = await manager.create({
+      name: 'locked',
+      cpus: 1,
+      memoryMiB: 64,
+      firmware: 'bios',
+      boot: { kind: 'disk' },
+      disks: [{ path: image }],
+      network: { user: false },
+      display: 'none',
+    });
     const id = vm.config.id;
     const settled: string[] = [];
-    const track = (name: string, p: Promise<unknown>) => p.then(() => settled.push(`${name} ok`), (e: Error) => (settled.push(name), e));
+    const track = (name: string, p: Promise<unknown>) =>
+      p.then(
+        () => settled.push(`${name} ok`),
+        (e: Error) => (settled.push(name), e),
+      );
     const start = track('start', manager.start(id));
     const deadline = setTimeout(() => release(), 60_000); // never hang the suite
     await started;
@@ -106,7 +144,11 @@ test('a pause, resume, reset, shutdown or force-off issued while a start is in f
     const startErr = await start;
     assert.match(String(startErr), /Disk d0 .* could not be served: the test stops the start here/);
     const errs = await Promise.all(Object.values(calls));
-    assert.deepEqual(settled, ['start', 'pause', 'resume', 'reset', 'shutdown', 'forceOff'], 'each call ran after the start, in the order issued');
+    assert.deepEqual(
+      settled,
+      ['start', 'pause', 'resume', 'reset', 'shutdown', 'forceOff'],
+      'each call ran after the start, in the order issued',
+    );
     for (const e of errs.slice(0, 4)) assert.match(String(e), /VM 'locked' is not running, so it cannot/);
     assert.match(String(errs[4]), /VM 'locked' is not running\./);
     assert.equal(manager.get(id).state, 'stopped');

@@ -16,7 +16,10 @@ test('names compare ignoring case, surrounding blanks and Unicode compatibility 
   assert.equal(vmNameKey(' Demo '), vmNameKey('dEMO'));
   assert.equal(vmNameKey('ＤＥＭＯ'), vmNameKey('demo'));
   assert.notEqual(vmNameKey('demo 2'), vmNameKey('demo'));
-  const vms = [{ id: 'demo', name: 'Demo' }, { id: 'web', name: 'Web' }];
+  const vms = [
+    { id: 'demo', name: 'Demo' },
+    { id: 'web', name: 'Web' },
+  ];
   assert.equal(vmNamed(vms, 'DEMO')?.id, 'demo');
   assert.equal(vmNamed(vms, 'demo', 'demo'), undefined, 'a VM does not collide with itself');
   assert.equal(vmNamed(vms, 'mail'), undefined);
@@ -27,16 +30,27 @@ test('a taken name is refused with NAME_TAKEN at creation and at rename; renamin
   try {
     const a = (await s.router.call('vm.create', { name: 'Build Box' })) as VmInfo;
     for (const name of ['Build Box', 'build box', 'BUILD BOX', '  Build Box  ', 'Ｂｕｉｌｄ Ｂｏｘ']) {
-      await rejectsWith(s.router.call('vm.create', { name }), 'NAME_TAKEN', /^There is already a VM named 'Build Box'.*; choose another name\.$/);
+      await rejectsWith(
+        s.router.call('vm.create', { name }),
+        'NAME_TAKEN',
+        /^There is already a VM named 'Build Box'.*; choose another name\.$/,
+      );
     }
     const b = (await s.router.call('vm.create', { name: 'Web' })) as VmInfo;
-    await rejectsWith(s.router.call('vm.update', { id: b.config.id, patch: { name: 'build BOX' } }), 'NAME_TAKEN', /'Build Box' \(names are compared ignoring letter case\)/);
+    await rejectsWith(
+      s.router.call('vm.update', { id: b.config.id, patch: { name: 'build BOX' } }),
+      'NAME_TAKEN',
+      /'Build Box' \(names are compared ignoring letter case\)/,
+    );
     const renamed = (await s.router.call('vm.update', { id: a.config.id, patch: { name: 'BUILD box' } })) as VmInfo;
     assert.equal(renamed.config.name, 'BUILD box');
     const { vms } = (await s.router.call('vm.list', {})) as { vms: VmInfo[] };
     assert.deepEqual(vms.map((v) => v.config.name).sort(), ['BUILD box', 'Web']);
     // The store refuses too (any writer, not only the manager).
-    assert.throws(() => new VmStore(vmConfigDir(s.env)).create({ ...b.config, id: 'web-2', name: 'WEB' }), (e: Error & { code?: string }) => e.code === 'NAME_TAKEN');
+    assert.throws(
+      () => new VmStore(vmConfigDir(s.env)).create({ ...b.config, id: 'web-2', name: 'WEB' }),
+      (e: Error & { code?: string }) => e.code === 'NAME_TAKEN',
+    );
   } finally {
     await s.cleanup();
   }
@@ -49,14 +63,34 @@ test('boot files: an ISO or a kernel that is a directory, or an ISO that is a ch
     mkdirSync(isoDir);
     const kernel = join(s.dir, 'vmlinuz');
     writeFileSync(kernel, 'kernel');
-    await rejectsWith(s.router.call('vm.create', { name: 'x', boot: { kind: 'iso', path: isoDir } }), 'IS_DIRECTORY', /The ISO image .*isos is a directory; give the ISO image file itself\./);
-    await rejectsWith(s.router.call('vm.create', { name: 'x', boot: { kind: 'kernel', kernel: isoDir } }), 'IS_DIRECTORY', /The kernel .*isos is a directory/);
-    await rejectsWith(s.router.call('vm.create', { name: 'x', boot: { kind: 'kernel', kernel, initrd: isoDir } }), 'IS_DIRECTORY', /The initrd .*isos is a directory/);
-    await rejectsWith(s.router.call('vm.create', { name: 'x', boot: { kind: 'iso', path: '/dev/null' } }), 'INVALID_ARGUMENT', /The ISO image \/dev\/null is not a regular file or a CD\/DVD drive\./);
+    await rejectsWith(
+      s.router.call('vm.create', { name: 'x', boot: { kind: 'iso', path: isoDir } }),
+      'IS_DIRECTORY',
+      /The ISO image .*isos is a directory; give the ISO image file itself\./,
+    );
+    await rejectsWith(
+      s.router.call('vm.create', { name: 'x', boot: { kind: 'kernel', kernel: isoDir } }),
+      'IS_DIRECTORY',
+      /The kernel .*isos is a directory/,
+    );
+    await rejectsWith(
+      s.router.call('vm.create', { name: 'x', boot: { kind: 'kernel', kernel, initrd: isoDir } }),
+      'IS_DIRECTORY',
+      /The initrd .*isos is a directory/,
+    );
+    await rejectsWith(
+      s.router.call('vm.create', { name: 'x', boot: { kind: 'iso', path: '/dev/null' } }),
+      'INVALID_ARGUMENT',
+      /The ISO image \/dev\/null is not a regular file or a CD\/DVD drive\./,
+    );
     const vm = (await s.router.call('vm.create', { name: 'x', boot: { kind: 'kernel', kernel } })) as VmInfo;
     await rejectsWith(s.router.call('vm.update', { id: vm.config.id, patch: { boot: { kind: 'iso', path: isoDir } } }), 'IS_DIRECTORY');
     const { vms } = (await s.router.call('vm.list', {})) as { vms: VmInfo[] };
-    assert.deepEqual(vms.map((v) => v.config.boot), [{ kind: 'kernel', kernel, cmdline: '' }], 'nothing else was written');
+    assert.deepEqual(
+      vms.map((v) => v.config.boot),
+      [{ kind: 'kernel', kernel, cmdline: '' }],
+      'nothing else was written',
+    );
   } finally {
     await s.cleanup();
   }
@@ -75,7 +109,11 @@ test('a VM whose run lock another process holds shows where it runs and is not s
     const listed = ((await s.router.call('vm.list', {})) as { vms: VmInfo[] }).vms[0]!;
     assert.deepEqual(listed.runningElsewhere, { pid: holder.pid });
     assert.equal(listed.state, 'stopped', 'not running in this process');
-    await rejectsWith(s.router.call('vm.start', { id }), 'CONFLICT', new RegExp(`^VM 'Held' is already running in another Spindle process \\(pid ${holder.pid}\\)\\.$`));
+    await rejectsWith(
+      s.router.call('vm.start', { id }),
+      'CONFLICT',
+      new RegExp(`^VM 'Held' is already running in another Spindle process \\(pid ${holder.pid}\\)\\.$`),
+    );
     const elsewhere = new RegExp(`VM 'Held' is running in another Spindle process \\(pid ${holder.pid}\\), so it cannot`);
     await rejectsWith(s.router.call('vm.update', { id, patch: { cpus: 2 } }), 'CONFLICT', elsewhere);
     await rejectsWith(s.router.call('disk.set', { vmId: id, diskId: 'd0', patch: { aio: 'io_uring' } }), 'CONFLICT', elsewhere);

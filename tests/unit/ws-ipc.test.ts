@@ -63,8 +63,16 @@ function setup() {
 test('calls from the app origin are answered through the same session as the WebSocket', async () => {
   const { ipcMain, unwire } = setup();
   const sender = new FakeSender(1);
-  ipcMain.emit(IPC.api, { sender, senderFrame: { url: 'app://spindle/index.html' } }, JSON.stringify({ kind: 'call', id: 1, method: 'echo', params: { x: 1 } }));
-  ipcMain.emit(IPC.api, { sender, senderFrame: { url: 'app://spindle/index.html' } }, JSON.stringify({ kind: 'call', id: 2, method: 'nope', params: {} }));
+  ipcMain.emit(
+    IPC.api,
+    { sender, senderFrame: { url: 'app://spindle/index.html' } },
+    JSON.stringify({ kind: 'call', id: 1, method: 'echo', params: { x: 1 } }),
+  );
+  ipcMain.emit(
+    IPC.api,
+    { sender, senderFrame: { url: 'app://spindle/index.html' } },
+    JSON.stringify({ kind: 'call', id: 2, method: 'nope', params: {} }),
+  );
   await tick();
   assert.deepEqual(sender.sent, [
     [IPC.api, { kind: 'result', id: 1, ok: true, result: { x: 1 } }],
@@ -82,8 +90,14 @@ test('messages from any other origin, and non-string messages, are ignored', asy
   ipcMain.emit(IPC.api, { sender, senderFrame: { url: 'app://spindle/' } }, { kind: 'call' });
   await tick();
   assert.deepEqual(sender.sent, []);
-  assert.equal(await ipcMain.handlers.get(IPC.pickFile)!({ sender, senderFrame: { url: 'file:///x' } }, { title: 't', mode: 'open' }), null);
-  assert.equal(await ipcMain.handlers.get(IPC.pickFile)!({ sender, senderFrame: { url: 'app://spindle/' } }, { title: 't', mode: 'bogus' }), '/picked/open');
+  assert.equal(
+    await ipcMain.handlers.get(IPC.pickFile)!({ sender, senderFrame: { url: 'file:///x' } }, { title: 't', mode: 'open' }),
+    null,
+  );
+  assert.equal(
+    await ipcMain.handlers.get(IPC.pickFile)!({ sender, senderFrame: { url: 'app://spindle/' } }, { title: 't', mode: 'bogus' }),
+    '/picked/open',
+  );
   unwire();
 });
 
@@ -91,7 +105,11 @@ test("a closed window's subscriptions are stopped", async () => {
   const { ipcMain, unwire } = setup();
   stopped.length = 0;
   const sender = new FakeSender(3);
-  ipcMain.emit(IPC.api, { sender, senderFrame: { url: 'app://spindle/' } }, JSON.stringify({ kind: 'subscribe', id: 5, topic: 'stats', params: {} }));
+  ipcMain.emit(
+    IPC.api,
+    { sender, senderFrame: { url: 'app://spindle/' } },
+    JSON.stringify({ kind: 'subscribe', id: 5, topic: 'stats', params: {} }),
+  );
   await tick();
   assert.deepEqual(sender.sent[0], [IPC.api, { kind: 'result', id: 5, ok: true, result: null }]);
   sender.destroyed = true;
@@ -103,8 +121,14 @@ test("a closed window's subscriptions are stopped", async () => {
 test('a VNC channel for a VM without a display is refused with a sentence', async () => {
   const { ipcMain, unwire } = setup();
   const sender = new FakeSender(4);
-  await assert.rejects(async () => ipcMain.handlers.get(IPC.vncOpen)!({ sender, senderFrame: { url: 'app://spindle/' } }, 'demo'), /no display/);
-  await assert.rejects(async () => ipcMain.handlers.get(IPC.vncOpen)!({ sender, senderFrame: { url: 'app://spindle/' } }, '../etc'), /no display/);
+  await assert.rejects(
+    async () => ipcMain.handlers.get(IPC.vncOpen)!({ sender, senderFrame: { url: 'app://spindle/' } }, 'demo'),
+    /no display/,
+  );
+  await assert.rejects(
+    async () => ipcMain.handlers.get(IPC.vncOpen)!({ sender, senderFrame: { url: 'app://spindle/' } }, '../etc'),
+    /no display/,
+  );
   unwire();
 });
 
@@ -113,7 +137,8 @@ test('the compiled preload requires only electron, uses the IPC channel names, a
   const src = readFileSync(file, 'utf8');
   const required = [...src.matchAll(/require\(["']([^"']+)["']\)/g)].map((m) => m[1]);
   assert.deepEqual(required, ['electron']);
-  for (const ch of [IPC.api, IPC.pickFile, IPC.vncOpen, IPC.vncData, IPC.vncSend, IPC.vncClose, IPC.vncClosed]) assert.ok(src.includes(`'${ch}'`), ch);
+  for (const ch of [IPC.api, IPC.pickFile, IPC.vncOpen, IPC.vncData, IPC.vncSend, IPC.vncClose, IPC.vncClosed])
+    assert.ok(src.includes(`'${ch}'`), ch);
 
   const exposed: Record<string, unknown> = {};
   const sent: unknown[][] = [];
@@ -122,7 +147,11 @@ test('the compiled preload requires only electron, uses the IPC channel names, a
   renderer.invoke = async () => null;
   const electron = { contextBridge: { exposeInMainWorld: (k: string, v: unknown) => (exposed[k] = v) }, ipcRenderer: renderer };
   const module = { exports: {} };
-  runInNewContext(src, { require: (n: string) => (n === 'electron' ? electron : assert.fail(`preload required ${n}`)), module, exports: module.exports });
+  runInNewContext(src, {
+    require: (n: string) => (n === 'electron' ? electron : assert.fail(`preload required ${n}`)),
+    module,
+    exports: module.exports,
+  });
   assert.deepEqual(Object.keys(exposed), ['spindle']);
   const bridge = exposed.spindle as Record<string, (...a: unknown[]) => unknown>;
   assert.deepEqual(Object.keys(bridge).sort(), ['onMessage', 'pickFile', 'send', 'transport', 'vncClose', 'vncOpen', 'vncSend']);

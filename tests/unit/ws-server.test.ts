@@ -61,7 +61,10 @@ after(async () => {
 });
 
 /** Raw HTTP GET, so paths reach the server exactly as written (fetch would normalise '..'). */
-function get(path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
+function get(
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
   return new Promise((ok, fail) => {
     const req = request({ host: '127.0.0.1', port: srv.port, path, headers }, (res) => {
       let body = '';
@@ -150,7 +153,15 @@ test('a request naming another host (DNS rebinding) is refused with 403', async 
 });
 
 test('static paths cannot leave the renderer directory', async () => {
-  for (const p of ['/../secret.txt', '/%2e%2e/secret.txt', '/assets/..%2f..%2fsecret.txt', '/..%5csecret.txt', '/link.txt', '/%00index.html', '/%E0%A4%A']) {
+  for (const p of [
+    '/../secret.txt',
+    '/%2e%2e/secret.txt',
+    '/assets/..%2f..%2fsecret.txt',
+    '/..%5csecret.txt',
+    '/link.txt',
+    '/%00index.html',
+    '/%E0%A4%A',
+  ]) {
     const r = await get(`${p}?${q()}`);
     assert.equal(r.status, 404, p);
     assert.doesNotMatch(r.body, /outside the root/, p);
@@ -193,7 +204,12 @@ test('calls over the WebSocket return results and errors as sentences', async ()
     ws.send(JSON.stringify({ kind: 'nope', id: 6 }));
     ws.send(JSON.stringify({ kind: 'call', id: -7, method: 'echo', params: {} }));
     assert.deepEqual(await c.until((m) => m.id === 1), { kind: 'result', id: 1, ok: true, result: { a: 1 } });
-    assert.deepEqual(await c.until((m) => m.id === 2), { kind: 'result', id: 2, ok: false, error: { code: 'NOT_FOUND', message: 'There is no VM named “x”.' } });
+    assert.deepEqual(await c.until((m) => m.id === 2), {
+      kind: 'result',
+      id: 2,
+      ok: false,
+      error: { code: 'NOT_FOUND', message: 'There is no VM named “x”.' },
+    });
     const crash = await c.until((m) => m.id === 3);
     assert.equal(crash.error.code, 'INTERNAL');
     assert.doesNotMatch(crash.error.message, /secret/);

@@ -78,7 +78,13 @@ export class BlockBackend extends EventEmitter implements BlockDevice {
   /** REQUEST_FLAG_FUA while writes must be durable before they complete, else 0. */
   private fua = 0;
 
-  private constructor(path: string, disk: OpenedDisk, lock: ImageLock, modes: { aio: AioMode; cache: CacheMode; nowait: NowaitMode }, private readonly options: BackendOptions) {
+  private constructor(
+    path: string,
+    disk: OpenedDisk,
+    lock: ImageLock,
+    modes: { aio: AioMode; cache: CacheMode; nowait: NowaitMode },
+    private readonly options: BackendOptions,
+  ) {
     super();
     this.path = path;
     this.disk = disk;
@@ -106,7 +112,8 @@ export class BlockBackend extends EventEmitter implements BlockDevice {
     const disk = openDisk(path, { cache, aio, readOnly });
     let lock: ImageLock;
     try {
-      if (options.lock && !readOnly && !options.lock.write) throw new SpindleError('INTERNAL', `${path}: a reader's lock cannot cover a read-write open.`);
+      if (options.lock && !readOnly && !options.lock.write)
+        throw new SpindleError('INTERNAL', `${path}: a reader's lock cannot cover a read-write open.`);
       lock = options.lock ?? ImageLock.acquire(path, { write: !readOnly });
     } catch (err) {
       disk.close();
@@ -172,7 +179,7 @@ export class BlockBackend extends EventEmitter implements BlockDevice {
 
   submit(): void {
     if (this.closing && !this.switching) throw new SpindleError('CANCELLED', `${this.path} is closing.`);
-    if (!this.switching) this.engine.submit(this.queue);  // while switching, the batch waits in the queue
+    if (!this.switching) this.engine.submit(this.queue); // while switching, the batch waits in the queue
   }
 
   async drain(): Promise<void> {
@@ -186,7 +193,7 @@ export class BlockBackend extends EventEmitter implements BlockDevice {
     await this.drain();
     await this.engine.close();
     this.disk.close();
-    if (this.ownsLock) this.lock.release();  // only once nothing can write any more
+    if (this.ownsLock) this.lock.release(); // only once nothing can write any more
   }
 
   // ---- promise API (tests, tools): same engine, same batch path, its own tags and buffers ----
@@ -257,9 +264,9 @@ export class BlockBackend extends EventEmitter implements BlockDevice {
     let done!: () => void;
     this.switching = new Promise<void>((r) => (done = r));
     try {
-      await this.engine.close();  // drains first
+      await this.engine.close(); // drains first
       const old = this.modes;
-      this.disk.close();  // before reopening: block devices are opened O_EXCL; the image locks stay (this.lock)
+      this.disk.close(); // before reopening: block devices are opened O_EXCL; the image locks stay (this.lock)
       try {
         this.disk = openDisk(this.path, { cache: next.cache, aio: next.aio, readOnly: this.readOnly });
         this.engine = this.makeEngine(this.disk, next);

@@ -12,9 +12,18 @@ import { geometry, readAt } from '../native/os.js';
 export type ImageFormat = 'qcow' | 'qcow2' | 'qed' | 'vdi' | 'vmdk' | 'vpc' | 'vhdx' | 'luks' | 'parallels' | 'bochs' | 'cloop' | 'dmg';
 
 export const FORMAT_NAMES: Record<ImageFormat, string> = {
-  qcow: 'qcow (version 1)', qcow2: 'qcow2', qed: 'QED', vdi: 'VirtualBox (vdi)', vmdk: 'VMware (vmdk)',
-  vpc: 'Virtual PC (vhd/vpc)', vhdx: 'Hyper-V (vhdx)', luks: 'LUKS-encrypted', parallels: 'Parallels',
-  bochs: 'Bochs', cloop: 'cloop (compressed loop)', dmg: 'Apple disk image (dmg)',
+  qcow: 'qcow (version 1)',
+  qcow2: 'qcow2',
+  qed: 'QED',
+  vdi: 'VirtualBox (vdi)',
+  vmdk: 'VMware (vmdk)',
+  vpc: 'Virtual PC (vhd/vpc)',
+  vhdx: 'Hyper-V (vhdx)',
+  luks: 'LUKS-encrypted',
+  parallels: 'Parallels',
+  bochs: 'Bochs',
+  cloop: 'cloop (compressed loop)',
+  dmg: 'Apple disk image (dmg)',
 };
 
 /** Enough for every header above and for ISO 9660's first volume descriptor (sector 16). */
@@ -29,11 +38,12 @@ function isVhdFooter(f: Buffer, fileSize: number): boolean {
   let sum = 0;
   for (let i = 0; i < FOOTER_BYTES; i++) if (i < 64 || i >= 68) sum += f[i]!;
   const currentSize = Number(f.readBigUInt64BE(48));
-  return (~sum >>> 0) === f.readUInt32BE(64) && currentSize <= fileSize;
+  return ~sum >>> 0 === f.readUInt32BE(64) && currentSize <= fileSize;
 }
 
 /** A DMG's "koly" trailer: magic, version 4, header size 512. */
-const isDmgTrailer = (f: Buffer): boolean => f.length === FOOTER_BYTES && ascii(f, 0, 'koly') && f.readUInt32BE(4) === 4 && f.readUInt32BE(8) === 512;
+const isDmgTrailer = (f: Buffer): boolean =>
+  f.length === FOOTER_BYTES && ascii(f, 0, 'koly') && f.readUInt32BE(4) === 4 && f.readUInt32BE(8) === 512;
 
 /** The format `head` (the first bytes) and `tail` (the last 512, or empty) show, or null for raw. */
 export function formatOf(head: Buffer, tail: Buffer, sizeBytes: number): ImageFormat | null {
@@ -110,9 +120,10 @@ export function nonRawError(path: string, format: ImageFormat): SpindleError {
   const dir = path.startsWith('/dev/') ? '.' : dirname(path);
   const target = join(dir, `${stem}${extname(path) === '.raw' ? '.converted' : ''}.raw`);
   const convert = `qemu-img convert -f ${format} -O raw ${path} ${target}`;
-  const sentence = format === 'luks'
-    ? `${path} is a LUKS-encrypted volume; Spindle serves raw images only for now and would hand the guest its ciphertext. Open it on the host (cryptsetup open ${path} NAME) and give Spindle /dev/mapper/NAME, or convert it to a raw image with qemu-img convert.`
-    : `${path} is a ${name} image; Spindle serves raw images only for now, and a guest writing it as raw bytes would destroy it. Convert it with ${convert} and use ${target}.`;
+  const sentence =
+    format === 'luks'
+      ? `${path} is a LUKS-encrypted volume; Spindle serves raw images only for now and would hand the guest its ciphertext. Open it on the host (cryptsetup open ${path} NAME) and give Spindle /dev/mapper/NAME, or convert it to a raw image with qemu-img convert.`
+      : `${path} is a ${name} image; Spindle serves raw images only for now, and a guest writing it as raw bytes would destroy it. Convert it with ${convert} and use ${target}.`;
   return new SpindleError('UNSUPPORTED_FORMAT', sentence);
 }
 

@@ -77,14 +77,24 @@ function lsblk(args: string[] = []): LsblkNode[] {
 /** Filesystem signature by probing the device itself (blkid -p): lsblk's FSTYPE comes from the udev database, absent without udevd. */
 function probeFsType(path: string): string | null {
   try {
-    return execFileSync('blkid', ['-p', '-o', 'value', '-s', 'TYPE', path], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 }).trim() || null;
+    return (
+      execFileSync('blkid', ['-p', '-o', 'value', '-s', 'TYPE', path], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'ignore'],
+        timeout: 5000,
+      }).trim() || null
+    );
   } catch {
     return null; // exit 2: no signature; or blkid missing or not permitted
   }
 }
 
 /** Usage facts for one device name, from mountinfo, sysfs holders, swaps and the root chain. */
-function usageOf(name: string, path: string, ctx: { mounts: Mount[]; swaps: string[]; root: Set<string> }): Omit<DeviceUsage, 'exclusiveOpen'> {
+function usageOf(
+  name: string,
+  path: string,
+  ctx: { mounts: Mount[]; swaps: string[]; root: Set<string> },
+): Omit<DeviceUsage, 'exclusiveOpen'> {
   const reasons: string[] = [];
   const parts = partitionsOf(name);
   const numOf = (n: string) => {
@@ -139,13 +149,15 @@ function context() {
  * (missing, a directory, a character device, a FIFO) is refused with a sentence.
  */
 export function statDiskPath(path: string): { kind: 'file' | 'block'; stats: Stats } {
-  if (typeof path !== 'string' || path === '') throw new SpindleError('INVALID_ARGUMENT', 'No path given: name an image file or a block device.');
+  if (typeof path !== 'string' || path === '')
+    throw new SpindleError('INVALID_ARGUMENT', 'No path given: name an image file or a block device.');
   let st: Stats;
   try {
     st = statSync(path);
   } catch (err) {
     const code = errnoOf(err);
-    if (code === 'ENOTDIR') throw new SpindleError('NOT_FOUND', `${path} does not exist: a part of it is not a directory.`, code, { cause: err });
+    if (code === 'ENOTDIR')
+      throw new SpindleError('NOT_FOUND', `${path} does not exist: a part of it is not a directory.`, code, { cause: err });
     throw accessError(path, err);
   }
   if (st.isDirectory()) throw new SpindleError('IS_DIRECTORY', `${path} is a directory: give the path of an image file or a block device.`);
@@ -197,8 +209,10 @@ export function accessError(path: string, err: unknown, write = false): SpindleE
   const code = errnoOf(err);
   if (code === 'ENOENT') return new SpindleError('NOT_FOUND', `${path} does not exist.`, code, { cause: err });
   if (code === 'EACCES' || code === 'EPERM') return permissionDenied(path, err, write);
-  if (code === 'EROFS') return new SpindleError('READ_ONLY', `${path} is on a read-only filesystem: attach it read-only.`, code, { cause: err });
-  if (code === 'ENXIO' || code === 'ENOMEDIUM') return new SpindleError('NOT_A_DISK', `${path} has no medium or no backing device attached.`, code, { cause: err });
+  if (code === 'EROFS')
+    return new SpindleError('READ_ONLY', `${path} is on a read-only filesystem: attach it read-only.`, code, { cause: err });
+  if (code === 'ENXIO' || code === 'ENOMEDIUM')
+    return new SpindleError('NOT_A_DISK', `${path} has no medium or no backing device attached.`, code, { cause: err });
   return new SpindleError('IO_ERROR', `Cannot open ${path}: ${(err as Error).message}.`, code, { cause: err });
 }
 
@@ -229,7 +243,8 @@ export function deviceUsage(path: string, opts: { exclusiveTest?: boolean } = {}
       if (code !== 'EBUSY' && usage.inUse) return { ...usage, exclusiveOpen };
       if (code !== 'EBUSY') throw accessError(path, err);
       exclusiveOpen = 'busy';
-      if (!usage.inUse) usage.reasons.push(`${path} is open exclusively by another program (a VM, a filesystem or a RAID/LVM tool): close that first.`);
+      if (!usage.inUse)
+        usage.reasons.push(`${path} is open exclusively by another program (a VM, a filesystem or a RAID/LVM tool): close that first.`);
       usage.inUse = true;
     }
   }

@@ -63,13 +63,15 @@ function holdersOf(path: string, bytes: number[]): LockHolder[] {
   try {
     return lockHolders(path, Math.min(...bytes), Math.max(...bytes)).holders.filter((h) => bytes.some((b) => holds(h, b)));
   } catch {
-    return [];  // the path vanished: say what we know
+    return []; // the path vanished: say what we know
   }
 }
 
 /** "qemu-io (pid 12) has", "a and b have", "another program has". */
 function subject(holders: LockHolder[], singular: string, plural: string): string {
-  return holders.length ? `${list(holders.map((h) => h.description))} ${holders.length > 1 ? plural : singular}` : `another program ${singular}`;
+  return holders.length
+    ? `${list(holders.map((h) => h.description))} ${holders.length > 1 ? plural : singular}`
+    : `another program ${singular}`;
 }
 
 /** The refusal when `byte` is held by someone else, naming who and what they do. */
@@ -94,10 +96,16 @@ function conflictError(path: string, write: boolean, byte: number): SpindleError
 function refuseLoopBacked(path: string): void {
   for (const loop of loopDevicesBacking(path)) {
     if (loop.mountpoints.length) {
-      throw new SpindleError('DEVICE_MOUNTED', `${path} is the backing file of ${loop.device}, which is mounted at ${list(loop.mountpoints)}: a guest writing the file would corrupt that filesystem under the host. Unmount it and detach the loop device (losetup -d ${loop.device}) first, or open the image read-only.`);
+      throw new SpindleError(
+        'DEVICE_MOUNTED',
+        `${path} is the backing file of ${loop.device}, which is mounted at ${list(loop.mountpoints)}: a guest writing the file would corrupt that filesystem under the host. Unmount it and detach the loop device (losetup -d ${loop.device}) first, or open the image read-only.`,
+      );
     }
     if (loop.holders.length) {
-      throw new SpindleError('DEVICE_BUSY', `${path} is the backing file of ${loop.device}, which ${list(loop.holders)} is built on (device mapper, LVM or RAID): a guest writing the file would corrupt it under the host. Release it and detach the loop device (losetup -d ${loop.device}) first, or open the image read-only.`);
+      throw new SpindleError(
+        'DEVICE_BUSY',
+        `${path} is the backing file of ${loop.device}, which ${list(loop.holders)} is built on (device mapper, LVM or RAID): a guest writing the file would corrupt it under the host. Release it and detach the loop device (losetup -d ${loop.device}) first, or open the image read-only.`,
+      );
     }
   }
 }
@@ -105,7 +113,11 @@ function refuseLoopBacked(path: string): void {
 export class ImageLock {
   private released = false;
 
-  private constructor(readonly path: string, readonly fd: number, readonly write: boolean) {}
+  private constructor(
+    readonly path: string,
+    readonly fd: number,
+    readonly write: boolean,
+  ) {}
 
   /**
    * Takes QEMU's locks for a writer (`write`) or a reader on the image file or block device at
@@ -135,7 +147,7 @@ export class ImageLock {
           ofdLock(fd, byte, 1, 'read');
         } catch (err) {
           if (!isConflict(err)) throw err;
-          conflict = byte;  // someone holds a write lock on it (not QEMU: QEMU takes read locks only)
+          conflict = byte; // someone holds a write lock on it (not QEMU: QEMU takes read locks only)
           break;
         }
       }
@@ -143,10 +155,15 @@ export class ImageLock {
     } catch (err) {
       lock.release();
       const code = errnoOf(err);
-      throw new SpindleError('IO_ERROR', `Cannot lock ${path} (${code ?? (err as Error).message}): its filesystem does not support the byte-range locks that keep two programs from writing one image.`, code, { cause: err });
+      throw new SpindleError(
+        'IO_ERROR',
+        `Cannot lock ${path} (${code ?? (err as Error).message}): its filesystem does not support the byte-range locks that keep two programs from writing one image.`,
+        code,
+        { cause: err },
+      );
     }
     if (conflict !== null) {
-      lock.release();  // before looking for the holder, so our own locks are not counted
+      lock.release(); // before looking for the holder, so our own locks are not counted
       throw conflictError(path, opts.write, conflict);
     }
     return lock;
@@ -198,16 +215,29 @@ export function imageUsage(path: string): ImageUsage {
       if (holds(h, WRITE_BYTE)) writers.push(h.description);
       else if (holds(h, LOCK_PERM_BASE)) readers.push(h.description);
     }
-    if (writers.length) reasons.push(`${path} is open for writing by ${list(writers)}: Spindle will not serve it read-write or read-only meanwhile.`);
-    if (readers.length) reasons.push(`${path} is open for reading by ${list(readers)}, which allow${readers.length === 1 ? 's' : ''} no writer meanwhile: Spindle may serve it read-only only.`);
-    const others = scan.holders.filter((h) => !writers.includes(h.description) && !readers.includes(h.description)).map((h) => h.description);
+    if (writers.length)
+      reasons.push(`${path} is open for writing by ${list(writers)}: Spindle will not serve it read-write or read-only meanwhile.`);
+    if (readers.length)
+      reasons.push(
+        `${path} is open for reading by ${list(readers)}, which allow${readers.length === 1 ? 's' : ''} no writer meanwhile: Spindle may serve it read-only only.`,
+      );
+    const others = scan.holders
+      .filter((h) => !writers.includes(h.description) && !readers.includes(h.description))
+      .map((h) => h.description);
     if (others.length) reasons.push(`${list(others)} hold${others.length === 1 ? 's' : ''} a lock on ${path}'s QEMU lock bytes.`);
-    if (!scan.holders.length) reasons.push(`Another program (one this user cannot see) holds QEMU's image locks on ${path} (bytes ${locked.join(', ')}).`);
+    if (!scan.holders.length)
+      reasons.push(`Another program (one this user cannot see) holds QEMU's image locks on ${path} (bytes ${locked.join(', ')}).`);
   }
   const loops = isFile ? loopDevicesBacking(path) : [];
   for (const loop of loops) {
-    const where = loop.mountpoints.length ? `, which is mounted at ${list(loop.mountpoints)}` : loop.holders.length ? `, which ${list(loop.holders)} is built on` : '';
-    reasons.push(`${path} is the backing file of ${loop.device}${where}: a guest writing it would change what the host sees through that device.`);
+    const where = loop.mountpoints.length
+      ? `, which is mounted at ${list(loop.mountpoints)}`
+      : loop.holders.length
+        ? `, which ${list(loop.holders)} is built on`
+        : '';
+    reasons.push(
+      `${path} is the backing file of ${loop.device}${where}: a guest writing it would change what the host sees through that device.`,
+    );
   }
   return { inUse: locked.length > 0 || loops.length > 0, writers, readers, loops, reasons };
 }

@@ -23,18 +23,30 @@ export interface LockHolder {
 }
 
 /** One lock line of /proc/locks or of an fdinfo ("1: OFDLCK ADVISORY  READ -1 fe:00:2147805 100 101"). */
-interface LockLine extends HeldLock { kind: string; pid: number; major: number; minor: number; ino: number }
+interface LockLine extends HeldLock {
+  kind: string;
+  pid: number;
+  major: number;
+  minor: number;
+  ino: number;
+}
 
-const LOCK_RE = /^\s*(?:lock:\s*)?\d+:\s+(OFDLCK|POSIX|FLOCK|DELEG|LEASE)\s+\S+\s+(READ|WRITE)\s+(-?\d+)\s+([0-9a-f]+):([0-9a-f]+):(\d+)\s+(\d+)\s+(\d+|EOF)\s*$/;
+const LOCK_RE =
+  /^\s*(?:lock:\s*)?\d+:\s+(OFDLCK|POSIX|FLOCK|DELEG|LEASE)\s+\S+\s+(READ|WRITE)\s+(-?\d+)\s+([0-9a-f]+):([0-9a-f]+):(\d+)\s+(\d+)\s+(\d+|EOF)\s*$/;
 
 function parseLockLine(line: string): LockLine | null {
-  if (line.includes('->')) return null;  // a waiter, not a holder
+  if (line.includes('->')) return null; // a waiter, not a holder
   const m = LOCK_RE.exec(line);
   if (!m) return null;
   return {
-    kind: m[1]!, type: m[2] === 'WRITE' ? 'write' : 'read', pid: Number(m[3]),
-    major: parseInt(m[4]!, 16), minor: parseInt(m[5]!, 16), ino: Number(m[6]),
-    start: Number(m[7]), end: m[8] === 'EOF' ? Infinity : Number(m[8]),
+    kind: m[1]!,
+    type: m[2] === 'WRITE' ? 'write' : 'read',
+    pid: Number(m[3]),
+    major: parseInt(m[4]!, 16),
+    minor: parseInt(m[5]!, 16),
+    ino: Number(m[6]),
+    start: Number(m[7]),
+    end: m[8] === 'EOF' ? Infinity : Number(m[8]),
   };
 }
 
@@ -76,13 +88,16 @@ export interface LockScan {
 export function lockHolders(path: string, from = 0, to = Infinity): LockScan {
   const st = statSync(path);
   const overlaps = (l: HeldLock) => l.start <= to && l.end >= from;
-  const all = (readText('/proc/locks') ?? '').split('\n').map(parseLockLine)
+  const all = (readText('/proc/locks') ?? '')
+    .split('\n')
+    .map(parseLockLine)
     .filter((l): l is LockLine => l !== null && sameFile(l, st) && overlaps(l));
   if (!all.length) return { holders: [], unattributed: [] };
   const byPid = new Map<number, HeldLock[]>();
   const add = (pid: number, l: HeldLock) => {
     const list = byPid.get(pid) ?? [];
-    if (!list.some((x) => x.start === l.start && x.end === l.end && x.type === l.type)) list.push({ type: l.type, start: l.start, end: l.end });
+    if (!list.some((x) => x.start === l.start && x.end === l.end && x.type === l.type))
+      list.push({ type: l.type, start: l.start, end: l.end });
     byPid.set(pid, list);
   };
   // Classic POSIX locks name their process; OFD locks (pid -1) are found through fdinfo.
@@ -94,11 +109,11 @@ export function lockHolders(path: string, from = 0, to = Infinity): LockScan {
       try {
         fds = readdirSync(`/proc/${entry}/fd`);
       } catch {
-        continue;  // gone, or another user's process
+        continue; // gone, or another user's process
       }
       for (const fd of fds) {
         try {
-          if (!readlinkSync(`/proc/${entry}/fd/${fd}`).startsWith('/')) continue;  // sockets, pipes, anon inodes
+          if (!readlinkSync(`/proc/${entry}/fd/${fd}`).startsWith('/')) continue; // sockets, pipes, anon inodes
           const s = statSync(`/proc/${entry}/fd/${fd}`);
           if (s.ino !== st.ino || s.dev !== st.dev) continue;
         } catch {
@@ -139,13 +154,15 @@ export function loopDevicesBacking(path: string): LoopUse[] {
   const out: LoopUse[] = [];
   const mountList = mounts();
   for (const name of names) {
-    const backing = readText(`/sys/block/${name}/loop/backing_file`)?.trim().replace(/ \(deleted\)$/, '');
+    const backing = readText(`/sys/block/${name}/loop/backing_file`)
+      ?.trim()
+      .replace(/ \(deleted\)$/, '');
     if (!backing) continue;
     try {
       const b = statSync(backing);
       if (b.ino !== st.ino || b.dev !== st.dev) continue;
     } catch {
-      continue;  // deleted, or not visible in this mount namespace
+      continue; // deleted, or not visible in this mount namespace
     }
     const mountpoints: string[] = [];
     const holders: string[] = [];

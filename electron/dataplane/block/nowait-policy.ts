@@ -62,7 +62,13 @@ export class NowaitPolicy {
 
   constructor(start: { read: NowaitSample; write: NowaitSample }, options: Partial<NowaitPolicyOptions> = {}) {
     this.opts = { ...DEFAULT_NOWAIT_POLICY, ...options };
-    const init = (s: NowaitSample): DirectionState => ({ enabled: true, windowSubmitted: s.submitted, windowFallbacks: s.fallbacks, offAtMs: 0, offAtOps: 0 });
+    const init = (s: NowaitSample): DirectionState => ({
+      enabled: true,
+      windowSubmitted: s.submitted,
+      windowFallbacks: s.fallbacks,
+      offAtMs: 0,
+      offAtOps: 0,
+    });
     this.state = { read: init(start.read), write: init(start.write) };
   }
 

@@ -37,7 +37,7 @@ export interface OpenOptions {
 /** The open(2) flags of a cache mode. Block devices get O_EXCL: the kernel then refuses a device that is mounted or held. */
 export function openFlags(cache: CacheMode, kind: 'file' | 'block', readOnly: boolean): number {
   const sem = CACHE_SEMANTICS[cache];
-  let flags = (readOnly ? constants.O_RDONLY : constants.O_RDWR);  // libuv adds O_CLOEXEC itself
+  let flags = readOnly ? constants.O_RDONLY : constants.O_RDWR; // libuv adds O_CLOEXEC itself
   if (sem.direct) flags |= constants.O_DIRECT;
   if (sem.dsync) flags |= constants.O_DSYNC;
   if (kind === 'block') flags |= constants.O_EXCL;
@@ -56,15 +56,31 @@ function refusal(err: unknown, path: string, st: Stats | null, cache: CacheMode,
       return permissionDenied(path, err, !readOnly, st);
     case 'EBUSY': {
       const where = st ? mountPointOf(st.rdev) : null;
-      if (where) return new SpindleError('DEVICE_MOUNTED', `${path} is mounted at ${where}; unmount it before giving it to a virtual machine.`, errno, { cause: err });
+      if (where)
+        return new SpindleError(
+          'DEVICE_MOUNTED',
+          `${path} is mounted at ${where}; unmount it before giving it to a virtual machine.`,
+          errno,
+          { cause: err },
+        );
       const holders = lockedBy(path);
       return holders
         ? new SpindleError('DEVICE_BUSY', holders, errno, { cause: err })
-        : new SpindleError('DEVICE_BUSY', `${path} is in use by something else (a mounted partition, a device-mapper/LVM/RAID holder, or another program that opened it exclusively).`, errno, { cause: err });
+        : new SpindleError(
+            'DEVICE_BUSY',
+            `${path} is in use by something else (a mounted partition, a device-mapper/LVM/RAID holder, or another program that opened it exclusively).`,
+            errno,
+            { cause: err },
+          );
     }
     case 'EINVAL':
       if (CACHE_SEMANTICS[cache].direct) {
-        return new SpindleError('UNSUPPORTED_MODE', `The filesystem holding ${path} does not support direct I/O (O_DIRECT), which cache '${cache}' needs. Use cache 'writeback' with aio 'threads' or 'io_uring' for this file, or move it to a filesystem such as ext4 or xfs.`, errno, { cause: err });
+        return new SpindleError(
+          'UNSUPPORTED_MODE',
+          `The filesystem holding ${path} does not support direct I/O (O_DIRECT), which cache '${cache}' needs. Use cache 'writeback' with aio 'threads' or 'io_uring' for this file, or move it to a filesystem such as ext4 or xfs.`,
+          errno,
+          { cause: err },
+        );
       }
       return new SpindleError('IO_ERROR', `${path} cannot be opened: ${(err as Error).message}`, errno, { cause: err });
     case 'EROFS':
@@ -88,9 +104,10 @@ function lockedBy(path: string): string | null {
 export function ioError(err: unknown, what: string): SpindleError {
   const errno = typeof err === 'number' ? errnoName(err) : errnoOf(err);
   if (errno === 'ENOSPC') return new SpindleError('NO_SPACE', `${what}: no space left on the device holding the disk.`, errno);
-  if (errno === 'EIO') return new SpindleError('IO_ERROR', `${what}: the host reported an I/O error (EIO); the disk or its storage may be failing.`, errno);
+  if (errno === 'EIO')
+    return new SpindleError('IO_ERROR', `${what}: the host reported an I/O error (EIO); the disk or its storage may be failing.`, errno);
   if (errno === 'EROFS') return new SpindleError('READ_ONLY', `${what}: the disk is read-only.`, errno);
-  const msg = typeof err === 'number' ? errno ?? String(err) : (err as Error)?.message ?? String(err);
+  const msg = typeof err === 'number' ? (errno ?? String(err)) : ((err as Error)?.message ?? String(err));
   return new SpindleError('IO_ERROR', `${what} failed: ${msg}.`, errno, typeof err === 'number' ? undefined : { cause: err });
 }
 
@@ -128,7 +145,7 @@ export function openDisk(path: string, options: OpenOptions): OpenedDisk {
     closeSync(fd);
   };
   try {
-    refuseNonRawFd(path, fd);  // through this fd: with O_DIRECT the header stays out of the page cache
+    refuseNonRawFd(path, fd); // through this fd: with O_DIRECT the header stays out of the page cache
     const g = geometry(fd);
     let { logicalBlockSize, physicalBlockSize } = g;
     if (g.kind === 'file') {
@@ -138,7 +155,10 @@ export function openDisk(path: string, options: OpenOptions): OpenedDisk {
       physicalBlockSize = sizes.physical;
     }
     if (g.sizeBytes % 512 !== 0) {
-      throw new SpindleError('SIZE_NOT_ALIGNED', `${path} is ${g.sizeBytes} bytes, not a multiple of 512: a disk is made of 512-byte sectors. Resize it (truncate -s) to a multiple of 512.`);
+      throw new SpindleError(
+        'SIZE_NOT_ALIGNED',
+        `${path} is ${g.sizeBytes} bytes, not a multiple of 512: a disk is made of 512-byte sectors. Resize it (truncate -s) to a multiple of 512.`,
+      );
     }
     const sem = CACHE_SEMANTICS[cache];
     const devName = kind === 'block' ? blockName(majMin(st.rdev)) : null;

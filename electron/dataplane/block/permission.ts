@@ -14,7 +14,9 @@ function userName(uid: number): string {
       const [name, , id] = line.split(':');
       if (name && Number(id) === uid) return name;
     }
-  } catch { /* no passwd file */ }
+  } catch {
+    /* no passwd file */
+  }
   return String(uid);
 }
 
@@ -48,17 +50,24 @@ function explain(path: string, write: boolean, st?: Stats | null): Refusal {
   const mode = `mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}`;
   const owner = `owner ${userName(st.uid)}, group ${groupName(st.gid)}`;
   const uid = process.getuid?.() ?? -1;
-  if (uid === 0) return denied(`Permission denied opening ${path} for ${how} even as root (${mode}): a security policy, the device cgroup or an immutable attribute (lsattr) forbids it.`);
+  if (uid === 0)
+    return denied(
+      `Permission denied opening ${path} for ${how} even as root (${mode}): a security policy, the device cgroup or an immutable attribute (lsattr) forbids it.`,
+    );
   const need = READ | (write ? WRITE : 0);
   const bits = { owner: (st.mode >> 6) & 7, group: (st.mode >> 3) & 7, other: st.mode & 7 };
   const inGroup = st.gid === process.getgid?.() || (process.getgroups?.() ?? []).includes(st.gid);
   const mine = st.uid === uid ? bits.owner : inGroup ? bits.group : bits.other;
   if ((mine & need) === need) {
-    return denied(`Permission denied opening ${path} for ${how} although its ${mode} allows it: an ACL, a directory on its path or a security policy forbids it.`);
+    return denied(
+      `Permission denied opening ${path} for ${how} although its ${mode} allows it: an ACL, a directory on its path or a security policy forbids it.`,
+    );
   }
-  if (write && (mine & READ) && !(mine & WRITE)) {
+  if (write && mine & READ && !(mine & WRITE)) {
     if (st.uid !== uid && !inGroup && (bits.group & need) === need) {
-      return readOnly(`${path} is read-only for you (${mode}, ${owner}): members of group '${groupName(st.gid)}' may write it. Open it read-only, or add your user to that group (sudo usermod -aG ${groupName(st.gid)} $USER) and log in again.`);
+      return readOnly(
+        `${path} is read-only for you (${mode}, ${owner}): members of group '${groupName(st.gid)}' may write it. Open it read-only, or add your user to that group (sudo usermod -aG ${groupName(st.gid)} $USER) and log in again.`,
+      );
     }
     const fix = st.uid === uid ? `make it writable (chmod u+w ${path})` : `ask ${userName(st.uid)} to let you write it`;
     const forWhom = st.mode & 0o222 ? ' for you' : '';
@@ -69,11 +78,15 @@ function explain(path: string, write: boolean, st?: Stats | null): Refusal {
   if (st.uid !== uid && !inGroup && (bits.group & need) === need) {
     return denied(`Permission denied opening ${path}. Members of group '${group}' may open it (${mode}, ${owner}): ${join}.`);
   }
-  if (st.uid !== uid && !inGroup && write && (bits.group & READ)) {
-    return denied(`Permission denied opening ${path}. Members of group '${group}' may open it read-only (${mode}, ${owner}): ${join} to use it read-only, or ask ${userName(st.uid)} for write access.`);
+  if (st.uid !== uid && !inGroup && write && bits.group & READ) {
+    return denied(
+      `Permission denied opening ${path}. Members of group '${group}' may open it read-only (${mode}, ${owner}): ${join} to use it read-only, or ask ${userName(st.uid)} for write access.`,
+    );
   }
   const owners = st.uid === 0 ? 'only root' : `only ${userName(st.uid)} or root`;
-  return denied(`No permission to open ${path} for ${how} (${mode}, ${owner}): ${st.uid === uid ? `make it readable (chmod u+r${write ? 'w' : ''} ${path})` : `${owners} may change that`}.`);
+  return denied(
+    `No permission to open ${path} for ${how} (${mode}, ${owner}): ${st.uid === uid ? `make it readable (chmod u+r${write ? 'w' : ''} ${path})` : `${owners} may change that`}.`,
+  );
 }
 
 /** A READ_ONLY (the file or device is read-only to this user) or PERMISSION_DENIED error for a denied open. */

@@ -164,7 +164,13 @@ export class DiskCounters {
   /** Compact JSON-able summary (for `spindle export`'s exit line `stats {json}`). */
   summary(): Record<string, unknown> {
     const s = this.snapshot();
-    const dir = (d: DirectionStats) => ({ ops: d.ops, bytes: d.bytes, errors: d.errors, p50Us: percentileUs(d.latencyHistogram, 0.5), p99Us: percentileUs(d.latencyHistogram, 0.99) });
+    const dir = (d: DirectionStats) => ({
+      ops: d.ops,
+      bytes: d.bytes,
+      errors: d.errors,
+      p50Us: percentileUs(d.latencyHistogram, 0.5),
+      p99Us: percentileUs(d.latencyHistogram, 0.99),
+    });
     return {
       read: dir(s.read),
       write: dir(s.write),

@@ -58,7 +58,7 @@ function queueAttribute(name: string, attr: string): string | null {
   try {
     return readText(`/sys/class/block/${wholeDisk(name)}/queue/${attr}`);
   } catch {
-    return null;  // no such device
+    return null; // no such device
   }
 }
 
@@ -87,7 +87,12 @@ export function blockSizesOf(dev: number | bigint): { logical: number; physical:
 /** The file a loop device reads from, or null. */
 export const loopBackingFile = (name: string): string | null => readText(`/sys/class/block/${name}/loop/backing_file`);
 
-export interface Mount { devNum: string; mountpoint: string; fstype: string; source: string }
+export interface Mount {
+  devNum: string;
+  mountpoint: string;
+  fstype: string;
+  source: string;
+}
 
 /** Where block device number `dev` itself is mounted (its first mount), or null. */
 export function mountPointOf(dev: number | bigint): string | null {
@@ -98,16 +103,23 @@ export function mountPointOf(dev: number | bigint): string | null {
 /** Mounts of this process's mount namespace (/proc/self/mountinfo), with octal escapes decoded. */
 export function mounts(): Mount[] {
   const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-  return (readText('/proc/self/mountinfo') ?? '').split('\n').filter(Boolean).map((line) => {
-    const f = line.split(' ');
-    const sep = f.indexOf('-');
-    return { devNum: f[2]!, mountpoint: unescape(f[4]!), fstype: f[sep + 1]!, source: unescape(f[sep + 2] ?? '') };
-  });
+  return (readText('/proc/self/mountinfo') ?? '')
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => {
+      const f = line.split(' ');
+      const sep = f.indexOf('-');
+      return { devNum: f[2]!, mountpoint: unescape(f[4]!), fstype: f[sep + 1]!, source: unescape(f[sep + 2] ?? '') };
+    });
 }
 
 /** Real paths of active swap files and devices. */
 export function swaps(): string[] {
-  return (readText('/proc/swaps') ?? '').split('\n').slice(1).filter(Boolean).map((l) => l.split(/\s+/)[0]!.replace(/\\040/g, ' '));
+  return (readText('/proc/swaps') ?? '')
+    .split('\n')
+    .slice(1)
+    .filter(Boolean)
+    .map((l) => l.split(/\s+/)[0]!.replace(/\\040/g, ' '));
 }
 
 /** The group name of a gid from /etc/group ("disk"), or the number as text. */
@@ -126,14 +138,18 @@ export function groupName(gid: number): string {
  */
 export function rootDeviceNames(): Set<string> {
   const out = new Set<string>();
-  const rootMount = mounts().filter((m) => m.mountpoint === '/').pop();
+  const rootMount = mounts()
+    .filter((m) => m.mountpoint === '/')
+    .pop();
   const start = rootMount ? blockName(rootMount.devNum) : null;
   const visit = (name: string) => {
     if (out.has(name)) return;
     out.add(name);
     try {
       out.add(wholeDisk(name));
-    } catch { /* vanished */ }
+    } catch {
+      /* vanished */
+    }
     slavesOf(name).forEach(visit);
   };
   if (start) visit(start);

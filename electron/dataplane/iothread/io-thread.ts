@@ -56,11 +56,18 @@ export function runIoThread(hooks: IoThreadHooks = {}): void {
   async function start(): Promise<void> {
     try {
       backend = await BlockBackend.open(spec.path, {
-        aio: spec.aio, cache: spec.cache, nowait: spec.nowait, readOnly: spec.readOnly, counters: new DiskCounters(counters),
+        aio: spec.aio,
+        cache: spec.cache,
+        nowait: spec.nowait,
+        readOnly: spec.readOnly,
+        counters: new DiskCounters(counters),
       });
       backend.on('nowait', (e: NowaitEvent) => event({ kind: 'nowait', direction: e.direction, enabled: e.enabled, reason: e.message }));
       device = new VirtioBlkDevice(backend, {
-        numQueues: spec.queues, serial: spec.serial, enospc: spec.enospc ?? 'stop', diskPath: spec.path,
+        numQueues: spec.queues,
+        serial: spec.serial,
+        enospc: spec.enospc ?? 'stop',
+        diskPath: spec.path,
         failureCounts: new Float64Array(failures),
       });
       // Parked writes: say so with what is missing, watch the filesystem, retry as space appears.
@@ -78,14 +85,24 @@ export function runIoThread(hooks: IoThreadHooks = {}): void {
       server = VhostUserServer.listen({
         socketPath: spec.socketPath,
         device,
-        ...(checked ? { acceptPeer: (p) => p.pid === expectedPeer && p.uid === process.getuid?.(), holdConnections: expectedPeer === null } : {}),
+        ...(checked
+          ? { acceptPeer: (p) => p.pid === expectedPeer && p.uid === process.getuid?.(), holdConnections: expectedPeer === null }
+          : {}),
       });
       server.on('log', (line) => event({ kind: 'log', line }));
       server.on('connected', (peer) => event({ kind: 'connected', pid: peer?.pid ?? null }));
       server.on('disconnected', (reason) => event({ kind: 'disconnected', reason }));
       server.on('broken', (queue, reason) => event({ kind: 'broken', queue, reason }));
       const m = backend.currentModes;
-      post({ type: 'ready', sizeBytes: backend.sizeBytes, kind: backend.kind, aio: m.aio, cache: m.cache, nowait: m.nowait, tid: threadTid() });
+      post({
+        type: 'ready',
+        sizeBytes: backend.sizeBytes,
+        kind: backend.kind,
+        aio: m.aio,
+        cache: m.cache,
+        nowait: m.nowait,
+        tid: threadTid(),
+      });
     } catch (err) {
       await backend?.close().catch(() => undefined);
       post({ type: 'start-failed', error: serialize(err) });

@@ -130,7 +130,7 @@ export class SpaceWatch {
       const st = this.statfs(this.path);
       return { free: st.bfree * st.bsize, avail: st.bavail * st.bsize };
     } catch {
-      return null;  // the file is gone or the filesystem unreachable: retry on the timer alone
+      return null; // the file is gone or the filesystem unreachable: retry on the timer alone
     }
   }
 }

@@ -29,7 +29,10 @@ export class Channel {
   private queuedBytes = 0;
   private closed = false;
 
-  constructor(readonly fd: number, private readonly handlers: ChannelHandlers) {
+  constructor(
+    readonly fd: number,
+    private readonly handlers: ChannelHandlers,
+  ) {
     this.reader = new MessageReader((buf, off, len) => posix.recvMsg(fd, buf, off, len));
     this.readWatch = posix.watchFd(fd, POLL_READABLE, (_ev, _v, error) => {
       if (error !== undefined) this.close(`the socket failed (errno ${-error})`);

@@ -3,10 +3,25 @@
 // with a sentence saying what was wrong, never an exception from deep inside a DataView.
 import { SpindleError } from '../../shared/errors.js';
 import {
-  CONFIG_HEADER_SIZE, FLAG_NEED_REPLY, FLAG_REPLY, HEADER_SIZE, INFLIGHT_MIN_SIZE, INFLIGHT_SIZE,
-  MAX_CONFIG_SIZE, MAX_MEM_REGIONS, MAX_PAYLOAD, MEM_REGION_SIZE, Request, VERSION, VERSION_MASK,
-  VRING_NOFD_FLAG, requestName,
-  type InflightDesc, type MemRegionDesc, type Message, type VringAddrDesc,
+  CONFIG_HEADER_SIZE,
+  FLAG_NEED_REPLY,
+  FLAG_REPLY,
+  HEADER_SIZE,
+  INFLIGHT_MIN_SIZE,
+  INFLIGHT_SIZE,
+  MAX_CONFIG_SIZE,
+  MAX_MEM_REGIONS,
+  MAX_PAYLOAD,
+  MEM_REGION_SIZE,
+  Request,
+  VERSION,
+  VERSION_MASK,
+  VRING_NOFD_FLAG,
+  requestName,
+  type InflightDesc,
+  type MemRegionDesc,
+  type Message,
+  type VringAddrDesc,
 } from './protocol.js';
 
 export class ProtocolError extends SpindleError {
@@ -28,7 +43,9 @@ export function parseHeader(bytes: Uint8Array): Header {
     throw new ProtocolError(`${requestName(header.request)}: unsupported protocol version ${header.flags & VERSION_MASK} (expected 1)`);
   }
   if (header.size > MAX_PAYLOAD) {
-    throw new ProtocolError(`${requestName(header.request)}: payload of ${header.size} bytes is larger than any vhost-user message (${MAX_PAYLOAD})`);
+    throw new ProtocolError(
+      `${requestName(header.request)}: payload of ${header.size} bytes is larger than any vhost-user message (${MAX_PAYLOAD})`,
+    );
   }
   return header;
 }
@@ -143,7 +160,12 @@ export function encodeConfig(offset: number, size: number, flags: number, data?:
 export function decodeConfig(p: Uint8Array): ConfigAccess {
   const dv = view(p);
   const size = dv.getUint32(4, true);
-  return { offset: dv.getUint32(0, true), size, flags: dv.getUint32(8, true), data: p.subarray(CONFIG_HEADER_SIZE, CONFIG_HEADER_SIZE + size) };
+  return {
+    offset: dv.getUint32(0, true),
+    size,
+    flags: dv.getUint32(8, true),
+    data: p.subarray(CONFIG_HEADER_SIZE, CONFIG_HEADER_SIZE + size),
+  };
 }
 
 export function encodeInflight(d: InflightDesc): Uint8Array {
@@ -178,17 +200,20 @@ const backendShapes = new Map<number, Shape>([
   [Request.GET_PROTOCOL_FEATURES, { size: 0, fds: 0 }],
   [Request.SET_PROTOCOL_FEATURES, { size: 8, fds: 0 }],
   [Request.GET_QUEUE_NUM, { size: 0, fds: 0 }],
-  [Request.SET_MEM_TABLE, {
-    size: (n, p) => {
-      if (n < 8) return `payload of ${n} bytes is shorter than the 8-byte region count`;
-      const regions = view(p).getUint32(0, true);
-      if (regions === 0) return 'the memory table has no regions';
-      if (regions > MAX_MEM_REGIONS) return `the memory table has ${regions} regions, more than the ${MAX_MEM_REGIONS} allowed`;
-      const want = 8 + regions * MEM_REGION_SIZE;
-      return n === want ? null : `payload of ${n} bytes does not match ${regions} regions (${want} bytes)`;
+  [
+    Request.SET_MEM_TABLE,
+    {
+      size: (n, p) => {
+        if (n < 8) return `payload of ${n} bytes is shorter than the 8-byte region count`;
+        const regions = view(p).getUint32(0, true);
+        if (regions === 0) return 'the memory table has no regions';
+        if (regions > MAX_MEM_REGIONS) return `the memory table has ${regions} regions, more than the ${MAX_MEM_REGIONS} allowed`;
+        const want = 8 + regions * MEM_REGION_SIZE;
+        return n === want ? null : `payload of ${n} bytes does not match ${regions} regions (${want} bytes)`;
+      },
+      fds: 'regions',
     },
-    fds: 'regions',
-  }],
+  ],
   [Request.SET_VRING_NUM, { size: 8, fds: 0 }],
   [Request.SET_VRING_ADDR, { size: 40, fds: 0 }],
   [Request.SET_VRING_BASE, { size: 8, fds: 0 }],
@@ -211,7 +236,9 @@ function configShape(n: number, p: Uint8Array): string | null {
 }
 
 function inflightShape(n: number): string | null {
-  return n >= INFLIGHT_MIN_SIZE && n <= INFLIGHT_SIZE ? null : `payload of ${n} bytes is not an inflight description (${INFLIGHT_SIZE} bytes)`;
+  return n >= INFLIGHT_MIN_SIZE && n <= INFLIGHT_SIZE
+    ? null
+    : `payload of ${n} bytes is not an inflight description (${INFLIGHT_SIZE} bytes)`;
 }
 
 /**
@@ -224,9 +251,12 @@ export function checkBackendMessage(msg: Message): string | null {
   if (!shape) return `${name} is not a request Spindle's vhost-user backend knows`;
   if (msg.flags & FLAG_REPLY) return `${name} arrived marked as a reply; a frontend sends requests`;
   const n = msg.payload.length;
-  const sizeProblem = typeof shape.size === 'number'
-    ? (n === shape.size ? null : `payload of ${n} bytes, expected ${shape.size}`)
-    : shape.size(n, msg.payload);
+  const sizeProblem =
+    typeof shape.size === 'number'
+      ? n === shape.size
+        ? null
+        : `payload of ${n} bytes, expected ${shape.size}`
+      : shape.size(n, msg.payload);
   if (sizeProblem) return `${name}: ${sizeProblem}`;
   let wantFds: number;
   if (shape.fds === 'regions') wantFds = view(msg.payload).getUint32(0, true);

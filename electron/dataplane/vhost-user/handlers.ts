@@ -4,13 +4,28 @@
 // refuse the request and go on. Session.handle calls them one at a time, in order.
 import { posix, POLL_READABLE, closeQuietly } from '../native/posix.js';
 import {
-  ProtocolError, decodeConfig, decodeInflight, decodeMemTable, decodeState, decodeU64, decodeVringAddr, encodeConfig,
-  encodeInflight, encodeState, encodeU64,
+  ProtocolError,
+  decodeConfig,
+  decodeInflight,
+  decodeMemTable,
+  decodeState,
+  decodeU64,
+  decodeVringAddr,
+  encodeConfig,
+  encodeInflight,
+  encodeState,
+  encodeU64,
 } from './codec.js';
 import { InflightArea, inflightShapeProblem } from './inflight.js';
 import { MemoryTable } from './memory-table.js';
 import {
-  BACKEND_PROTOCOL_FEATURES, F_PROTOCOL_FEATURES, MAX_RING_SIZE, Request, VRING_INDEX_MASK, VRING_NOFD_FLAG, type Message,
+  BACKEND_PROTOCOL_FEATURES,
+  F_PROTOCOL_FEATURES,
+  MAX_RING_SIZE,
+  Request,
+  VRING_INDEX_MASK,
+  VRING_NOFD_FLAG,
+  type Message,
 } from './protocol.js';
 import { RequestRefused, RingRefused } from './refusals.js';
 import { hex, takeFds, type Session } from './session.js';
@@ -33,12 +48,17 @@ function setFeatures(s: Session, msg: Message): void {
   s.features = f;
   s.device.setFeatures(f & ~F_PROTOCOL_FEATURES);
   // Without protocol features there is no SET_VRING_ENABLE: rings are enabled from the start.
-  if (!(f & F_PROTOCOL_FEATURES)) s.rings.forEach((r, i) => { r.enabled = true; s.tryStart(i); });
+  if (!(f & F_PROTOCOL_FEATURES))
+    s.rings.forEach((r, i) => {
+      r.enabled = true;
+      s.tryStart(i);
+    });
 }
 
 function setProtocolFeatures(s: Session, msg: Message): void {
   const f = decodeU64(msg.payload);
-  if (f & ~BACKEND_PROTOCOL_FEATURES) throw new ProtocolError(`acknowledges protocol features that were not offered (${hex(Number(f & ~BACKEND_PROTOCOL_FEATURES))})`);
+  if (f & ~BACKEND_PROTOCOL_FEATURES)
+    throw new ProtocolError(`acknowledges protocol features that were not offered (${hex(Number(f & ~BACKEND_PROTOCOL_FEATURES))})`);
   s.protocolFeatures = f;
 }
 
@@ -65,7 +85,8 @@ async function setMemTable(s: Session, msg: Message): Promise<void> {
 function setVringNum(s: Session, msg: Message): void {
   const { index, num } = decodeState(msg.payload);
   const ring = s.rings[s.ringIndex(index)]!;
-  if (num < 1 || num > MAX_RING_SIZE || (num & (num - 1)) !== 0) throw new RingRefused(index, `ring ${index}: size ${num} is not a power of two up to ${MAX_RING_SIZE}`);
+  if (num < 1 || num > MAX_RING_SIZE || (num & (num - 1)) !== 0)
+    throw new RingRefused(index, `ring ${index}: size ${num} is not a power of two up to ${MAX_RING_SIZE}`);
   ring.num = num;
 }
 
@@ -73,8 +94,13 @@ function setVringAddr(s: Session, msg: Message): void {
   const addr = decodeVringAddr(msg.payload);
   const ring = s.rings[s.ringIndex(addr.index)]!;
   ring.addr = addr;
-  for (const [what, a] of [['descriptor table', addr.descAddr], ['available ring', addr.availAddr], ['used ring', addr.usedAddr]] as const) {
-    if (s.memory.frontendToGuest(a, 1) === null) throw new RingRefused(addr.index, `ring ${addr.index}: the ${what} address ${hex(a)} is not in the guest memory table`);
+  for (const [what, a] of [
+    ['descriptor table', addr.descAddr],
+    ['available ring', addr.availAddr],
+    ['used ring', addr.usedAddr],
+  ] as const) {
+    if (s.memory.frontendToGuest(a, 1) === null)
+      throw new RingRefused(addr.index, `ring ${addr.index}: the ${what} address ${hex(a)} is not in the guest memory table`);
   }
   // New addresses are a new setup of the ring: an earlier refusal no longer applies.
   if (!ring.running) ring.broken = null;
@@ -95,7 +121,8 @@ async function getVringBase(s: Session, msg: Message): Promise<Reply> {
   // Stopped: the frontend sets kick and call again before restarting it.
   ring.kickWatch?.stop();
   ring.kickWatch = null;
-  const kick = ring.kickFd, call = ring.callFd;
+  const kick = ring.kickFd,
+    call = ring.callFd;
   ring.kickFd = -1;
   ring.callFd = -1;
   closeQuietly(kick);
@@ -113,10 +140,15 @@ function setVringKick(s: Session, msg: Message): void {
   ring.kickWatch?.stop();
   closeQuietly(ring.kickFd);
   ring.kickFd = fd!;
-  ring.kickWatch = posix.watchFd(fd!, POLL_READABLE, (_ev, _value, error) => {
-    if (error !== undefined) s.breakRing(i, `ring ${i}: its kick eventfd failed (errno ${-error})`);
-    else if (ring.running) s.kickDevice(i);
-  }, true);
+  ring.kickWatch = posix.watchFd(
+    fd!,
+    POLL_READABLE,
+    (_ev, _value, error) => {
+      if (error !== undefined) s.breakRing(i, `ring ${i}: its kick eventfd failed (errno ${-error})`);
+      else if (ring.running) s.kickDevice(i);
+    },
+    true,
+  );
   s.tryStart(i);
 }
 

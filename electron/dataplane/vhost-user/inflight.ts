@@ -16,19 +16,23 @@ const DESC_STATE = 16;
 const ALIGN = 64;
 
 /** Bytes of one queue's region, rounded up to a cache line like libvhost-user does. */
-export const inflightQueueRegionSize = (queueSize: number): number =>
-  Math.ceil((QUEUE_HEADER + DESC_STATE * queueSize) / ALIGN) * ALIGN;
+export const inflightQueueRegionSize = (queueSize: number): number => Math.ceil((QUEUE_HEADER + DESC_STATE * queueSize) / ALIGN) * ALIGN;
 
 /** Why numQueues/queueSize cannot describe an inflight area for this device, or null. */
 export function inflightShapeProblem(numQueues: number, queueSize: number, deviceQueues: number): string | null {
   if (numQueues < 1 || numQueues > deviceQueues) return `${numQueues} queues asked for, the device has ${deviceQueues}`;
-  if (queueSize < 1 || queueSize > MAX_RING_SIZE || (queueSize & (queueSize - 1)) !== 0) return `queue size ${queueSize} is not a power of two up to ${MAX_RING_SIZE}`;
+  if (queueSize < 1 || queueSize > MAX_RING_SIZE || (queueSize & (queueSize - 1)) !== 0)
+    return `queue size ${queueSize} is not a power of two up to ${MAX_RING_SIZE}`;
   return null;
 }
 
 export class InflightArea {
   /** The mapped area (a view: it may start at an offset inside its ArrayBuffer). */
-  private constructor(readonly fd: number, readonly memory: Uint8Array, readonly desc: InflightDesc) {}
+  private constructor(
+    readonly fd: number,
+    readonly memory: Uint8Array,
+    readonly desc: InflightDesc,
+  ) {}
 
   /** A fresh, zeroed area with every queue region initialised (version 1, desc_num), in a memfd
    *  sealed to its size before the frontend gets it: it cannot shrink it under this mapping. */

@@ -25,7 +25,9 @@ export function handshakeFailure(received: number, firstSilence: boolean): strin
   // QEMU before 9.1 goes silent like this for good when its backend dies during the first
   // messages of a reconnect (vhost_dev_init fails, and the chardev handler that would run the
   // next handshake is never reinstated: fixed upstream by "vhost-user: fix lost reconnect").
-  const hint = firstSilence ? '. If it is QEMU older than 9.1, it has stopped talking to this disk after an earlier backend died in the middle of its reconnect (a QEMU bug): the guest\'s I/O on this disk stays stuck until the VM is restarted' : '';
+  const hint = firstSilence
+    ? ". If it is QEMU older than 9.1, it has stopped talking to this disk after an earlier backend died in the middle of its reconnect (a QEMU bug): the guest's I/O on this disk stays stuck until the VM is restarted"
+    : '';
   return `the frontend connected and sent nothing for ${secs} s${hint}`;
 }
 
@@ -54,7 +56,8 @@ export function listenSocket(path: string): number {
     fd = posix.listenUnix(path);
   } catch (err) {
     const errno = errnoOf(err);
-    if (errno === 'ENAMETOOLONG') throw new SpindleError('INVALID_ARGUMENT', `The socket path ${path} is too long for a unix socket (at most 107 bytes).`, errno);
+    if (errno === 'ENAMETOOLONG')
+      throw new SpindleError('INVALID_ARGUMENT', `The socket path ${path} is too long for a unix socket (at most 107 bytes).`, errno);
     if (errno === 'EACCES') throw new SpindleError('PERMISSION_DENIED', `Cannot create a socket in ${dir}: permission denied.`, errno);
     throw new SpindleError('IO_ERROR', `Cannot listen on ${path}: ${(err as Error).message}`, errno);
   }
@@ -78,7 +81,10 @@ export class Listener {
   private watch: FdWatch | null = null;
   private closed = false;
 
-  constructor(private fd: number, private readonly opts: ListenerOptions) {}
+  constructor(
+    private fd: number,
+    private readonly opts: ListenerOptions,
+  ) {}
 
   /** Watches for connections only when one could be accepted now: the watch is level-triggered,
    *  and a connection left waiting in the backlog would wake it in a loop. */

@@ -21,7 +21,8 @@ export function sharedMemoryProblem(fd: number): string | null {
   const seals = posix.fileSeals(fd);
   const crash = 'which would crash every disk this process serves';
   if (seals < 0) return `is not a memfd: a regular file or a device can be truncated under the mapping, ${crash}`;
-  if (!(seals & SEAL_SHRINK)) return `is a memfd not sealed against shrinking (F_SEAL_SHRINK): the frontend could truncate it under the mapping, ${crash}`;
+  if (!(seals & SEAL_SHRINK))
+    return `is a memfd not sealed against shrinking (F_SEAL_SHRINK): the frontend could truncate it under the mapping, ${crash}`;
   if (posix.onHugetlbfs(fd)) return `is hugetlbfs memory: a page punched out of it faults when touched once huge pages run out, ${crash}`;
   return null;
 }
@@ -30,7 +31,10 @@ export function sharedMemoryProblem(fd: number): string | null {
 const MEMORY_HINT = "QEMU's memory-backend-memfd without hugetlb, which seals it unless seal=off";
 
 export class MemoryTable {
-  private constructor(readonly regions: GuestMemoryRegion[], private readonly fds: number[]) {}
+  private constructor(
+    readonly regions: GuestMemoryRegion[],
+    private readonly fds: number[],
+  ) {}
 
   static readonly empty = (): MemoryTable => new MemoryTable([], []);
 
@@ -44,7 +48,11 @@ export class MemoryTable {
     try {
       descs.forEach((d, i) => {
         if (d.size === 0) throw new ProtocolError(`memory region ${i} is empty`);
-        if (d.guestAddr + d.size > Number.MAX_SAFE_INTEGER || d.frontendAddr + d.size > Number.MAX_SAFE_INTEGER || d.mmapOffset + d.size > Number.MAX_SAFE_INTEGER) {
+        if (
+          d.guestAddr + d.size > Number.MAX_SAFE_INTEGER ||
+          d.frontendAddr + d.size > Number.MAX_SAFE_INTEGER ||
+          d.mmapOffset + d.size > Number.MAX_SAFE_INTEGER
+        ) {
           throw new ProtocolError(`memory region ${i} ends beyond the addresses Spindle supports`);
         }
         for (let j = 0; j < i; j++) {
@@ -63,7 +71,9 @@ export class MemoryTable {
         try {
           memory = posix.mapShared(fds[i]!, d.mmapOffset, d.size, writable);
         } catch (err) {
-          throw new ProtocolError(`memory region ${i} (${hex(d.size)} bytes at offset ${hex(d.mmapOffset)}) cannot be mapped: ${(err as Error).message}`);
+          throw new ProtocolError(
+            `memory region ${i} (${hex(d.size)} bytes at offset ${hex(d.mmapOffset)}) cannot be mapped: ${(err as Error).message}`,
+          );
         }
         regions.push({ guestAddr: d.guestAddr, size: d.size, frontendAddr: d.frontendAddr, memory });
       });

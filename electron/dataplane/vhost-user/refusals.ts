@@ -5,7 +5,10 @@ export class RequestRefused extends Error {}
 
 /** As RequestRefused, and the ring it concerns stops until the frontend sets it up again. */
 export class RingRefused extends RequestRefused {
-  constructor(readonly ring: number, message: string) {
+  constructor(
+    readonly ring: number,
+    message: string,
+  ) {
     super(message);
   }
 }

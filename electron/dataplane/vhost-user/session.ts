@@ -63,11 +63,23 @@ export class Session {
   working: Promise<void> = Promise.resolve();
   draining = false;
 
-  constructor(readonly host: SessionHost, readonly channel: Channel, readonly peer: PeerCredentials | null) {
+  constructor(
+    readonly host: SessionHost,
+    readonly channel: Channel,
+    readonly peer: PeerCredentials | null,
+  ) {
     this.rings = Array.from({ length: host.device.numQueues }, () => {
       const ring: RingState = {
-        num: 0, addr: null, base: 0, kickFd: -1, callFd: -1, errFd: -1, kickWatch: null,
-        enabled: false, running: false, broken: null,
+        num: 0,
+        addr: null,
+        base: 0,
+        kickFd: -1,
+        callFd: -1,
+        errFd: -1,
+        kickWatch: null,
+        enabled: false,
+        running: false,
+        broken: null,
         // One eventfd write per completed batch: the device calls this, never per request.
         notify: () => {
           if (ring.callFd >= 0) posix.eventfdWrite(ring.callFd);
@@ -177,9 +189,17 @@ export class Session {
     try {
       // With INFLIGHT_SHMFD the device tracks requests in the frontend's region and resubmits
       // what a previous backend left in flight; a device that does not know the field ignores it.
-      const setup: TrackedVringSetup = { size: n, descAddr: guest[0]!, availAddr: guest[1]!, usedAddr: guest[2]!, lastAvailIdx: ring.base, notify: ring.notify };
+      const setup: TrackedVringSetup = {
+        size: n,
+        descAddr: guest[0]!,
+        availAddr: guest[1]!,
+        usedAddr: guest[2]!,
+        lastAvailIdx: ring.base,
+        notify: ring.notify,
+      };
       const area = this.inflight;
-      if (area && i < area.desc.numQueues && this.protocolFeatures & protocolBit(ProtocolFeature.INFLIGHT_SHMFD)) setup.inflight = area.queueRegion(i);
+      if (area && i < area.desc.numQueues && this.protocolFeatures & protocolBit(ProtocolFeature.INFLIGHT_SHMFD))
+        setup.inflight = area.queueRegion(i);
       this.device.startQueue(i, setup);
     } catch (err) {
       this.breakRing(i, `ring ${i}: the device refused to start it: ${(err as Error).message}`);

@@ -20,7 +20,6 @@ export interface VirtioBlkOptions {
   failureCounts?: Float64Array;
 }
 
-
 /** Requests are parked because the storage is full: the VM should pause until space is freed. */
 export interface NoSpaceEvent {
   /** Requests parked now (more may follow until the VM is paused). */
@@ -48,4 +47,3 @@ export interface RetryOutcome {
   retried: number;
   parked: number;
 }
-

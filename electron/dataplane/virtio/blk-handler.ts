@@ -3,9 +3,22 @@
 // it at once (GET_ID, an empty or refused request). A malformed one comes back as a typed error.
 import { BlockOp, WRITE_ZEROES_MAY_UNMAP, type BlockDevice } from '../block/types.js';
 import {
-  MAX_DWZ_SECTORS, MAX_DWZ_SEGMENTS, SECTOR, VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_WRITE_ZEROES, VIRTIO_BLK_ID_BYTES,
-  VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID,
-  VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_T_WRITE_ZEROES, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP,
+  MAX_DWZ_SECTORS,
+  MAX_DWZ_SEGMENTS,
+  SECTOR,
+  VIRTIO_BLK_F_DISCARD,
+  VIRTIO_BLK_F_WRITE_ZEROES,
+  VIRTIO_BLK_ID_BYTES,
+  VIRTIO_BLK_S_IOERR,
+  VIRTIO_BLK_S_OK,
+  VIRTIO_BLK_S_UNSUPP,
+  VIRTIO_BLK_T_DISCARD,
+  VIRTIO_BLK_T_FLUSH,
+  VIRTIO_BLK_T_GET_ID,
+  VIRTIO_BLK_T_IN,
+  VIRTIO_BLK_T_OUT,
+  VIRTIO_BLK_T_WRITE_ZEROES,
+  VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP,
 } from './blk-config.js';
 import { BlkRequest, DwzSegment, Scratch, parseRequest, readDwzSegment, type BlkRequestError } from './blk-request.js';
 import type { BlkQueue } from './blk-queue.js';
@@ -21,8 +34,13 @@ export class BlkRequestHandler {
   private readonly req = new BlkRequest();
   private readonly dwz = new DwzSegment();
 
-  constructor(private readonly blk: BlockDevice, private readonly capacityBytes: number, private readonly lbs: number,
-    private readonly serial: Uint8Array, private readonly serialLen: number) {}
+  constructor(
+    private readonly blk: BlockDevice,
+    private readonly capacityBytes: number,
+    private readonly lbs: number,
+    private readonly serial: Uint8Array,
+    private readonly serialLen: number,
+  ) {}
 
   /** Handles one chain: null when it was taken (begun, or completed at once), else why not. */
   handle(q: BlkQueue, head: number): BlkRequestError | null {
@@ -77,9 +95,14 @@ export class BlkRequestHandler {
       return this.finish(q, VIRTIO_BLK_S_IOERR, 1);
     }
     if (seg.sectors === 0) return this.finish(q, VIRTIO_BLK_S_OK, 1);
-    return this.begin(q, 1, zeroes ? BlockOp.WriteZeroes : BlockOp.Discard,
-      (seg.sectorHi * 0x1_0000_0000 + seg.sectorLo) * SECTOR, seg.sectors * SECTOR,
-      zeroes && seg.flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP ? WRITE_ZEROES_MAY_UNMAP : 0);
+    return this.begin(
+      q,
+      1,
+      zeroes ? BlockOp.WriteZeroes : BlockOp.Discard,
+      (seg.sectorHi * 0x1_0000_0000 + seg.sectorLo) * SECTOR,
+      seg.sectors * SECTOR,
+      zeroes && seg.flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP ? WRITE_ZEROES_MAY_UNMAP : 0,
+    );
   }
 
   /** A sector range is served only if it lies inside the disk and is aligned to its logical block. */

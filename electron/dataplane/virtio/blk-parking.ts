@@ -21,7 +21,10 @@ export interface ParkingHost {
 }
 
 export class BlkParking {
-  constructor(private readonly host: ParkingHost, readonly records: EnospcParking) {}
+  constructor(
+    private readonly host: ParkingHost,
+    readonly records: EnospcParking,
+  ) {}
 
   /** A request failed with ENOSPC: keep what is needed to retry it, and give its slot back. */
   park(q: BlkQueue, slot: number): void {
@@ -36,8 +39,16 @@ export class BlkParking {
       return;
     }
     this.records.add({
-      queue: q.index, head, ring: q.ring, op, offset: q.offset[slot]!, length: q.length[slot]!, flags: q.flags[slot]!,
-      segments, statusAddr: mem.regions[q.statusRegion[slot]!]!.guestAddr + q.statusOffset[slot]!, usedLen: q.usedLen[slot]!,
+      queue: q.index,
+      head,
+      ring: q.ring,
+      op,
+      offset: q.offset[slot]!,
+      length: q.length[slot]!,
+      flags: q.flags[slot]!,
+      segments,
+      statusAddr: mem.regions[q.statusRegion[slot]!]!.guestAddr + q.statusOffset[slot]!,
+      usedLen: q.usedLen[slot]!,
     });
     q.release(slot);
   }

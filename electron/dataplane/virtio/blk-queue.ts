@@ -33,7 +33,11 @@ export class BlkQueue {
   dirty = false;
   drained: (() => void)[] = [];
 
-  constructor(readonly index: number, readonly vq: SplitVirtqueue, readonly ring: RingId) {
+  constructor(
+    readonly index: number,
+    readonly vq: SplitVirtqueue,
+    readonly ring: RingId,
+  ) {
     const n = vq.size;
     this.head = new Uint16Array(n);
     this.usedLen = new Uint32Array(n);
@@ -50,8 +54,16 @@ export class BlkQueue {
   }
 
   /** Takes a slot for a request and adds it to the batch; -1 when none is free. */
-  take(head: number, statusRegion: number, statusOffset: number, usedLen: number,
-    op: BlockOp, offset: number, length: number, flags: number): number {
+  take(
+    head: number,
+    statusRegion: number,
+    statusOffset: number,
+    usedLen: number,
+    op: BlockOp,
+    offset: number,
+    length: number,
+    flags: number,
+  ): number {
     if (this.freeCount === 0) return -1;
     const slot = this.free[--this.freeCount]!;
     this.head[slot] = head;

@@ -61,8 +61,14 @@ export class BlkRequest {
 }
 
 /** Reads the chain `vq` last walked into `out`; null when it is a request, else why not. */
-export function parseRequest(vq: SplitVirtqueue, head: number, views: readonly DataView[], bytes: readonly Uint8Array[],
-  scratch: Scratch, out: BlkRequest): BlkRequestError | null {
+export function parseRequest(
+  vq: SplitVirtqueue,
+  head: number,
+  views: readonly DataView[],
+  bytes: readonly Uint8Array[],
+  scratch: Scratch,
+  out: BlkRequest,
+): BlkRequestError | null {
   if (vq.readableBytes < HEADER_BYTES) {
     return vq.readableBytes === 0 && vq.writableBytes > 0
       ? { kind: 'header-in-writable', head }

@@ -82,7 +82,8 @@ export class EnospcParking {
 
   /** Requests not written yet (waiting or retrying) and their bytes. */
   get parked(): { count: number; bytes: number } {
-    let count = 0, bytes = 0;
+    let count = 0,
+      bytes = 0;
     for (const r of this.byId.values()) {
       if (r.state === 'waiting' || r.state === 'retrying') {
         count++;
@@ -229,7 +230,7 @@ export function captureData(vq: SplitVirtqueue, mem: GuestMemory, head: number, 
   if (op !== BlockOp.Write && op !== BlockOp.Read) return out;
   if (vq.rewalk(head) < 0) return null;
   const writable = op === BlockOp.Read ? 1 : 0;
-  const skip = op === BlockOp.Read ? 0 : 16;  // a write's data follows its 16-byte header
+  const skip = op === BlockOp.Read ? 0 : 16; // a write's data follows its 16-byte header
   const left = op === BlockOp.Read ? vq.writableBytes - 1 : vq.readableBytes - 16;
   if (left !== length) return null;
   emitSegments(vq, { segment: (region, off, len) => out.push(mem.regions[region]!.guestAddr + off, len) }, writable, skip, left);

@@ -5,7 +5,7 @@ import type { GuestMemoryRegion } from './types.js';
 
 // Ring indexes are read and written with Atomics (host byte order) while virtio 1.x is
 // little-endian: only a little-endian host can use them directly.
-if (endianness() !== 'LE') throw new Error('Spindle\'s virtio device needs a little-endian host.');
+if (endianness() !== 'LE') throw new Error("Spindle's virtio device needs a little-endian host.");
 
 /** Largest address or length a JavaScript number holds exactly; anything above is refused. */
 const MAX_EXACT = Number.MAX_SAFE_INTEGER;
@@ -20,20 +20,27 @@ export class GuestMemory {
 
   constructor(regions: readonly GuestMemoryRegion[]) {
     for (const r of regions) {
-      if (!Number.isSafeInteger(r.guestAddr) || r.guestAddr < 0 || !Number.isSafeInteger(r.size) || r.size <= 0
-        || r.guestAddr + r.size > MAX_EXACT) {
+      if (
+        !Number.isSafeInteger(r.guestAddr) ||
+        r.guestAddr < 0 ||
+        !Number.isSafeInteger(r.size) ||
+        r.size <= 0 ||
+        r.guestAddr + r.size > MAX_EXACT
+      ) {
         throw new RangeError(`guest memory region at ${r.guestAddr} of ${r.size} bytes is not a valid range`);
       }
       if (r.memory.byteLength < r.size) {
-        throw new RangeError(`guest memory region at 0x${r.guestAddr.toString(16)} maps ${r.memory.byteLength} bytes, `
-          + `fewer than its size ${r.size}`);
+        throw new RangeError(
+          `guest memory region at 0x${r.guestAddr.toString(16)} maps ${r.memory.byteLength} bytes, ` + `fewer than its size ${r.size}`,
+        );
       }
     }
     const sorted = [...regions].sort((a, b) => a.guestAddr - b.guestAddr);
     for (let i = 1; i < sorted.length; i++) {
       if (sorted[i].guestAddr < sorted[i - 1].guestAddr + sorted[i - 1].size) {
-        throw new RangeError(`guest memory regions at 0x${sorted[i - 1].guestAddr.toString(16)} and `
-          + `0x${sorted[i].guestAddr.toString(16)} overlap`);
+        throw new RangeError(
+          `guest memory regions at 0x${sorted[i - 1].guestAddr.toString(16)} and ` + `0x${sorted[i].guestAddr.toString(16)} overlap`,
+        );
       }
     }
     // Keep the caller's order: region indexes are the buffer ids registered with the block layer.

@@ -105,11 +105,14 @@ export class InflightLog {
     const stale = (usedRingIdx - this.usedIdx) & 0xffff;
     if (stale !== 0) {
       if (stale > this.size) {
-        throw new InflightRegionError(`the inflight region's used index ${this.usedIdx} is ${stale} behind the ring's ${usedRingIdx}, more than the ring holds`);
+        throw new InflightRegionError(
+          `the inflight region's used index ${this.usedIdx} is ${stale} behind the ring's ${usedRingIdx}, more than the ring holds`,
+        );
       }
       let head = this.lastBatchHead;
       for (let k = 0; k < stale; k++) {
-        if (head >= this.size) throw new InflightRegionError(`the inflight region's last batch names descriptor ${head}, past the ring size ${this.size}`);
+        if (head >= this.size)
+          throw new InflightRegionError(`the inflight region's last batch names descriptor ${head}, past the ring size ${this.size}`);
         const at = InflightLog.descByte(head);
         if (this.u8[at] === 1) fixedUp++;
         Atomics.store(this.u8, at, 0);

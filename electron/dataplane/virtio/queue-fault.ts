@@ -15,7 +15,12 @@ export type DeviceFault =
 export type QueueFault = RingError | BlkRequestError | DeviceFault;
 
 const REQUEST_KINDS: ReadonlySet<string> = new Set<BlkRequestError['kind']>([
-  'header-in-writable', 'header-too-short', 'missing-status', 'read-buffer-readable', 'write-buffer-writable', 'too-many-in-flight',
+  'header-in-writable',
+  'header-too-short',
+  'missing-status',
+  'read-buffer-readable',
+  'write-buffer-writable',
+  'too-many-in-flight',
 ]);
 
 /** The sentence (without its final full stop) saying why the queue stopped. */

@@ -112,7 +112,9 @@ export class SplitVirtqueue {
     // Typed arrays align to their ArrayBuffer's start, and a region's view may sit at any offset
     // in it (mapped inside a V8 buffer at an mmap offset that is not 4-byte aligned).
     if ((amem.byteOffset + aoff) % 2 !== 0 || (umem.byteOffset + uoff) % 4 !== 0) {
-      throw new RingSetupError('the rings are not aligned in this process\'s mapping of guest memory (a memory region offset that is not 4-byte aligned)');
+      throw new RingSetupError(
+        "the rings are not aligned in this process's mapping of guest memory (a memory region offset that is not 4-byte aligned)",
+      );
     }
     // The event fields are covered by the views only when EVENT_IDX was checked above.
     this.avail = new Uint16Array(amem.buffer, amem.byteOffset + aoff, 2 + size + (evt >> 1));
@@ -307,10 +309,18 @@ export class SplitVirtqueue {
   // Only chains that cross region borders need more parts than descriptors: rare, so grow lazily.
   private grow(): void {
     const cap = this.segRegion.length * 2;
-    const r = new Int32Array(cap); r.set(this.segRegion); this.segRegion = r;
-    const o = new Float64Array(cap); o.set(this.segOffset); this.segOffset = o;
-    const l = new Float64Array(cap); l.set(this.segLen); this.segLen = l;
-    const w = new Uint8Array(cap); w.set(this.segWritable); this.segWritable = w;
+    const r = new Int32Array(cap);
+    r.set(this.segRegion);
+    this.segRegion = r;
+    const o = new Float64Array(cap);
+    o.set(this.segOffset);
+    this.segOffset = o;
+    const l = new Float64Array(cap);
+    l.set(this.segLen);
+    this.segLen = l;
+    const w = new Uint8Array(cap);
+    w.set(this.segWritable);
+    this.segWritable = w;
   }
 
   /** Adds a used element; visible to the guest at the next publishUsed(). */

@@ -10,10 +10,25 @@ import type { TrackedVringSetup } from './inflight-log.js';
 import { EnospcParking, PARKED_TAG, type RingId } from './enospc-parking.js';
 import { BlkParking } from './blk-parking.js';
 import {
-  CONFIG_WCE_OFFSET, SECTOR, VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_CONFIG_WCE, VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_FLUSH,
-  VIRTIO_BLK_F_MQ, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_SIZE_MAX, VIRTIO_BLK_F_TOPOLOGY,
-  VIRTIO_BLK_F_WRITE_ZEROES, VIRTIO_BLK_ID_BYTES, VIRTIO_BLK_S_IOERR, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX,
-  VIRTIO_RING_F_INDIRECT_DESC, configWindow, encodeBlkConfig,
+  CONFIG_WCE_OFFSET,
+  SECTOR,
+  VIRTIO_BLK_F_BLK_SIZE,
+  VIRTIO_BLK_F_CONFIG_WCE,
+  VIRTIO_BLK_F_DISCARD,
+  VIRTIO_BLK_F_FLUSH,
+  VIRTIO_BLK_F_MQ,
+  VIRTIO_BLK_F_RO,
+  VIRTIO_BLK_F_SEG_MAX,
+  VIRTIO_BLK_F_SIZE_MAX,
+  VIRTIO_BLK_F_TOPOLOGY,
+  VIRTIO_BLK_F_WRITE_ZEROES,
+  VIRTIO_BLK_ID_BYTES,
+  VIRTIO_BLK_S_IOERR,
+  VIRTIO_F_VERSION_1,
+  VIRTIO_RING_F_EVENT_IDX,
+  VIRTIO_RING_F_INDIRECT_DESC,
+  configWindow,
+  encodeBlkConfig,
 } from './blk-config.js';
 import type { NoSpaceEvent, RetryOutcome, SpaceRecoveredEvent, VirtioBlkOptions } from './blk-events.js';
 import { BlkRequestHandler } from './blk-handler.js';
@@ -86,7 +101,7 @@ export class VirtioBlkDevice implements VirtioDevice {
       throw new RangeError(`the ENOSPC policy must be 'stop' or 'report', not ${JSON.stringify(enospc)}`);
     }
     this.enospc = enospc;
-    const blkPath = (blk as { path?: unknown }).path;  // BlockBackend has one; the contract does not require it
+    const blkPath = (blk as { path?: unknown }).path; // BlockBackend has one; the contract does not require it
     this.diskPath = opts.diskPath ?? (typeof blkPath === 'string' ? blkPath : 'the disk image');
     this.segMax = opts.segMax ?? 126;
     this.sizeMax = opts.sizeMax ?? 1 << 20;
@@ -99,9 +114,17 @@ export class VirtioBlkDevice implements VirtioDevice {
     }
     this.capacityBytes = Math.floor(blk.sizeBytes / SECTOR) * SECTOR;
     this.writeCacheDefault = blk.writeCache;
-    let f = bit(VIRTIO_BLK_F_SIZE_MAX) | bit(VIRTIO_BLK_F_SEG_MAX) | bit(VIRTIO_BLK_F_BLK_SIZE)
-      | bit(VIRTIO_BLK_F_FLUSH) | bit(VIRTIO_BLK_F_TOPOLOGY) | bit(VIRTIO_BLK_F_CONFIG_WCE) | bit(VIRTIO_BLK_F_MQ)
-      | bit(VIRTIO_RING_F_INDIRECT_DESC) | bit(VIRTIO_RING_F_EVENT_IDX) | bit(VIRTIO_F_VERSION_1);
+    let f =
+      bit(VIRTIO_BLK_F_SIZE_MAX) |
+      bit(VIRTIO_BLK_F_SEG_MAX) |
+      bit(VIRTIO_BLK_F_BLK_SIZE) |
+      bit(VIRTIO_BLK_F_FLUSH) |
+      bit(VIRTIO_BLK_F_TOPOLOGY) |
+      bit(VIRTIO_BLK_F_CONFIG_WCE) |
+      bit(VIRTIO_BLK_F_MQ) |
+      bit(VIRTIO_RING_F_INDIRECT_DESC) |
+      bit(VIRTIO_RING_F_EVENT_IDX) |
+      bit(VIRTIO_F_VERSION_1);
     if (blk.readOnly) f |= bit(VIRTIO_BLK_F_RO);
     if (blk.supportsDiscard && !blk.readOnly) f |= bit(VIRTIO_BLK_F_DISCARD);
     if (blk.supportsWriteZeroes && !blk.readOnly) f |= bit(VIRTIO_BLK_F_WRITE_ZEROES);
@@ -110,14 +133,17 @@ export class VirtioBlkDevice implements VirtioDevice {
     this.dirty = new DirtyQueues(nq);
     this.stoppedBase = new Int32Array(nq).fill(-1);
     this.failureCounts = opts.failureCounts ?? null;
-    this.parked = new BlkParking({
-      memory: () => this.mem,
-      bytes: () => this.bytes,
-      queue: (i) => this.queues[i] ?? null,
-      markDirty: (q) => this.dirty.mark(q),
-      breakQueue: (q, fault) => this.breakQueue(q, fault),
-      countFailure: (op) => this.countFailure(op),
-    }, this.parking);
+    this.parked = new BlkParking(
+      {
+        memory: () => this.mem,
+        bytes: () => this.bytes,
+        queue: (i) => this.queues[i] ?? null,
+        markDirty: (q) => this.dirty.mark(q),
+        breakQueue: (q, fault) => this.breakQueue(q, fault),
+        countFailure: (op) => this.countFailure(op),
+      },
+      this.parking,
+    );
     this.handler = new BlkRequestHandler(blk, this.capacityBytes, this.lbs, this.serial, this.serialLen);
     blk.onComplete = (tags, results, count) => this.complete(tags, results, count);
   }
@@ -148,8 +174,14 @@ export class VirtioBlkDevice implements VirtioDevice {
   readConfig(offset: number, length: number): Uint8Array {
     const b = this.blk;
     const config = encodeBlkConfig({
-      capacityBytes: this.capacityBytes, sizeMax: this.sizeMax, segMax: this.segMax, logicalBlockSize: this.lbs,
-      physicalBlockSize: b.physicalBlockSize, writeCache: b.writeCache, numQueues: this.numQueues, supportsDiscard: b.supportsDiscard,
+      capacityBytes: this.capacityBytes,
+      sizeMax: this.sizeMax,
+      segMax: this.segMax,
+      logicalBlockSize: this.lbs,
+      physicalBlockSize: b.physicalBlockSize,
+      writeCache: b.writeCache,
+      numQueues: this.numQueues,
+      supportsDiscard: b.supportsDiscard,
     });
     return configWindow(config, offset, length);
   }
@@ -168,13 +200,16 @@ export class VirtioBlkDevice implements VirtioDevice {
     }
     if (this.parking.retrying > 0) {
       this.memoryChanging = true;
-      return this.parking.settled().then(() => {
-        this.memoryChanging = false;
-        this.swapMemory(regions);
-      }, (err: unknown) => {
-        this.memoryChanging = false;
-        throw err;
-      });
+      return this.parking.settled().then(
+        () => {
+          this.memoryChanging = false;
+          this.swapMemory(regions);
+        },
+        (err: unknown) => {
+          this.memoryChanging = false;
+          throw err;
+        },
+      );
     }
     this.swapMemory(regions);
   }
@@ -343,10 +378,9 @@ export class VirtioBlkDevice implements VirtioDevice {
     for (const r of lost) this.parked.settle(r, VIRTIO_BLK_S_IOERR);
     this.publishDirty();
     this.raisePending();
-    await this.parking.settled();  // these, and any retry already in flight
+    await this.parking.settled(); // these, and any retry already in flight
     return { retried: submitted, parked: this.parkedRequests };
   }
-
 
   /** Raises what the parking saw, after the batch that caused it is published. */
   private raisePending(): void {

@@ -60,16 +60,34 @@ export interface Inspection {
 
 // statfs f_type magic numbers, for when mountinfo has no entry for the file's device (btrfs subvolumes).
 const FS_MAGIC: Record<number, string> = {
-  0xef53: 'ext4', 0x58465342: 'xfs', 0x9123683e: 'btrfs', 0x01021994: 'tmpfs', 0x858458f6: 'ramfs',
-  0x794c7630: 'overlay', 0x6969: 'nfs', 0x65735546: 'fuse', 0x2fc12fc1: 'zfs', 0xf2f52010: 'f2fs',
-  0x4d44: 'vfat', 0x5346544e: 'ntfs', 0x73717368: 'squashfs', 0xca451a4e: 'bcachefs', 0xff534d42: 'cifs',
-  0x01161970: 'gfs2', 0x9fa0: 'proc', 0x62656572: 'sysfs', 0x1373: 'devfs', 0x6e667364: 'nilfs',
+  0xef53: 'ext4',
+  0x58465342: 'xfs',
+  0x9123683e: 'btrfs',
+  0x01021994: 'tmpfs',
+  0x858458f6: 'ramfs',
+  0x794c7630: 'overlay',
+  0x6969: 'nfs',
+  0x65735546: 'fuse',
+  0x2fc12fc1: 'zfs',
+  0xf2f52010: 'f2fs',
+  0x4d44: 'vfat',
+  0x5346544e: 'ntfs',
+  0x73717368: 'squashfs',
+  0xca451a4e: 'bcachefs',
+  0xff534d42: 'cifs',
+  0x01161970: 'gfs2',
+  0x9fa0: 'proc',
+  0x62656572: 'sysfs',
+  0x1373: 'devfs',
+  0x6e667364: 'nilfs',
 };
 
 /** The filesystem type holding `path`: mountinfo's name for its device, else statfs's magic number. */
 export function filesystemName(path: string, st: Stats): string {
   const dn = majMin(st.dev);
-  const m = mounts().filter((x) => x.devNum === dn).pop();
+  const m = mounts()
+    .filter((x) => x.devNum === dn)
+    .pop();
   if (m) return m.fstype;
   const type = statfsSync(path).type;
   return FS_MAGIC[type] ?? `unknown (0x${type.toString(16)})`;
@@ -127,30 +145,40 @@ export function recommend(f: Facts): { recommended: Recommendation; safeForNativ
   const modes = defaultModes(f.kind);
   if (f.kind === 'block') {
     reasons.push("Host block device: aio 'native' with cache 'none' (O_DIRECT) is the default; io_submit does not block on a device.");
-    reasons.push('nowait stays off on block devices: EAGAIN there means the device queue is full, so requests are retried rather than sent to the thread pool.');
+    reasons.push(
+      'nowait stays off on block devices: EAGAIN there means the device queue is full, so requests are retried rather than sent to the thread pool.',
+    );
     return { recommended: { ...modes, nowait: false }, safeForNative: true, reasons };
   }
   const fsName = f.filesystem ?? 'this filesystem';
   reasons.push(`Image file: aio 'threads' with cache 'writeback' is the default for files.`);
   if (f.filesystem === 'tmpfs') {
-    reasons.push(f.directIo
-      ? 'tmpfs keeps the file in RAM: O_DIRECT is accepted but bypasses no cache, and the data is lost when the host reboots.'
-      : 'tmpfs keeps the file in RAM and does not support O_DIRECT, and the data is lost when the host reboots.');
+    reasons.push(
+      f.directIo
+        ? 'tmpfs keeps the file in RAM: O_DIRECT is accepted but bypasses no cache, and the data is lost when the host reboots.'
+        : 'tmpfs keeps the file in RAM and does not support O_DIRECT, and the data is lost when the host reboots.',
+    );
   }
   const blockers: string[] = [];
   if (f.sparse && f.allocation) {
-    blockers.push(`it is sparse (${formatSize(f.allocation.holeBytes)} in ${f.allocation.holeCount} hole${f.allocation.holeCount === 1 ? '' : 's'}), and io_submit can block while ${fsName} allocates blocks; preallocating it (fallocate) removes the holes`);
+    blockers.push(
+      `it is sparse (${formatSize(f.allocation.holeBytes)} in ${f.allocation.holeCount} hole${f.allocation.holeCount === 1 ? '' : 's'}), and io_submit can block while ${fsName} allocates blocks; preallocating it (fallocate) removes the holes`,
+    );
   }
   if (!f.directIo) blockers.push(`${fsName} does not support O_DIRECT here, so cache 'none'/'directsync' and aio 'native' are unavailable`);
   if (f.directIo && f.logicalBlockSize === null) blockers.push('its logical block size could not be determined');
   const safeForNative = blockers.length === 0;
   if (safeForNative) {
-    reasons.push(`Safe for native: no holes, O_DIRECT works on ${fsName}, logical block size ${f.logicalBlockSize} bytes; aio 'native' with cache 'none' will not block on allocation.`);
+    reasons.push(
+      `Safe for native: no holes, O_DIRECT works on ${fsName}, logical block size ${f.logicalBlockSize} bytes; aio 'native' with cache 'none' will not block on allocation.`,
+    );
   } else {
     reasons.push(`Not safe for native: ${blockers.join('; ')}.`);
   }
   if (f.allocation && f.allocation.unwrittenBytes > 0) {
-    reasons.push(`${formatSize(f.allocation.unwrittenBytes)} are preallocated but not yet written (unwritten extents): they read as zeros and writing them needs no allocation.`);
+    reasons.push(
+      `${formatSize(f.allocation.unwrittenBytes)} are preallocated but not yet written (unwritten extents): they read as zeros and writing them needs no allocation.`,
+    );
   }
   let nowait = false;
   if (f.probe) {
@@ -173,19 +201,41 @@ export async function inspect(path: string, opts: { probe?: boolean } = {}): Pro
   }
   try {
     const geo = geometry(fd);
-    const format = detectFormat(path) ?? 'raw';  // read with O_DIRECT: no page-cache pages left behind
+    const format = detectFormat(path) ?? 'raw'; // read with O_DIRECT: no page-cache pages left behind
     const formatReasons = format === 'raw' ? [] : [nonRawError(path, format).message];
     const imageUse = imageUsage(path);
     if (geo.kind === 'block') {
       const usage = deviceUsage(path);
-      const rec = recommend({ kind: 'block', filesystem: null, sparse: false, allocation: null, directIo: true, logicalBlockSize: geo.logicalBlockSize });
+      const rec = recommend({
+        kind: 'block',
+        filesystem: null,
+        sparse: false,
+        allocation: null,
+        directIo: true,
+        logicalBlockSize: geo.logicalBlockSize,
+      });
       const inUse = usage.inUse || imageUse.inUse;
       const inspection: Inspection = {
-        path, kind: 'block', sizeBytes: geo.sizeBytes, logicalBlockSize: geo.logicalBlockSize, sparse: false, allocation: null,
-        filesystem: null, directIo: directIoWorks(path), format, inUse, usage, imageUse, safeForNative: !inUse,
-        recommended: rec.recommended, reasons: [...formatReasons, ...imageUse.reasons, ...usage.reasons, ...rec.reasons],
+        path,
+        kind: 'block',
+        sizeBytes: geo.sizeBytes,
+        logicalBlockSize: geo.logicalBlockSize,
+        sparse: false,
+        allocation: null,
+        filesystem: null,
+        directIo: directIoWorks(path),
+        format,
+        inUse,
+        usage,
+        imageUse,
+        safeForNative: !inUse,
+        recommended: rec.recommended,
+        reasons: [...formatReasons, ...imageUse.reasons, ...usage.reasons, ...rec.reasons],
       };
-      if (opts.probe) inspection.probe = { skipped: 'The nowait probe is for image files: on a block device nowait stays off, and the probe never writes to a device.' };
+      if (opts.probe)
+        inspection.probe = {
+          skipped: 'The nowait probe is for image files: on a block device nowait stays off, and the probe never writes to a device.',
+        };
       return inspection;
     }
     const filesystem = filesystemName(path, st);
@@ -193,22 +243,49 @@ export async function inspect(path: string, opts: { probe?: boolean } = {}): Pro
     const e = extents(fd);
     // FIEMAP when the filesystem has it: SEEK_HOLE on ext4 counts unwritten (fallocated) extents as holes.
     const allocation: Allocation = {
-      allocatedBytes: h.allocatedBytes, seekHole: h.seekHole,
-      holeBytes: e.supported ? e.holeBytes : h.holeBytes, holeCount: e.supported ? e.holeCount : h.holeCount,
-      fiemap: e.supported, unwrittenExtents: e.unwrittenExtents, unwrittenBytes: e.unwrittenBytes,
+      allocatedBytes: h.allocatedBytes,
+      seekHole: h.seekHole,
+      holeBytes: e.supported ? e.holeBytes : h.holeBytes,
+      holeCount: e.supported ? e.holeCount : h.holeCount,
+      fiemap: e.supported,
+      unwrittenExtents: e.unwrittenExtents,
+      unwrittenBytes: e.unwrittenBytes,
     };
     const sparse = e.supported || h.seekHole ? allocation.holeBytes > 0 : h.allocatedBytes < h.sizeBytes;
     const directIo = directIoWorks(path);
     const logicalBlockSize = fileLogicalBlockSize(path, st, directIo);
     let probe: FilesystemProbe | { skipped: string } | undefined;
     if (opts.probe) {
-      probe = directIo ? await probeFilesystem(path, filesystem, fd) : { skipped: `${filesystem} does not support O_DIRECT here, so native AIO (and its nowait mode) cannot be used.` };
+      probe = directIo
+        ? await probeFilesystem(path, filesystem, fd)
+        : { skipped: `${filesystem} does not support O_DIRECT here, so native AIO (and its nowait mode) cannot be used.` };
     }
-    const rec = recommend({ kind: 'file', filesystem, sparse, allocation, directIo, logicalBlockSize, ...(probe && 'verdict' in probe ? { probe } : {}) });
+    const rec = recommend({
+      kind: 'file',
+      filesystem,
+      sparse,
+      allocation,
+      directIo,
+      logicalBlockSize,
+      ...(probe && 'verdict' in probe ? { probe } : {}),
+    });
     return {
-      path, kind: 'file', sizeBytes: geo.sizeBytes, logicalBlockSize, sparse, allocation, filesystem, directIo, format,
-      inUse: imageUse.inUse, usage: null, imageUse, safeForNative: rec.safeForNative, recommended: rec.recommended,
-      reasons: [...formatReasons, ...imageUse.reasons, ...rec.reasons], ...(probe ? { probe } : {}),
+      path,
+      kind: 'file',
+      sizeBytes: geo.sizeBytes,
+      logicalBlockSize,
+      sparse,
+      allocation,
+      filesystem,
+      directIo,
+      format,
+      inUse: imageUse.inUse,
+      usage: null,
+      imageUse,
+      safeForNative: rec.safeForNative,
+      recommended: rec.recommended,
+      reasons: [...formatReasons, ...imageUse.reasons, ...rec.reasons],
+      ...(probe ? { probe } : {}),
     };
   } finally {
     closeSync(fd);

@@ -71,7 +71,13 @@ const QUALIFY_RATIO = 0.9;
 export function targetAllocation(fd: number): TargetAllocation {
   const h = holes(fd);
   const e = extents(fd);
-  return { holeCount: e.supported ? e.holeCount : h.holeCount, holeBytes: e.supported ? e.holeBytes : h.holeBytes, fiemap: e.supported, unwrittenExtents: e.unwrittenExtents, unwrittenBytes: e.unwrittenBytes };
+  return {
+    holeCount: e.supported ? e.holeCount : h.holeCount,
+    holeBytes: e.supported ? e.holeBytes : h.holeBytes,
+    fiemap: e.supported,
+    unwrittenExtents: e.unwrittenExtents,
+    unwrittenBytes: e.unwrittenBytes,
+  };
 }
 
 /** `count` distinct block-aligned offsets in [base, base + REGION_BYTES), disjoint from `used`. */
@@ -80,7 +86,8 @@ function offsets(base: number, count: number, used: Set<number>): Float64Array {
   const slots = REGION_BYTES / BLOCK;
   for (let i = 0; i < count; i++) {
     let off: number;
-    do off = base + Math.floor(Math.random() * slots) * BLOCK; while (used.has(off));
+    do off = base + Math.floor(Math.random() * slots) * BLOCK;
+    while (used.has(off));
     used.add(off);
     out[i] = off;
   }
@@ -110,7 +117,12 @@ function removeStale(dir: string): void {
     try {
       process.kill(pid, 0);
     } catch (err) {
-      if (errnoOf(err) === 'ESRCH') try { unlinkSync(join(dir, n)); } catch { /* raced */ }
+      if (errnoOf(err) === 'ESRCH')
+        try {
+          unlinkSync(join(dir, n));
+        } catch {
+          /* raced */
+        }
     }
   }
 }
@@ -141,8 +153,16 @@ class TemporaryProbeFile {
   removeFile(): void {
     if (this.removed) return;
     this.removed = true;
-    try { closeSync(this.fd); } catch { /* already closed */ }
-    try { unlinkSync(this.path); } catch { /* already gone */ }
+    try {
+      closeSync(this.fd);
+    } catch {
+      /* already closed */
+    }
+    try {
+      unlinkSync(this.path);
+    } catch {
+      /* already gone */
+    }
   }
 
   remove(): void {
@@ -161,7 +181,11 @@ function probeRegion(fd: number, base: number): RegionProbe {
   const writes = aioProbe(fd, 'write', offsets(base, REQUESTS, used), BLOCK, true);
   const plain = aioProbe(fd, 'write', offsets(base, REQUESTS, used), BLOCK, false);
   if (plain.errors) {
-    throw new SpindleError('IO_ERROR', `The probe's direct writes failed (${plain.firstError}): the filesystem does not take 4 KiB direct I/O here.`, plain.firstError ?? undefined);
+    throw new SpindleError(
+      'IO_ERROR',
+      `The probe's direct writes failed (${plain.firstError}): the filesystem does not take 4 KiB direct I/O here.`,
+      plain.firstError ?? undefined,
+    );
   }
   return {
     nowaitReads: rate(reads),
@@ -174,7 +198,11 @@ function probeRegion(fd: number, base: number): RegionProbe {
 const pct = (r: number) => `${Math.round(r * 100)}%`;
 
 /** The verdict from the numbers: the only place that decides what a probe means. */
-export function probeVerdict(fsName: string, regions: Record<RegionKind, RegionProbe | null>, nowaitSupported: boolean): FilesystemProbe['verdict'] {
+export function probeVerdict(
+  fsName: string,
+  regions: Record<RegionKind, RegionProbe | null>,
+  nowaitSupported: boolean,
+): FilesystemProbe['verdict'] {
   const reasons: string[] = [];
   if (!nowaitSupported) {
     const summary = `${fsName}: RWF_NOWAIT is not supported here, so native AIO cannot avoid blocking on this filesystem.`;
@@ -182,7 +210,11 @@ export function probeVerdict(fsName: string, regions: Record<RegionKind, RegionP
   }
   const allocated = [regions.written, regions.fallocated].filter((r): r is RegionProbe => r !== null);
   const minWrite = Math.min(...allocated.map((r) => r.nowaitWrites.honouredRatio));
-  const minRead = Math.min(...REGION_KINDS.map((k) => regions[k]).filter((r): r is RegionProbe => r !== null).map((r) => r.nowaitReads.honouredRatio));
+  const minRead = Math.min(
+    ...REGION_KINDS.map((k) => regions[k])
+      .filter((r): r is RegionProbe => r !== null)
+      .map((r) => r.nowaitReads.honouredRatio),
+  );
   const sparse = regions.sparse!;
   const nowait = minWrite >= QUALIFY_RATIO && minRead >= QUALIFY_RATIO;
   const summary = nowait
@@ -194,12 +226,16 @@ export function probeVerdict(fsName: string, regions: Record<RegionKind, RegionP
       : `${fsName}: nowait reads bounce, so native with nowait would send many reads through the thread pool.`;
   reasons.push(summary);
   const kinds = REGION_KINDS.filter((k) => regions[k]);
-  reasons.push(`Nowait writes honoured: ${kinds.map((k) => `${pct(regions[k]!.nowaitWrites.honouredRatio)} in ${k}`).join(', ')} regions; nowait reads honoured: ${kinds.map((k) => `${pct(regions[k]!.nowaitReads.honouredRatio)} in ${k}`).join(', ')} regions.`);
+  reasons.push(
+    `Nowait writes honoured: ${kinds.map((k) => `${pct(regions[k]!.nowaitWrites.honouredRatio)} in ${k}`).join(', ')} regions; nowait reads honoured: ${kinds.map((k) => `${pct(regions[k]!.nowaitReads.honouredRatio)} in ${k}`).join(', ')} regions.`,
+  );
   const sw = kinds.map((k) => `${regions[k]!.submitSwitchesPerIo.toFixed(2)} in ${k}`).join(', ');
   const maxSw = Math.max(...kinds.map((k) => regions[k]!.submitSwitchesPerIo));
-  reasons.push(maxSw > 0
-    ? `Without nowait, io_submit slept (voluntary context switches per request: ${sw}): plain native AIO would stall the disk's thread there.`
-    : `Without nowait, io_submit did not sleep in this run (${sw} switches per request), though it can when the filesystem must read metadata from disk.`);
+  reasons.push(
+    maxSw > 0
+      ? `Without nowait, io_submit slept (voluntary context switches per request: ${sw}): plain native AIO would stall the disk's thread there.`
+      : `Without nowait, io_submit did not sleep in this run (${sw} switches per request), though it can when the filesystem must read metadata from disk.`,
+  );
   if (!regions.fallocated) reasons.push(`${fsName} has no fallocate here, so the fallocated case was not measured.`);
   return { nowait, summary, reasons };
 }
@@ -213,7 +249,11 @@ export async function probeFilesystem(besidePath: string, fsName: string, target
   const need = 3 * REGION_BYTES + (8 << 20);
   const sfs = statfsSync(dir);
   if (sfs.bavail * sfs.bsize < need) {
-    throw new SpindleError('NO_SPACE', `The probe needs ${formatSize(need)} free beside ${besidePath}, but ${dir} has ${formatSize(sfs.bavail * sfs.bsize)}.`, 'ENOSPC');
+    throw new SpindleError(
+      'NO_SPACE',
+      `The probe needs ${formatSize(need)} free beside ${besidePath}, but ${dir} has ${formatSize(sfs.bavail * sfs.bsize)}.`,
+      'ENOSPC',
+    );
   }
   removeStale(dir);
   let tmp: TemporaryProbeFile;
@@ -222,9 +262,20 @@ export async function probeFilesystem(besidePath: string, fsName: string, target
   } catch (err) {
     const code = errnoOf(err);
     if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
-      throw new SpindleError('PERMISSION_DENIED', `The probe cannot create its temporary file in ${dir} (${code}): it needs a writable directory beside the image.`, code, { cause: err });
+      throw new SpindleError(
+        'PERMISSION_DENIED',
+        `The probe cannot create its temporary file in ${dir} (${code}): it needs a writable directory beside the image.`,
+        code,
+        { cause: err },
+      );
     }
-    if (code === 'EINVAL') throw new SpindleError('UNSUPPORTED_MODE', `${fsName} in ${dir} does not support O_DIRECT, so there is nothing to probe for native AIO.`, code, { cause: err });
+    if (code === 'EINVAL')
+      throw new SpindleError(
+        'UNSUPPORTED_MODE',
+        `${fsName} in ${dir} does not support O_DIRECT, so there is nothing to probe for native AIO.`,
+        code,
+        { cause: err },
+      );
     throw err;
   }
   try {
@@ -242,13 +293,20 @@ export async function probeFilesystem(besidePath: string, fsName: string, target
     fillDirect(fd, 2 * REGION_BYTES, REGION_BYTES, 0xa5);
     await yieldToLoop();
     const regions = { sparse: null, fallocated: null, written: null } as Record<RegionKind, RegionProbe | null>;
-    for (const [kind, base] of [['sparse', 0], ['fallocated', REGION_BYTES], ['written', 2 * REGION_BYTES]] as const) {
+    for (const [kind, base] of [
+      ['sparse', 0],
+      ['fallocated', REGION_BYTES],
+      ['written', 2 * REGION_BYTES],
+    ] as const) {
       if (kind === 'fallocated' && !fallocated) continue;
       regions[kind] = probeRegion(fd, base);
       await yieldToLoop(); // lets a SIGINT/SIGTERM handler run between phases
     }
-    const nowaitSupported = !REGION_KINDS.some((k) => regions[k] && regions[k]!.nowaitWrites.unsupported + regions[k]!.nowaitReads.unsupported > 0);
-    const pick = (f: (r: RegionProbe) => number) => Object.fromEntries(REGION_KINDS.map((k) => [k, regions[k] ? f(regions[k]!) : null])) as Record<RegionKind, number | null>;
+    const nowaitSupported = !REGION_KINDS.some(
+      (k) => regions[k] && regions[k]!.nowaitWrites.unsupported + regions[k]!.nowaitReads.unsupported > 0,
+    );
+    const pick = (f: (r: RegionProbe) => number) =>
+      Object.fromEntries(REGION_KINDS.map((k) => [k, regions[k] ? f(regions[k]!) : null])) as Record<RegionKind, number | null>;
     return {
       filesystem: fsName,
       directory: dir,

@@ -17,17 +17,27 @@ import type { BenchRow, BenchVariant } from '../../shared/api.js';
 import { bucketUpperUs, type CountersSnapshot } from '../../dataplane/block/stats.js';
 import { IoThreadCpu } from '../proc/thread-cpu.js';
 
-export interface Workload { op: 'read' | 'write'; recordBytes: number }
+export interface Workload {
+  op: 'read' | 'write';
+  recordBytes: number;
+}
 
 /** The post's columns: iozone at 16k, 64k, 256k records, then dd with 20M transfers; write before read. */
-export const POST_WORKLOADS: readonly Workload[] = [16 << 10, 64 << 10, 256 << 10, 20 << 20]
-  .flatMap((recordBytes) => (['write', 'read'] as const).map((op) => ({ op, recordBytes })));
+export const POST_WORKLOADS: readonly Workload[] = [16 << 10, 64 << 10, 256 << 10, 20 << 20].flatMap((recordBytes) =>
+  (['write', 'read'] as const).map((op) => ({ op, recordBytes })),
+);
 
 export const DEFAULT_BYTES_PER_RUN = 64 << 20;
 /** A run stops after this long even if its bytes are not all moved (a very slow disk). */
 export const DEFAULT_MAX_SECONDS_PER_RUN = 20;
 
-export interface CompareStep { index: number; total: number; variant: BenchVariant; workload: Workload; label: string }
+export interface CompareStep {
+  index: number;
+  total: number;
+  variant: BenchVariant;
+  workload: Workload;
+  label: string;
+}
 
 export interface CompareOptions {
   path: string;
@@ -91,37 +101,73 @@ export async function runComparison(opts: CompareOptions): Promise<BenchRow[]> {
     for (const [vi, variant] of variants.entries()) {
       if (opts.signal?.aborted) throw cancelledError();
       const server = await DiskServer.start({
-        path: opts.path, socketPath: join(sockDir, `v${vi}.sock`), aio: variant.aio, cache,
-        nowait: variant.nowait ? 'on' : 'off', readOnly: false, queues: 1, serial: 'spindle-bench',
+        path: opts.path,
+        socketPath: join(sockDir, `v${vi}.sock`),
+        aio: variant.aio,
+        cache,
+        nowait: variant.nowait ? 'on' : 'off',
+        readOnly: false,
+        queues: 1,
+        serial: 'spindle-bench',
       });
       const threads = server.threadTid !== null ? new IoThreadCpu(server.threadTid) : null;
       try {
         for (const [wi, w] of workloads.entries()) {
           if (opts.signal?.aborted) throw cancelledError();
-          const step: CompareStep = { index: vi * workloads.length + wi, total, variant, workload: w, label: `${variantName(variant)}: ${w.op} ${recordLabel(w.recordBytes)}` };
+          const step: CompareStep = {
+            index: vi * workloads.length + wi,
+            total,
+            variant,
+            workload: w,
+            label: `${variantName(variant)}: ${w.op} ${recordLabel(w.recordBytes)}`,
+          };
           opts.onStep?.(step);
           const size = regionBytes(w.recordBytes, bytesPerRun, server.sizeBytes);
-          if (size === 0) throw new SpindleError('INVALID_ARGUMENT', `The disk (${server.sizeBytes} bytes) is smaller than one ${recordLabel(w.recordBytes)} record.`);
+          if (size === 0)
+            throw new SpindleError(
+              'INVALID_ARGUMENT',
+              `The disk (${server.sizeBytes} bytes) is smaller than one ${recordLabel(w.recordBytes)} record.`,
+            );
           if (w.op === 'write' && opts.freshSparseWrites) punchHoles(opts.path, size);
           const s0 = server.stats();
           const c0 = cpuNs(threads, s0);
           const t0 = performance.now();
           const r = await runLoadgen({
-            socket: join(sockDir, `v${vi}.sock`), rw: w.op, bs: w.recordBytes, iodepth, queues: 1, runtimeSec: maxSeconds,
-            size, verify: false, verifyOnly: false, rwmixread: 50, seed: 1, passes: 1, ...(opts.signal ? { signal: opts.signal } : {}),
+            socket: join(sockDir, `v${vi}.sock`),
+            rw: w.op,
+            bs: w.recordBytes,
+            iodepth,
+            queues: 1,
+            runtimeSec: maxSeconds,
+            size,
+            verify: false,
+            verifyOnly: false,
+            rwmixread: 50,
+            seed: 1,
+            passes: 1,
+            ...(opts.signal ? { signal: opts.signal } : {}),
           });
           const seconds = (performance.now() - t0) / 1000;
           const s1 = server.stats();
           const cpuSec = Math.max(0, cpuNs(threads, s1) - c0) / 1e9;
           if (opts.signal?.aborted) throw cancelledError();
           if (server.failed) throw new SpindleError('IO_ERROR', `The disk server stopped during ${step.label}: ${server.failed}`);
-          if (r.ios > 0 && r.errors === r.ios) throw new SpindleError('IO_ERROR', `Every request of ${step.label} failed: the disk reported I/O errors.`);
+          if (r.ios > 0 && r.errors === r.ios)
+            throw new SpindleError('IO_ERROR', `Every request of ${step.label} failed: the disk reported I/O errors.`);
           const bytes = r.ios * w.recordBytes;
           const row: BenchRow = {
-            mode: variant.aio, nowait: variant.nowait, op: w.op, recordBytes: w.recordBytes,
-            mbps: round2(bytes / seconds / 1e6), kbps: Math.round(bytes / seconds / 1024), iops: Math.round(r.ios / seconds),
-            cpuSec: round4(cpuSec), bytes, seconds: round4(seconds), errors: r.errors,
-            nowaitFallbacks: (s1.nowait.readFallbacks + s1.nowait.writeFallbacks) - (s0.nowait.readFallbacks + s0.nowait.writeFallbacks),
+            mode: variant.aio,
+            nowait: variant.nowait,
+            op: w.op,
+            recordBytes: w.recordBytes,
+            mbps: round2(bytes / seconds / 1e6),
+            kbps: Math.round(bytes / seconds / 1024),
+            iops: Math.round(r.ios / seconds),
+            cpuSec: round4(cpuSec),
+            bytes,
+            seconds: round4(seconds),
+            errors: r.errors,
+            nowaitFallbacks: s1.nowait.readFallbacks + s1.nowait.writeFallbacks - (s0.nowait.readFallbacks + s0.nowait.writeFallbacks),
             submitStallMaxUs: stallMaxUs(s0, s1),
           };
           rows.push(row);
@@ -179,7 +225,20 @@ const round4 = (x: number): number => Math.round(x * 1e4) / 1e4;
 /** The raw rows as CSV (one line per run; throughput in MB/s and KiB/s). */
 export function rowsToCsv(rows: readonly BenchRow[]): string {
   const head = 'mode,op,record_bytes,mb_per_s,kib_per_s,iops,backend_cpu_s,bytes,seconds,nowait_fallbacks,submit_stall_max_us';
-  const body = rows.map((r) => [variantName({ aio: r.mode, nowait: r.nowait ?? false }), r.op, r.recordBytes, r.mbps, r.kbps ?? '', r.iops, r.cpuSec,
-    r.bytes ?? '', r.seconds ?? '', r.nowaitFallbacks ?? '', r.submitStallMaxUs ?? ''].join(','));
+  const body = rows.map((r) =>
+    [
+      variantName({ aio: r.mode, nowait: r.nowait ?? false }),
+      r.op,
+      r.recordBytes,
+      r.mbps,
+      r.kbps ?? '',
+      r.iops,
+      r.cpuSec,
+      r.bytes ?? '',
+      r.seconds ?? '',
+      r.nowaitFallbacks ?? '',
+      r.submitStallMaxUs ?? '',
+    ].join(','),
+  );
   return [head, ...body].join('\n') + '\n';
 }

@@ -10,7 +10,11 @@ import { SpindleError, errnoOf } from '../../shared/errors.js';
 const CHUNK = 1 << 20;
 
 export class RegionBackup {
-  private constructor(readonly diskPath: string, readonly backupPath: string, readonly bytes: number) {}
+  private constructor(
+    readonly diskPath: string,
+    readonly backupPath: string,
+    readonly bytes: number,
+  ) {}
 
   /** Copies up to `bytes` from the start of `diskPath` (less if the disk is smaller) into `dir`. */
   static async save(diskPath: string, bytes: number, dir: string): Promise<RegionBackup> {
@@ -34,8 +38,11 @@ export class RegionBackup {
       }
     } catch (err) {
       await rm(backupPath, { force: true });
-      throw new SpindleError(errnoOf(err) === 'ENOSPC' ? 'NO_SPACE' : 'IO_ERROR',
-        `Spindle could not save the start of ${diskPath} before the comparison (${(err as Error).message}); nothing was written to it.`, errnoOf(err));
+      throw new SpindleError(
+        errnoOf(err) === 'ENOSPC' ? 'NO_SPACE' : 'IO_ERROR',
+        `Spindle could not save the start of ${diskPath} before the comparison (${(err as Error).message}); nothing was written to it.`,
+        errnoOf(err),
+      );
     } finally {
       await src.close();
     }
@@ -61,7 +68,11 @@ export class RegionBackup {
         await dst.close();
       }
     } catch (err) {
-      throw new SpindleError('IO_ERROR', `Spindle could not write back the first ${this.bytes} bytes of ${this.diskPath} after the comparison (${(err as Error).message}); they are saved in ${this.backupPath}.`, errnoOf(err));
+      throw new SpindleError(
+        'IO_ERROR',
+        `Spindle could not write back the first ${this.bytes} bytes of ${this.diskPath} after the comparison (${(err as Error).message}); they are saved in ${this.backupPath}.`,
+        errnoOf(err),
+      );
     }
     await rm(this.backupPath, { force: true });
   }

@@ -1,9 +1,7 @@
 // Which disk path is in use by whom, inside this Spindle process: a running VM's disk, or the aio
 // comparison writing to it. Whoever serves or writes a disk holds its lease; whoever is about to
 // asks here first (a VM start or hot-plug, a comparison) and refuses with the holder's sentence.
-export type LeaseHolder =
-  | { kind: 'vm'; vmId: string; diskId: string; vmName: () => string; vmState: () => string }
-  | { kind: 'bench' };
+export type LeaseHolder = { kind: 'vm'; vmId: string; diskId: string; vmName: () => string; vmState: () => string } | { kind: 'bench' };
 
 export interface DiskLease {
   readonly path: string;
@@ -37,4 +35,5 @@ export class DiskLeases {
 }
 
 /** The refusal for giving `path` to a VM while the aio comparison writes to it. */
-export const measuredByBench = (path: string): string => `${path} is being measured by the aio comparison: wait for it to finish or cancel it first.`;
+export const measuredByBench = (path: string): string =>
+  `${path} is being measured by the aio comparison: wait for it to finish or cancel it first.`;

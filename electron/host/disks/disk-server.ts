@@ -7,7 +7,17 @@ import { SpindleError } from '../../shared/errors.js';
 import { DiskCounters, DIRECTIONS, type CountersSnapshot, type Direction } from '../../dataplane/block/stats.js';
 import type { AioMode, CacheMode, NowaitMode } from '../../shared/modes.js';
 import { FdLedger } from '../../dataplane/iothread/fd-ledger.js';
-import { FAILURE_SLOTS, type Command, type DiskEvent, type DiskSpec, type ModeChange, type RetryOutcome, type SerializedError, type WorkerData, type WorkerMessage } from '../../dataplane/iothread/messages.js';
+import {
+  FAILURE_SLOTS,
+  type Command,
+  type DiskEvent,
+  type DiskSpec,
+  type ModeChange,
+  type RetryOutcome,
+  type SerializedError,
+  type WorkerData,
+  type WorkerMessage,
+} from '../../dataplane/iothread/messages.js';
 
 export type { DiskSpec, DiskEvent, ModeChange, RetryOutcome, SpaceStatus } from '../../dataplane/iothread/messages.js';
 
@@ -40,7 +50,12 @@ export function setIoThreadEntry(entry: URL): void {
 }
 
 /** Starts one worker for `spec`; resolves once it listens, rejects with a SpindleError. */
-function spawnWorker(spec: DiskSpec, counters: DiskCounters, ledger: FdLedger, failures: SharedArrayBuffer): Promise<{ worker: Worker; ready: Ready; early: DiskEvent[] }> {
+function spawnWorker(
+  spec: DiskSpec,
+  counters: DiskCounters,
+  ledger: FdLedger,
+  failures: SharedArrayBuffer,
+): Promise<{ worker: Worker; ready: Ready; early: DiskEvent[] }> {
   const worker = new Worker(ioThreadEntry, {
     workerData: { spec, counters: counters.buffer, fdLedger: ledger.buffer, failures } satisfies WorkerData,
   });
@@ -114,7 +129,14 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
   private restartCount = 0;
   private resubmittedCount = 0;
 
-  private constructor(spec: DiskSpec, counters: DiskCounters, ledger: FdLedger, failures: Float64Array, policy: RestartPolicy, first: { worker: Worker; ready: Ready }) {
+  private constructor(
+    spec: DiskSpec,
+    counters: DiskCounters,
+    ledger: FdLedger,
+    failures: Float64Array,
+    policy: RestartPolicy,
+    first: { worker: Worker; ready: Ready },
+  ) {
     super();
     this.spec = spec;
     this.counters = counters;
@@ -170,7 +192,9 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
     const now = Date.now();
     this.restartTimes = this.restartTimes.filter((t) => now - t < this.policy.windowMs);
     if (this.restartTimes.length >= this.policy.maxRestarts) {
-      this.fail(`${reason}; it was restarted ${this.restartTimes.length} times within ${Math.round(this.policy.windowMs / 1000)} s, so it stays stopped`);
+      this.fail(
+        `${reason}; it was restarted ${this.restartTimes.length} times within ${Math.round(this.policy.windowMs / 1000)} s, so it stays stopped`,
+      );
       return;
     }
     this.restartTimes.push(now);
@@ -239,10 +263,11 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
 
   private command(body: CommandBody): Promise<RetryOutcome | undefined> {
     if (this.failure) return Promise.reject(new SpindleError('INTERNAL', `This disk has stopped: ${this.failure}`));
-    if (this.restarting) return Promise.reject(new SpindleError('INTERNAL', 'This disk\'s I/O thread is restarting after a crash; try again in a moment.'));
+    if (this.restarting)
+      return Promise.reject(new SpindleError('INTERNAL', "This disk's I/O thread is restarting after a crash; try again in a moment."));
     // A stop() during a restart terminates the new worker before it is attached: the current one
     // is the dead one, and a message to it would wait forever.
-    if (this.workerExited) return Promise.reject(new SpindleError('INTERNAL', 'This disk\'s I/O thread has stopped.'));
+    if (this.workerExited) return Promise.reject(new SpindleError('INTERNAL', "This disk's I/O thread has stopped."));
     const id = this.nextId++;
     return new Promise<RetryOutcome | undefined>((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });

@@ -42,8 +42,7 @@ function sysfs(path: string): string | null {
   }
 }
 
-const failedRequests = (s: CountersSnapshot): Record<string, number> =>
-  Object.fromEntries(DIRECTIONS.map((d) => [d, s[d].errors]));
+const failedRequests = (s: CountersSnapshot): Record<string, number> => Object.fromEntries(DIRECTIONS.map((d) => [d, s[d].errors]));
 
 export class DiskFaultWatch extends EventEmitter<{ fault: [DiskFault] }> {
   private readonly path: string;
@@ -57,7 +56,10 @@ export class DiskFaultWatch extends EventEmitter<{ fault: [DiskFault] }> {
   private readonly said = new Set<DiskFaultKind>();
   private timer: NodeJS.Timeout | null = null;
 
-  constructor(private readonly disk: WatchedDisk, private readonly intervalMs = DEFAULT_INTERVAL_MS) {
+  constructor(
+    private readonly disk: WatchedDisk,
+    private readonly intervalMs = DEFAULT_INTERVAL_MS,
+  ) {
     super();
     this.path = disk.spec.path;
     this.identity = statOrNull(this.path);
@@ -96,7 +98,10 @@ export class DiskFaultWatch extends EventEmitter<{ fault: [DiskFault] }> {
     if (grown.length) {
       const n = grown.reduce((a, d) => a + errors[d]! - this.lastErrors[d]!, 0);
       const what = grown.map((d) => `${errors[d]! - this.lastErrors[d]!} ${d}`).join(', ');
-      say('io-errors', `${n} I/O request${n === 1 ? '' : 's'} on ${this.path} failed in the last ${Math.max(1, Math.round((now - this.lastCheck) / 1000))} s (${what}): the host's disk or filesystem reports errors, and the guest sees I/O errors on this disk. Other disks are not affected.`);
+      say(
+        'io-errors',
+        `${n} I/O request${n === 1 ? '' : 's'} on ${this.path} failed in the last ${Math.max(1, Math.round((now - this.lastCheck) / 1000))} s (${what}): the host's disk or filesystem reports errors, and the guest sees I/O errors on this disk. Other disks are not affected.`,
+      );
     } else {
       this.said.delete('io-errors'); // a quiet spell: the next burst is reported again
     }
@@ -109,14 +114,23 @@ export class DiskFaultWatch extends EventEmitter<{ fault: [DiskFault] }> {
         say('device-gone', `The block device ${this.path} was removed from the host; the guest gets I/O errors on this disk.`);
       } else if (this.loopAutoclear === '0' && sysfs(`${this.sysBlock}/loop/autoclear`) === '1') {
         const backing = sysfs(`${this.sysBlock}/loop/backing_file`);
-        say('loop-detached', `The loop device ${this.path}${backing ? ` (over ${backing})` : ''} was detached on the host; it keeps working until this disk stops, then it disappears.`);
+        say(
+          'loop-detached',
+          `The loop device ${this.path}${backing ? ` (over ${backing})` : ''} was detached on the host; it keeps working until this disk stops, then it disappears.`,
+        );
       }
     } else if (id) {
       const now = statOrNull(this.path);
       if (!now) {
-        say('file-gone', `The image file ${this.path} was deleted or moved while the disk is in use: the disk keeps working on the open file, but it is lost when the disk stops unless the file is put back.`);
+        say(
+          'file-gone',
+          `The image file ${this.path} was deleted or moved while the disk is in use: the disk keeps working on the open file, but it is lost when the disk stops unless the file is put back.`,
+        );
       } else if (now.ino !== id.ino || now.dev !== id.dev) {
-        say('file-replaced', `The image file ${this.path} was replaced by another file while the disk is in use: the disk keeps using the original; the new file is not what the guest sees.`);
+        say(
+          'file-replaced',
+          `The image file ${this.path} was replaced by another file while the disk is in use: the disk keeps using the original; the new file is not what the guest sees.`,
+        );
       }
     }
     for (const f of found) this.emit('fault', f);

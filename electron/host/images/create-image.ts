@@ -15,15 +15,23 @@ export function checkImageSize(sizeBytes: number): void {
   }
   if (sizeBytes % 512 !== 0) {
     const down = Math.floor(sizeBytes / 512) * 512;
-    throw new SpindleError('SIZE_NOT_ALIGNED', `${sizeBytes} bytes is not a multiple of 512 (a disk is made of 512-byte sectors): use ${down || 512} or ${down + 512}.`);
+    throw new SpindleError(
+      'SIZE_NOT_ALIGNED',
+      `${sizeBytes} bytes is not a multiple of 512 (a disk is made of 512-byte sectors): use ${down || 512} or ${down + 512}.`,
+    );
   }
 }
 
-export interface CreatedImage { path: string; sizeBytes: number; preallocated: boolean; method: 'sparse' | 'fallocate' | 'zeros' }
+export interface CreatedImage {
+  path: string;
+  sizeBytes: number;
+  preallocated: boolean;
+  method: 'sparse' | 'fallocate' | 'zeros';
+}
 
 function writeZeros(fd: number, sizeBytes: number): void {
   const chunk = Buffer.alloc(1 << 20);
-  for (let off = 0; off < sizeBytes; ) {
+  for (let off = 0; off < sizeBytes;) {
     off += writeSync(fd, chunk, 0, Math.min(chunk.length, sizeBytes - off), off);
   }
 }
@@ -39,10 +47,17 @@ export function createImage(path: string, sizeBytes: number, opts: { preallocate
     fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, opts.mode ?? 0o644);
   } catch (err) {
     const code = errnoOf(err);
-    if (code === 'EEXIST') throw new SpindleError('CONFLICT', `${path} already exists: Spindle will not overwrite it; choose another name or remove it first.`, code);
-    if (code === 'ENOENT') throw new SpindleError('NOT_FOUND', `Cannot create ${path}: the directory ${dirname(path)} does not exist.`, code);
+    if (code === 'EEXIST')
+      throw new SpindleError(
+        'CONFLICT',
+        `${path} already exists: Spindle will not overwrite it; choose another name or remove it first.`,
+        code,
+      );
+    if (code === 'ENOENT')
+      throw new SpindleError('NOT_FOUND', `Cannot create ${path}: the directory ${dirname(path)} does not exist.`, code);
     if (code === 'EISDIR') throw new SpindleError('IS_DIRECTORY', `${path} is a directory: give a file name for the image.`, code);
-    if (code === 'EACCES' || code === 'EPERM') throw new SpindleError('PERMISSION_DENIED', `Permission denied creating ${path}: you cannot write to ${dirname(path)}.`, code);
+    if (code === 'EACCES' || code === 'EPERM')
+      throw new SpindleError('PERMISSION_DENIED', `Permission denied creating ${path}: you cannot write to ${dirname(path)}.`, code);
     if (code === 'EROFS') throw new SpindleError('PERMISSION_DENIED', `Cannot create ${path}: the filesystem is read-only.`, code);
     throw new SpindleError('IO_ERROR', `Cannot create ${path}: ${(err as Error).message}.`, code, { cause: err });
   }
@@ -64,18 +79,43 @@ export function createImage(path: string, sizeBytes: number, opts: { preallocate
     closeSync(fd);
     return { path, sizeBytes, preallocated: method !== 'sparse', method };
   } catch (err) {
-    try { closeSync(fd); } catch { /* closed */ }
-    try { unlinkSync(path); } catch { /* gone */ }
+    try {
+      closeSync(fd);
+    } catch {
+      /* closed */
+    }
+    try {
+      unlinkSync(path);
+    } catch {
+      /* gone */
+    }
     const code = errnoOf(err);
     if (code === 'ENOSPC' || code === 'EDQUOT') {
-      throw new SpindleError('NO_SPACE', `Not enough space to preallocate ${formatSize(sizeBytes)} for ${path}; the partial file was removed.`, code, { cause: err });
+      throw new SpindleError(
+        'NO_SPACE',
+        `Not enough space to preallocate ${formatSize(sizeBytes)} for ${path}; the partial file was removed.`,
+        code,
+        { cause: err },
+      );
     }
-    if (code === 'EFBIG') throw new SpindleError('NO_SPACE', `${formatSize(sizeBytes)} is larger than the filesystem allows for one file; ${path} was removed.`, code, { cause: err });
-    throw new SpindleError('IO_ERROR', `Creating ${path} failed (${(err as Error).message}); the partial file was removed.`, code, { cause: err });
+    if (code === 'EFBIG')
+      throw new SpindleError(
+        'NO_SPACE',
+        `${formatSize(sizeBytes)} is larger than the filesystem allows for one file; ${path} was removed.`,
+        code,
+        { cause: err },
+      );
+    throw new SpindleError('IO_ERROR', `Creating ${path} failed (${(err as Error).message}); the partial file was removed.`, code, {
+      cause: err,
+    });
   }
 }
 
-export interface PreallocatedImage { path: string; sizeBytes: number; method: 'fallocate' | 'already' }
+export interface PreallocatedImage {
+  path: string;
+  sizeBytes: number;
+  method: 'fallocate' | 'already';
+}
 
 /**
  * Allocates every hole of an existing image (fallocate over [0, size), which leaves written data
@@ -84,7 +124,8 @@ export interface PreallocatedImage { path: string; sizeBytes: number; method: 'f
  */
 export function preallocateImage(path: string): PreallocatedImage {
   const { kind } = statDiskPath(path);
-  if (kind === 'block') throw new SpindleError('INVALID_ARGUMENT', `${path} is a host block device: it has no holes, so there is nothing to preallocate.`);
+  if (kind === 'block')
+    throw new SpindleError('INVALID_ARGUMENT', `${path} is a host block device: it has no holes, so there is nothing to preallocate.`);
   let fd: number;
   try {
     fd = openSync(path, constants.O_RDWR);
@@ -99,12 +140,24 @@ export function preallocateImage(path: string): PreallocatedImage {
     } catch (err) {
       const code = errnoOf(err);
       if (code === 'EOPNOTSUPP') {
-        throw new SpindleError('UNSUPPORTED_MODE', `The filesystem holding ${path} cannot preallocate (no fallocate): make a fully allocated copy instead (cp --sparse=never).`, code, { cause: err });
+        throw new SpindleError(
+          'UNSUPPORTED_MODE',
+          `The filesystem holding ${path} cannot preallocate (no fallocate): make a fully allocated copy instead (cp --sparse=never).`,
+          code,
+          { cause: err },
+        );
       }
       if (code === 'ENOSPC' || code === 'EDQUOT') {
-        throw new SpindleError('NO_SPACE', `Not enough space to preallocate ${formatSize(sizeBytes)} for ${path}; its data is unchanged.`, code, { cause: err });
+        throw new SpindleError(
+          'NO_SPACE',
+          `Not enough space to preallocate ${formatSize(sizeBytes)} for ${path}; its data is unchanged.`,
+          code,
+          { cause: err },
+        );
       }
-      throw new SpindleError('IO_ERROR', `Preallocating ${path} failed (${(err as Error).message}); its data is unchanged.`, code, { cause: err });
+      throw new SpindleError('IO_ERROR', `Preallocating ${path} failed (${(err as Error).message}); its data is unchanged.`, code, {
+        cause: err,
+      });
     }
     fsyncSync(fd);
     return { path, sizeBytes, method: 'fallocate' };

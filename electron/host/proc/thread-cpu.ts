@@ -33,7 +33,9 @@ export function threadCpuSeconds(tid: number): number | null {
   try {
     const ns = Number(readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
     if (Number.isFinite(ns)) return ns / 1e9;
-  } catch { /* no CONFIG_SCHED_INFO, or the thread is gone: try stat */ }
+  } catch {
+    /* no CONFIG_SCHED_INFO, or the thread is gone: try stat */
+  }
   return statCpuSeconds(`/proc/self/task/${tid}/stat`);
 }
 
@@ -54,7 +56,9 @@ export class IoUringWorkerCpu {
     let tids: string[] = [];
     try {
       tids = readdirSync('/proc/self/task');
-    } catch { /* no /proc: nothing to add */ }
+    } catch {
+      /* no /proc: nothing to add */
+    }
     for (const t of tids) {
       const tid = Number(t);
       let comm: string;

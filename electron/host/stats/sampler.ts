@@ -45,7 +45,8 @@ export function intervalStallMaxUs(prev: DiskCountersSnapshot, now: DiskCounters
   return top < 0 ? 0 : Math.min(bucketUpperUs(top), now.submitStallMaxUs);
 }
 
-const optional = <K extends string>(key: K, v: number | undefined): { [k in K]?: number } => (v === undefined ? {} : ({ [key]: v } as { [k in K]: number }));
+const optional = <K extends string>(key: K, v: number | undefined): { [k in K]?: number } =>
+  v === undefined ? {} : ({ [key]: v } as { [k in K]: number });
 
 export class StatsSampler extends EventEmitter {
   private readonly ticks: StatsTick[] = [];
@@ -57,7 +58,10 @@ export class StatsSampler extends EventEmitter {
   private readonly now: () => number;
 
   /** `now` is the clock ticks are stamped with (tests drive it; default Date.now). */
-  constructor(private readonly source: SampleSource, opts: { intervalMs?: number; now?: () => number } = {}) {
+  constructor(
+    private readonly source: SampleSource,
+    opts: { intervalMs?: number; now?: () => number } = {},
+  ) {
     super();
     this.intervalMs = opts.intervalMs ?? SAMPLE_INTERVAL_MS;
     this.now = opts.now ?? Date.now;
@@ -112,7 +116,7 @@ export class StatsSampler extends EventEmitter {
           latencyP50Us: percentileFromLog2(prev.c.latencyLog2Us, c.latencyLog2Us, 0.5),
           latencyP99Us: percentileFromLog2(prev.c.latencyLog2Us, c.latencyLog2Us, 0.99),
           queueDepth: c.inFlight,
-          backendCpuPct: c.cpuSec !== undefined && prev.c.cpuSec !== undefined ? (rate(c.cpuSec, prev.c.cpuSec) * 100) : 0,
+          backendCpuPct: c.cpuSec !== undefined && prev.c.cpuSec !== undefined ? rate(c.cpuSec, prev.c.cpuSec) * 100 : 0,
           backendCpuSec: c.cpuSec ?? 0,
           ...(c.nowaitFallbacks !== undefined ? { nowaitFallbacksPerSec: rate(c.nowaitFallbacks, prev.c.nowaitFallbacks ?? 0) } : {}),
           ...optional('submitStallMaxUs', intervalStallMaxUs(prev.c, c)),

@@ -63,7 +63,10 @@ export class VmConfigService {
     const keys = Object.keys(patch).filter((k) => (patch as Record<string, unknown>)[k] !== undefined);
     if (patch.name !== undefined) this.store.refuseTakenName(patch.name, config.id);
     if (running && keys.some((k) => k !== 'name')) {
-      throw new SpindleError('CONFLICT', `VM '${config.name}' is running; shut it down to change ${keys.filter((k) => k !== 'name').join(', ')}.`);
+      throw new SpindleError(
+        'CONFLICT',
+        `VM '${config.name}' is running; shut it down to change ${keys.filter((k) => k !== 'name').join(', ')}.`,
+      );
     }
     if (patch.firmware === 'uefi' && !findOvmf()) throw new SpindleError('INVALID_ARGUMENT', NO_OVMF);
     if (patch.boot) this.checkBootFiles(patch.boot);
@@ -92,9 +95,12 @@ export class VmConfigService {
 
   /** Each boot file must be a file QEMU can read as one (an ISO may also be a CD drive's block device). */
   checkBootFiles(boot: VmConfig['boot']): void {
-    const files: [string, string][] = boot.kind === 'kernel'
-      ? [['kernel', boot.kernel], ...(boot.initrd ? [['initrd', boot.initrd] as [string, string]] : [])]
-      : boot.kind === 'iso' ? [['ISO image', boot.path]] : [];
+    const files: [string, string][] =
+      boot.kind === 'kernel'
+        ? [['kernel', boot.kernel], ...(boot.initrd ? [['initrd', boot.initrd] as [string, string]] : [])]
+        : boot.kind === 'iso'
+          ? [['ISO image', boot.path]]
+          : [];
     for (const [what, f] of files) {
       let st;
       try {
@@ -103,9 +109,13 @@ export class VmConfigService {
         if (errnoOf(err) === 'ENOENT') throw new SpindleError('NOT_FOUND', `The boot file ${f} does not exist.`, 'ENOENT');
         throw new SpindleError('PERMISSION_DENIED', `The ${what} ${f} cannot be read: ${(err as Error).message}.`, errnoOf(err));
       }
-      if (st.isDirectory()) throw new SpindleError('IS_DIRECTORY', `The ${what} ${f} is a directory; give the ${what} file itself.`, 'EISDIR');
+      if (st.isDirectory())
+        throw new SpindleError('IS_DIRECTORY', `The ${what} ${f} is a directory; give the ${what} file itself.`, 'EISDIR');
       if (!st.isFile() && !(boot.kind === 'iso' && st.isBlockDevice())) {
-        throw new SpindleError('INVALID_ARGUMENT', `The ${what} ${f} is not a regular file${boot.kind === 'iso' ? ' or a CD/DVD drive' : ''}.`);
+        throw new SpindleError(
+          'INVALID_ARGUMENT',
+          `The ${what} ${f} is not a regular file${boot.kind === 'iso' ? ' or a CD/DVD drive' : ''}.`,
+        );
       }
     }
   }
@@ -177,7 +187,11 @@ export class VmConfigService {
   /** OVMF code and this VM's own variable store (copied from the template on first boot). */
   firmwareFor(config: VmConfig): { code: string; vars: string } {
     const ovmf = findOvmf();
-    if (!ovmf) throw new SpindleError('INVALID_ARGUMENT', `VM '${config.name}' uses UEFI, but the OVMF firmware is not installed (Debian package ovmf).`);
+    if (!ovmf)
+      throw new SpindleError(
+        'INVALID_ARGUMENT',
+        `VM '${config.name}' uses UEFI, but the OVMF firmware is not installed (Debian package ovmf).`,
+      );
     const dir = this.opts.nvramDir ?? join(this.store.dir, '..', 'nvram');
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const vars = join(dir, `${config.id}_VARS.fd`);

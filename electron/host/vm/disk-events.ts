@@ -25,9 +25,9 @@ export function effectOf(e: DiskHostEvent): DiskEffect | null {
       return 'no-space';
     case 'space-wait':
       return 'space-wait';
-    case 'space-recovered':
     // Writes it held for lack of space are QEMU's to resubmit from its inflight area now, once
     // the guest runs: a VM paused for them goes on (and pauses again if they still do not fit).
+    case 'space-recovered':
     case 'restarted':
       return 'space-freed';
     default:
@@ -35,14 +35,21 @@ export function effectOf(e: DiskHostEvent): DiskEffect | null {
   }
 }
 
-export const spaceWaitOf = (s: SpaceStatus): SpaceWait => ({ parkedRequests: s.parked, parkedBytes: s.parkedBytes, freeBytes: s.freeBytes, missingBytes: s.missingBytes });
+export const spaceWaitOf = (s: SpaceStatus): SpaceWait => ({
+  parkedRequests: s.parked,
+  parkedBytes: s.parkedBytes,
+  freeBytes: s.freeBytes,
+  missingBytes: s.missingBytes,
+});
 
 /** "3 writes (3 MiB) wait for 2.5 MiB more free space": what parked writes wait for, in words. */
 export function describeSpaceWait(s: SpaceWait): string {
   const n = s.parkedRequests;
   const writes = `${n} write${n === 1 ? '' : 's'}${s.parkedBytes > 0 ? ` (${formatSize(s.parkedBytes)})` : ''} wait${n === 1 ? 's' : ''}`;
   if (s.missingBytes === null) return `${writes} for space`;
-  return s.missingBytes > 0 ? `${writes} for ${formatSize(s.missingBytes)} more free space` : `${writes} to be retried (${formatSize(s.freeBytes ?? 0)} free)`;
+  return s.missingBytes > 0
+    ? `${writes} for ${formatSize(s.missingBytes)} more free space`
+    : `${writes} to be retried (${formatSize(s.freeBytes ?? 0)} free)`;
 }
 
 export interface DiskLogLine {
@@ -68,7 +75,10 @@ export function describeDiskEvent(e: DiskHostEvent, path = 'the disk image'): Di
     case 'modes':
       return { level: 'info', message: `Now serving with aio '${e.aio}', cache '${e.cache}', nowait '${e.nowait}'.` };
     case 'resubmitted':
-      return { level: 'info', message: `Resubmitted ${e.count} request(s) that were in flight when the disk server restarted (queue ${e.queue}).` };
+      return {
+        level: 'info',
+        message: `Resubmitted ${e.count} request(s) that were in flight when the disk server restarted (queue ${e.queue}).`,
+      };
     case 'restarting':
       return { level: 'warning', message: `The disk's I/O thread died (${e.reason}); restarting it (attempt ${e.attempt}).` };
     case 'restarted':
@@ -86,9 +96,10 @@ export function describeDiskEvent(e: DiskHostEvent, path = 'the disk image'): Di
       return null;
     case 'space-recovered': {
       const n = e.completed;
-      const message = e.dropped > 0
-        ? `${e.dropped} write${e.dropped === 1 ? '' : 's'} parked for lack of space on ${path} went with the guest's driver (it reset or disconnected); ${n} completed.`
-        : `Space was freed on the filesystem holding ${path}: ${n} parked write${n === 1 ? '' : 's'} completed after ${Math.round(e.waitedMs / 1000)} s.`;
+      const message =
+        e.dropped > 0
+          ? `${e.dropped} write${e.dropped === 1 ? '' : 's'} parked for lack of space on ${path} went with the guest's driver (it reset or disconnected); ${n} completed.`
+          : `Space was freed on the filesystem holding ${path}: ${n} parked write${n === 1 ? '' : 's'} completed after ${Math.round(e.waitedMs / 1000)} s.`;
       return { level: 'info', message };
     }
   }

@@ -34,7 +34,11 @@ export interface DiskSlot {
 export class DiskSlots {
   private readonly slots = new Map<string, DiskSlot>();
 
-  constructor(private readonly run: RunningVm, private readonly events: VmEvents, private readonly factory: DiskHostFactory = servedDiskFactory) {}
+  constructor(
+    private readonly run: RunningVm,
+    private readonly events: VmEvents,
+    private readonly factory: DiskHostFactory = servedDiskFactory,
+  ) {}
 
   get(diskId: string): DiskSlot | undefined {
     return this.slots.get(diskId);
@@ -59,7 +63,14 @@ export class DiskSlots {
     const slot: DiskSlot = { config: d, host: null, state: 'stopped' };
     this.slots.set(d.id, slot);
     const spec: DiskServeSpec = {
-      path: d.path, socketPath, aio: d.aio, cache: d.cache, nowait: d.nowait, readOnly: d.readOnly, queues: d.queues, serial: d.serial,
+      path: d.path,
+      socketPath,
+      aio: d.aio,
+      cache: d.cache,
+      nowait: d.nowait,
+      readOnly: d.readOnly,
+      queues: d.queues,
+      serial: d.serial,
       enospc: d.enospc ?? 'stop',
       ...(peer.peerPid !== undefined ? { peerPid: peer.peerPid } : {}),
       ...(peer.awaitPeer ? { awaitPeer: true } : {}),
@@ -68,7 +79,8 @@ export class DiskSlots {
       slot.host = await this.factory(spec);
     } catch (err) {
       this.slots.delete(d.id);
-      if (err instanceof SpindleError) throw new SpindleError(err.code, `Disk ${d.id} (${d.path}) could not be served: ${err.message}`, err.errno);
+      if (err instanceof SpindleError)
+        throw new SpindleError(err.code, `Disk ${d.id} (${d.path}) could not be served: ${err.message}`, err.errno);
       throw new SpindleError('IO_ERROR', `Disk ${d.id} (${d.path}) could not be served: ${(err as Error).message}.`, errnoOf(err));
     }
     slot.state = 'serving';
@@ -83,18 +95,20 @@ export class DiskSlots {
 
   /** Drains and closes every disk server (in parallel: each is its own thread). */
   async closeAll(): Promise<void> {
-    await Promise.all(this.all().map(async (slot) => {
-      const host = slot.host;
-      slot.host = null;
-      slot.state = 'stopped';
-      if (!host) return;
-      try {
-        await host.stop();
-      } catch (err) {
-        this.events.log('error', `Disk ${slot.config.id} did not close cleanly: ${(err as Error).message}`, slot.config.id);
-      }
-      rmSync(join(this.run.dir, diskSocketName(slot.config.id)), { force: true });
-    }));
+    await Promise.all(
+      this.all().map(async (slot) => {
+        const host = slot.host;
+        slot.host = null;
+        slot.state = 'stopped';
+        if (!host) return;
+        try {
+          await host.stop();
+        } catch (err) {
+          this.events.log('error', `Disk ${slot.config.id} did not close cleanly: ${(err as Error).message}`, slot.config.id);
+        }
+        rmSync(join(this.run.dir, diskSocketName(slot.config.id)), { force: true });
+      }),
+    );
   }
 
   /** Serves `disk` and plugs it into the running guest (chardev + vhost-user-blk-pci). */
@@ -108,7 +122,12 @@ export class DiskSlots {
         backend: { type: 'socket', data: { addr: { type: 'unix', data: { path: socketPath } }, server: false, reconnect: 1 } },
       });
       chardevAdded = true;
-      await qmp.execute('device_add', { driver: 'vhost-user-blk-pci', id: disk.id, chardev: chardevIdOf(disk.id), 'num-queues': disk.queues });
+      await qmp.execute('device_add', {
+        driver: 'vhost-user-blk-pci',
+        id: disk.id,
+        chardev: chardevIdOf(disk.id),
+        'num-queues': disk.queues,
+      });
     } catch (err) {
       if (chardevAdded) await qmp.execute('chardev-remove', { id: chardevIdOf(disk.id) }).catch(() => undefined);
       this.slots.delete(disk.id);
@@ -126,7 +145,10 @@ export class DiskSlots {
     try {
       await deleted;
     } catch {
-      throw new SpindleError('DEVICE_BUSY', `The guest in '${name}' did not release disk ${diskId} within ${DEVICE_DELETE_TIMEOUT_MS / 1000} s (it must support ACPI hot-unplug); the disk stays attached.`);
+      throw new SpindleError(
+        'DEVICE_BUSY',
+        `The guest in '${name}' did not release disk ${diskId} within ${DEVICE_DELETE_TIMEOUT_MS / 1000} s (it must support ACPI hot-unplug); the disk stays attached.`,
+      );
     }
     await qmp.execute('chardev-remove', { id: chardevIdOf(diskId) }).catch(() => undefined);
     const slot = this.slots.get(diskId);
@@ -185,7 +207,9 @@ export class DiskSlots {
   }
 
   private spaceReason(): string {
-    const full = this.all().filter((s) => s.state === 'no-space').map((s) => s.config.path);
+    const full = this.all()
+      .filter((s) => s.state === 'no-space')
+      .map((s) => s.config.path);
     const where = full.length ? full.join(' and ') : 'a disk';
     return `Spindle paused the VM because the filesystem holding ${where} is full. It resumes by itself once space is freed there and the waiting writes are written.`;
   }
@@ -231,6 +255,10 @@ export class DiskSlots {
       delete slot.space;
     }
     if (!still.length) return null;
-    return still.map((s) => `the filesystem holding ${s.config.path} is still full (${s.space ? describeSpaceWait(s.space) : 'writes wait for space'})`).join('; ');
+    return still
+      .map(
+        (s) => `the filesystem holding ${s.config.path} is still full (${s.space ? describeSpaceWait(s.space) : 'writes wait for space'})`,
+      )
+      .join('; ');
   }
 }

@@ -20,7 +20,10 @@ export function findQemu(explicit?: string, env: NodeJS.ProcessEnv = process.env
   const wanted = explicit ?? env.SPINDLE_QEMU;
   if (wanted) {
     if (!isAbsolute(wanted) || !isExecutableFile(wanted)) {
-      throw new SpindleError('QEMU_MISSING', `QEMU was not found at ${wanted}. Install the Debian package ${QEMU_PACKAGE} (apt install ${QEMU_PACKAGE}) or point SPINDLE_QEMU at qemu-system-x86_64.`);
+      throw new SpindleError(
+        'QEMU_MISSING',
+        `QEMU was not found at ${wanted}. Install the Debian package ${QEMU_PACKAGE} (apt install ${QEMU_PACKAGE}) or point SPINDLE_QEMU at qemu-system-x86_64.`,
+      );
     }
     return wanted;
   }
@@ -29,7 +32,10 @@ export function findQemu(explicit?: string, env: NodeJS.ProcessEnv = process.env
     const p = join(dir, QEMU_BINARY);
     if (isExecutableFile(p)) return p;
   }
-  throw new SpindleError('QEMU_MISSING', `QEMU is not installed: Spindle needs ${QEMU_BINARY}, from the Debian package ${QEMU_PACKAGE} (apt install ${QEMU_PACKAGE}).`);
+  throw new SpindleError(
+    'QEMU_MISSING',
+    `QEMU is not installed: Spindle needs ${QEMU_BINARY}, from the Debian package ${QEMU_PACKAGE} (apt install ${QEMU_PACKAGE}).`,
+  );
 }
 
 function isExecutableFile(p: string): boolean {
@@ -54,18 +60,26 @@ export function chooseAccelerator(kvmPath = '/dev/kvm', cpuinfo = '/proc/cpuinfo
   try {
     closeSync(openSync(kvmPath, 'r+'));
     let flags = '';
-    try { flags = readFileSync(cpuinfo, 'utf8'); } catch { /* no procfs: trust /dev/kvm */ }
+    try {
+      flags = readFileSync(cpuinfo, 'utf8');
+    } catch {
+      /* no procfs: trust /dev/kvm */
+    }
     if (flags && !/^flags\s*:.*\b(vmx|svm)\b/m.test(flags)) {
-      return { accel: 'tcg', warning: `KVM is not usable: ${kvmPath} opens but the CPU does not advertise hardware virtualisation (vmx/svm). VMs run under TCG emulation, which is many times slower.` };
+      return {
+        accel: 'tcg',
+        warning: `KVM is not usable: ${kvmPath} opens but the CPU does not advertise hardware virtualisation (vmx/svm). VMs run under TCG emulation, which is many times slower.`,
+      };
     }
     return { accel: 'kvm' };
   } catch (err) {
     const code = (err as { code?: string }).code;
-    const why = code === 'ENOENT'
-      ? `${kvmPath} does not exist (no hardware virtualisation, or the kvm module is not loaded)`
-      : code === 'EACCES' || code === 'EPERM'
-        ? `you may not open ${kvmPath} (add yourself to the 'kvm' group and log in again)`
-        : `${kvmPath} cannot be opened (${code ?? 'unknown error'})`;
+    const why =
+      code === 'ENOENT'
+        ? `${kvmPath} does not exist (no hardware virtualisation, or the kvm module is not loaded)`
+        : code === 'EACCES' || code === 'EPERM'
+          ? `you may not open ${kvmPath} (add yourself to the 'kvm' group and log in again)`
+          : `${kvmPath} cannot be opened (${code ?? 'unknown error'})`;
     return { accel: 'tcg', warning: `KVM is not usable: ${why}. VMs run under TCG emulation, which is many times slower.` };
   }
 }
@@ -81,14 +95,36 @@ export function probeKvm(binary: string): Promise<string | null> {
   let p = kvmProbeCache.get(binary);
   if (!p) {
     p = new Promise((resolve) => {
-      const proc = spawn(binary, ['-accel', 'kvm', '-cpu', 'host', '-machine', 'pc', '-m', '32', '-nodefaults', '-no-user-config', '-display', 'none', '-qmp', 'stdio'], { stdio: ['pipe', 'pipe', 'pipe'] });
+      const proc = spawn(
+        binary,
+        [
+          '-accel',
+          'kvm',
+          '-cpu',
+          'host',
+          '-machine',
+          'pc',
+          '-m',
+          '32',
+          '-nodefaults',
+          '-no-user-config',
+          '-display',
+          'none',
+          '-qmp',
+          'stdio',
+        ],
+        { stdio: ['pipe', 'pipe', 'pipe'] },
+      );
       let stderr = '';
       proc.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
       proc.stdout!.resume();
       proc.stdin!.on('error', () => {});
       proc.stdin!.write('{"execute":"qmp_capabilities"}\n');
       const timer = setTimeout(() => proc.stdin!.end('{"execute":"quit"}\n'), 700);
-      proc.once('error', (err) => { clearTimeout(timer); resolve(err.message); });
+      proc.once('error', (err) => {
+        clearTimeout(timer);
+        resolve(err.message);
+      });
       proc.once('exit', (code) => {
         clearTimeout(timer);
         const line = stderr.split('\n').find((l) => /error|assert/i.test(l));
@@ -101,13 +137,20 @@ export function probeKvm(binary: string): Promise<string | null> {
 }
 
 /** The accelerator for a launch: SPINDLE_ACCEL=tcg|kvm forces one; otherwise KVM when /dev/kvm opens and QEMU runs a vCPU on it. */
-export async function resolveAccelerator(binary: string, env: NodeJS.ProcessEnv = process.env, kvmPath = '/dev/kvm'): Promise<AcceleratorChoice> {
+export async function resolveAccelerator(
+  binary: string,
+  env: NodeJS.ProcessEnv = process.env,
+  kvmPath = '/dev/kvm',
+): Promise<AcceleratorChoice> {
   const forced = env.SPINDLE_ACCEL;
-  if (forced === 'tcg') return { accel: 'tcg', warning: 'KVM is turned off (SPINDLE_ACCEL=tcg). VMs run under TCG emulation, which is many times slower.' };
+  if (forced === 'tcg')
+    return { accel: 'tcg', warning: 'KVM is turned off (SPINDLE_ACCEL=tcg). VMs run under TCG emulation, which is many times slower.' };
   const choice = chooseAccelerator(kvmPath);
   if (choice.accel === 'tcg' || forced === 'kvm') return choice;
   const broken = await probeKvm(binary);
-  return broken === null ? choice : { accel: 'tcg', warning: `KVM is not usable here (QEMU: ${broken}). VMs run under TCG emulation, which is many times slower.` };
+  return broken === null
+    ? choice
+    : { accel: 'tcg', warning: `KVM is not usable here (QEMU: ${broken}). VMs run under TCG emulation, which is many times slower.` };
 }
 
 export function findOvmf(): { code: string; varsTemplate: string } | null {
@@ -137,15 +180,12 @@ export const chardevIdOf = (diskId: string): string => `chr-${diskId}`;
  *  QMP and the serial console, then sends `cont`, so no event or output is missed. */
 export function buildQemuArgv(config: VmConfig, paths: LaunchPaths, accel: 'kvm' | 'tcg'): string[] {
   const json = (o: unknown) => JSON.stringify(o);
-  const a: string[] = [
-    '-name', `${config.id},debug-threads=on`,
-    '-nodefaults', '-no-user-config',
-    '-msg', 'timestamp=on',
-  ];
+  const a: string[] = ['-name', `${config.id},debug-threads=on`, '-nodefaults', '-no-user-config', '-msg', 'timestamp=on'];
   // i440fx ('pc') rather than q35: PCI hot-plug works on its root bus without pre-made root ports.
   const machine = ['pc'];
   if (config.firmware === 'uefi') {
-    if (!paths.firmware) throw new SpindleError('INVALID_ARGUMENT', `VM '${config.name}' uses UEFI, but no OVMF firmware is installed (Debian package ovmf).`);
+    if (!paths.firmware)
+      throw new SpindleError('INVALID_ARGUMENT', `VM '${config.name}' uses UEFI, but no OVMF firmware is installed (Debian package ovmf).`);
     a.push('-blockdev', json({ driver: 'file', filename: paths.firmware.code, 'node-name': 'fw-code', 'read-only': true }));
     a.push('-blockdev', json({ driver: 'file', filename: paths.firmware.vars, 'node-name': 'fw-vars' }));
     machine.push('pflash0=fw-code', 'pflash1=fw-vars');

@@ -66,7 +66,10 @@ export class VmManager extends EventEmitter {
     super();
     this.leases = opts.leases ?? new DiskLeases();
     this.store = opts.store;
-    this.configs = new VmConfigService(opts.store, { ...(opts.deviceRefusal ? { deviceRefusal: opts.deviceRefusal } : {}), ...(opts.nvramDir ? { nvramDir: opts.nvramDir } : {}) });
+    this.configs = new VmConfigService(opts.store, {
+      ...(opts.deviceRefusal ? { deviceRefusal: opts.deviceRefusal } : {}),
+      ...(opts.nvramDir ? { nvramDir: opts.nvramDir } : {}),
+    });
     this.runLocks = new RunLocks(opts.store);
     this.env = opts.env ?? process.env;
   }
@@ -90,7 +93,8 @@ export class VmManager extends EventEmitter {
     const exact = vms.filter((v) => v.name === ref);
     const byName = exact.length ? exact : vms.filter((v) => vmNameKey(v.name) === vmNameKey(ref));
     if (byName.length === 1) return byName[0]!.id;
-    if (byName.length > 1) throw new SpindleError('CONFLICT', `Several VMs are named '${ref}'; use the id (${byName.map((v) => v.id).join(', ')}).`);
+    if (byName.length > 1)
+      throw new SpindleError('CONFLICT', `Several VMs are named '${ref}'; use the id (${byName.map((v) => v.id).join(', ')}).`);
     throw new SpindleError('NOT_FOUND', `There is no VM '${ref}'.`);
   }
 
@@ -117,13 +121,17 @@ export class VmManager extends EventEmitter {
   private notRunning(id: string, what: string): SpindleError {
     const config = this.config(id);
     const owner = this.runningElsewhere(id);
-    return owner ? RunLocks.elsewhere(config, owner, what) : new SpindleError('CONFLICT', `VM '${config.name}' is not running, so it cannot ${what}.`);
+    return owner
+      ? RunLocks.elsewhere(config, owner, what)
+      : new SpindleError('CONFLICT', `VM '${config.name}' is not running, so it cannot ${what}.`);
   }
 
   private changed(id: string): void {
     try {
       this.emit('vm', { type: 'changed', vm: this.get(id) });
-    } catch { /* deleted meanwhile */ }
+    } catch {
+      /* deleted meanwhile */
+    }
   }
 
   private log(vmId: string, level: 'info' | 'warning' | 'error', message: string, diskId = ''): void {
@@ -132,7 +140,8 @@ export class VmManager extends EventEmitter {
 
   /** Running VMs' disk servers, for the stats sampler. */
   *diskHosts(): Generator<{ vmId: string; diskId: string; host: DiskHost }> {
-    for (const [vmId, run] of this.running) for (const slot of run.disks.all()) if (slot.host) yield { vmId, diskId: slot.config.id, host: slot.host };
+    for (const [vmId, run] of this.running)
+      for (const slot of run.disks.all()) if (slot.host) yield { vmId, diskId: slot.config.id, host: slot.host };
   }
 
   /** Running QEMU processes, for the stats sampler. */
@@ -154,7 +163,8 @@ export class VmManager extends EventEmitter {
 
   serialInput(vmId: string, data: Buffer): void {
     const run = this.running.get(vmId);
-    if (!run?.serial || run.serial.destroyed) throw new SpindleError('CONFLICT', `VM '${this.config(vmId).name}' is not running, so its console takes no input.`);
+    if (!run?.serial || run.serial.destroyed)
+      throw new SpindleError('CONFLICT', `VM '${this.config(vmId).name}' is not running, so its console takes no input.`);
     run.serial.write(data);
   }
 
@@ -213,7 +223,12 @@ export class VmManager extends EventEmitter {
       this.changed(id);
       try {
         const firmware = config.firmware === 'uefi' ? this.configs.firmwareFor(config) : undefined;
-        await run.launch({ binary, env: this.env, ...(this.opts.kvmPath ? { kvmPath: this.opts.kvmPath } : {}), ...(firmware ? { firmware } : {}) });
+        await run.launch({
+          binary,
+          env: this.env,
+          ...(this.opts.kvmPath ? { kvmPath: this.opts.kvmPath } : {}),
+          ...(firmware ? { firmware } : {}),
+        });
       } catch (err) {
         if (!run.exited) {
           run.stopRequested = true;
@@ -245,7 +260,13 @@ export class VmManager extends EventEmitter {
       if (!clean) {
         const tail = run.lastStderr();
         const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
-        this.crashes.set(id, { at: new Date().toISOString(), exitCode: code, signal, stderrTail: tail, message: `QEMU ${how}${tail.length ? `: ${tail[tail.length - 1]}` : '.'}` });
+        this.crashes.set(id, {
+          at: new Date().toISOString(),
+          exitCode: code,
+          signal,
+          stderrTail: tail,
+          message: `QEMU ${how}${tail.length ? `: ${tail[tail.length - 1]}` : '.'}`,
+        });
       }
       run.transition(clean ? 'stopped' : 'crashed');
       if (this.running.get(id) === run) this.running.delete(id);
@@ -264,7 +285,7 @@ export class VmManager extends EventEmitter {
   pause(id: string): Promise<VmInfo> {
     return this.locks.run(id, async () => {
       const run = this.runningOrThrow(id, 'be paused');
-      run.pausedForSpace = false;  // the user's pause now: free space does not end it
+      run.pausedForSpace = false; // the user's pause now: free space does not end it
       run.pauseReason = null;
       await run.qmp.execute('stop');
       if (run.state === 'running') run.transition('paused');
@@ -280,7 +301,10 @@ export class VmManager extends EventEmitter {
         const why = await run.disks.retryParkedForResume();
         if (why) {
           this.changed(id);
-          throw new SpindleError('CONFLICT', `VM '${run.config.name}' stays paused: ${why}. Free space there; the VM resumes by itself once the writes fit.`);
+          throw new SpindleError(
+            'CONFLICT',
+            `VM '${run.config.name}' stays paused: ${why}. Free space there; the VM resumes by itself once the writes fit.`,
+          );
         }
         run.pausedForSpace = false;
         run.pauseReason = null;
@@ -314,7 +338,9 @@ export class VmManager extends EventEmitter {
       try {
         await run.qmp.execute('cont'); // a paused guest cannot see the power button
         await run.qmp.execute('system_powerdown');
-      } catch { /* QEMU is already going away */ }
+      } catch {
+        /* QEMU is already going away */
+      }
       return run;
     });
     const timedOut = await Promise.race([run.done.then(() => false), sleep(timeoutMs).then(() => true)]);
@@ -349,7 +375,9 @@ export class VmManager extends EventEmitter {
 
   /** Stops every running VM (app exit): ACPI first, forced after the timeout. */
   async stopAll(timeoutMs = 10_000): Promise<void> {
-    await Promise.all([...this.running.keys()].map((id) => this.shutdown(id, timeoutMs).catch(() => this.forceOff(id).catch(() => undefined))));
+    await Promise.all(
+      [...this.running.keys()].map((id) => this.shutdown(id, timeoutMs).catch(() => this.forceOff(id).catch(() => undefined))),
+    );
   }
 
   // ───────────── disks ─────────────
@@ -359,7 +387,11 @@ export class VmManager extends EventEmitter {
       const config = this.config(vmId);
       const run = this.running.get(vmId);
       if (!run) this.refuseIfElsewhere(config, 'take a new disk');
-      const disk = this.configs.prepareDisk(input, run ? [...config.disks, ...run.disks.all().map((s) => s.config)] : config.disks, this.usedByOtherVm(input.path, vmId));
+      const disk = this.configs.prepareDisk(
+        input,
+        run ? [...config.disks, ...run.disks.all().map((s) => s.config)] : config.disks,
+        this.usedByOtherVm(input.path, vmId),
+      );
       if (run) {
         const live = this.runningOrThrow(vmId, 'take a new disk');
         await live.disks.hotplug(live.qmp, live.proc!.pid!, disk);
@@ -384,7 +416,8 @@ export class VmManager extends EventEmitter {
       if (!run) this.refuseIfElsewhere(config, 'release a disk');
       if (run) {
         const live = this.runningOrThrow(vmId, 'release a disk');
-        if (live.state === 'paused') throw new SpindleError('CONFLICT', `VM '${config.name}' is paused; resume it so the guest can release disk ${diskId}.`);
+        if (live.state === 'paused')
+          throw new SpindleError('CONFLICT', `VM '${config.name}' is paused; resume it so the guest can release disk ${diskId}.`);
         await live.disks.unplug(live.qmp, diskId);
         live.releaseLeases(diskId);
       }
@@ -406,13 +439,21 @@ export class VmManager extends EventEmitter {
       if (!run) this.refuseIfElsewhere(config, 'change its disks');
       if (run) {
         if (next.readOnly !== disk.readOnly || next.queues !== disk.queues || (next.enospc ?? 'stop') !== (disk.enospc ?? 'stop')) {
-          throw new SpindleError('CONFLICT', `VM '${config.name}' is running: read-only, queue count and the full-disk policy of disk ${diskId} change only while it is stopped (aio and cache modes change live).`);
+          throw new SpindleError(
+            'CONFLICT',
+            `VM '${config.name}' is running: read-only, queue count and the full-disk policy of disk ${diskId} change only while it is stopped (aio and cache modes change live).`,
+          );
         }
         const host = run.disks.get(diskId)?.host;
         if (!host) throw new SpindleError('CONFLICT', `Disk ${diskId} of '${config.name}' is not being served right now.`);
         if (next.aio !== disk.aio || next.cache !== disk.cache || next.nowait !== disk.nowait) {
           await host.reconfigure({ aio: next.aio, cache: next.cache, nowait: next.nowait });
-          this.log(vmId, 'info', `Disk ${diskId} now uses aio '${next.aio}' and cache '${next.cache}' (${CACHE_SEMANTICS[next.cache].summary}).`, diskId);
+          this.log(
+            vmId,
+            'info',
+            `Disk ${diskId} now uses aio '${next.aio}' and cache '${next.cache}' (${CACHE_SEMANTICS[next.cache].summary}).`,
+            diskId,
+          );
         }
       }
       const nextConfig = { ...config, disks: config.disks.map((d) => (d.id === diskId ? next : d)) };
@@ -427,4 +468,3 @@ export class VmManager extends EventEmitter {
     });
   }
 }
-

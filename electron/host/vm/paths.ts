@@ -35,7 +35,10 @@ export function ensurePrivateDir(dir: string): void {
   const st = lstatSync(dir);
   const uid = process.getuid?.();
   if (!st.isDirectory() || (uid !== undefined && st.uid !== uid)) {
-    throw new SpindleError('PERMISSION_DENIED', `The runtime directory ${dir} is not a directory owned by you; remove it or set XDG_RUNTIME_DIR.`);
+    throw new SpindleError(
+      'PERMISSION_DENIED',
+      `The runtime directory ${dir} is not a directory owned by you; remove it or set XDG_RUNTIME_DIR.`,
+    );
   }
   if ((st.mode & 0o077) !== 0) chmodSync(dir, 0o700);
 }
@@ -45,7 +48,10 @@ export function vmRuntimeDir(vmId: string, env: NodeJS.ProcessEnv = process.env)
   const dir = join(runtimeDir(env), vmId);
   ensurePrivateDir(dir);
   if (Buffer.byteLength(join(dir, 'd000.sock')) > 107) {
-    throw new SpindleError('INVALID_ARGUMENT', `The runtime directory ${dir} is too long for unix sockets (108 bytes); set XDG_RUNTIME_DIR to a shorter path.`);
+    throw new SpindleError(
+      'INVALID_ARGUMENT',
+      `The runtime directory ${dir} is too long for unix sockets (108 bytes); set XDG_RUNTIME_DIR to a shorter path.`,
+    );
   }
   return dir;
 }

@@ -88,7 +88,11 @@ export class QmpClient extends EventEmitter {
       const fail = (err: Error) => {
         clearTimeout(timer);
         socket.destroy();
-        reject(err instanceof SpindleError ? err : new SpindleError('QEMU_FAILED', `Cannot connect to QEMU's control socket ${path}: ${err.message}.`));
+        reject(
+          err instanceof SpindleError
+            ? err
+            : new SpindleError('QEMU_FAILED', `Cannot connect to QEMU's control socket ${path}: ${err.message}.`),
+        );
       };
       socket.once('error', fail);
       client.once('greeting', () => {
@@ -96,7 +100,9 @@ export class QmpClient extends EventEmitter {
         socket.off('error', fail);
         resolve();
       });
-      client.once('close', (why?: Error) => fail(why ?? new SpindleError('QEMU_FAILED', `QEMU closed its control socket ${path} before greeting.`)));
+      client.once('close', (why?: Error) =>
+        fail(why ?? new SpindleError('QEMU_FAILED', `QEMU closed its control socket ${path} before greeting.`)),
+      );
       client.attach();
     });
     await client.execute('qmp_capabilities');
@@ -137,7 +143,10 @@ export class QmpClient extends EventEmitter {
       p.resolve(msg.return);
     } else if (typeof msg.error === 'object' && msg.error !== null) {
       const e = msg.error as { class?: unknown; desc?: unknown };
-      const err = new SpindleError('QEMU_FAILED', `QEMU refused '${p.command}': ${typeof e.desc === 'string' ? e.desc : 'no reason given'}.`);
+      const err = new SpindleError(
+        'QEMU_FAILED',
+        `QEMU refused '${p.command}': ${typeof e.desc === 'string' ? e.desc : 'no reason given'}.`,
+      );
       (err as SpindleError & { qmpClass?: string }).qmpClass = typeof e.class === 'string' ? e.class : undefined;
       p.reject(err);
     } else {

@@ -15,7 +15,10 @@ export class RunLocks {
     const lock = tryLock(path);
     if (lock) return lock;
     const owner = lockOwner(path);
-    throw new SpindleError('CONFLICT', `VM '${config.name}' is already running in another Spindle process (${owner ? describeOwner(owner) : 'which is just stopping it'}).`);
+    throw new SpindleError(
+      'CONFLICT',
+      `VM '${config.name}' is already running in another Spindle process (${owner ? describeOwner(owner) : 'which is just stopping it'}).`,
+    );
   }
 
   /** The process holding VM `id`'s run lock, or null (the caller knows whether it is itself). */
@@ -29,6 +32,9 @@ export class RunLocks {
 
   /** The refusal for doing `what` here to a VM that `owner` runs. */
   static elsewhere(config: VmConfig, owner: LockOwner, what: string): SpindleError {
-    return new SpindleError('CONFLICT', `VM '${config.name}' is running in another Spindle process (${describeOwner(owner)}), so it cannot ${what} from here.`);
+    return new SpindleError(
+      'CONFLICT',
+      `VM '${config.name}' is running in another Spindle process (${describeOwner(owner)}), so it cannot ${what} from here.`,
+    );
   }
 }

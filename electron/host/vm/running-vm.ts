@@ -59,7 +59,12 @@ export class RunningVm {
   /** Called once QEMU has exited and the disks are closed, before `done` resolves. */
   onExited: (code: number | null, signal: NodeJS.Signals | null) => void = () => undefined;
 
-  constructor(public config: VmConfig, readonly dir: string, private readonly events: VmEvents, diskSlots: (run: RunningVm) => DiskSlots) {
+  constructor(
+    public config: VmConfig,
+    readonly dir: string,
+    private readonly events: VmEvents,
+    diskSlots: (run: RunningVm) => DiskSlots,
+  ) {
     this.done = new Promise((r) => (this.resolveDone = r));
     this.disks = diskSlots(this);
   }
@@ -97,7 +102,13 @@ export class RunningVm {
   /** Leases `disk`'s path to this VM while it runs (a path it holds already stays as it is). */
   leaseDisk(leases: DiskLeases, disk: DiskConfig): void {
     if (leases.holder(disk.path)) return;
-    const holder = { kind: 'vm' as const, vmId: this.config.id, diskId: disk.id, vmName: () => this.config.name, vmState: () => this.state };
+    const holder = {
+      kind: 'vm' as const,
+      vmId: this.config.id,
+      diskId: disk.id,
+      vmName: () => this.config.name,
+      vmState: () => this.state,
+    };
     this.leases.set(disk.id, leases.claim(disk.path, holder));
   }
 
@@ -144,9 +155,15 @@ export class RunningVm {
       });
       proc.once('error', (err) => {
         const e = errnoOf(err);
-        reject(e === 'ENOENT' || e === 'EACCES'
-          ? new SpindleError('QEMU_MISSING', `QEMU could not be run from ${opts.binary} (${e}). Install the Debian package ${QEMU_PACKAGE}.`, e)
-          : new SpindleError('QEMU_FAILED', `QEMU could not be started: ${err.message}.`, e));
+        reject(
+          e === 'ENOENT' || e === 'EACCES'
+            ? new SpindleError(
+                'QEMU_MISSING',
+                `QEMU could not be run from ${opts.binary} (${e}). Install the Debian package ${QEMU_PACKAGE}.`,
+                e,
+              )
+            : new SpindleError('QEMU_FAILED', `QEMU could not be started: ${err.message}.`, e),
+        );
       });
     });
     proc.stderr!.setEncoding('utf8').on('data', (s: string) => this.addStderr(s));
@@ -179,14 +196,18 @@ export class RunningVm {
           if (Date.now() > deadline) throw err;
         }
       }
-      if (Date.now() > deadline) throw new SpindleError('QEMU_FAILED', `QEMU did not open its control socket within ${QMP_CONNECT_TIMEOUT_MS / 1000} s.`);
+      if (Date.now() > deadline)
+        throw new SpindleError('QEMU_FAILED', `QEMU did not open its control socket within ${QMP_CONNECT_TIMEOUT_MS / 1000} s.`);
       await sleep(50);
     }
   }
 
   private startFailure(): SpindleError {
     const tail = this.lastStderr();
-    return new SpindleError('QEMU_FAILED', `QEMU exited while starting VM '${this.config.name}'${tail.length ? `: ${tail.slice(-3).join(' / ')}` : '.'}`);
+    return new SpindleError(
+      'QEMU_FAILED',
+      `QEMU exited while starting VM '${this.config.name}'${tail.length ? `: ${tail.slice(-3).join(' / ')}` : '.'}`,
+    );
   }
 
   private connectSerial(path: string): Promise<void> {
@@ -195,10 +216,14 @@ export class RunningVm {
       sock.once('connect', () => {
         this.serial = sock;
         sock.off('error', reject);
-        sock.on('error', () => { /* QEMU went away: exit() reports it */ });
+        sock.on('error', () => {
+          /* QEMU went away: exit() reports it */
+        });
         resolve();
       });
-      sock.once('error', (err) => reject(new SpindleError('QEMU_FAILED', `Cannot connect to the serial console of '${this.config.name}': ${err.message}.`)));
+      sock.once('error', (err) =>
+        reject(new SpindleError('QEMU_FAILED', `Cannot connect to the serial console of '${this.config.name}': ${err.message}.`)),
+      );
       sock.on('data', (data: Buffer) => {
         this.addSerial(data);
         this.events.serial(data);

@@ -30,14 +30,22 @@ export function createScratchDisk(env: NodeJS.ProcessEnv = process.env): Scratch
   try {
     mkdirSync(dataDir(env), { recursive: true, mode: 0o700 });
   } catch (err) {
-    throw new SpindleError('IO_ERROR', `Spindle could not create its data directory ${dataDir(env)}: ${(err as Error).message}.`, errnoOf(err));
+    throw new SpindleError(
+      'IO_ERROR',
+      `Spindle could not create its data directory ${dataDir(env)}: ${(err as Error).message}.`,
+      errnoOf(err),
+    );
   }
   try {
     // O_EXCL: never truncates a file that appeared meanwhile. Only its owner reads a guest's disk.
     createImage(path, SCRATCH_SIZE_BYTES, { mode: 0o600 });
   } catch (err) {
     if (!(err instanceof SpindleError && err.code === 'CONFLICT')) {
-      throw new SpindleError((err as SpindleError).code ?? 'IO_ERROR', `Spindle could not create its scratch disk: ${(err as Error).message}`, errnoOf(err));
+      throw new SpindleError(
+        (err as SpindleError).code ?? 'IO_ERROR',
+        `Spindle could not create its scratch disk: ${(err as Error).message}`,
+        errnoOf(err),
+      );
     }
   }
   return scratchInfo(env);

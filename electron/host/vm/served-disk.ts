@@ -36,7 +36,10 @@ export class ServedDisk extends EventEmitter implements DiskHost {
   /** Host faults under the disk (file deleted or replaced, loop detached, I/O errors) as error lines. */
   private readonly faults: DiskFaultWatch;
 
-  constructor(readonly server: DiskServer, opts: { faultCheckMs?: number } = {}) {
+  constructor(
+    readonly server: DiskServer,
+    opts: { faultCheckMs?: number } = {},
+  ) {
     super();
     this.faults = new DiskFaultWatch(server, opts.faultCheckMs);
     this.faults.on('fault', (f) => this.emit('event', { kind: 'fault', reason: f.reason } satisfies DiskHostEvent));

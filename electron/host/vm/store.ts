@@ -35,10 +35,13 @@ export function parseVmFile(file: string, text: string, expectedId?: string): Lo
   } catch (err) {
     return fail(`${file} is not valid JSON (${(err as Error).message}); it was left untouched.`);
   }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return fail(`${file} does not hold a VM object; it was left untouched.`);
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    return fail(`${file} does not hold a VM object; it was left untouched.`);
   const version = (raw as { version?: unknown }).version;
   if (version !== VM_CONFIG_VERSION) {
-    return fail(`${file} has version ${JSON.stringify(version)}, and this Spindle reads version ${VM_CONFIG_VERSION}; it was left untouched.`);
+    return fail(
+      `${file} has version ${JSON.stringify(version)}, and this Spindle reads version ${VM_CONFIG_VERSION}; it was left untouched.`,
+    );
   }
   const parsed = VmConfig.safeParse(raw);
   if (!parsed.success) {
@@ -127,7 +130,10 @@ export class VmStore {
     const other = vmNamed(this.loadAll().vms, name, exceptId);
     if (other) {
       const sameCase = other.name === name.trim();
-      throw new SpindleError('NAME_TAKEN', `There is already a VM named '${other.name}'${sameCase ? '' : ' (names are compared ignoring letter case)'}; choose another name.`);
+      throw new SpindleError(
+        'NAME_TAKEN',
+        `There is already a VM named '${other.name}'${sameCase ? '' : ' (names are compared ignoring letter case)'}; choose another name.`,
+      );
     }
   }
 
@@ -185,7 +191,11 @@ export class VmStore {
         renameSync(tmp, file);
       }
     } catch (err) {
-      try { unlinkSync(tmp); } catch { /* already gone */ }
+      try {
+        unlinkSync(tmp);
+      } catch {
+        /* already gone */
+      }
       if (errnoOf(err) === 'EEXIST') throw new SpindleError('CONFLICT', `A VM file named ${file} already exists.`, 'EEXIST');
       throw new SpindleError('IO_ERROR', `Cannot save ${file}: ${(err as Error).message}.`, errnoOf(err));
     }

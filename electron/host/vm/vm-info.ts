@@ -5,10 +5,17 @@ import type { VmConfig } from '../../shared/model.js';
 import type { LockOwner } from './lock-file.js';
 import type { RunningVm } from './running-vm.js';
 
-export function vmInfo(config: VmConfig, run: RunningVm | undefined, crash: VmInfo['crash'] | undefined, elsewhere: LockOwner | null): VmInfo {
+export function vmInfo(
+  config: VmConfig,
+  run: RunningVm | undefined,
+  crash: VmInfo['crash'] | undefined,
+  elsewhere: LockOwner | null,
+): VmInfo {
   const warnings = run ? [...run.warnings] : [];
   const waiting = run ? run.disks.spaceWaits() : [];
-  for (const d of config.disks) if (d.cache === 'unsafe') warnings.push(`Disk ${d.id} (${d.path}) uses cache 'unsafe': guest flushes are ignored and data can be lost if the host crashes.`);
+  for (const d of config.disks)
+    if (d.cache === 'unsafe')
+      warnings.push(`Disk ${d.id} (${d.path}) uses cache 'unsafe': guest flushes are ignored and data can be lost if the host crashes.`);
   return {
     config,
     state: run ? run.state : crash ? 'crashed' : 'stopped',
@@ -19,7 +26,13 @@ export function vmInfo(config: VmConfig, run: RunningVm | undefined, crash: VmIn
       const slot = run?.disks.get(d.id);
       const size = slot?.host?.sizeBytes;
       const modes = slot?.host?.modes;
-      return { id: d.id, state: slot?.state ?? 'stopped', ...(slot?.message ? { message: slot.message } : {}), ...(size !== undefined ? { sizeBytes: size } : {}), ...(modes ? { modes } : {}) };
+      return {
+        id: d.id,
+        state: slot?.state ?? 'stopped',
+        ...(slot?.message ? { message: slot.message } : {}),
+        ...(size !== undefined ? { sizeBytes: size } : {}),
+        ...(modes ? { modes } : {}),
+      };
     }),
     ...(crash ? { crash } : {}),
     ...(run?.pauseReason ? { pauseReason: run.pauseReason } : {}),

@@ -82,7 +82,13 @@ describe('DiskModeSettings', () => {
   });
 
   it("shows the backend's refusal as a sentence", () => {
-    render(DiskModeSettings, { ...base, kind: 'file', aio: 'threads', cache: 'none', error: 'The disk could not be reopened: permission denied.' });
+    render(DiskModeSettings, {
+      ...base,
+      kind: 'file',
+      aio: 'threads',
+      cache: 'none',
+      error: 'The disk could not be reopened: permission denied.',
+    });
     expect(screen.getByTestId('mode-error').textContent).toBe('The disk could not be reopened: permission denied.');
   });
 

@@ -3,11 +3,27 @@ import { verdict, probeBadge, facts } from './advice.js';
 import type { FileAdvice } from '../../../electron/shared/api.js';
 
 const base: FileAdvice = {
-  path: '/i.img', kind: 'file', sizeBytes: 1 << 30, allocatedBytes: 1 << 30, sparse: false, directIo: true, logicalBlockSize: 512, fsType: 'ext4',
-  safeForNative: true, recommended: { aio: 'threads', cache: 'writeback', nowait: 'off' },
-  notes: ["Image file: aio 'threads' with cache 'writeback' is the default for files.", 'Safe for native: no holes, O_DIRECT works on ext4, logical block size 512 bytes.'],
+  path: '/i.img',
+  kind: 'file',
+  sizeBytes: 1 << 30,
+  allocatedBytes: 1 << 30,
+  sparse: false,
+  directIo: true,
+  logicalBlockSize: 512,
+  fsType: 'ext4',
+  safeForNative: true,
+  recommended: { aio: 'threads', cache: 'writeback', nowait: 'off' },
+  notes: [
+    "Image file: aio 'threads' with cache 'writeback' is the default for files.",
+    'Safe for native: no holes, O_DIRECT works on ext4, logical block size 512 bytes.',
+  ],
 };
-const probe = { measured: true, summary: 'ext4: native safe; sparse regions go through the thread pool until written.', nowait: true, at: '2026-01-02T03:04:05Z' };
+const probe = {
+  measured: true,
+  summary: 'ext4: native safe; sparse regions go through the thread pool until written.',
+  nowait: true,
+  at: '2026-01-02T03:04:05Z',
+};
 const oneSentence = (s: string) => s.split(/(?<=[.!?])\s+(?=[A-Z])/).length === 1;
 
 describe('the advisor verdict', () => {
@@ -29,7 +45,13 @@ describe('the advisor verdict', () => {
   });
 
   it('a probed sparse file never reads "safe" and "may stall" at once, even in the details', () => {
-    const a: FileAdvice = { ...base, sparse: true, safeForNative: false, probe, notes: [...base.notes.slice(0, 1), 'Not safe for native: it is sparse.', probe.summary] };
+    const a: FileAdvice = {
+      ...base,
+      sparse: true,
+      safeForNative: false,
+      probe,
+      notes: [...base.notes.slice(0, 1), 'Not safe for native: it is sparse.', probe.summary],
+    };
     const text = [verdict(a).badge, verdict(a).why, ...facts(a)].join(' ');
     expect(text).toMatch(/may stall/);
     expect(text).not.toMatch(/native safe|Not safe/);
@@ -37,7 +59,10 @@ describe('the advisor verdict', () => {
   });
 
   it('a fully allocated file is safe for native, and no CLI flag is mentioned', () => {
-    const a: FileAdvice = { ...base, notes: [...base.notes, 'nowait not measured: run with --probe to see whether this filesystem honours RWF_NOWAIT.'] };
+    const a: FileAdvice = {
+      ...base,
+      notes: [...base.notes, 'nowait not measured: run with --probe to see whether this filesystem honours RWF_NOWAIT.'],
+    };
     expect(verdict(a).badge).toBe('safe for native');
     expect(facts(a).join(' ')).not.toMatch(/--probe/);
     expect(probeBadge(a)).toBeNull();

@@ -16,20 +16,37 @@ const measured = (a: FileAdvice) => (a.probe?.measured ? a.probe : null);
 
 export function verdict(a: FileAdvice): Verdict {
   const useNote = a.notes.find((n) => /backs|mounted|holds|swap|held by|in use/i.test(n));
-  if (a.inUse) return { badge: 'in use by the host', tone: 'err', why: useNote ?? 'The host itself uses this, so a guest writing to it would change what the host sees.' };
+  if (a.inUse)
+    return {
+      badge: 'in use by the host',
+      tone: 'err',
+      why: useNote ?? 'The host itself uses this, so a guest writing to it would change what the host sees.',
+    };
   if (a.kind === 'block') {
-    return { badge: 'host device', tone: 'ok', why: 'A host device has no holes to fill, so native AIO with cache none is the fastest safe choice, and the default.' };
+    return {
+      badge: 'host device',
+      tone: 'ok',
+      why: 'A host device has no holes to fill, so native AIO with cache none is the fastest safe choice, and the default.',
+    };
   }
   const fs = fsOf(a);
   const probe = measured(a);
   if (!a.directIo) {
-    return { badge: 'page cache only', tone: 'warn', why: `${fs} does not support direct I/O here, so only threads with the host page cache work for this file.` };
+    return {
+      badge: 'page cache only',
+      tone: 'warn',
+      why: `${fs} does not support direct I/O here, so only threads with the host page cache work for this file.`,
+    };
   }
   if (a.sparse) {
     const way = probe?.nowait
       ? 'keep threads, Preallocate it, or use native with nowait, which the probe found sends those writes to the thread pool instead'
       : 'keep threads, or Preallocate it before choosing native';
-    return { badge: 'sparse: native may stall', tone: 'warn', why: `The file has holes that ${fs} fills as the guest writes, and native AIO can stall while it does: ${way}.` };
+    return {
+      badge: 'sparse: native may stall',
+      tone: 'warn',
+      why: `The file has holes that ${fs} fills as the guest writes, and native AIO can stall while it does: ${way}.`,
+    };
   }
   const base = `Fully allocated on ${fs} with direct I/O, so native AIO with cache none will not stall on allocation`;
   if (!probe) return { badge: 'safe for native', tone: 'ok', why: `${base}.` };
@@ -60,7 +77,9 @@ export function facts(a: FileAdvice): string[] {
       ? `${bytes(a.allocatedBytes ?? null)} of ${bytes(a.sizeBytes)} allocated${a.holeCount ? ` (${a.holeCount} hole${a.holeCount === 1 ? '' : 's'}, ${bytes(a.holeBytes ?? null)})` : ''}`
       : `${bytes(a.sizeBytes)}, fully allocated`;
     out.push(`Size: ${alloc}.`);
-    out.push(`Filesystem: ${fsOf(a)}; direct I/O (O_DIRECT): ${a.directIo ? 'works' : 'not supported'}${a.logicalBlockSize ? `; logical block size ${a.logicalBlockSize} bytes` : ''}.`);
+    out.push(
+      `Filesystem: ${fsOf(a)}; direct I/O (O_DIRECT): ${a.directIo ? 'works' : 'not supported'}${a.logicalBlockSize ? `; logical block size ${a.logicalBlockSize} bytes` : ''}.`,
+    );
   } else {
     out.push(`Size: ${bytes(a.sizeBytes)}${a.logicalBlockSize ? `; logical block size ${a.logicalBlockSize} bytes` : ''}.`);
   }
@@ -68,9 +87,11 @@ export function facts(a: FileAdvice): string[] {
   if (p) {
     // The probe's facts, not its summary: the verdict above already weighs them against the file's holes.
     const when = p.at ? `Probed ${new Date(p.at).toLocaleString()}` : 'Probed';
-    out.push(p.measured
-      ? `${when}: RWF_NOWAIT ${p.nowait ? 'qualifies' : 'does not qualify'} on ${fsOf(a)} (with nowait, a request that would block goes to the thread pool instead).`
-      : `${when}: ${p.summary}`);
+    out.push(
+      p.measured
+        ? `${when}: RWF_NOWAIT ${p.nowait ? 'qualifies' : 'does not qualify'} on ${fsOf(a)} (with nowait, a request that would block goes to the thread pool instead).`
+        : `${when}: ${p.summary}`,
+    );
   }
   for (const n of a.notes) if (!SAID.test(n) && n !== p?.summary && !out.includes(n)) out.push(n);
   return out;

@@ -1,7 +1,18 @@
 // The renderer's only door to the backend. It speaks the contract's wire envelopes over
 // whichever transport exists: Electron IPC through the preload's bridge (window.spindle), or
 // the WebSocket of `spindle serve`. Nothing else in the renderer knows about transports.
-import type { ApiError, MethodName, Params, Result, SpindleApi, TopicEvent, TopicName, TopicParams, WireMessage, WireRequest } from '../../../electron/shared/api.js';
+import type {
+  ApiError,
+  MethodName,
+  Params,
+  Result,
+  SpindleApi,
+  TopicEvent,
+  TopicName,
+  TopicParams,
+  WireMessage,
+  WireRequest,
+} from '../../../electron/shared/api.js';
 import type { ElectronBridge, FilePickOptions } from '../../../electron/api/bridge.js';
 
 declare global {

@@ -1,11 +1,24 @@
 import { describe, expect, it } from 'vitest';
 import { buildTable, toCsv, bestPerColumn, fastest, contextOf, type Row } from './compare.js';
 
-const row = (mode: Row['mode'], op: Row['op'], recordBytes: number, mbps: number, extra: Partial<Row> = {}): Row => ({ mode, op, recordBytes, mbps, iops: mbps * 10, cpuSec: 1, ...extra });
+const row = (mode: Row['mode'], op: Row['op'], recordBytes: number, mbps: number, extra: Partial<Row> = {}): Row => ({
+  mode,
+  op,
+  recordBytes,
+  mbps,
+  iops: mbps * 10,
+  cpuSec: 1,
+  ...extra,
+});
 
 describe('aio comparison table', () => {
   it('puts modes in rows and workloads in the 2009 column order', () => {
-    const t = buildTable([row('io_uring', 'read', 16384, 3), row('threads', 'write', 65536, 1), row('native', 'write', 16384, 2), row('native', 'read', 20 << 20, 9)]);
+    const t = buildTable([
+      row('io_uring', 'read', 16384, 3),
+      row('threads', 'write', 65536, 1),
+      row('native', 'write', 16384, 2),
+      row('native', 'read', 20 << 20, 9),
+    ]);
     expect(t.variants).toEqual(['threads', 'native', 'io_uring']);
     expect(t.columns.map((c) => c.label)).toEqual(['write 16k', 'read 16k', 'write 64k', 'read 20M']);
     expect(t.mbps.native['read 20M']).toBe(9);
@@ -19,7 +32,9 @@ describe('aio comparison table', () => {
   });
 
   it('exports every row as CSV', () => {
-    expect(toCsv([row('threads', 'write', 16384, 1.5, { kbps: 1465 })])).toBe('mode,op,record_bytes,mb_per_s,kib_per_s,iops,backend_cpu_s,nowait_fallbacks\nthreads,write,16384,1.5,1465,15,1,\n');
+    expect(toCsv([row('threads', 'write', 16384, 1.5, { kbps: 1465 })])).toBe(
+      'mode,op,record_bytes,mb_per_s,kib_per_s,iops,backend_cpu_s,nowait_fallbacks\nthreads,write,16384,1.5,1465,15,1,\n',
+    );
   });
 
   it("shows the post's units: KB/s for record sizes, MB/s for 20M transfers", () => {
@@ -32,11 +47,22 @@ describe('aio comparison table', () => {
 
 describe('comparison results as a decision', () => {
   const rows: Row[] = [
-    row('threads', 'write', 65536, 100), row('threads', 'read', 65536, 300),
-    row('native', 'write', 65536, 180), row('native', 'read', 65536, 280),
-    row('io_uring', 'write', 65536, 200), row('io_uring', 'read', 65536, 310),
+    row('threads', 'write', 65536, 100),
+    row('threads', 'read', 65536, 300),
+    row('native', 'write', 65536, 180),
+    row('native', 'read', 65536, 280),
+    row('io_uring', 'write', 65536, 200),
+    row('io_uring', 'read', 65536, 310),
   ];
-  const settings = { path: '/d.img', cache: 'none' as const, directIo: true, iodepth: 1, bytesPerRun: 1 << 20, freshSparseWrites: false, preserved: true };
+  const settings = {
+    path: '/d.img',
+    cache: 'none' as const,
+    directIo: true,
+    iodepth: 1,
+    bytesPerRun: 1 << 20,
+    freshSparseWrites: false,
+    preserved: true,
+  };
   const info = { disk: '/d.img', sizeBytes: 1 << 30, startedAt: '2026-01-02T03:04:05.000Z', kernel: '6.1.0-test' };
 
   it('marks the best mode per column and finds the fastest overall', () => {
@@ -64,8 +90,12 @@ describe('comparison results as a decision', () => {
 describe('repeated tables', () => {
   it('shows the median of each cell and the spread of its repeats', () => {
     const t = buildTable([
-      row('threads', 'write', 65536, 100, { repeat: 0 }), row('threads', 'write', 65536, 110, { repeat: 1 }), row('threads', 'write', 65536, 90, { repeat: 2 }),
-      row('io_uring', 'write', 65536, 200, { repeat: 0 }), row('io_uring', 'write', 65536, 200, { repeat: 1 }), row('io_uring', 'write', 65536, 200, { repeat: 2 }),
+      row('threads', 'write', 65536, 100, { repeat: 0 }),
+      row('threads', 'write', 65536, 110, { repeat: 1 }),
+      row('threads', 'write', 65536, 90, { repeat: 2 }),
+      row('io_uring', 'write', 65536, 200, { repeat: 0 }),
+      row('io_uring', 'write', 65536, 200, { repeat: 1 }),
+      row('io_uring', 'write', 65536, 200, { repeat: 2 }),
     ]);
     expect(t.repeats).toBe(3);
     expect(t.mbps.threads['write 64k']).toBe(100);

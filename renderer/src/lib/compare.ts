@@ -59,7 +59,8 @@ export function columnLabel(op: string, recordBytes: number): string {
 export function buildTable(rows: Row[]): Table {
   const variants = [...new Set(rows.map(variantOf))].sort((a, b) => VARIANT_ORDER.indexOf(a) - VARIANT_ORDER.indexOf(b));
   const seen = new Map<string, Column>();
-  for (const w of WORKLOADS) seen.set(columnLabel(w.op, w.recordBytes), { ...w, label: columnLabel(w.op, w.recordBytes), unit: unitOf(w.recordBytes) });
+  for (const w of WORKLOADS)
+    seen.set(columnLabel(w.op, w.recordBytes), { ...w, label: columnLabel(w.op, w.recordBytes), unit: unitOf(w.recordBytes) });
   for (const r of rows) {
     const label = columnLabel(r.op, r.recordBytes);
     if (!seen.has(label)) seen.set(label, { op: r.op, recordBytes: r.recordBytes, label, unit: unitOf(r.recordBytes) });
@@ -120,9 +121,21 @@ export function contextOf(r: Pick<BenchResult, 'info' | 'settings'>): RunContext
 }
 
 export function toCsv(rows: Row[], ctx?: RunContext | null): string {
-  const head = ['mode', 'op', 'record_bytes', 'mb_per_s', 'kib_per_s', 'iops', 'backend_cpu_s', 'nowait_fallbacks', ...(ctx ? ['disk', 'cache', 'size_bytes', 'date', 'kernel'] : [])];
+  const head = [
+    'mode',
+    'op',
+    'record_bytes',
+    'mb_per_s',
+    'kib_per_s',
+    'iops',
+    'backend_cpu_s',
+    'nowait_fallbacks',
+    ...(ctx ? ['disk', 'cache', 'size_bytes', 'date', 'kernel'] : []),
+  ];
   const tail = ctx ? [ctx.disk, ctx.cache, ctx.sizeBytes, ctx.date, ctx.kernel] : [];
-  const body = rows.map((r) => [variantOf(r), r.op, r.recordBytes, r.mbps, r.kbps ?? '', r.iops, r.cpuSec, r.nowaitFallbacks ?? '', ...tail].map(csvField).join(','));
+  const body = rows.map((r) =>
+    [variantOf(r), r.op, r.recordBytes, r.mbps, r.kbps ?? '', r.iops, r.cpuSec, r.nowaitFallbacks ?? '', ...tail].map(csvField).join(','),
+  );
   return [head.join(','), ...body].join('\n') + '\n';
 }
 
@@ -158,7 +171,12 @@ export function scores(t: Table): Record<string, number> {
   return out;
 }
 
-const VARIANT_WORDS: Record<string, string> = { threads: 'threads', native: 'native', 'native+nowait': 'native with nowait', io_uring: 'io_uring' };
+const VARIANT_WORDS: Record<string, string> = {
+  threads: 'threads',
+  native: 'native',
+  'native+nowait': 'native with nowait',
+  io_uring: 'io_uring',
+};
 
 /** The modes a completed run found fastest over all its columns, for the "Fastest on this disk" preset; null with fewer than two modes. */
 export function fastest(run: Pick<BenchResult, 'rows' | 'settings' | 'info'>): Measured | null {

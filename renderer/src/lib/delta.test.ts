@@ -3,7 +3,17 @@ import { switchDelta } from './delta.js';
 import type { DiskSample } from '../../../electron/shared/api.js';
 
 const s = (writeMBps: number, p99: number, cpu: number): DiskSample => ({
-  vmId: 'v', diskId: 'd0', readIops: 0, writeIops: writeMBps > 0 ? 100 : 0, readMBps: 0, writeMBps, latencyP50Us: 0, latencyP99Us: p99, queueDepth: 0, backendCpuPct: cpu, backendCpuSec: 0,
+  vmId: 'v',
+  diskId: 'd0',
+  readIops: 0,
+  writeIops: writeMBps > 0 ? 100 : 0,
+  readMBps: 0,
+  writeMBps,
+  latencyP50Us: 0,
+  latencyP99Us: p99,
+  queueDepth: 0,
+  backendCpuPct: cpu,
+  backendCpuSec: 0,
 });
 
 describe('switchDelta', () => {

@@ -41,7 +41,13 @@ const signed = (n: number) => (n > 0 ? `+${n}` : n < 0 ? `−${-n}` : '±0');
  * Before and after the switch at `at` (epoch s), over the longest equal windows the data allows,
  * at most `maxWindowSec` each; null until both sides have at least `minSamples` ticks.
  */
-export function switchDelta(t: number[], samples: (DiskSample | null)[], at: number, maxWindowSec = 60, minSamples = 4): SwitchDelta | null {
+export function switchDelta(
+  t: number[],
+  samples: (DiskSample | null)[],
+  at: number,
+  maxWindowSec = 60,
+  minSamples = 4,
+): SwitchDelta | null {
   const first = t.find((_x, i) => samples[i] !== null);
   const last = t.findLast((_x, i) => samples[i] !== null);
   if (first === undefined || last === undefined) return null;

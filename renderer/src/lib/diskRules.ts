@@ -33,7 +33,13 @@ export function aioOptions(kind: DiskKind, cache: CacheMode): ModeOption<AioMode
   return AIO_MODES.map((aio) => {
     const reason = modeConflict(aio, cache);
     const isDefault = aio === def.aio;
-    return { value: aio, label: AIO_LABEL[aio] + (isDefault ? ` — ${defaultNote(kind)}` : ''), disabled: reason !== null, reason, isDefault };
+    return {
+      value: aio,
+      label: AIO_LABEL[aio] + (isDefault ? ` — ${defaultNote(kind)}` : ''),
+      disabled: reason !== null,
+      reason,
+      isDefault,
+    };
   });
 }
 

@@ -1,7 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { presets, matchPreset, type Measured } from './presets.js';
 
-const measured: Measured = { modes: { aio: 'io_uring', cache: 'none', nowait: 'off' }, label: 'io_uring + none', at: '2026-01-02T03:04:05Z', evidence: 'write 64k 200 MB/s' };
+const measured: Measured = {
+  modes: { aio: 'io_uring', cache: 'none', nowait: 'off' },
+  label: 'io_uring + none',
+  at: '2026-01-02T03:04:05Z',
+  evidence: 'write 64k 200 MB/s',
+};
 
 describe('disk presets', () => {
   it('each says in one sentence what it does to speed, host memory and a host crash', () => {

@@ -33,7 +33,9 @@ export interface Preset {
 
 /** What cache mode does to host memory, in words. */
 export function memoryWords(cache: CacheMode): string {
-  return CACHE_SEMANTICS[cache].direct ? 'uses no host memory for its data' : 'uses host memory as a cache (given back when the host needs it)';
+  return CACHE_SEMANTICS[cache].direct
+    ? 'uses no host memory for its data'
+    : 'uses host memory as a cache (given back when the host needs it)';
 }
 
 /** What a host crash or power loss would lose under this cache mode, in words. */

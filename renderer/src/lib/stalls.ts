@@ -21,7 +21,10 @@ export const SPIKE_FACTOR = 4;
 export const SPIKE_MIN_US = 1000;
 
 export function stallEvents(t: number[], samples: (DiskSample | null)[]): StallEvent[] {
-  const busy = samples.filter((s): s is DiskSample => !!s && s.readIops + s.writeIops > 0).map((s) => s.latencyP99Us).sort((a, b) => a - b);
+  const busy = samples
+    .filter((s): s is DiskSample => !!s && s.readIops + s.writeIops > 0)
+    .map((s) => s.latencyP99Us)
+    .sort((a, b) => a - b);
   const median = busy.length ? busy[Math.floor(busy.length / 2)] : 0;
   const checks: [StallKind, (s: DiskSample) => number | null][] = [
     ['stall', (s) => (s.submitStallMaxUs !== undefined && s.submitStallMaxUs >= STALL_US ? s.submitStallMaxUs : null)],

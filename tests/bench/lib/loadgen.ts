@@ -26,12 +26,20 @@ export interface LoadgenResult {
 }
 
 /** The fields of `spindle loadgen --json` the benchmarks use (electron/cli/loadgen.ts LoadgenResult). */
-interface LoadgenJson { ios: number; errors: number; iops: number; mbps: number; bs: number; latencyUs: { p50: number; p99: number } }
+interface LoadgenJson {
+  ios: number;
+  errors: number;
+  iops: number;
+  mbps: number;
+  bs: number;
+  latencyUs: { p50: number; p99: number };
+}
 
 export function normaliseLoadgen(raw: unknown): LoadgenResult {
   const j = raw as Partial<LoadgenJson>;
   const num = (v: unknown, what: string): number => {
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`spindle loadgen --json has no numeric ${what}: ${JSON.stringify(raw)}`);
+    if (typeof v !== 'number' || !Number.isFinite(v))
+      throw new Error(`spindle loadgen --json has no numeric ${what}: ${JSON.stringify(raw)}`);
     return v;
   };
   const ops = num(j.ios, 'ios');
@@ -49,22 +57,50 @@ export function normaliseLoadgen(raw: unknown): LoadgenResult {
 
 /** Runs loadgen once with `--json`; rejects with its output when it fails or reports errors. */
 export async function runLoadgen(o: LoadgenOptions): Promise<LoadgenResult> {
-  const args = [spindleBin(), 'loadgen', '--socket', o.socket, '--rw', o.rw, '--bs', String(o.bs), '--iodepth', String(o.iodepth),
-    '--runtime', String(o.runtimeSec), '--json'];
+  const args = [
+    spindleBin(),
+    'loadgen',
+    '--socket',
+    o.socket,
+    '--rw',
+    o.rw,
+    '--bs',
+    String(o.bs),
+    '--iodepth',
+    String(o.iodepth),
+    '--runtime',
+    String(o.runtimeSec),
+    '--json',
+  ];
   if (o.queues) args.push('--queues', String(o.queues));
   if (o.size) args.push('--size', String(o.size));
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   killOnExit(child);
   let stdout = '';
   let stderr = '';
-  child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-  const timer = setTimeout(() => { void stopChild(child, 2000); }, (o.runtimeSec + 60) * 1000);
+  child.stdout.on('data', (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const timer = setTimeout(
+    () => {
+      void stopChild(child, 2000);
+    },
+    (o.runtimeSec + 60) * 1000,
+  );
   const [code, signal] = await new Promise<[number | null, string | null]>((res) => child.once('exit', (c, sig) => res([c, sig])));
   clearTimeout(timer);
-  const jsonLine = stdout.split('\n').map((l) => l.trim()).filter((l) => l.startsWith('{')).at(-1);
+  const jsonLine = stdout
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l.startsWith('{'))
+    .at(-1);
   if (code !== 0 || !jsonLine) {
-    throw new Error(`spindle loadgen ${args.slice(2).join(' ')} failed (${signal ? `signal ${signal}` : `exit ${code}`}): ${(stdout + stderr).trim() || 'no output'}`);
+    throw new Error(
+      `spindle loadgen ${args.slice(2).join(' ')} failed (${signal ? `signal ${signal}` : `exit ${code}`}): ${(stdout + stderr).trim() || 'no output'}`,
+    );
   }
   const result = normaliseLoadgen(JSON.parse(jsonLine));
   if (result.errors > 0) throw new Error(`spindle loadgen reported ${result.errors} I/O errors:\n${jsonLine}`);

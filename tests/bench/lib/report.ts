@@ -24,7 +24,13 @@ export function markdownTable(header: string[], rows: (string | number)[][]): st
 
 /** Where the machine stood when the numbers were taken: a shared or loaded machine skews everything. */
 export function machineInfo(): Record<string, unknown> {
-  const sh = (cmd: string, args: string[]): string => { try { return execFileSync(cmd, args, { encoding: 'utf8' }).trim(); } catch { return '?'; } };
+  const sh = (cmd: string, args: string[]): string => {
+    try {
+      return execFileSync(cmd, args, { encoding: 'utf8' }).trim();
+    } catch {
+      return '?';
+    }
+  };
   return {
     kernel: sh('uname', ['-r']),
     cpu: cpus()[0]?.model,
@@ -38,7 +44,8 @@ export function machineInfo(): Record<string, unknown> {
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** bench/results of this checkout, from tests/bench/lib or dist/tests/bench/lib. */
-export const resultsDir = (): string => resolve(here, ...(here.includes(join('dist', 'tests')) ? ['..', '..', '..', '..'] : ['..', '..', '..']), 'bench', 'results');
+export const resultsDir = (): string =>
+  resolve(here, ...(here.includes(join('dist', 'tests')) ? ['..', '..', '..', '..'] : ['..', '..', '..']), 'bench', 'results');
 
 /** Writes NAME-STAMP.json and .md plus NAME-latest.json/.md; returns the paths written. */
 export function saveResults(name: string, json: unknown, markdown: string): string[] {
@@ -54,10 +61,18 @@ export function saveResults(name: string, json: unknown, markdown: string): stri
   return files;
 }
 
-export interface BenchArgs { quick: boolean; reps: number; runtimeSec: number; /** `--only NAME`: one side of a comparison. */ only?: string }
+export interface BenchArgs {
+  quick: boolean;
+  reps: number;
+  runtimeSec: number;
+  /** `--only NAME`: one side of a comparison. */ only?: string;
+}
 
 /** `--quick` (short runs, one repetition: proves the benchmark works), `--reps N`, `--runtime S`, `--only NAME` (one of `onlyChoices`). */
-export function benchArgs(argv: string[], defaults: { reps: number; runtimeSec: number; quickRuntimeSec: number; onlyChoices?: string[] }): BenchArgs {
+export function benchArgs(
+  argv: string[],
+  defaults: { reps: number; runtimeSec: number; quickRuntimeSec: number; onlyChoices?: string[] },
+): BenchArgs {
   const quick = argv.includes('--quick');
   const num = (flag: string): number | undefined => {
     const i = argv.indexOf(flag);
@@ -74,7 +89,8 @@ export function benchArgs(argv: string[], defaults: { reps: number; runtimeSec: 
   }
   const oi = argv.indexOf('--only');
   const only = oi >= 0 ? argv[oi + 1] : undefined;
-  if (oi >= 0 && !defaults.onlyChoices?.includes(only ?? '')) throw new Error(`--only takes one of ${defaults.onlyChoices?.join(', ')}, not ${only}`);
+  if (oi >= 0 && !defaults.onlyChoices?.includes(only ?? ''))
+    throw new Error(`--only takes one of ${defaults.onlyChoices?.join(', ')}, not ${only}`);
   return {
     quick,
     reps: num('--reps') ?? (quick ? 1 : defaults.reps),

@@ -13,18 +13,28 @@ export function requireSpindleCommands(names: string[]): void {
   for (const name of names) {
     const r = spawnSync(process.execPath, [spindleBin(), name, '--help'], { encoding: 'utf8' });
     if (r.status !== 0) {
-      throw new Error(`'spindle ${name}' is not available in this checkout (build with npm run build:ts, or merge the branch that adds it):\n${(r.stdout + r.stderr).trim()}`);
+      throw new Error(
+        `'spindle ${name}' is not available in this checkout (build with npm run build:ts, or merge the branch that adds it):\n${(r.stdout + r.stderr).trim()}`,
+      );
     }
   }
 }
 
-export interface BenchTarget { name: string; path: string; cleanup(): void }
+export interface BenchTarget {
+  name: string;
+  path: string;
+  cleanup(): void;
+}
 
 /** A fully written file whose dirty pages are on disk: writeback must not run under the first measurement. */
 export function writtenAndSynced(path: string, size: number): string {
   makeFile(path, size, { written: true });
   const fd = openSync(path, 'r+');
-  try { fsyncSync(fd); } finally { closeSync(fd); }
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
   return path;
 }
 
@@ -40,7 +50,14 @@ export function shmLoopTarget(size: number): BenchTarget {
   const dir = tempDir('spindle-bench-shm-', '/dev/shm');
   try {
     const loop = attachLoop(writtenAndSynced(join(dir.path, 'disk.img'), size));
-    return { name: 'loop device over /dev/shm', path: loop.device, cleanup: () => { loop.detach(); dir.cleanup(); } };
+    return {
+      name: 'loop device over /dev/shm',
+      path: loop.device,
+      cleanup: () => {
+        loop.detach();
+        dir.cleanup();
+      },
+    };
   } catch (err) {
     dir.cleanup();
     throw err;
@@ -63,7 +80,11 @@ export async function measure(server: DiskServer, o: LoadgenOptions): Promise<Sa
 }
 
 /** Starts a server, hands it to `fn`, always stops it; returns fn's result and the server's exit output. */
-export async function withServer<T>(factory: DiskServerFactory, o: DiskServerOptions, fn: (s: DiskServer) => Promise<T>): Promise<{ value: T; exitOutput: string }> {
+export async function withServer<T>(
+  factory: DiskServerFactory,
+  o: DiskServerOptions,
+  fn: (s: DiskServer) => Promise<T>,
+): Promise<{ value: T; exitOutput: string }> {
   const server = await factory(o);
   let value: T;
   try {

@@ -79,7 +79,16 @@ export async function launchChromium(): Promise<{ context: BrowserContext; userD
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: '/usr/bin/chromium',
     headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+      '--disable-quic',
+    ],
   });
   return {
     context,
@@ -94,7 +103,12 @@ export async function launchChromium(): Promise<{ context: BrowserContext; userD
 export type Theme = 'light' | 'dark';
 
 /** Opens the app in a new tab at this size and colour scheme; collects page errors. */
-export async function openApp(context: BrowserContext, url: string, size: { width: number; height: number }, theme: Theme): Promise<{ page: Page; errors: string[] }> {
+export async function openApp(
+  context: BrowserContext,
+  url: string,
+  size: { width: number; height: number },
+  theme: Theme,
+): Promise<{ page: Page; errors: string[] }> {
   const page = await context.newPage();
   await page.setViewportSize(size);
   await page.emulateMedia({ colorScheme: theme });
@@ -147,7 +161,15 @@ export async function startApp(size: { width: number; height: number }, theme: T
     browser = await launchChromium();
     const { page, errors } = await openApp(browser.context, served.url, size, theme);
     const b = browser;
-    return { served, page, errors, close: async () => { await b.close(); await served.stop(); } };
+    return {
+      served,
+      page,
+      errors,
+      close: async () => {
+        await b.close();
+        await served.stop();
+      },
+    };
   } catch (e) {
     await browser?.close();
     await served.stop();

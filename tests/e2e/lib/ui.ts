@@ -15,7 +15,8 @@ type HTMLDetailsElement = any; // eslint-disable-line @typescript-eslint/no-expl
 /** Why `el` is not reachable without scrolling sideways, or null. Runs in the page. */
 async function sidewaysProblem(locator: Locator): Promise<string | null> {
   return locator.evaluate((el) => {
-    const name = (e: Element) => `<${e.tagName.toLowerCase()}${e.id ? `#${e.id}` : ''}${e.classList.length ? `.${[...e.classList].join('.')}` : ''}>`;
+    const name = (e: Element) =>
+      `<${e.tagName.toLowerCase()}${e.id ? `#${e.id}` : ''}${e.classList.length ? `.${[...e.classList].join('.')}` : ''}>`;
     const r = el.getBoundingClientRect();
     for (let a = el.parentElement; a; a = a.parentElement) {
       if (a.scrollWidth <= a.clientWidth + 1) continue;
@@ -73,9 +74,16 @@ export async function disclose(scope: Locator, summary: string | RegExp): Promis
 /** The boxes that must never be wider than they show: the page, dialogs, panels, tab panels, tables. */
 export async function horizontalOverflow(page: Page): Promise<string[]> {
   return page.evaluate(() => {
-    const name = (e: Element) => `<${e.tagName.toLowerCase()}${e.id ? `#${e.id}` : ''}${e.classList.length ? `.${[...e.classList].join('.')}` : ''}>`;
-    const boxes = [document.documentElement, document.body, ...document.querySelectorAll('main, nav, header, dialog[open], dialog[open] form, .panel, [role=tabpanel], section, .table-wrap')];
-    return boxes.filter((b) => b.scrollWidth > b.clientWidth + 1).map((b) => `${name(b)} is ${b.scrollWidth} px wide inside ${b.clientWidth} px`);
+    const name = (e: Element) =>
+      `<${e.tagName.toLowerCase()}${e.id ? `#${e.id}` : ''}${e.classList.length ? `.${[...e.classList].join('.')}` : ''}>`;
+    const boxes = [
+      document.documentElement,
+      document.body,
+      ...document.querySelectorAll('main, nav, header, dialog[open], dialog[open] form, .panel, [role=tabpanel], section, .table-wrap'),
+    ];
+    return boxes
+      .filter((b) => b.scrollWidth > b.clientWidth + 1)
+      .map((b) => `${name(b)} is ${b.scrollWidth} px wide inside ${b.clientWidth} px`);
   });
 }
 
@@ -91,7 +99,11 @@ export const heightFor = (width: number) => (width >= 1920 ? 1080 : width >= 144
  * At each width and theme: the layout check, then a screenshot tests/artifacts/<name>-<w>x<h>-<theme>.png.
  * `prepare` (optional) runs after each resize, before the check (e.g. to reopen a dialog).
  */
-export async function checkLayouts(page: Page, name: string, opts: { widths?: readonly number[]; prepare?: () => Promise<void>; verify?: () => Promise<void> } = {}): Promise<void> {
+export async function checkLayouts(
+  page: Page,
+  name: string,
+  opts: { widths?: readonly number[]; prepare?: () => Promise<void>; verify?: () => Promise<void> } = {},
+): Promise<void> {
   const before = page.viewportSize();
   for (const width of opts.widths ?? WIDTHS) {
     const height = heightFor(width);

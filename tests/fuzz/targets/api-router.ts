@@ -13,7 +13,11 @@ import { SpindleError } from '../../../electron/shared/errors.js';
 import type { FuzzTarget } from '../target.js';
 import { isolatedEnv } from '../../lib/api.js';
 
-interface Ctx { dir: string; backend: Backend; img: string }
+interface Ctx {
+  dir: string;
+  backend: Backend;
+  img: string;
+}
 
 /** Top-level keys of a method's params schema (zod objects expose .shape). */
 function keysOf(schema: unknown): string[] {
@@ -22,22 +26,45 @@ function keysOf(schema: unknown): string[] {
 }
 
 const OUTSIDE = '/nonexistent-spindle-fuzz';
-const hostileString = (dir: string) => fc.oneof(
-  fc.string({ maxLength: 40 }),
-  fc.string({ unit: 'binary', maxLength: 40 }),
-  fc.constantFrom(
-    '', ' ', '.', '..', '../../../../etc/passwd', `${dir}/../../../../etc/shadow`, `${dir}/a/../../..${OUTSIDE}/x.img`,
-    `${dir}/x\0.img`, '/\0', 'd0\0', 'a'.repeat(5000), `/${'a/'.repeat(3000)}`, '/dev/null', '/proc/self/mem',
-    '-rf', '$(touch /tmp/pwned)', '`id`', 'a;b|c&d', '\u202e\u0007\u001b[2J', '__proto__', 'constructor', 'd999', 'vm-1', 'toString',
-  ),
-  fc.constant('x'.repeat(1 << 20)),
-);
-const hostileValue = (dir: string): fc.Arbitrary<unknown> => fc.oneof(
-  { arbitrary: hostileString(dir), weight: 4 },
-  { arbitrary: fc.constantFrom(-1, 0, 1.5, NaN, Infinity, -Infinity, 2 ** 53, 2 ** 64, -0, Number.MIN_VALUE), weight: 2 },
-  { arbitrary: fc.constantFrom(null, undefined, true, false, [], {}, { __proto__: { polluted: 1 } }), weight: 2 },
-  { arbitrary: fc.anything({ maxDepth: 3, withBigInt: true, withNullPrototype: true, withObjectString: true }), weight: 2 },
-);
+const hostileString = (dir: string) =>
+  fc.oneof(
+    fc.string({ maxLength: 40 }),
+    fc.string({ unit: 'binary', maxLength: 40 }),
+    fc.constantFrom(
+      '',
+      ' ',
+      '.',
+      '..',
+      '../../../../etc/passwd',
+      `${dir}/../../../../etc/shadow`,
+      `${dir}/a/../../..${OUTSIDE}/x.img`,
+      `${dir}/x\0.img`,
+      '/\0',
+      'd0\0',
+      'a'.repeat(5000),
+      `/${'a/'.repeat(3000)}`,
+      '/dev/null',
+      '/proc/self/mem',
+      '-rf',
+      '$(touch /tmp/pwned)',
+      '`id`',
+      'a;b|c&d',
+      '\u202e\u0007\u001b[2J',
+      '__proto__',
+      'constructor',
+      'd999',
+      'vm-1',
+      'toString',
+    ),
+    fc.constant('x'.repeat(1 << 20)),
+  );
+const hostileValue = (dir: string): fc.Arbitrary<unknown> =>
+  fc.oneof(
+    { arbitrary: hostileString(dir), weight: 4 },
+    { arbitrary: fc.constantFrom(-1, 0, 1.5, NaN, Infinity, -Infinity, 2 ** 53, 2 ** 64, -0, Number.MIN_VALUE), weight: 2 },
+    { arbitrary: fc.constantFrom(null, undefined, true, false, [], {}, { __proto__: { polluted: 1 } }), weight: 2 },
+    { arbitrary: fc.anything({ maxDepth: 3, withBigInt: true, withNullPrototype: true, withObjectString: true }), weight: 2 },
+  );
 
 const callArb = (dir: string) => {
   const names = Object.keys(methods);

@@ -15,24 +15,64 @@ import { methods, topics } from '../../../electron/shared/api.js';
 import type { FuzzTarget } from '../target.js';
 import { isolatedEnv } from '../../lib/api.js';
 
-interface Ctx { dir: string; backend: Backend }
+interface Ctx {
+  dir: string;
+  backend: Backend;
+}
 
-const name = fc.oneof(fc.constantFrom('vm.list', 'vm.get', 'stats', 'vms', 'disk.events', 'console.serial', 'app.info', '__proto__', 'constructor', 'hasOwnProperty'), fc.string({ maxLength: 30 }));
+const name = fc.oneof(
+  fc.constantFrom(
+    'vm.list',
+    'vm.get',
+    'stats',
+    'vms',
+    'disk.events',
+    'console.serial',
+    'app.info',
+    '__proto__',
+    'constructor',
+    'hasOwnProperty',
+  ),
+  fc.string({ maxLength: 30 }),
+);
 const id = fc.oneof(fc.nat({ max: 5 }), fc.constantFrom(-1, 1.5, 2 ** 53, NaN), fc.jsonValue());
-const request = fc.record({
-  kind: fc.constantFrom('call', 'subscribe', 'unsubscribe', 'result', 'event', 'CALL'),
-  id,
-  method: name,
-  topic: name,
-  params: fc.oneof(fc.jsonValue(), fc.constant({ id: 'x' }), fc.constant({})),
-}, { requiredKeys: [] }).map((r) => JSON.stringify(r));
+const request = fc
+  .record(
+    {
+      kind: fc.constantFrom('call', 'subscribe', 'unsubscribe', 'result', 'event', 'CALL'),
+      id,
+      method: name,
+      topic: name,
+      params: fc.oneof(fc.jsonValue(), fc.constant({ id: 'x' }), fc.constant({})),
+    },
+    { requiredKeys: [] },
+  )
+  .map((r) => JSON.stringify(r));
 // Well-formed envelopes with hostile params, so calls and subscriptions reach the router too.
-const envelope = fc.oneof(
-  fc.record({ kind: fc.constant('call'), id: fc.nat({ max: 8 }), method: fc.constantFrom(...Object.keys(methods)), params: fc.oneof(fc.constant({}), fc.jsonValue()) }),
-  fc.record({ kind: fc.constant('subscribe'), id: fc.nat({ max: 8 }), topic: fc.constantFrom(...Object.keys(topics)), params: fc.oneof(fc.constant({}), fc.jsonValue()) }),
-  fc.record({ kind: fc.constant('unsubscribe'), id: fc.nat({ max: 8 }) }),
-).map((r) => JSON.stringify(r));
-const text = fc.oneof(request, envelope, envelope, fc.jsonValue().map((v) => JSON.stringify(v)), fc.string({ unit: 'binary', maxLength: 80 }));
+const envelope = fc
+  .oneof(
+    fc.record({
+      kind: fc.constant('call'),
+      id: fc.nat({ max: 8 }),
+      method: fc.constantFrom(...Object.keys(methods)),
+      params: fc.oneof(fc.constant({}), fc.jsonValue()),
+    }),
+    fc.record({
+      kind: fc.constant('subscribe'),
+      id: fc.nat({ max: 8 }),
+      topic: fc.constantFrom(...Object.keys(topics)),
+      params: fc.oneof(fc.constant({}), fc.jsonValue()),
+    }),
+    fc.record({ kind: fc.constant('unsubscribe'), id: fc.nat({ max: 8 }) }),
+  )
+  .map((r) => JSON.stringify(r));
+const text = fc.oneof(
+  request,
+  envelope,
+  envelope,
+  fc.jsonValue().map((v) => JSON.stringify(v)),
+  fc.string({ unit: 'binary', maxLength: 80 }),
+);
 
 export const apiSessionTarget: FuzzTarget<Ctx> = {
   name: 'api-session-wire',

@@ -10,4 +10,12 @@ import { localSocketTarget } from './local-socket.js';
 import { apiSessionTarget } from './api-session.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- one list of targets with different contexts
-export const targets: FuzzTarget<any>[] = [...virtioTargets, ...codecTargets, ...qmpTargets, apiRouterTarget, apiSessionTarget, localSocketTarget, serverStreams];
+export const targets: FuzzTarget<any>[] = [
+  ...virtioTargets,
+  ...codecTargets,
+  ...qmpTargets,
+  apiRouterTarget,
+  apiSessionTarget,
+  localSocketTarget,
+  serverStreams,
+];

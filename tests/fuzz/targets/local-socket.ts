@@ -12,7 +12,12 @@ import { serveLocalApi } from '../../../electron/api/local-socket.js';
 import type { FuzzTarget } from '../target.js';
 import { isolatedEnv } from '../../lib/api.js';
 
-interface Ctx { dir: string; backend: Backend; server: Server; path: string }
+interface Ctx {
+  dir: string;
+  backend: Backend;
+  server: Server;
+  path: string;
+}
 
 /** Sends `payload` and collects `lines` reply lines (or what arrived before the socket closed). */
 export function exchange(path: string, payload: Buffer | string, lines: number): Promise<{ replies: unknown[]; closed: boolean }> {
@@ -42,7 +47,13 @@ export function exchange(path: string, payload: Buffer | string, lines: number):
 
 const line = fc.oneof(
   fc.jsonValue().map((v) => JSON.stringify(v)),
-  fc.record({ id: fc.jsonValue(), method: fc.oneof(fc.constantFrom('vm.list', 'vm.get', 'app.info', '__proto__', 'constructor'), fc.string()), params: fc.jsonValue() }).map((v) => JSON.stringify(v)),
+  fc
+    .record({
+      id: fc.jsonValue(),
+      method: fc.oneof(fc.constantFrom('vm.list', 'vm.get', 'app.info', '__proto__', 'constructor'), fc.string()),
+      params: fc.jsonValue(),
+    })
+    .map((v) => JSON.stringify(v)),
   fc.string({ unit: 'binary', maxLength: 60 }).map((s) => s.replace(/\n/g, ' ')),
 );
 

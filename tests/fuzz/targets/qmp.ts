@@ -30,14 +30,20 @@ export const qmpRandomBytes: FuzzTarget<void> = {
   suite: 'unit',
   bounded: 1000,
   property: () =>
-    fc.property(fc.oneof(fc.uint8Array({ maxLength: 300 }), fc.array(fc.json(), { maxLength: 4 }).map((js) => enc(js.join('\n') + '\n'))), (bytes) => {
-      try {
-        new QmpFramer(256).push(bytes);
-      } catch (e) {
-        return e instanceof SpindleError;
-      }
-      return true;
-    }),
+    fc.property(
+      fc.oneof(
+        fc.uint8Array({ maxLength: 300 }),
+        fc.array(fc.json(), { maxLength: 4 }).map((js) => enc(js.join('\n') + '\n')),
+      ),
+      (bytes) => {
+        try {
+          new QmpFramer(256).push(bytes);
+        } catch (e) {
+          return e instanceof SpindleError;
+        }
+        return true;
+      },
+    ),
 };
 
 export const qmpTargets = [qmpChunks, qmpRandomBytes];

@@ -47,14 +47,20 @@ export const readerReassembly: FuzzTarget<void> = {
   bounded: 300,
   property: () =>
     fc.property(
-      fc.array(fc.record({ request: fc.constantFrom(1, 2, 5, 8, 9, 24), payload: fc.uint8Array({ maxLength: 300 }), needReply: fc.boolean() }), { minLength: 1, maxLength: 6 }),
+      fc.array(
+        fc.record({ request: fc.constantFrom(1, 2, 5, 8, 9, 24), payload: fc.uint8Array({ maxLength: 300 }), needReply: fc.boolean() }),
+        { minLength: 1, maxLength: 6 },
+      ),
       fc.array(fc.integer({ min: 1, max: 64 }), { maxLength: 50 }),
       (msgs, chunks) => {
         // One socket "stream": concatenated messages; fds only on the first one (as one sendmsg).
         const encoded = msgs.map((m) => encodeMessage(m.request, m.needReply ? FLAG_NEED_REPLY : 0, m.payload));
         const total = new Uint8Array(encoded.reduce((n, e) => n + e.length, 0));
         let o = 0;
-        for (const e of encoded) { total.set(e, o); o += e.length; }
+        for (const e of encoded) {
+          total.set(e, o);
+          o += e.length;
+        }
         // Chunks never span a message boundary on a real socket read (we ask for at most the rest).
         const got = readAll(new MessageReader(streamOf(total, chunks, [100, 101])));
         assert.equal(got.length, msgs.length);

@@ -28,21 +28,52 @@ const anyMessage = fc.record({
 });
 // Requests with the payload size they need and random contents: these get past the shape check
 // and reach the handlers (ring indexes, addresses, features, config offsets all random).
-const sizes: [number, number, number][] = [[1, 0, 0], [2, 8, 0], [3, 0, 0], [4, 0, 0], [8, 8, 0], [9, 40, 0], [10, 8, 0], [11, 8, 0], [12, 8, 1], [13, 8, 1], [14, 8, 1], [15, 0, 0], [16, 8, 0], [17, 0, 0], [18, 8, 0], [31, 24, 0], [32, 24, 1], [5, 40, 1]];
-const shapedMessage = fc.constantFrom(...sizes).chain(([request, size, fds]) => fc.record({
-  request: fc.constant(request),
-  flags: fc.constantFrom(1, 1 | 8),
-  payload: fc.uint8Array({ minLength: size, maxLength: size }).map((p) => {
-    // Small ring indexes and region counts half of the time, so the deeper paths run too.
-    if (p.length >= 8 && p[0]! & 1) { p[1] = p[2] = p[3] = 0; p[0] = p[0]! & 3; }
-    if (request === 5) { p.fill(0, 0, 8); p[0] = 1; }
-    return p;
+const sizes: [number, number, number][] = [
+  [1, 0, 0],
+  [2, 8, 0],
+  [3, 0, 0],
+  [4, 0, 0],
+  [8, 8, 0],
+  [9, 40, 0],
+  [10, 8, 0],
+  [11, 8, 0],
+  [12, 8, 1],
+  [13, 8, 1],
+  [14, 8, 1],
+  [15, 0, 0],
+  [16, 8, 0],
+  [17, 0, 0],
+  [18, 8, 0],
+  [31, 24, 0],
+  [32, 24, 1],
+  [5, 40, 1],
+];
+const shapedMessage = fc.constantFrom(...sizes).chain(([request, size, fds]) =>
+  fc.record({
+    request: fc.constant(request),
+    flags: fc.constantFrom(1, 1 | 8),
+    payload: fc.uint8Array({ minLength: size, maxLength: size }).map((p) => {
+      // Small ring indexes and region counts half of the time, so the deeper paths run too.
+      if (p.length >= 8 && p[0]! & 1) {
+        p[1] = p[2] = p[3] = 0;
+        p[0] = p[0]! & 3;
+      }
+      if (request === 5) {
+        p.fill(0, 0, 8);
+        p[0] = 1;
+      }
+      return p;
+    }),
+    fds: fc.constant(fds),
   }),
-  fds: fc.constant(fds),
-}));
+);
 const message = fc.oneof(anyMessage, shapedMessage, shapedMessage);
 
-interface Ctx { dir: string; server: VhostUserServer; baseline: number }
+interface Ctx {
+  dir: string;
+  server: VhostUserServer;
+  baseline: number;
+}
 
 export const serverStreams: FuzzTarget<Ctx> = {
   name: 'vhost-user-server-streams',
@@ -74,7 +105,12 @@ export const serverStreams: FuzzTarget<Ctx> = {
             fds.forEach(closeQuietly);
           }
         }
-        if (garbage) try { posix.sendMsg(fd, garbage, 0, garbage.length); } catch { /* closed */ }
+        if (garbage)
+          try {
+            posix.sendMsg(fd, garbage, 0, garbage.length);
+          } catch {
+            /* closed */
+          }
         await new Promise((r) => setTimeout(r, 2));
       } finally {
         closeQuietly(fd);

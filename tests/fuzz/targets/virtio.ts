@@ -14,16 +14,17 @@ import type { FuzzTarget } from '../target.js';
 const REGION = 1 << 16;
 const TYPES = [0, 1, 4, 8, 11, 13, 2, 0xffffffff];
 
-const descArb = (size: number) => fc.record({
-  addr: fc.oneof(
-    fc.integer({ min: GUEST_BASE - 64, max: GUEST_BASE + REGION + 4096 + 64 }),
-    fc.constantFrom(0, GUEST_BASE + REGION - 1, GUEST_BASE + REGION, GUEST_BASE + REGION + 4096 - 8, Number.MAX_SAFE_INTEGER),
-    fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
-  ),
-  len: fc.oneof(fc.integer({ min: 0, max: 1100 }), fc.constantFrom(1, 16, 512, 4096, 0xffffffff)),
-  flags: fc.integer({ min: 0, max: 7 }),
-  next: fc.integer({ min: 0, max: size + 1 }),
-});
+const descArb = (size: number) =>
+  fc.record({
+    addr: fc.oneof(
+      fc.integer({ min: GUEST_BASE - 64, max: GUEST_BASE + REGION + 4096 + 64 }),
+      fc.constantFrom(0, GUEST_BASE + REGION - 1, GUEST_BASE + REGION, GUEST_BASE + REGION + 4096 - 8, Number.MAX_SAFE_INTEGER),
+      fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
+    ),
+    len: fc.oneof(fc.integer({ min: 0, max: 1100 }), fc.constantFrom(1, 16, 512, 4096, 0xffffffff)),
+    flags: fc.integer({ min: 0, max: 7 }),
+    next: fc.integer({ min: 0, max: size + 1 }),
+  });
 
 const hostileCase = fc.integer({ min: 0, max: 5 }).chain((log) => {
   const size = 1 << log;
@@ -34,13 +35,19 @@ const hostileCase = fc.integer({ min: 0, max: 5 }).chain((log) => {
     readOnly: fc.boolean(),
     lbs: fc.constantFrom(512, 4096),
     seed: fc.integer({ min: 1, max: 0x7fffffff }),
-    headers: fc.array(fc.record({ type: fc.constantFrom(...TYPES), sector: fc.oneof(fc.integer({ min: 0, max: 4096 }), fc.constant(0xffffffff)) }), { maxLength: 8 }),
+    headers: fc.array(
+      fc.record({ type: fc.constantFrom(...TYPES), sector: fc.oneof(fc.integer({ min: 0, max: 4096 }), fc.constant(0xffffffff)) }),
+      { maxLength: 8 },
+    ),
     descs: fc.array(descArb(size), { minLength: size, maxLength: size }),
-    rounds: fc.array(fc.record({
-      heads: fc.array(fc.integer({ min: 0, max: size + 2 }), { maxLength: size + 2 }),
-      rewrite: fc.option(fc.tuple(fc.integer({ min: 0, max: size - 1 }), descArb(size)), { nil: undefined }),
-      complete: fc.boolean(),
-    }), { minLength: 1, maxLength: 4 }),
+    rounds: fc.array(
+      fc.record({
+        heads: fc.array(fc.integer({ min: 0, max: size + 2 }), { maxLength: size + 2 }),
+        rewrite: fc.option(fc.tuple(fc.integer({ min: 0, max: size - 1 }), descArb(size)), { nil: undefined }),
+        complete: fc.boolean(),
+      }),
+      { minLength: 1, maxLength: 4 },
+    ),
   });
 });
 
@@ -53,8 +60,14 @@ export const hostileRings: FuzzTarget<void> = {
     fc.property(hostileCase, (c) => {
       // Two regions with a gap, so addresses can fall between them too.
       const guest = new TestGuest(REGION, { size: 4096, gap: 4096 });
-      const h = harness({ guest, queues: 2, ringSizes: [c.size, 16], eventIdx: c.eventIdx, features: features(c),
-        blk: { readOnly: c.readOnly, logicalBlockSize: c.lbs } });
+      const h = harness({
+        guest,
+        queues: 2,
+        ringSizes: [c.size, 16],
+        eventIdx: c.eventIdx,
+        features: features(c),
+        blk: { readOnly: c.readOnly, logicalBlockSize: c.lbs },
+      });
       const ring = h.rings[0];
       // Random bytes everywhere the rings are not, then a few plausible headers at random spots.
       const rnd = pattern(REGION - 16384, c.seed);
@@ -79,8 +92,7 @@ export const hostileRings: FuzzTarget<void> = {
     }),
 };
 
-const features = (c: { eventIdx: boolean; indirect: boolean }) =>
-  ~0n & ~(c.eventIdx ? 0n : 1n << 29n) & ~(c.indirect ? 0n : 1n << 28n);
+const features = (c: { eventIdx: boolean; indirect: boolean }) => ~0n & ~(c.eventIdx ? 0n : 1n << 29n) & ~(c.indirect ? 0n : 1n << 28n);
 
 /** After any run: queue 0 broke at most once with a proper sentence, and queue 1 still works. */
 function check(h: ReturnType<typeof harness>, lbs: number): void {
@@ -101,8 +113,10 @@ function check(h: ReturnType<typeof harness>, lbs: number): void {
 // parser, the range checks and the block layer, not just the first sanity check.
 const chainArb = fc.record({
   type: fc.constantFrom(...TYPES, 0, 1, 0, 1),
-  sector: fc.oneof({ arbitrary: fc.integer({ min: 0, max: 2100 }), weight: 6 },
-    { arbitrary: fc.constantFrom(0xffff_ffff_ffff_fff8n, 1n << 53n, 2047n), weight: 1 }),
+  sector: fc.oneof(
+    { arbitrary: fc.integer({ min: 0, max: 2100 }), weight: 6 },
+    { arbitrary: fc.constantFrom(0xffff_ffff_ffff_fff8n, 1n << 53n, 2047n), weight: 1 },
+  ),
   dataLen: fc.constantFrom(512, 1024, 4096, 512, 4096, 8192, 0, 16, 32, 13, 20),
   pieces: fc.integer({ min: 1, max: 3 }),
   flipDirection: fc.oneof({ arbitrary: fc.constant(false), weight: 15 }, { arbitrary: fc.constant(true), weight: 1 }),
@@ -133,8 +147,13 @@ export const mutatedRings: FuzzTarget<void> = {
   seed: 99,
   property: (_ctx, stats) =>
     fc.property(mutatedCase, (c) => {
-      const h = harness({ queues: 2, ringSize: 32, eventIdx: c.eventIdx, features: features(c),
-        blk: { readOnly: c.readOnly, logicalBlockSize: c.lbs, sizeBytes: 2 << 20 } });
+      const h = harness({
+        queues: 2,
+        ringSize: 32,
+        eventIdx: c.eventIdx,
+        features: features(c),
+        blk: { readOnly: c.readOnly, logicalBlockSize: c.lbs, sizeBytes: 2 << 20 },
+      });
       const g = h.guest;
       const ring = h.rings[0];
       const descSpots: number[] = []; // guest addresses of every descriptor written

@@ -67,7 +67,7 @@ export class MemoryBlockDevice implements BlockDevice {
   }
 
   registerBuffer(id: number, memory: Uint8Array): void {
-    this.buffers.set(id, memory);  // the view itself: segment offsets count from memory[0]
+    this.buffers.set(id, memory); // the view itself: segment offsets count from memory[0]
   }
 
   unregisterBuffer(id: number): void {

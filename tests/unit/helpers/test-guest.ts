@@ -27,7 +27,9 @@ export class TestGuest {
     this.regions.push({ guestAddr: GUEST_BASE, size, frontendAddr: 0x7f00_0000_0000, memory: offsetRegionMemory(size) });
     if (second) {
       this.regions.push({
-        guestAddr: GUEST_BASE + size + second.gap, size: second.size, frontendAddr: 0x7e00_0000_0000,
+        guestAddr: GUEST_BASE + size + second.gap,
+        size: second.size,
+        frontendAddr: 0x7e00_0000_0000,
         memory: offsetRegionMemory(second.size),
       });
     }
@@ -117,8 +119,14 @@ export function harness(opts: HarnessOptions = {}): Harness {
     h.rings.push(ring);
     h.notifies.push(0);
     dev.startQueue(q, {
-      size: ring.size, descAddr: ring.descAddr, availAddr: ring.availAddr, usedAddr: ring.usedAddr,
-      lastAvailIdx: 0, notify: () => { h.notifies[q]++; },
+      size: ring.size,
+      descAddr: ring.descAddr,
+      availAddr: ring.availAddr,
+      usedAddr: ring.usedAddr,
+      lastAvailIdx: 0,
+      notify: () => {
+        h.notifies[q]++;
+      },
     });
   }
   return h;
@@ -132,8 +140,14 @@ export interface Sent {
 
 /** Builds a whole request in guest memory and puts it on queue q's avail ring (not yet published).
  *  data: bytes to write (OUT, DISCARD payload...) or a length of device-writable buffer (IN, GET_ID). */
-export function send(h: Harness, q: number, type: number, sector: bigint | number,
-  data?: Uint8Array | number, opts: { indirect?: boolean; pieces?: number } = {}): Sent {
+export function send(
+  h: Harness,
+  q: number,
+  type: number,
+  sector: bigint | number,
+  data?: Uint8Array | number,
+  opts: { indirect?: boolean; pieces?: number } = {},
+): Sent {
   const hdr = h.guest.header(type, sector);
   const status = h.guest.status();
   const bufs: DriverBuffer[] = [{ addr: hdr, len: 16, write: false }];
@@ -169,7 +183,9 @@ export function pattern(len: number, seed: number): Uint8Array {
   const b = new Uint8Array(len);
   let x = seed >>> 0 || 1;
   for (let i = 0; i < len; i++) {
-    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
     b[i] = x & 0xff;
   }
   return b;

@@ -65,7 +65,13 @@ class VmsState {
     for (const d of next.config.disks) {
       const p = prev.config.disks.find((x) => x.id === d.id);
       if (p && (p.aio !== d.aio || p.cache !== d.cache || p.nowait !== d.nowait)) {
-        found.push({ vmId: next.config.id, diskId: d.id, t: now, from: { aio: p.aio, cache: p.cache, nowait: p.nowait }, to: { aio: d.aio, cache: d.cache, nowait: d.nowait } });
+        found.push({
+          vmId: next.config.id,
+          diskId: d.id,
+          t: now,
+          from: { aio: p.aio, cache: p.cache, nowait: p.nowait },
+          to: { aio: d.aio, cache: d.cache, nowait: d.nowait },
+        });
       }
     }
     if (found.length) this.switches = [...this.switches.filter((x) => x.t > now - SWITCH_KEEP_SEC), ...found];
@@ -106,4 +112,5 @@ export const SHUTDOWN_TIMEOUT_MS = 30_000;
 
 export const vms = new VmsState();
 
-export const isRunning = (vm: VmInfo) => vm.state === 'running' || vm.state === 'paused' || vm.state === 'starting' || vm.state === 'shutting-down';
+export const isRunning = (vm: VmInfo) =>
+  vm.state === 'running' || vm.state === 'paused' || vm.state === 'starting' || vm.state === 'shutting-down';
