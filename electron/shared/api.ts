@@ -429,6 +429,10 @@ export const AppInfo = z.object({
   acceleratorWarning: z.string().optional(),
   qemu: z.object({ found: z.boolean(), path: z.string().optional(), version: z.string().optional(), message: z.string().optional() }),
   uefiAvailable: z.boolean(),
+  /** Debian's OVMF secure-boot build is installed (Secure Boot can be chosen). */
+  secureBootAvailable: z.boolean().optional(),
+  /** swtpm is installed (a VM can have a TPM). */
+  tpmAvailable: z.boolean().optional(),
   configDir: z.string(),
   /** Where images Spindle makes (the scratch disk) live. */
   dataDir: z.string().optional(),

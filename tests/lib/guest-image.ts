@@ -97,7 +97,8 @@ done
 echo "spindle-guest: modules loaded, agent on $agent"
 # spindle.acpid=1: busybox acpid powers the guest off when the ACPI power button is pressed
 # (/etc/acpi/PWRF/00000080, busybox's name for that event); without it the button does nothing.
-case " $(cat /proc/cmdline) " in *" spindle.acpid=1 "*) acpid && echo "spindle-guest: acpid running" ;; esac
+# Its log and pid file go to /run: the image has no /var.
+case " $(cat /proc/cmdline) " in *" spindle.acpid=1 "*) acpid -l /run/acpid.log -p /run/acpid.pid && echo "spindle-guest: acpid running" ;; esac
 stty -F /dev/$agent raw -echo
 while true; do
   /bin/sh /etc/spindle/agent.sh </dev/$agent >/dev/$agent 2>&1
