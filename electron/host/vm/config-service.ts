@@ -115,6 +115,8 @@ export class VmConfigService {
     if (!lock) refuse();
     try {
       this.store.delete(config.id);
+      // The TPM's state belongs to this VM alone (a clone gets a fresh one).
+      rmSync(this.tpmStateDir(config.id), { recursive: true, force: true });
       rmSync(lockPath, { force: true });
     } finally {
       lock?.release();
