@@ -98,9 +98,9 @@ export function machineFields(o: Flags, current?: VmConfig): Record<string, unkn
   } else if (o['boot-disk']) {
     boot = { kind: 'disk' };
   }
-  if (!boot && (o.initrd !== undefined || o.append !== undefined)) {
+  if (o.kernel === undefined && (o.initrd !== undefined || o.append !== undefined)) {
     const flag = o.initrd !== undefined ? '--initrd' : '--append';
-    if (current?.boot.kind !== 'kernel') throw bad(`${flag} goes with --kernel (direct kernel boot).`);
+    if (boot || current?.boot.kind !== 'kernel') throw bad(`${flag} goes with --kernel (direct kernel boot).`);
     const initrd = o.initrd !== undefined ? o.initrd : current.boot.initrd;
     boot = { ...current.boot, ...(initrd ? { initrd: abs(initrd) } : {}), cmdline: o.append ?? current.boot.cmdline };
     if (o.initrd === '') delete (boot as { initrd?: string }).initrd;

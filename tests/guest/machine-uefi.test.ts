@@ -6,7 +6,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createConnection, createServer } from 'node:net';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createBackend } from '../../electron/api/backend.js';
@@ -170,4 +170,31 @@ test('q35 + UEFI + TPM: the guest sees /dev/tpm0; a port forward, CD-ROM change 
       }
     });
   assert.deepEqual(swtpms, [], 'no swtpm outlives its VM');
+});
+
+test('Secure Boot: QEMU runs the OVMF secure-boot build with SMM on q35, with its own variable store holding enrolled keys', async () => {
+  const vm = await call('vm.create', { name: 'secure', memoryMiB: 256, firmware: 'uefi', secureBoot: true, display: 'none' });
+  const id = vm.config.id;
+  try {
+    const started = await call('vm.start', { id });
+    assert.equal(started.state, 'running');
+    const argv = readFileSync(`/proc/${started.pid}/cmdline`, 'utf8').split('\0');
+    assert.ok(
+      argv.some((a) => a.includes('OVMF_CODE_4M.secboot.fd')),
+      'the secure-boot firmware build',
+    );
+    assert.ok(argv.includes('q35,pflash0=fw-code,pflash1=fw-vars,smm=on'), `SMM on: ${argv.join(' ')}`);
+    // The firmware runs (under TCG it takes a while to get anywhere): QEMU is still up a few seconds on.
+    await new Promise((r) => setTimeout(r, 5000));
+    assert.equal((await call('vm.get', { id })).state, 'running', 'QEMU accepted the Secure Boot machine and keeps running');
+    const vars = join(dir, 'cfg', 'spindle', 'nvram', `${id}_VARS_SB.fd`);
+    // A copy of the store with Microsoft's keys enrolled (the firmware may have written variables to it since).
+    assert.equal(
+      statSync(vars).size,
+      statSync('/usr/share/OVMF/OVMF_VARS_4M.ms.fd').size,
+      `its own copy of the enrolled-keys store at ${vars}`,
+    );
+  } finally {
+    await call('vm.forceOff', { id }).catch(() => undefined);
+  }
 });
