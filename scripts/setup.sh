@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 PKGS=(
   build-essential python3 pkg-config libaio-dev liburing-dev   # the native addon
   qemu-system-x86 qemu-utils                                   # QEMU and qemu-storage-daemon
+  ovmf swtpm swtpm-tools                                       # UEFI (and Secure Boot) firmware, the TPM 2.0 emulator
+  grub-pc-bin grub-efi-amd64-bin xorriso mtools                # grub-mkrescue: the ISOs the machine tests boot
   linux-image-amd64 busybox-static cpio kmod                   # the test guest
   e2fsprogs xfsprogs util-linux fio                            # filesystems, loop devices, the fio peer
   chromium                                                     # UI tests in headless Chromium

@@ -9,7 +9,8 @@ import type { ApiHandler } from './session.js';
 import { VmManager, type VmManagerOptions } from '../host/vm/manager.js';
 import { VmStore } from '../host/vm/store.js';
 import { configDir, dataDir, vmConfigDir } from '../host/vm/paths.js';
-import { findOvmf, findQemu, resolveAccelerator, chooseAccelerator } from '../host/vm/launcher.js';
+import { findOvmf, findSecureBootOvmf, findQemu, resolveAccelerator, chooseAccelerator } from '../host/vm/launcher.js';
+import { findSwtpm } from '../host/vm/tpm.js';
 import { StatsSampler } from '../host/stats/sampler.js';
 import { SpindleError } from '../shared/errors.js';
 import { createAdvisorLayer, hostDevicesLayer } from './advisor-api.js';
@@ -56,6 +57,8 @@ export async function appInfo(env: NodeJS.ProcessEnv = process.env, qemuBinary?:
     ...(accel.warning ? { acceleratorWarning: accel.warning } : {}),
     qemu,
     uefiAvailable: findOvmf() !== null,
+    secureBootAvailable: findSecureBootOvmf() !== null,
+    tpmAvailable: findSwtpm() !== null,
     configDir: configDir(env),
     dataDir: dataDir(env),
   };

@@ -94,6 +94,7 @@ export function createRouter(backend: RouterBackend): ApiHandler {
     'vm.get': (p) => manager.get(p.id),
     'vm.create': (p) => manager.create(p),
     'vm.update': (p) => manager.update(p.id, p.patch),
+    'vm.media': (p) => manager.media(p.id, p.drive, p.path),
     'vm.delete': async (p) => (await manager.delete(p.id), { ok: true as const }),
     'vm.start': (p) => manager.start(p.id),
     'vm.shutdown': async (p) => {

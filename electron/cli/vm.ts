@@ -13,6 +13,7 @@ import { vmNameKey } from '../shared/model.js';
 import { apiSocketPath, connectLocalApi } from '../api/local-socket.js';
 import type { Backend } from '../api/backend.js';
 import { parseCommandArgs, wholeNumber } from './args.js';
+import { MACHINE_OPTIONS, MACHINE_USAGE, machineFields } from './vm-flags.js';
 
 type Caller = { call(method: string, params: unknown): Promise<unknown>; close(): Promise<void> | void; local: boolean; backend?: Backend };
 
@@ -43,10 +44,12 @@ async function caller(host: boolean): Promise<Caller> {
   }
 }
 
-const USAGE = `spindle vm list|create|show|start|stop|kill|attach|detach|set-disk|stats [options]
+const USAGE = `spindle vm list|create|update|show|start|stop|kill|media|attach|detach|set-disk|stats [options]
   list                                   VMs and unreadable VM files
-  create NAME [--memory MiB] [--cpus N] [--kernel K [--initrd I] [--append CMDLINE] | --iso F] [--disk PATH]... [--uefi] [--no-net] [--no-display]
+  create NAME [machine flags] [--disk PATH]...   a new VM: q35, BIOS, user networking, VNC unless the flags say otherwise
+  update VM [machine flags]              changes a VM's settings; most need it stopped (it says which)
   show VM                                settings and state
+  media VM DRIVE ISO|--eject             puts an ISO in CD-ROM drive DRIVE (cd0 boot ISO, cd1-cd3), or ejects it; live on a running VM
   start VM [--console]                   asks the running app or spindle serve to start it; without one, runs it in the foreground until it stops
   stop VM [--timeout S]                  ACPI shutdown, forced off after the timeout (default 30 s)
   kill VM                                forces the VM off
@@ -54,6 +57,7 @@ const USAGE = `spindle vm list|create|show|start|stop|kill|attach|detach|set-dis
   detach VM DISK
   set-disk VM DISK [--aio M] [--cache M] [--nowait on|off|auto] [--read-only|--read-write] [--queues N] [--enospc stop|report]
   stats [VM]                             the latest per-disk and per-VM sample
+${MACHINE_USAGE}
   every command takes --json`;
 
 function print(json: boolean, value: unknown, text: () => string): void {
@@ -73,9 +77,19 @@ function describe(vm: VmInfo): string {
       : c.boot.kind === 'iso'
         ? `iso ${c.boot.path}`
         : 'disk';
+  const net = c.network.bridge
+    ? `bridge ${c.network.bridge}`
+    : c.network.user
+      ? `user${(c.network.forwards ?? []).map((f) => ` ${f.proto}:${f.hostAddress ?? '127.0.0.1'}:${f.hostPort}->${f.guestPort}`).join(',')}`
+      : 'none';
+  const media = vm.media ?? [
+    ...(c.boot.kind === 'iso' ? [{ drive: 'cd0', path: c.boot.path }] : []),
+    ...(c.cdroms ?? []).map((path, i) => ({ drive: `cd${i + 1}`, path })),
+  ];
   const lines = [
     `${c.name} (${c.id}): ${vm.runningElsewhere ? `running in another Spindle process (pid ${vm.runningElsewhere.pid})` : vm.state}${vm.pid ? ` pid ${vm.pid}` : ''}${vm.accelerator ? ` ${vm.accelerator}` : ''}`,
-    `  ${c.cpus} vCPU, ${c.memoryMiB} MiB, ${c.firmware}, boot: ${boot}, network: ${c.network.user ? 'user' : 'none'}, display: ${c.display}`,
+    `  ${c.cpus} vCPU, ${c.memoryMiB} MiB, ${c.machine ?? 'pc'}, ${c.firmware}${c.secureBoot ? ' (Secure Boot)' : ''}${c.tpm ? ', TPM 2.0' : ''}, boot: ${boot}${c.bootOrder?.length ? ` (order ${c.bootOrder.join(',')})` : ''}, network: ${net}, display: ${c.display}`,
+    ...media.map((m) => `  ${m.drive}: ${m.path ?? '(empty)'}`),
     ...c.disks.map(
       (d) =>
         `  ${d.id}: ${d.path} (${d.kind}) aio=${d.aio} cache=${d.cache} nowait=${d.nowait}${d.readOnly ? ' read-only' : ''} queues=${d.queues} enospc=${d.enospc ?? 'stop'} [${live(d.id)}]`,
@@ -121,17 +135,10 @@ const command: Command = {
     const { values: o, positionals } = parseCommandArgs(
       argv,
       {
+        ...MACHINE_OPTIONS,
         json: { type: 'boolean' },
-        memory: { type: 'string' },
-        cpus: { type: 'string' },
-        kernel: { type: 'string' },
-        initrd: { type: 'string' },
-        append: { type: 'string' },
-        iso: { type: 'string' },
         disk: { type: 'string', multiple: true },
-        uefi: { type: 'boolean' },
-        'no-net': { type: 'boolean' },
-        'no-display': { type: 'boolean' },
+        eject: { type: 'boolean' },
         console: { type: 'boolean' },
         timeout: { type: 'string' },
         aio: { type: 'string' },
@@ -147,15 +154,16 @@ const command: Command = {
     const [sub, ...args] = positionals;
     const json = !!o.json;
     // The API's ranges (shared/api.ts), checked here too so the sentence names the option.
-    const memory = wholeNumber(o.memory, '--memory', 32, 1 << 20, ' MiB');
-    const cpus = wholeNumber(o.cpus, '--cpus', 1, 64);
     const queues = wholeNumber(o.queues, '--queues', 1, 16);
     const timeout = wholeNumber(o.timeout, '--timeout', 0, 600, ' seconds');
     const abs = (p: string | undefined) => (p === undefined ? undefined : resolvePath(p));
-    if (sub === 'create') {
-      if (o.kernel && o.iso) throw new SpindleError('INVALID_ARGUMENT', '--kernel and --iso are two ways to boot; give one of them.');
-      const orphan = !o.kernel && (o.initrd !== undefined ? '--initrd' : o.append !== undefined ? '--append' : null);
-      if (orphan) throw new SpindleError('INVALID_ARGUMENT', `${orphan} goes with --kernel (direct kernel boot).`);
+    // Flag mistakes are reported before any VM file or host is touched.
+    const createFields = sub === 'create' ? machineFields(o) : undefined;
+    if (sub !== 'create' && sub !== 'update') {
+      const stray = Object.keys(MACHINE_OPTIONS).find(
+        (k) => (o as Record<string, unknown>)[k] !== undefined && !['no-net', 'no-display'].includes(k),
+      );
+      if (stray) throw new SpindleError('INVALID_ARGUMENT', `--${stray} is a setting for vm create or vm update, not vm ${sub ?? ''}.`);
     }
     const api = await caller(sub === 'start');
     try {
@@ -176,22 +184,34 @@ const command: Command = {
           return 0;
         }
         case 'create': {
-          if (!args[0]) throw new SpindleError('INVALID_ARGUMENT', 'Give the new VM a name: spindle vm create NAME …');
-          const boot = o.kernel
-            ? { kind: 'kernel', kernel: abs(o.kernel), ...(o.initrd ? { initrd: abs(o.initrd) } : {}), cmdline: o.append ?? '' }
-            : o.iso
-              ? { kind: 'iso', path: abs(o.iso) }
-              : { kind: 'disk' };
+          const name = args[0] ?? o.name;
+          if (!name) throw new SpindleError('INVALID_ARGUMENT', 'Give the new VM a name: spindle vm create NAME …');
           const vm = (await api.call('vm.create', {
-            name: args[0],
-            ...(memory !== undefined ? { memoryMiB: memory } : {}),
-            ...(cpus !== undefined ? { cpus } : {}),
-            firmware: o.uefi ? 'uefi' : 'bios',
-            boot,
+            ...createFields,
+            name,
             disks: (o.disk ?? []).map((p) => ({ path: abs(p) })),
-            network: { user: !o['no-net'] },
-            display: o['no-display'] ? 'none' : 'vnc',
           })) as VmInfo;
+          print(json, vm, () => describe(vm));
+          return 0;
+        }
+        case 'update': {
+          const id = await resolveId(api, args[0]);
+          const current = (await api.call('vm.get', { id })) as VmInfo;
+          const patch = machineFields(o, current.config);
+          if (!Object.keys(patch).length)
+            throw new SpindleError('INVALID_ARGUMENT', `Say what to change, for example: spindle vm update ${args[0]} --memory 2048.`);
+          const vm = (await api.call('vm.update', { id, patch })) as VmInfo;
+          print(json, vm, () => describe(vm));
+          return 0;
+        }
+        case 'media': {
+          const [ref, drive, iso] = args;
+          if (!drive || (!iso && !o.eject) || (iso && o.eject))
+            throw new SpindleError(
+              'INVALID_ARGUMENT',
+              'Give a drive and an ISO, or --eject: spindle vm media VM cd1 driver.iso | spindle vm media VM cd1 --eject',
+            );
+          const vm = (await api.call('vm.media', { id: await resolveId(api, ref), drive, path: iso ? abs(iso) : null })) as VmInfo;
           print(json, vm, () => describe(vm));
           return 0;
         }

@@ -18,6 +18,10 @@ import {
   DiskSerial,
   EnospcPolicy,
   Firmware,
+  MachineType,
+  NetworkConfig,
+  BootDevice,
+  Cdroms,
   NowaitMode,
   VmConfig,
   VmId,
@@ -88,6 +92,8 @@ export const VmInfo = z.object({
   vnc: z.boolean(),
   /** Set when another Spindle process runs this VM (state here is 'stopped'): changes and start are refused. */
   runningElsewhere: z.object({ pid: z.number() }).optional(),
+  /** While it runs: what each CD-ROM drive holds now (null: empty), cd0 first. */
+  media: z.array(z.object({ drive: z.string(), path: z.string().nullable() })).optional(),
 });
 export type VmInfo = z.infer<typeof VmInfo>;
 
@@ -121,8 +127,14 @@ export const VmCreateInput = z.strictObject({
   firmware: Firmware.default('bios'),
   boot: BootSource.default({ kind: 'disk' }),
   disks: z.array(DiskInput).max(32).default([]),
-  network: z.strictObject({ user: z.boolean() }).default({ user: true }),
+  network: NetworkConfig.default({ user: true }),
   display: z.enum(['vnc', 'none']).default('vnc'),
+  /** Absent: 'q35'. */
+  machine: MachineType.optional(),
+  secureBoot: z.boolean().optional(),
+  tpm: z.boolean().optional(),
+  cdroms: Cdroms.optional(),
+  bootOrder: z.array(BootDevice).max(40).optional(),
 });
 export type VmCreateInput = z.input<typeof VmCreateInput>;
 
@@ -137,8 +149,14 @@ export const VmPatch = z.strictObject({
     .optional(),
   firmware: Firmware.optional(),
   boot: BootSource.optional(),
-  network: z.strictObject({ user: z.boolean() }).optional(),
+  network: NetworkConfig.optional(),
   display: z.enum(['vnc', 'none']).optional(),
+  machine: MachineType.optional(),
+  secureBoot: z.boolean().optional(),
+  tpm: z.boolean().optional(),
+  cdroms: Cdroms.optional(),
+  /** An empty list: back to the default order. */
+  bootOrder: z.array(BootDevice).max(40).optional(),
 });
 
 /** Disk settings changeable on a running VM (aio/cache/nowait apply live; readOnly/queues need a stopped VM). */
@@ -411,6 +429,10 @@ export const AppInfo = z.object({
   acceleratorWarning: z.string().optional(),
   qemu: z.object({ found: z.boolean(), path: z.string().optional(), version: z.string().optional(), message: z.string().optional() }),
   uefiAvailable: z.boolean(),
+  /** Debian's OVMF secure-boot build is installed (Secure Boot can be chosen). */
+  secureBootAvailable: z.boolean().optional(),
+  /** swtpm is installed (a VM can have a TPM). */
+  tpmAvailable: z.boolean().optional(),
   configDir: z.string(),
   /** Where images Spindle makes (the scratch disk) live. */
   dataDir: z.string().optional(),
@@ -445,6 +467,9 @@ export const methods = {
   'vm.pause': method(VmRef, VmInfo),
   'vm.resume': method(VmRef, VmInfo),
   'vm.reset': method(VmRef, VmInfo),
+  /** Inserts an ISO into CD-ROM drive `drive` (cd0-cd3), or ejects it (path null): on a running VM
+   *  through QMP, kept in the config (except ejecting the boot ISO cd0, which lasts until the VM stops). */
+  'vm.media': method(z.strictObject({ id: VmId, drive: z.enum(['cd0', 'cd1', 'cd2', 'cd3']), path: AbsolutePath.nullable() }), VmInfo),
 
   /** Stopped VM: adds to its config. Running VM: hot-plug (chardev-add + device_add). */
   'disk.attach': method(z.strictObject({ vmId: VmId, disk: DiskInput }), VmInfo),

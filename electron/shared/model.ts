@@ -65,6 +65,43 @@ export type EnospcPolicy = z.infer<typeof EnospcPolicy>;
 export const DiskKind = z.enum(['file', 'block']);
 export const Firmware = z.enum(['bios', 'uefi']);
 export const Accelerator = z.enum(['kvm', 'tcg']);
+/** QEMU machine type: 'q35' (PCIe, hot-plug through root ports) for new VMs; 'pc' (i440fx) for VMs made before it existed. */
+export const MachineType = z.enum(['pc', 'q35']);
+export type MachineType = z.infer<typeof MachineType>;
+
+/** A host port forwarded to a guest port (QEMU user networking's hostfwd). */
+export const PortForward = z.strictObject({
+  proto: z.enum(['tcp', 'udp']),
+  hostPort: z.int().min(1).max(65535),
+  guestPort: z.int().min(1).max(65535),
+  /** The host address it listens on; absent: 127.0.0.1 (only this host can connect). */
+  hostAddress: z.ipv4().optional(),
+});
+export type PortForward = z.infer<typeof PortForward>;
+
+/** A Linux bridge name (IFNAMSIZ: at most 15 bytes, no '/', no spaces). */
+export const BridgeName = z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, 'A bridge name is 1-15 letters, digits, dots, dashes or underscores.');
+
+/** The VM's one network card: user networking (NAT, with port forwards), or a host bridge, or none. */
+export const NetworkConfig = z.strictObject({
+  user: z.boolean(),
+  /** User networking only: host ports forwarded into the guest. */
+  forwards: z.array(PortForward).max(32).optional(),
+  /** Set: the card joins this existing host bridge (through qemu-bridge-helper) instead of user networking. */
+  bridge: BridgeName.optional(),
+  /** The card's MAC address; absent (older files): QEMU's default. */
+  mac: z
+    .string()
+    .regex(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/, 'A MAC address is six lowercase hex pairs separated by colons.')
+    .optional(),
+});
+export type NetworkConfig = z.infer<typeof NetworkConfig>;
+
+/** What a VM can boot from, for the boot order: a CD-ROM drive (cd0 the boot ISO, cd1… the others), a disk, the network card. */
+export const BootDevice = z.string().regex(/^(cd[0-3]|d[0-9]{1,3}|net0)$/, 'A boot device is cd0-cd3, a disk id (d0, d1, …) or net0.');
+
+/** Extra CD-ROM drives (cd1, cd2, cd3), each an ISO or empty (null). */
+export const Cdroms = z.array(AbsolutePath.nullable()).max(3, 'A VM has at most three CD-ROM drives besides its boot ISO.');
 
 // ───────────────────────────── VM model (persisted) ─────────────────────────────
 
@@ -113,8 +150,17 @@ export const VmConfig = z.strictObject({
   firmware: Firmware,
   boot: BootSource,
   disks: z.array(DiskConfig).max(32),
-  network: z.strictObject({ user: z.boolean() }),
+  network: NetworkConfig,
   display: z.enum(['vnc', 'none']),
   createdAt: z.string(),
+  /** Absent (files written before it existed): 'pc'. */
+  machine: MachineType.optional(),
+  /** UEFI Secure Boot (OVMF's secure-boot build, SMM on; q35 only). */
+  secureBoot: z.boolean().optional(),
+  /** A TPM 2.0 (swtpm, started and stopped with the VM; its state is kept with the VM's files). */
+  tpm: z.boolean().optional(),
+  cdroms: Cdroms.optional(),
+  /** Devices to boot from, first first; absent: the boot ISO, else the first disk. */
+  bootOrder: z.array(BootDevice).max(40).optional(),
 });
 export type VmConfig = z.infer<typeof VmConfig>;

@@ -24,7 +24,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 
 /** Bump when the layout or the scripts below change in a way the input hash would not see. */
-const BUILDER_VERSION = 4;
+const BUILDER_VERSION = 5;
 
 /** Modules the guest needs, by name; their dependencies come from modules.dep. */
 export const GUEST_MODULES = [
@@ -37,6 +37,15 @@ export const GUEST_MODULES = [
   // ext4 (metadata_csum, jbd2) asks the crypto API for crc32c; with no modprobe in the guest it must be loaded up front.
   'crc32c_generic',
   'ext4',
+  // The machine tests (tests/guest/machine-*.test.ts): the ACPI power button as an input device
+  // for busybox acpid, the network card for port forwards, CD-ROM drives (AHCI on q35, IDE on pc).
+  'button',
+  'evdev',
+  'virtio_net',
+  'ahci',
+  'ata_piix',
+  'sr_mod',
+  'isofs',
 ];
 
 /**
@@ -86,6 +95,10 @@ for arg in $(cat /proc/cmdline); do
   case "$arg" in spindle.agent=*) agent="\${arg#spindle.agent=}" ;; esac
 done
 echo "spindle-guest: modules loaded, agent on $agent"
+# spindle.acpid=1: busybox acpid powers the guest off when the ACPI power button is pressed
+# (/etc/acpi/PWRF/00000080, busybox's name for that event); without it the button does nothing.
+# Its log and pid file go to /run: the image has no /var.
+case " $(cat /proc/cmdline) " in *" spindle.acpid=1 "*) acpid -l /run/acpid.log -p /run/acpid.pid && echo "spindle-guest: acpid running" ;; esac
 stty -F /dev/$agent raw -echo
 while true; do
   /bin/sh /etc/spindle/agent.sh </dev/$agent >/dev/$agent 2>&1
@@ -96,6 +109,13 @@ done
 // One request per line: "<token> <base64 of a shell script>". The script runs with stdin from
 // /dev/null (so it cannot eat the next request); its output streams back, followed by
 // "\\n${AGENT_END_PREFIX}<token>_<exit code>__\\n".
+// What acpid runs for the power button: say so on the console, flush, and power off (ACPI S5).
+const POWER_BUTTON_SCRIPT = `#!/bin/sh
+echo "spindle-guest: power button pressed, powering off" > /dev/console
+sync
+poweroff -f
+`;
+
 const AGENT_SCRIPT = `echo ${AGENT_READY}
 while read -r token b64; do
   [ -n "$token" ] || continue
@@ -324,7 +344,15 @@ function makePlan(): Plan {
 function planHash(plan: Plan): string {
   const h = createHash('sha256');
   h.update(
-    JSON.stringify({ BUILDER_VERSION, INIT_SCRIPT, AGENT_SCRIPT, links: plan.links, applets: plan.busyboxApplets, stubs: plan.stubs }),
+    JSON.stringify({
+      BUILDER_VERSION,
+      INIT_SCRIPT,
+      AGENT_SCRIPT,
+      POWER_BUTTON_SCRIPT,
+      links: plan.links,
+      applets: plan.busyboxApplets,
+      stubs: plan.stubs,
+    }),
   );
   for (const src of [plan.kernel, BUSYBOX, ...plan.modules.map((m) => m.src), ...plan.files.map((f) => f.src), ...plan.stubSources]) {
     const st = statSync(src);
@@ -365,6 +393,8 @@ function stage(plan: Plan, root: string): void {
   for (const m of plan.modules) copyModule(m.src, join(root, m.dest));
   writeFileSync(join(root, 'etc/spindle/modules'), plan.modules.map((m) => basename(m.dest)).join('\n') + '\n');
   writeFileSync(join(root, 'etc/spindle/agent.sh'), AGENT_SCRIPT);
+  mkdirSync(join(root, 'etc/acpi/PWRF'), { recursive: true });
+  writeFileSync(join(root, 'etc/acpi/PWRF/00000080'), POWER_BUTTON_SCRIPT, { mode: 0o755 });
   symlinkSync('/proc/mounts', join(root, 'etc/mtab'));
   writeFileSync(join(root, 'init'), INIT_SCRIPT, { mode: 0o755 });
 }

@@ -194,5 +194,5 @@ test('vm create refuses an ISO that is a directory, --kernel with --iso, boot op
 test('vm --help prints the usage and exits 0', () => {
   const r = spindle('--help');
   assert.equal(r.code, 0);
-  assert.match(r.stdout, /spindle vm list\|create\|show\|start\|stop\|kill\|attach\|detach\|set-disk\|stats/);
+  assert.match(r.stdout, /spindle vm list\|create\|update\|show\|start\|stop\|kill\|media\|attach\|detach\|set-disk\|stats/);
 });

@@ -7,6 +7,7 @@ import type { DiskRuntime, SpaceWait } from '../../shared/api.js';
 import type { DiskConfig } from '../../shared/model.js';
 import { SpindleError, errnoOf } from '../../shared/errors.js';
 import { chardevIdOf, diskSocketName } from './launcher.js';
+import { spareRootPorts } from './machine-argv.js';
 import type { DiskHost, DiskHostEvent, DiskHostFactory, DiskServeSpec } from './disk-host.js';
 import { servedDiskFactory } from './served-disk.js';
 import { describeDiskEvent, describeSpaceWait, effectOf, spaceWaitOf } from './disk-events.js';
@@ -33,6 +34,8 @@ export interface DiskSlot {
 
 export class DiskSlots {
   private readonly slots = new Map<string, DiskSlot>();
+  /** q35: the spare root port each hot-plugged disk sits on (machine-argv.ts). */
+  private readonly hotplugPorts = new Map<string, string>();
 
   constructor(
     private readonly run: RunningVm,
@@ -122,13 +125,27 @@ export class DiskSlots {
         backend: { type: 'socket', data: { addr: { type: 'unix', data: { path: socketPath } }, server: false, reconnect: 1 } },
       });
       chardevAdded = true;
+      // q35 hot-plugs only behind a PCIe root port: the first spare one no other hot-plugged disk holds.
+      let bus: string | undefined;
+      if (this.run.config.machine === 'q35') {
+        const used = new Set(this.hotplugPorts.values());
+        bus = spareRootPorts().find((p) => !used.has(p));
+        if (!bus)
+          throw new SpindleError(
+            'CONFLICT',
+            `VM '${this.run.config.name}' has no free PCIe root port left; attach more disks while it is stopped.`,
+          );
+        this.hotplugPorts.set(disk.id, bus);
+      }
       await qmp.execute('device_add', {
         driver: 'vhost-user-blk-pci',
         id: disk.id,
         chardev: chardevIdOf(disk.id),
         'num-queues': disk.queues,
+        ...(bus ? { bus } : {}),
       });
     } catch (err) {
+      this.hotplugPorts.delete(disk.id);
       if (chardevAdded) await qmp.execute('chardev-remove', { id: chardevIdOf(disk.id) }).catch(() => undefined);
       this.slots.delete(disk.id);
       await slot.host?.stop().catch(() => undefined);
@@ -153,6 +170,7 @@ export class DiskSlots {
     await qmp.execute('chardev-remove', { id: chardevIdOf(diskId) }).catch(() => undefined);
     const slot = this.slots.get(diskId);
     this.slots.delete(diskId);
+    this.hotplugPorts.delete(diskId);
     await slot?.host?.stop();
     rmSync(join(this.run.dir, diskSocketName(diskId)), { force: true });
   }

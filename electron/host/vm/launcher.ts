@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process';
 import { delimiter, join, isAbsolute } from 'node:path';
 import type { VmConfig } from '../../shared/model.js';
 import { SpindleError } from '../../shared/errors.js';
+import { bootIndexes, cdromDrives, netdevArg, rootPortArgs, rootPortOf, tpmArgs } from './machine-argv.js';
 
 export const QEMU_BINARY = 'qemu-system-x86_64';
 export const QEMU_PACKAGE = 'qemu-system-x86';
@@ -161,6 +162,13 @@ export function findOvmf(): { code: string; varsTemplate: string } | null {
   return null;
 }
 
+/** Debian's OVMF build for Secure Boot (needs SMM) and a variable store with Microsoft's keys enrolled, so Secure Boot is on. */
+export const OVMF_SECBOOT = { code: '/usr/share/OVMF/OVMF_CODE_4M.secboot.fd', varsTemplate: '/usr/share/OVMF/OVMF_VARS_4M.ms.fd' };
+
+export function findSecureBootOvmf(): { code: string; varsTemplate: string } | null {
+  return existsSync(OVMF_SECBOOT.code) && existsSync(OVMF_SECBOOT.varsTemplate) ? OVMF_SECBOOT : null;
+}
+
 export interface LaunchPaths {
   qmp: string;
   serial: string;
@@ -168,8 +176,10 @@ export interface LaunchPaths {
   vnc?: string;
   /** Disk socket per disk id. */
   disks: Record<string, string>;
-  /** UEFI: the firmware code and this VM's own variable store. */
-  firmware?: { code: string; vars: string };
+  /** UEFI: the firmware code and this VM's own variable store; `secure`: the Secure Boot build. */
+  firmware?: { code: string; vars: string; secure?: boolean };
+  /** TPM: swtpm's control socket. */
+  tpm?: string;
 }
 
 /** Socket for one disk of a VM, inside the VM's runtime directory. */
@@ -181,14 +191,20 @@ export const chardevIdOf = (diskId: string): string => `chr-${diskId}`;
 export function buildQemuArgv(config: VmConfig, paths: LaunchPaths, accel: 'kvm' | 'tcg'): string[] {
   const json = (o: unknown) => JSON.stringify(o);
   const a: string[] = ['-name', `${config.id},debug-threads=on`, '-nodefaults', '-no-user-config', '-msg', 'timestamp=on'];
-  // i440fx ('pc') rather than q35: PCI hot-plug works on its root bus without pre-made root ports.
-  const machine = ['pc'];
+  const q35 = config.machine === 'q35';
+  const machine = [q35 ? 'q35' : 'pc'];
   if (config.firmware === 'uefi') {
     if (!paths.firmware)
       throw new SpindleError('INVALID_ARGUMENT', `VM '${config.name}' uses UEFI, but no OVMF firmware is installed (Debian package ovmf).`);
     a.push('-blockdev', json({ driver: 'file', filename: paths.firmware.code, 'node-name': 'fw-code', 'read-only': true }));
     a.push('-blockdev', json({ driver: 'file', filename: paths.firmware.vars, 'node-name': 'fw-vars' }));
     machine.push('pflash0=fw-code', 'pflash1=fw-vars');
+    if (paths.firmware.secure) {
+      // Secure Boot firmware keeps its variables in SMM: only SMM code may write the flash.
+      if (!q35) throw new SpindleError('INVALID_ARGUMENT', `VM '${config.name}': Secure Boot needs the q35 machine type.`);
+      machine.push('smm=on');
+      a.push('-global', 'driver=cfi.pflash01,property=secure,value=on');
+    }
   }
   a.push('-machine', machine.join(','));
   a.push('-accel', accel, '-cpu', accel === 'kvm' ? 'host' : 'max');
@@ -204,33 +220,46 @@ export function buildQemuArgv(config: VmConfig, paths: LaunchPaths, accel: 'kvm'
   a.push('-serial', 'chardev:serial0');
 
   if (paths.vnc) {
-    a.push('-device', 'VGA', '-display', 'none', '-vnc', `unix:${optPath(paths.vnc)}`);
+    a.push('-device', q35 ? 'VGA,bus=pcie.0,addr=0x1' : 'VGA', '-display', 'none', '-vnc', `unix:${optPath(paths.vnc)}`);
   } else {
     a.push('-display', 'none');
   }
+  const hasNet = config.network.user || !!config.network.bridge;
+  // On q35 every PCI device sits on a root port of its own: PCIe hot-plug (and unplug) works only there.
+  if (q35) a.push(...rootPortArgs([...config.disks.map((d) => d.id), ...(hasNet ? ['net0'] : [])]));
+  const bus = (dev: string) => (q35 ? `,bus=${rootPortOf(dev)}` : '');
+  const bootIndex = bootIndexes(config);
+  const bootArg = (dev: string) => (config.boot.kind !== 'kernel' && bootIndex.has(dev) ? `,bootindex=${bootIndex.get(dev)}` : '');
 
   const boot = config.boot;
   if (boot.kind === 'kernel') {
     a.push('-kernel', boot.kernel);
     if (boot.initrd) a.push('-initrd', boot.initrd);
     if (boot.cmdline) a.push('-append', boot.cmdline);
-  } else if (boot.kind === 'iso') {
-    a.push('-blockdev', json({ driver: 'file', filename: boot.path, 'node-name': 'cdrom0', 'read-only': true }));
-    a.push('-device', 'ide-cd,drive=cdrom0,bootindex=0');
+  }
+  // CD-ROMs: on q35's AHCI ports or pc's IDE buses, placed by QEMU; an empty drive has no medium yet.
+  for (const cd of cdromDrives(config)) {
+    if (cd.path) {
+      a.push('-blockdev', json({ driver: 'file', filename: cd.path, 'node-name': `${cd.drive}-file`, 'read-only': true }));
+      a.push('-blockdev', json({ driver: 'raw', file: `${cd.drive}-file`, 'node-name': `${cd.drive}-media`, 'read-only': true }));
+    }
+    a.push('-device', `ide-cd,id=${cd.drive}${cd.path ? `,drive=${cd.drive}-media` : ''}${bootArg(cd.drive)}`);
   }
 
-  config.disks.forEach((disk, i) => {
+  config.disks.forEach((disk) => {
     const sock = paths.disks[disk.id];
     if (!sock) throw new SpindleError('INTERNAL', `No socket was prepared for disk ${disk.id}.`);
     a.push('-chardev', `socket,id=${chardevIdOf(disk.id)},path=${optPath(sock)},reconnect=1`);
     const dev = [`vhost-user-blk-pci`, `chardev=${chardevIdOf(disk.id)}`, `id=${disk.id}`, `num-queues=${disk.queues}`];
-    if (boot.kind === 'disk' && i === 0) dev.push('bootindex=0');
-    a.push('-device', dev.join(','));
+    a.push('-device', dev.join(',') + bus(disk.id) + bootArg(disk.id));
   });
 
-  if (config.network.user) {
-    a.push('-netdev', 'user,id=net0', '-device', 'virtio-net-pci,netdev=net0');
+  if (hasNet) {
+    a.push('-netdev', netdevArg(config.network));
+    const mac = config.network.mac ? `,mac=${config.network.mac}` : '';
+    a.push('-device', `virtio-net-pci,netdev=net0,id=net0${mac}${bus('net0')}${bootArg('net0')}`);
   }
+  if (paths.tpm) a.push(...tpmArgs(paths.tpm, q35 ? 'q35' : 'pc'));
   a.push('-S');
   return a;
 }

@@ -22,6 +22,7 @@ import { RunningVm, sleep } from './running-vm.js';
 import { DiskSlots, type VmEvents } from './disk-slots.js';
 import { VmLocks } from './vm-lock.js';
 import { vmInfo } from './vm-info.js';
+import { changeMedia, mediaConfig } from './media.js';
 import { DiskLeases, measuredByBench } from '../disks/disk-leases.js';
 
 export { hostDeviceRefusal };
@@ -228,6 +229,7 @@ export class VmManager extends EventEmitter {
           env: this.env,
           ...(this.opts.kvmPath ? { kvmPath: this.opts.kvmPath } : {}),
           ...(firmware ? { firmware } : {}),
+          ...(config.tpm ? { tpmStateDir: this.configs.tpmStateDir(id) } : {}),
         });
       } catch (err) {
         if (!run.exited) {
@@ -235,7 +237,7 @@ export class VmManager extends EventEmitter {
           run.proc?.kill('SIGKILL');
         }
         if (run.spawned) await run.done;
-        else await run.disks.closeAll();
+        else await Promise.all([run.disks.closeAll(), run.stopAux()]);
         // A QEMU that died by itself while starting is recorded as a crash (onExited keeps its stderr).
         if (this.running.get(id) === run) this.running.delete(id);
         run.releaseLeases();
@@ -320,6 +322,23 @@ export class VmManager extends EventEmitter {
     return this.locks.run(id, async () => {
       const run = this.runningOrThrow(id, 'be reset');
       await run.qmp.execute('system_reset');
+      return this.get(id);
+    });
+  }
+
+  /** Inserts or ejects a CD-ROM (media.ts); a running VM's drive changes at once. */
+  media(id: string, drive: string, path: string | null): Promise<VmInfo> {
+    return this.locks.run(id, async () => {
+      const config = this.config(id);
+      const run = this.running.get(id);
+      if (!run) this.refuseIfElsewhere(config, 'change its CD-ROMs');
+      const next = mediaConfig(config, drive, path, !!run, (p) => this.configs.checkMedia([p]));
+      if (run) await changeMedia(this.runningOrThrow(id, 'change its CD-ROMs'), drive, path);
+      if (next !== config) {
+        this.configs.save(next);
+        if (run) run.config = next;
+      }
+      this.changed(id);
       return this.get(id);
     });
   }

@@ -14,6 +14,9 @@ import type { HeldLock } from './lock-file.js';
 import type { DiskLease, DiskLeases } from '../disks/disk-leases.js';
 import { checkedTransition } from './vm-state.js';
 import { DiskSlots, type VmEvents } from './disk-slots.js';
+import { Swtpm } from './tpm.js';
+import { cdromDrives } from './machine-argv.js';
+import { explainBridgeFailure } from './bridge.js';
 
 const STDERR_LINES = 20;
 const SERIAL_BACKLOG = 64 << 10;
@@ -23,7 +26,9 @@ export interface LaunchOptions {
   binary: string;
   env: NodeJS.ProcessEnv;
   kvmPath?: string;
-  firmware?: { code: string; vars: string };
+  firmware?: { code: string; vars: string; secure?: boolean };
+  /** Set: the VM has a TPM whose state lives in this directory. */
+  tpmStateDir?: string;
 }
 
 export class RunningVm {
@@ -53,6 +58,10 @@ export class RunningVm {
   readonly leases = new Map<string, DiskLease>();
   /** This process's claim to run the VM (no other Spindle process may start it meanwhile). */
   lock: HeldLock | null = null;
+  /** Its TPM's swtpm, while it runs. */
+  tpm: Swtpm | null = null;
+  /** What each CD-ROM drive holds now (null: empty), by drive id. */
+  readonly media = new Map<string, string | null>();
   /** Resolves once QEMU has exited and the disks are closed. */
   readonly done: Promise<void>;
   private resolveDone!: () => void;
@@ -135,6 +144,11 @@ export class RunningVm {
     if (config.display === 'vnc') paths.vnc = join(dir, 'vnc.sock');
     for (const p of [paths.qmp, paths.serial, paths.vnc]) if (p) rmSync(p, { force: true });
     if (opts.firmware) paths.firmware = opts.firmware;
+    for (const cd of cdromDrives(config)) this.media.set(cd.drive, cd.path);
+    if (opts.tpmStateDir) {
+      this.tpm = await Swtpm.start(opts.tpmStateDir, join(dir, 'tpm.sock'), opts.env);
+      paths.tpm = this.tpm.socket;
+    }
 
     for (const d of config.disks) {
       const socketPath = join(dir, diskSocketName(d.id));
@@ -204,10 +218,18 @@ export class RunningVm {
 
   private startFailure(): SpindleError {
     const tail = this.lastStderr();
+    const bridge = this.config.network.bridge ? explainBridgeFailure(tail, this.config.network.bridge) : null;
     return new SpindleError(
       'QEMU_FAILED',
-      `QEMU exited while starting VM '${this.config.name}'${tail.length ? `: ${tail.slice(-3).join(' / ')}` : '.'}`,
+      `QEMU exited while starting VM '${this.config.name}'${tail.length ? `: ${tail.slice(-3).join(' / ')}` : '.'}${bridge ? ` ${bridge}` : ''}`,
     );
+  }
+
+  /** Ends what runs beside QEMU (swtpm); called once QEMU is gone or never started. */
+  async stopAux(): Promise<void> {
+    const tpm = this.tpm;
+    this.tpm = null;
+    await tpm?.stop();
   }
 
   private connectSerial(path: string): Promise<void> {
@@ -263,6 +285,7 @@ export class RunningVm {
     this.qmp?.close();
     this.serial?.destroy();
     await this.disks.closeAll();
+    await this.stopAux();
     this.onExited(code, signal);
     for (const p of ['qmp.sock', 'serial.sock', 'vnc.sock']) rmSync(join(this.dir, p), { force: true });
     this.lock?.release();

@@ -39,5 +39,6 @@ export function vmInfo(
     ...(waiting.length ? { waitingForSpace: waiting } : {}),
     vnc: !!run && config.display === 'vnc' && run.state !== 'starting',
     ...(elsewhere ? { runningElsewhere: { pid: elsewhere.pid } } : {}),
+    ...(run && run.media.size ? { media: [...run.media].map(([drive, path]) => ({ drive, path })) } : {}),
   };
 }
