@@ -34,10 +34,13 @@ class Backend {
   virtual size_t InKernel() const = 0;
   // True when the last Flush left requests queued with nothing in flight to wake us (retry later).
   virtual bool Stuck() const = 0;
+  // What the kernel interface was set up with (io_uring: setup flags, fixed file), for diagnostics.
+  virtual std::string Features() const { return ""; }
 };
 
 // Create a backend on `eventfd` (signalled on completions). Throw std::runtime_error with errno text.
 std::unique_ptr<Backend> MakeLinuxAio(const Target& t, int queue_depth, int eventfd);
-std::unique_ptr<Backend> MakeIoUring(const Target& t, int queue_depth, int eventfd);
+// `first_setup`: the first of uring_setup.h's kSetupChoices to try (0: the cheapest).
+std::unique_ptr<Backend> MakeIoUring(const Target& t, int queue_depth, int eventfd, int first_setup = 0);
 
 }  // namespace spindle

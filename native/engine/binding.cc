@@ -52,6 +52,7 @@ Napi::Function Engine::Define(Napi::Env env) {
       InstanceAccessor<&Engine::GetInFlight>("inFlight"),
       InstanceAccessor<&Engine::GetKind>("kind"),
       InstanceAccessor<&Engine::GetBounceStats>("bounceStats"),
+      InstanceAccessor<&Engine::GetFeatures>("features"),
   };
   return DefineClass(env, "Engine", properties);
 }
@@ -93,6 +94,18 @@ Engine::Engine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine>(info),
   co.flush_noop = flag("flushNoop");
   co.nowait_read = flag("nowaitRead") && co.kind != Kind::kThreads;
   co.nowait_write = flag("nowaitWrite") && co.kind != Kind::kThreads;
+  // The page-cache fast path (core.h): on by default for the threads engine on a page-cache fd.
+  Napi::Value fp = o.Get("fastPath");
+  const bool fast_path = co.kind == Kind::kThreads && !(fp.IsBoolean() && !fp.As<Napi::Boolean>().Value());
+  co.inline_read = co.inline_write = fast_path;
+  // io_uring: where the setup fallback starts ('defer', 'coop', 'plain'; tests and comparisons).
+  std::string setup =
+      o.Get("uringSetup").IsString() ? o.Get("uringSetup").As<Napi::String>().Utf8Value() : "";
+  co.uring_first_setup = setup == "coop" ? 1 : setup == "plain" ? 2 : 0;
+  co.extent_map = flag("extentMap") && co.kind == Kind::kLinuxAio && !t.is_block;
+  co.alloc_chunk = static_cast<uint64_t>(num("allocChunk", 1 << 20));
+  if (co.alloc_chunk < 4096 || co.alloc_chunk > (1ull << 30) || (co.alloc_chunk & (co.alloc_chunk - 1)))
+    throw Napi::RangeError::New(env, "Engine: allocChunk must be a power of two from 4 KiB to 1 GiB");
   co.queue_depth = static_cast<int>(num("queueDepth", 128));
   co.max_workers = static_cast<int>(num("maxWorkers", 64));
   co.idle_ms = static_cast<int>(num("idleMs", 5000));
@@ -259,7 +272,7 @@ void Engine::Deliver() {
 void Engine::Release() {
   core_->Drain();
   destroyed_ = true;
-  core_->Shutdown();
+  core_->Shutdown(!in_cleanup_);
   if (poll_) {
     uv_poll_stop(poll_);
     uv_close(reinterpret_cast<uv_handle_t*>(poll_),
@@ -314,6 +327,9 @@ Napi::Value Engine::GetInFlight(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), double(core_->in_flight()));
 }
 Napi::Value Engine::GetKind(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), kind_); }
+Napi::Value Engine::GetFeatures(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), core_ ? core_->features() : "");
+}
 
 // How often a bounced request had to allocate memory, and how often it reused a pooled buffer.
 Napi::Value Engine::GetBounceStats(const Napi::CallbackInfo& info) {

@@ -30,6 +30,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
   Napi::Value GetInFlight(const Napi::CallbackInfo& info);
   Napi::Value GetKind(const Napi::CallbackInfo& info);
   Napi::Value GetBounceStats(const Napi::CallbackInfo& info);
+  Napi::Value GetFeatures(const Napi::CallbackInfo& info);
 
   void OnReadable();
   void RetryWhenStuck();
