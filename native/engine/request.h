@@ -58,6 +58,7 @@ struct Req {
   // kPoolAllocate: the range the pool allocates (fallocate, keeping the size) before writing; set
   // empty by the pool when that failed (the write itself still runs).
   uint64_t alloc_begin = 0, alloc_end = 0;
+  Req* done_next = nullptr;  // the thread pool's list of finished requests (thread_pool.h)
 
   bool nowait() const { return route == Route::kKernelNowait; }
   bool in_pool() const { return route >= Route::kPool; }  // kPool and the pool routes after it

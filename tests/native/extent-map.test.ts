@@ -34,6 +34,9 @@ test('writes into holes allocate a chunk in the pool; the next writes there go n
     assert.match(b.engineFeatures, /extent-map/, 'nowait auto with native on a file keeps an extent map');
     const alloc = () => b.counters.snapshot().allocation;
     const nowait = () => b.counters.snapshot().nowait;
+    // Writes the map sent to the pool (holes); a write into an unwritten extent may also bounce
+    // now and then (ext4 converting it holds the inode lock): a miss, redone by the pool.
+    const holes = () => alloc().poolWrites - alloc().misses;
 
     await b.write(4096, pattern(4096, 1));
     assert.equal(alloc().poolWrites, 1, 'the write into a hole went to the pool');
@@ -42,27 +45,26 @@ test('writes into holes allocate a chunk in the pool; the next writes there go n
 
     const more = [0, 8192, MiB - 4096].map((off) => b.write(off, pattern(4096, off + 2)));
     await Promise.all(more);
-    assert.equal(alloc().poolWrites, 1, 'writes into the allocated chunk did not go to the pool');
+    assert.equal(holes(), 1, 'writes into the allocated chunk were not sent to the pool');
     assert.equal(nowait().writeSubmitted, 3, 'they went to Linux AIO (with RWF_NOWAIT)');
-    assert.equal(nowait().writeFallbacks, 0, 'and none bounced');
+    assert.equal(nowait().writeFallbacks, alloc().misses, 'a bounce is counted as a miss');
 
     await b.write(MiB, pattern(4096, 3)); // the next chunk is a hole
-    assert.equal(alloc().poolWrites, 2);
+    assert.equal(holes(), 2);
 
     await b.discard(0, MiB);
     await b.write(8192, pattern(4096, 4));
-    assert.equal(alloc().poolWrites, 3, 'a discarded range is a hole again: its write went to the pool');
+    assert.equal(holes(), 3, 'a discarded range is a hole again: its write went to the pool');
 
     await b.writeZeroes(MiB, MiB, WRITE_ZEROES_MAY_UNMAP);
     await b.write(MiB + 4096, pattern(4096, 5));
-    assert.equal(alloc().poolWrites, 4, 'unmapping write-zeroes made a hole too');
+    assert.equal(holes(), 4, 'unmapping write-zeroes made a hole too');
 
     await b.writeZeroes(4 * MiB, MiB); // zero-range allocates
     const submitted = nowait().writeSubmitted;
     await b.write(4 * MiB + 4096, pattern(4096, 6));
-    assert.equal(alloc().poolWrites, 4, 'zeroed (allocated) range: no pool write');
+    assert.equal(holes(), 4, 'zeroed (allocated) range: not sent to the pool');
     assert.equal(nowait().writeSubmitted, submitted + 1);
-    assert.equal(alloc().misses, 0);
 
     assert.ok((await b.read(8192, 4096)).equals(pattern(4096, 4)));
     assert.ok((await b.read(4096, 4096)).equals(Buffer.alloc(4096)), 'the discarded block reads as zeros');
@@ -83,10 +85,12 @@ test('fallocated and written ranges count as allocated at open', async (t) => {
   try {
     await Promise.all([2 * MiB, 4 * MiB - 4096, 8 * MiB, 9 * MiB - 4096].map((off) => b.write(off, pattern(4096, off))));
     const s = b.counters.snapshot();
-    assert.equal(s.allocation.poolWrites, 0, 'no write into a fallocated or written range went to the pool');
+    // (A write converting an unwritten extent may bounce now and then: a miss, not a hole.)
+    assert.equal(s.allocation.poolWrites - s.allocation.misses, 0, 'no write into a fallocated or written range was sent to the pool');
     assert.equal(s.nowait.writeSubmitted, 4);
     await b.write(16 * MiB, pattern(4096, 7));
-    assert.equal(b.counters.snapshot().allocation.poolWrites, 1, 'a hole at open is a hole');
+    const a = b.counters.snapshot().allocation;
+    assert.equal(a.poolWrites - a.misses, 1, 'a hole at open is a hole');
   } finally {
     await b.close();
   }
