@@ -102,6 +102,7 @@ Engine::Engine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine>(info),
   std::string setup =
       o.Get("uringSetup").IsString() ? o.Get("uringSetup").As<Napi::String>().Utf8Value() : "";
   co.uring_first_setup = setup == "coop" ? 1 : setup == "plain" ? 2 : 0;
+  fixed_buffers_ = flag("fixedBuffers") && co.kind == Kind::kIoUring;
   co.extent_map = flag("extentMap") && co.kind == Kind::kLinuxAio && !t.is_block;
   co.alloc_chunk = static_cast<uint64_t>(num("allocChunk", 1 << 20));
   if (co.alloc_chunk < 4096 || co.alloc_chunk > (1ull << 30) || (co.alloc_chunk & (co.alloc_chunk - 1)))
@@ -303,11 +304,16 @@ Napi::Value Engine::RegisterBuffer(const Napi::CallbackInfo& info) {
     throw Napi::TypeError::New(env, "registerBuffer(id, ArrayBuffer | TypedArray)");
   if (!buffers_.Add(id, span, info[1]))
     throw Napi::Error::New(env, "registerBuffer: id " + std::to_string(id) + " is already registered");
+  // Guest RAM regions (large, registered once per memory table) are pinned as io_uring fixed
+  // buffers when asked; the promise API's small per-call buffers never are.
+  if (fixed_buffers_ && span.length >= kFixedBufferMin) core_->RegisterMemory(span.data, span.length);
   return env.Undefined();
 }
 
 Napi::Value Engine::UnregisterBuffer(const Napi::CallbackInfo& info) {
   uint32_t id = info[0].As<Napi::Number>().Uint32Value();
+  if (const batch::Span* span = buffers_.Find(id); span && fixed_buffers_)
+    core_->UnregisterMemory(span->data);
   buffers_.Remove(id, core_->in_flight() != 0);
   return info.Env().Undefined();
 }

@@ -86,6 +86,13 @@ class Core {
   }
   const BouncePool& bounce() const { return bounce_; }
   std::string features() const;
+  // Registered memory (binding.cc RegisterBuffer), offered to the backend to pin (backend.h).
+  bool RegisterMemory(uint8_t* data, size_t length) {
+    return backend_ && backend_->RegisterMemory(data, length);
+  }
+  void UnregisterMemory(uint8_t* data) {
+    if (backend_) backend_->UnregisterMemory(data);
+  }
   const ExtentMap& extents() const { return extents_; }
 
  private:

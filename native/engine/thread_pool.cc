@@ -112,7 +112,8 @@ void ThreadPool::Work(uint64_t id) {
     if (queue_.empty()) {
       if (stopping_) break;
       idle_++;
-      const bool timed_out = work_cv_.wait_for(lk, std::chrono::milliseconds(idle_ms_)) == std::cv_status::timeout;
+      const bool timed_out =
+          work_cv_.wait_for(lk, std::chrono::milliseconds(idle_ms_)) == std::cv_status::timeout;
       idle_--;
       // Awake now, notified or not: whoever counted on a notified worker can count on this one.
       if (wakes_ > 0) wakes_--;

@@ -28,6 +28,8 @@ export interface BackendOptions {
   allocChunk?: number;
   /** io_uring's first setup-flag choice (engine.ts EngineOptions.uringSetup; default 'defer'). */
   uringSetup?: 'defer' | 'coop' | 'plain';
+  /** io_uring: guest RAM as fixed buffers (engine.ts EngineOptions.fixedBuffers; default off). */
+  fixedBuffers?: boolean;
   /** Counters to add into (e.g. shared with the stats sampler); a new set by default. */
   counters?: DiskCounters;
   nowaitPolicy?: Partial<NowaitPolicyOptions>;
@@ -311,6 +313,7 @@ export class BlockBackend extends EventEmitter implements BlockDevice {
       extentMap: this.extentMapFor(modes, disk.kind),
       ...(this.options.allocChunk ? { allocChunk: this.options.allocChunk } : {}),
       ...(this.options.uringSetup ? { uringSetup: this.options.uringSetup } : {}),
+      fixedBuffers: this.options.fixedBuffers ?? false,
       readOnly: disk.readOnly,
       flushNoop: CACHE_SEMANTICS[modes.cache].flush === 'nothing',
       nowaitRead: nowait.read,

@@ -107,6 +107,11 @@ export interface EngineOptions {
   /** io_uring: where the setup-flag fallback starts ('defer': single-issuer + defer-taskrun, the
    *  default; 'coop': coop-taskrun; 'plain'). A flag the kernel refuses falls back to the next. */
   uringSetup?: 'defer' | 'coop' | 'plain';
+  /** io_uring: pin registered buffers of 1 MiB and more (guest RAM regions) as fixed buffers, so
+   *  single-segment requests skip pinning their pages per I/O. Off by default: it pins (and so
+   *  allocates) the whole guest RAM up front and counts against RLIMIT_MEMLOCK; refused, the
+   *  buffers stay unpinned. */
+  fixedBuffers?: boolean;
   /** DiskCounters.slots: the engine adds into it. */
   counters?: Float64Array;
   /** Most completions delivered per callback. */
