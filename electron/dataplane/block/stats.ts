@@ -61,8 +61,9 @@ export interface CountersSnapshot {
    *  to the thread pool (punts). */
   fastPath: { readHits: number; readPunts: number; writeHits: number; writePunts: number };
   /** Allocation-aware native (nowait 'auto' on an image file): writes into holes done by the pool,
-   *  which allocates ahead; writes the extent map called allocated that needed allocation after all
-   *  (the file was changed behind Spindle's back), redone by the pool. */
+   *  which allocates ahead; writes the extent map called allocated that bounced (EAGAIN: the file
+   *  was changed behind Spindle's back, or on ext4 another write held the inode lock converting
+   *  unwritten extents), redone by the pool. */
   allocation: { poolWrites: number; misses: number };
 }
 
