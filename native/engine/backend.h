@@ -1,6 +1,7 @@
 // What a kernel submission interface (libaio, io_uring) provides to the engine core.
 // The thread-pool engine has no backend: every request goes to the pool.
 #pragma once
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,10 +35,21 @@ class Backend {
   virtual size_t InKernel() const = 0;
   // True when the last Flush left requests queued with nothing in flight to wake us (retry later).
   virtual bool Stuck() const = 0;
+  // What the kernel interface was set up with (io_uring: setup flags, fixed file), for diagnostics.
+  virtual std::string Features() const { return ""; }
+  // Memory the requests' data lives in (guest RAM), for an interface that can pin it once
+  // (io_uring fixed buffers). False when it was not taken (requests still work, unpinned).
+  virtual bool RegisterMemory(uint8_t* data, size_t length) {
+    (void)data;
+    (void)length;
+    return false;
+  }
+  virtual void UnregisterMemory(uint8_t* data) { (void)data; }
 };
 
 // Create a backend on `eventfd` (signalled on completions). Throw std::runtime_error with errno text.
 std::unique_ptr<Backend> MakeLinuxAio(const Target& t, int queue_depth, int eventfd);
-std::unique_ptr<Backend> MakeIoUring(const Target& t, int queue_depth, int eventfd);
+// `first_setup`: the first of uring_setup.h's kSetupChoices to try (0: the cheapest).
+std::unique_ptr<Backend> MakeIoUring(const Target& t, int queue_depth, int eventfd, int first_setup = 0);
 
 }  // namespace spindle

@@ -52,6 +52,7 @@ Napi::Function Engine::Define(Napi::Env env) {
       InstanceAccessor<&Engine::GetInFlight>("inFlight"),
       InstanceAccessor<&Engine::GetKind>("kind"),
       InstanceAccessor<&Engine::GetBounceStats>("bounceStats"),
+      InstanceAccessor<&Engine::GetFeatures>("features"),
   };
   return DefineClass(env, "Engine", properties);
 }
@@ -93,6 +94,19 @@ Engine::Engine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine>(info),
   co.flush_noop = flag("flushNoop");
   co.nowait_read = flag("nowaitRead") && co.kind != Kind::kThreads;
   co.nowait_write = flag("nowaitWrite") && co.kind != Kind::kThreads;
+  // The page-cache fast path (core.h): on by default for the threads engine on a page-cache fd.
+  Napi::Value fp = o.Get("fastPath");
+  const bool fast_path = co.kind == Kind::kThreads && !(fp.IsBoolean() && !fp.As<Napi::Boolean>().Value());
+  co.inline_read = co.inline_write = fast_path;
+  // io_uring: where the setup fallback starts ('defer', 'coop', 'plain'; tests and comparisons).
+  std::string setup =
+      o.Get("uringSetup").IsString() ? o.Get("uringSetup").As<Napi::String>().Utf8Value() : "";
+  co.uring_first_setup = setup == "coop" ? 1 : setup == "plain" ? 2 : 0;
+  fixed_buffers_ = flag("fixedBuffers") && co.kind == Kind::kIoUring;
+  co.extent_map = flag("extentMap") && co.kind == Kind::kLinuxAio && !t.is_block;
+  co.alloc_chunk = static_cast<uint64_t>(num("allocChunk", 1 << 20));
+  if (co.alloc_chunk < 4096 || co.alloc_chunk > (1ull << 30) || (co.alloc_chunk & (co.alloc_chunk - 1)))
+    throw Napi::RangeError::New(env, "Engine: allocChunk must be a power of two from 4 KiB to 1 GiB");
   co.queue_depth = static_cast<int>(num("queueDepth", 128));
   co.max_workers = static_cast<int>(num("maxWorkers", 64));
   co.idle_ms = static_cast<int>(num("idleMs", 5000));
@@ -234,21 +248,42 @@ void Engine::Deliver() {
     keep_alive_ = false;
     uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
   }
-  Napi::Env env = env_;
-  Napi::HandleScope scope(env);
-  for (size_t i = 0; i < delivering_.size() && !in_cleanup_;) {
-    size_t k = std::min(ccap_, delivering_.size() - i);
-    for (size_t j = 0; j < k; j++) {
-      ctags_[j] = delivering_[i + j].tag;
-      cresults_[j] = delivering_[i + j].result;
+  // The plain C API here: while a worker thread is being terminated its loop still runs but no JS
+  // can, and node-addon-api's wrappers would turn the failed call into a Napi::Error, whose
+  // construction itself aborts the process then (it cannot define the error's properties).
+  napi_env env = env_;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) == napi_ok) {
+    napi_value recv, fn;
+    bool ok = napi_get_reference_value(env, static_cast<napi_ref>(*this), &recv) == napi_ok &&
+              napi_get_reference_value(env, static_cast<napi_ref>(on_complete_), &fn) == napi_ok;
+    for (size_t i = 0; ok && i < delivering_.size() && !in_cleanup_;) {
+      size_t k = std::min(ccap_, delivering_.size() - i);
+      for (size_t j = 0; j < k; j++) {
+        ctags_[j] = delivering_[i + j].tag;
+        cresults_[j] = delivering_[i + j].result;
+      }
+      i += k;
+      napi_value count, result;
+      ok = napi_create_double(env, double(k), &count) == napi_ok &&
+           napi_make_callback(env, static_cast<napi_async_context>(*async_), recv, fn, 1, &count, &result) ==
+               napi_ok;
+      if (!ok) {
+        // An exception in the JS callback is the caller's bug: report it as uncaught and deliver
+        // the rest. A thread being terminated has a pending termination instead (not an
+        // object): nothing to report, and no JS will run any more.
+        bool pending = false;
+        napi_value exc;
+        napi_valuetype type;
+        if (napi_is_exception_pending(env, &pending) == napi_ok && pending &&
+            napi_get_and_clear_last_exception(env, &exc) == napi_ok &&
+            napi_typeof(env, exc, &type) == napi_ok && type == napi_object) {
+          napi_fatal_exception(env, exc);
+          ok = true;
+        }
+      }
     }
-    i += k;
-    try {
-      on_complete_.MakeCallback(Value(), {Napi::Number::New(env, double(k))}, *async_);
-    } catch (const Napi::Error& e) {
-      // An exception in the JS callback is the caller's bug: report it as uncaught.
-      napi_fatal_exception(env, e.Value());
-    }
+    napi_close_handle_scope(env, scope);
   }
   delivering_.clear();
   if (release) Unref();  // last: the object may be collected after this
@@ -259,7 +294,7 @@ void Engine::Deliver() {
 void Engine::Release() {
   core_->Drain();
   destroyed_ = true;
-  core_->Shutdown();
+  core_->Shutdown(!in_cleanup_);
   if (poll_) {
     uv_poll_stop(poll_);
     uv_close(reinterpret_cast<uv_handle_t*>(poll_),
@@ -290,11 +325,16 @@ Napi::Value Engine::RegisterBuffer(const Napi::CallbackInfo& info) {
     throw Napi::TypeError::New(env, "registerBuffer(id, ArrayBuffer | TypedArray)");
   if (!buffers_.Add(id, span, info[1]))
     throw Napi::Error::New(env, "registerBuffer: id " + std::to_string(id) + " is already registered");
+  // Guest RAM regions (large, registered once per memory table) are pinned as io_uring fixed
+  // buffers when asked; the promise API's small per-call buffers never are.
+  if (fixed_buffers_ && span.length >= kFixedBufferMin) core_->RegisterMemory(span.data, span.length);
   return env.Undefined();
 }
 
 Napi::Value Engine::UnregisterBuffer(const Napi::CallbackInfo& info) {
   uint32_t id = info[0].As<Napi::Number>().Uint32Value();
+  if (const batch::Span* span = buffers_.Find(id); span && fixed_buffers_)
+    core_->UnregisterMemory(span->data);
   buffers_.Remove(id, core_->in_flight() != 0);
   return info.Env().Undefined();
 }
@@ -314,6 +354,9 @@ Napi::Value Engine::GetInFlight(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), double(core_->in_flight()));
 }
 Napi::Value Engine::GetKind(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), kind_); }
+Napi::Value Engine::GetFeatures(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), core_ ? core_->features() : "");
+}
 
 // How often a bounced request had to allocate memory, and how often it reused a pooled buffer.
 Napi::Value Engine::GetBounceStats(const Napi::CallbackInfo& info) {

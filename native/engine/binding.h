@@ -30,6 +30,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
   Napi::Value GetInFlight(const Napi::CallbackInfo& info);
   Napi::Value GetKind(const Napi::CallbackInfo& info);
   Napi::Value GetBounceStats(const Napi::CallbackInfo& info);
+  Napi::Value GetFeatures(const Napi::CallbackInfo& info);
 
   void OnReadable();
   void RetryWhenStuck();
@@ -44,6 +45,8 @@ class Engine : public Napi::ObjectWrap<Engine> {
   uv_timer_t* timer_ = nullptr;
   std::unique_ptr<Core> core_;
   bool destroyed_ = false, keep_alive_ = false, in_cleanup_ = false;
+  bool fixed_buffers_ = false;  // io_uring: pin large registered buffers (guest RAM) as fixed buffers
+  static constexpr size_t kFixedBufferMin = 1 << 20;
 
   std::unique_ptr<counters::Counters> own_counters_;  // when the caller passes none
   Napi::Reference<Napi::Value> counters_ref_, tags_ref_, results_ref_;

@@ -253,6 +253,11 @@ static int64_t RunUnaligned(const Target& t, Req* r) {
 }
 
 void RunBlocking(const Target& t, Req* r, bool flush_noop) {
+  // Allocating ahead, in one call for the whole chunk, so that the writes that follow into it
+  // need no allocation and may go to Linux AIO (extent_map.h). Existing data is untouched.
+  if (r->route == Route::kPoolAllocate && r->alloc_end > r->alloc_begin &&
+      fallocate(t.fd, FALLOC_FL_KEEP_SIZE, off_t(r->alloc_begin), off_t(r->alloc_end - r->alloc_begin)) != 0)
+    r->alloc_end = r->alloc_begin;
   if (r->unaligned()) {
     r->res = RunUnaligned(t, r);
     return;

@@ -30,6 +30,8 @@ Core::Core(const CoreOptions& o, int eventfd, c::Counters* counters)
       flush_noop_(o.flush_noop),
       nowait_read_(o.nowait_read),
       nowait_write_(o.nowait_write),
+      inline_read_(o.inline_read && !o.target.direct),
+      inline_write_(o.inline_write && !o.target.direct && !o.dsync),
       efd_(eventfd),
       counters_(counters),
       bounce_(std::max<size_t>(o.target.alignment, 4096)),
@@ -38,17 +40,33 @@ Core::Core(const CoreOptions& o, int eventfd, c::Counters* counters)
   counters_->version = c::kCountersVersion;
   submit_stats_.counters = counters_;
   if (o.kind == Kind::kLinuxAio) backend_ = MakeLinuxAio(target_, o.queue_depth, efd_);
-  if (o.kind == Kind::kIoUring) backend_ = MakeIoUring(target_, o.queue_depth, efd_);
+  if (o.kind == Kind::kIoUring) backend_ = MakeIoUring(target_, o.queue_depth, efd_, o.uring_first_setup);
   pool_ = std::make_unique<ThreadPool>(target_, o.max_workers, o.idle_ms, efd_, flush_noop_);
+  if (o.extent_map && backend_ && !target_.is_block && o.alloc_chunk &&
+      !(o.alloc_chunk & (o.alloc_chunk - 1))) {
+    file_size_ = SizeOf(target_);
+    // A file whose extents cannot be read is served as before (plain native): no map, no guess.
+    extent_aware_ = LoadExtents(target_.fd, file_size_, extents_) == 0;
+    alloc_chunk_ = std::max<uint64_t>(o.alloc_chunk, target_.alignment);
+  }
+}
+
+std::string Core::features() const {
+  std::string f = backend_ ? backend_->Features() : "";
+  if (extent_aware_) f += std::string(f.empty() ? "" : "+") + "extent-map";
+  return f;
 }
 
 Core::~Core() {
-  Shutdown();
+  Shutdown(false);
   for (Req* r : free_) delete r;
 }
 
-void Core::Shutdown() {
+void Core::Shutdown(bool count_cpu) {
   backend_.reset();
+  if (!pool_) return;
+  pool_->Stop();  // the workers have exited: their last CPU time is in the total
+  if (count_cpu) counters_->cpu_pool_ns += double(pool_->TakeCpuNs(true));
   pool_.reset();
 }
 
@@ -72,6 +90,7 @@ void Core::Recycle(Req* r) {
   r->res = 0;
   r->route = Route::kNew;
   r->retries = 0;
+  r->alloc_begin = r->alloc_end = 0;
   free_.push_back(r);
 }
 
@@ -118,6 +137,9 @@ void Core::Start(Req* r, int64_t err) {
   }
   // Modifying requests the kernel may run side by side hold their range (see range_locks.h).
   if (r->op != kRead && (target_.direct || target_.is_block) && !locks_.Acquire(r)) return;
+  // A range being discarded or unmapped is a hole from now on (its writes may allocate again).
+  if (extent_aware_ && (r->op == kDiscard || (r->op == kWriteZeroes && (r->flags & kWriteZeroesMayUnmap))))
+    extents_.Remove(r->offset, r->offset + r->length);
   Dispatch(r);
 }
 
@@ -132,6 +154,15 @@ void Core::EndBatch(uint64_t t0) {
 // Each dispatch to the kernel decides RWF_NOWAIT afresh (a short I/O's remainder too).
 void Core::Dispatch(Req* r) {
   if (backend_ && !r->in_pool() && backend_->Handles(r)) {
+    if (extent_aware_ && r->op == kWrite) {
+      // Into allocated ranges only; RWF_NOWAIT makes a hole the map did not know about an EAGAIN
+      // (Finish: alloc_misses) instead of an allocation inside io_submit.
+      if (!extents_.Covers(r->offset + r->done, r->offset + r->length)) return ToAllocate(r);
+      r->route = Route::kKernelNowait;
+      counters_->nowait_write_submitted += 1;
+      backend_->Enqueue(r);
+      return;
+    }
     if ((r->op == kRead && nowait_read_) || (r->op == kWrite && nowait_write_)) {
       r->route = Route::kKernelNowait;
       (r->op == kRead ? counters_->nowait_read_submitted : counters_->nowait_write_submitted) += 1;
@@ -140,9 +171,48 @@ void Core::Dispatch(Req* r) {
     }
     backend_->Enqueue(r);
   } else {
-    if (!r->in_pool()) r->route = Route::kPool;
+    if (!r->in_pool()) {
+      if (TryInline(r)) return;
+      r->route = Route::kPool;
+    }
     pool_->Push(r);
   }
+}
+
+// The page-cache fast path (what io_uring does inside the kernel): a read or write the page cache
+// can take without blocking is done here, on the owning thread, with no hand-off; RWF_NOWAIT makes
+// the kernel say EAGAIN instead of waiting (a read of uncached data, a write that must allocate
+// or is throttled), and then the pool does it. Writethrough writes (O_DSYNC) never come here: each
+// would wait for the disk. A short result is continued like any short I/O (its rest tried inline
+// again, which usually punts). False: the request goes to the pool.
+bool Core::TryInline(Req* r) {
+  const bool read = r->op == kRead;
+  if (!(read ? inline_read_ : (r->op == kWrite && inline_write_))) return false;
+  double& punts = read ? counters_->inline_read_punts : counters_->inline_write_punts;
+  if (read ? inline_read_refused_ : inline_write_refused_) {
+    punts += 1;
+    return false;
+  }
+  const int cnt = int(r->iov.size());  // <= IOV_MAX: Start bounces longer lists
+  const off_t pos = off_t(r->offset + r->done);
+  ssize_t n = read ? preadv2(target_.fd, r->iov.data(), cnt, pos, RWF_NOWAIT)
+                   : pwritev2(target_.fd, r->iov.data(), cnt, pos, RWF_NOWAIT);
+  if (n < 0 && errno == EINTR)
+    n = read ? preadv2(target_.fd, r->iov.data(), cnt, pos, RWF_NOWAIT)
+             : pwritev2(target_.fd, r->iov.data(), cnt, pos, RWF_NOWAIT);
+  if (n < 0) {
+    // EAGAIN: it would block. EOPNOTSUPP: this filesystem takes no RWF_NOWAIT for this direction
+    // (ext4 and tmpfs buffered writes, tmpfs reads on 6.x): stop asking. Anything else: the pool
+    // tries again and reports the real error.
+    if (errno == EOPNOTSUPP) (read ? inline_read_refused_ : inline_write_refused_) = true;
+    punts += 1;
+    return false;
+  }
+  (read ? counters_->inline_read_hits : counters_->inline_write_hits) += 1;
+  r->res = n;
+  r->route = Route::kInline;
+  ready_.push_back(r);
+  return true;
 }
 
 // Once more from a thread that may block: the kernel would have blocked (nowait) or lacks the op.
@@ -151,7 +221,26 @@ void Core::ToPool(Req* r) {
   pool_->Push(r);
 }
 
+// A write into a hole: the pool allocates the chunks around it, then writes.
+void Core::ToAllocate(Req* r) {
+  const uint64_t end = r->offset + r->length, mask = alloc_chunk_ - 1;
+  r->route = Route::kPoolAllocate;
+  r->alloc_begin = r->offset & ~mask;
+  r->alloc_end = std::min(std::max((end + mask) & ~mask, end), std::max(file_size_, end));
+  counters_->alloc_pool_writes += 1;
+  pool_->Push(r);
+}
+
+// What a finished request tells about the file's allocation (extent_map.h).
+void Core::TrackExtents(Req* r, int64_t res) {
+  if (res < 0) return;
+  if (r->op == kWrite || (r->op == kWriteZeroes && !(r->flags & kWriteZeroesMayUnmap)))
+    extents_.Add(r->offset, r->offset + r->length);
+  if (r->route == Route::kPoolAllocate) extents_.Add(r->alloc_begin, r->alloc_end);
+}
+
 void Core::FlushBackend() {
+  pool_->Submit();
   if (!backend_) return;
   size_t before = ready_.size();
   backend_->Flush(ready_, submit_stats_);
@@ -173,6 +262,10 @@ void Core::Finish(Req* r) {
   if (r->op == kRead || r->op == kWrite) {
     if (r->nowait() && (res == -EAGAIN || res == -EOPNOTSUPP)) {
       (r->op == kRead ? counters_->nowait_read_fallbacks : counters_->nowait_write_fallbacks) += 1;
+      if (extent_aware_ && r->op == kWrite) {
+        counters_->alloc_misses += 1;  // the map said allocated: it is wrong there, or the range is busy
+        return ToAllocate(r);
+      }
       return ToPool(r);
     }
     if (res == -EAGAIN && !r->in_pool() && r->retries++ < 1000) {
@@ -232,6 +325,7 @@ void Core::Complete(Req* r, int64_t res) {
     Recycle(r);
     return;
   }
+  if (extent_aware_) TrackExtents(r, res);
   completed_.push_back({r->tag, static_cast<int32_t>(res)});
   inflight_--;
   if (r->track_index != SIZE_MAX) Unlock(r);
@@ -267,7 +361,7 @@ void Core::OnWake() {
 }
 
 void Core::UpdateGauges() {
-  counters_->cpu_pool_ns += double(pool_->TakeCpuNs());
+  counters_->cpu_pool_ns += double(pool_->TakeCpuNs());  // once per sample period
   counters_->in_flight = double(inflight_);
 }
 

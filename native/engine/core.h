@@ -8,10 +8,12 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 #include "backend.h"
 #include "bounce_pool.h"
 #include "counters.h"
+#include "extent_map.h"
 #include "fua_barrier.h"
 #include "range_locks.h"
 #include "request.h"
@@ -29,6 +31,14 @@ struct CoreOptions {
   bool flush_noop = false;  // FLUSH completes at once (cache 'unsafe')
   bool dsync = false;       // O_DSYNC fd: every write is durable already, FUA needs no barrier
   bool nowait_read = false, nowait_write = false;
+  // The page-cache fast path: try reads (and writes) on the owning thread with RWF_NOWAIT before
+  // handing them to the pool. Only for requests that would go to the pool (threads engine).
+  bool inline_read = false, inline_write = false;
+  int uring_first_setup = 0;  // io_uring: the first of uring_setup.h's kSetupChoices to try
+  // Allocation-aware native on a file (extent_map.h): writes into allocated ranges go to Linux AIO
+  // with RWF_NOWAIT, writes into holes to the pool, which allocates `alloc_chunk` bytes around them.
+  bool extent_map = false;
+  uint64_t alloc_chunk = 1 << 20;
 };
 
 struct Completion {
@@ -60,8 +70,10 @@ class Core {
   bool Stuck() const { return backend_ && backend_->Stuck(); }
   // Blocks until nothing is in flight; the completions are dropped (nobody is listening).
   void Drain();
-  // Releases the backend and the pool (after Drain). Nothing but the accessors may follow.
-  void Shutdown();
+  // Releases the backend and the pool (after Drain), adding the pool's last CPU time to the
+  // counters when `count_cpu` (not while the environment, which may own them, is torn down).
+  // Nothing but the accessors may follow.
+  void Shutdown(bool count_cpu);
 
   // Swaps the completions collected so far into `into` (empty), keeping both vectors' capacity.
   void TakeCompleted(std::vector<Completion>& into) { into.swap(completed_); }
@@ -73,12 +85,24 @@ class Core {
     nowait_write_ = write;
   }
   const BouncePool& bounce() const { return bounce_; }
+  std::string features() const;
+  // Registered memory (binding.cc RegisterBuffer), offered to the backend to pin (backend.h).
+  bool RegisterMemory(uint8_t* data, size_t length) {
+    return backend_ && backend_->RegisterMemory(data, length);
+  }
+  void UnregisterMemory(uint8_t* data) {
+    if (backend_) backend_->UnregisterMemory(data);
+  }
+  const ExtentMap& extents() const { return extents_; }
 
  private:
   void Recycle(Req* r);
   void Immediate(Req* r, int64_t res);
   void Dispatch(Req* r);
+  bool TryInline(Req* r);
   void ToPool(Req* r);
+  void ToAllocate(Req* r);
+  void TrackExtents(Req* r, int64_t res);
   void Collect(std::vector<Req*>& batch);
   void Finish(Req* r);
   void Written(Req* r);
@@ -90,6 +114,9 @@ class Core {
   const Target target_;
   const bool read_only_, flush_noop_;
   bool nowait_read_, nowait_write_;
+  bool inline_read_, inline_write_;
+  // The file refused RWF_NOWAIT for a direction (EOPNOTSUPP): not tried again, counted as punts.
+  bool inline_read_refused_ = false, inline_write_refused_ = false;
   const int efd_;
   counters::Counters* const counters_;
   SubmitStats submit_stats_;
@@ -97,6 +124,9 @@ class Core {
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<ThreadPool> pool_;
   RangeLocks locks_;
+  ExtentMap extents_;
+  bool extent_aware_ = false;
+  uint64_t alloc_chunk_ = 0, file_size_ = 0;
   FuaBarrier fua_;
   // Requests to reuse; finished at once or refused by the kernel (finished on the next wake-up);
   // the current round; parked requests a finished one let run.

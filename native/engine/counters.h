@@ -10,7 +10,7 @@
 
 namespace spindle::counters {
 
-constexpr int kCountersVersion = 1;
+constexpr int kCountersVersion = 2;
 constexpr int kDirections = 5;  // read, write, flush, discard, write-zeroes (Op order)
 constexpr int kBuckets = 32;    // log2 microsecond buckets: b covers [2^(b-1), 2^b) us, b=0 is < 1 us
 
@@ -29,7 +29,19 @@ struct Counters {
   // Time the owning thread spends inside the engine (submit + reap), by the monotonic clock: a
   // thread CPU-clock read costs a syscall per batch, and the engine never sleeps there.
   double cpu_loop_ns;
-  double reserved[6];
+  // The page-cache fast path (threads engine, cache modes through the page cache): requests done
+  // inline on the owning thread with RWF_NOWAIT (hits), and the ones that would have blocked and
+  // went to the pool (punts).
+  double inline_read_hits;
+  double inline_read_punts;
+  double inline_write_hits;
+  double inline_write_punts;
+  // Allocation-aware native (extent_map.h): writes into holes sent to the pool (which allocates
+  // ahead), and writes the map called allocated that bounced with EAGAIN (the file was changed
+  // behind Spindle's back, or, on ext4, another write held the inode lock converting unwritten
+  // extents): done by the pool too.
+  double alloc_pool_writes;
+  double alloc_misses;
   double latency_hist[kDirections][kBuckets];  // completion latency per direction
   double submit_hist[kBuckets];                // time per submit call
 };
@@ -56,7 +68,12 @@ constexpr Field kFields[] = {
     SPINDLE_COUNTER_FIELD("submitMaxNs", submit_max_ns),
     SPINDLE_COUNTER_FIELD("cpuPoolNs", cpu_pool_ns),
     SPINDLE_COUNTER_FIELD("cpuLoopNs", cpu_loop_ns),
-    SPINDLE_COUNTER_FIELD(nullptr, reserved),
+    SPINDLE_COUNTER_FIELD("inlineReadHits", inline_read_hits),
+    SPINDLE_COUNTER_FIELD("inlineReadPunts", inline_read_punts),
+    SPINDLE_COUNTER_FIELD("inlineWriteHits", inline_write_hits),
+    SPINDLE_COUNTER_FIELD("inlineWritePunts", inline_write_punts),
+    SPINDLE_COUNTER_FIELD("allocPoolWrites", alloc_pool_writes),
+    SPINDLE_COUNTER_FIELD("allocMisses", alloc_misses),
     SPINDLE_COUNTER_FIELD("latencyHist", latency_hist),
     SPINDLE_COUNTER_FIELD("submitHist", submit_hist),
 };

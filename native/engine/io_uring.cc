@@ -1,15 +1,19 @@
-// The `io_uring` engine's kernel side (liburing): a ring per engine with its queue depth, the
-// engine's eventfd registered for completions, one io_uring_submit per batch, every CQE reaped
-// per wake-up. Reads, writes, fdatasync and (for files) fallocate run in the ring; block-device
-// discard and zeroing (ioctls) go to the thread pool.
+// The `io_uring` engine's kernel side (liburing): a ring per engine with its queue depth, set up
+// with the cheapest completion model the kernel accepts (uring_setup.h), the file registered as a
+// fixed file (and guest RAM as fixed buffers when asked), the engine's eventfd registered for
+// completions, one io_uring_submit per batch, every CQE reaped per wake-up. Reads, writes,
+// fdatasync and (for files) fallocate run in the ring; block-device discard and zeroing (ioctls)
+// go to the thread pool.
 #include <liburing.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
+#include <algorithm>
 #include <cerrno>
 #include <deque>
 #include <system_error>
 #include "backend.h"
 #include "clock.h"
+#include "uring_setup.h"
 
 namespace spindle {
 
@@ -17,21 +21,36 @@ namespace {
 
 class IoUring final : public Backend {
  public:
-  IoUring(const Target& t, int depth, int efd) : t_(t), depth_(depth) {
-    io_uring_params p = {};
-    p.flags = IORING_SETUP_CQSIZE;
-    p.cq_entries = depth * 2;
-    int err = io_uring_queue_init_params(depth, &ring_, &p);
-    if (err < 0) throw std::system_error(-err, std::generic_category(), "io_uring_queue_init");
-    err = io_uring_register_eventfd(&ring_, efd);
+  IoUring(const Target& t, int depth, int efd, int first_setup) : t_(t), depth_(depth) {
+    int chosen = uring::SetupWithFallback(
+        [&](unsigned extra) {
+          io_uring_params p = {};
+          p.flags = IORING_SETUP_CQSIZE | extra;
+          p.cq_entries = depth * 2;
+          return io_uring_queue_init_params(depth, &ring_, &p);
+        },
+        first_setup);
+    if (chosen < 0) throw std::system_error(-chosen, std::generic_category(), "io_uring_queue_init");
+    defer_ = uring::kSetupChoices[chosen].defer;
+    features_ = uring::kSetupChoices[chosen].name;
+    int err = io_uring_register_eventfd(&ring_, efd);
     if (err < 0) {
       io_uring_queue_exit(&ring_);
       throw std::system_error(-err, std::generic_category(), "io_uring_register_eventfd");
+    }
+    // The file as fixed file 0: the kernel skips the fd table lookup and reference per request.
+    if (io_uring_register_files(&ring_, &t_.fd, 1) == 0) {
+      fd_ = 0;
+      sqe_flags_ = IOSQE_FIXED_FILE;
+      features_ += "+fixed-file";
     }
   }
   ~IoUring() override {
     std::vector<Req*> sink;
     while (in_kernel_) WaitReap(sink, 100);
+    // The ring is torn down asynchronously; the fixed file must be let go now, or a block device
+    // opened O_EXCL stays claimed for a while after close (a live switch reopens it at once).
+    if (sqe_flags_) io_uring_unregister_files(&ring_);
     io_uring_queue_exit(&ring_);
   }
 
@@ -43,6 +62,51 @@ class IoUring final : public Backend {
   size_t Queued() const override { return queue_.size() + unsubmitted_; }
   size_t InKernel() const override { return in_kernel_; }
   bool Stuck() const override { return stuck_; }
+  std::string Features() const override { return features_ + (fixed_used_ ? "+fixed-buffers" : ""); }
+
+  // Guest RAM as fixed buffers: pinned once, so a request skips pinning its pages itself. A
+  // region is split into slots of at most 1 GiB (the kernel's limit per buffer).
+  bool RegisterMemory(uint8_t* data, size_t length) override {
+    if (!fixed_ready_) {
+      if (fixed_failed_ || io_uring_register_buffers_sparse(&ring_, kFixedSlots) != 0) {
+        fixed_failed_ = true;
+        return false;
+      }
+      fixed_ready_ = true;
+      fixed_.assign(kFixedSlots, iovec{nullptr, 0});
+      owner_.assign(kFixedSlots, nullptr);
+    }
+    size_t off = 0;
+    for (unsigned slot = 0; slot < kFixedSlots && off < length; slot++) {
+      if (fixed_[slot].iov_base) continue;
+      iovec v{data + off, std::min(kMaxFixed, length - off)};
+      __u64 tag = 0;
+      // ENOMEM: over RLIMIT_MEMLOCK (an unprivileged user); the region stays unpinned.
+      if (io_uring_register_buffers_update_tag(&ring_, slot, &v, &tag, 1) != 1) break;
+      fixed_[slot] = v;
+      owner_[slot] = data;
+      off += v.iov_len;
+    }
+    if (off < length) {  // out of slots or refused: all or nothing
+      UnregisterMemory(data);
+      return false;
+    }
+    fixed_used_ = true;
+    return true;
+  }
+
+  void UnregisterMemory(uint8_t* data) override {
+    if (!fixed_ready_) return;
+    for (unsigned slot = 0; slot < kFixedSlots; slot++) {
+      if (owner_[slot] != data) continue;
+      iovec none{nullptr, 0};
+      __u64 tag = 0;
+      // In-flight requests keep the old buffer until they finish (the kernel holds it).
+      io_uring_register_buffers_update_tag(&ring_, slot, &none, &tag, 1);
+      fixed_[slot] = none;
+      owner_[slot] = nullptr;
+    }
+  }
 
   void Flush(std::vector<Req*>& refused, SubmitStats& stats) override {
     stuck_ = false;
@@ -54,25 +118,29 @@ class IoUring final : public Backend {
       uint64_t pos = r->offset + r->done;
       switch (r->op) {
         case kRead:
-          io_uring_prep_readv(sqe, t_.fd, r->iov.data(), r->iov.size(), pos);
+        case kWrite: {
+          const int slot = r->iov.size() == 1 ? FixedSlot(r->iov[0]) : -1;
+          if (slot >= 0 && r->op == kRead)
+            io_uring_prep_read_fixed(sqe, fd_, r->iov[0].iov_base, r->iov[0].iov_len, pos, slot);
+          else if (slot >= 0)
+            io_uring_prep_write_fixed(sqe, fd_, r->iov[0].iov_base, r->iov[0].iov_len, pos, slot);
+          else if (r->op == kRead) io_uring_prep_readv(sqe, fd_, r->iov.data(), r->iov.size(), pos);
+          else io_uring_prep_writev(sqe, fd_, r->iov.data(), r->iov.size(), pos);
           if (r->nowait()) sqe->rw_flags = RWF_NOWAIT;
           break;
-        case kWrite:
-          io_uring_prep_writev(sqe, t_.fd, r->iov.data(), r->iov.size(), pos);
-          if (r->nowait()) sqe->rw_flags = RWF_NOWAIT;
-          break;
-        case kFlush: io_uring_prep_fsync(sqe, t_.fd, IORING_FSYNC_DATASYNC); break;
+        }
+        case kFlush: io_uring_prep_fsync(sqe, fd_, IORING_FSYNC_DATASYNC); break;
         case kDiscard:
-          io_uring_prep_fallocate(sqe, t_.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, r->offset,
-                                  r->length);
+          io_uring_prep_fallocate(sqe, fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, r->offset, r->length);
           break;
         case kWriteZeroes: {
           int mode = (r->flags & kWriteZeroesMayUnmap) ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
                                                        : FALLOC_FL_ZERO_RANGE;
-          io_uring_prep_fallocate(sqe, t_.fd, mode, r->offset, r->length);
+          io_uring_prep_fallocate(sqe, fd_, mode, r->offset, r->length);
           break;
         }
       }
+      sqe->flags |= sqe_flags_;
       io_uring_sqe_set_data(sqe, r);
       unsubmitted_++;
     }
@@ -90,6 +158,8 @@ class IoUring final : public Backend {
   }
 
   void Reap(std::vector<Req*>& out) override {
+    // Deferred task work: the completions are posted when this (the submitting) thread asks.
+    if (defer_ && in_kernel_) io_uring_get_events(&ring_);
     io_uring_cqe* cqe;
     unsigned head, n = 0;
     io_uring_for_each_cqe(&ring_, head, cqe) {
@@ -110,8 +180,29 @@ class IoUring final : public Backend {
   }
 
  private:
+  static constexpr unsigned kFixedSlots = 64;
+  static constexpr size_t kMaxFixed = size_t(1) << 30;
+
+  // The fixed buffer holding all of `v`, or -1.
+  int FixedSlot(const iovec& v) const {
+    if (!fixed_used_) return -1;
+    auto* p = static_cast<uint8_t*>(v.iov_base);
+    for (unsigned i = 0; i < kFixedSlots; i++) {
+      auto* b = static_cast<uint8_t*>(fixed_[i].iov_base);
+      if (b && p >= b && p + v.iov_len <= b + fixed_[i].iov_len) return int(i);
+    }
+    return -1;
+  }
+
   Target t_;
   int depth_;
+  int fd_ = t_.fd;  // the fd, or 0: the fixed file
+  unsigned sqe_flags_ = 0;
+  bool defer_ = false;
+  std::string features_;
+  std::vector<iovec> fixed_;     // per slot: the pinned memory, or empty
+  std::vector<uint8_t*> owner_;  // per slot: the registered region it is part of
+  bool fixed_ready_ = false, fixed_failed_ = false, fixed_used_ = false;
   io_uring ring_{};
   std::deque<Req*> queue_;
   size_t in_kernel_ = 0, unsubmitted_ = 0;
@@ -120,8 +211,8 @@ class IoUring final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> MakeIoUring(const Target& t, int queue_depth, int eventfd) {
-  return std::make_unique<IoUring>(t, queue_depth, eventfd);
+std::unique_ptr<Backend> MakeIoUring(const Target& t, int queue_depth, int eventfd, int first_setup) {
+  return std::make_unique<IoUring>(t, queue_depth, eventfd, first_setup);
 }
 
 }  // namespace spindle

@@ -28,11 +28,13 @@ struct Target {
 enum class Route : uint8_t {
   kNew,            // not dispatched yet
   kImmediate,      // completed at submission without I/O: invalid record, read-only target, no-op
+  kInline,         // done on the owning thread with RWF_NOWAIT (page cache hit); EAGAIN goes to kPool
   kKernel,         // in the backend (libaio, io_uring)
   kKernelNowait,   // in the backend with RWF_NOWAIT: EAGAIN or EOPNOTSUPP sends it to kPoolFallback
   kPool,           // in the thread pool: the threads engine, or an op the backend does not do
   kPoolFallback,   // in the thread pool after the backend would have blocked (nowait) or lacked the op
   kPoolUnaligned,  // in the thread pool on the covering blocks (not aligned where the kernel needs it)
+  kPoolAllocate,   // a write into a hole (extent_map.h): the pool allocates [alloc_begin, alloc_end) first
 };
 
 struct Req {
@@ -53,6 +55,10 @@ struct Req {
   // and its position among the range locks' tracked requests (range_locks.h), SIZE_MAX: none.
   uint64_t lock_begin = 0, lock_end = 0;
   size_t track_index = SIZE_MAX;
+  // kPoolAllocate: the range the pool allocates (fallocate, keeping the size) before writing; set
+  // empty by the pool when that failed (the write itself still runs).
+  uint64_t alloc_begin = 0, alloc_end = 0;
+  Req* done_next = nullptr;  // the thread pool's list of finished requests (thread_pool.h)
 
   bool nowait() const { return route == Route::kKernelNowait; }
   bool in_pool() const { return route >= Route::kPool; }  // kPool and the pool routes after it

@@ -15,6 +15,8 @@ export interface DiskServerOptions extends QsdOptions {
   nowait?: NowaitMode;
   /** `spindle export` only: its IOThreads run from the test entry (tests/lib/test-io-thread.ts). */
   testIoThread?: boolean;
+  /** `spindle export` only: another checkout's bin/spindle.js (a benchmark's baseline). */
+  bin?: string;
 }
 
 export interface DiskServer {
@@ -55,7 +57,7 @@ export const spindleBin = (): string => {
 
 /** `spindle export` in the foreground; ready once it prints `ready SOCK`. */
 export const spindleExportServer: DiskServerFactory = async (o) => {
-  const args = [spindleBin(), 'export', o.path, '--socket', o.socket, '--aio', o.aio, '--cache', o.cache];
+  const args = [o.bin ?? spindleBin(), 'export', o.path, '--socket', o.socket, '--aio', o.aio, '--cache', o.cache];
   if (o.queues) args.push('--queues', String(o.queues));
   if (o.readOnly) args.push('--read-only');
   if (o.serial) args.push('--serial', o.serial);

@@ -21,6 +21,15 @@ export interface BackendOptions {
   queueDepth?: number;
   /** Thread pool bound (default 64). */
   maxWorkers?: number;
+  /** The threads engine's page-cache fast path on writeback, writethrough and unsafe (default on;
+   *  engine.ts EngineOptions.fastPath). */
+  fastPath?: boolean;
+  /** Allocation-aware native's allocation chunk (bytes, a power of two; default 1 MiB). */
+  allocChunk?: number;
+  /** io_uring's first setup-flag choice (engine.ts EngineOptions.uringSetup; default 'defer'). */
+  uringSetup?: 'defer' | 'coop' | 'plain';
+  /** io_uring: guest RAM as fixed buffers (engine.ts EngineOptions.fixedBuffers; default off). */
+  fixedBuffers?: boolean;
   /** Counters to add into (e.g. shared with the stats sampler); a new set by default. */
   counters?: DiskCounters;
   nowaitPolicy?: Partial<NowaitPolicyOptions>;
@@ -255,7 +264,8 @@ export class BlockBackend extends EventEmitter implements BlockDevice {
     const next = { aio: change.aio ?? this.modes.aio, cache: change.cache ?? this.modes.cache, nowait: change.nowait ?? this.modes.nowait };
     const conflict = modeConflict(next.aio, next.cache);
     if (conflict) throw new SpindleError('UNSUPPORTED_MODE', conflict);
-    if (next.aio === this.modes.aio && next.cache === this.modes.cache) {
+    const sameEngine = this.extentMapFor(next, this.disk.kind) === this.extentMapFor(this.modes, this.disk.kind);
+    if (next.aio === this.modes.aio && next.cache === this.modes.cache && sameEngine) {
       this.modes = next;
       this.policy = null;
       this.applyNowait();
@@ -299,6 +309,11 @@ export class BlockBackend extends EventEmitter implements BlockDevice {
       alignment: disk.logicalBlockSize,
       queueDepth: this.options.queueDepth ?? 128,
       maxWorkers: this.options.maxWorkers ?? 64,
+      fastPath: this.options.fastPath ?? true,
+      extentMap: this.extentMapFor(modes, disk.kind),
+      ...(this.options.allocChunk ? { allocChunk: this.options.allocChunk } : {}),
+      ...(this.options.uringSetup ? { uringSetup: this.options.uringSetup } : {}),
+      fixedBuffers: this.options.fixedBuffers ?? false,
       readOnly: disk.readOnly,
       flushNoop: CACHE_SEMANTICS[modes.cache].flush === 'nothing',
       nowaitRead: nowait.read,
@@ -315,6 +330,17 @@ export class BlockBackend extends EventEmitter implements BlockDevice {
     // auto: only native on image files; on block devices EAGAIN means a full queue, not "would block".
     if (modes.aio !== 'native' || kind === 'block') return { read: false, write: false };
     return { read: this.policy?.enabled('read') ?? true, write: this.policy?.enabled('write') ?? true };
+  }
+
+  /** nowait 'auto' with native on an image file is allocation-aware: the engine keeps the file's
+   *  extent map and decides per write (engine.ts EngineOptions.extentMap). */
+  private extentMapFor(modes: { aio: AioMode; nowait: NowaitMode }, kind: 'file' | 'block'): boolean {
+    return modes.aio === 'native' && modes.nowait === 'auto' && kind === 'file';
+  }
+
+  /** What the engine was set up with (AioEngine.features). */
+  get engineFeatures(): string {
+    return this.engine.features;
   }
 
   private applyNowait(): void {
@@ -353,7 +379,11 @@ export class BlockBackend extends EventEmitter implements BlockDevice {
     const s = this.counters.snapshot();
     const sample = {
       read: { submitted: s.nowait.readSubmitted, fallbacks: s.nowait.readFallbacks, ops: s.read.ops },
-      write: { submitted: s.nowait.writeSubmitted, fallbacks: s.nowait.writeFallbacks, ops: s.write.ops },
+      // Allocation-aware: the extent map sends each write where it belongs, so the write
+      // direction has nothing for the policy to switch (its bounces are counted as misses).
+      write: this.extentMapFor(this.modes, this.disk.kind)
+        ? { submitted: 0, fallbacks: 0, ops: s.write.ops }
+        : { submitted: s.nowait.writeSubmitted, fallbacks: s.nowait.writeFallbacks, ops: s.write.ops },
     };
     if (!this.policy) {
       this.policy = new NowaitPolicy(sample, this.options.nowaitPolicy);

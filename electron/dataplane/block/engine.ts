@@ -95,6 +95,23 @@ export interface EngineOptions {
   flushNoop?: boolean;
   nowaitRead?: boolean;
   nowaitWrite?: boolean;
+  /** The page-cache fast path of the threads engine on an fd without O_DIRECT (default on): each
+   *  read and write is tried on the calling thread with RWF_NOWAIT first, only what would block
+   *  goes to the pool (counted as hits and punts in the counters). */
+  fastPath?: boolean;
+  /** native on an image file: allocation-aware (native/engine/extent_map.h). Writes into allocated
+   *  ranges go to Linux AIO with RWF_NOWAIT, writes into holes to the pool, which allocates
+   *  `allocChunk` bytes (default 1 MiB) around them first. */
+  extentMap?: boolean;
+  allocChunk?: number;
+  /** io_uring: where the setup-flag fallback starts ('defer': single-issuer + defer-taskrun, the
+   *  default; 'coop': coop-taskrun; 'plain'). A flag the kernel refuses falls back to the next. */
+  uringSetup?: 'defer' | 'coop' | 'plain';
+  /** io_uring: pin registered buffers of 1 MiB and more (guest RAM regions) as fixed buffers, so
+   *  single-segment requests skip pinning their pages per I/O. Off by default: it pins (and so
+   *  allocates) the whole guest RAM up front and counts against RLIMIT_MEMLOCK; refused, the
+   *  buffers stay unpinned. */
+  fixedBuffers?: boolean;
   /** DiskCounters.slots: the engine adds into it. */
   counters?: Float64Array;
   /** Most completions delivered per callback. */
@@ -112,6 +129,7 @@ interface NativeEngine {
   readonly inFlight: number;
   readonly kind: AioMode;
   readonly bounceStats: BounceStats;
+  readonly features: string;
 }
 
 /** Bounce buffers (O_DIRECT with misaligned memory): allocated vs taken from the engine's pool. */
@@ -152,6 +170,12 @@ export class AioEngine {
 
   get bounceStats(): BounceStats {
     return this.native.bounceStats;
+  }
+
+  /** What the kernel interface was set up with, '+'-joined: io_uring's setup flags
+   *  ('single-issuer+defer-taskrun', 'coop-taskrun', 'plain'), 'fixed-file', 'extent-map'. */
+  get features(): string {
+    return this.closed ? '' : this.native.features;
   }
 
   /** Segment offsets of buffer `id` count from memory[0] (wherever it sits in its ArrayBuffer). */

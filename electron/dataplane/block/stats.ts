@@ -3,7 +3,7 @@
 // by another thread without a message per I/O. This module is the only place that knows the
 // layout; tests/native/counters-layout.test.ts checks it against native/engine/counters.h.
 
-export const COUNTERS_VERSION = 1;
+export const COUNTERS_VERSION = 2;
 export const DIRECTIONS = ['read', 'write', 'flush', 'discard', 'writeZeroes'] as const;
 export type Direction = (typeof DIRECTIONS)[number];
 /** Log2 microsecond buckets: bucket b counts values in [2^(b-1), 2^b) µs; bucket 0 is < 1 µs. */
@@ -23,6 +23,12 @@ export const SLOT = {
   submitMaxNs: 23,
   cpuPoolNs: 24,
   cpuLoopNs: 25,
+  inlineReadHits: 26,
+  inlineReadPunts: 27,
+  inlineWriteHits: 28,
+  inlineWritePunts: 29,
+  allocPoolWrites: 30,
+  allocMisses: 31,
   latencyHist: 32, // + dir * BUCKETS + bucket
   submitHist: 32 + DIRECTIONS.length * BUCKETS,
 } as const;
@@ -50,6 +56,15 @@ export interface CountersSnapshot {
   submit: { calls: number; totalNs: number; maxNs: number; histogram: number[] };
   /** CPU time of the pool workers; time the owning thread spends inside the engine (it does not sleep there). */
   cpu: { poolNs: number; loopNs: number };
+  /** The page-cache fast path (threads engine on writeback, writethrough, unsafe): reads and writes
+   *  done inline on the IOThread with RWF_NOWAIT (hits), and those that would have blocked and went
+   *  to the thread pool (punts). */
+  fastPath: { readHits: number; readPunts: number; writeHits: number; writePunts: number };
+  /** Allocation-aware native (nowait 'auto' on an image file): writes into holes done by the pool,
+   *  which allocates ahead; writes the extent map called allocated that bounced (EAGAIN: the file
+   *  was changed behind Spindle's back, or on ext4 another write held the inode lock converting
+   *  unwritten extents), redone by the pool. */
+  allocation: { poolWrites: number; misses: number };
 }
 
 /** Upper bound of a bucket in µs (bucket 0: < 1 µs). */
@@ -158,6 +173,13 @@ export class DiskCounters {
         histogram: Array.from(v.subarray(SLOT.submitHist, SLOT.submitHist + BUCKETS)),
       },
       cpu: { poolNs: v[SLOT.cpuPoolNs]!, loopNs: v[SLOT.cpuLoopNs]! },
+      fastPath: {
+        readHits: v[SLOT.inlineReadHits]!,
+        readPunts: v[SLOT.inlineReadPunts]!,
+        writeHits: v[SLOT.inlineWriteHits]!,
+        writePunts: v[SLOT.inlineWritePunts]!,
+      },
+      allocation: { poolWrites: v[SLOT.allocPoolWrites]!, misses: v[SLOT.allocMisses]! },
     };
   }
 
@@ -182,6 +204,8 @@ export class DiskCounters {
       submitStallMaxUs: s.submit.maxNs / 1000,
       submitStallP99Us: percentileUs(s.submit.histogram, 0.99),
       nowait: s.nowait,
+      fastPath: s.fastPath,
+      allocation: s.allocation,
       cpuSeconds: (s.cpu.poolNs + s.cpu.loopNs) / 1e9,
     };
   }
