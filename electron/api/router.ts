@@ -117,6 +117,7 @@ export function createRouter(backend: RouterBackend): ApiHandler {
     'disk.attach': (p) => manager.attachDisk(p.vmId, p.disk),
     'disk.detach': (p) => manager.detachDisk(p.vmId, p.diskId),
     'disk.set': (p) => manager.setDisk(p.vmId, p.diskId, p.patch),
+    'disk.resize': (p) => manager.resizeDisk(p.vmId, p.diskId, p.sizeBytes),
     'host.devices': async () => {
       if (!backend.hostDevices) throw pending('Host device discovery');
       return { devices: await backend.hostDevices() };

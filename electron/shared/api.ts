@@ -13,6 +13,7 @@ import {
   AioMode,
   BootSource,
   CacheMode,
+  DiskFormat,
   DiskId,
   DiskKind,
   DiskSerial,
@@ -107,6 +108,8 @@ export const DiskInput = z.strictObject({
   queues: z.int().min(1).max(16).optional(),
   serial: DiskSerial.optional(),
   enospc: EnospcPolicy.optional(),
+  /** The image format; omitted: read from the header now, and stored (never probed again). */
+  format: DiskFormat.optional(),
 });
 export type DiskInput = z.infer<typeof DiskInput>;
 
@@ -452,6 +455,20 @@ export const methods = {
   'disk.detach': method(DiskRef, VmInfo),
   /** aio/cache/nowait switch live on a running VM (drain, reopen, swap engine, resume). */
   'disk.set': method(z.strictObject({ vmId: VmId, diskId: DiskId, patch: DiskPatch }), VmInfo),
+
+  /** Grows a disk (raw or qcow2), live on a running VM (the guest is told through a virtio
+   *  config-change) or the image itself on a stopped one; shrinking is refused with a sentence. */
+  'disk.resize': method(
+    z.strictObject({
+      vmId: VmId,
+      diskId: DiskId,
+      sizeBytes: z
+        .int()
+        .min(512)
+        .max(2 ** 53 - 1),
+    }),
+    VmInfo,
+  ),
 
   /** Whole devices, each followed by its partitions; in-use ones have usable: false and a reason. */
   'host.devices': method(Empty, z.object({ devices: z.array(HostDevice) })),
