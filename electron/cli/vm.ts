@@ -256,7 +256,8 @@ const command: Command = {
           return 0;
         }
         case 'resize': {
-          if (!args[1] || !args[2]) throw new SpindleError('INVALID_ARGUMENT', 'Name the disk and its new size: spindle vm resize VM DISK SIZE (e.g. d0 20G).');
+          if (!args[1] || !args[2])
+            throw new SpindleError('INVALID_ARGUMENT', 'Name the disk and its new size: spindle vm resize VM DISK SIZE (e.g. d0 20G).');
           const sizeBytes = parseSize(args[2]);
           const vm = (await api.call('disk.resize', { vmId: await resolveId(api, args[0]), diskId: args[1], sizeBytes })) as VmInfo;
           print(json, vm, () => `${args[1]} is now ${formatSize(sizeBytes)}.\n${describe(vm)}`);

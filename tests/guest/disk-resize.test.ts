@@ -30,7 +30,9 @@ after(async () => {
 
 const call = <T = VmInfo>(method: string, params: unknown): Promise<T> => backend.router.call(method, params) as Promise<T>;
 const diskLines: string[] = [];
-backend.router.subscribe('disk.events', {}, (e) => diskLines.push(`${(e as { diskId: string }).diskId}: ${(e as { message: string }).message}`));
+backend.router.subscribe('disk.events', {}, (e) =>
+  diskLines.push(`${(e as { diskId: string }).diskId}: ${(e as { message: string }).message}`),
+);
 
 /** 4 MiB of fresh random data written at `offsetMiB` with O_DIRECT and fsync, read back; its md5. */
 async function writeVerified(g: GuestAgent, dev: string, offsetMiB: number): Promise<string> {

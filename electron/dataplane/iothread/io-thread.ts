@@ -24,7 +24,10 @@ export interface IoThreadHooks {
  *  until it is there a qcow2 disk is refused with a sentence, never served as raw bytes. */
 function formatOptions(spec: DiskSpec): { rawKnown?: boolean } {
   if (spec.format === 'qcow2')
-    throw new SpindleError('UNSUPPORTED_FORMAT', `${spec.path} is a qcow2 disk, and this build of Spindle has no qcow2 driver to serve it.`);
+    throw new SpindleError(
+      'UNSUPPORTED_FORMAT',
+      `${spec.path} is a qcow2 disk, and this build of Spindle has no qcow2 driver to serve it.`,
+    );
   return spec.format === 'raw' ? { rawKnown: true } : {};
 }
 

@@ -9,15 +9,7 @@ import { ProtocolError, checkBackendMessage, encodeMessage, encodeU64, needsRepl
 import { MESSAGE_HANDLERS } from './handlers.js';
 import { MemoryTable } from './memory-table.js';
 import type { InflightArea } from './inflight.js';
-import {
-  BackendRequest,
-  FLAG_REPLY,
-  ProtocolFeature,
-  protocolBit,
-  requestName,
-  type Message,
-  type VringAddrDesc,
-} from './protocol.js';
+import { BackendRequest, FLAG_REPLY, ProtocolFeature, protocolBit, requestName, type Message, type VringAddrDesc } from './protocol.js';
 import { RequestRefused, RingRefused } from './refusals.js';
 
 export interface RingState {

@@ -194,7 +194,12 @@ export function recommend(f: Facts): { recommended: Recommendation; safeForNativ
 }
 
 /** Raw and qcow2 images as disks; other containers have no such view (they are refused). */
-function diskImage(path: string, format: ImageFormat | 'raw', sizeBytes: number, allocatedBytes: number | null): Promise<ImageInfo> | undefined {
+function diskImage(
+  path: string,
+  format: ImageFormat | 'raw',
+  sizeBytes: number,
+  allocatedBytes: number | null,
+): Promise<ImageInfo> | undefined {
   return format === 'raw' || format === 'qcow2' ? imageInfo(path, format, { sizeBytes, allocatedBytes }) : undefined;
 }
 

@@ -29,7 +29,11 @@ const QCOW2_NOTE =
   'qcow2: writes to clusters not yet allocated grow the file (allocating writes: new data and metadata), rewrites of allocated clusters are in place; create with --preallocate metadata or falloc to make more writes in place.';
 
 /** `raw`: the size and allocation the caller measured. */
-export async function imageInfo(path: string, format: DiskFormat, raw: { sizeBytes: number; allocatedBytes: number | null }): Promise<ImageInfo> {
+export async function imageInfo(
+  path: string,
+  format: DiskFormat,
+  raw: { sizeBytes: number; allocatedBytes: number | null },
+): Promise<ImageInfo> {
   if (format === 'raw')
     return {
       path,
@@ -52,7 +56,9 @@ export async function imageInfo(path: string, format: DiskFormat, raw: { sizeByt
   });
   const notes = [QCOW2_NOTE];
   if (below.length)
-    notes.push(`It is an overlay over ${below.length} backing image(s), read-only while it is in use: reads of clusters it has not written go down the chain.`);
+    notes.push(
+      `It is an overlay over ${below.length} backing image(s), read-only while it is in use: reads of clusters it has not written go down the chain.`,
+    );
   const corrupt = top!['format-specific']?.data?.corrupt === true;
   const dirty = top!['dirty-flag'] === true;
   if (corrupt) notes.push('The image is marked corrupt: run qemu-img check -r all on a copy before using it.');

@@ -221,7 +221,9 @@ export function checkImageSpec(spec: ImageSpec): { backingFormat?: DiskFormat } 
   };
   const pre = spec.preallocate ?? 'off';
   if (!(PREALLOCATIONS as readonly string[]).includes(pre))
-    bad(`Preallocation '${pre}' is not one of ${PREALLOCATIONS.join(', ')} (off: sparse; metadata: qcow2 tables only; falloc: reserve the space; full: write zeros).`);
+    bad(
+      `Preallocation '${pre}' is not one of ${PREALLOCATIONS.join(', ')} (off: sparse; metadata: qcow2 tables only; falloc: reserve the space; full: write zeros).`,
+    );
   if (spec.format === 'raw') {
     if (spec.clusterSize !== undefined) bad('A cluster size is a qcow2 setting; a raw image has no clusters (use --format qcow2).');
     if (spec.backing !== undefined) bad('A backing file needs a qcow2 image (a raw image cannot be an overlay): use --format qcow2.');
@@ -245,7 +247,9 @@ export function checkImageSpec(spec: ImageSpec): { backingFormat?: DiskFormat } 
   if (!st.isFile() && !st.isBlockDevice()) bad(`The backing file ${spec.backing} is not an image file or a block device.`);
   const found = detectFormat(spec.backing);
   if (found && found !== 'qcow2')
-    bad(`The backing file ${spec.backing} is a ${FORMAT_NAMES[found]} image; a backing file must be raw or qcow2 (convert it with spindle import).`);
+    bad(
+      `The backing file ${spec.backing} is a ${FORMAT_NAMES[found]} image; a backing file must be raw or qcow2 (convert it with spindle import).`,
+    );
   return { backingFormat: found === 'qcow2' ? 'qcow2' : 'raw' };
 }
 
