@@ -308,6 +308,7 @@ export class BlockBackend extends EventEmitter implements BlockDevice {
       const old = this.modes;
       this.disk.close(); // before reopening: block devices are opened O_EXCL; the image locks stay (this.lock)
       try {
+        // The format was settled by the first open: a reopen never probes the guest's bytes again.
         this.disk = openDisk(this.path, { cache: next.cache, aio: next.aio, readOnly: this.readOnly, rawKnown: true });
         this.engine = this.makeEngine(this.disk, next);
         this.modes = next;
