@@ -16,12 +16,12 @@ export function diskFormatOf(path: string, requested?: DiskFormat): DiskFormat {
   if (requested === 'qcow2')
     throw new SpindleError(
       'UNSUPPORTED_FORMAT',
-      `${path} is not a qcow2 image (its header says ${found ? FORMAT_NAMES[found] : 'raw'}); attach it with format raw${found ? ` after converting it with spindle import` : ''}.`,
+      `${path} is not a qcow2 image (its header says ${found ? FORMAT_NAMES[found] : 'raw'}); ${found ? `convert it with spindle import ${path} NEW.qcow2 --format qcow2` : 'attach it with format raw, or convert it with spindle import --format qcow2'}.`,
     );
   if (found)
     throw new SpindleError(
       'UNSUPPORTED_FORMAT',
-      `${path} is a ${FORMAT_NAMES[found]} image; Spindle serves raw and qcow2 disks. Convert it with: spindle import ${path} NEW.qcow2 (or NEW.raw with --format raw), then attach the new image.`,
+      `${path} is a ${FORMAT_NAMES[found]} image; Spindle serves raw and qcow2 disks. Convert it with spindle import ${path} NEW.img (a raw image; add --format qcow2 for a qcow2), then attach the new image.`,
     );
   return 'raw';
 }
