@@ -236,7 +236,13 @@ export function checkImageSpec(spec: ImageSpec): { backingFormat?: DiskFormat } 
   }
   if (spec.sizeBytes === undefined) {
     if (spec.backing === undefined) bad('The image needs a size (for example --size 10G).');
-  } else checkImageSize(spec.sizeBytes);
+  } else {
+    try {
+      checkImageSize(spec.sizeBytes);
+    } catch (err) {
+      bad((err as Error).message);
+    }
+  }
   if (spec.backing === undefined) return {};
   let st;
   try {

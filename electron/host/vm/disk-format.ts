@@ -2,7 +2,7 @@
 // Stored in the VM config and never probed again, so a raw disk whose guest wrote a qcow2 header
 // stays raw (QEMU's CVE-2008-2004: probing on every open let a guest make its raw disk a qcow2
 // with a backing file of its choosing, reading any host file).
-import { FORMAT_NAMES, detectFormat } from '../../dataplane/block/format-detect.js';
+import { FORMAT_NAMES, detectFormat, nonRawError } from '../../dataplane/block/format-detect.js';
 import { SpindleError } from '../../shared/errors.js';
 import type { DiskFormat } from '../../shared/model.js';
 
@@ -18,6 +18,7 @@ export function diskFormatOf(path: string, requested?: DiskFormat): DiskFormat {
       'UNSUPPORTED_FORMAT',
       `${path} is not a qcow2 image (its header says ${found ? FORMAT_NAMES[found] : 'raw'}); ${found ? `convert it with spindle import ${path} NEW.qcow2 --format qcow2` : 'attach it with format raw, or convert it with spindle import --format qcow2'}.`,
     );
+  if (found === 'luks') throw nonRawError(path, found); // opened with cryptsetup, not converted
   if (found)
     throw new SpindleError(
       'UNSUPPORTED_FORMAT',
