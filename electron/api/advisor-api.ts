@@ -1,6 +1,7 @@
 // The advisor and host-device discovery (electron/dataplane/block, electron/host/advisor) as the API's `host.devices` and
 // `advisor.*` methods: small adapters from the block layer's types to the contract's, which the
 // renderer consumes (flat device list, nowait as a mode, reasons as notes).
+import { EventEmitter } from 'node:events';
 import { mkdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { FileAdvice, HostDevice, ProbeSummary } from '../shared/api.js';
@@ -8,7 +9,8 @@ import type { RouterBackend } from './router.js';
 import { inspect, type Inspection } from '../host/advisor/advisor.js';
 import { listHostDevices, type HostDevice as BlockHostDevice } from '../dataplane/block/host-devices.js';
 import { detectContent, nonRawError } from '../dataplane/block/format-detect.js';
-import { createImage, preallocateImage } from '../host/images/create-image.js';
+import { createDiskImage, createImage, preallocateImage } from '../host/images/create-image.js';
+import { importImage } from '../host/images/import-image.js';
 import { SpindleError } from '../shared/errors.js';
 import { dataDir } from '../host/vm/paths.js';
 import { PathRecords } from './path-records.js';
@@ -98,6 +100,20 @@ export function toFileAdvice(i: Inspection): FileAdvice {
         }
       : {}),
     ...(i.probe ? { probe: toProbeSummary(i.probe) } : {}),
+    ...(i.image
+      ? {
+          image: {
+            path: i.image.path,
+            format: i.image.format,
+            virtualSizeBytes: i.image.virtualSizeBytes,
+            allocatedBytes: i.image.allocatedBytes,
+            clusterSizeBytes: i.image.clusterSizeBytes,
+            backingChain: i.image.backingChain,
+            dirty: i.image.dirty,
+            corrupt: i.image.corrupt,
+          },
+        }
+      : {}),
   };
 }
 
@@ -113,7 +129,7 @@ function fileFormat(path: string): FileAdvice['format'] | null {
   }
   if (!isFile) return null;
   const content = detectContent(path);
-  if (content === 'raw' || content === 'iso9660') return content;
+  if (content === 'raw' || content === 'iso9660' || content === 'qcow2') return content;
   throw new SpindleError('NOT_A_DISK', nonRawError(path, content).message);
 }
 
@@ -134,6 +150,7 @@ type SavedProbe = ProbeSummary & { at: string };
 export function createAdvisorLayer(env: NodeJS.ProcessEnv = process.env): NonNullable<RouterBackend['advisor']> {
   // The last probe per file: its verdict stays on the disk's badge across reloads.
   const probes = new PathRecords<SavedProbe>(join(dataDir(env), 'probes'));
+  const progress = new EventEmitter();
 
   async function advise(path: string, opts: { probe?: boolean } = {}): Promise<FileAdvice> {
     const format = fileFormat(path);
@@ -158,14 +175,37 @@ export function createAdvisorLayer(env: NodeJS.ProcessEnv = process.env): NonNul
   return {
     inspect: (path) => advise(path),
     probe: (path) => advise(path, { probe: true }),
-    async createImage(path, sizeBytes, preallocate) {
+    async createImage(path, sizeBytes, preallocate, qcow2) {
       // The suggested place for new images: made on first use, private like the rest of the data directory.
       if (isImagesDir(dirname(path), env)) mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-      createImage(path, sizeBytes, { preallocate });
+      if (!qcow2 || qcow2.format === 'raw') createImage(path, sizeBytes, { preallocate });
+      else
+        await createDiskImage({
+          path,
+          format: 'qcow2',
+          sizeBytes,
+          preallocate: preallocate ? 'falloc' : 'off',
+          ...(qcow2.clusterSizeBytes !== undefined ? { clusterSize: qcow2.clusterSizeBytes } : {}),
+          ...(qcow2.backing !== undefined ? { backing: qcow2.backing } : {}),
+        });
       return advise(path);
     },
+    async importImage(source, dest, format) {
+      if (isImagesDir(dirname(dest), env)) mkdirSync(dirname(dest), { recursive: true, mode: 0o700 });
+      await importImage(source, dest, format, (percent) => progress.emit('progress', { source, dest, percent }));
+      return advise(dest);
+    },
+    onImportProgress(listener) {
+      progress.on('progress', listener);
+      return () => void progress.off('progress', listener);
+    },
     async preallocate(path) {
-      fileFormat(path); // never fill in a container's holes
+      // Never fill in a container's holes (a qcow2's file grows by its own metadata).
+      if (fileFormat(path) === 'qcow2')
+        throw new SpindleError(
+          'NOT_A_DISK',
+          `${path} is a qcow2 image: preallocate it when creating it (--preallocate falloc), not in place.`,
+        );
       preallocateImage(path);
       return advise(path);
     },

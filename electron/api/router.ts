@@ -10,6 +10,7 @@ import {
   type AppInfo,
   type FileAdvice,
   type HostDevice,
+  type ImportProgress,
   type MethodName,
   type ParsedParams,
   type Result,
@@ -18,6 +19,7 @@ import {
 } from '../shared/api.js';
 import { SpindleError, errnoOf } from '../shared/errors.js';
 import type { VmManager } from '../host/vm/manager.js';
+import type { DiskFormat } from '../shared/model.js';
 import type { StatsSampler } from '../host/stats/sampler.js';
 import type { ApiHandler } from './session.js';
 import { asUserError } from './errors.js';
@@ -31,8 +33,17 @@ export interface RouterBackend {
   advisor?: {
     inspect(path: string): Promise<FileAdvice>;
     probe(path: string): Promise<FileAdvice>;
-    createImage(path: string, sizeBytes: number, preallocate: boolean): Promise<FileAdvice>;
+    createImage(
+      path: string,
+      sizeBytes: number,
+      preallocate: boolean,
+      qcow2?: { format: DiskFormat; clusterSizeBytes?: number; backing?: string },
+    ): Promise<FileAdvice>;
     preallocate(path: string): Promise<FileAdvice>;
+    /** qemu-img convert into a new image; `onProgress` per percentage. */
+    importImage?(source: string, dest: string, format: DiskFormat): Promise<FileAdvice>;
+    /** Returns an unsubscribe function. */
+    onImportProgress?(listener: (p: ImportProgress) => void): () => void;
   };
   /** The scratch disk; `create` makes it when missing. */
   scratch?: (create: boolean) => ScratchDisk | Promise<ScratchDisk>;
@@ -56,7 +67,7 @@ export function describeInvalid(what: string, error: z.ZodError): SpindleError {
   return new SpindleError('INVALID_ARGUMENT', `Invalid ${what} (${parts.join('; ')}).`);
 }
 
-const PATH_KEYS = new Set(['path', 'kernel', 'initrd']);
+const PATH_KEYS = new Set(['path', 'kernel', 'initrd', 'source', 'dest', 'backing']);
 
 /** Resolves symlinks and '..' so checks (in use? root device?) see the real file. A path that
  *  does not exist yet keeps its name under its parent's real path. */
@@ -118,13 +129,20 @@ export function createRouter(backend: RouterBackend): ApiHandler {
     'disk.attach': (p) => manager.attachDisk(p.vmId, p.disk),
     'disk.detach': (p) => manager.detachDisk(p.vmId, p.diskId),
     'disk.set': (p) => manager.setDisk(p.vmId, p.diskId, p.patch),
+    'disk.resize': (p) => manager.resizeDisk(p.vmId, p.diskId, p.sizeBytes),
     'host.devices': async () => {
       if (!backend.hostDevices) throw pending('Host device discovery');
       return { devices: await backend.hostDevices() };
     },
     'advisor.inspect': (p) => need(backend.advisor, 'The file advisor').inspect(p.path),
     'advisor.probe': (p) => need(backend.advisor, 'The file advisor').probe(p.path),
-    'advisor.createImage': (p) => need(backend.advisor, 'Creating images').createImage(p.path, p.sizeBytes, p.preallocate),
+    'advisor.createImage': (p) =>
+      need(backend.advisor, 'Creating images').createImage(p.path, p.sizeBytes, p.preallocate, {
+        format: p.format ?? 'raw',
+        ...(p.clusterSizeBytes !== undefined ? { clusterSizeBytes: p.clusterSizeBytes } : {}),
+        ...(p.backing !== undefined ? { backing: p.backing } : {}),
+      }),
+    'image.import': (p) => need(backend.advisor?.importImage, 'Importing images')(p.source, p.dest, p.format),
     'advisor.preallocate': (p) => need(backend.advisor, 'Preallocation').preallocate(p.path),
     'scratch.get': (p) => need(backend.scratch, 'The scratch disk')(p.create ?? false),
     'stats.history': (p) => ({ ticks: sampler.history(p.sinceMs) }),
@@ -188,6 +206,8 @@ export function createRouter(backend: RouterBackend): ApiHandler {
             if (e.vmId === vmId) listener({ vmId, dataBase64: e.data.toString('base64') });
           });
         }
+        case 'image.progress':
+          return need(backend.advisor?.onImportProgress, 'Importing images')(listener);
         case 'bench.progress':
           return need(backend.bench, 'The aio comparison').onProgress((parsed.data as { benchId: string }).benchId, listener);
       }

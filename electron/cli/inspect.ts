@@ -34,7 +34,20 @@ export function formatInspection(i: Inspection): string {
     row('allocation', i.sparse ? `sparse: ${formatSize(a.holeBytes)} in ${a.holeCount} hole(s)` : 'fully allocated');
     if (a.unwrittenBytes) row('unwritten extents', `${a.unwrittenExtents} (${formatSize(a.unwrittenBytes)})`);
   }
-  row('format', i.format === 'raw' ? 'raw' : `${FORMAT_NAMES[i.format]} (not served: Spindle serves raw images only)`);
+  row(
+    'format',
+    i.format === 'raw' || i.format === 'qcow2' ? i.format : `${FORMAT_NAMES[i.format]} (not served: convert it with spindle import)`,
+  );
+  if (i.image) {
+    const m = i.image;
+    row('virtual size', `${formatSize(m.virtualSizeBytes)} (${m.virtualSizeBytes} bytes)`);
+    if (m.allocatedBytes !== null) row('allocated', formatSize(m.allocatedBytes));
+    if (m.clusterSizeBytes !== null) row('cluster size', formatSize(m.clusterSizeBytes));
+    if (m.format === 'qcow2') {
+      row('backing chain', m.backingChain.length ? m.backingChain.map((b) => `${b.path} (${b.format})`).join(' <- ') : 'none');
+      if (m.dirty || m.corrupt) row('state', [m.dirty ? 'dirty' : '', m.corrupt ? 'corrupt' : ''].filter(Boolean).join(', '));
+    }
+  }
   row('O_DIRECT', i.directIo ? 'supported' : 'not supported');
   row('in use', inUse(i));
   row('safe for native', i.safeForNative ? 'yes' : 'no');

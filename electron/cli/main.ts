@@ -13,6 +13,7 @@ export interface Command {
 const commands: Record<string, () => Promise<{ default: Command }>> = {
   inspect: () => import('./inspect.js'),
   'create-image': () => import('./create-image.js'),
+  import: () => import('./import.js'),
   vm: () => import('./vm.js'),
   'bench-engines': () => import('./bench-engines.js'),
   loadgen: () => import('./loadgen.js'),

@@ -7,7 +7,7 @@
 import { resolve as resolvePath } from 'node:path';
 import type { Command } from './main.js';
 import { SpindleError } from '../shared/errors.js';
-import { formatSize } from '../shared/size.js';
+import { formatSize, parseSize } from '../shared/size.js';
 import { type DiskSample, type VmInfo, type StatsTick } from '../shared/api.js';
 import { vmNameKey } from '../shared/model.js';
 import { apiSocketPath, connectLocalApi } from '../api/local-socket.js';
@@ -44,7 +44,7 @@ async function caller(host: boolean): Promise<Caller> {
   }
 }
 
-const USAGE = `spindle vm list|create|update|show|start|stop|kill|media|attach|detach|set-disk|stats [options]
+const USAGE = `spindle vm list|create|update|show|start|stop|kill|media|attach|detach|set-disk|resize|stats [options]
   list                                   VMs and unreadable VM files
   create NAME [machine flags] [--disk PATH]...   a new VM: q35, BIOS, user networking, VNC unless the flags say otherwise
   update VM [machine flags]              changes a VM's settings; most need it stopped (it says which)
@@ -53,9 +53,11 @@ const USAGE = `spindle vm list|create|update|show|start|stop|kill|media|attach|d
   start VM [--console]                   asks the running app or spindle serve to start it; without one, runs it in the foreground until it stops
   stop VM [--timeout S]                  ACPI shutdown, forced off after the timeout (default 30 s)
   kill VM                                forces the VM off
-  attach VM PATH [--aio M] [--cache M] [--read-only] [--queues N] [--enospc stop|report]
+  attach VM PATH [--format raw|qcow2] [--aio M] [--cache M] [--read-only] [--queues N] [--enospc stop|report]
+                                         without --format the image's header decides, once: the format is stored
   detach VM DISK
   set-disk VM DISK [--aio M] [--cache M] [--nowait on|off|auto] [--read-only|--read-write] [--queues N] [--enospc stop|report]
+  resize VM DISK SIZE                    grows the disk (10G, 512M…), live if the VM runs; never shrinks
   stats [VM]                             the latest per-disk and per-VM sample
 ${MACHINE_USAGE}
   every command takes --json`;
@@ -92,7 +94,7 @@ function describe(vm: VmInfo): string {
     ...media.map((m) => `  ${m.drive}: ${m.path ?? '(empty)'}`),
     ...c.disks.map(
       (d) =>
-        `  ${d.id}: ${d.path} (${d.kind}) aio=${d.aio} cache=${d.cache} nowait=${d.nowait}${d.readOnly ? ' read-only' : ''} queues=${d.queues} enospc=${d.enospc ?? 'stop'} [${live(d.id)}]`,
+        `  ${d.id}: ${d.path} (${d.kind}, ${d.format ?? 'raw'}) aio=${d.aio} cache=${d.cache} nowait=${d.nowait}${d.readOnly ? ' read-only' : ''} queues=${d.queues} enospc=${d.enospc ?? 'stop'} [${live(d.id)}]`,
     ),
     ...vm.warnings.map((w) => `  warning: ${w}`),
   ];
@@ -148,6 +150,7 @@ const command: Command = {
         'read-write': { type: 'boolean' },
         queues: { type: 'string' },
         enospc: { type: 'string' },
+        format: { type: 'string' },
       },
       'vm',
     );
@@ -164,6 +167,9 @@ const command: Command = {
         (k) => (o as Record<string, unknown>)[k] !== undefined && !['no-net', 'no-display'].includes(k),
       );
       if (stray) throw new SpindleError('INVALID_ARGUMENT', `--${stray} is a setting for vm create or vm update, not vm ${sub ?? ''}.`);
+    }
+    if (o.format !== undefined && o.format !== 'raw' && o.format !== 'qcow2') {
+      throw new SpindleError('INVALID_ARGUMENT', `--format takes raw or qcow2, not '${o.format}'.`);
     }
     const api = await caller(sub === 'start');
     try {
@@ -241,6 +247,7 @@ const command: Command = {
             vmId: await resolveId(api, args[0]),
             disk: {
               path: abs(args[1]),
+              ...(o.format ? { format: o.format } : {}),
               ...(o.aio ? { aio: o.aio } : {}),
               ...(o.cache ? { cache: o.cache } : {}),
               ...(o['read-only'] ? { readOnly: true } : {}),
@@ -267,6 +274,14 @@ const command: Command = {
           };
           const vm = (await api.call('disk.set', { vmId: await resolveId(api, args[0]), diskId: args[1], patch })) as VmInfo;
           print(json, vm, () => describe(vm));
+          return 0;
+        }
+        case 'resize': {
+          if (!args[1] || !args[2])
+            throw new SpindleError('INVALID_ARGUMENT', 'Name the disk and its new size: spindle vm resize VM DISK SIZE (e.g. d0 20G).');
+          const sizeBytes = parseSize(args[2]);
+          const vm = (await api.call('disk.resize', { vmId: await resolveId(api, args[0]), diskId: args[1], sizeBytes })) as VmInfo;
+          print(json, vm, () => `${args[1]} is now ${formatSize(sizeBytes)}.\n${describe(vm)}`);
           return 0;
         }
         case 'stats': {

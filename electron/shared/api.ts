@@ -13,6 +13,7 @@ import {
   AioMode,
   BootSource,
   CacheMode,
+  DiskFormat,
   DiskId,
   DiskKind,
   DiskSerial,
@@ -113,6 +114,8 @@ export const DiskInput = z.strictObject({
   queues: z.int().min(1).max(16).optional(),
   serial: DiskSerial.optional(),
   enospc: EnospcPolicy.optional(),
+  /** The image format; omitted: read from the header now, and stored (never probed again). */
+  format: DiskFormat.optional(),
 });
 export type DiskInput = z.infer<typeof DiskInput>;
 
@@ -220,6 +223,26 @@ export const ProbeSummary = z.object({
 });
 export type ProbeSummary = z.infer<typeof ProbeSummary>;
 
+export const ImageLayer = z.object({
+  path: z.string(),
+  format: z.string(),
+  virtualSizeBytes: z.number(),
+  allocatedBytes: z.number().nullable(),
+  clusterSizeBytes: z.number().nullable(),
+});
+export const ImageInfo = ImageLayer.extend({
+  format: DiskFormat,
+  /** The images under this one, nearest first. */
+  backingChain: z.array(ImageLayer),
+  dirty: z.boolean(),
+  corrupt: z.boolean(),
+});
+export type ImageInfo = z.infer<typeof ImageInfo>;
+
+/** One step of an import (qemu-img convert's own percentage). */
+export const ImportProgress = z.object({ source: z.string(), dest: z.string(), percent: z.number() });
+export type ImportProgress = z.infer<typeof ImportProgress>;
+
 export const FileAdvice = z.object({
   path: z.string(),
   kind: DiskKind,
@@ -252,9 +275,12 @@ export const FileAdvice = z.object({
     .optional(),
   /** Set by `advisor.probe`, and by `advisor.inspect` once a probe of this file was kept. */
   probe: ProbeSummary.optional(),
-  /** Image files: what the header holds ('iso9660': a CD/DVD image, attached as a read-only CD-ROM).
-   *  Container formats (qcow2, vmdk…) are refused with a sentence naming the format. */
-  format: z.enum(['raw', 'iso9660']).optional(),
+  /** Image files: what the header holds ('iso9660': a CD/DVD image, attached as a read-only CD-ROM;
+   *  'qcow2': served through the qcow2 driver). Other containers (vmdk…) are refused with a sentence
+   *  naming the format and how to import them. */
+  format: z.enum(['raw', 'iso9660', 'qcow2']).optional(),
+  /** Raw and qcow2 images as disks: what the guest sees, what the host holds, the chain under it. */
+  image: ImageInfo.optional(),
 });
 export type FileAdvice = z.infer<typeof FileAdvice>;
 
@@ -478,6 +504,20 @@ export const methods = {
   /** aio/cache/nowait switch live on a running VM (drain, reopen, swap engine, resume). */
   'disk.set': method(z.strictObject({ vmId: VmId, diskId: DiskId, patch: DiskPatch }), VmInfo),
 
+  /** Grows a disk (raw or qcow2), live on a running VM (the guest is told through a virtio
+   *  config-change) or the image itself on a stopped one; shrinking is refused with a sentence. */
+  'disk.resize': method(
+    z.strictObject({
+      vmId: VmId,
+      diskId: DiskId,
+      sizeBytes: z
+        .int()
+        .min(512)
+        .max(2 ** 53 - 1),
+    }),
+    VmInfo,
+  ),
+
   /** Whole devices, each followed by its partitions; in-use ones have usable: false and a reason. */
   'host.devices': method(Empty, z.object({ devices: z.array(HostDevice) })),
 
@@ -494,9 +534,22 @@ export const methods = {
         .min(1 << 20)
         .max(2 ** 50),
       preallocate: z.boolean(),
+      /** Omitted: raw (Spindle's fastest path; sparse on the host). */
+      format: DiskFormat.optional(),
+      /** qcow2 only: a power of two from 512 B to 2 MiB. */
+      clusterSizeBytes: z
+        .int()
+        .min(512)
+        .max(2 * 1024 * 1024)
+        .optional(),
+      /** qcow2 only: a raw or qcow2 image this one is a copy-on-write overlay of. */
+      backing: AbsolutePath.optional(),
     }),
     FileAdvice,
   ),
+  /** Converts a vmdk, vdi, vhdx, vhd, qcow2 or raw image into a new raw or qcow2 image (qemu-img
+   *  convert; never overwrites). Progress on the 'image.progress' stream; answers with the new image's advice. */
+  'image.import': method(z.strictObject({ source: AbsolutePath, dest: AbsolutePath, format: DiskFormat.default('raw') }), FileAdvice),
   /** Allocates the holes of an existing image in place (fallocate; data and size unchanged). */
   'advisor.preallocate': method(z.strictObject({ path: AbsolutePath }), FileAdvice),
 
@@ -555,6 +608,8 @@ export const topics = {
   stats: { params: Empty, event: StatsTick },
   /** Serial output of one VM, base64. */
   'console.serial': { params: VmRef, event: z.object({ vmId: VmId, dataBase64: z.string() }) },
+  /** Progress of every import in progress (filter by dest). */
+  'image.progress': { params: Empty, event: ImportProgress },
   /** Progress of one benchmark. */
   'bench.progress': { params: z.strictObject({ benchId: z.string() }), event: BenchProgress },
 } as const;

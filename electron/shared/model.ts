@@ -63,6 +63,11 @@ export const EnospcPolicy = z.enum(ENOSPC_POLICIES);
 export type EnospcPolicy = z.infer<typeof EnospcPolicy>;
 
 export const DiskKind = z.enum(['file', 'block']);
+/** A disk's image format: read from its header once, when it is added, and never probed again
+ *  (a guest may write any bytes to a raw disk, a qcow2 header too: QEMU's CVE-2008-2004). */
+export const DISK_FORMATS = ['raw', 'qcow2'] as const;
+export const DiskFormat = z.enum(DISK_FORMATS);
+export type DiskFormat = z.infer<typeof DiskFormat>;
 export const Firmware = z.enum(['bios', 'uefi']);
 export const Accelerator = z.enum(['kvm', 'tcg']);
 /** QEMU machine type: 'q35' (PCIe, hot-plug through root ports) for new VMs; 'pc' (i440fx) for VMs made before it existed. */
@@ -117,6 +122,8 @@ export const DiskConfig = z.strictObject({
   serial: DiskSerial,
   /** Absent (files written before it existed): 'stop'. */
   enospc: EnospcPolicy.optional(),
+  /** Absent (files written before it existed): 'raw'. */
+  format: DiskFormat.optional(),
 });
 export type DiskConfig = z.infer<typeof DiskConfig>;
 

@@ -1,5 +1,5 @@
 // A new user's first steps in the dialogs, end to end: a real `spindle serve`
-// with a fresh data directory, Debian's Chromium, real image files (sparse, written, qcow2 made by
+// with a fresh data directory, Debian's Chromium, real image files (sparse, written, vmdk made by
 // qemu-img, an ISO 9660 image) and a real loop device. No guest is needed: every VM stays stopped.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -22,7 +22,7 @@ let tmp: ReturnType<typeof tempDir>;
 let loop: LoopDevice;
 let sparseFile: string;
 let writtenFile: string;
-let qcow2File: string;
+let vmdkFile: string;
 let isoFile: string;
 
 /** A minimal ISO 9660 image: the primary volume descriptor ('CD001' at 0x8001) and the set terminator. */
@@ -43,8 +43,8 @@ before(async () => {
   loop = attachLoop(makeFile(join(tmp.path, 'loop-backing.img'), 32 << 20, { written: true }));
   sparseFile = makeFile(join(tmp.path, 'sparse.img'), 128 << 20);
   writtenFile = makeFile(join(tmp.path, 'written.img'), 32 << 20, { written: true });
-  qcow2File = join(tmp.path, 'disk.qcow2');
-  const q = spawnSync('qemu-img', ['create', '-q', '-f', 'qcow2', qcow2File, '64M'], { encoding: 'utf8' });
+  vmdkFile = join(tmp.path, 'disk.vmdk');
+  const q = spawnSync('qemu-img', ['create', '-q', '-f', 'vmdk', vmdkFile, '64M'], { encoding: 'utf8' });
   assert.equal(q.status, 0, q.stderr);
   isoFile = makeIso(join(tmp.path, 'installer.iso'));
   app = await startApp({ width: 1280, height: 800 }, 'light');
@@ -167,22 +167,23 @@ test('a host device keeps the nowait the dialog showed', async () => {
   assert.equal(disk.nowait, shownNowait);
 });
 
-test('a qcow2 file is refused in the dialog with the sentence naming its format, never badged safe', async () => {
+test('a vmdk file is refused in the dialog with the sentence naming its format, never badged safe; import is offered', async () => {
   await click(page.getByRole('button', { name: 'Add disk…' }));
   const dialog = page.getByRole('dialog');
   await check(dialog.getByLabel('Existing image file'));
-  await fill(dialog.getByLabel('Image file', { exact: true }), qcow2File);
+  await fill(dialog.getByLabel('Image file', { exact: true }), vmdkFile);
   await dialog.getByLabel('Image file', { exact: true }).press('Tab');
   const refusal = dialog.getByTestId('format-refusal');
   await refusal.waitFor();
-  assert.match((await refusal.textContent())!, /qcow2/);
+  assert.match((await refusal.textContent())!, /vmdk/);
   assert.equal(await dialog.getByText(/safe for native/i).count(), 0);
   assert.equal(await dialog.getByRole('button', { name: 'Attach' }).isDisabled(), true);
-  await checkLayouts(page, 'dialogs-qcow2-refused');
+  await dialog.getByRole('button', { name: 'Import it into a new image instead' }).waitFor();
+  await checkLayouts(page, 'dialogs-vmdk-refused');
   await click(dialog.getByRole('button', { name: 'Cancel' }));
   await dialog.waitFor({ state: 'detached' });
   assert.equal(
-    (await vmByName('Alpha Box')).config.disks.some((d: { path: string }) => d.path === qcow2File),
+    (await vmByName('Alpha Box')).config.disks.some((d: { path: string }) => d.path === vmdkFile),
     false,
   );
 });

@@ -84,3 +84,25 @@ export class GuestAgent {
     this.off();
   }
 }
+
+/** The guest device whose virtio-blk serial is `serial` (/sys/block/vdX/serial), e.g. '/dev/vdb'. */
+export async function guestDevOf(g: GuestAgent, serial: string): Promise<string> {
+  const out = await g.runOk(
+    `for i in $(seq 1 100); do for d in /sys/block/vd*; do [ "$(cat $d/serial 2>/dev/null)" = "${serial}" ] && { echo \${d##*/}; exit 0; }; done; sleep 0.2; done; exit 1`,
+  );
+  return `/dev/${out.trim()}`;
+}
+
+/** Polls `/sys/block/<dev>/size` (512-byte sectors) in the guest until it is `sectors`; throws
+ *  with the last value seen after `timeoutMs`. */
+export async function waitGuestSectors(g: GuestAgent, dev: string, sectors: number, timeoutMs = 60_000): Promise<void> {
+  const name = dev.replace('/dev/', '');
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    last = (await g.runOk(`cat /sys/block/${name}/size`)).trim();
+    if (Number(last) === sectors) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`the guest's /sys/block/${name}/size stayed ${last}, waited ${timeoutMs} ms for ${sectors}`);
+}

@@ -1,6 +1,6 @@
 // What the app's dialogs need from the advisor API, through the router on real
-// files: the suggested images/ directory is made on first use (0700), container formats are
-// refused by their header with a sentence naming the format, an ISO 9660 image is recognised,
+// files: the suggested images/ directory is made on first use (0700), qcow2 is shown as a disk and
+// other container formats are refused by their header with a sentence naming the format, an ISO 9660 image is recognised,
 // the last probe of a file is kept, and loop devices name their backing file.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -50,23 +50,35 @@ test('advisor.createImage in the suggested <data>/spindle/images/ on a fresh ins
   }
 });
 
-test('advisor.inspect refuses a qcow2 image with a sentence naming the format; raw and ISO 9660 are told apart', async () => {
+test('advisor.inspect shows a qcow2 image (virtual size, cluster size, backing chain) and refuses vmdk with a sentence naming the format; raw and ISO 9660 are told apart', async () => {
   const s = setup();
   try {
+    const base = join(s.dir, 'base.qcow2');
     const qcow2 = join(s.dir, 'disk.qcow2');
-    const q = spawnSync('qemu-img', ['create', '-q', '-f', 'qcow2', qcow2, '16M'], { encoding: 'utf8' });
-    assert.equal(q.status, 0, q.stderr);
+    for (const args of [
+      ['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=131072', base, '16M'],
+      ['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', qcow2],
+    ]) {
+      const q = spawnSync('qemu-img', args, { encoding: 'utf8' });
+      assert.equal(q.status, 0, q.stderr);
+    }
     const before = readFileSync(qcow2);
-    await rejectsWith(
-      s.router.call('advisor.inspect', { path: qcow2 }),
-      'NOT_A_DISK',
-      /is a qcow2 image; Spindle serves raw images only.*qemu-img convert -f qcow2 -O raw/,
+    const a = (await call(s.router, 'advisor.inspect', { path: qcow2 })) as FileAdvice;
+    assert.equal(a.format, 'qcow2');
+    assert.equal(a.image!.virtualSizeBytes, 16 << 20);
+    assert.equal(a.image!.clusterSizeBytes, 65536);
+    assert.deepEqual(
+      a.image!.backingChain.map((l) => [l.path, l.format, l.clusterSizeBytes]),
+      [[base, 'qcow2', 131072]],
     );
     await rejectsWith(s.router.call('advisor.preallocate', { path: qcow2 }), 'NOT_A_DISK', /qcow2/);
-    await rejectsWith(s.router.call('advisor.probe', { path: qcow2 }), 'NOT_A_DISK', /qcow2/);
     assert.deepEqual(readFileSync(qcow2), before, 'the file is not touched');
+    const vmdk = join(s.dir, 'disk.vmdk');
+    assert.equal(spawnSync('qemu-img', ['create', '-q', '-f', 'vmdk', vmdk, '16M']).status, 0);
+    await rejectsWith(s.router.call('advisor.inspect', { path: vmdk }), 'NOT_A_DISK', /is a VMware \(vmdk\) image/);
     const raw = (await call(s.router, 'advisor.inspect', { path: makeFile(join(s.dir, 'raw.img'), 4 << 20) })) as FileAdvice;
     assert.equal(raw.format, 'raw');
+    assert.equal(raw.image!.virtualSizeBytes, 4 << 20);
     const cd = (await call(s.router, 'advisor.inspect', { path: iso(join(s.dir, 'cd.iso')) })) as FileAdvice;
     assert.equal(cd.format, 'iso9660');
   } finally {

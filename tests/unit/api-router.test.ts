@@ -58,6 +58,7 @@ test('create applies defaults per disk kind and canonicalises paths (symlinks, .
       queues: 1,
       serial: 'spindle-d0',
       enospc: 'stop',
+      format: 'raw',
     });
     // Asking only for native picks the O_DIRECT cache it needs; asking for native + writeback is refused.
     // Another name with the same slug gets a suffixed id (the same name is refused: vm-validation.test.ts).

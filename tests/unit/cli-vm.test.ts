@@ -88,7 +88,7 @@ test('vm create --json, then list and show, with relative paths resolved against
   const text = spindle('show', 'demo');
   assert.equal(text.code, 0, text.stderr);
   assert.match(text.stdout, /^demo \(demo\): stopped/);
-  assert.match(text.stdout, /d0: .*a\.img \(file\) aio=threads cache=writeback/);
+  assert.match(text.stdout, /d0: .*a\.img \(file, raw\) aio=threads cache=writeback/);
 });
 
 test('set-disk: native with writeback is refused with the reason (exit 1) and nothing changes; native + none is accepted', () => {
@@ -194,5 +194,5 @@ test('vm create refuses an ISO that is a directory, --kernel with --iso, boot op
 test('vm --help prints the usage and exits 0', () => {
   const r = spindle('--help');
   assert.equal(r.code, 0);
-  assert.match(r.stdout, /spindle vm list\|create\|update\|show\|start\|stop\|kill\|media\|attach\|detach\|set-disk\|stats/);
+  assert.match(r.stdout, /spindle vm list\|create\|update\|show\|start\|stop\|kill\|media\|attach\|detach\|set-disk\|resize\|stats/);
 });

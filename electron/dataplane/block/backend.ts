@@ -2,12 +2,15 @@
 // engine, implementing the batched contract the virtio layer uses (types.ts), plus a promise
 // API for tests and tools over the same batch path, and the live switch of aio/cache/nowait.
 import { EventEmitter } from 'node:events';
+import { ftruncateSync } from 'node:fs';
 import { SpindleError } from '../../shared/errors.js';
 import { AioEngine, REQUEST_FLAG_FUA, SubmissionQueue } from './engine.js';
 import { CACHE_SEMANTICS, modeConflict, type AioMode, type CacheMode, type NowaitMode } from '../../shared/modes.js';
 import { NowaitPolicy, type NowaitEvent, type NowaitPolicyOptions } from './nowait-policy.js';
 import { ImageLock } from './image-lock.js';
 import { ioError, openDisk, type OpenedDisk } from './open.js';
+import { geometry } from '../native/os.js';
+import { formatSize } from '../../shared/size.js';
 import { DiskCounters } from './stats.js';
 import { BlockOp, type BlockDevice } from './types.js';
 
@@ -36,6 +39,10 @@ export interface BackendOptions {
   /** QEMU's image locks, held by the caller across several opens (bench-engines); by default the
    *  backend takes its own and drops them when it closes. */
   lock?: ImageLock;
+  /** The disk's stored format is raw: its header is guest data and is never probed (a guest that
+   *  wrote a qcow2 header keeps a raw disk, QEMU's CVE-2008-2004). Absent: an image whose header
+   *  names another format is refused. */
+  rawKnown?: boolean;
 }
 
 export interface BackendModes {
@@ -58,7 +65,6 @@ interface PendingCall {
 export class BlockBackend extends EventEmitter implements BlockDevice {
   readonly path: string;
   readonly kind: 'file' | 'block';
-  readonly sizeBytes: number;
   readonly logicalBlockSize: number;
   readonly physicalBlockSize: number;
   readonly readOnly: boolean;
@@ -68,6 +74,7 @@ export class BlockBackend extends EventEmitter implements BlockDevice {
   onComplete: ((tags: Uint32Array, results: Int32Array, count: number) => void) | null = null;
 
   private disk: OpenedDisk;
+  private size: number;
   /** Held from open to close: a live switch reopens the I/O fd, never this one. */
   private readonly lock: ImageLock;
   private readonly ownsLock: boolean;
@@ -100,7 +107,7 @@ export class BlockBackend extends EventEmitter implements BlockDevice {
     this.lock = lock;
     this.ownsLock = lock !== options.lock;
     this.kind = disk.kind;
-    this.sizeBytes = disk.sizeBytes;
+    this.size = disk.sizeBytes;
     this.logicalBlockSize = disk.logicalBlockSize;
     this.physicalBlockSize = disk.physicalBlockSize;
     this.readOnly = disk.readOnly;
@@ -118,7 +125,7 @@ export class BlockBackend extends EventEmitter implements BlockDevice {
     const cache = options.cache ?? 'writeback';
     const nowait = options.nowait ?? 'auto';
     const readOnly = options.readOnly ?? false;
-    const disk = openDisk(path, { cache, aio, readOnly });
+    const disk = openDisk(path, { cache, aio, readOnly, rawKnown: options.rawKnown ?? false });
     let lock: ImageLock;
     try {
       if (options.lock && !readOnly && !options.lock.write)
@@ -135,6 +142,39 @@ export class BlockBackend extends EventEmitter implements BlockDevice {
       if (lock !== options.lock) lock.release();
       throw engineError(err, path, aio);
     }
+  }
+
+  get sizeBytes(): number {
+    return this.size;
+  }
+
+  /**
+   * Grows the disk. A file is extended with ftruncate (sparse: the new part reads as zeros); a
+   * block device is not changed here: its size is read again and the new size must fit in what
+   * it has now (grow the LV or partition first). Requests in flight go on; none reaches past the
+   * old end before the caller raises the device's capacity.
+   */
+  async resize(newSizeBytes: number): Promise<void> {
+    if (this.closing) throw new SpindleError('CANCELLED', `${this.path} is closing.`);
+    while (this.switching) await this.switching;
+    checkNewSize(this.path, this.size, newSizeBytes);
+    if (newSizeBytes === this.size) return;
+    if (this.readOnly) throw new SpindleError('READ_ONLY', `${this.path} is attached read-only; it cannot be resized.`);
+    if (this.disk.kind === 'block') {
+      const has = geometry(this.disk.fd).sizeBytes;
+      if (newSizeBytes > has)
+        throw new SpindleError(
+          'INVALID_ARGUMENT',
+          `${this.path} is a block device of ${formatSize(has)} (${has} bytes); grow the device itself first (lvextend, a larger partition), then resize the disk to at most that.`,
+        );
+    } else {
+      try {
+        ftruncateSync(this.disk.fd, newSizeBytes);
+      } catch (err) {
+        throw ioError(err, `growing ${this.path} to ${newSizeBytes} bytes`);
+      }
+    }
+    this.size = newSizeBytes;
   }
 
   get currentModes(): BackendModes {
@@ -278,11 +318,12 @@ export class BlockBackend extends EventEmitter implements BlockDevice {
       const old = this.modes;
       this.disk.close(); // before reopening: block devices are opened O_EXCL; the image locks stay (this.lock)
       try {
-        this.disk = openDisk(this.path, { cache: next.cache, aio: next.aio, readOnly: this.readOnly });
+        // The format was settled by the first open: a reopen never probes the guest's bytes again.
+        this.disk = openDisk(this.path, { cache: next.cache, aio: next.aio, readOnly: this.readOnly, rawKnown: true });
         this.engine = this.makeEngine(this.disk, next);
         this.modes = next;
       } catch (err) {
-        this.disk = openDisk(this.path, { cache: old.cache, aio: old.aio, readOnly: this.readOnly });
+        this.disk = openDisk(this.path, { cache: old.cache, aio: old.aio, readOnly: this.readOnly, rawKnown: true });
         this.engine = this.makeEngine(this.disk, old);
         throw engineError(err, this.path, next.aio);
       } finally {
@@ -394,6 +435,19 @@ export class BlockBackend extends EventEmitter implements BlockDevice {
     this.applyNowait();
     for (const e of events) this.emit('nowait', e);
   }
+}
+
+/** Refuses a new size that shrinks the disk or is not whole 512-byte sectors, with a sentence. */
+export function checkNewSize(path: string, current: number, next: number): void {
+  if (!Number.isSafeInteger(next) || next <= 0)
+    throw new SpindleError('INVALID_ARGUMENT', `A disk size must be a positive whole number of bytes, not ${next}.`);
+  if (next % 512 !== 0)
+    throw new SpindleError('INVALID_ARGUMENT', `${next} bytes is not a multiple of 512 (a disk is made of 512-byte sectors).`);
+  if (next < current)
+    throw new SpindleError(
+      'INVALID_ARGUMENT',
+      `${path} is ${formatSize(current)} (${current} bytes); shrinking a disk is refused: the guest's filesystem and partitions would lose their end. Give a size of at least ${current} bytes.`,
+    );
 }
 
 /** The engine refused the fd (e.g. native without O_DIRECT, io_uring disabled): say so. */

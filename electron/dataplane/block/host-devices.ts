@@ -175,7 +175,7 @@ export const diskKindOf = (path: string): 'file' | 'block' => statDiskPath(path)
  * the user (the group that grants access, a read-only device or filesystem, a qcow2 image). Only
  * the header is read; nothing is written.
  */
-export function checkDeviceAccess(path: string, opts: { write?: boolean } = {}): void {
+export function checkDeviceAccess(path: string, opts: { write?: boolean; formatKnown?: boolean } = {}): void {
   try {
     closeSync(openSync(path, opts.write ? constants.O_RDWR : constants.O_RDONLY));
   } catch (err) {
@@ -186,7 +186,8 @@ export function checkDeviceAccess(path: string, opts: { write?: boolean } = {}):
     throw accessError(path, err, opts.write);
   }
   // Never give a guest a container's bytes as a raw disk (a qcow2 written as raw is destroyed).
-  const format = detectFormat(path);
+  // A disk whose format is stored is not probed again: its header may be the guest's data.
+  const format = opts.formatKnown ? null : detectFormat(path);
   if (format) throw nonRawError(path, format);
   // Linux opens a read-only block device for writing and fails each write with EPERM: ask the flag.
   if (opts.write && isReadOnlyDevice(path)) throw new SpindleError('READ_ONLY', `${path} is a read-only device: attach it read-only.`);

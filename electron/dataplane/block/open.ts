@@ -32,6 +32,8 @@ export interface OpenOptions {
   readOnly?: boolean;
   /** Checked against the cache mode before anything is opened. */
   aio?: AioMode;
+  /** The disk's stored format is raw: its header is not probed (CVE-2008-2004, see backend.ts). */
+  rawKnown?: boolean;
 }
 
 /** The open(2) flags of a cache mode. Block devices get O_EXCL: the kernel then refuses a device that is mounted or held. */
@@ -145,7 +147,7 @@ export function openDisk(path: string, options: OpenOptions): OpenedDisk {
     closeSync(fd);
   };
   try {
-    refuseNonRawFd(path, fd); // through this fd: with O_DIRECT the header stays out of the page cache
+    if (!options.rawKnown) refuseNonRawFd(path, fd); // through this fd: with O_DIRECT the header stays out of the page cache
     const g = geometry(fd);
     let { logicalBlockSize, physicalBlockSize } = g;
     if (g.kind === 'file') {

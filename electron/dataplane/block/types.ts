@@ -8,6 +8,7 @@ export type BlockOp = (typeof BlockOp)[keyof typeof BlockOp];
 export const WRITE_ZEROES_MAY_UNMAP = 1;
 
 export interface BlockDevice {
+  /** The guest-visible size; changes only through resize(). */
   readonly sizeBytes: number;
   /** I/O must be aligned to this under O_DIRECT; advertised to the guest as blk_size. */
   readonly logicalBlockSize: number;
@@ -38,6 +39,9 @@ export interface BlockDevice {
   readonly inFlight: number;
   /** Resolves once nothing is in flight. */
   drain(): Promise<void>;
+  /** Grows the disk to `newSizeBytes` (a multiple of 512): a file grows, a block device must
+   *  already have grown. Shrinking is refused with a sentence (SpindleError). In-flight I/O goes on. */
+  resize(newSizeBytes: number): Promise<void>;
   /** Drains, then closes the engine and the file. */
   close(): Promise<void>;
 }

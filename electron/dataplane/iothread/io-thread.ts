@@ -13,11 +13,22 @@ import { VhostUserServer } from '../vhost-user/server.js';
 import { observeFds } from '../native/posix.js';
 import { FdLedger } from './fd-ledger.js';
 import { SpaceWatch } from './space-watch.js';
-import type { Command, DiskEvent, RetryOutcome, SerializedError, WorkerData, WorkerMessage } from './messages.js';
+import type { Command, DiskEvent, DiskSpec, RetryOutcome, SerializedError, WorkerData, WorkerMessage } from './messages.js';
 
 export interface IoThreadHooks {
   /** The device exists and took the backend's completions; called before the socket listens. */
   deviceReady?(backend: BlockBackend, device: VirtioBlkDevice): void;
+}
+
+/** How the stored format opens the disk. qcow2 needs the format driver (electron/dataplane/format/);
+ *  until it is there a qcow2 disk is refused with a sentence, never served as raw bytes. */
+function formatOptions(spec: DiskSpec): { rawKnown?: boolean } {
+  if (spec.format === 'qcow2')
+    throw new SpindleError(
+      'UNSUPPORTED_FORMAT',
+      `${spec.path} is a qcow2 disk, and this build of Spindle has no qcow2 driver to serve it.`,
+    );
+  return spec.format === 'raw' ? { rawKnown: true } : {};
 }
 
 /** Serves the disk workerData names on this thread, commanded through parentPort. */
@@ -61,6 +72,7 @@ export function runIoThread(hooks: IoThreadHooks = {}): void {
         nowait: spec.nowait,
         readOnly: spec.readOnly,
         counters: new DiskCounters(counters),
+        ...formatOptions(spec),
       });
       backend.on('nowait', (e: NowaitEvent) => event({ kind: 'nowait', direction: e.direction, enabled: e.enabled, reason: e.message }));
       device = new VirtioBlkDevice(backend, {
@@ -131,6 +143,13 @@ export function runIoThread(hooks: IoThreadHooks = {}): void {
         await server?.close();
         await backend?.close();
         return;
+      case 'resize': {
+        await backend!.resize(cmd.sizeBytes);
+        device!.setCapacity(backend!.sizeBytes);
+        const notice = server!.configChanged();
+        event({ kind: 'resized', sizeBytes: backend!.sizeBytes, ...(notice ? { guestNotice: notice } : {}) });
+        return;
+      }
       case 'expect-peer':
         expectedPeer = cmd.pid;
         server!.allowConnections();

@@ -3,6 +3,7 @@
 import type { AioMode, CacheMode, NowaitMode } from '../../shared/modes.js';
 import type { SpindleErrorCode } from '../../shared/errors.js';
 import type { EnospcPolicy } from '../../shared/modes.js';
+import type { DiskFormat } from '../../shared/model.js';
 import type { RetryOutcome } from '../virtio/virtio-blk.js';
 import type { SpaceStatus } from './space-watch.js';
 
@@ -28,6 +29,9 @@ export interface DiskSpec {
   /** A write failing with ENOSPC: 'stop' (default) parks it, raises a 'no-space' event and retries it
    *  once space is freed ('space-recovered' when all are written); 'report' gives the guest IOERR. */
   enospc?: EnospcPolicy;
+  /** The disk's stored format (VM config); absent: raw, refusing a header that names another format.
+   *  'raw' is served as raw bytes whatever its header says (never re-probed). */
+  format?: DiskFormat;
 }
 
 export interface ModeChange {
@@ -42,6 +46,8 @@ export type Command =
   | { id: number; op: 'reconfigure'; change: ModeChange }
   | { id: number; op: 'stop' }
   | { id: number; op: 'expect-peer'; pid: number }
+  /** Grows the disk (BlockDevice.resize), raises the virtio capacity and tells the frontend. */
+  | { id: number; op: 'resize'; sizeBytes: number }
   /** Retries the requests parked for lack of space now (enospc 'stop'); replies with a RetryOutcome
    *  once they have completed or parked again. */
   | { id: number; op: 'retry-parked' };
@@ -72,6 +78,8 @@ export type DiskEvent =
   | { kind: 'broken'; queue: number; reason: string }
   | { kind: 'nowait'; direction: 'read' | 'write'; enabled: boolean; reason: string }
   | { kind: 'modes'; aio: AioMode; cache: CacheMode; nowait: NowaitMode }
+  /** The disk grew; `guestNotice`: why the connected guest could not be told now (a sentence), else absent. */
+  | { kind: 'resized'; sizeBytes: number; guestNotice?: string }
   /** A new frontend connection found requests a previous server left in flight and resubmitted them. */
   | { kind: 'resubmitted'; queue: number; count: number }
   /** The disk's worker died unexpectedly and is being restarted on the same socket (QEMU reconnects). */

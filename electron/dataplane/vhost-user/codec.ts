@@ -222,6 +222,7 @@ const backendShapes = new Map<number, Shape>([
   [Request.SET_VRING_CALL, { size: 8, fds: 'vring' }],
   [Request.SET_VRING_ERR, { size: 8, fds: 'vring' }],
   [Request.SET_VRING_ENABLE, { size: 8, fds: 0 }],
+  [Request.SET_BACKEND_REQ_FD, { size: 0, fds: 1 }],
   [Request.GET_CONFIG, { size: configShape, fds: 0 }],
   [Request.SET_CONFIG, { size: configShape, fds: 0 }],
   [Request.GET_INFLIGHT_FD, { size: inflightShape, fds: 0 }],

@@ -236,6 +236,12 @@ function setInflightFd(s: Session, msg: Message): void {
   s.host.log(`inflight area handed back: ${d.numQueues} queue(s) of ${d.queueSize}`);
 }
 
+function setBackendReqFd(s: Session, msg: Message): void {
+  const [fd] = takeFds(msg);
+  closeQuietly(s.backendReqFd);
+  s.backendReqFd = fd!;
+}
+
 /** The requests served, by code; checkBackendMessage lets no other through. */
 export const MESSAGE_HANDLERS: ReadonlyMap<number, MessageHandler> = new Map<number, MessageHandler>([
   [Request.GET_FEATURES, getFeatures],
@@ -258,4 +264,5 @@ export const MESSAGE_HANDLERS: ReadonlyMap<number, MessageHandler> = new Map<num
   [Request.SET_CONFIG, setConfig],
   [Request.GET_INFLIGHT_FD, getInflightFd],
   [Request.SET_INFLIGHT_FD, setInflightFd],
+  [Request.SET_BACKEND_REQ_FD, setBackendReqFd],
 ]);

@@ -20,6 +20,8 @@ export const Request = {
   SET_PROTOCOL_FEATURES: 16,
   GET_QUEUE_NUM: 17,
   SET_VRING_ENABLE: 18,
+  /** Hands the backend one end of a socket pair for its own requests (protocol feature BACKEND_REQ). */
+  SET_BACKEND_REQ_FD: 21,
   GET_CONFIG: 24,
   SET_CONFIG: 25,
   GET_INFLIGHT_FD: 31,
@@ -30,6 +32,13 @@ export type Request = (typeof Request)[keyof typeof Request];
 const requestNames = new Map<number, string>(Object.entries(Request).map(([k, v]) => [v, k]));
 /** 'SET_MEM_TABLE', or 'request 99' for codes Spindle does not know. */
 export const requestName = (code: number): string => requestNames.get(code) ?? `request ${code}`;
+
+/** Requests the backend sends on the channel SET_BACKEND_REQ_FD gave it ("Back-end message types"). */
+export const BackendRequest = {
+  /** The device's configuration space changed (a resized disk's capacity); the frontend reads it
+   *  again with GET_CONFIG and tells the guest (virtio config-change interrupt). Needs CONFIG. */
+  CONFIG_CHANGE_MSG: 2,
+} as const;
 
 export const HEADER_SIZE = 12;
 export const VERSION = 0x1;
@@ -48,6 +57,7 @@ export const ProtocolFeature = {
   MQ: 0,
   LOG_SHMFD: 1,
   REPLY_ACK: 3,
+  BACKEND_REQ: 5,
   CONFIG: 9,
   INFLIGHT_SHMFD: 12,
   RESET_DEVICE: 13,
@@ -56,10 +66,11 @@ export const ProtocolFeature = {
 } as const;
 export const protocolBit = (bit: number): bigint => 1n << BigInt(bit);
 
-/** What Spindle's backend offers: MQ, REPLY_ACK, CONFIG, INFLIGHT_SHMFD. */
+/** What Spindle's backend offers: MQ, REPLY_ACK, BACKEND_REQ, CONFIG, INFLIGHT_SHMFD. */
 export const BACKEND_PROTOCOL_FEATURES =
   protocolBit(ProtocolFeature.MQ) |
   protocolBit(ProtocolFeature.REPLY_ACK) |
+  protocolBit(ProtocolFeature.BACKEND_REQ) |
   protocolBit(ProtocolFeature.CONFIG) |
   protocolBit(ProtocolFeature.INFLIGHT_SHMFD);
 

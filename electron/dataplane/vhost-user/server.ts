@@ -141,6 +141,14 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> impleme
     this.listener.acceptPending();
   }
 
+  /** The device's configuration space changed: tells the connected frontend, if any. Returns why
+   *  it could not be told (a sentence), or null (told, or nobody connected: a frontend reads the
+   *  configuration when it connects). */
+  configChanged(): string | null {
+    const s = this.session;
+    return s?.owned ? s.notifyConfigChange() : null;
+  }
+
   /** Stops passing kicks to the device: no new requests are taken (in-flight ones go on). */
   pause(): void {
     this.isPaused = true;

@@ -5,11 +5,11 @@ import { posix, closeQuietly, type FdWatch, type PeerCredentials } from '../nati
 import type { VirtioDevice } from '../virtio/types.js';
 import type { TrackedVringSetup } from '../virtio/inflight-log.js';
 import type { Channel } from './channel.js';
-import { ProtocolError, checkBackendMessage, encodeU64, needsReply } from './codec.js';
+import { ProtocolError, checkBackendMessage, encodeMessage, encodeU64, needsReply } from './codec.js';
 import { MESSAGE_HANDLERS } from './handlers.js';
 import { MemoryTable } from './memory-table.js';
 import type { InflightArea } from './inflight.js';
-import { FLAG_REPLY, ProtocolFeature, protocolBit, requestName, type Message, type VringAddrDesc } from './protocol.js';
+import { BackendRequest, FLAG_REPLY, ProtocolFeature, protocolBit, requestName, type Message, type VringAddrDesc } from './protocol.js';
 import { RequestRefused, RingRefused } from './refusals.js';
 
 export interface RingState {
@@ -57,6 +57,8 @@ export class Session {
   protocolFeatures = 0n;
   memory = MemoryTable.empty();
   inflight: InflightArea | null = null;
+  /** The backend's own request channel (SET_BACKEND_REQ_FD), or -1. */
+  backendReqFd = -1;
   readonly rings: RingState[];
   readonly queue: Message[] = [];
   /** Resolves when the message being handled (if any) is done. */
@@ -254,6 +256,26 @@ export class Session {
     this.host.ringBroken(i, reason);
   }
 
+  /**
+   * Tells the frontend the configuration space changed (BACKEND_CONFIG_CHANGE_MSG on the backend
+   * channel; QEMU then reads it with GET_CONFIG and interrupts the guest). No reply is asked for.
+   * Returns a sentence when the frontend cannot be told (it did not negotiate BACKEND_REQ and
+   * CONFIG, or gave no channel), else null.
+   */
+  notifyConfigChange(): string | null {
+    const need = protocolBit(ProtocolFeature.BACKEND_REQ) | protocolBit(ProtocolFeature.CONFIG);
+    if ((this.protocolFeatures & need) !== need || this.backendReqFd < 0)
+      return 'the frontend did not set up the backend request channel (vhost-user BACKEND_REQ and CONFIG), so the guest sees the new size after its next restart';
+    const bytes = encodeMessage(BackendRequest.CONFIG_CHANGE_MSG, 0);
+    try {
+      const n = posix.sendMsg(this.backendReqFd, bytes, 0, bytes.length);
+      if (n !== bytes.length) return 'the backend request channel is full; the guest sees the new size after its next restart';
+    } catch (err) {
+      return `the backend request channel failed (${(err as Error).message})`;
+    }
+    return null;
+  }
+
   /** After disconnect: the device is reset once the message being handled is done, then every
    *  mapping and fd of this session goes. */
   async tearDown(): Promise<void> {
@@ -271,6 +293,8 @@ export class Session {
     this.memory.unmap();
     this.inflight?.close();
     this.inflight = null;
+    closeQuietly(this.backendReqFd);
+    this.backendReqFd = -1;
     for (const r of this.rings) {
       const fds = [r.kickFd, r.callFd, r.errFd];
       r.kickFd = r.callFd = r.errFd = -1;

@@ -36,7 +36,8 @@ export class BlkRequestHandler {
 
   constructor(
     private readonly blk: BlockDevice,
-    private readonly capacityBytes: number,
+    /** The disk's size the guest was told (grows with VirtioBlkDevice.setCapacity). */
+    public capacityBytes: number,
     private readonly lbs: number,
     private readonly serial: Uint8Array,
     private readonly serialLen: number,

@@ -66,7 +66,7 @@ export class VirtioBlkDevice implements VirtioDevice {
   private readonly serialLen: number;
   private readonly segMax: number;
   private readonly sizeMax: number;
-  private readonly capacityBytes: number;
+  private capacityBytes: number;
   private readonly lbs: number;
   private readonly writeCacheDefault: boolean;
   private readonly enospc: EnospcPolicy;
@@ -184,6 +184,17 @@ export class VirtioBlkDevice implements VirtioDevice {
       supportsDiscard: b.supportsDiscard,
     });
     return configWindow(config, offset, length);
+  }
+
+  /** The disk grew (BlockDevice.resize): requests may reach the new end, and the config space says
+   *  so; the transport then tells the guest (vhost-user BACKEND_CONFIG_CHANGE_MSG). */
+  setCapacity(bytes: number): void {
+    this.capacityBytes = Math.floor(bytes / SECTOR) * SECTOR;
+    this.handler.capacityBytes = this.capacityBytes;
+  }
+
+  get capacity(): number {
+    return this.capacityBytes;
   }
 
   /** Only the writeback byte is writable; everything else is ignored, as the spec asks. */

@@ -10,6 +10,7 @@ import { blockSizesOf, majMin, mounts } from '../../dataplane/block/sysfs.js';
 import { detectFormat, nonRawError, type ImageFormat } from '../../dataplane/block/format-detect.js';
 import { imageUsage, type ImageUsage } from '../../dataplane/block/image-lock.js';
 import { probeFilesystem, type FilesystemProbe } from './probe.js';
+import { imageInfo, type ImageInfo } from './image-info.js';
 import { formatSize } from '../../shared/size.js';
 
 export interface Allocation {
@@ -56,6 +57,8 @@ export interface Inspection {
   reasons: string[];
   /** With `probe`: the measurement, or why it was skipped. */
   probe?: FilesystemProbe | { skipped: string };
+  /** A raw or qcow2 image as a disk: virtual size, allocation, cluster size, backing chain. */
+  image?: ImageInfo;
 }
 
 // statfs f_type magic numbers, for when mountinfo has no entry for the file's device (btrfs subvolumes).
@@ -190,6 +193,16 @@ export function recommend(f: Facts): { recommended: Recommendation; safeForNativ
   return { recommended: { ...modes, nowait }, safeForNative, reasons };
 }
 
+/** Raw and qcow2 images as disks; other containers have no such view (they are refused). */
+function diskImage(
+  path: string,
+  format: ImageFormat | 'raw',
+  sizeBytes: number,
+  allocatedBytes: number | null,
+): Promise<ImageInfo> | undefined {
+  return format === 'raw' || format === 'qcow2' ? imageInfo(path, format, { sizeBytes, allocatedBytes }) : undefined;
+}
+
 /** Inspects an image file or host block device. Never writes to it; `probe` writes only a temporary file beside it. */
 export async function inspect(path: string, opts: { probe?: boolean } = {}): Promise<Inspection> {
   const st = statDiskPath(path).stats;
@@ -202,7 +215,7 @@ export async function inspect(path: string, opts: { probe?: boolean } = {}): Pro
   try {
     const geo = geometry(fd);
     const format = detectFormat(path) ?? 'raw'; // read with O_DIRECT: no page-cache pages left behind
-    const formatReasons = format === 'raw' ? [] : [nonRawError(path, format).message];
+    const formatReasons = format === 'raw' || format === 'qcow2' ? [] : [nonRawError(path, format).message];
     const imageUse = imageUsage(path);
     if (geo.kind === 'block') {
       const usage = deviceUsage(path);
@@ -215,6 +228,7 @@ export async function inspect(path: string, opts: { probe?: boolean } = {}): Pro
         logicalBlockSize: geo.logicalBlockSize,
       });
       const inUse = usage.inUse || imageUse.inUse;
+      const image = await diskImage(path, format, geo.sizeBytes, null);
       const inspection: Inspection = {
         path,
         kind: 'block',
@@ -230,7 +244,8 @@ export async function inspect(path: string, opts: { probe?: boolean } = {}): Pro
         imageUse,
         safeForNative: !inUse,
         recommended: rec.recommended,
-        reasons: [...formatReasons, ...imageUse.reasons, ...usage.reasons, ...rec.reasons],
+        reasons: [...formatReasons, ...(image?.notes ?? []), ...imageUse.reasons, ...usage.reasons, ...rec.reasons],
+        ...(image ? { image } : {}),
       };
       if (opts.probe)
         inspection.probe = {
@@ -269,6 +284,16 @@ export async function inspect(path: string, opts: { probe?: boolean } = {}): Pro
       logicalBlockSize,
       ...(probe && 'verdict' in probe ? { probe } : {}),
     });
+    const image = await diskImage(path, format, geo.sizeBytes, h.allocatedBytes);
+    if (format === 'qcow2' && rec.safeForNative) {
+      // The file has no holes, but a qcow2 grows into new clusters: allocation is still ahead.
+      rec.safeForNative = false;
+      rec.reasons = rec.reasons.map((r) =>
+        r.startsWith('Safe for native')
+          ? `Not safe for native by itself: a qcow2 file grows as the guest writes new clusters, and an extending write can block io_submit; 'threads' is the safe choice unless the image was created fully preallocated.`
+          : r,
+      );
+    }
     return {
       path,
       kind: 'file',
@@ -284,8 +309,9 @@ export async function inspect(path: string, opts: { probe?: boolean } = {}): Pro
       imageUse,
       safeForNative: rec.safeForNative,
       recommended: rec.recommended,
-      reasons: [...formatReasons, ...imageUse.reasons, ...rec.reasons],
+      reasons: [...formatReasons, ...(image?.notes ?? []), ...imageUse.reasons, ...rec.reasons],
       ...(probe ? { probe } : {}),
+      ...(image ? { image } : {}),
     };
   } finally {
     closeSync(fd);

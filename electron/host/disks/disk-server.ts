@@ -102,7 +102,8 @@ function spawnWorker(
  */
 export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
   readonly spec: DiskSpec;
-  readonly sizeBytes: number;
+  /** The disk's size as served; grows with resize(). */
+  sizeBytes: number;
   readonly kind: 'file' | 'block';
   /** The IOThread's kernel thread id (its CPU time is /proc/self/task/<tid>/schedstat), null if
    *  unknown; a restarted IOThread has a new one. */
@@ -287,6 +288,13 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
   /** Changes aio, cache or nowait mode live: drain, reopen, swap the engine, resume. The guest sees no error. */
   async reconfigure(change: ModeChange): Promise<void> {
     await this.command({ op: 'reconfigure', change });
+  }
+
+  /** Grows the disk live (file: ftruncate; block device: what it has now) and tells the guest.
+   *  Shrinking is refused with a sentence. */
+  async resize(sizeBytes: number): Promise<void> {
+    await this.command({ op: 'resize', sizeBytes });
+    this.sizeBytes = sizeBytes;
   }
 
   /** Counters as the worker's engine wrote them (read from shared memory: no message). */

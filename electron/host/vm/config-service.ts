@@ -6,6 +6,7 @@ import { existsSync, rmSync, copyFileSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type DiskInput, type DiskPatch, type ParsedParams } from '../../shared/api.js';
 import { VM_CONFIG_VERSION, type DiskConfig, type VmConfig } from '../../shared/model.js';
+import { diskFormatOf } from './disk-format.js';
 import { defaultModes, modeConflict } from '../../shared/modes.js';
 import { SpindleError, errnoOf } from '../../shared/errors.js';
 import { diskKindOf, checkDeviceAccess, deviceUsage } from '../../dataplane/block/host-devices.js';
@@ -207,6 +208,8 @@ export class VmConfigService {
     if (existing.some((d) => d.path === input.path)) throw new SpindleError('CONFLICT', `${input.path} is already a disk of this VM.`);
     if (busyElsewhere) throw new SpindleError('DEVICE_BUSY', busyElsewhere);
     this.checkUsable(input.path, kind, readOnly);
+    // The one time the header is read for its format: from here on the config says.
+    const format = diskFormatOf(input.path, input.format);
     const def = defaultModes(kind);
     const aio = input.aio ?? (input.cache && modeConflict(def.aio, input.cache) ? 'threads' : def.aio);
     const cache = input.cache ?? (input.aio && modeConflict(input.aio, def.cache) ? 'none' : def.cache);
@@ -224,12 +227,14 @@ export class VmConfigService {
       queues: input.queues ?? 1,
       serial: input.serial ?? `spindle-${id}`,
       enospc: input.enospc ?? 'stop',
+      format,
     };
   }
 
   /** Throws unless we may open `path` as the disk server will and, for a host device, the host does not use it. */
   checkUsable(path: string, kind: 'file' | 'block', readOnly: boolean): void {
-    checkDeviceAccess(path, { write: !readOnly });
+    // The format is decided by diskFormatOf when a disk is added, then stored: never probed here.
+    checkDeviceAccess(path, { write: !readOnly, formatKnown: true });
     if (kind === 'block') {
       const why = (this.opts.deviceRefusal ?? hostDeviceRefusal)(path);
       if (why) throw new SpindleError('DEVICE_BUSY', why);

@@ -74,6 +74,10 @@ export function describeDiskEvent(e: DiskHostEvent, path = 'the disk image'): Di
       return { level: e.enabled ? 'info' : 'warning', message: `RWF_NOWAIT ${e.enabled ? 'on' : 'off'} for ${e.direction}s: ${e.reason}` };
     case 'modes':
       return { level: 'info', message: `Now serving with aio '${e.aio}', cache '${e.cache}', nowait '${e.nowait}'.` };
+    case 'resized':
+      return e.guestNotice
+        ? { level: 'warning', message: `${path} grew to ${formatSize(e.sizeBytes)}, but ${e.guestNotice}.` }
+        : { level: 'info', message: `${path} grew to ${formatSize(e.sizeBytes)}; the guest was told its new size.` };
     case 'resubmitted':
       return {
         level: 'info',

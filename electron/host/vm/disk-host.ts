@@ -48,6 +48,8 @@ export interface DiskHost {
   readonly modes?: Required<ModeChange>;
   /** Switch aio/cache/nowait on a live disk: drain, reopen, swap engine, resume. */
   reconfigure(change: ModeChange): Promise<void>;
+  /** Grows the served disk and tells the guest (vhost-user config change); shrinking is refused. */
+  resize?(sizeBytes: number): Promise<void>;
   stats(): DiskCountersSnapshot | Promise<DiskCountersSnapshot>;
   /** Names QEMU's pid: with spec.awaitPeer nothing is served before this, and only that process after. */
   expectPeer?(pid: number): Promise<void>;

@@ -75,6 +75,7 @@ export class DiskSlots {
       queues: d.queues,
       serial: d.serial,
       enospc: d.enospc ?? 'stop',
+      format: d.format ?? 'raw',
       ...(peer.peerPid !== undefined ? { peerPid: peer.peerPid } : {}),
       ...(peer.awaitPeer ? { awaitPeer: true } : {}),
     };

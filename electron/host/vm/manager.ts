@@ -24,6 +24,8 @@ import { VmLocks } from './vm-lock.js';
 import { vmInfo } from './vm-info.js';
 import { changeMedia, mediaConfig } from './media.js';
 import { DiskLeases, measuredByBench } from '../disks/disk-leases.js';
+import { resizeImage } from '../images/resize-image.js';
+import { formatSize } from '../../shared/size.js';
 
 export { hostDeviceRefusal };
 
@@ -481,6 +483,31 @@ export class VmManager extends EventEmitter {
         run.config = nextConfig;
         const slot = run.disks.get(diskId);
         if (slot) slot.config = next;
+      }
+      this.changed(vmId);
+      return this.get(vmId);
+    });
+  }
+
+  /** Grows a disk: live through its disk server (the guest is told), or the image itself while the
+   *  VM is stopped. Shrinking is refused with a sentence. */
+  resizeDisk(vmId: string, diskId: string, sizeBytes: number): Promise<VmInfo> {
+    return this.locks.run(vmId, async () => {
+      const config = this.config(vmId);
+      const disk = config.disks.find((d) => d.id === diskId);
+      if (!disk) throw new SpindleError('NOT_FOUND', `VM '${config.name}' has no disk ${diskId}.`);
+      if (disk.readOnly) throw new SpindleError('READ_ONLY', `Disk ${diskId} of '${config.name}' is read-only; it cannot be resized.`);
+      const run = this.running.get(vmId);
+      if (!run) this.refuseIfElsewhere(config, 'resize its disks');
+      if (run) {
+        const host = run.disks.get(diskId)?.host;
+        if (!host?.resize) throw new SpindleError('CONFLICT', `Disk ${diskId} of '${config.name}' is not being served right now.`);
+        await host.resize(sizeBytes);
+      } else {
+        const other = this.usedByOtherVm(disk.path, vmId);
+        if (other) throw new SpindleError('DEVICE_BUSY', other);
+        await resizeImage(disk.path, disk.format ?? 'raw', sizeBytes);
+        this.log(vmId, 'info', `Disk ${diskId} (${disk.path}) grew to ${formatSize(sizeBytes)}.`, diskId);
       }
       this.changed(vmId);
       return this.get(vmId);

@@ -60,6 +60,10 @@ export class ServedDisk extends EventEmitter implements DiskHost {
     return this.server.reconfigure(change);
   }
 
+  resize(sizeBytes: number): Promise<void> {
+    return this.server.resize(sizeBytes);
+  }
+
   /**
    * CPU: the IOThread's whole CPU time (virtio-blk, vhost-user and the engine's submit/reap, so
    * the counters' own loop time is already in it) + the thread pool's workers (counted per task

@@ -27,6 +27,13 @@ const probe = {
 const oneSentence = (s: string) => s.split(/(?<=[.!?])\s+(?=[A-Z])/).length === 1;
 
 describe('the advisor verdict', () => {
+  it('a qcow2 file is never badged safe for native, even fully allocated: it grows as the guest writes', () => {
+    const v = verdict({ ...base, format: 'qcow2', safeForNative: false });
+    expect(v.badge).not.toMatch(/safe/);
+    expect(v.tone).toBe('warn');
+    expect(v.why).toMatch(/grows/);
+  });
+
   it('one badge and one sentence for every kind of disk', () => {
     const cases: FileAdvice[] = [
       base,
@@ -35,6 +42,7 @@ describe('the advisor verdict', () => {
       { ...base, sparse: true, safeForNative: false, probe },
       { ...base, directIo: false },
       { ...base, kind: 'block' },
+      { ...base, format: 'qcow2', safeForNative: false },
       { ...base, inUse: true, notes: ['/i.img backs /dev/loop3: a guest writing it would change what the host sees through that device.'] },
     ];
     for (const a of cases) {

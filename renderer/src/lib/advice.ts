@@ -38,6 +38,13 @@ export function verdict(a: FileAdvice): Verdict {
       why: `${fs} does not support direct I/O here, so only threads with the host page cache work for this file.`,
     };
   }
+  if (a.format === 'qcow2') {
+    return {
+      badge: 'qcow2: grows as written',
+      tone: 'warn',
+      why: `A qcow2 file grows as the guest writes new clusters, and native AIO can stall on that allocation: keep threads unless the image was created fully preallocated.`,
+    };
+  }
   if (a.sparse) {
     const way = probe?.nowait
       ? 'keep threads, Preallocate it, or use native with nowait, which the probe found sends those writes to the thread pool instead'

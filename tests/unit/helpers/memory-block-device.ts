@@ -50,6 +50,11 @@ export class MemoryBlockDevice implements BlockDevice {
   private pending: RecordedRequest[] = [];
   private drainWaiters: (() => void)[] = [];
 
+  /** The test disk is one fixed array: growing it is not something these tests exercise. */
+  resize(newSizeBytes: number): Promise<void> {
+    return Promise.reject(new Error(`MemoryBlockDevice keeps its ${this.sizeBytes} bytes; it cannot become ${newSizeBytes}`));
+  }
+
   constructor(opts: MemoryBlockOptions = {}) {
     this.sizeBytes = opts.sizeBytes ?? 1 << 20;
     this.logicalBlockSize = opts.logicalBlockSize ?? 512;
