@@ -58,11 +58,21 @@ export const DiskSerial = z
   .max(20, 'A disk serial is at most 20 characters.')
   .regex(/^[\x20-\x7e]*$/, 'A disk serial must be printable ASCII.');
 
+/** A unicast, locally administered MAC address such as 52:54:00:12:34:56. */
+export const MacAddress = z
+  .string()
+  .regex(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/, 'A MAC address is six lowercase hex pairs separated by colons.');
+
 /** What a write meeting a full host filesystem does (QEMU's werror): 'stop' pauses the VM until space is freed, 'report' gives the guest an I/O error. */
 export const EnospcPolicy = z.enum(ENOSPC_POLICIES);
 export type EnospcPolicy = z.infer<typeof EnospcPolicy>;
 
 export const DiskKind = z.enum(['file', 'block']);
+/** A disk's image format: read from its header once, when it is added, and never probed again
+ *  (a guest may write any bytes to a raw disk, a qcow2 header too: QEMU's CVE-2008-2004). */
+export const DISK_FORMATS = ['raw', 'qcow2'] as const;
+export const DiskFormat = z.enum(DISK_FORMATS);
+export type DiskFormat = z.infer<typeof DiskFormat>;
 export const Firmware = z.enum(['bios', 'uefi']);
 export const Accelerator = z.enum(['kvm', 'tcg']);
 
@@ -77,9 +87,13 @@ export const DiskConfig = z.strictObject({
   nowait: NowaitMode,
   readOnly: z.boolean(),
   queues: z.int().min(1).max(16),
+  /** A linked clone's disk: the image its qcow2 overlay reads from (another VM's disk, kept as its read-only base). */
+  backing: AbsolutePath.optional(),
   serial: DiskSerial,
   /** Absent (files written before it existed): 'stop'. */
   enospc: EnospcPolicy.optional(),
+  /** Absent (files written before it existed): 'raw'. */
+  format: DiskFormat.optional(),
 });
 export type DiskConfig = z.infer<typeof DiskConfig>;
 
@@ -113,8 +127,14 @@ export const VmConfig = z.strictObject({
   firmware: Firmware,
   boot: BootSource,
   disks: z.array(DiskConfig).max(32),
-  network: z.strictObject({ user: z.boolean() }),
+  network: z.strictObject({
+    user: z.boolean(),
+    /** The NIC's MAC address (absent: QEMU's default); a clone gets a new one. */
+    mac: MacAddress.optional(),
+  }),
   display: z.enum(['vnc', 'none']),
   createdAt: z.string(),
+  /** Start this VM when Spindle starts (the app or `spindle serve`); absent: no. */
+  autostart: z.boolean().optional(),
 });
 export type VmConfig = z.infer<typeof VmConfig>;

@@ -62,11 +62,9 @@ export class VmConfigService {
   update(config: VmConfig, patch: ParsedParams<'vm.update'>['patch'], running: boolean): VmConfig {
     const keys = Object.keys(patch).filter((k) => (patch as Record<string, unknown>)[k] !== undefined);
     if (patch.name !== undefined) this.store.refuseTakenName(patch.name, config.id);
-    if (running && keys.some((k) => k !== 'name')) {
-      throw new SpindleError(
-        'CONFLICT',
-        `VM '${config.name}' is running; shut it down to change ${keys.filter((k) => k !== 'name').join(', ')}.`,
-      );
+    const live = (k: string) => k === 'name' || k === 'autostart'; // changeable while it runs
+    if (running && keys.some((k) => !live(k))) {
+      throw new SpindleError('CONFLICT', `VM '${config.name}' is running; shut it down to change ${keys.filter((k) => !live(k)).join(', ')}.`);
     }
     if (patch.firmware === 'uefi' && !findOvmf()) throw new SpindleError('INVALID_ARGUMENT', NO_OVMF);
     if (patch.boot) this.checkBootFiles(patch.boot);

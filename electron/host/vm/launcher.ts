@@ -229,7 +229,7 @@ export function buildQemuArgv(config: VmConfig, paths: LaunchPaths, accel: 'kvm'
   });
 
   if (config.network.user) {
-    a.push('-netdev', 'user,id=net0', '-device', 'virtio-net-pci,netdev=net0');
+    a.push('-netdev', 'user,id=net0', '-device', `virtio-net-pci,netdev=net0${config.network.mac ? `,mac=${config.network.mac}` : ''}`);
   }
   a.push('-S');
   return a;
