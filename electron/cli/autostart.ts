@@ -15,8 +15,14 @@ const command: Command = {
     if (!['on', 'off', 'status'].includes(what)) throw new SpindleError('INVALID_ARGUMENT', `Say on, off or status (not '${what}').`);
     const api = await caller(false);
     try {
-      const r = (await (what === 'status' ? api.call('app.autostart.get', {}) : api.call('app.autostart.set', { enabled: what === 'on' }))) as LoginAutostart;
-      print(!!o.json, r, () => (r.enabled ? `Spindle starts at login: ${r.path} runs ${r.command ?? '(no command)'}` : `Spindle does not start at login (no ${r.path}).`));
+      const r = (await (what === 'status'
+        ? api.call('app.autostart.get', {})
+        : api.call('app.autostart.set', { enabled: what === 'on' }))) as LoginAutostart;
+      print(!!o.json, r, () =>
+        r.enabled
+          ? `Spindle starts at login: ${r.path} runs ${r.command ?? '(no command)'}`
+          : `Spindle does not start at login (no ${r.path}).`,
+      );
       return 0;
     } finally {
       await api.close();

@@ -37,7 +37,8 @@ export default async function run(sub: string, argv: string[]): Promise<number> 
     }
     // autostart
     const on = args[1];
-    if (on !== 'on' && on !== 'off') throw new SpindleError('INVALID_ARGUMENT', `Say on or off: spindle vm autostart VM on|off (not '${on ?? ''}').`);
+    if (on !== 'on' && on !== 'off')
+      throw new SpindleError('INVALID_ARGUMENT', `Say on or off: spindle vm autostart VM on|off (not '${on ?? ''}').`);
     const vm = (await api.call('vm.update', { id, patch: { autostart: on === 'on' } })) as VmInfo;
     print(json, vm, () => `'${vm.config.name}' ${vm.config.autostart ? 'starts' : 'does not start'} when Spindle starts.`);
     return 0;

@@ -20,7 +20,10 @@ export default async function run(_sub: string, argv: string[]): Promise<number>
   const { values: o, positionals: args } = parseCommandArgs(argv, { json: { type: 'boolean' } }, 'vm');
   const [vm, op, name] = args;
   if (!OPS.includes(op as (typeof OPS)[number]))
-    throw new SpindleError('INVALID_ARGUMENT', `Say what to do: spindle vm snapshot VM create|list|revert|delete [NAME] (not '${op ?? ''}').`);
+    throw new SpindleError(
+      'INVALID_ARGUMENT',
+      `Say what to do: spindle vm snapshot VM create|list|revert|delete [NAME] (not '${op ?? ''}').`,
+    );
   if (op !== 'list' && !name) throw new SpindleError('INVALID_ARGUMENT', `Name the snapshot: spindle vm snapshot VM ${op} NAME`);
   const api = await caller(false);
   try {

@@ -14,7 +14,12 @@ import { apiSocketPath, connectLocalApi } from '../api/local-socket.js';
 import type { Backend } from '../api/backend.js';
 import { parseCommandArgs, wholeNumber } from './args.js';
 
-export type Caller = { call(method: string, params: unknown): Promise<unknown>; close(): Promise<void> | void; local: boolean; backend?: Backend };
+export type Caller = {
+  call(method: string, params: unknown): Promise<unknown>;
+  close(): Promise<void> | void;
+  local: boolean;
+  backend?: Backend;
+};
 
 /**
  * The running host's API, else a backend in this process over the VM files. With `host` (vm start)

@@ -43,7 +43,11 @@ before(async () => {
   images = join(app.served.env.XDG_DATA_HOME!, 'spindle', 'images');
   mkdirSync(images, { recursive: true });
   userFile = image(join(tmp.path, 'mine.img'));
-  const r = await apiCall('vm.create', { name: 'Source', display: 'none', disks: [{ path: image(join(images, 'source-d0.img')) }, { path: userFile }] });
+  const r = await apiCall('vm.create', {
+    name: 'Source',
+    display: 'none',
+    disks: [{ path: image(join(images, 'source-d0.img')) }, { path: userFile }],
+  });
   assert.ok(r.ok, r.error?.message);
   await page.reload();
 });
@@ -59,20 +63,36 @@ test('Start Spindle at login: ticking writes the XDG autostart entry, unticking 
   await box.waitFor();
   assert.equal(existsSync(entry), false, 'nothing written before asked');
   await check(box);
-  await until('the entry to be written', async () => existsSync(entry), (v) => v);
+  await until(
+    'the entry to be written',
+    async () => existsSync(entry),
+    (v) => v,
+  );
   assert.match(readFileSync(entry, 'utf8'), /^Exec=\S+ \S+bin\/spindle\.js serve --headless$/m);
   await page.getByText(`written: ${entry}`).waitFor();
   await checkLayouts(page, 'manage-login-autostart', { widths: WIDTHS });
   await uncheck(box);
-  await until('the entry to be removed', async () => existsSync(entry), (v) => !v);
+  await until(
+    'the entry to be removed',
+    async () => existsSync(entry),
+    (v) => !v,
+  );
 });
 
 test('Start when Spindle starts: the VM page checkbox saves autostart', async () => {
   await openVm('Source');
   await check(page.getByLabel('Start when Spindle starts'));
-  await until('autostart saved', async () => (await vmByName('Source')).config.autostart, (v) => v === true);
+  await until(
+    'autostart saved',
+    async () => (await vmByName('Source')).config.autostart,
+    (v) => v === true,
+  );
   await uncheck(page.getByLabel('Start when Spindle starts'));
-  await until('autostart off', async () => (await vmByName('Source')).config.autostart, (v) => v === false);
+  await until(
+    'autostart off',
+    async () => (await vmByName('Source')).config.autostart,
+    (v) => v === false,
+  );
 });
 
 test('Clone: a full copy and a linked clone from the dialog', async () => {
@@ -101,16 +121,24 @@ test('Clone: a full copy and a linked clone from the dialog', async () => {
   await page.getByRole('heading', { name: 'Linked', exact: true }).waitFor();
   const linked = await vmByName('Linked');
   assert.equal(linked.config.disks[0].backing, join(images, 'source-d0.img'));
-  // The source now refuses a start that would write its base, with the reason on its page.
+  // The source is now warned before a start would write its base, and may decline.
   await openVm('Source');
   await click(page.getByRole('button', { name: 'Start', exact: true }));
-  await page.locator('p[role=alert]').filter({ hasText: /base of the linked clone 'Linked'/ }).waitFor();
+  const warn = page.getByRole('alertdialog', { name: 'Start Source anyway?' });
+  await warn.getByText(/Disk d0 of 'Source' is the base of the linked clone 'Linked'/).waitFor();
+  await checkLayouts(page, 'manage-base-warning', { widths: WIDTHS });
+  await click(warn.getByRole('button', { name: 'Don’t start' }));
+  await warn.waitFor({ state: 'detached' });
+  assert.equal((await vmByName('Source')).state, 'stopped');
 });
 
 test('Snapshots: a raw VM is told why; on qcow2 disks the timeline takes, reverts and deletes', async () => {
   await openVm('Source');
   await click(page.getByRole('tab', { name: 'Snapshots' }));
-  await page.getByTestId('snapshot-error').filter({ hasText: /Snapshots need qcow2 images/ }).waitFor();
+  await page
+    .getByTestId('snapshot-error')
+    .filter({ hasText: /Snapshots need qcow2 images/ })
+    .waitFor();
 
   await openVm('Linked');
   await click(page.getByRole('tab', { name: 'Snapshots' }));
@@ -132,7 +160,11 @@ test('Snapshots: a raw VM is told why; on qcow2 disks the timeline takes, revert
   await click(panel.getByTestId('snapshot').filter({ hasText: 'after update' }).getByRole('button', { name: 'Delete…' }));
   await click(page.getByRole('alertdialog').getByRole('button', { name: 'Delete snapshot' }));
 
-  await until('one snapshot left', async () => [await panel.getByTestId('snapshot').count(), await panel.textContent()], ([n]) => n === 1);
+  await until(
+    'one snapshot left',
+    async () => [await panel.getByTestId('snapshot').count(), await panel.textContent()],
+    ([n]) => n === 1,
+  );
   const r = await apiCall('snapshot.list', { id: 'linked' });
   assert.deepEqual(
     r.result.snapshots.map((s: { name: string }) => s.name),

@@ -48,7 +48,20 @@ async function until<T>(what: string, timeoutMs: number, fn: () => Promise<T | u
 test("the systemd unit's ExecStart runs serve --headless, which starts the autostart VM and stops it on SIGTERM", async () => {
   const boot = await guestBoot();
   const cli = (args: string[]) => runVmCli(dir, env, args);
-  const created = cli(['create', 'auto', '--memory', '256', '--kernel', boot.kernel, '--initrd', boot.initrd, '--append', boot.cmdline, '--no-display', '--no-net']);
+  const created = cli([
+    'create',
+    'auto',
+    '--memory',
+    '256',
+    '--kernel',
+    boot.kernel,
+    '--initrd',
+    boot.initrd,
+    '--append',
+    boot.cmdline,
+    '--no-display',
+    '--no-net',
+  ]);
   assert.equal(created.code, 0, created.stderr);
   assert.equal(cli(['create', 'manual', '--memory', '64', '--kernel', boot.kernel, '--no-display']).code, 0);
   const on = cli(['autostart', 'auto', 'on']);

@@ -83,7 +83,10 @@ test('desktop entry: Exec quoted by the XDG rules; a relative program is refused
   const text = desktopEntry(['/usr/bin/node', '/opt/sp ace/bin/spindle.js', 'serve', '--headless']);
   assert.match(text, /^\[Desktop Entry\]\nType=Application\nName=Spindle\n/);
   assert.match(text, /^Exec=\/usr\/bin\/node "\/opt\/sp ace\/bin\/spindle\.js" serve --headless$/m);
-  assert.throws(() => desktopEntry(['node', 'x']), (e: SpindleError) => e.code === 'INVALID_ARGUMENT' && /absolute/.test(e.message));
+  assert.throws(
+    () => desktopEntry(['node', 'x']),
+    (e: SpindleError) => e.code === 'INVALID_ARGUMENT' && /absolute/.test(e.message),
+  );
 });
 
 test('start at login: nothing written until asked; on writes the entry, off removes it; a Hidden entry counts as off', () => {

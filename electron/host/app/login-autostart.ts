@@ -32,7 +32,8 @@ export function quoteExecArg(arg: string): string {
 
 /** The entry's text for `command` (argv, absolute program first). */
 export function desktopEntry(command: readonly string[]): string {
-  if (!command.length || !isAbsolute(command[0]!)) throw new SpindleError('INVALID_ARGUMENT', 'The autostart command must start with an absolute program path.');
+  if (!command.length || !isAbsolute(command[0]!))
+    throw new SpindleError('INVALID_ARGUMENT', 'The autostart command must start with an absolute program path.');
   return [
     '[Desktop Entry]',
     'Type=Application',

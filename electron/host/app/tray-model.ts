@@ -40,7 +40,11 @@ export function trayModel(vms: readonly VmInfo[]): TrayModel {
     label: `${v.config.name} — ${v.runningElsewhere ? 'running in another Spindle process' : STATE_WORDS[v.state]}`,
   }));
   if (!vms.length) items.push({ kind: 'vm', vmId: '', state: 'stopped', label: 'No VMs yet' });
-  items.push({ kind: 'separator' }, { kind: 'action', action: 'show', label: 'Show Spindle' }, { kind: 'action', action: 'quit', label: 'Quit' });
+  items.push(
+    { kind: 'separator' },
+    { kind: 'action', action: 'show', label: 'Show Spindle' },
+    { kind: 'action', action: 'quit', label: 'Quit' },
+  );
   const tooltip = live === 0 ? 'Spindle: no VM running' : `Spindle: ${live} VM${live === 1 ? '' : 's'} running`;
   return { tooltip, items };
 }

@@ -27,7 +27,11 @@ export function qemuImg(args: readonly string[], env: NodeJS.ProcessEnv = proces
   return new Promise((resolve, reject) => {
     execFile(bin, [...args], { env, timeout: timeoutMs, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
       if (!err) return resolve(stdout);
-      const why = stderr.trim().split('\n')[0]?.replace(/^qemu-img: /, '') || err.message;
+      const why =
+        stderr
+          .trim()
+          .split('\n')[0]
+          ?.replace(/^qemu-img: /, '') || err.message;
       reject(new SpindleError('IO_ERROR', `qemu-img ${args[0]} failed: ${why}`));
     });
   });

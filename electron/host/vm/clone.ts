@@ -36,7 +36,13 @@ export interface CloneStep {
 }
 
 /** The clone's config and the files to make, before anything is written. */
-export function planClone(source: VmConfig, id: string, name: string, linked: boolean, imagesDir: string): { config: VmConfig; steps: CloneStep[] } {
+export function planClone(
+  source: VmConfig,
+  id: string,
+  name: string,
+  linked: boolean,
+  imagesDir: string,
+): { config: VmConfig; steps: CloneStep[] } {
   const steps: CloneStep[] = [];
   const disks = source.disks.map((d) => {
     const format = baseFormat(d);
@@ -65,18 +71,27 @@ export function planClone(source: VmConfig, id: string, name: string, linked: bo
 
 function cpSparse(from: string, to: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    const p = spawn('cp', ['--sparse=always', '--reflink=auto', '--no-preserve=all', '--', from, to], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const p = spawn('cp', ['--sparse=always', '--reflink=auto', '--no-preserve=all', '--', from, to], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     let err = '';
     p.stderr.on('data', (d) => (err += d));
     p.on('error', (e) => reject(new SpindleError('IO_ERROR', `Cannot run cp: ${e.message}.`)));
     p.on('exit', (code) =>
-      code === 0 ? resolve() : reject(new SpindleError('IO_ERROR', `Copying ${from} to ${to} failed: ${err.trim().split('\n')[0] || `cp exited ${code}`}.`)),
+      code === 0
+        ? resolve()
+        : reject(new SpindleError('IO_ERROR', `Copying ${from} to ${to} failed: ${err.trim().split('\n')[0] || `cp exited ${code}`}.`)),
     );
   });
 }
 
 /** Makes the clone's files; on any failure removes what it made and rethrows. */
-export async function makeCloneFiles(steps: readonly CloneStep[], linked: boolean, imagesDir: string, env: NodeJS.ProcessEnv): Promise<void> {
+export async function makeCloneFiles(
+  steps: readonly CloneStep[],
+  linked: boolean,
+  imagesDir: string,
+  env: NodeJS.ProcessEnv,
+): Promise<void> {
   mkdirSync(imagesDir, { recursive: true, mode: 0o700 });
   const made: string[] = [];
   try {

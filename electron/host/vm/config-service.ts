@@ -64,7 +64,10 @@ export class VmConfigService {
     if (patch.name !== undefined) this.store.refuseTakenName(patch.name, config.id);
     const live = (k: string) => k === 'name' || k === 'autostart'; // changeable while it runs
     if (running && keys.some((k) => !live(k))) {
-      throw new SpindleError('CONFLICT', `VM '${config.name}' is running; shut it down to change ${keys.filter((k) => !live(k)).join(', ')}.`);
+      throw new SpindleError(
+        'CONFLICT',
+        `VM '${config.name}' is running; shut it down to change ${keys.filter((k) => !live(k)).join(', ')}.`,
+      );
     }
     if (patch.firmware === 'uefi' && !findOvmf()) throw new SpindleError('INVALID_ARGUMENT', NO_OVMF);
     if (patch.boot) this.checkBootFiles(patch.boot);

@@ -195,16 +195,23 @@ export class VmManager extends EventEmitter {
   }
 
   /** `deleteDisks`: also the images Spindle made for it and its UEFI variables (vm-files.ts says which). */
-  delete(id: string, opts: { deleteDisks?: boolean } = {}): Promise<{ deletedFiles: string[]; keptFiles: { path: string; reason: string }[] }> {
+  delete(
+    id: string,
+    opts: { deleteDisks?: boolean } = {},
+  ): Promise<{ deletedFiles: string[]; keptFiles: { path: string; reason: string }[] }> {
     return this.locks.run(id, async () => {
       const config = this.config(id);
       if (this.running.has(id)) throw new SpindleError('CONFLICT', `VM '${config.name}' is running; shut it down before deleting it.`);
       const vars = nvramPath(this.store.dir, id, this.opts.nvramDir);
-      const plan = opts.deleteDisks ? planDiskRemoval(config, this.store.loadAll().vms, this.env, existsSync(vars) ? vars : undefined) : null;
+      const plan = opts.deleteDisks
+        ? planDiskRemoval(config, this.store.loadAll().vms, this.env, existsSync(vars) ? vars : undefined)
+        : null;
       this.configs.delete(config, () => this.refuseIfElsewhere(config, 'be deleted'));
       this.crashes.delete(id);
       this.emit('vm', { type: 'deleted', id });
-      return plan ? removeFiles(plan) : { deletedFiles: [], keptFiles: config.disks.map((d) => ({ path: d.path, reason: 'kept as asked.' })) };
+      return plan
+        ? removeFiles(plan)
+        : { deletedFiles: [], keptFiles: config.disks.map((d) => ({ path: d.path, reason: 'kept as asked.' })) };
     });
   }
 
@@ -213,7 +220,10 @@ export class VmManager extends EventEmitter {
     return this.locks.run(id, async () => {
       const source = this.config(id);
       if (this.running.has(id))
-        throw new SpindleError('CONFLICT', `VM '${source.name}' is running; shut it down to clone it (a copy of disks being written is not consistent).`);
+        throw new SpindleError(
+          'CONFLICT',
+          `VM '${source.name}' is running; shut it down to clone it (a copy of disks being written is not consistent).`,
+        );
       const newId = await this.offline.clone(source, name, linked);
       this.changed(newId);
       return this.get(newId);

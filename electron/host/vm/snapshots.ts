@@ -69,7 +69,10 @@ function refuseRunning(config: VmConfig, running: boolean, what: string): void {
 }
 
 /** Every snapshot of the VM, oldest first, merged by name across its disks. */
-export async function listSnapshots(config: VmConfig, env?: NodeJS.ProcessEnv): Promise<{ snapshots: VmSnapshot[]; disks: DiskSnapshot[] }> {
+export async function listSnapshots(
+  config: VmConfig,
+  env?: NodeJS.ProcessEnv,
+): Promise<{ snapshots: VmSnapshot[]; disks: DiskSnapshot[] }> {
   const disks = snapshotDisks(config);
   const byName = new Map<string, VmSnapshot>();
   const out: DiskSnapshot[] = [];
@@ -93,7 +96,8 @@ export async function createSnapshot(config: VmConfig, name: string, running: bo
   refuseRunning(config, running, 'take a snapshot');
   const disks = snapshotDisks(config);
   const { snapshots } = await listSnapshots(config, env);
-  if (snapshots.some((s) => s.name === name)) throw new SpindleError('CONFLICT', `VM '${config.name}' already has a snapshot named '${name}'.`);
+  if (snapshots.some((s) => s.name === name))
+    throw new SpindleError('CONFLICT', `VM '${config.name}' already has a snapshot named '${name}'.`);
   const done: DiskConfig[] = [];
   try {
     for (const d of disks) {
@@ -108,13 +112,20 @@ export async function createSnapshot(config: VmConfig, name: string, running: bo
 }
 
 export async function revertSnapshot(config: VmConfig, name: string, running: boolean, env?: NodeJS.ProcessEnv): Promise<void> {
-  if (running) throw new SpindleError('CONFLICT', `VM '${config.name}' is running; shut it down to revert it to '${name}' (a guest must not see its disk change under it).`);
+  if (running)
+    throw new SpindleError(
+      'CONFLICT',
+      `VM '${config.name}' is running; shut it down to revert it to '${name}' (a guest must not see its disk change under it).`,
+    );
   const disks = snapshotDisks(config);
   const snap = (await listSnapshots(config, env)).snapshots.find((s) => s.name === name);
   if (!snap) throw new SpindleError('NOT_FOUND', `VM '${config.name}' has no snapshot named '${name}'.`);
   if (!snap.complete) {
     const missing = disks.filter((d) => !snap.disks.includes(d.id)).map((d) => d.id);
-    throw new SpindleError('CONFLICT', `Snapshot '${name}' does not cover disk${missing.length > 1 ? 's' : ''} ${missing.join(', ')} (added after it was taken); detach them to revert the others.`);
+    throw new SpindleError(
+      'CONFLICT',
+      `Snapshot '${name}' does not cover disk${missing.length > 1 ? 's' : ''} ${missing.join(', ')} (added after it was taken); detach them to revert the others.`,
+    );
   }
   for (const d of disks) await qemuImg(['snapshot', '-a', name, d.path], env);
 }

@@ -27,9 +27,7 @@ export function isSpindleImage(path: string, env: NodeJS.ProcessEnv = process.en
 
 /** The other VMs that use `path`: as a disk, or as the base of a linked clone's overlay. */
 export function otherUsers(path: string, vmId: string, all: readonly VmConfig[]): string[] {
-  return all
-    .filter((v) => v.id !== vmId && v.disks.some((d) => d.path === path || d.backing === path))
-    .map((v) => v.name);
+  return all.filter((v) => v.id !== vmId && v.disks.some((d) => d.path === path || d.backing === path)).map((v) => v.name);
 }
 
 export interface DeletePlan {
@@ -44,7 +42,10 @@ export function planDiskRemoval(config: VmConfig, all: readonly VmConfig[], env:
     const users = otherUsers(d.path, config.id, all);
     if (d.kind === 'block') plan.keep.push({ path: d.path, reason: 'a host block device: Spindle never erases devices.' });
     else if (users.length)
-      plan.keep.push({ path: d.path, reason: `also used by ${users.map((n) => `'${n}'`).join(', ')} (a shared disk or a linked clone's base).` });
+      plan.keep.push({
+        path: d.path,
+        reason: `also used by ${users.map((n) => `'${n}'`).join(', ')} (a shared disk or a linked clone's base).`,
+      });
     else if (!isSpindleImage(d.path, env))
       plan.keep.push({ path: d.path, reason: `attached from outside ${imagesDir(env)}: your file, kept.` });
     else plan.remove.push(d.path);
