@@ -26,6 +26,7 @@ import { vmInfo } from './vm-info.js';
 import { DiskLeases, measuredByBench } from '../disks/disk-leases.js';
 import { OfflineOps, type SnapshotOp } from './offline-ops.js';
 import { refuseBaseWrites } from './clone.js';
+import { withDisksReleased, type LiveVmDisks } from './live-disks.js';
 import { nvramPath, planDiskRemoval, removeFiles } from './vm-files.js';
 
 export { hostDeviceRefusal };
@@ -230,13 +231,30 @@ export class VmManager extends EventEmitter {
     });
   }
 
+  /** Runs `fn` with every disk of running VM `id` closed by its server, the guest's I/O held (live-disks.ts). */
+  withDisksReleased<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    return this.locks.run(id, () =>
+      withDisksReleased(
+        this.liveDisks(id),
+        this.config(id).disks.map((d) => d.id),
+        fn,
+      ),
+    );
+  }
+
+  private liveDisks(id: string): LiveVmDisks {
+    const live = this.runningOrThrow(id, 'release its disks');
+    return { state: live.state, name: live.config.name, host: (diskId) => live.disks.get(diskId)?.host ?? undefined };
+  }
+
   snapshots(id: string): ReturnType<OfflineOps['list']> {
     return this.offline.list(this.config(id));
   }
 
   snapshot(id: string, op: SnapshotOp, name: string): ReturnType<OfflineOps['list']> {
     return this.locks.run(id, async () => {
-      await this.offline.snapshot(this.config(id), op, name, this.running.has(id));
+      if (!this.running.has(id)) this.refuseIfElsewhere(this.config(id), 'change its snapshots');
+      await this.offline.snapshot(this.config(id), op, name, this.running.has(id) ? this.liveDisks(id) : undefined);
       this.changed(id);
       return this.offline.list(this.config(id));
     });

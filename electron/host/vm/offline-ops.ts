@@ -1,14 +1,24 @@
-// Operations on a stopped VM's image files: clone (clone.ts) and snapshots (snapshots.ts). Each
-// holds the VM's run lock while it works, so no Spindle process (this one or another) starts the
-// VM while its images are copied or their snapshot tables rewritten. The manager calls these
-// under the VM's own lock and refuses a VM it runs first.
+// Operations on a VM's image files: clone (clone.ts) and snapshots (snapshots.ts). On a stopped VM
+// each holds the VM's run lock while it works, so no Spindle process (this one or another) starts
+// the VM while its images are copied or their snapshot tables rewritten; on a VM this process runs,
+// snapshots are taken and deleted with its disks released under the paused guest (live-disks.ts).
+// The manager calls these under the VM's own lock.
 import type { VmConfig } from '../../shared/model.js';
 import { SpindleError } from '../../shared/errors.js';
 import type { VmStore } from './store.js';
 import type { RunLocks } from './run-lock.js';
 import { copyNvram, makeCloneFiles, planClone } from './clone.js';
 import { imagesDir, nvramPath } from './vm-files.js';
-import { createSnapshot, deleteSnapshot, listSnapshots, revertSnapshot, type VmSnapshot, type DiskSnapshot } from './snapshots.js';
+import {
+  createSnapshot,
+  deleteSnapshot,
+  listSnapshots,
+  revertSnapshot,
+  snapshotDisks,
+  type VmSnapshot,
+  type DiskSnapshot,
+} from './snapshots.js';
+import { withDisksReleased, type LiveVmDisks } from './live-disks.js';
 import { rmSync } from 'node:fs';
 
 export type SnapshotOp = 'create' | 'revert' | 'delete';
@@ -51,20 +61,25 @@ export class OfflineOps {
     return listSnapshots(config, this.env);
   }
 
-  snapshot(config: VmConfig, op: SnapshotOp, name: string, running: boolean): Promise<void> {
-    if (running) {
-      const what = op === 'create' ? 'take a snapshot' : op === 'revert' ? `revert it to '${name}'` : `delete snapshot '${name}'`;
-      throw new SpindleError(
-        'CONFLICT',
-        `VM '${config.name}' is running; shut it down to ${what}. (Snapshots of a running VM need Spindle to release its disks under the paused guest, which this version does not do yet.)`,
+  /** `live`: the VM runs in this process; its disks are released around qemu-img (live-disks.ts). Revert needs it stopped. */
+  snapshot(config: VmConfig, op: SnapshotOp, name: string, live?: LiveVmDisks): Promise<void> {
+    if (live) {
+      if (op === 'revert')
+        throw new SpindleError(
+          'CONFLICT',
+          `VM '${config.name}' is running; shut it down to revert it to '${name}' (a guest must not see its disk change under it).`,
+        );
+      const disks = snapshotDisks(config).map((d) => d.id);
+      return withDisksReleased(live, disks, () =>
+        op === 'create' ? createSnapshot(config, name, this.env) : deleteSnapshot(config, name, this.env),
       );
     }
     return this.withRunLock(config, () =>
       op === 'create'
-        ? createSnapshot(config, name, false, this.env)
+        ? createSnapshot(config, name, this.env)
         : op === 'revert'
-          ? revertSnapshot(config, name, false, this.env)
-          : deleteSnapshot(config, name, false, this.env),
+          ? revertSnapshot(config, name, this.env)
+          : deleteSnapshot(config, name, this.env),
     );
   }
 }

@@ -6,9 +6,9 @@
 // background job and no window where the chain is half-merged). The cost: a snapshot lives
 // inside the image, so it goes with it.
 //
-// Disk-only: no RAM is saved. Taken on a stopped VM here; a running VM is refused with a
-// sentence (its disks are open in Spindle's disk servers; see the README). Raw images carry no
-// snapshot table: refused with a sentence. Read-only disks never change and are left out.
+// Disk-only: no RAM is saved. These functions act on closed images: on a running VM the caller
+// releases its disks first (live-disks.ts). Raw images carry no snapshot table: refused with a
+// sentence. Read-only disks never change and are left out.
 import { SpindleError } from '../../shared/errors.js';
 import type { DiskConfig, VmConfig } from '../../shared/model.js';
 import { detectFormat } from '../../dataplane/block/format-detect.js';
@@ -60,14 +60,6 @@ export function snapshotDisks(config: VmConfig): DiskConfig[] {
   return disks;
 }
 
-function refuseRunning(config: VmConfig, running: boolean, what: string): void {
-  if (running)
-    throw new SpindleError(
-      'CONFLICT',
-      `VM '${config.name}' is running; shut it down to ${what} (snapshots of a running VM need its disks released by Spindle's disk servers first, which this version does not do yet).`,
-    );
-}
-
 /** Every snapshot of the VM, oldest first, merged by name across its disks. */
 export async function listSnapshots(
   config: VmConfig,
@@ -91,9 +83,8 @@ export async function listSnapshots(
   return { snapshots, disks: out };
 }
 
-export async function createSnapshot(config: VmConfig, name: string, running: boolean, env?: NodeJS.ProcessEnv): Promise<void> {
+export async function createSnapshot(config: VmConfig, name: string, env?: NodeJS.ProcessEnv): Promise<void> {
   checkSnapshotName(name);
-  refuseRunning(config, running, 'take a snapshot');
   const disks = snapshotDisks(config);
   const { snapshots } = await listSnapshots(config, env);
   if (snapshots.some((s) => s.name === name))
@@ -111,12 +102,7 @@ export async function createSnapshot(config: VmConfig, name: string, running: bo
   }
 }
 
-export async function revertSnapshot(config: VmConfig, name: string, running: boolean, env?: NodeJS.ProcessEnv): Promise<void> {
-  if (running)
-    throw new SpindleError(
-      'CONFLICT',
-      `VM '${config.name}' is running; shut it down to revert it to '${name}' (a guest must not see its disk change under it).`,
-    );
+export async function revertSnapshot(config: VmConfig, name: string, env?: NodeJS.ProcessEnv): Promise<void> {
   const disks = snapshotDisks(config);
   const snap = (await listSnapshots(config, env)).snapshots.find((s) => s.name === name);
   if (!snap) throw new SpindleError('NOT_FOUND', `VM '${config.name}' has no snapshot named '${name}'.`);
@@ -130,8 +116,7 @@ export async function revertSnapshot(config: VmConfig, name: string, running: bo
   for (const d of disks) await qemuImg(['snapshot', '-a', name, d.path], env);
 }
 
-export async function deleteSnapshot(config: VmConfig, name: string, running: boolean, env?: NodeJS.ProcessEnv): Promise<void> {
-  refuseRunning(config, running, `delete snapshot '${name}'`);
+export async function deleteSnapshot(config: VmConfig, name: string, env?: NodeJS.ProcessEnv): Promise<void> {
   const disks = snapshotDisks(config);
   const snap = (await listSnapshots(config, env)).snapshots.find((s) => s.name === name);
   if (!snap) throw new SpindleError('NOT_FOUND', `VM '${config.name}' has no snapshot named '${name}'.`);
