@@ -1,5 +1,5 @@
 // `spindle vm snapshot VM create|list|revert|delete [NAME] [--json]`: internal qcow2 snapshots
-// of every writable disk of a stopped VM (host/vm/snapshots.ts).
+// of every writable disk (host/vm/snapshots.ts; on a running VM through host/vm/live-disks.ts).
 import { SpindleError } from '../shared/errors.js';
 import { formatSize } from '../shared/size.js';
 import type { SnapshotList } from '../shared/api.js';

@@ -62,7 +62,7 @@ const USAGE = `spindle vm list|create|show|start|stop|kill|attach|detach|set-dis
   delete VM [--keep-disks]               removes the VM and the images Spindle made for it (your own files are kept)
   clone VM NEW [--linked]                a new VM: full copies of the disks, or qcow2 overlays on them
   autostart VM on|off                    start the VM when Spindle (app or serve) starts
-  snapshot VM create|list|revert|delete [NAME]   internal qcow2 snapshots (stopped VM)
+  snapshot VM create|list|revert|delete [NAME]   internal qcow2 snapshots (revert: stopped VM)
   every command takes --json`;
 
 export function print(json: boolean, value: unknown, text: () => string): void {

@@ -472,7 +472,8 @@ export const methods = {
    *  overlay on each (the source's images become their read-only base); new serials, MAC and UEFI variables. */
   'vm.clone': method(z.strictObject({ id: VmId, name: VmName, linked: z.boolean().default(false) }), VmInfo),
 
-  /** Internal qcow2 snapshots of every writable disk, under one name (stopped VM; raw disks refused). */
+  /** Internal qcow2 snapshots of every writable disk, under one name (raw disks refused). Create and
+   *  delete also on a running VM: its disks drain and are released for that instant. */
   'snapshot.list': method(VmRef, SnapshotList),
   'snapshot.create': method(z.strictObject({ id: VmId, name: SnapshotName }), SnapshotList),
   /** Every disk back to the snapshot (stopped VM); what was written since is lost. */
