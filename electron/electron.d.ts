@@ -96,8 +96,24 @@ declare module 'electron' {
     isMinimized(): boolean;
     isDestroyed(): boolean;
     close(): void;
+    hide(): void;
+    isVisible(): boolean;
     once(event: 'ready-to-show', listener: () => void): this;
     on(event: 'closed', listener: () => void): this;
+    on(event: 'close', listener: (event: Event) => void): this;
+  }
+
+  export interface NativeImage {
+    resize(options: { width?: number; height?: number }): NativeImage;
+  }
+  export const nativeImage: { createFromPath(path: string): NativeImage };
+
+  export class Tray extends EventEmitter {
+    constructor(image: NativeImage | string);
+    setToolTip(toolTip: string): void;
+    setContextMenu(menu: Menu | null): void;
+    destroy(): void;
+    on(event: 'click', listener: () => void): this;
   }
 
   export interface MessageBoxOptions {

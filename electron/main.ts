@@ -1,10 +1,12 @@
 // The Electron shell, kept thin: one window on the built renderer served from the app:// scheme,
 // the API router wired to IPC and to the local API socket the `spindle vm` commands use (the app
 // hosts the VMs; it refuses to start while `spindle serve` does, api/local-socket-host.ts), an
-// application menu, a single-instance lock, and a quit that asks before stopping running VMs and
-// drains every disk first. Everything else runs in plain Node and is tested there; this file
-// cannot run on machines without Electron's binary.
-import { app, BrowserWindow, Menu, dialog, ipcMain, protocol, session, type WebContents } from 'electron';
+// application menu, a single-instance lock (launching again shows the window), a tray icon listing
+// the VMs, and a quit that asks before stopping running VMs and drains every disk first. Closing
+// the window while VMs run only hides it: the VMs, their disks and the CLI's socket keep going
+// (host/app/window-close.ts decides, host/app/tray-model.ts says what the tray shows). Everything
+// else runs in plain Node and is tested there; this file cannot run without Electron's binary.
+import { app, BrowserWindow, Menu, Tray, dialog, ipcMain, nativeImage, protocol, session, type WebContents } from 'electron';
 import { readFileSync } from 'node:fs';
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,6 +14,9 @@ import type { Backend } from './api/backend.js';
 import { startHostedBackend, type HostedBackend } from './api/local-socket-host.js';
 import { wireIpc } from './api/ipc.js';
 import { resolveStatic, CONTENT_SECURITY_POLICY } from './api/ws-server.js';
+import { trayModel } from './host/app/tray-model.js';
+import { onWindowClose, quitQuestion } from './host/app/window-close.js';
+import { startAutostartVms } from './host/vm/autostart-vms.js';
 
 const SCHEME = 'app';
 const ORIGIN = `${SCHEME}://spindle/`;
@@ -31,7 +36,10 @@ const MIME: Record<string, string> = {
 let hosted: HostedBackend | null = null;
 let backend: Backend | null = null;
 let win: BrowserWindow | null = null;
+let tray: Tray | null = null;
 let quitting = false;
+/** Started by the login autostart entry: stay in the tray, no window. */
+const HIDDEN = process.argv.includes('--hidden');
 
 // Must happen before 'ready': app:// behaves like a secure, standard origin ('self' in the CSP).
 protocol.registerSchemesAsPrivileged([{ scheme: SCHEME, privileges: { standard: true, secure: true, supportFetchAPI: true } }]);
@@ -39,11 +47,7 @@ protocol.registerSchemesAsPrivileged([{ scheme: SCHEME, privileges: { standard: 
 if (!app.requestSingleInstanceLock()) {
   app.quit();
 } else {
-  app.on('second-instance', () => {
-    if (!win) return;
-    if (win.isMinimized()) win.restore();
-    win.focus();
-  });
+  app.on('second-instance', () => showWindow());
   void app.whenReady().then(start);
 }
 
@@ -121,8 +125,44 @@ function createWindow(): void {
     },
   });
   win.once('ready-to-show', () => win?.show());
+  win.on('close', (e) => {
+    if (!backend || onWindowClose(backend.manager.list().vms, quitting) === 'quit') return;
+    e.preventDefault(); // VMs run: keep them, hide the window; the tray brings it back
+    win?.hide();
+  });
   win.on('closed', () => (win = null));
   void win.loadURL(`${ORIGIN}index.html`);
+}
+
+function showWindow(): void {
+  if (!backend) return;
+  if (!win) return createWindow();
+  if (win.isMinimized()) win.restore();
+  win.show();
+  win.focus();
+}
+
+/** The tray icon; its menu is rebuilt from trayModel() whenever a VM changes. */
+function createTray(b: Backend): void {
+  tray = new Tray(nativeImage.createFromPath(ICON).resize({ width: 22, height: 22 }));
+  const refresh = () => {
+    const model = trayModel(b.manager.list().vms);
+    tray?.setToolTip(model.tooltip);
+    tray?.setContextMenu(
+      Menu.buildFromTemplate(
+        model.items.map((i) =>
+          i.kind === 'separator'
+            ? { type: 'separator' as const }
+            : i.kind === 'vm'
+              ? { label: i.label, enabled: !!i.vmId, click: () => showWindow() }
+              : { label: i.label, click: () => (i.action === 'show' ? showWindow() : app.quit()) },
+        ),
+      ),
+    );
+  };
+  b.manager.on('vm', refresh);
+  tray.on('click', () => showWindow());
+  refresh();
 }
 
 async function start(): Promise<void> {
@@ -132,7 +172,9 @@ async function start(): Promise<void> {
   serveRenderer();
   menu();
   try {
-    hosted = await startHostedBackend('the Spindle app');
+    hosted = await startHostedBackend('the Spindle app', {
+      loginCommand: [process.execPath, ...(app.isPackaged ? [] : [app.getAppPath()]), '--hidden'],
+    });
     backend = hosted.backend;
     backend.ensureScratchDisk();
   } catch (err) {
@@ -165,9 +207,12 @@ async function start(): Promise<void> {
       return r.canceled ? null : (r.filePaths[0] ?? null);
     },
   });
-  createWindow();
+  createTray(b);
+  if (!HIDDEN) createWindow();
+  void startAutostartVms(b.manager, (line) => console.error(`spindle: ${line}`));
 }
 
+// The window closes for good only when no VM runs (see the 'close' handler); then the app quits.
 app.on('window-all-closed', () => app.quit());
 
 // Quitting with running VMs asks first; then VMs are shut down and every disk drained before exit.
@@ -176,15 +221,14 @@ app.on('before-quit', (e) => {
   e.preventDefault();
   const b = backend;
   const h = hosted;
-  const running = b.manager.list().vms.filter((v) => v.state !== 'stopped' && v.state !== 'crashed');
-  const confirm = running.length
+  const question = quitQuestion(b.manager.list().vms);
+  const confirm = question
     ? dialog
-        .showMessageBox(win, {
+        .showMessageBox(win?.isVisible() ? win : null, {
           type: 'question',
           title: 'Quit Spindle?',
-          message: `${running.length === 1 ? `The VM '${running[0].config.name}' is` : `${running.length} VMs are`} running.`,
-          detail:
-            'Quitting shuts them down (ACPI, then forced off after a timeout) and drains their disks. Their guests lose anything not yet saved.',
+          message: question.message,
+          detail: question.detail,
           buttons: ['Shut down and quit', 'Cancel'],
           defaultId: 1,
           cancelId: 1,
@@ -198,6 +242,7 @@ app.on('before-quit', (e) => {
     try {
       await h.close();
     } finally {
+      tray?.destroy();
       app.quit();
     }
   });

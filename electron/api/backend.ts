@@ -3,6 +3,7 @@
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
 import type { AppInfo } from '../shared/api.js';
 import { createRouter, type RouterBackend } from './router.js';
 import type { ApiHandler } from './session.js';
@@ -16,6 +17,12 @@ import { SpindleError } from '../shared/errors.js';
 import { createAdvisorLayer, hostDevicesLayer } from './advisor-api.js';
 import { createScratchDisk, ensureScratchDisk, scratchInfo } from '../host/vm/scratch.js';
 import { createBenchLayer } from './bench-api.js';
+import { loginAutostartStatus, setLoginAutostart } from '../host/app/login-autostart.js';
+
+/** `spindle serve --headless` with this Node and this checkout's bin/spindle.js. */
+export function defaultLoginCommand(): string[] {
+  return [process.execPath, fileURLToPath(new URL('../../../bin/spindle.js', import.meta.url)), 'serve', '--headless'];
+}
 
 export interface Backend {
   router: ApiHandler;
@@ -28,6 +35,8 @@ export interface Backend {
 }
 
 export interface BackendOptions extends Partial<Omit<VmManagerOptions, 'store'>> {
+  /** What "start Spindle at login" runs (argv, absolute program first); default: this Node running `spindle serve --headless`. */
+  loginCommand?: string[];
   extra?: Partial<Omit<RouterBackend, 'manager' | 'sampler' | 'appInfo'>>;
 }
 
@@ -78,6 +87,10 @@ export function createBackend(opts: BackendOptions = {}): Backend {
     appInfo: () => appInfo(env, opts.qemuBinary),
     hostDevices: hostDevicesLayer,
     advisor: createAdvisorLayer(env),
+    loginAutostart: {
+      get: () => loginAutostartStatus(env),
+      set: (enabled) => setLoginAutostart(enabled, opts.loginCommand ?? defaultLoginCommand(), env),
+    },
     scratch: (create) => (create ? createScratchDisk(env) : scratchInfo(env)),
     bench,
     ...opts.extra,

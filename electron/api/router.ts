@@ -11,6 +11,7 @@ import {
   type FileAdvice,
   type HostDevice,
   type ImportProgress,
+  type LoginAutostart,
   type MethodName,
   type ParsedParams,
   type Result,
@@ -45,6 +46,8 @@ export interface RouterBackend {
     /** Returns an unsubscribe function. */
     onImportProgress?(listener: (p: ImportProgress) => void): () => void;
   };
+  /** "Start Spindle at login" (host/app/login-autostart.ts). */
+  loginAutostart?: { get(): LoginAutostart; set(enabled: boolean): LoginAutostart };
   /** The scratch disk; `create` makes it when missing. */
   scratch?: (create: boolean) => ScratchDisk | Promise<ScratchDisk>;
   bench?: {
@@ -106,8 +109,15 @@ export function createRouter(backend: RouterBackend): ApiHandler {
     'vm.create': (p) => manager.create(p),
     'vm.update': (p) => manager.update(p.id, p.patch),
     'vm.media': (p) => manager.media(p.id, p.drive, p.path),
-    'vm.delete': async (p) => (await manager.delete(p.id), { ok: true as const }),
-    'vm.start': (p) => manager.start(p.id),
+    'vm.delete': async (p) => ({ ok: true as const, ...(await manager.delete(p.id, { deleteDisks: p.deleteDisks ?? false })) }),
+    'vm.start': (p) => manager.start(p.id, { allowBaseWrites: p.allowBaseWrites ?? false }),
+    'vm.clone': (p) => manager.clone(p.id, p.name, p.linked),
+    'snapshot.list': (p) => manager.snapshots(p.id),
+    'snapshot.create': (p) => manager.snapshot(p.id, 'create', p.name),
+    'snapshot.revert': (p) => manager.snapshot(p.id, 'revert', p.name),
+    'snapshot.delete': (p) => manager.snapshot(p.id, 'delete', p.name),
+    'app.autostart.get': () => need(backend.loginAutostart, 'Start at login').get(),
+    'app.autostart.set': (p) => need(backend.loginAutostart, 'Start at login').set(p.enabled),
     'vm.shutdown': async (p) => {
       // The manager warns (a VM-wide disk event) when the guest ignored the power button and it forces the VM off.
       let forced = false;

@@ -19,6 +19,7 @@ const commands: Record<string, () => Promise<{ default: Command }>> = {
   loadgen: () => import('./loadgen.js'),
   serve: () => import('./serve.js'),
   export: () => import('./export.js'),
+  autostart: () => import('./autostart.js'),
 };
 
 function help(): string {

@@ -15,13 +15,18 @@ import type { Backend } from '../api/backend.js';
 import { parseCommandArgs, wholeNumber } from './args.js';
 import { MACHINE_OPTIONS, MACHINE_USAGE, machineFields } from './vm-flags.js';
 
-type Caller = { call(method: string, params: unknown): Promise<unknown>; close(): Promise<void> | void; local: boolean; backend?: Backend };
+export type Caller = {
+  call(method: string, params: unknown): Promise<unknown>;
+  close(): Promise<void> | void;
+  local: boolean;
+  backend?: Backend;
+};
 
 /**
  * The running host's API, else a backend in this process over the VM files. With `host` (vm start)
  * this process becomes the host when none runs; if another one won the race, it is asked instead.
  */
-async function caller(host: boolean): Promise<Caller> {
+export async function caller(host: boolean): Promise<Caller> {
   const remote = await connectLocalApi(apiSocketPath());
   if (remote) return { ...remote, local: false };
   if (!host) {
@@ -44,13 +49,13 @@ async function caller(host: boolean): Promise<Caller> {
   }
 }
 
-const USAGE = `spindle vm list|create|update|show|start|stop|kill|media|attach|detach|set-disk|resize|stats [options]
+const USAGE = `spindle vm list|create|update|show|start|stop|kill|media|attach|detach|set-disk|resize|stats|delete|clone|autostart|snapshot [options]
   list                                   VMs and unreadable VM files
   create NAME [machine flags] [--disk PATH]...   a new VM: q35, BIOS, user networking, VNC unless the flags say otherwise
   update VM [machine flags]              changes a VM's settings; most need it stopped (it says which)
   show VM                                settings and state
   media VM DRIVE ISO|--eject             puts an ISO in CD-ROM drive DRIVE (cd0 boot ISO, cd1-cd3), or ejects it; live on a running VM
-  start VM [--console]                   asks the running app or spindle serve to start it; without one, runs it in the foreground until it stops
+  start VM [--console] [--allow-base-writes]  asks the running app or spindle serve to start it; without one, runs it in the foreground until it stops
   stop VM [--timeout S]                  ACPI shutdown, forced off after the timeout (default 30 s)
   kill VM                                forces the VM off
   attach VM PATH [--format raw|qcow2] [--aio M] [--cache M] [--read-only] [--queues N] [--enospc stop|report]
@@ -59,14 +64,18 @@ const USAGE = `spindle vm list|create|update|show|start|stop|kill|media|attach|d
   set-disk VM DISK [--aio M] [--cache M] [--nowait on|off|auto] [--read-only|--read-write] [--queues N] [--enospc stop|report]
   resize VM DISK SIZE                    grows the disk (10G, 512M…), live if the VM runs; never shrinks
   stats [VM]                             the latest per-disk and per-VM sample
+  delete VM [--keep-disks]               removes the VM and the images Spindle made for it (your own files are kept)
+  clone VM NEW [--linked]                a new VM: full copies of the disks, or qcow2 overlays on them
+  autostart VM on|off                    start the VM when Spindle (app or serve) starts
+  snapshot VM create|list|revert|delete [NAME]   internal qcow2 snapshots (revert: stopped VM)
 ${MACHINE_USAGE}
   every command takes --json`;
 
-function print(json: boolean, value: unknown, text: () => string): void {
+export function print(json: boolean, value: unknown, text: () => string): void {
   console.log(json ? JSON.stringify(value, null, 2) : text());
 }
 
-function describe(vm: VmInfo): string {
+export function describe(vm: VmInfo): string {
   const c = vm.config;
   const live = (id: string) => {
     const r = vm.disks.find((d) => d.id === id);
@@ -110,7 +119,7 @@ function describe(vm: VmInfo): string {
   return lines.join('\n');
 }
 
-async function resolveId(api: Caller, ref: string | undefined): Promise<string> {
+export async function resolveId(api: Caller, ref: string | undefined): Promise<string> {
   if (!ref) throw new SpindleError('INVALID_ARGUMENT', 'Name the VM (its name or id).');
   const { vms } = (await api.call('vm.list', {})) as { vms: VmInfo[] };
   const hit =
@@ -130,10 +139,21 @@ export function formatDiskSample(d: DiskSample): string {
   );
 }
 
+/** Subcommands in their own files (each parses its own options). */
+type Sub = (sub: string, argv: string[]) => Promise<number>;
+const MORE: Record<string, () => Promise<{ default: Sub }>> = {
+  delete: () => import('./vm-manage.js'),
+  clone: () => import('./vm-manage.js'),
+  autostart: () => import('./vm-manage.js'),
+  snapshot: () => import('./vm-snapshot.js'),
+};
+
 const command: Command = {
   summary: 'Define, start and control VMs whose disks Spindle serves',
   usage: USAGE,
   async run(argv) {
+    const more = MORE[argv[0] ?? ''];
+    if (more) return (await more()).default(argv[0]!, argv.slice(1));
     const { values: o, positionals } = parseCommandArgs(
       argv,
       {
@@ -142,6 +162,7 @@ const command: Command = {
         disk: { type: 'string', multiple: true },
         eject: { type: 'boolean' },
         console: { type: 'boolean' },
+        'allow-base-writes': { type: 'boolean' },
         timeout: { type: 'string' },
         aio: { type: 'string' },
         cache: { type: 'string' },
@@ -227,7 +248,7 @@ const command: Command = {
           return 0;
         }
         case 'start':
-          return await start(api, await resolveId(api, args[0]), json, !!o.console);
+          return await start(api, await resolveId(api, args[0]), json, !!o.console, !!o['allow-base-writes']);
         case 'stop': {
           const vm = (await api.call('vm.shutdown', {
             id: await resolveId(api, args[0]),
@@ -310,13 +331,13 @@ const command: Command = {
 };
 
 /** With a host: ask it and return. Without: this process hosts (caller(true)) and runs the VM until it stops. */
-async function start(api: Caller, id: string, json: boolean, consoleOn: boolean): Promise<number> {
+async function start(api: Caller, id: string, json: boolean, consoleOn: boolean, allowBaseWrites: boolean): Promise<number> {
   if (consoleOn && !api.local)
     throw new SpindleError(
       'INVALID_ARGUMENT',
       '--console needs the VM in the foreground, but the app or spindle serve hosts the VMs: use the console there.',
     );
-  const vm = (await api.call('vm.start', { id })) as VmInfo;
+  const vm = (await api.call('vm.start', { id, ...(allowBaseWrites ? { allowBaseWrites } : {}) })) as VmInfo;
   print(json, vm, () => describe(vm));
   if (!api.local || !api.backend) return 0;
   const { manager } = api.backend;

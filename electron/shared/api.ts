@@ -160,6 +160,8 @@ export const VmPatch = z.strictObject({
   cdroms: Cdroms.optional(),
   /** An empty list: back to the default order. */
   bootOrder: z.array(BootDevice).max(40).optional(),
+  /** Start when Spindle starts; changeable while the VM runs. */
+  autostart: z.boolean().optional(),
 });
 
 /** Disk settings changeable on a running VM (aio/cache/nowait apply live; readOnly/queues need a stopped VM). */
@@ -465,6 +467,30 @@ export const AppInfo = z.object({
 });
 export type AppInfo = z.infer<typeof AppInfo>;
 
+// ───────────────────────────── snapshots and login autostart ─────────────────────────────
+
+export const SnapshotName = z.string().min(1, 'A snapshot needs a name.').max(63, 'Snapshot names are at most 63 characters.');
+export const VmSnapshot = z.object({
+  name: z.string(),
+  /** When it was taken (ISO time). */
+  date: z.string(),
+  /** The disks holding it. */
+  disks: z.array(z.string()),
+  /** False when a disk of the VM lacks it (added after it was taken). */
+  complete: z.boolean(),
+});
+export type VmSnapshot = z.infer<typeof VmSnapshot>;
+export const SnapshotList = z.object({
+  /** Oldest first. */
+  snapshots: z.array(VmSnapshot),
+  /** Each snapshotted disk's image size on the host now (its snapshots share the file). */
+  disks: z.array(z.object({ diskId: z.string(), imageBytes: z.number() })),
+});
+export type SnapshotList = z.infer<typeof SnapshotList>;
+
+export const LoginAutostart = z.object({ enabled: z.boolean(), path: z.string(), command: z.string().optional() });
+export type LoginAutostart = z.infer<typeof LoginAutostart>;
+
 // ───────────────────────────── methods ─────────────────────────────
 
 const Empty = z.strictObject({});
@@ -481,8 +507,31 @@ export const methods = {
   'vm.get': method(VmRef, VmInfo),
   'vm.create': method(VmCreateInput, VmInfo),
   'vm.update': method(z.strictObject({ id: VmId, patch: VmPatch }), VmInfo),
-  'vm.delete': method(VmRef, Ok), // refused while running; disk images are never deleted
-  'vm.start': method(VmRef, VmInfo),
+  /** Refused while running. `deleteDisks`: also the images Spindle made for it under its data
+   *  directory and its UEFI variables; files attached from elsewhere, host devices and images
+   *  another VM uses are kept, each with the reason. Without it no file is touched. */
+  'vm.delete': method(
+    z.strictObject({ id: VmId, deleteDisks: z.boolean().optional() }),
+    Ok.extend({ deletedFiles: z.array(z.string()), keptFiles: z.array(z.object({ path: z.string(), reason: z.string() })) }),
+  ),
+  /** `allowBaseWrites`: start although a disk is the base of a linked clone (refused otherwise, code BASE_IN_USE). */
+  'vm.start': method(z.strictObject({ id: VmId, allowBaseWrites: z.boolean().optional() }), VmInfo),
+  /** A new stopped VM from a stopped one: every disk copied (sparse), or with `linked` a qcow2
+   *  overlay on each (the source's images become their read-only base); new serials, MAC and UEFI variables. */
+  'vm.clone': method(z.strictObject({ id: VmId, name: VmName, linked: z.boolean().default(false) }), VmInfo),
+
+  /** Internal qcow2 snapshots of every writable disk, under one name (raw disks refused). Create and
+   *  delete also on a running VM: its disks drain and are released for that instant. */
+  'snapshot.list': method(VmRef, SnapshotList),
+  'snapshot.create': method(z.strictObject({ id: VmId, name: SnapshotName }), SnapshotList),
+  /** Every disk back to the snapshot (stopped VM); what was written since is lost. */
+  'snapshot.revert': method(z.strictObject({ id: VmId, name: SnapshotName }), SnapshotList),
+  'snapshot.delete': method(z.strictObject({ id: VmId, name: SnapshotName }), SnapshotList),
+
+  /** "Start Spindle at login": the XDG autostart entry ($XDG_CONFIG_HOME/autostart/spindle.desktop). */
+  'app.autostart.get': method(Empty, LoginAutostart),
+  /** Writes the entry (enabled) or removes it; nothing is written unless asked. */
+  'app.autostart.set': method(z.strictObject({ enabled: z.boolean() }), LoginAutostart),
   /** ACPI power button, then force off after timeoutMs (default 30 s). Resolves when stopped;
    *  `forced` says the guest did not power off in time and was forced off. */
   'vm.shutdown': method(

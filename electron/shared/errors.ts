@@ -22,6 +22,8 @@ export type SpindleErrorCode =
   | 'CONFLICT'
   /** Another VM already has this name (names are unique ignoring case). */
   | 'NAME_TAKEN'
+  /** Starting this VM would write an image that is the read-only base of a linked clone. */
+  | 'BASE_IN_USE'
   | 'CANCELLED'
   | 'INTERNAL';
 

@@ -58,6 +58,11 @@ export const DiskSerial = z
   .max(20, 'A disk serial is at most 20 characters.')
   .regex(/^[\x20-\x7e]*$/, 'A disk serial must be printable ASCII.');
 
+/** A unicast, locally administered MAC address such as 52:54:00:12:34:56. */
+export const MacAddress = z
+  .string()
+  .regex(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/, 'A MAC address is six lowercase hex pairs separated by colons.');
+
 /** What a write meeting a full host filesystem does (QEMU's werror): 'stop' pauses the VM until space is freed, 'report' gives the guest an I/O error. */
 export const EnospcPolicy = z.enum(ENOSPC_POLICIES);
 export type EnospcPolicy = z.infer<typeof EnospcPolicy>;
@@ -95,10 +100,7 @@ export const NetworkConfig = z.strictObject({
   /** Set: the card joins this existing host bridge (through qemu-bridge-helper) instead of user networking. */
   bridge: BridgeName.optional(),
   /** The card's MAC address; absent (older files): QEMU's default. */
-  mac: z
-    .string()
-    .regex(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/, 'A MAC address is six lowercase hex pairs separated by colons.')
-    .optional(),
+  mac: MacAddress.optional(),
 });
 export type NetworkConfig = z.infer<typeof NetworkConfig>;
 
@@ -119,6 +121,8 @@ export const DiskConfig = z.strictObject({
   nowait: NowaitMode,
   readOnly: z.boolean(),
   queues: z.int().min(1).max(16),
+  /** A linked clone's disk: the image its qcow2 overlay reads from (another VM's disk, kept as its read-only base). */
+  backing: AbsolutePath.optional(),
   serial: DiskSerial,
   /** Absent (files written before it existed): 'stop'. */
   enospc: EnospcPolicy.optional(),
@@ -169,5 +173,7 @@ export const VmConfig = z.strictObject({
   cdroms: Cdroms.optional(),
   /** Devices to boot from, first first; absent: the boot ISO, else the first disk. */
   bootOrder: z.array(BootDevice).max(40).optional(),
+  /** Start this VM when Spindle starts (the app or `spindle serve`); absent: no. */
+  autostart: z.boolean().optional(),
 });
 export type VmConfig = z.infer<typeof VmConfig>;

@@ -307,6 +307,51 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
     return { ...this.counters.summary(), ...this.recovery };
   }
 
+  /** Set between detach() and reattach(): resolves the gap for commands and stop(). */
+  private detached: (() => void) | null = null;
+
+  /**
+   * Lets go of the image under a connected guest (an internal qcow2 snapshot by qemu-img runs
+   * meanwhile): drains, stops this IOThread (its fds and image locks go; QEMU keeps its inflight
+   * region and reconnects, reconnect=1). reattach() starts a new IOThread on the same socket with
+   * the same modes and peer, as a restart after a crash does.
+   */
+  async detach(): Promise<void> {
+    if (this.stopping || this.detached) throw new SpindleError('CONFLICT', 'This disk is stopping or already released.');
+    await this.pause(); // refuses while failed or restarting; waits until nothing is in flight
+    this.stopping = true; // the worker's exit below is expected
+    try {
+      await this.command({ op: 'stop' });
+    } catch {
+      /* the exit is what matters */
+    }
+    await this.exited;
+    this.ledger.closeLeftovers();
+    this.restarting = new Promise((r) => (this.detached = r)); // commands and stop() wait out the gap
+  }
+
+  /** Serves the image again after detach(); a new IOThread that cannot start leaves the disk failed, with the reason. */
+  async reattach(): Promise<void> {
+    const done = this.detached;
+    if (!done) return;
+    try {
+      const spec = { ...this.spec, ...this.modes, ...(this.peerPid === null ? {} : { peerPid: this.peerPid }) };
+      const next = await spawnWorker(spec, this.counters, this.ledger, this.failures.buffer as SharedArrayBuffer);
+      this.stopping = false;
+      this.attach(next.worker);
+      this.threadTid = next.ready.tid;
+      next.early.forEach((e) => this.onEvent(e));
+      this.modes = { aio: next.ready.aio, cache: next.ready.cache, nowait: next.ready.nowait };
+    } catch (err) {
+      this.stopping = false;
+      this.fail(`reopening it after it was released failed: ${(err as Error).message}`);
+    } finally {
+      this.detached = null;
+      this.restarting = null;
+      done();
+    }
+  }
+
   /** Drains in-flight I/O, closes the socket, the disk and the thread. */
   async stop(): Promise<void> {
     this.stopping = true;

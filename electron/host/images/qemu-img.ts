@@ -1,5 +1,6 @@
 // Runs QEMU's own image tool, qemu-img, for what belongs to QEMU's code: creating qcow2 images,
-// converting other formats, reading an image's metadata. Always an argv (never a shell), so no
+// converting other formats, reading an image's metadata, qcow2 overlays for linked clones and
+// internal snapshots (QEMU's code writes the snapshot tables). Always an argv (never a shell), so no
 // path is ever parsed as a command; its failures become sentences.
 import { spawn } from 'node:child_process';
 import { SpindleError } from '../../shared/errors.js';
@@ -82,4 +83,38 @@ export async function qemuImgChain(path: string, format: string, env?: NodeJS.Pr
   );
   const parsed: unknown = JSON.parse(stdout);
   return (Array.isArray(parsed) ? parsed : [parsed]) as QemuImgInfo[];
+}
+
+/** An --image-opts spec naming PATH as qcow2, for the subcommands without -f (snapshot): the
+ *  stored format decides, qemu-img never probes. Commas in the path are doubled (QEMU's escaping). */
+export const qcow2ImageOpts = (path: string): string => `driver=qcow2,file.filename=${path.replace(/,/g, ',,')}`;
+
+/** Runs `qemu-img args…` and resolves with its stdout (no progress); failures as runQemuImg's. */
+export async function qemuImg(args: readonly string[], env?: NodeJS.ProcessEnv): Promise<string> {
+  return (await runQemuImg([...args], `qemu-img ${args[0]}`, env ? { env } : {})).stdout;
+}
+
+export interface ImageSnapshot {
+  id: string;
+  name: string;
+  /** When it was taken (ISO time). */
+  date: string;
+  /** Bytes of saved VM state (0: disk-only, which is all Spindle takes). */
+  vmStateSize: number;
+}
+
+/** One qcow2 image's size on the host and its internal snapshots (`-f qcow2`: never probed). */
+export async function qcow2Snapshots(path: string, env?: NodeJS.ProcessEnv): Promise<{ actualSize: number; snapshots: ImageSnapshot[] }> {
+  const raw = JSON.parse(await qemuImg(['info', '--output=json', '-U', '-f', 'qcow2', path], env)) as QemuImgInfo & {
+    snapshots?: { id: string; name: string; 'date-sec': number; 'date-nsec': number; 'vm-state-size': number }[];
+  };
+  return {
+    actualSize: raw['actual-size'] ?? 0,
+    snapshots: (raw.snapshots ?? []).map((s) => ({
+      id: s.id,
+      name: s.name,
+      date: new Date(s['date-sec'] * 1000 + Math.floor(s['date-nsec'] / 1e6)).toISOString(),
+      vmStateSize: s['vm-state-size'],
+    })),
+  };
 }

@@ -26,7 +26,7 @@ export function hostDeviceRefusal(path: string): string | null {
 const NO_OVMF = 'UEFI needs the OVMF firmware, which is not installed (Debian package ovmf).';
 
 /** Settings a running VM may change: the name at once, the boot order and CD-ROM list for its next start. */
-const LIVE_KEYS = new Set(['name', 'bootOrder']);
+const LIVE_KEYS = new Set(['autostart', 'name', 'bootOrder']);
 
 /** A locally administered unicast MAC in QEMU's 52:54:00 range. */
 export function randomMac(): string {

@@ -56,6 +56,9 @@ export interface DiskHost {
   /** Retries the writes parked for lack of space now (enospc 'stop'); resolves once they are written
    *  or parked again, with how many still wait. */
   retryParked?(): Promise<{ retried: number; parked: number }>;
+  /** Closes the image (no fd, no lock) after draining, the guest staying connected; reattach() serves it again. */
+  detach?(): Promise<void>;
+  reattach?(): Promise<void>;
   on(event: 'event', listener: (e: DiskHostEvent) => void): unknown;
   /** Drains in-flight requests, closes the file and the socket. */
   stop(): Promise<void>;

@@ -5,6 +5,7 @@
 // never sees a disk vanish under it; a QEMU that dies shows 'crashed' with its last words.
 import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { type DiskInput, type DiskPatch, type VmInfo, type ConfigProblem } from '../../shared/api.js';
 import { type VmConfig, vmNameKey } from '../../shared/model.js';
 import type { ParsedParams } from '../../shared/api.js';
@@ -26,6 +27,10 @@ import { changeMedia, mediaConfig } from './media.js';
 import { DiskLeases, measuredByBench } from '../disks/disk-leases.js';
 import { resizeImage } from '../images/resize-image.js';
 import { formatSize } from '../../shared/size.js';
+import { OfflineOps, type SnapshotOp } from './offline-ops.js';
+import { refuseBaseWrites } from './clone.js';
+import { withDisksReleased, type LiveVmDisks } from './live-disks.js';
+import { nvramPath, planDiskRemoval, removeFiles } from './vm-files.js';
 
 export { hostDeviceRefusal };
 
@@ -62,6 +67,7 @@ export class VmManager extends EventEmitter {
   private readonly configs: VmConfigService;
   private readonly runLocks: RunLocks;
   private readonly env: NodeJS.ProcessEnv;
+  private readonly offline: OfflineOps;
   /** Which disk paths running VMs (and the aio comparison) use; the comparison asks here too. */
   readonly leases: DiskLeases;
 
@@ -75,6 +81,7 @@ export class VmManager extends EventEmitter {
     });
     this.runLocks = new RunLocks(opts.store);
     this.env = opts.env ?? process.env;
+    this.offline = new OfflineOps(opts.store, this.runLocks, this.env, opts.nvramDir);
   }
 
   // ───────────── queries ─────────────
@@ -191,13 +198,68 @@ export class VmManager extends EventEmitter {
     });
   }
 
-  delete(id: string): Promise<void> {
+  /** `deleteDisks`: also the images Spindle made for it and its UEFI variables (vm-files.ts says which). */
+  delete(
+    id: string,
+    opts: { deleteDisks?: boolean } = {},
+  ): Promise<{ deletedFiles: string[]; keptFiles: { path: string; reason: string }[] }> {
     return this.locks.run(id, async () => {
       const config = this.config(id);
       if (this.running.has(id)) throw new SpindleError('CONFLICT', `VM '${config.name}' is running; shut it down before deleting it.`);
+      const vars = nvramPath(this.store.dir, id, this.opts.nvramDir);
+      const plan = opts.deleteDisks
+        ? planDiskRemoval(config, this.store.loadAll().vms, this.env, existsSync(vars) ? vars : undefined)
+        : null;
       this.configs.delete(config, () => this.refuseIfElsewhere(config, 'be deleted'));
       this.crashes.delete(id);
       this.emit('vm', { type: 'deleted', id });
+      return plan
+        ? removeFiles(plan)
+        : { deletedFiles: [], keptFiles: config.disks.map((d) => ({ path: d.path, reason: 'kept as asked.' })) };
+    });
+  }
+
+  /** A new VM from a stopped one: full copies of its disks, or qcow2 overlays on them (`linked`). */
+  clone(id: string, name: string, linked: boolean): Promise<VmInfo> {
+    return this.locks.run(id, async () => {
+      const source = this.config(id);
+      if (this.running.has(id))
+        throw new SpindleError(
+          'CONFLICT',
+          `VM '${source.name}' is running; shut it down to clone it (a copy of disks being written is not consistent).`,
+        );
+      const newId = await this.offline.clone(source, name, linked);
+      this.changed(newId);
+      return this.get(newId);
+    });
+  }
+
+  /** Runs `fn` with every disk of running VM `id` closed by its server, the guest's I/O held (live-disks.ts). */
+  withDisksReleased<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    return this.locks.run(id, () =>
+      withDisksReleased(
+        this.liveDisks(id),
+        this.config(id).disks.map((d) => d.id),
+        fn,
+      ),
+    );
+  }
+
+  private liveDisks(id: string): LiveVmDisks {
+    const live = this.runningOrThrow(id, 'release its disks');
+    return { state: live.state, name: live.config.name, host: (diskId) => live.disks.get(diskId)?.host ?? undefined };
+  }
+
+  snapshots(id: string): ReturnType<OfflineOps['list']> {
+    return this.offline.list(this.config(id));
+  }
+
+  snapshot(id: string, op: SnapshotOp, name: string): ReturnType<OfflineOps['list']> {
+    return this.locks.run(id, async () => {
+      if (!this.running.has(id)) this.refuseIfElsewhere(this.config(id), 'change its snapshots');
+      await this.offline.snapshot(this.config(id), op, name, this.running.has(id) ? this.liveDisks(id) : undefined);
+      this.changed(id);
+      return this.offline.list(this.config(id));
     });
   }
 
@@ -211,10 +273,12 @@ export class VmManager extends EventEmitter {
 
   // ───────────── lifecycle ─────────────
 
-  start(id: string): Promise<VmInfo> {
+  /** `allowBaseWrites`: start even though a disk is a linked clone's base (clone.ts refuseBaseWrites). */
+  start(id: string, opts: { allowBaseWrites?: boolean } = {}): Promise<VmInfo> {
     return this.locks.run(id, async () => {
       const config = this.config(id);
       if (this.running.has(id)) throw new SpindleError('CONFLICT', `VM '${config.name}' is already running.`);
+      if (!opts.allowBaseWrites) refuseBaseWrites(config, this.store.loadAll().vms);
       const binary = findQemu(this.opts.qemuBinary, this.env);
       this.configs.checkStartable(config, (path) => this.usedByOtherVm(path, id));
       const run = this.newRun(config);

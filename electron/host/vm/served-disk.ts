@@ -82,6 +82,14 @@ export class ServedDisk extends EventEmitter implements DiskHost {
     return this.server.expectPeer(pid);
   }
 
+  detach(): Promise<void> {
+    return this.server.detach();
+  }
+
+  reattach(): Promise<void> {
+    return this.server.reattach();
+  }
+
   retryParked(): Promise<RetryOutcome> {
     return this.server.retryParked();
   }

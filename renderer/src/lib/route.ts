@@ -1,8 +1,8 @@
 // Where the user is, in the URL's hash (#/vm/<id>/<tab>, #/compare, #/scratch), so a reload or a
 // reopened tab lands on the same page and the browser's Back goes where it was. The query string
 // stays the serve-mode token's.
-export type VmTab = 'overview' | 'disks' | 'live' | 'console' | 'settings';
-export const VM_TABS: VmTab[] = ['overview', 'disks', 'live', 'console', 'settings'];
+export type VmTab = 'overview' | 'disks' | 'live' | 'console' | 'snapshots' | 'settings';
+export const VM_TABS: VmTab[] = ['overview', 'disks', 'live', 'console', 'snapshots', 'settings'];
 
 export type View =
   | { page: 'vm'; vmId: string; tab: VmTab }
