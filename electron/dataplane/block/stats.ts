@@ -28,6 +28,19 @@ export const SLOT = {
 } as const;
 export const COUNTER_SLOTS = SLOT.submitHist + BUCKETS; // 224
 
+/** Counters of the format layer (dataplane/format/), in slots native/engine/counters.h leaves
+ *  reserved: written by the qcow2 driver on the disk's thread, never by the engine. */
+export const FORMAT_SLOT = {
+  /** Guest writes that allocated at least one cluster (copy-on-write included). */
+  allocatingWrites: 26,
+  /** Guest writes that went straight to allocated clusters. */
+  inPlaceWrites: 27,
+  /** Allocations that waited for the image file to grow. */
+  allocationStalls: 28,
+  l2Hits: 29,
+  l2Misses: 30,
+} as const;
+
 export interface DirectionStats {
   ops: number;
   bytes: number;
@@ -50,6 +63,8 @@ export interface CountersSnapshot {
   submit: { calls: number; totalNs: number; maxNs: number; histogram: number[] };
   /** CPU time of the pool workers; time the owning thread spends inside the engine (it does not sleep there). */
   cpu: { poolNs: number; loopNs: number };
+  /** The format layer's counters (all 0 for raw). */
+  format: { allocatingWrites: number; inPlaceWrites: number; allocationStalls: number; l2Hits: number; l2Misses: number };
 }
 
 /** Upper bound of a bucket in µs (bucket 0: < 1 µs). */
@@ -158,6 +173,13 @@ export class DiskCounters {
         histogram: Array.from(v.subarray(SLOT.submitHist, SLOT.submitHist + BUCKETS)),
       },
       cpu: { poolNs: v[SLOT.cpuPoolNs]!, loopNs: v[SLOT.cpuLoopNs]! },
+      format: {
+        allocatingWrites: v[FORMAT_SLOT.allocatingWrites]!,
+        inPlaceWrites: v[FORMAT_SLOT.inPlaceWrites]!,
+        allocationStalls: v[FORMAT_SLOT.allocationStalls]!,
+        l2Hits: v[FORMAT_SLOT.l2Hits]!,
+        l2Misses: v[FORMAT_SLOT.l2Misses]!,
+      },
     };
   }
 
@@ -183,6 +205,14 @@ export class DiskCounters {
       submitStallP99Us: percentileUs(s.submit.histogram, 0.99),
       nowait: s.nowait,
       cpuSeconds: (s.cpu.poolNs + s.cpu.loopNs) / 1e9,
+      ...(s.format.allocatingWrites || s.format.inPlaceWrites || s.format.l2Hits || s.format.l2Misses
+        ? {
+            format: {
+              ...s.format,
+              l2HitRate: s.format.l2Hits + s.format.l2Misses ? s.format.l2Hits / (s.format.l2Hits + s.format.l2Misses) : null,
+            },
+          }
+        : {}),
     };
   }
 }
