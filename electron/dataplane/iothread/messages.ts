@@ -5,10 +5,16 @@ import type { SpindleErrorCode } from '../../shared/errors.js';
 import type { EnospcPolicy } from '../../shared/modes.js';
 import type { RetryOutcome } from '../virtio/virtio-blk.js';
 import type { SpaceStatus } from './space-watch.js';
+import type { DiskFormat } from '../format/open-format.js';
 
 export interface DiskSpec {
   /** Image file or host block device. */
   path: string;
+  /** What the disk holds, as its owner recorded it; never re-probed. Absent: served raw, and refused
+   *  when its header says it is another format (callers that predate the format field). */
+  format?: DiskFormat;
+  /** qcow2: bytes of L2 tables kept in memory (default: the whole disk, at most 32 MiB). */
+  l2CacheBytes?: number;
   socketPath: string;
   aio: AioMode;
   cache: CacheMode;
