@@ -491,19 +491,20 @@ export class Qcow2Device extends EventEmitter implements BlockDevice {
 
   private async allocate(req: Req, alloc: Piece[], zeros: boolean): Promise<void> {
     const img = this.image;
-    let host0: number;
+    let hosts: number[];
     let unlock = await img.lock.lock();
     try {
       for (const p of alloc) await img.writableL2(p.l1i);
-      host0 = await img.refs.allocate(alloc.length);
+      hosts = await img.refs.allocate(alloc.length);
     } finally {
       unlock();
     }
     try {
       const writes: Promise<void>[] = [];
+      const runs: { rel: number; host: number; len: number }[] = [];
       for (let i = 0; i < alloc.length; i++) {
         const p = alloc[i]!;
-        const host = host0 + i * this.cs;
+        const host = hosts[i]!;
         const tail = p.inOff + p.len;
         if (p.inOff > 0 || tail < this.cs) {
           const src = await this.before(p);
@@ -514,14 +515,20 @@ export class Qcow2Device extends EventEmitter implements BlockDevice {
           part(0, p.inOff);
           part(tail, this.cs);
         }
-        if (zeros) writes.push(this.io.writeZeroes(host + p.inOff, p.len));
+        // The guest's bytes: one host request per run of pieces contiguous in the request and on the host.
+        const prev = runs[runs.length - 1];
+        if (prev && prev.rel + prev.len === p.rel && prev.host + prev.len === host + p.inOff) prev.len += p.len;
+        else runs.push({ rel: p.rel, host: host + p.inOff, len: p.len });
+      }
+      for (const r of runs) {
+        if (zeros) writes.push(this.io.writeZeroes(r.host, r.len));
         else
           writes.push(
             new Promise<void>((resolve, reject) => {
-              this.io.begin(BlockOp.Write, host + p.inOff, p.len, 0, (res) =>
+              this.io.begin(BlockOp.Write, r.host, r.len, 0, (res) =>
                 res < 0 ? reject(new SpindleError(res === -28 ? 'NO_SPACE' : 'IO_ERROR', `allocating write failed (${res})`)) : resolve(),
               );
-              forSlice(req.segs, p.rel, p.rel + p.len, (id, off, len) => this.io.segment(id, off, len));
+              forSlice(req.segs, r.rel, r.rel + r.len, (id, off, len) => this.io.segment(id, off, len));
             }),
           );
       }
@@ -532,7 +539,7 @@ export class Qcow2Device extends EventEmitter implements BlockDevice {
     } catch (err) {
       unlock = await img.lock.lock();
       try {
-        await img.unallocate(host0, alloc.length);
+        await img.unallocate(hosts);
       } finally {
         unlock();
       }
@@ -543,7 +550,7 @@ export class Qcow2Device extends EventEmitter implements BlockDevice {
       for (let i = 0; i < alloc.length; i++) {
         const p = alloc[i]!;
         const t = await img.writableL2(p.l1i);
-        img.setEntry(t, p.l2i, host0 + i * this.cs, false);
+        img.setEntry(t, p.l2i, hosts[i]!, false);
       }
     } finally {
       unlock();

@@ -128,12 +128,12 @@ export class Qcow2Image {
       return t!;
     }
     const old = e.offset ? await this.loadL2(i) : null;
-    const off = await this.refs.allocate(1);
+    const [off] = await this.refs.allocate(1);
     const data = Buffer.alloc(this.cs);
     if (old) old.data.copy(data);
-    const t = this.l2.insert(off, data);
-    this.l2Set.add(off);
-    encodeL1(this.l1, i, off, true);
+    const t = this.l2.insert(off!, data);
+    this.l2Set.add(off!);
+    encodeL1(this.l1, i, off!, true);
     this.l1Dirty = true;
     if (old) this.pendingFrees.push({ cluster: e.offset / this.cs, punch: false });
     return t;
@@ -160,8 +160,8 @@ export class Qcow2Image {
   }
 
   /** Frees clusters allocated for a write that failed before anything referenced them. */
-  async unallocate(offset: number, n: number): Promise<void> {
-    for (let c = 0; c < n; c++) await this.refs.change(offset / this.cs + c, -1);
+  async unallocate(offsets: number[]): Promise<void> {
+    for (const off of offsets) await this.refs.change(off / this.cs, -1);
   }
 
   get dirty(): boolean {
@@ -220,7 +220,7 @@ export class Qcow2Image {
       await this.writeBack();
       const entries = Math.max(need, Math.ceil(this.l1Size * 1.5));
       const clusters = Math.ceil((entries * 8) / this.cs);
-      const off = await this.refs.allocate(clusters);
+      const off = await this.refs.allocateContiguous(clusters);
       const l1 = Buffer.alloc(clusters * this.cs);
       this.l1.copy(l1);
       await this.refs.writeBack();

@@ -126,20 +126,52 @@ export class Refcounts {
     return v;
   }
 
-  /** Allocates `n` contiguous free clusters with refcount 1; returns the first one's host offset. */
-  async allocate(n: number): Promise<number> {
+  /** Allocates `n` free clusters (the lowest free ones, so mostly contiguous) with refcount 1;
+   *  returns their host offsets in ascending order. */
+  async allocate(n: number): Promise<number[]> {
+    const out: number[] = [];
+    for (let c = this.freeHint; out.length < n; c++) {
+      const t = await this.ensureBlock(Math.floor(c / 2 ** this.blockShift));
+      if (getRefcount(t.data, c % 2 ** this.blockShift, this.order) !== 0) continue;
+      await this.change(c, 1);
+      out.push(c);
+    }
+    this.freeHint = out[out.length - 1]! + 1;
+    await this.cover((out[out.length - 1]! + 1) * this.cs);
+    return out.map((c) => c * this.cs);
+  }
+
+  /**
+   * Allocates `n` contiguous free clusters (an L1 table). Where no refcount block exists yet, each
+   * one sits at the start of the range it describes, so a run longer than a block's range is
+   * placed past everything the refcount table describes, where nothing is allocated.
+   */
+  async allocateContiguous(n: number): Promise<number> {
+    const per = 2 ** this.blockShift;
     let start = this.freeHint;
     let run = 0;
-    for (let c = start; ; c++) {
-      const bi = Math.floor(c / 2 ** this.blockShift);
-      const t = await this.ensureBlock(bi);
-      if (getRefcount(t.data, c % 2 ** this.blockShift, this.order) === 0) {
+    const limit = this.tableEntries * per;
+    for (let c = start; c < limit && run < n; c++) {
+      const bi = Math.floor(c / per);
+      if (!this.blockOffset(bi)) break; // fresh space: handled below
+      const t = await this.cache.get(this.blockOffset(bi));
+      if (getRefcount(t.data, c % per, this.order) === 0) {
         if (run === 0) start = c;
-        if (++run === n) break;
+        run++;
       } else run = 0;
     }
+    if (run < n) {
+      // Past the last cluster any refcount block covers and past the file: free; its blocks get
+      // made by change() below, each at the start of its own range, so skip those clusters.
+      start = Math.max(limit, Math.ceil(this.fileEnd / this.cs));
+      for (;;) {
+        let ok = true;
+        for (let c = start; c < start + n; c++) if (c % per === 0 && !this.blockOffset(Math.floor(c / per))) ok = false;
+        if (ok) break;
+        start++;
+      }
+    }
     for (let c = start; c < start + n; c++) await this.change(c, 1);
-    if (n === 1 || start === this.freeHint) this.freeHint = start + n;
     await this.cover((start + n) * this.cs);
     return start * this.cs;
   }
