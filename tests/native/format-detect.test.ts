@@ -1,7 +1,8 @@
 // Non-raw images are refused, never served as raw bytes: every format qemu-img can
 // make here (LUKS with a secret), through `spindle export`, `spindle inspect`, vm.create and
 // disk.attach, with the image left as it was; raw images (and raw data that merely contains a
-// magic word past the header) are still served.
+// magic word past the header) are still served, and `spindle export` serves qcow2 through its
+// qcow2 driver, saying it detected the format.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -20,8 +21,8 @@ const digest = (path: string): string => createHash('sha256').update(readFileSyn
 interface Case { label: string; format: string; name: RegExp; args: string[] }
 
 /** qemu-img create arguments per case; `name` is how the refusal names the format. */
+const QCOW2: Case = { label: 'qcow2', format: 'qcow2', name: /is a qcow2 image/, args: ['-f', 'qcow2'] };
 const CASES: Case[] = [
-  { label: 'qcow2', format: 'qcow2', name: /is a qcow2 image/, args: ['-f', 'qcow2'] },
   { label: 'qcow (v1)', format: 'qcow', name: /is a qcow \(version 1\) image/, args: ['-f', 'qcow'] },
   { label: 'qed', format: 'qed', name: /is a QED image/, args: ['-f', 'qed'] },
   { label: 'vdi', format: 'vdi', name: /is a VirtualBox \(vdi\) image/, args: ['-f', 'vdi'] },
@@ -78,7 +79,7 @@ test('every non-raw format qemu-img makes is refused by export, named by inspect
     assert.doesNotMatch(r.out, /^ready/m, c.label);
     assert.match(r.err, c.name, c.label);
     if (c.format !== 'luks') {
-      assert.match(r.err, new RegExp(`Spindle serves raw images only for now.*qemu-img convert -f ${c.format} -O raw ${img} ${join(dir.path, `img${i}.raw`)}`), c.label);
+      assert.match(r.err, new RegExp(`Spindle serves raw and qcow2 images.*qemu-img convert -f ${c.format} -O raw ${img} ${join(dir.path, `img${i}.raw`)}`), c.label);
     }
     assert.equal(r.err.trim().split('\n').length, 1, `${c.label}: one sentence`);
     assert.equal(digest(img), before, `${c.label}: the image is unchanged`);
@@ -88,6 +89,21 @@ test('every non-raw format qemu-img makes is refused by export, named by inspect
     assert.equal(json.format, c.format, c.label);
     assert.match(json.reasons[0], c.name, c.label);
   }
+});
+
+test('export detects a qcow2 image and serves it through the qcow2 driver; --format raw serves its bytes without a probe', async (t) => {
+  const dir = tempDir('spindle-format-');
+  t.after(() => dir.cleanup());
+  const qcow = makeImage(dir.path, QCOW2, 0);
+  const before = digest(qcow);
+  const served = await tryExport(qcow, join(dir.path, 'q.sock'));
+  assert.equal(served.code, 0, served.err);
+  assert.match(served.err, /detected format qcow2/);
+  assert.match(served.err, /\(file, 16777216 bytes\).*format qcow2/);
+  assert.equal(digest(qcow), before, 'serving it without writes left it as it was');
+  const child = spawnSync(process.execPath, [bin, 'export', qcow, '--socket', join(dir.path, 'x.sock'), '--format', 'vmdk'], { encoding: 'utf8', timeout: 60_000 });
+  assert.notEqual(child.status, 0);
+  assert.match(child.stderr, /--format must be raw or qcow2, not 'vmdk'/);
 });
 
 test('the converted raw image is served, and raw data with a magic word past the header too', async (t) => {
@@ -124,9 +140,9 @@ test('the converted raw image is served, and raw data with a magic word past the
 test('vm.create and disk.attach refuse a qcow2 image with the same sentence', async () => {
   const s = apiSetup('spindle-format-api-');
   try {
-    const qcow = makeImage(s.dir, CASES[0]!, 0);
+    const qcow = makeImage(s.dir, QCOW2, 0);
     const luks = makeImage(s.dir, CASES.at(-1)!, 1);
-    await rejectsWith(s.router.call('vm.create', { name: 'q', disks: [{ path: qcow }] }), 'UNSUPPORTED_FORMAT', /is a qcow2 image; Spindle serves raw images only/);
+    await rejectsWith(s.router.call('vm.create', { name: 'q', disks: [{ path: qcow }] }), 'UNSUPPORTED_FORMAT', /is a qcow2 image; Spindle serves it only when told its format is qcow2/);
     const raw = makeFile(join(s.dir, 'raw.img'), 8 << 20);
     const vm = (await s.router.call('vm.create', { name: 'r', disks: [{ path: raw }] })) as VmInfo;
     await rejectsWith(s.router.call('disk.attach', { vmId: vm.config.id, disk: { path: qcow } }), 'UNSUPPORTED_FORMAT', /is a qcow2 image/);

@@ -14,10 +14,13 @@ const BUFFER_LIMIT = 0xefff_0000;
 
 export type Done = (result: number) => void;
 
+/** One counter for the whole thread: a buffer registered through a backing chain reaches every
+ *  device below, so two Lowers must never hand out the same id. */
+let nextBuffer = BUFFER_BASE;
+
 export class Lower {
   private readonly callbacks = new Map<number, Done>();
   private nextTag = TAG_BASE;
-  private nextBuffer = BUFFER_BASE;
   private dirty = false;
 
   constructor(
@@ -66,8 +69,8 @@ export class Lower {
     return new Promise((resolve, reject) => {
       let id = -1;
       if (data && data.length) {
-        id = this.nextBuffer;
-        this.nextBuffer = id + 1 >= BUFFER_LIMIT ? BUFFER_BASE : id + 1;
+        id = nextBuffer;
+        nextBuffer = id + 1 >= BUFFER_LIMIT ? BUFFER_BASE : id + 1;
         this.dev.registerBuffer(id, data);
       }
       this.begin(op, offset, length, flags, (res) => {

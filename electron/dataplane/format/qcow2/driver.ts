@@ -56,6 +56,8 @@ const EIO = -5;
 const EROFS = -30;
 const CALL_TAG = 0x8000_0000;
 const CALL_BUFFER = 0xd000_0000;
+/** Per thread, like lower.ts's: the promise API's buffers reach the whole backing chain. */
+let nextCallBuffer = CALL_BUFFER;
 
 export class Qcow2Device extends EventEmitter implements BlockDevice {
   readonly path: string;
@@ -80,7 +82,6 @@ export class Qcow2Device extends EventEmitter implements BlockDevice {
   private readonly clusterLocks = new Map<number, Promise<void>>();
   private readonly calls = new Map<number, (res: number) => void>();
   private nextCall = CALL_TAG;
-  private nextCallBuffer = CALL_BUFFER;
   private trimming = false;
   private closing = false;
 
@@ -242,9 +243,9 @@ export class Qcow2Device extends EventEmitter implements BlockDevice {
 
   // ---- mapping ----
 
-  /** The cluster pieces of guest bytes [abs, abs + len) (request bytes from `rel`); null when an
-   *  L2 table is not cached and `load` is false. */
-  private pieces(rel: number, abs: number, len: number): Piece[] | null {
+  /** The cluster pieces of guest bytes [abs, abs + len) (request bytes from `rel`), with the L2
+   *  tables from `tables` (loaded ones) or the cache; null when one is not at hand. */
+  private pieces(rel: number, abs: number, len: number, tables?: Map<number, CachedTable | null>): Piece[] | null {
     const out: Piece[] = [];
     const { l2Entries } = this.image;
     for (let pos = 0; pos < len; ) {
@@ -253,7 +254,7 @@ export class Qcow2Device extends EventEmitter implements BlockDevice {
       const inOff = g % this.cs;
       const n = Math.min(this.cs - inOff, len - pos);
       const l1i = Math.floor(gc / l2Entries);
-      const table = this.image.peekL2(l1i);
+      const table = tables?.has(l1i) ? tables.get(l1i)! : this.image.peekL2(l1i);
       if (table === undefined) return null;
       const l2i = gc % l2Entries;
       out.push({ rel: rel + pos, len: n, gc, inOff, l1i, l2i, table, entry: this.image.entry(table, l2i) });
@@ -262,14 +263,13 @@ export class Qcow2Device extends EventEmitter implements BlockDevice {
     return out;
   }
 
+  /** The pieces with their L2 tables loaded (held here even if the cache drops them meanwhile). */
   private async loadPieces(rel: number, abs: number, len: number): Promise<Piece[]> {
-    for (;;) {
-      const p = this.pieces(rel, abs, len);
-      if (p) return p;
-      const first = Math.floor(Math.floor(abs / this.cs) / this.image.l2Entries);
-      const last = Math.floor(Math.floor((abs + len - 1) / this.cs) / this.image.l2Entries);
-      for (let i = first; i <= last; i++) await this.image.loadL2(i);
-    }
+    const tables = new Map<number, CachedTable | null>();
+    const first = Math.floor(Math.floor(abs / this.cs) / this.image.l2Entries);
+    const last = Math.floor(Math.floor((abs + Math.max(len, 1) - 1) / this.cs) / this.image.l2Entries);
+    for (let i = first; i <= last; i++) tables.set(i, await this.image.loadL2(i));
+    return this.pieces(rel, abs, len, tables)!;
   }
 
   private hostOk(offset: number, len: number): boolean {
@@ -594,11 +594,13 @@ export class Qcow2Device extends EventEmitter implements BlockDevice {
       .finally(() => (this.trimming = false));
   }
 
-  async flushMetadata(): Promise<void> {
+  /** Writes metadata back (a guest FLUSH). `all`: until nothing is left, the refcounts dropped
+   *  by the writeback itself included (close). */
+  async flushMetadata(all = false): Promise<void> {
     const unlock = await this.image.lock.lock();
     try {
       if (this.readOnly) await this.io.flush();
-      else await this.image.writeBack();
+      else for (let i = 0; i < (all ? 4 : 1) && (i === 0 || this.image.dirty); i++) await this.image.writeBack();
     } finally {
       unlock();
     }
@@ -691,7 +693,7 @@ export class Qcow2Device extends EventEmitter implements BlockDevice {
     if (this.closing) return;
     await this.drain();
     try {
-      if (!this.readOnly) await this.flushMetadata();
+      if (!this.readOnly) await this.flushMetadata(true);
     } finally {
       this.closing = true;
       await this.backing?.dev.close();
@@ -707,8 +709,8 @@ export class Qcow2Device extends EventEmitter implements BlockDevice {
       this.nextCall = tag + 1 >= 0xffff_fff0 ? CALL_TAG : tag + 1;
       let id = -1;
       if (data && data.length) {
-        id = this.nextCallBuffer;
-        this.nextCallBuffer = id + 1 >= 0xdfff_0000 ? CALL_BUFFER : id + 1;
+        id = nextCallBuffer;
+        nextCallBuffer = id + 1 >= 0xdfff_0000 ? CALL_BUFFER : id + 1;
         this.registerBuffer(id, data);
       }
       this.calls.set(tag, (res) => {
