@@ -32,7 +32,7 @@ const CASES: Case[] = [
   { label: 'vpc (fixed: a footer only)', format: 'vpc', name: /is a Virtual PC \(vhd\/vpc\) image/, args: ['-f', 'vpc', '-o', 'subformat=fixed'] },
   { label: 'vhdx', format: 'vhdx', name: /is a Hyper-V \(vhdx\) image/, args: ['-f', 'vhdx'] },
   { label: 'parallels', format: 'parallels', name: /is a Parallels image/, args: ['-f', 'parallels'] },
-  { label: 'luks', format: 'luks', name: /is a LUKS-encrypted volume; Spindle serves raw images only for now/, args: ['--object', 'secret,id=sec0,data=spindle-test', '-f', 'luks', '-o', 'key-secret=sec0,iter-time=250'] },
+  { label: 'luks', format: 'luks', name: /is a LUKS-encrypted volume; Spindle serves raw and qcow2 images and would hand the guest its ciphertext/, args: ['--object', 'secret,id=sec0,data=spindle-test', '-f', 'luks', '-o', 'key-secret=sec0,iter-time=250'] },
 ];
 
 function makeImage(dir: string, c: Case, i: number): string {

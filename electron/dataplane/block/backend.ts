@@ -271,7 +271,12 @@ export class BlockBackend extends EventEmitter implements BlockDevice {
       const old = this.modes;
       this.disk.close(); // before reopening: block devices are opened O_EXCL; the image locks stay (this.lock)
       try {
-        this.disk = openDisk(this.path, { cache: next.cache, aio: next.aio, readOnly: this.readOnly, format: this.options.format ?? 'raw' });
+        this.disk = openDisk(this.path, {
+          cache: next.cache,
+          aio: next.aio,
+          readOnly: this.readOnly,
+          format: this.options.format ?? 'raw',
+        });
         this.engine = this.makeEngine(this.disk, next);
         this.modes = next;
       } catch (err) {

@@ -6,7 +6,8 @@ import { SpindleError } from '../../../shared/errors.js';
 
 const inflateRaw = promisify(zlib.inflateRaw);
 type Decompress = (buf: Buffer, opts: { maxOutputLength: number }) => Promise<Buffer>;
-const zstd = (zlib as unknown as { zstdDecompress?: (b: Buffer, o: object, cb: (e: Error | null, r: Buffer) => void) => void }).zstdDecompress;
+const zstd = (zlib as unknown as { zstdDecompress?: (b: Buffer, o: object, cb: (e: Error | null, r: Buffer) => void) => void })
+  .zstdDecompress;
 const zstdDecompress: Decompress | null = zstd ? (promisify(zstd) as unknown as Decompress) : null;
 
 /** Whether compression type `type` (0 deflate, 1 zstd) can be read here; else the refusal. */
@@ -29,6 +30,7 @@ export async function decompressCluster(data: Buffer, clusterSize: number, type:
   } catch (err) {
     throw new SpindleError('IO_ERROR', `A compressed cluster does not decompress: ${(err as Error).message}.`);
   }
-  if (out.length < clusterSize) throw new SpindleError('IO_ERROR', `A compressed cluster decompresses to ${out.length} bytes, not ${clusterSize}.`);
+  if (out.length < clusterSize)
+    throw new SpindleError('IO_ERROR', `A compressed cluster decompresses to ${out.length} bytes, not ${clusterSize}.`);
   return out.subarray(0, clusterSize);
 }

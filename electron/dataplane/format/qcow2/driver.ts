@@ -12,7 +12,7 @@ import type { BlockBackend, BackendModes } from '../../block/backend.js';
 import { FORMAT_SLOT } from '../../block/stats.js';
 import { BlockOp, type BlockDevice } from '../../block/types.js';
 import type { AioMode, CacheMode, NowaitMode } from '../../../shared/modes.js';
-import { errnoOfError, type Lower } from '../lower.js';
+import { errnoOfError, type Lower } from './lower.js';
 import { decompressCluster } from './compressed.js';
 import type { L2Entry } from './entries.js';
 import type { Qcow2Image } from './image.js';
@@ -167,7 +167,11 @@ export class Qcow2Device extends EventEmitter implements BlockDevice {
         return;
       case BlockOp.Write:
         if (this.readOnly) return this.fail(req, EROFS);
-        if (!this.tryWrite(req)) this.async(req, this.writeRange(req, 0, req.offset, req.length, false).then(() => this.afterAllocation()));
+        if (!this.tryWrite(req))
+          this.async(
+            req,
+            this.writeRange(req, 0, req.offset, req.length, false).then(() => this.afterAllocation()),
+          );
         return;
       case BlockOp.Flush:
         this.async(req, this.flushMetadata());
@@ -248,7 +252,7 @@ export class Qcow2Device extends EventEmitter implements BlockDevice {
   private pieces(rel: number, abs: number, len: number, tables?: Map<number, CachedTable | null>): Piece[] | null {
     const out: Piece[] = [];
     const { l2Entries } = this.image;
-    for (let pos = 0; pos < len; ) {
+    for (let pos = 0; pos < len;) {
       const g = abs + pos;
       const gc = Math.floor(g / this.cs);
       const inOff = g % this.cs;
@@ -361,7 +365,8 @@ export class Qcow2Device extends EventEmitter implements BlockDevice {
   }
 
   private async compressed(e: L2Entry): Promise<Buffer> {
-    if (e.offset < this.cs || e.offset >= this.image.refs.fileEnd) throw new SpindleError('IO_ERROR', `a compressed cluster at ${e.offset} lies outside the image`);
+    if (e.offset < this.cs || e.offset >= this.image.refs.fileEnd)
+      throw new SpindleError('IO_ERROR', `a compressed cluster at ${e.offset} lies outside the image`);
     const len = Math.min(e.compressedBytes, this.image.refs.fileEnd - e.offset);
     const raw = await this.io.read(e.offset, len);
     return decompressCluster(raw, this.cs, this.image.h.compressionType);
@@ -456,7 +461,10 @@ export class Qcow2Device extends EventEmitter implements BlockDevice {
         const ok =
           p.table !== null && e.kind === 'normal' && e.copied && this.image.l1Entry(p.l1i).copied && this.hostOk(e.offset, this.cs);
         if (ok && this.image.isMetadata(e.offset / this.cs))
-          throw new SpindleError('IO_ERROR', `guest cluster ${p.gc} points into the image's own metadata at ${e.offset}; the write is refused`);
+          throw new SpindleError(
+            'IO_ERROR',
+            `guest cluster ${p.gc} points into the image's own metadata at ${e.offset}; the write is refused`,
+          );
         (ok ? inPlace : alloc).push(p);
       }
       const writes: Promise<void>[] = [];
@@ -617,7 +625,7 @@ export class Qcow2Device extends EventEmitter implements BlockDevice {
     const whole: number[] = [];
     const partial: { rel: number; abs: number; len: number }[] = [];
     const end = req.offset + req.length;
-    for (let pos = req.offset; pos < end; ) {
+    for (let pos = req.offset; pos < end;) {
       const inOff = pos % this.cs;
       const n = Math.min(this.cs - inOff, end - pos);
       const full = inOff === 0 && (n === this.cs || pos + n >= this.sizeBytes);

@@ -62,7 +62,7 @@ export function readL1(hi: number, lo: number): { offset: number; copied: boolea
 
 export function encodeL1(buf: Buffer, index: number, offset: number, copied: boolean): void {
   buf.writeUInt32BE((Math.floor(offset / 2 ** 32) | (copied ? COPIED_HI : 0)) >>> 0, index * 8);
-  buf.writeUInt32BE(offset % 2 ** 32 >>> 0, index * 8 + 4);
+  buf.writeUInt32BE((offset % 2 ** 32) >>> 0, index * 8 + 4);
 }
 
 /** Refcount entry `index` of a refcount block whose entries are 2^order bits wide. */

@@ -143,9 +143,14 @@ function parse(path: string, head: Buffer, fileSize: number, writable: boolean):
   }
   if (h.refcountOrder > 6) throw bad(`refcount_order is ${h.refcountOrder}; refcounts are 1 to 64 bits wide`);
   if (h.cryptMethod !== 0)
-    throw refuse(path, 'encryption (AES or LUKS inside qcow2)', `Decrypt it first: qemu-img convert --object secret,... -O qcow2 ${path} NEW.qcow2.`);
+    throw refuse(
+      path,
+      'encryption (AES or LUKS inside qcow2)',
+      `Decrypt it first: qemu-img convert --object secret,... -O qcow2 ${path} NEW.qcow2.`,
+    );
   const unknown = h.incompatible & ~INCOMPAT_KNOWN;
-  if (unknown) throw refuse(path, `incompatible feature bits 0x${unknown.toString(16)} unknown to Spindle`, 'A newer QEMU made it; use QEMU for it.');
+  if (unknown)
+    throw refuse(path, `incompatible feature bits 0x${unknown.toString(16)} unknown to Spindle`, 'A newer QEMU made it; use QEMU for it.');
   if (h.incompatible & INCOMPAT_DATA_FILE)
     throw refuse(path, 'an external data file', `Make a self-contained copy: qemu-img convert -O qcow2 ${path} NEW.qcow2.`);
   if (h.incompatible & INCOMPAT_EXTL2)

@@ -4,7 +4,7 @@
 // the next is written, so after a crash the file holds at most leaked clusters. References that
 // went away drop their refcounts only once the file no longer holds them.
 import { SpindleError } from '../../../shared/errors.js';
-import type { Lower } from '../lower.js';
+import type { Lower } from './lower.js';
 import { encodeL1, readL1, readL2, writeL2, type L2Entry } from './entries.js';
 import { be32, be64, OFF, type Qcow2Header } from './header.js';
 import { Refcounts } from './refcounts.js';
@@ -110,7 +110,8 @@ export class Qcow2Image {
   async loadL2(i: number): Promise<CachedTable | null> {
     const e = this.l1Entry(i);
     if (!e.offset) return null;
-    if (e.invalid || e.offset % this.cs || e.offset + this.cs > this.refs.fileEnd) throw this.damaged(`L1 entry ${i} points to ${e.offset}`);
+    if (e.invalid || e.offset % this.cs || e.offset + this.cs > this.refs.fileEnd)
+      throw this.damaged(`L1 entry ${i} points to ${e.offset}`);
     return this.l2.get(e.offset);
   }
 
@@ -216,7 +217,8 @@ export class Qcow2Image {
   async grow(newSize: number): Promise<void> {
     const need = Math.ceil(newSize / (this.l2Entries * this.cs));
     if (need > this.l1Size) {
-      if (need * 8 > 32 << 20) throw new SpindleError('INVALID_ARGUMENT', `${this.path} cannot grow to ${newSize} bytes: its L1 table would pass 32 MiB.`);
+      if (need * 8 > 32 << 20)
+        throw new SpindleError('INVALID_ARGUMENT', `${this.path} cannot grow to ${newSize} bytes: its L1 table would pass 32 MiB.`);
       await this.writeBack();
       const entries = Math.max(need, Math.ceil(this.l1Size * 1.5));
       const clusters = Math.ceil((entries * 8) / this.cs);

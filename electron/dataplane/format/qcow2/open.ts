@@ -7,7 +7,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { SpindleError } from '../../../shared/errors.js';
 import { BlockBackend, type BackendOptions } from '../../block/backend.js';
 import { FORMAT_SLOT } from '../../block/stats.js';
-import { Lower } from '../lower.js';
+import { Lower } from './lower.js';
 import { compressionRefusal } from './compressed.js';
 import { Qcow2Device, type Backing } from './driver.js';
 import { readL1 } from './entries.js';
@@ -20,12 +20,22 @@ export interface Qcow2Options extends BackendOptions {
 }
 
 /** Opens a backing file: raw or qcow2 by its format name (or its header when the image names none). */
-export type BackingOpener = (path: string, format: 'raw' | 'qcow2' | 'detect', options: Qcow2Options, chain: string[]) => Promise<Backing['dev']>;
+export type BackingOpener = (
+  path: string,
+  format: 'raw' | 'qcow2' | 'detect',
+  options: Qcow2Options,
+  chain: string[],
+) => Promise<Backing['dev']>;
 
 const DEFAULT_L2_CACHE_MAX = 32 << 20;
 const MAX_CHAIN = 64;
 
-export async function openQcow2(path: string, options: Qcow2Options, openBacking: BackingOpener, chain: string[] = []): Promise<Qcow2Device> {
+export async function openQcow2(
+  path: string,
+  options: Qcow2Options,
+  openBacking: BackingOpener,
+  chain: string[] = [],
+): Promise<Qcow2Device> {
   const file = await BlockBackend.open(path, { ...options, format: 'qcow2' });
   try {
     return await build(path, file, options, openBacking, chain);
@@ -35,7 +45,13 @@ export async function openQcow2(path: string, options: Qcow2Options, openBacking
   }
 }
 
-async function build(path: string, file: BlockBackend, options: Qcow2Options, openBacking: BackingOpener, chain: string[]): Promise<Qcow2Device> {
+async function build(
+  path: string,
+  file: BlockBackend,
+  options: Qcow2Options,
+  openBacking: BackingOpener,
+  chain: string[],
+): Promise<Qcow2Device> {
   const io = new Lower(file, path);
   const fileSize = file.sizeBytes;
   const writable = !file.readOnly;
@@ -48,7 +64,8 @@ async function build(path: string, file: BlockBackend, options: Qcow2Options, op
   const refusal = h.incompatible & 8n ? compressionRefusal(path, h.compressionType) : null;
   if (refusal) throw refusal;
   const cs = h.clusterSize;
-  const damaged = (what: string): SpindleError => new SpindleError('UNSUPPORTED_FORMAT', `${path}: this qcow2 image is damaged or hostile: ${what}.`);
+  const damaged = (what: string): SpindleError =>
+    new SpindleError('UNSUPPORTED_FORMAT', `${path}: this qcow2 image is damaged or hostile: ${what}.`);
   const l1 = await io.read(h.l1Offset, h.l1Size * 8);
   for (let i = 0; i < h.l1Size; i++) {
     const e = readL1(l1.readUInt32BE(i * 8), l1.readUInt32BE(i * 8 + 4));
@@ -102,7 +119,10 @@ async function openChain(
   if (seen.includes(real)) throw new SpindleError('UNSUPPORTED_FORMAT', `${path}'s backing chain loops back to ${real}.`);
   if (seen.length >= MAX_CHAIN) throw new SpindleError('UNSUPPORTED_FORMAT', `${path}'s backing chain is deeper than ${MAX_CHAIN} images.`);
   if (format !== null && format !== 'raw' && format !== 'qcow2')
-    throw new SpindleError('UNSUPPORTED_FORMAT', `${path}'s backing file ${name} is a ${format} image; Spindle reads raw and qcow2 backing files only.`);
+    throw new SpindleError(
+      'UNSUPPORTED_FORMAT',
+      `${path}'s backing file ${name} is a ${format} image; Spindle reads raw and qcow2 backing files only.`,
+    );
   // A backing file has counters and locks of its own (the shared, read form of QEMU's image lock).
   const { counters: _counters, lock: _lock, ...rest } = options;
   const dev = await openBacking(target, (format as 'raw' | 'qcow2' | null) ?? 'detect', { ...rest, readOnly: true }, seen);

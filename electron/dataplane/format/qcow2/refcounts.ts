@@ -4,7 +4,7 @@
 // driver does before any L2/L1 reference to a new cluster reaches the file. A refcount only drops
 // once the reference that held it is gone from the file (the driver's pending frees).
 import { SpindleError } from '../../../shared/errors.js';
-import type { Lower } from '../lower.js';
+import type { Lower } from './lower.js';
 import { getRefcount, maxRefcount, setRefcount } from './entries.js';
 import { TableCache } from './table-cache.js';
 
@@ -86,7 +86,7 @@ export class Refcounts {
 
   private setBlockOffset(i: number, offset: number): void {
     this.table.writeUInt32BE(Math.floor(offset / 2 ** 32), i * 8);
-    this.table.writeUInt32BE(offset % 2 ** 32 >>> 0, i * 8 + 4);
+    this.table.writeUInt32BE((offset % 2 ** 32) >>> 0, i * 8 + 4);
     this.tableDirty = true;
     this.blockSet.add(offset);
   }
@@ -119,7 +119,10 @@ export class Refcounts {
     const i = cluster % 2 ** this.blockShift;
     const v = getRefcount(t.data, i, this.order) + delta;
     if (v < 0 || v > maxRefcount(this.order))
-      throw new SpindleError('IO_ERROR', `The refcount of host cluster ${cluster} would become ${v}: the image's refcounts are damaged (qemu-img check -r all repairs them).`);
+      throw new SpindleError(
+        'IO_ERROR',
+        `The refcount of host cluster ${cluster} would become ${v}: the image's refcounts are damaged (qemu-img check -r all repairs them).`,
+      );
     setRefcount(t.data, i, this.order, v);
     this.cache.markDirty(t);
     if (v === 0 && cluster < this.freeHint) this.freeHint = cluster;
@@ -240,7 +243,7 @@ export class Refcounts {
     for (let k = 0; k < nb; k++) {
       const off = (first + tc + k) * this.cs;
       table.writeUInt32BE(Math.floor(off / 2 ** 32), (b0 + k) * 8);
-      table.writeUInt32BE(off % 2 ** 32 >>> 0, (b0 + k) * 8 + 4);
+      table.writeUInt32BE((off % 2 ** 32) >>> 0, (b0 + k) * 8 + 4);
       writes.push(this.lower.write(off, blocks[k]!));
     }
     writes.push(this.lower.write(first * this.cs, table));

@@ -1,9 +1,9 @@
 // A format driver's requests to the device below it (the image file's BlockBackend, or a backing
 // image): tags of its own, one callback per request, and a promise read/write for metadata over the
 // same batch path and engine (never a synchronous fs call on the IOThread).
-import { SpindleError } from '../../shared/errors.js';
-import { BlockOp, type BlockDevice } from '../block/types.js';
-import { ioError } from '../block/open.js';
+import { SpindleError } from '../../../shared/errors.js';
+import { BlockOp, type BlockDevice } from '../../block/types.js';
+import { ioError } from '../../block/open.js';
 
 /** Tags this module gives the device below: above any virtio tag ((queue << 16) | slot), below BlockBackend's own. */
 const TAG_BASE = 0x1000_0000;
