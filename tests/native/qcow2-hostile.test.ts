@@ -101,6 +101,9 @@ test('crafted headers and tables are refused with a sentence naming what is wron
     ['L1 entry past the end', [[l1, u64(0x8000000000000000n | (1n << 40n))]], /L1 entry 0 points/],
     ['refcount block past the end', [[rt, u64(1n << 40n)]], /refcount table entry 0/],
     ['no refcount block for the header', [[rt, u64(0)]], /no refcount block/],
+    ['refcount block on the L1 table', [[rt, u64(l1)]], /refcount block 0 overlaps the L1 table/],
+    ['L2 table on the refcount table', [[l1, u64(0x8000000000000000n | BigInt(rt))]], /L2 table of L1 entry 0 overlaps the refcount table/],
+    ['L1 table over the refcount table', [[40, u64(rt)]], /overlaps the L1 table/],
     ['encryption', [[32, u32(1)]], /encryption/],
     ['unknown incompatible bit', [[72, u64(1n << 20n)]], /incompatible feature bits 0x100000/],
     ['external data file bit', [[72, u64(4)]], /external data file/],
@@ -206,4 +209,21 @@ test(`fuzzed metadata (seeded): a sentence or EIO, never a crash or a read past 
   }
   t.diagnostic(`60 fuzzed images: ${refused} refused or failed with a sentence about the metadata, ${failedIo} failed otherwise, ${served} served`);
   assert.ok(refused > 0, 'some were refused');
+});
+
+test('a disk given as raw is never probed: a raw image whose guest wrote a qcow2 header stays raw (CVE-2008-2004)', async (t) => {
+  const dir = tempDir('spindle-qcow2-hostile-');
+  t.after(() => dir.cleanup());
+  const img = makeBase(dir.path);
+  const size = statSync(img).size;
+  const raw = await openFormat(img, 'raw', { aio: 'threads', cache: 'writeback' });
+  try {
+    assert.ok(!(raw instanceof Qcow2Device), 'served through the qcow2 driver');
+    assert.equal(raw.sizeBytes, size, 'the guest sees the file as it is');
+    assert.equal((await raw.read(0, 4)).toString('latin1'), 'QFI\xfb', 'the header bytes are the guest data');
+  } finally {
+    await raw.close();
+  }
+  // Without a format (callers that predate it) such a file is still refused, as before.
+  await assert.rejects(openFormat(img, undefined, { aio: 'threads', cache: 'writeback' }), /is a qcow2 image; Spindle serves it only when told/);
 });

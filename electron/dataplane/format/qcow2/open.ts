@@ -66,17 +66,32 @@ async function build(
   const cs = h.clusterSize;
   const damaged = (what: string): SpindleError =>
     new SpindleError('UNSUPPORTED_FORMAT', `${path}: this qcow2 image is damaged or hostile: ${what}.`);
+  // Metadata clusters must not overlap one another (QEMU's overlap checks): a write to one would
+  // overwrite another.
+  const meta = new Map<number, string>([[0, 'the header']]);
+  const claim = (offset: number, clusters: number, what: string): void => {
+    for (let c = offset / cs; c < offset / cs + clusters; c++) {
+      const other = meta.get(c);
+      if (other) throw damaged(`${what} overlaps ${other}`);
+      meta.set(c, what);
+    }
+  };
+  claim(h.l1Offset, Math.ceil((h.l1Size * 8) / cs), 'the L1 table');
+  claim(h.refTableOffset, h.refTableClusters, 'the refcount table');
   const l1 = await io.read(h.l1Offset, h.l1Size * 8);
-  for (let i = 0; i < h.l1Size; i++) {
-    const e = readL1(l1.readUInt32BE(i * 8), l1.readUInt32BE(i * 8 + 4));
-    if (!e.offset) continue;
-    if (e.invalid || e.offset % cs || e.offset < cs || e.offset + cs > fileSize) throw damaged(`L1 entry ${i} points to ${e.offset}`);
-  }
   const refTable = await io.read(h.refTableOffset, h.refTableClusters * cs);
   for (let i = 0; i < refTable.length / 8; i++) {
     const off = refTable.readUInt32BE(i * 8) * 2 ** 32 + refTable.readUInt32BE(i * 8 + 4);
     if (i === 0 && !off) throw damaged('no refcount block describes the header');
     if (off && (off % cs || off < cs || off + cs > fileSize)) throw damaged(`refcount table entry ${i} points to ${off}`);
+    if (off) claim(off, 1, `refcount block ${i}`);
+  }
+  for (let i = 0; i < h.l1Size; i++) {
+    const e = readL1(l1.readUInt32BE(i * 8), l1.readUInt32BE(i * 8 + 4));
+    if (!e.offset) continue;
+    if (e.invalid || e.offset % cs || e.offset < cs || e.offset + cs > fileSize) throw damaged(`L1 entry ${i} points to ${e.offset}`);
+    // A table shared with a snapshot (no COPIED) may appear twice only through snapshots' L1s, not here.
+    claim(e.offset, 1, `the L2 table of L1 entry ${i}`);
   }
   let backing: Backing | null = null;
   if (h.backingFile !== null) backing = await openChain(path, h.backingFile, h.backingFormat, options, openBacking, chain);
