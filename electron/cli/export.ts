@@ -151,7 +151,7 @@ const command: Command = {
   async run(argv: string[]): Promise<number> {
     detected = null;
     const spec = parseExportArgs(argv);
-    if (detected) console.error(`spindle export: ${spec.path}: detected format ${detected} (give --format to say it yourself)`);
+    const format = `${spec.format ?? 'raw'}${detected ? ' (detected; --format says it yourself)' : ''}`;
     const server = await DiskServer.start(spec);
     // The handlers are in place before `ready` is printed: a SIGTERM sent as soon as a script reads
     // it must drain and print stats, not kill the process with the default action.
@@ -166,7 +166,7 @@ const command: Command = {
     });
     const m = server.currentModes;
     console.error(
-      `spindle export: ${spec.path} (${server.kind}, ${server.sizeBytes} bytes), aio ${m.aio}, cache ${m.cache}, nowait ${m.nowait}, ${spec.queues} queue(s)${spec.readOnly ? ', read-only' : ''}, enospc ${spec.enospc}, format ${spec.format ?? 'raw'}`,
+      `spindle export: ${format} ${spec.path} (${server.kind}, ${server.sizeBytes} bytes), aio ${m.aio}, cache ${m.cache}, nowait ${m.nowait}, ${spec.queues} queue(s)${spec.readOnly ? ', read-only' : ''}, enospc ${spec.enospc}`,
     );
     console.log(`ready ${spec.socketPath}`);
 
