@@ -29,7 +29,7 @@ struct Counters {
   // Time the owning thread spends inside the engine (submit + reap), by the monotonic clock: a
   // thread CPU-clock read costs a syscall per batch, and the engine never sleeps there.
   double cpu_loop_ns;
-  double reserved[6];
+  double reserved[6];  // the format layer writes slots 26..30 (electron/dataplane/block/stats.ts FORMAT_SLOT)
   double latency_hist[kDirections][kBuckets];  // completion latency per direction
   double submit_hist[kBuckets];                // time per submit call
 };
