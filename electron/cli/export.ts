@@ -22,10 +22,34 @@ import {
 } from '../shared/modes.js';
 import { DiskServer, type DiskEvent, type DiskSpec } from '../host/disks/disk-server.js';
 import { ENOSPC_POLICIES, type EnospcPolicy } from '../shared/modes.js';
-import { formatSize } from '../shared/size.js';
+import { formatSize, parseSize as parseSizeText } from '../shared/size.js';
+import { checkFormat } from '../dataplane/format/open-format.js';
+import { servableFormat } from '../dataplane/block/format-detect.js';
+
+/** Whether --format was given; export prints what it detected otherwise. */
+let detected: string | null = null;
+
+function servableFormatOf(path: string): 'raw' | 'qcow2' {
+  try {
+    const f = servableFormat(path);
+    detected = f;
+    return f;
+  } catch (err) {
+    if (err instanceof SpindleError) throw err;
+    throw new SpindleError('IO_ERROR', `Cannot read the header of ${path}: ${(err as Error).message}`, errnoOf(err));
+  }
+}
+
+function parseSize(text: string, what: string): number {
+  try {
+    return parseSizeText(text);
+  } catch (err) {
+    throw invalid(`${what}: ${(err as Error).message}`);
+  }
+}
 
 const USAGE =
-  'spindle export PATH --socket SOCK [--aio threads|native|io_uring] [--cache writeback|none|writethrough|directsync|unsafe] [--nowait on|off|auto] [--queues N] [--read-only] [--serial ID] [--enospc stop|report]';
+  'spindle export PATH --socket SOCK [--format raw|qcow2] [--l2-cache SIZE] [--aio threads|native|io_uring] [--cache writeback|none|writethrough|directsync|unsafe] [--nowait on|off|auto] [--queues N] [--read-only] [--serial ID] [--enospc stop|report]';
 const MAX_QUEUES = 256;
 const MAX_SERIAL_BYTES = 20;
 
@@ -44,6 +68,8 @@ export function parseExportArgs(argv: string[]): DiskSpec {
       'read-only': { type: 'boolean', default: false },
       serial: { type: 'string' },
       enospc: { type: 'string' },
+      format: { type: 'string' },
+      'l2-cache': { type: 'string' },
     },
     strict: true,
     allowPositionals: true,
@@ -83,8 +109,17 @@ export function parseExportArgs(argv: string[]): DiskSpec {
     throw new SpindleError('IO_ERROR', `Cannot look at ${path}: ${(err as Error).message}`, errno);
   }
   const { aio, cache } = chooseModes(kind, v.aio as AioMode | undefined, v.cache as CacheMode | undefined);
+  // Given: never probed (a raw disk whose guest wrote a qcow2 header stays raw). Absent: detected.
+  const format = v.format !== undefined ? checkFormat(v.format, '--format') : servableFormatOf(path);
+  let l2CacheBytes: number | undefined;
+  if (v['l2-cache'] !== undefined) {
+    if (format !== 'qcow2') throw invalid('--l2-cache is for qcow2 disks only.');
+    l2CacheBytes = parseSize(v['l2-cache'], '--l2-cache');
+  }
   return {
     path,
+    format,
+    ...(l2CacheBytes ? { l2CacheBytes } : {}),
     socketPath: resolve(v.socket),
     aio,
     cache,
@@ -114,7 +149,9 @@ const command: Command = {
   summary: 'Serve one disk over vhost-user-blk in the foreground (like qemu-storage-daemon --export type=vhost-user-blk).',
   usage: USAGE,
   async run(argv: string[]): Promise<number> {
+    detected = null;
     const spec = parseExportArgs(argv);
+    const format = `${spec.format ?? 'raw'}${detected ? ' (detected; --format says it yourself)' : ''}`;
     const server = await DiskServer.start(spec);
     // The handlers are in place before `ready` is printed: a SIGTERM sent as soon as a script reads
     // it must drain and print stats, not kill the process with the default action.
@@ -129,7 +166,7 @@ const command: Command = {
     });
     const m = server.currentModes;
     console.error(
-      `spindle export: ${spec.path} (${server.kind}, ${server.sizeBytes} bytes), aio ${m.aio}, cache ${m.cache}, nowait ${m.nowait}, ${spec.queues} queue(s)${spec.readOnly ? ', read-only' : ''}, enospc ${spec.enospc}`,
+      `spindle export: ${format} ${spec.path} (${server.kind}, ${server.sizeBytes} bytes), aio ${m.aio}, cache ${m.cache}, nowait ${m.nowait}, ${spec.queues} queue(s)${spec.readOnly ? ', read-only' : ''}, enospc ${spec.enospc}`,
     );
     console.log(`ready ${spec.socketPath}`);
 

@@ -10,7 +10,7 @@
 
 namespace spindle::counters {
 
-constexpr int kCountersVersion = 2;
+constexpr int kCountersVersion = 3;
 constexpr int kDirections = 5;  // read, write, flush, discard, write-zeroes (Op order)
 constexpr int kBuckets = 32;    // log2 microsecond buckets: b covers [2^(b-1), 2^b) us, b=0 is < 1 us
 
@@ -44,9 +44,12 @@ struct Counters {
   double alloc_misses;
   double latency_hist[kDirections][kBuckets];  // completion latency per direction
   double submit_hist[kBuckets];                // time per submit call
+  // The format layer's (electron/dataplane/format/) counters: written by the qcow2 driver on the
+  // disk's thread, never by the engine (stats.ts FORMAT_SLOT names them).
+  double format[8];
 };
 
-constexpr size_t kSlots = sizeof(Counters) / sizeof(double);  // 224
+constexpr size_t kSlots = sizeof(Counters) / sizeof(double);  // 232
 
 // Every field by its name in electron/dataplane/block/stats.ts (SLOT), its first slot and its slot count.
 struct Field {
@@ -76,6 +79,7 @@ constexpr Field kFields[] = {
     SPINDLE_COUNTER_FIELD("allocMisses", alloc_misses),
     SPINDLE_COUNTER_FIELD("latencyHist", latency_hist),
     SPINDLE_COUNTER_FIELD("submitHist", submit_hist),
+    SPINDLE_COUNTER_FIELD("formatBase", format),
 };
 #undef SPINDLE_COUNTER_FIELD
 

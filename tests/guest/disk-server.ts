@@ -13,6 +13,8 @@ export interface DiskServerOptions extends QsdOptions {
   serial?: string;
   /** `spindle export --nowait`; qemu-storage-daemon has no such option and refuses it. */
   nowait?: NowaitMode;
+  /** `spindle export --format` (qemu-storage-daemon: the driver of its blockdev). */
+  format?: 'raw' | 'qcow2';
   /** `spindle export` only: its IOThreads run from the test entry (tests/lib/test-io-thread.ts). */
   testIoThread?: boolean;
   /** `spindle export` only: another checkout's bin/spindle.js (a benchmark's baseline). */
@@ -62,6 +64,7 @@ export const spindleExportServer: DiskServerFactory = async (o) => {
   if (o.readOnly) args.push('--read-only');
   if (o.serial) args.push('--serial', o.serial);
   if (o.nowait) args.push('--nowait', o.nowait);
+  if (o.format) args.push('--format', o.format);
   if (o.testIoThread) args.unshift('--import', new URL('../lib/use-test-io-thread.js', import.meta.url).href);
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   killOnExit(child);

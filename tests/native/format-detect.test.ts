@@ -1,7 +1,8 @@
 // Non-raw images are refused, never served as raw bytes: every format qemu-img can
 // make here (LUKS with a secret), through `spindle export`, `spindle inspect`, vm.create and
 // disk.attach, with the image left as it was; raw images (and raw data that merely contains a
-// magic word past the header) are still served.
+// magic word past the header) are still served, and `spindle export` serves qcow2 through its
+// qcow2 driver, saying it detected the format.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -20,8 +21,8 @@ const digest = (path: string): string => createHash('sha256').update(readFileSyn
 interface Case { label: string; format: string; name: RegExp; args: string[] }
 
 /** qemu-img create arguments per case; `name` is how the refusal names the format. */
+const QCOW2: Case = { label: 'qcow2', format: 'qcow2', name: /is a qcow2 image/, args: ['-f', 'qcow2'] };
 const CASES: Case[] = [
-  { label: 'qcow2', format: 'qcow2', name: /is a qcow2 image/, args: ['-f', 'qcow2'] },
   { label: 'qcow (v1)', format: 'qcow', name: /is a qcow \(version 1\) image/, args: ['-f', 'qcow'] },
   { label: 'qed', format: 'qed', name: /is a QED image/, args: ['-f', 'qed'] },
   { label: 'vdi', format: 'vdi', name: /is a VirtualBox \(vdi\) image/, args: ['-f', 'vdi'] },
@@ -31,7 +32,7 @@ const CASES: Case[] = [
   { label: 'vpc (fixed: a footer only)', format: 'vpc', name: /is a Virtual PC \(vhd\/vpc\) image/, args: ['-f', 'vpc', '-o', 'subformat=fixed'] },
   { label: 'vhdx', format: 'vhdx', name: /is a Hyper-V \(vhdx\) image/, args: ['-f', 'vhdx'] },
   { label: 'parallels', format: 'parallels', name: /is a Parallels image/, args: ['-f', 'parallels'] },
-  { label: 'luks', format: 'luks', name: /is a LUKS-encrypted volume; Spindle serves raw images only for now/, args: ['--object', 'secret,id=sec0,data=spindle-test', '-f', 'luks', '-o', 'key-secret=sec0,iter-time=250'] },
+  { label: 'luks', format: 'luks', name: /is a LUKS-encrypted volume; Spindle serves raw and qcow2 images and would hand the guest its ciphertext/, args: ['--object', 'secret,id=sec0,data=spindle-test', '-f', 'luks', '-o', 'key-secret=sec0,iter-time=250'] },
 ];
 
 function makeImage(dir: string, c: Case, i: number): string {
@@ -78,7 +79,7 @@ test('every non-raw format qemu-img makes is refused by export, named by inspect
     assert.doesNotMatch(r.out, /^ready/m, c.label);
     assert.match(r.err, c.name, c.label);
     if (c.format !== 'luks') {
-      assert.match(r.err, new RegExp(`Spindle serves raw images only for now.*qemu-img convert -f ${c.format} -O raw ${img} ${join(dir.path, `img${i}.raw`)}`), c.label);
+      assert.match(r.err, new RegExp(`Spindle serves raw and qcow2 images.*qemu-img convert -f ${c.format} -O raw ${img} ${join(dir.path, `img${i}.raw`)}`), c.label);
     }
     assert.equal(r.err.trim().split('\n').length, 1, `${c.label}: one sentence`);
     assert.equal(digest(img), before, `${c.label}: the image is unchanged`);
@@ -90,6 +91,20 @@ test('every non-raw format qemu-img makes is refused by export, named by inspect
     if (c.format === 'qcow2') assert.equal(json.image.format, 'qcow2', c.label);
     else assert.match(json.reasons[0], c.name, c.label);
   }
+});
+
+test('export detects a qcow2 image and serves it through the qcow2 driver; --format raw serves its bytes without a probe', async (t) => {
+  const dir = tempDir('spindle-format-');
+  t.after(() => dir.cleanup());
+  const qcow = makeImage(dir.path, QCOW2, 0);
+  const before = digest(qcow);
+  const served = await tryExport(qcow, join(dir.path, 'q.sock'));
+  assert.equal(served.code, 0, served.err);
+  assert.match(served.err, /^spindle export: qcow2 \(detected; --format says it yourself\) .*\(file, 16777216 bytes\)/m);
+  assert.equal(digest(qcow), before, 'serving it without writes left it as it was');
+  const child = spawnSync(process.execPath, [bin, 'export', qcow, '--socket', join(dir.path, 'x.sock'), '--format', 'vmdk'], { encoding: 'utf8', timeout: 60_000 });
+  assert.notEqual(child.status, 0);
+  assert.match(child.stderr, /--format must be raw or qcow2, not 'vmdk'/);
 });
 
 test('the converted raw image is served, and raw data with a magic word past the header too', async (t) => {
@@ -126,7 +141,7 @@ test('the converted raw image is served, and raw data with a magic word past the
 test('vm.create and disk.attach store a qcow2 image as a qcow2 disk, and refuse a LUKS volume with a sentence', async () => {
   const s = apiSetup('spindle-format-api-');
   try {
-    const qcow = makeImage(s.dir, CASES[0]!, 0);
+    const qcow = makeImage(s.dir, QCOW2, 0);
     const luks = makeImage(s.dir, CASES.at(-1)!, 1);
     const q = (await s.router.call('vm.create', { name: 'q', disks: [{ path: qcow }] })) as VmInfo;
     assert.equal(q.config.disks[0]!.format, 'qcow2');

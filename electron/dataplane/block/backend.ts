@@ -39,10 +39,9 @@ export interface BackendOptions {
   /** QEMU's image locks, held by the caller across several opens (bench-engines); by default the
    *  backend takes its own and drops them when it closes. */
   lock?: ImageLock;
-  /** The disk's stored format is raw: its header is guest data and is never probed (a guest that
-   *  wrote a qcow2 header keeps a raw disk, QEMU's CVE-2008-2004). Absent: an image whose header
-   *  names another format is refused. */
-  rawKnown?: boolean;
+  /** The format the caller knows the file holds (raw, or the qcow2 container a format driver reads
+   *  through this backend): no probe. Absent: a file that looks like another format is refused. */
+  format?: 'raw' | 'qcow2';
 }
 
 export interface BackendModes {
@@ -125,7 +124,7 @@ export class BlockBackend extends EventEmitter implements BlockDevice {
     const cache = options.cache ?? 'writeback';
     const nowait = options.nowait ?? 'auto';
     const readOnly = options.readOnly ?? false;
-    const disk = openDisk(path, { cache, aio, readOnly, rawKnown: options.rawKnown ?? false });
+    const disk = openDisk(path, { cache, aio, readOnly, ...(options.format ? { format: options.format } : {}) });
     let lock: ImageLock;
     try {
       if (options.lock && !readOnly && !options.lock.write)
@@ -318,12 +317,16 @@ export class BlockBackend extends EventEmitter implements BlockDevice {
       const old = this.modes;
       this.disk.close(); // before reopening: block devices are opened O_EXCL; the image locks stay (this.lock)
       try {
-        // The format was settled by the first open: a reopen never probes the guest's bytes again.
-        this.disk = openDisk(this.path, { cache: next.cache, aio: next.aio, readOnly: this.readOnly, rawKnown: true });
+        this.disk = openDisk(this.path, {
+          cache: next.cache,
+          aio: next.aio,
+          readOnly: this.readOnly,
+          format: this.options.format ?? 'raw',
+        });
         this.engine = this.makeEngine(this.disk, next);
         this.modes = next;
       } catch (err) {
-        this.disk = openDisk(this.path, { cache: old.cache, aio: old.aio, readOnly: this.readOnly, rawKnown: true });
+        this.disk = openDisk(this.path, { cache: old.cache, aio: old.aio, readOnly: this.readOnly, format: this.options.format ?? 'raw' });
         this.engine = this.makeEngine(this.disk, old);
         throw engineError(err, this.path, next.aio);
       } finally {

@@ -1,6 +1,6 @@
 // Recognises disk image formats other than raw by their headers (and, for VHD and DMG, their
 // footers), so Spindle never serves a container's bytes as a disk: a guest writing a qcow2 file
-// seen as raw destroys it. Magic numbers from each format's specification as QEMU's probes read
+// seen as raw destroys it. raw and qcow2 are served (dataplane/format/); the rest are refused. Magic numbers from each format's specification as QEMU's probes read
 // them (block/qcow2.c, qcow.c, qed.c, vdi.c, vmdk.c, vpc.c, vhdx.c, crypto/block-luks.c,
 // parallels.c, bochs.c, cloop.c, dmg.c). It also tells an ISO 9660 CD/DVD image (ECMA-119 §8.1)
 // from a plain raw disk, for the UI: both are served raw, an ISO as a read-only CD-ROM.
@@ -122,9 +122,20 @@ export function nonRawError(path: string, format: ImageFormat): SpindleError {
   const convert = `qemu-img convert -f ${format} -O raw ${path} ${target}`;
   const sentence =
     format === 'luks'
-      ? `${path} is a LUKS-encrypted volume; Spindle serves raw images only for now and would hand the guest its ciphertext. Open it on the host (cryptsetup open ${path} NAME) and give Spindle /dev/mapper/NAME, or convert it to a raw image with qemu-img convert.`
-      : `${path} is a ${name} image; Spindle serves raw images only for now, and a guest writing it as raw bytes would destroy it. Convert it with ${convert} and use ${target}.`;
+      ? `${path} is a LUKS-encrypted volume; Spindle serves raw and qcow2 images and would hand the guest its ciphertext. Open it on the host (cryptsetup open ${path} NAME) and give Spindle /dev/mapper/NAME, or convert it to a raw image with qemu-img convert.`
+      : format === 'qcow2'
+        ? `${path} is a qcow2 image; Spindle serves it only when told its format is qcow2 (spindle export --format qcow2), since a guest writing it as raw bytes would destroy it.`
+        : `${path} is a ${name} image; Spindle serves raw and qcow2 images, and a guest writing it as raw bytes would destroy it. Convert it with ${convert} and use ${target}.`;
   return new SpindleError('UNSUPPORTED_FORMAT', sentence);
+}
+
+/** The format Spindle serves `path` as, from its header: raw or qcow2; any other is refused with
+ *  nonRawError's sentence. For a disk first added: once known, a disk's format is never probed again. */
+export function servableFormat(path: string): 'raw' | 'qcow2' {
+  const format = detectFormat(path);
+  if (format === null) return 'raw';
+  if (format === 'qcow2') return 'qcow2';
+  throw nonRawError(path, format);
 }
 
 /** Throws UNSUPPORTED_FORMAT when `fd` (readable, O_DIRECT or not) holds a non-raw image. */

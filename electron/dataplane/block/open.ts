@@ -32,8 +32,10 @@ export interface OpenOptions {
   readOnly?: boolean;
   /** Checked against the cache mode before anything is opened. */
   aio?: AioMode;
-  /** The disk's stored format is raw: its header is not probed (CVE-2008-2004, see backend.ts). */
-  rawKnown?: boolean;
+  /** The disk's format, known to the caller (a VM's config, `export --format`): the file is then
+   *  never probed (a raw image whose guest wrote a qcow2 header stays raw, QEMU's CVE-2008-2004).
+   *  Absent: images that look like another format are refused. */
+  format?: 'raw' | 'qcow2';
 }
 
 /** The open(2) flags of a cache mode. Block devices get O_EXCL: the kernel then refuses a device that is mounted or held. */
@@ -147,7 +149,7 @@ export function openDisk(path: string, options: OpenOptions): OpenedDisk {
     closeSync(fd);
   };
   try {
-    if (!options.rawKnown) refuseNonRawFd(path, fd); // through this fd: with O_DIRECT the header stays out of the page cache
+    if (!options.format) refuseNonRawFd(path, fd); // through this fd: with O_DIRECT the header stays out of the page cache
     const g = geometry(fd);
     let { logicalBlockSize, physicalBlockSize } = g;
     if (g.kind === 'file') {
@@ -156,7 +158,7 @@ export function openDisk(path: string, options: OpenOptions): OpenedDisk {
       logicalBlockSize = sizes.logical;
       physicalBlockSize = sizes.physical;
     }
-    if (g.sizeBytes % 512 !== 0) {
+    if (g.sizeBytes % 512 !== 0 && options.format !== 'qcow2') {
       throw new SpindleError(
         'SIZE_NOT_ALIGNED',
         `${path} is ${g.sizeBytes} bytes, not a multiple of 512: a disk is made of 512-byte sectors. Resize it (truncate -s) to a multiple of 512.`,

@@ -3,7 +3,7 @@
 // by another thread without a message per I/O. This module is the only place that knows the
 // layout; tests/native/counters-layout.test.ts checks it against native/engine/counters.h.
 
-export const COUNTERS_VERSION = 2;
+export const COUNTERS_VERSION = 3;
 export const DIRECTIONS = ['read', 'write', 'flush', 'discard', 'writeZeroes'] as const;
 export type Direction = (typeof DIRECTIONS)[number];
 /** Log2 microsecond buckets: bucket b counts values in [2^(b-1), 2^b) µs; bucket 0 is < 1 µs. */
@@ -31,8 +31,22 @@ export const SLOT = {
   allocMisses: 31,
   latencyHist: 32, // + dir * BUCKETS + bucket
   submitHist: 32 + DIRECTIONS.length * BUCKETS,
+  formatBase: 32 + (DIRECTIONS.length + 1) * BUCKETS, // 8 slots, FORMAT_SLOT
 } as const;
-export const COUNTER_SLOTS = SLOT.submitHist + BUCKETS; // 224
+export const COUNTER_SLOTS = SLOT.formatBase + 8; // 232
+
+/** Counters of the format layer (dataplane/format/), in the slots native/engine/counters.h keeps
+ *  for it (`format`): written by the qcow2 driver on the disk's thread, never by the engine. */
+export const FORMAT_SLOT = {
+  /** Guest writes that allocated at least one cluster (copy-on-write included). */
+  allocatingWrites: SLOT.formatBase,
+  /** Guest writes that went straight to allocated clusters. */
+  inPlaceWrites: SLOT.formatBase + 1,
+  /** Allocations that waited for the image file to grow. */
+  allocationStalls: SLOT.formatBase + 2,
+  l2Hits: SLOT.formatBase + 3,
+  l2Misses: SLOT.formatBase + 4,
+} as const;
 
 export interface DirectionStats {
   ops: number;
@@ -65,6 +79,8 @@ export interface CountersSnapshot {
    *  was changed behind Spindle's back, or on ext4 another write held the inode lock converting
    *  unwritten extents), redone by the pool. */
   allocation: { poolWrites: number; misses: number };
+  /** The format layer's counters (all 0 for raw). */
+  format: { allocatingWrites: number; inPlaceWrites: number; allocationStalls: number; l2Hits: number; l2Misses: number };
 }
 
 /** Upper bound of a bucket in µs (bucket 0: < 1 µs). */
@@ -180,6 +196,13 @@ export class DiskCounters {
         writePunts: v[SLOT.inlineWritePunts]!,
       },
       allocation: { poolWrites: v[SLOT.allocPoolWrites]!, misses: v[SLOT.allocMisses]! },
+      format: {
+        allocatingWrites: v[FORMAT_SLOT.allocatingWrites]!,
+        inPlaceWrites: v[FORMAT_SLOT.inPlaceWrites]!,
+        allocationStalls: v[FORMAT_SLOT.allocationStalls]!,
+        l2Hits: v[FORMAT_SLOT.l2Hits]!,
+        l2Misses: v[FORMAT_SLOT.l2Misses]!,
+      },
     };
   }
 
@@ -207,6 +230,14 @@ export class DiskCounters {
       fastPath: s.fastPath,
       allocation: s.allocation,
       cpuSeconds: (s.cpu.poolNs + s.cpu.loopNs) / 1e9,
+      ...(s.format.allocatingWrites || s.format.inPlaceWrites || s.format.l2Hits || s.format.l2Misses
+        ? {
+            format: {
+              ...s.format,
+              l2HitRate: s.format.l2Hits + s.format.l2Misses ? s.format.l2Hits / (s.format.l2Hits + s.format.l2Misses) : null,
+            },
+          }
+        : {}),
     };
   }
 }

@@ -5,7 +5,8 @@
 import { readlinkSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { SpindleError } from '../../shared/errors.js';
-import { BlockBackend } from '../block/backend.js';
+import type { BlockBackend } from '../block/backend.js';
+import { fileOf, openFormat, type FormatDevice } from '../format/open-format.js';
 import { DiskCounters } from '../block/stats.js';
 import type { NowaitEvent } from '../block/nowait-policy.js';
 import { VirtioBlkDevice } from '../virtio/virtio-blk.js';
@@ -13,22 +14,12 @@ import { VhostUserServer } from '../vhost-user/server.js';
 import { observeFds } from '../native/posix.js';
 import { FdLedger } from './fd-ledger.js';
 import { SpaceWatch } from './space-watch.js';
-import type { Command, DiskEvent, DiskSpec, RetryOutcome, SerializedError, WorkerData, WorkerMessage } from './messages.js';
+import type { Command, DiskEvent, RetryOutcome, SerializedError, WorkerData, WorkerMessage } from './messages.js';
 
 export interface IoThreadHooks {
-  /** The device exists and took the backend's completions; called before the socket listens. */
+  /** The device exists and took the backend's completions; called before the socket listens.
+   *  `backend` is the image file's BlockBackend (under a qcow2 driver for qcow2 disks). */
   deviceReady?(backend: BlockBackend, device: VirtioBlkDevice): void;
-}
-
-/** How the stored format opens the disk. qcow2 needs the format driver (electron/dataplane/format/);
- *  until it is there a qcow2 disk is refused with a sentence, never served as raw bytes. */
-function formatOptions(spec: DiskSpec): { rawKnown?: boolean } {
-  if (spec.format === 'qcow2')
-    throw new SpindleError(
-      'UNSUPPORTED_FORMAT',
-      `${spec.path} is a qcow2 disk, and this build of Spindle has no qcow2 driver to serve it.`,
-    );
-  return spec.format === 'raw' ? { rawKnown: true } : {};
 }
 
 /** Serves the disk workerData names on this thread, commanded through parentPort. */
@@ -57,6 +48,9 @@ export function runIoThread(hooks: IoThreadHooks = {}): void {
     return { code: 'INTERNAL', message: err instanceof Error ? err.message : String(err) };
   }
 
+  /** What the virtio device serves (raw: the file's BlockBackend; qcow2: the driver over it). */
+  let disk: FormatDevice | null = null;
+  /** The image file's BlockBackend: its engine, modes and counters. */
   let backend: BlockBackend | null = null;
   let server: VhostUserServer | null = null;
   let device: VirtioBlkDevice | null = null;
@@ -66,16 +60,18 @@ export function runIoThread(hooks: IoThreadHooks = {}): void {
 
   async function start(): Promise<void> {
     try {
-      backend = await BlockBackend.open(spec.path, {
+      disk = await openFormat(spec.path, spec.format, {
         aio: spec.aio,
         cache: spec.cache,
         nowait: spec.nowait,
         readOnly: spec.readOnly,
         counters: new DiskCounters(counters),
-        ...formatOptions(spec),
+        ...(spec.l2CacheBytes ? { l2CacheBytes: spec.l2CacheBytes } : {}),
       });
+      backend = fileOf(disk);
+      if (disk !== backend) disk.on('log', (line: string) => event({ kind: 'log', line }));
       backend.on('nowait', (e: NowaitEvent) => event({ kind: 'nowait', direction: e.direction, enabled: e.enabled, reason: e.message }));
-      device = new VirtioBlkDevice(backend, {
+      device = new VirtioBlkDevice(disk, {
         numQueues: spec.queues,
         serial: spec.serial,
         enospc: spec.enospc ?? 'stop',
@@ -108,7 +104,7 @@ export function runIoThread(hooks: IoThreadHooks = {}): void {
       const m = backend.currentModes;
       post({
         type: 'ready',
-        sizeBytes: backend.sizeBytes,
+        sizeBytes: disk.sizeBytes,
         kind: backend.kind,
         aio: m.aio,
         cache: m.cache,
@@ -116,7 +112,7 @@ export function runIoThread(hooks: IoThreadHooks = {}): void {
         tid: threadTid(),
       });
     } catch (err) {
-      await backend?.close().catch(() => undefined);
+      await disk?.close().catch(() => undefined);
       post({ type: 'start-failed', error: serialize(err) });
       port.close();
     }
@@ -126,13 +122,13 @@ export function runIoThread(hooks: IoThreadHooks = {}): void {
     switch (cmd.op) {
       case 'pause':
         server!.pause();
-        await backend!.drain();
+        await disk!.drain();
         return;
       case 'resume':
         server!.resume();
         return;
       case 'reconfigure': {
-        await backend!.reconfigure(cmd.change);
+        await disk!.reconfigure(cmd.change);
         const m = backend!.currentModes;
         event({ kind: 'modes', aio: m.aio, cache: m.cache, nowait: m.nowait });
         return;
@@ -141,13 +137,14 @@ export function runIoThread(hooks: IoThreadHooks = {}): void {
         // Closing the server ends the connection: the device stops its queues and drains.
         space?.stop();
         await server?.close();
-        await backend?.close();
+        await disk?.close();
         return;
       case 'resize': {
-        await backend!.resize(cmd.sizeBytes);
-        device!.setCapacity(backend!.sizeBytes);
+        // The format driver grows the guest-visible disk (qcow2: header and L1; raw: the file).
+        await disk!.resize(cmd.sizeBytes);
+        device!.setCapacity(disk!.sizeBytes);
         const notice = server!.configChanged();
-        event({ kind: 'resized', sizeBytes: backend!.sizeBytes, ...(notice ? { guestNotice: notice } : {}) });
+        event({ kind: 'resized', sizeBytes: disk!.sizeBytes, ...(notice ? { guestNotice: notice } : {}) });
         return;
       }
       case 'expect-peer':

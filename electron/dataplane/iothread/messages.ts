@@ -10,6 +10,11 @@ import type { SpaceStatus } from './space-watch.js';
 export interface DiskSpec {
   /** Image file or host block device. */
   path: string;
+  /** What the disk holds, as its owner recorded it; never re-probed. Absent: served raw, and refused
+   *  when its header says it is another format (callers that predate the format field). */
+  format?: DiskFormat;
+  /** qcow2: bytes of L2 tables kept in memory (default: the whole disk, at most 32 MiB). */
+  l2CacheBytes?: number;
   socketPath: string;
   aio: AioMode;
   cache: CacheMode;
@@ -29,9 +34,6 @@ export interface DiskSpec {
   /** A write failing with ENOSPC: 'stop' (default) parks it, raises a 'no-space' event and retries it
    *  once space is freed ('space-recovered' when all are written); 'report' gives the guest IOERR. */
   enospc?: EnospcPolicy;
-  /** The disk's stored format (VM config); absent: raw, refusing a header that names another format.
-   *  'raw' is served as raw bytes whatever its header says (never re-probed). */
-  format?: DiskFormat;
 }
 
 export interface ModeChange {

@@ -1,7 +1,6 @@
-// Guest-level tests that need Spindle's qcow2 driver (branch qcow2) to serve a qcow2 disk. They
-// compile here and are not run by scripts/test.mjs until moved to tests/guest/ when that driver
-// merges: a linked clone boots and its writes leave the source untouched; a snapshot taken on a
-// running VM, then overwritten by the guest, brings the old bytes back on revert (read with qemu-img).
+// Linked clones and snapshots over Spindle's qcow2 driver with a real guest: a linked clone boots
+// and its writes leave the source untouched; a snapshot taken on a running VM, then overwritten by
+// the guest, brings the old bytes back on revert (read with qemu-img).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -12,7 +11,7 @@ import { join } from 'node:path';
 import { VmManager } from '../../electron/host/vm/manager.js';
 import { VmStore } from '../../electron/host/vm/store.js';
 import { methods } from '../../electron/shared/api.js';
-import { guestBoot, GuestAgent } from '../guest/vm-guest.js';
+import { guestBoot, GuestAgent } from './vm-guest.js';
 
 const MiB = 1 << 20;
 const dir = mkdtempSync(join(tmpdir(), 'spindle-qcow2-vm-'));
