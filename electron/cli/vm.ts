@@ -4,6 +4,7 @@
 // and `vm start` makes this process the host (api/local-socket-host.ts) and runs the VM in the
 // foreground, serving the socket meanwhile so `vm stop`, `vm set-disk`, `vm stats` from another
 // terminal reach it, until its VMs stop.
+import { describeLimits, hasLimits, parseLimits } from '../shared/limits.js';
 import { resolve as resolvePath } from 'node:path';
 import type { Command } from './main.js';
 import { SpindleError } from '../shared/errors.js';
@@ -53,6 +54,8 @@ const USAGE = `spindle vm list|create|show|start|stop|kill|attach|detach|set-dis
   attach VM PATH [--aio M] [--cache M] [--read-only] [--queues N] [--enospc stop|report]
   detach VM DISK
   set-disk VM DISK [--aio M] [--cache M] [--nowait on|off|auto] [--read-only|--read-write] [--queues N] [--enospc stop|report]
+                    [--limits iops-read=500,bps-write=50M,bps-write-max=200M,bps-write-max-length=10|none]
+                                         I/O limits with QEMU's throttling names and rules; live on a running VM
   stats [VM]                             the latest per-disk and per-VM sample
   every command takes --json`;
 
@@ -78,7 +81,7 @@ function describe(vm: VmInfo): string {
     `  ${c.cpus} vCPU, ${c.memoryMiB} MiB, ${c.firmware}, boot: ${boot}, network: ${c.network.user ? 'user' : 'none'}, display: ${c.display}`,
     ...c.disks.map(
       (d) =>
-        `  ${d.id}: ${d.path} (${d.kind}) aio=${d.aio} cache=${d.cache} nowait=${d.nowait}${d.readOnly ? ' read-only' : ''} queues=${d.queues} enospc=${d.enospc ?? 'stop'} [${live(d.id)}]`,
+        `  ${d.id}: ${d.path} (${d.kind}) aio=${d.aio} cache=${d.cache} nowait=${d.nowait}${d.readOnly ? ' read-only' : ''} queues=${d.queues} enospc=${d.enospc ?? 'stop'}${hasLimits(d.limits) ? ` limits: ${describeLimits(d.limits)}` : ''} [${live(d.id)}]`,
     ),
     ...vm.warnings.map((w) => `  warning: ${w}`),
   ];
@@ -141,6 +144,7 @@ const command: Command = {
         'read-write': { type: 'boolean' },
         queues: { type: 'string' },
         enospc: { type: 'string' },
+        limits: { type: 'string' },
       },
       'vm',
     );
@@ -244,6 +248,7 @@ const command: Command = {
             ...(o['read-only'] ? { readOnly: true } : o['read-write'] ? { readOnly: false } : {}),
             ...(queues !== undefined ? { queues } : {}),
             ...(o.enospc ? { enospc: o.enospc } : {}),
+            ...(o.limits !== undefined ? { limits: parseLimits(o.limits) } : {}),
           };
           const vm = (await api.call('disk.set', { vmId: await resolveId(api, args[0]), diskId: args[1], patch })) as VmInfo;
           print(json, vm, () => describe(vm));

@@ -24,6 +24,7 @@ import {
   VmName,
 } from './model.js';
 import type { SpindleErrorCode } from './errors.js';
+import { IoLimits } from './limits.js';
 
 // ───────────────────────────── VM runtime ─────────────────────────────
 
@@ -107,6 +108,7 @@ export const DiskInput = z.strictObject({
   queues: z.int().min(1).max(16).optional(),
   serial: DiskSerial.optional(),
   enospc: EnospcPolicy.optional(),
+  limits: IoLimits.optional(),
 });
 export type DiskInput = z.infer<typeof DiskInput>;
 
@@ -150,6 +152,8 @@ export const DiskPatch = z.strictObject({
   queues: z.int().min(1).max(16).optional(),
   /** Changes only while the VM is stopped. */
   enospc: EnospcPolicy.optional(),
+  /** Replaces the disk's I/O limits ({} removes them); changes live on a running VM. */
+  limits: IoLimits.optional(),
 });
 export type DiskPatch = z.infer<typeof DiskPatch>;
 

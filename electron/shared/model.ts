@@ -4,6 +4,7 @@
 // Stability rule: extend, never rename (files written by older versions must still load).
 import { z } from 'zod';
 import { AIO_MODES, CACHE_MODES, ENOSPC_POLICIES, NOWAIT_MODES } from './modes.js';
+import { IoLimits } from './limits.js';
 
 // ───────────────────────────── building blocks ─────────────────────────────
 
@@ -80,6 +81,8 @@ export const DiskConfig = z.strictObject({
   serial: DiskSerial,
   /** Absent (files written before it existed): 'stop'. */
   enospc: EnospcPolicy.optional(),
+  /** I/O limits (QEMU's throttle semantics, shared/limits.ts); absent or {}: none. */
+  limits: IoLimits.optional(),
 });
 export type DiskConfig = z.infer<typeof DiskConfig>;
 

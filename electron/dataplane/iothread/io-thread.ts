@@ -7,6 +7,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { SpindleError } from '../../shared/errors.js';
 import { BlockBackend } from '../block/backend.js';
 import { DiskCounters } from '../block/stats.js';
+import { ThrottledDevice } from '../block/throttle.js';
 import type { NowaitEvent } from '../block/nowait-policy.js';
 import { VirtioBlkDevice } from '../virtio/virtio-blk.js';
 import { VhostUserServer } from '../vhost-user/server.js';
@@ -49,6 +50,7 @@ export function runIoThread(hooks: IoThreadHooks = {}): void {
   let backend: BlockBackend | null = null;
   let server: VhostUserServer | null = null;
   let device: VirtioBlkDevice | null = null;
+  let throttle: ThrottledDevice | null = null;
   let space: SpaceWatch | null = null;
   /** The only frontend pid this disk serves (SO_PEERCRED); null until known when spec.awaitPeer. */
   let expectedPeer: number | null = null;
@@ -63,7 +65,9 @@ export function runIoThread(hooks: IoThreadHooks = {}): void {
         counters: new DiskCounters(counters),
       });
       backend.on('nowait', (e: NowaitEvent) => event({ kind: 'nowait', direction: e.direction, enabled: e.enabled, reason: e.message }));
-      device = new VirtioBlkDevice(backend, {
+      // The limits sit between the device and the disk (raw backend or a format driver on it).
+      throttle = new ThrottledDevice(backend, spec.limits ?? {});
+      device = new VirtioBlkDevice(throttle, {
         numQueues: spec.queues,
         serial: spec.serial,
         enospc: spec.enospc ?? 'stop',
@@ -104,7 +108,7 @@ export function runIoThread(hooks: IoThreadHooks = {}): void {
         tid: threadTid(),
       });
     } catch (err) {
-      await backend?.close().catch(() => undefined);
+      await (throttle ?? backend)?.close().catch(() => undefined);
       post({ type: 'start-failed', error: serialize(err) });
       port.close();
     }
@@ -114,7 +118,7 @@ export function runIoThread(hooks: IoThreadHooks = {}): void {
     switch (cmd.op) {
       case 'pause':
         server!.pause();
-        await backend!.drain();
+        await (throttle ?? backend)!.drain();
         return;
       case 'resume':
         server!.resume();
@@ -129,11 +133,14 @@ export function runIoThread(hooks: IoThreadHooks = {}): void {
         // Closing the server ends the connection: the device stops its queues and drains.
         space?.stop();
         await server?.close();
-        await backend?.close();
+        await (throttle ?? backend)?.close();
         return;
       case 'expect-peer':
         expectedPeer = cmd.pid;
         server!.allowConnections();
+        return;
+      case 'limits':
+        throttle!.setLimits(cmd.limits);
         return;
       case 'retry-parked':
         return space?.retry() ?? { retried: 0, parked: 0 };

@@ -6,6 +6,7 @@ import { Worker } from 'node:worker_threads';
 import { SpindleError } from '../../shared/errors.js';
 import { DiskCounters, DIRECTIONS, type CountersSnapshot, type Direction } from '../../dataplane/block/stats.js';
 import type { AioMode, CacheMode, NowaitMode } from '../../shared/modes.js';
+import type { IoLimits } from '../../shared/limits.js';
 import { FdLedger } from '../../dataplane/iothread/fd-ledger.js';
 import {
   FAILURE_SLOTS,
@@ -110,6 +111,8 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
   /** The frontend pid named by expectPeer(): a restarted IOThread must accept QEMU's reconnect. */
   private peerPid: number | null = null;
   private modes: { aio: AioMode; cache: CacheMode; nowait: NowaitMode };
+  /** The limits it serves with (a live change survives a restart). */
+  private limits: IoLimits;
   private readonly counters: DiskCounters;
   private readonly ledger: FdLedger;
   /** Per BlockOp, requests the guest got back as failed (written by the worker's device). */
@@ -139,6 +142,7 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
   ) {
     super();
     this.spec = spec;
+    this.limits = spec.limits ?? {};
     this.counters = counters;
     this.ledger = ledger;
     this.failures = failures;
@@ -204,7 +208,7 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
     this.emit('event', { kind: 'restarting', reason, attempt: this.restartTimes.length });
     try {
       // The modes it served with (a live switch survives the crash) and the frontend it served.
-      const spec = { ...this.spec, ...this.modes, ...(this.peerPid === null ? {} : { peerPid: this.peerPid }) };
+      const spec = { ...this.spec, ...this.modes, limits: this.limits, ...(this.peerPid === null ? {} : { peerPid: this.peerPid }) };
       const next = await spawnWorker(spec, this.counters, this.ledger, this.failures.buffer as SharedArrayBuffer);
       if (this.stopping) {
         await next.worker.terminate();
@@ -287,6 +291,12 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
   /** Changes aio, cache or nowait mode live: drain, reopen, swap the engine, resume. The guest sees no error. */
   async reconfigure(change: ModeChange): Promise<void> {
     await this.command({ op: 'reconfigure', change });
+  }
+
+  /** Changes the disk's I/O limits live; a restarted worker keeps them. */
+  async setLimits(limits: IoLimits): Promise<void> {
+    await this.command({ op: 'limits', limits });
+    this.limits = limits;
   }
 
   /** Counters as the worker's engine wrote them (read from shared memory: no message). */

@@ -144,6 +144,7 @@ export class VmConfigService {
       queues: input.queues ?? 1,
       serial: input.serial ?? `spindle-${id}`,
       enospc: input.enospc ?? 'stop',
+      ...(input.limits && Object.keys(input.limits).length > 0 ? { limits: input.limits } : {}),
     };
   }
 
@@ -166,6 +167,7 @@ export class VmConfigService {
       ...(patch.readOnly !== undefined ? { readOnly: patch.readOnly } : {}),
       ...(patch.queues !== undefined ? { queues: patch.queues } : {}),
       ...(patch.enospc !== undefined ? { enospc: patch.enospc } : {}),
+      ...(patch.limits !== undefined ? { limits: patch.limits } : {}),
     };
     const conflict = modeConflict(next.aio, next.cache);
     if (conflict) throw new SpindleError('UNSUPPORTED_MODE', conflict);

@@ -72,6 +72,7 @@ export class DiskSlots {
       queues: d.queues,
       serial: d.serial,
       enospc: d.enospc ?? 'stop',
+      ...(d.limits ? { limits: d.limits } : {}),
       ...(peer.peerPid !== undefined ? { peerPid: peer.peerPid } : {}),
       ...(peer.awaitPeer ? { awaitPeer: true } : {}),
     };

@@ -9,6 +9,7 @@ import { type DiskInput, type DiskPatch, type VmInfo, type ConfigProblem } from 
 import { type VmConfig, vmNameKey } from '../../shared/model.js';
 import type { ParsedParams } from '../../shared/api.js';
 import { CACHE_SEMANTICS } from '../../shared/modes.js';
+import { describeLimits } from '../../shared/limits.js';
 import { SpindleError } from '../../shared/errors.js';
 import { VmStore } from './store.js';
 import type { QmpClient } from './qmp.js';
@@ -454,6 +455,12 @@ export class VmManager extends EventEmitter {
             `Disk ${diskId} now uses aio '${next.aio}' and cache '${next.cache}' (${CACHE_SEMANTICS[next.cache].summary}).`,
             diskId,
           );
+        }
+        if (patch.limits !== undefined && describeLimits(patch.limits) !== describeLimits(disk.limits)) {
+          if (!host.setLimits)
+            throw new SpindleError('CONFLICT', `Disk ${diskId} of '${config.name}' cannot change its limits while running.`);
+          await host.setLimits(patch.limits);
+          this.log(vmId, 'info', `Disk ${diskId} I/O limits: ${describeLimits(patch.limits)}.`, diskId);
         }
       }
       const nextConfig = { ...config, disks: config.disks.map((d) => (d.id === diskId ? next : d)) };
