@@ -41,6 +41,18 @@ export const DiskRuntime = z.object({
   sizeBytes: z.number().optional(),
   /** The modes the disk server serves with right now (after a live switch: the new ones), when serving. */
   modes: z.object({ aio: AioMode, cache: CacheMode, nowait: NowaitMode }).optional(),
+  /** Live mode switches of this disk while the VM runs (the last 10 minutes, at most 20), oldest first:
+   *  the UI marks them on the disk's charts, across a page reload. */
+  switches: z
+    .array(
+      z.object({
+        /** Epoch seconds, like the stats ticks. */
+        t: z.number(),
+        from: z.object({ aio: AioMode, cache: CacheMode, nowait: NowaitMode }),
+        to: z.object({ aio: AioMode, cache: CacheMode, nowait: NowaitMode }),
+      }),
+    )
+    .optional(),
 });
 export type DiskRuntime = z.infer<typeof DiskRuntime>;
 

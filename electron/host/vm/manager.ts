@@ -20,7 +20,7 @@ import type { LockOwner } from './lock-file.js';
 import { RunLocks } from './run-lock.js';
 import { VmConfigService, hostDeviceRefusal } from './config-service.js';
 import { RunningVm, sleep } from './running-vm.js';
-import { DiskSlots, type VmEvents } from './disk-slots.js';
+import { DiskSlots, noteSwitch, type VmEvents } from './disk-slots.js';
 import { VmLocks } from './vm-lock.js';
 import { vmInfo } from './vm-info.js';
 import { DiskLeases, measuredByBench } from '../disks/disk-leases.js';
@@ -449,6 +449,7 @@ export class VmManager extends EventEmitter {
         if (!host) throw new SpindleError('CONFLICT', `Disk ${diskId} of '${config.name}' is not being served right now.`);
         if (next.aio !== disk.aio || next.cache !== disk.cache || next.nowait !== disk.nowait) {
           await host.reconfigure({ aio: next.aio, cache: next.cache, nowait: next.nowait });
+          noteSwitch(run.disks.get(diskId)!, disk, next);
           this.log(
             vmId,
             'info',
