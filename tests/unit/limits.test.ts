@@ -3,7 +3,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { IoLimits, describeLimits, hasLimits, limitsProblem, parseLimits } from '../../electron/shared/limits.js';
-import { DiskPatch } from '../../electron/shared/api.js';
+import { DiskPatch, type VmInfo } from '../../electron/shared/api.js';
+import { writeFileSync, truncateSync } from 'node:fs';
+import { join } from 'node:path';
+import { apiSetup, rejectsWith } from '../lib/api.js';
 
 test('QEMU-style text parses to limits; byte rates take sizes; none clears', () => {
   assert.deepEqual(parseLimits('iops-read=500,bps-write=50M,bps-write-max=200M,bps-write-max-length=10,iops-size=4K'), {
@@ -39,4 +42,33 @@ test('the model and the disk patch accept only valid limits', () => {
   assert.equal(IoLimits.safeParse({ iopsTotal: 10, unknown: 1 }).success, false);
   assert.equal(DiskPatch.safeParse({ limits: { bpsWrite: 1 << 20 } }).success, true);
   assert.equal(DiskPatch.safeParse({ limits: { bpsWrite: 0 } }).success, false);
+});
+
+test('disk.set keeps limits in the VM config, {} removes them, and a wrong set is refused with a sentence', async () => {
+  const s = apiSetup('spindle-limits-api-');
+  try {
+    const img = join(s.dir, 'd0.img');
+    writeFileSync(img, '');
+    truncateSync(img, 1 << 20);
+    const vm = (await s.router.call('vm.create', { name: 'Limited', disks: [{ path: img, limits: { iopsRead: 100 } }] })) as VmInfo;
+    const id = vm.config.id;
+    assert.deepEqual(vm.config.disks[0]!.limits, { iopsRead: 100 });
+    const set = (await s.router.call('disk.set', {
+      vmId: id,
+      diskId: 'd0',
+      patch: { limits: { bpsWrite: 1 << 20, bpsWriteMax: 4 << 20 } },
+    })) as VmInfo;
+    assert.deepEqual(set.config.disks[0]!.limits, { bpsWrite: 1 << 20, bpsWriteMax: 4 << 20 });
+    await rejectsWith(
+      s.router.call('disk.set', { vmId: id, diskId: 'd0', patch: { limits: { iopsTotal: 10, iopsWrite: 5 } } }),
+      'INVALID_ARGUMENT',
+      /iops-total cannot be combined with iops-read or iops-write/,
+    );
+    const kept = (await s.router.call('vm.get', { id })) as VmInfo;
+    assert.deepEqual(kept.config.disks[0]!.limits, { bpsWrite: 1 << 20, bpsWriteMax: 4 << 20 }, 'the refused set changed nothing');
+    const cleared = (await s.router.call('disk.set', { vmId: id, diskId: 'd0', patch: { limits: {} } })) as VmInfo;
+    assert.equal(hasLimits(cleared.config.disks[0]!.limits), false);
+  } finally {
+    await s.cleanup();
+  }
 });
