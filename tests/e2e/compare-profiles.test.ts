@@ -50,9 +50,9 @@ test('guest-like profiles: a table of their own with IOPS, the spread of 3 repea
   // The post's table keeps only its own sequential columns.
   const post = (await page.getByTestId('compare-table').locator('thead th').allTextContents()).map((t) => t.replace(/\s+/g, ' ').trim());
   assert.ok(!post.some((h) => /random|mixed/.test(h)), `the post's table has no profile columns: ${post.join(', ')}`);
-  // Kept by the backend with the rest of the run.
+  // Kept by the backend with the rest of the run (newest first).
   const history = (await callApi(app.served, 'bench.history', { target: { kind: 'scratch' } })).result.runs;
-  assert.equal(history.at(-1).rows.filter((r: { random?: boolean }) => r.random).length, 18);
+  assert.equal(history[0].rows.filter((r: { random?: boolean }) => r.random).length, 18);
   await checkLayouts(page, 'compare-profiles', {
     prepare: async () => profiles.scrollIntoViewIfNeeded(),
     verify: async () => assert.ok(await profiles.isVisible(), 'the profiles table is in view'),
