@@ -4,6 +4,7 @@
 // and `vm start` makes this process the host (api/local-socket-host.ts) and runs the VM in the
 // foreground, serving the socket meanwhile so `vm stop`, `vm set-disk`, `vm stats` from another
 // terminal reach it, until its VMs stop.
+import { describeLimits, hasLimits, parseLimits } from '../shared/limits.js';
 import { resolve as resolvePath } from 'node:path';
 import type { Command } from './main.js';
 import { SpindleError } from '../shared/errors.js';
@@ -62,6 +63,8 @@ const USAGE = `spindle vm list|create|update|show|start|stop|kill|media|attach|d
                                          without --format the image's header decides, once: the format is stored
   detach VM DISK
   set-disk VM DISK [--aio M] [--cache M] [--nowait on|off|auto] [--read-only|--read-write] [--queues N] [--enospc stop|report]
+                    [--limits iops-read=500,bps-write=50M,bps-write-max=200M,bps-write-max-length=10|none]
+                                         I/O limits with QEMU's throttling names and rules; live on a running VM
   resize VM DISK SIZE                    grows the disk (10G, 512M…), live if the VM runs; never shrinks
   stats [VM]                             the latest per-disk and per-VM sample
   delete VM [--keep-disks]               removes the VM and the images Spindle made for it (your own files are kept)
@@ -103,7 +106,7 @@ export function describe(vm: VmInfo): string {
     ...media.map((m) => `  ${m.drive}: ${m.path ?? '(empty)'}`),
     ...c.disks.map(
       (d) =>
-        `  ${d.id}: ${d.path} (${d.kind}, ${d.format ?? 'raw'}) aio=${d.aio} cache=${d.cache} nowait=${d.nowait}${d.readOnly ? ' read-only' : ''} queues=${d.queues} enospc=${d.enospc ?? 'stop'} [${live(d.id)}]`,
+        `  ${d.id}: ${d.path} (${d.kind}, ${d.format ?? 'raw'}) aio=${d.aio} cache=${d.cache} nowait=${d.nowait}${d.readOnly ? ' read-only' : ''} queues=${d.queues} enospc=${d.enospc ?? 'stop'}${hasLimits(d.limits) ? ` limits: ${describeLimits(d.limits)}` : ''} [${live(d.id)}]`,
     ),
     ...vm.warnings.map((w) => `  warning: ${w}`),
   ];
@@ -172,6 +175,7 @@ const command: Command = {
         queues: { type: 'string' },
         enospc: { type: 'string' },
         format: { type: 'string' },
+        limits: { type: 'string' },
       },
       'vm',
     );
@@ -292,6 +296,7 @@ const command: Command = {
             ...(o['read-only'] ? { readOnly: true } : o['read-write'] ? { readOnly: false } : {}),
             ...(queues !== undefined ? { queues } : {}),
             ...(o.enospc ? { enospc: o.enospc } : {}),
+            ...(o.limits !== undefined ? { limits: parseLimits(o.limits) } : {}),
           };
           const vm = (await api.call('disk.set', { vmId: await resolveId(api, args[0]), diskId: args[1], patch })) as VmInfo;
           print(json, vm, () => describe(vm));

@@ -29,6 +29,7 @@ import {
   VmName,
 } from './model.js';
 import type { SpindleErrorCode } from './errors.js';
+import { IoLimits } from './limits.js';
 
 // ───────────────────────────── VM runtime ─────────────────────────────
 
@@ -45,6 +46,18 @@ export const DiskRuntime = z.object({
   sizeBytes: z.number().optional(),
   /** The modes the disk server serves with right now (after a live switch: the new ones), when serving. */
   modes: z.object({ aio: AioMode, cache: CacheMode, nowait: NowaitMode }).optional(),
+  /** Live mode switches of this disk while the VM runs (the last 10 minutes, at most 20), oldest first:
+   *  the UI marks them on the disk's charts, across a page reload. */
+  switches: z
+    .array(
+      z.object({
+        /** Epoch seconds, like the stats ticks. */
+        t: z.number(),
+        from: z.object({ aio: AioMode, cache: CacheMode, nowait: NowaitMode }),
+        to: z.object({ aio: AioMode, cache: CacheMode, nowait: NowaitMode }),
+      }),
+    )
+    .optional(),
 });
 export type DiskRuntime = z.infer<typeof DiskRuntime>;
 
@@ -116,6 +129,7 @@ export const DiskInput = z.strictObject({
   enospc: EnospcPolicy.optional(),
   /** The image format; omitted: read from the header now, and stored (never probed again). */
   format: DiskFormat.optional(),
+  limits: IoLimits.optional(),
 });
 export type DiskInput = z.infer<typeof DiskInput>;
 
@@ -173,6 +187,8 @@ export const DiskPatch = z.strictObject({
   queues: z.int().min(1).max(16).optional(),
   /** Changes only while the VM is stopped. */
   enospc: EnospcPolicy.optional(),
+  /** Replaces the disk's I/O limits ({} removes them); changes live on a running VM. */
+  limits: IoLimits.optional(),
 });
 export type DiskPatch = z.infer<typeof DiskPatch>;
 
@@ -335,12 +351,19 @@ export type StatsTick = z.infer<typeof StatsTick>;
 // ───────────────────────────── benchmarks (aio comparison) ─────────────────────────────
 
 export const BenchWorkload = z.strictObject({
-  op: z.enum(['read', 'write']),
+  /** 'mixed': random reads and writes in one run (readPercent of them reads). */
+  op: z.enum(['read', 'write', 'mixed']),
   /** Record size in bytes (16k, 64k, 256k, or 20M sequential transfers). */
   recordBytes: z
     .int()
     .min(512)
     .max(64 << 20),
+  /** Random offsets instead of sequential ones (a guest-like profile); 'mixed' is always random. */
+  random: z.boolean().optional(),
+  /** Requests in flight for this workload (default: the run's iodepth). */
+  iodepth: z.int().min(1).max(64).optional(),
+  /** For 'mixed': the share of reads, percent (default 70). */
+  readPercent: z.int().min(1).max(99).optional(),
 });
 export const BenchTarget = z.discriminatedUnion('kind', [
   /** The scratch image in the data directory. */
@@ -374,7 +397,7 @@ export const BenchStartInput = z.strictObject({
 });
 export const BenchRow = z.object({
   mode: AioMode,
-  op: z.enum(['read', 'write']),
+  op: z.enum(['read', 'write', 'mixed']),
   recordBytes: z.number(),
   mbps: z.number(),
   iops: z.number(),
@@ -393,6 +416,12 @@ export const BenchRow = z.object({
   errors: z.number().optional(),
   /** Which repeat of the table this row belongs to (0-based; absent: 0). */
   repeat: z.number().optional(),
+  /** A guest-like profile (random offsets): not one of the 2009 post's sequential columns. */
+  random: z.boolean().optional(),
+  /** Requests in flight in this run, when the workload set its own. */
+  iodepth: z.number().optional(),
+  /** For 'mixed': the share of reads, percent. */
+  readPercent: z.number().optional(),
 });
 export type BenchRow = z.infer<typeof BenchRow>;
 export const BenchState = z.enum(['running', 'done', 'cancelled', 'failed']);
@@ -438,7 +467,9 @@ export const BenchProgress = z.object({
   state: BenchState,
   done: z.number(),
   total: z.number(),
-  current: z.object({ mode: AioMode, op: z.enum(['read', 'write']), recordBytes: z.number(), nowait: z.boolean().optional() }).optional(),
+  current: z
+    .object({ mode: AioMode, op: z.enum(['read', 'write', 'mixed']), recordBytes: z.number(), nowait: z.boolean().optional() })
+    .optional(),
   /** done / total, including the run in progress' share (0..1). */
   fraction: z.number().optional(),
   /** The step in words ("native+nowait: write 64k"). */

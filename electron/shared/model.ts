@@ -4,6 +4,7 @@
 // Stability rule: extend, never rename (files written by older versions must still load).
 import { z } from 'zod';
 import { AIO_MODES, CACHE_MODES, ENOSPC_POLICIES, NOWAIT_MODES } from './modes.js';
+import { IoLimits } from './limits.js';
 
 // ───────────────────────────── building blocks ─────────────────────────────
 
@@ -128,6 +129,8 @@ export const DiskConfig = z.strictObject({
   enospc: EnospcPolicy.optional(),
   /** Absent (files written before it existed): 'raw'. */
   format: DiskFormat.optional(),
+  /** I/O limits (QEMU's throttle semantics, shared/limits.ts); absent or {}: none. */
+  limits: IoLimits.optional(),
 });
 export type DiskConfig = z.infer<typeof DiskConfig>;
 

@@ -46,7 +46,8 @@ export interface LoadgenOptions extends Workload {
   /** Required here: the command always passes it (Workload's default, 50, is the CLI's). */
   rwmixread: number;
   seed: number;
-  /** Sequential modes: stop after this many passes over the region (a fixed number of bytes, like dd count=); runtimeSec still caps it. */
+  /** Stop after this many passes over the region (a fixed number of bytes, like dd count=; random
+   *  modes: as many requests as that many passes make); runtimeSec still caps it. */
   passes?: number;
   /** Stops issuing new requests; the run ends once those in flight complete (the result covers what was done). */
   signal?: AbortSignal;
@@ -174,6 +175,8 @@ class QueueDriver {
   private stride = 1;
   /** Sequential passes completed over this queue's stripe (for LoadgenOptions.passes). */
   passesDone = 0;
+  /** Random requests issued in the run (for LoadgenOptions.passes). */
+  randomIssued = 0;
   private readonly onUsedBound: (head: number, len: number) => void;
 
   constructor(
@@ -365,6 +368,11 @@ class LoadGenerator {
       if (this.opts.passes !== undefined && ++q.passesDone >= this.opts.passes) return -1;
       q.startPass(false);
       return q.nextInPass();
+    }
+    if (this.opts.passes !== undefined) {
+      const [start, end] = this.stripe(q);
+      if (q.randomIssued >= this.opts.passes * (end - start)) return -1;
+      q.randomIssued++;
     }
     return q.randomBlock(this.blocks);
   }

@@ -21,7 +21,7 @@ const IMAGE_BYTES = 1 << 30;
 
 interface Cell {
   variant: string;
-  op: 'read' | 'write';
+  op: BenchRow['op'];
   recordBytes: number;
   mbps: number;
   kbps: number;

@@ -8,6 +8,7 @@ import { SpindleError } from '../../shared/errors.js';
 import type { BlockBackend } from '../block/backend.js';
 import { fileOf, openFormat, type FormatDevice } from '../format/open-format.js';
 import { DiskCounters } from '../block/stats.js';
+import { ThrottledDevice } from '../block/throttle.js';
 import type { NowaitEvent } from '../block/nowait-policy.js';
 import { VirtioBlkDevice } from '../virtio/virtio-blk.js';
 import { VhostUserServer } from '../vhost-user/server.js';
@@ -54,6 +55,7 @@ export function runIoThread(hooks: IoThreadHooks = {}): void {
   let backend: BlockBackend | null = null;
   let server: VhostUserServer | null = null;
   let device: VirtioBlkDevice | null = null;
+  let throttle: ThrottledDevice | null = null;
   let space: SpaceWatch | null = null;
   /** The only frontend pid this disk serves (SO_PEERCRED); null until known when spec.awaitPeer. */
   let expectedPeer: number | null = null;
@@ -71,7 +73,9 @@ export function runIoThread(hooks: IoThreadHooks = {}): void {
       backend = fileOf(disk);
       if (disk !== backend) disk.on('log', (line: string) => event({ kind: 'log', line }));
       backend.on('nowait', (e: NowaitEvent) => event({ kind: 'nowait', direction: e.direction, enabled: e.enabled, reason: e.message }));
-      device = new VirtioBlkDevice(disk, {
+      // The limits sit between the device and the disk (raw backend or the format driver on it).
+      throttle = new ThrottledDevice(disk, spec.limits ?? {});
+      device = new VirtioBlkDevice(throttle, {
         numQueues: spec.queues,
         serial: spec.serial,
         enospc: spec.enospc ?? 'stop',
@@ -112,7 +116,7 @@ export function runIoThread(hooks: IoThreadHooks = {}): void {
         tid: threadTid(),
       });
     } catch (err) {
-      await disk?.close().catch(() => undefined);
+      await (throttle ?? disk)?.close().catch(() => undefined);
       post({ type: 'start-failed', error: serialize(err) });
       port.close();
     }
@@ -122,7 +126,7 @@ export function runIoThread(hooks: IoThreadHooks = {}): void {
     switch (cmd.op) {
       case 'pause':
         server!.pause();
-        await disk!.drain();
+        await (throttle ?? disk)!.drain();
         return;
       case 'resume':
         server!.resume();
@@ -137,7 +141,7 @@ export function runIoThread(hooks: IoThreadHooks = {}): void {
         // Closing the server ends the connection: the device stops its queues and drains.
         space?.stop();
         await server?.close();
-        await disk?.close();
+        await (throttle ?? disk)?.close();
         return;
       case 'resize': {
         // The format driver grows the guest-visible disk (qcow2: header and L1; raw: the file).
@@ -150,6 +154,9 @@ export function runIoThread(hooks: IoThreadHooks = {}): void {
       case 'expect-peer':
         expectedPeer = cmd.pid;
         server!.allowConnections();
+        return;
+      case 'limits':
+        throttle!.setLimits(cmd.limits);
         return;
       case 'retry-parked':
         return space?.retry() ?? { retried: 0, parked: 0 };

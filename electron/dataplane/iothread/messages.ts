@@ -4,6 +4,7 @@ import type { AioMode, CacheMode, NowaitMode } from '../../shared/modes.js';
 import type { SpindleErrorCode } from '../../shared/errors.js';
 import type { EnospcPolicy } from '../../shared/modes.js';
 import type { DiskFormat } from '../../shared/model.js';
+import type { IoLimits } from '../../shared/limits.js';
 import type { RetryOutcome } from '../virtio/virtio-blk.js';
 import type { SpaceStatus } from './space-watch.js';
 
@@ -34,6 +35,8 @@ export interface DiskSpec {
   /** A write failing with ENOSPC: 'stop' (default) parks it, raises a 'no-space' event and retries it
    *  once space is freed ('space-recovered' when all are written); 'report' gives the guest IOERR. */
   enospc?: EnospcPolicy;
+  /** I/O limits (QEMU's throttle semantics, dataplane/block/throttle.ts); none when absent. */
+  limits?: IoLimits;
 }
 
 export interface ModeChange {
@@ -47,6 +50,8 @@ export type Command =
   | { id: number; op: 'resume' }
   | { id: number; op: 'reconfigure'; change: ModeChange }
   | { id: number; op: 'stop' }
+  /** New I/O limits, applied at once to what is queued and what comes next. */
+  | { id: number; op: 'limits'; limits: IoLimits }
   | { id: number; op: 'expect-peer'; pid: number }
   /** Grows the disk (BlockDevice.resize), raises the virtio capacity and tells the frontend. */
   | { id: number; op: 'resize'; sizeBytes: number }

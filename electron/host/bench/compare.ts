@@ -14,13 +14,12 @@ import { fallocate, holes } from '../../dataplane/native/os.js';
 import { SpindleError } from '../../shared/errors.js';
 import { ENGINE_VARIANTS, modeConflict, variantName, type CacheMode } from '../../shared/modes.js';
 import type { BenchRow, BenchVariant } from '../../shared/api.js';
+import { profileLabel, type BenchProfile } from '../../shared/bench-profiles.js';
 import { bucketUpperUs, type CountersSnapshot } from '../../dataplane/block/stats.js';
 import { IoThreadCpu } from '../proc/thread-cpu.js';
 
-export interface Workload {
-  op: 'read' | 'write';
-  recordBytes: number;
-}
+export type Workload = BenchProfile;
+export { GUEST_PROFILES as GUEST_WORKLOADS } from '../../shared/bench-profiles.js';
 
 /** The post's columns: iozone at 16k, 64k, 256k records, then dd with 20M transfers; write before read. */
 export const POST_WORKLOADS: readonly Workload[] = [16 << 10, 64 << 10, 256 << 10, 20 << 20].flatMap((recordBytes) =>
@@ -119,7 +118,7 @@ export async function runComparison(opts: CompareOptions): Promise<BenchRow[]> {
             total,
             variant,
             workload: w,
-            label: `${variantName(variant)}: ${w.op} ${recordLabel(w.recordBytes)}`,
+            label: `${variantName(variant)}: ${profileLabel(w)}`,
           };
           opts.onStep?.(step);
           const size = regionBytes(w.recordBytes, bytesPerRun, server.sizeBytes);
@@ -128,21 +127,22 @@ export async function runComparison(opts: CompareOptions): Promise<BenchRow[]> {
               'INVALID_ARGUMENT',
               `The disk (${server.sizeBytes} bytes) is smaller than one ${recordLabel(w.recordBytes)} record.`,
             );
-          if (w.op === 'write' && opts.freshSparseWrites) punchHoles(opts.path, size);
+          if (w.op !== 'read' && opts.freshSparseWrites) punchHoles(opts.path, size);
+          const random = w.random === true || w.op === 'mixed';
           const s0 = server.stats();
           const c0 = cpuNs(threads, s0);
           const t0 = performance.now();
           const r = await runLoadgen({
             socket: join(sockDir, `v${vi}.sock`),
-            rw: w.op,
+            rw: w.op === 'mixed' ? 'randrw' : random ? (w.op === 'read' ? 'randread' : 'randwrite') : w.op,
             bs: w.recordBytes,
-            iodepth,
+            iodepth: w.iodepth ?? iodepth,
             queues: 1,
             runtimeSec: maxSeconds,
             size,
             verify: false,
             verifyOnly: false,
-            rwmixread: 50,
+            rwmixread: w.readPercent ?? 70,
             seed: 1,
             passes: 1,
             ...(opts.signal ? { signal: opts.signal } : {}),
@@ -169,6 +169,9 @@ export async function runComparison(opts: CompareOptions): Promise<BenchRow[]> {
             errors: r.errors,
             nowaitFallbacks: s1.nowait.readFallbacks + s1.nowait.writeFallbacks - (s0.nowait.readFallbacks + s0.nowait.writeFallbacks),
             submitStallMaxUs: stallMaxUs(s0, s1),
+            ...(random ? { random: true } : {}),
+            ...(w.iodepth ? { iodepth: w.iodepth } : {}),
+            ...(w.op === 'mixed' ? { readPercent: w.readPercent ?? 70 } : {}),
           };
           rows.push(row);
           opts.onRow?.(row, step);

@@ -6,6 +6,7 @@ import { Worker } from 'node:worker_threads';
 import { SpindleError } from '../../shared/errors.js';
 import { DiskCounters, DIRECTIONS, type CountersSnapshot, type Direction } from '../../dataplane/block/stats.js';
 import type { AioMode, CacheMode, NowaitMode } from '../../shared/modes.js';
+import type { IoLimits } from '../../shared/limits.js';
 import { FdLedger } from '../../dataplane/iothread/fd-ledger.js';
 import {
   FAILURE_SLOTS,
@@ -111,6 +112,8 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
   /** The frontend pid named by expectPeer(): a restarted IOThread must accept QEMU's reconnect. */
   private peerPid: number | null = null;
   private modes: { aio: AioMode; cache: CacheMode; nowait: NowaitMode };
+  /** The limits it serves with (a live change survives a restart). */
+  private limits: IoLimits;
   private readonly counters: DiskCounters;
   private readonly ledger: FdLedger;
   /** Per BlockOp, requests the guest got back as failed (written by the worker's device). */
@@ -140,6 +143,7 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
   ) {
     super();
     this.spec = spec;
+    this.limits = spec.limits ?? {};
     this.counters = counters;
     this.ledger = ledger;
     this.failures = failures;
@@ -205,7 +209,7 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
     this.emit('event', { kind: 'restarting', reason, attempt: this.restartTimes.length });
     try {
       // The modes it served with (a live switch survives the crash) and the frontend it served.
-      const spec = { ...this.spec, ...this.modes, ...(this.peerPid === null ? {} : { peerPid: this.peerPid }) };
+      const spec = { ...this.spec, ...this.modes, limits: this.limits, ...(this.peerPid === null ? {} : { peerPid: this.peerPid }) };
       const next = await spawnWorker(spec, this.counters, this.ledger, this.failures.buffer as SharedArrayBuffer);
       if (this.stopping) {
         await next.worker.terminate();
@@ -295,6 +299,12 @@ export class DiskServer extends EventEmitter<{ event: [DiskEvent] }> {
   async resize(sizeBytes: number): Promise<void> {
     await this.command({ op: 'resize', sizeBytes });
     this.sizeBytes = sizeBytes;
+  }
+
+  /** Changes the disk's I/O limits live; a restarted worker keeps them. */
+  async setLimits(limits: IoLimits): Promise<void> {
+    await this.command({ op: 'limits', limits });
+    this.limits = limits;
   }
 
   /** Counters as the worker's engine wrote them (read from shared memory: no message). */

@@ -228,6 +228,7 @@ export class VmConfigService {
       serial: input.serial ?? `spindle-${id}`,
       enospc: input.enospc ?? 'stop',
       format,
+      ...(input.limits && Object.keys(input.limits).length > 0 ? { limits: input.limits } : {}),
     };
   }
 
@@ -251,6 +252,7 @@ export class VmConfigService {
       ...(patch.readOnly !== undefined ? { readOnly: patch.readOnly } : {}),
       ...(patch.queues !== undefined ? { queues: patch.queues } : {}),
       ...(patch.enospc !== undefined ? { enospc: patch.enospc } : {}),
+      ...(patch.limits !== undefined ? { limits: patch.limits } : {}),
     };
     const conflict = modeConflict(next.aio, next.cache);
     if (conflict) throw new SpindleError('UNSUPPORTED_MODE', conflict);

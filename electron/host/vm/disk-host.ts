@@ -1,6 +1,7 @@
 // What the VM manager needs from a disk's server, kept narrow: the real one is electron/dataplane/iothread's
 // DiskServer (one worker_thread per disk) behind ./served-disk.ts; tests may script their own.
 import type { DiskEvent, DiskSpec, ModeChange } from '../../dataplane/iothread/messages.js';
+import type { IoLimits } from '../../shared/limits.js';
 
 /** What a disk is served with: the IOThread's own spec (one definition for both layers). */
 export type DiskServeSpec = DiskSpec;
@@ -51,6 +52,8 @@ export interface DiskHost {
   /** Grows the served disk and tells the guest (vhost-user config change); shrinking is refused. */
   resize?(sizeBytes: number): Promise<void>;
   stats(): DiskCountersSnapshot | Promise<DiskCountersSnapshot>;
+  /** Changes the disk's I/O limits live (QEMU's throttle semantics); absent when the host cannot. */
+  setLimits?(limits: IoLimits): Promise<void>;
   /** Names QEMU's pid: with spec.awaitPeer nothing is served before this, and only that process after. */
   expectPeer?(pid: number): Promise<void>;
   /** Retries the writes parked for lack of space now (enospc 'stop'); resolves once they are written

@@ -30,6 +30,8 @@ export interface DiskSlot {
   message?: string;
   /** What its parked writes wait for (enospc 'stop'), while they wait. */
   space?: Omit<SpaceWait, 'diskId' | 'path'>;
+  /** Its live mode switches while this VM runs (vm-info.ts shows them), oldest first. */
+  switches?: NonNullable<DiskRuntime['switches']>;
 }
 
 export class DiskSlots {
@@ -76,6 +78,7 @@ export class DiskSlots {
       serial: d.serial,
       enospc: d.enospc ?? 'stop',
       format: d.format ?? 'raw',
+      ...(d.limits ? { limits: d.limits } : {}),
       ...(peer.peerPid !== undefined ? { peerPid: peer.peerPid } : {}),
       ...(peer.awaitPeer ? { awaitPeer: true } : {}),
     };
@@ -280,4 +283,15 @@ export class DiskSlots {
       )
       .join('; ');
   }
+}
+
+/** Kept on the disk's slot so a reloaded page still marks the switches on its charts. */
+const SWITCH_KEEP_SEC = 10 * 60;
+const SWITCH_KEEP_COUNT = 20;
+export function noteSwitch(slot: DiskSlot, from: DiskConfig, to: DiskConfig): void {
+  const t = Date.now() / 1000;
+  const modes = (d: DiskConfig) => ({ aio: d.aio, cache: d.cache, nowait: d.nowait });
+  slot.switches = [...(slot.switches ?? []).filter((x) => x.t > t - SWITCH_KEEP_SEC), { t, from: modes(from), to: modes(to) }].slice(
+    -SWITCH_KEEP_COUNT,
+  );
 }

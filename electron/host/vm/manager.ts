@@ -10,6 +10,7 @@ import { type DiskInput, type DiskPatch, type VmInfo, type ConfigProblem } from 
 import { type VmConfig, vmNameKey } from '../../shared/model.js';
 import type { ParsedParams } from '../../shared/api.js';
 import { CACHE_SEMANTICS } from '../../shared/modes.js';
+import { describeLimits } from '../../shared/limits.js';
 import { SpindleError } from '../../shared/errors.js';
 import { VmStore } from './store.js';
 import type { QmpClient } from './qmp.js';
@@ -20,7 +21,7 @@ import type { LockOwner } from './lock-file.js';
 import { RunLocks } from './run-lock.js';
 import { VmConfigService, hostDeviceRefusal } from './config-service.js';
 import { RunningVm, sleep } from './running-vm.js';
-import { DiskSlots, type VmEvents } from './disk-slots.js';
+import { DiskSlots, noteSwitch, type VmEvents } from './disk-slots.js';
 import { VmLocks } from './vm-lock.js';
 import { vmInfo } from './vm-info.js';
 import { changeMedia, mediaConfig } from './media.js';
@@ -533,12 +534,19 @@ export class VmManager extends EventEmitter {
         if (!host) throw new SpindleError('CONFLICT', `Disk ${diskId} of '${config.name}' is not being served right now.`);
         if (next.aio !== disk.aio || next.cache !== disk.cache || next.nowait !== disk.nowait) {
           await host.reconfigure({ aio: next.aio, cache: next.cache, nowait: next.nowait });
+          noteSwitch(run.disks.get(diskId)!, disk, next);
           this.log(
             vmId,
             'info',
             `Disk ${diskId} now uses aio '${next.aio}' and cache '${next.cache}' (${CACHE_SEMANTICS[next.cache].summary}).`,
             diskId,
           );
+        }
+        if (patch.limits !== undefined && describeLimits(patch.limits) !== describeLimits(disk.limits)) {
+          if (!host.setLimits)
+            throw new SpindleError('CONFLICT', `Disk ${diskId} of '${config.name}' cannot change its limits while running.`);
+          await host.setLimits(patch.limits);
+          this.log(vmId, 'info', `Disk ${diskId} I/O limits: ${describeLimits(patch.limits)}.`, diskId);
         }
       }
       const nextConfig = { ...config, disks: config.disks.map((d) => (d.id === diskId ? next : d)) };

@@ -5,6 +5,7 @@
 import { EventEmitter } from 'node:events';
 import { DiskServer, type DiskSpec, type ModeChange, type RetryOutcome } from '../disks/disk-server.js';
 import type { CountersSnapshot } from '../../dataplane/block/stats.js';
+import type { IoLimits } from '../../shared/limits.js';
 import { DIRECTIONS } from '../../dataplane/block/stats.js';
 import { DiskFaultWatch } from '../disks/fault-watch.js';
 import { IoUringWorkerCpu, threadCpuSeconds } from '../proc/thread-cpu.js';
@@ -62,6 +63,10 @@ export class ServedDisk extends EventEmitter implements DiskHost {
 
   resize(sizeBytes: number): Promise<void> {
     return this.server.resize(sizeBytes);
+  }
+
+  setLimits(limits: IoLimits): Promise<void> {
+    return this.server.setLimits(limits);
   }
 
   /**

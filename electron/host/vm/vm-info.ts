@@ -32,6 +32,7 @@ export function vmInfo(
         ...(slot?.message ? { message: slot.message } : {}),
         ...(size !== undefined ? { sizeBytes: size } : {}),
         ...(modes ? { modes } : {}),
+        ...(slot?.switches?.length ? { switches: slot.switches } : {}),
       };
     }),
     ...(crash ? { crash } : {}),

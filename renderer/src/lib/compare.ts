@@ -23,7 +23,7 @@ export const variantOf = (r: Row) => variantName({ aio: r.mode, nowait: r.nowait
 const VARIANT_ORDER = VARIANTS.map((v) => v.key);
 
 export interface Column {
-  op: 'read' | 'write';
+  op: Row['op'];
   recordBytes: number;
   label: string;
   unit: 'KB/s' | 'MB/s';
@@ -56,7 +56,9 @@ export function columnLabel(op: string, recordBytes: number): string {
   return `${op} ${recordSize(recordBytes)}`;
 }
 
-export function buildTable(rows: Row[]): Table {
+export function buildTable(all: Row[]): Table {
+  // Guest-like profiles (random offsets) have their own table (profiles.ts).
+  const rows = all.filter((r) => r.random !== true && r.op !== 'mixed');
   const variants = [...new Set(rows.map(variantOf))].sort((a, b) => VARIANT_ORDER.indexOf(a) - VARIANT_ORDER.indexOf(b));
   const seen = new Map<string, Column>();
   for (const w of WORKLOADS)

@@ -77,6 +77,14 @@ class VmsState {
     if (found.length) this.switches = [...this.switches.filter((x) => x.t > now - SWITCH_KEEP_SEC), ...found];
   }
 
+  /** A disk's live switches: the backend's record (kept while the VM runs, so a reloaded page
+   *  still has them), else the ones this page saw. */
+  switchesFor(vm: VmInfo, diskId: string): ModeSwitch[] {
+    const kept = vm.disks.find((d) => d.id === diskId)?.switches;
+    if (kept?.length) return kept.map((x) => ({ vmId: vm.config.id, diskId, ...x }));
+    return this.switches.filter((x) => x.vmId === vm.config.id && x.diskId === diskId);
+  }
+
   get(id: string): VmInfo | undefined {
     return this.list.find((v) => v.config.id === id);
   }
