@@ -243,12 +243,9 @@ void Engine::Deliver() {
       cresults_[j] = delivering_[i + j].result;
     }
     i += k;
-    try {
-      on_complete_.MakeCallback(Value(), {Napi::Number::New(env, double(k))}, *async_);
-    } catch (const Napi::Error& e) {
-      // An exception in the JS callback is the caller's bug: report it as uncaught.
-      napi_fatal_exception(env, e.Value());
-    }
+    napi_value count = Napi::Number::New(env, double(k));
+    // False: the worker's environment is being torn down; the cleanup hook drains what is left.
+    if (!CallFromLoop(env, *async_, Value(), on_complete_.Value(), 1, &count)) break;
   }
   delivering_.clear();
   if (release) Unref();  // last: the object may be collected after this
