@@ -14,6 +14,7 @@ import { DiskServer, type DiskEvent, type DiskSpec } from '../../electron/host/d
 import { runLoadgen, type LoadgenOptions } from '../../electron/tools/loadgen.js';
 import { SpindleError } from '../../electron/shared/errors.js';
 import { makeFile } from '../lib/loop.js';
+import { within } from '../lib/wait.js';
 
 const BIN = resolve(import.meta.dirname, '../../../bin/spindle.js');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -63,7 +64,10 @@ function frontendProcess(socket: string): { child: ChildProcess; done: Promise<{
   let out = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (out += d));
-  const done = once(child, 'exit').then(([code]) => ({ code: code as number | null, out }));
+  const done = within(once(child, 'exit'), { timeoutMs: 120_000, what: 'the loadgen frontend process to exit', detail: () => out }).then(([code]) => ({
+    code: code as number | null,
+    out,
+  }));
   return { child, done };
 }
 
