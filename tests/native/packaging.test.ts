@@ -33,10 +33,10 @@ function matches(glob: string): string[] {
   const re = new RegExp(
     `^${glob
       .replace(/[.+^${}()|[\]\\]/g, '\\$&')
-      .replace(/\*\*\//g, '\u0000')
+      .replace(/\*\*\//g, '@DIRS@')
       .replace(/\*\*/g, '.*')
       .replace(/\*/g, '[^/]*')
-      .replace(/\u0000/g, '(?:.*/)?')}$`,
+      .replace(/@DIRS@/g, '(?:.*/)?')}$`,
   );
   const walk = (dir: string): string[] =>
     !existsSync(dir)
