@@ -36,7 +36,7 @@ test("the comparison on the scratch disk gives a table of four modes with the po
   await select(page.getByLabel('Data per run'), '16');
   await page
     .getByTestId('compare-method')
-    .getByText(/one request in flight/)
+    .getByText(/one request in\s+flight/)
     .waitFor();
   await click(page.getByRole('button', { name: 'Run comparison' }));
   await page.getByRole('progressbar', { name: 'Comparison progress' }).waitFor();
@@ -73,7 +73,7 @@ test("the comparison on the scratch disk gives a table of four modes with the po
   }
   await page
     .getByTestId('compare-settings')
-    .getByText(/O_DIRECT, 1 request in flight, 16 MiB per run/)
+    .getByText(/O_DIRECT, 1 request in\s+flight, 16 MiB per run/)
     .waitFor();
   // The CSV has the 32 runs.
   const [download] = await Promise.all([page.waitForEvent('download'), click(page.getByRole('link', { name: 'Export CSV' }))]);
