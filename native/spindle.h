@@ -25,4 +25,21 @@ inline Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall, const
   return e;
 }
 
+// Calls a JS callback from a libuv callback (completions, fd events). Returns false when the
+// thread's environment can no longer run JS (a worker being terminated): the call is dropped.
+// Not node-addon-api's MakeCallback: on that failure it builds a Napi::Error from a missing
+// exception, which aborts the whole process ("Error::Error napi_define_properties"). An exception
+// the callback threw is reported as uncaught on this thread.
+inline bool CallFromLoop(napi_env env, napi_async_context context, napi_value recv, napi_value fn,
+                         size_t argc, const napi_value* argv) {
+  napi_value result;
+  if (napi_make_callback(env, context, recv, fn, argc, argv, &result) == napi_ok) return true;
+  bool pending = false;
+  napi_value error;
+  if (napi_is_exception_pending(env, &pending) == napi_ok && pending &&
+      napi_get_and_clear_last_exception(env, &error) == napi_ok)
+    napi_fatal_exception(env, error);
+  return false;
+}
+
 }  // namespace spindle

@@ -27,7 +27,9 @@ try {
     console.error(`native units: ${cxx} failed to build ${testDir}${build.error ? `: ${build.error.message}` : ''}`);
     process.exit(1);
   }
-  const run = spawnSync(exe, [], { stdio: 'inherit' });
+  // A hang in a C++ unit test (a lock that never releases) fails the run instead of stalling it.
+  const run = spawnSync(exe, [], { stdio: 'inherit', timeout: 300_000, killSignal: 'SIGKILL' });
+  if (run.signal) console.error(`native units: killed by ${run.signal} (timeout 300 s or a crash)`);
   process.exit(run.status ?? 1);
 } finally {
   rmSync(dir, { recursive: true, force: true });

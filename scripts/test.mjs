@@ -39,6 +39,13 @@ if (wanted.includes('native')) {
     process.exit(u.status ?? 1);
   }
 }
-// One file at a time: guest and device tests share loop devices, QEMU and CPU.
-const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...list], { stdio: 'inherit' });
+// One file at a time: guest and device tests share loop devices, QEMU and CPU. Every test has a
+// timeout, so a hang fails and is named instead of stalling CI: Node 20 applies --test-timeout to
+// each file as a whole (and passes it on to the file's own process), which bounds every test in
+// it. 15 minutes is about 4x the longest file on a loaded 2-core machine; the waits inside tests
+// have their own, shorter deadlines (tests/lib/wait.ts). SPINDLE_TEST_TIMEOUT_MS overrides it.
+const timeoutMs = Number(process.env.SPINDLE_TEST_TIMEOUT_MS) || 900_000;
+const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', `--test-timeout=${timeoutMs}`, '--test-reporter=spec', ...list], {
+  stdio: 'inherit',
+});
 process.exit(r.status ?? 1);

@@ -248,42 +248,18 @@ void Engine::Deliver() {
     keep_alive_ = false;
     uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
   }
-  // The plain C API here: while a worker thread is being terminated its loop still runs but no JS
-  // can, and node-addon-api's wrappers would turn the failed call into a Napi::Error, whose
-  // construction itself aborts the process then (it cannot define the error's properties).
-  napi_env env = env_;
-  napi_handle_scope scope;
-  if (napi_open_handle_scope(env, &scope) == napi_ok) {
-    napi_value recv, fn;
-    bool ok = napi_get_reference_value(env, static_cast<napi_ref>(*this), &recv) == napi_ok &&
-              napi_get_reference_value(env, static_cast<napi_ref>(on_complete_), &fn) == napi_ok;
-    for (size_t i = 0; ok && i < delivering_.size() && !in_cleanup_;) {
-      size_t k = std::min(ccap_, delivering_.size() - i);
-      for (size_t j = 0; j < k; j++) {
-        ctags_[j] = delivering_[i + j].tag;
-        cresults_[j] = delivering_[i + j].result;
-      }
-      i += k;
-      napi_value count, result;
-      ok = napi_create_double(env, double(k), &count) == napi_ok &&
-           napi_make_callback(env, static_cast<napi_async_context>(*async_), recv, fn, 1, &count, &result) ==
-               napi_ok;
-      if (!ok) {
-        // An exception in the JS callback is the caller's bug: report it as uncaught and deliver
-        // the rest. A thread being terminated has a pending termination instead (not an
-        // object): nothing to report, and no JS will run any more.
-        bool pending = false;
-        napi_value exc;
-        napi_valuetype type;
-        if (napi_is_exception_pending(env, &pending) == napi_ok && pending &&
-            napi_get_and_clear_last_exception(env, &exc) == napi_ok &&
-            napi_typeof(env, exc, &type) == napi_ok && type == napi_object) {
-          napi_fatal_exception(env, exc);
-          ok = true;
-        }
-      }
+  Napi::Env env = env_;
+  Napi::HandleScope scope(env);
+  for (size_t i = 0; i < delivering_.size() && !in_cleanup_;) {
+    size_t k = std::min(ccap_, delivering_.size() - i);
+    for (size_t j = 0; j < k; j++) {
+      ctags_[j] = delivering_[i + j].tag;
+      cresults_[j] = delivering_[i + j].result;
     }
-    napi_close_handle_scope(env, scope);
+    i += k;
+    napi_value count = Napi::Number::New(env, double(k));
+    // False: the worker's environment is being torn down; the cleanup hook drains what is left.
+    if (!CallFromLoop(env, *async_, Value(), on_complete_.Value(), 1, &count)) break;
   }
   delivering_.clear();
   if (release) Unref();  // last: the object may be collected after this

@@ -68,12 +68,8 @@ void OnPoll(uv_poll_t* handle, int status, int events) {
       status == 0 ? env.Undefined() : Napi::Number::New(env, status),
   };
   if (status != 0) uv_poll_stop(&w->poll);
-  try {
-    w->cb.MakeCallback(env.Global(), {args[0], args[1], args[2]}, *w->context);
-  } catch (const Napi::Error& e) {
-    // The JS callback threw: surface it like any uncaught exception of this thread.
-    napi_fatal_exception(env, e.Value());
-  }
+  napi_value argv[3] = {args[0], args[1], args[2]};
+  CallFromLoop(env, *w->context, env.Global(), w->cb.Value(), 3, argv);
 }
 
 }  // namespace

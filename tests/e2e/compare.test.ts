@@ -36,7 +36,7 @@ test("the comparison on the scratch disk gives a table of four modes with the po
   await select(page.getByLabel('Data per run'), '16');
   await page
     .getByTestId('compare-method')
-    .getByText(/one request in flight/)
+    .getByText(/one request in\s+flight/)
     .waitFor();
   await click(page.getByRole('button', { name: 'Run comparison' }));
   await page.getByRole('progressbar', { name: 'Comparison progress' }).waitFor();
@@ -61,18 +61,19 @@ test("the comparison on the scratch disk gives a table of four modes with the po
     'backend CPU',
     'nowait fallbacks',
   ]);
-  // Every cell a positive number.
-  for (const cell of await table.locator('tbody td').allTextContents()) assert.match(cell, /^(—|[\d,.]+( s)?)$/);
-  const values = (await table.locator('tbody tr').first().locator('td').allTextContents())
-    .slice(0, 8)
-    .map((t) => Number(t.replace(/,/g, '')));
-  assert.ok(
-    values.every((v) => v > 0),
-    `threads row: ${values}`,
-  );
+  // Every measured cell of every row a positive number ('—' would be a missing measurement), the
+  // backend CPU positive, and nowait fallbacks a count on the nowait row only.
+  for (const [i, mode] of rows.entries()) {
+    const cells = (await table.locator('tbody tr').nth(i).locator('td').allTextContents()).map((t) => t.trim());
+    assert.equal(cells.length, 10, `${mode}: ${cells}`);
+    for (const [j, cell] of cells.slice(0, 8).entries())
+      assert.ok(/^[\d,]+$/.test(cell) && Number(cell.replace(/,/g, '')) > 0, `${mode}, ${heads[j + 1]}: ${JSON.stringify(cell)}`);
+    assert.ok(/^\d+\.\d\d s$/.test(cells[8]!) && parseFloat(cells[8]!) > 0, `${mode}, backend CPU: ${JSON.stringify(cells[8])}`);
+    assert.match(cells[9]!, mode === 'native+nowait' ? /^\d+$/ : /^—$/, `${mode}, nowait fallbacks`);
+  }
   await page
     .getByTestId('compare-settings')
-    .getByText(/O_DIRECT, 1 request in flight, 16 MiB per run/)
+    .getByText(/O_DIRECT, 1 request in\s+flight, 16 MiB per run/)
     .waitFor();
   // The CSV has the 32 runs.
   const [download] = await Promise.all([page.waitForEvent('download'), click(page.getByRole('link', { name: 'Export CSV' }))]);

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { startApp, openApp, apiCall as callApi, type App } from './lib/serve.js';
 import { click, check, fill, select, disclose, until, checkLayouts } from './lib/ui.js';
-import { tempDir, makeFile, attachLoop, type LoopDevice } from '../lib/loop.js';
+import { tempDir, makeFile, attachLoop, mountFs, type LoopDevice } from '../lib/loop.js';
 
 // The callbacks given to evaluate() run in the page (Chromium), not in Node: its globals, loosely typed here.
 declare const document: any; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -262,6 +262,61 @@ test('the advisor gives one verdict per disk with one sentence, the details behi
   const again = page.getByTestId('disk-row').filter({ hasText: writtenFile }).getByTestId('probe-badge');
   await again.waitFor();
   assert.equal((await again.textContent())!.trim(), probeText);
+});
+
+test('Preallocate on a sparse disk allocates the whole file and the verdict turns safe for native', async () => {
+  const row = page.getByTestId('disk-row').filter({ hasText: sparseFile });
+  await row.scrollIntoViewIfNeeded();
+  assert.match((await row.getByTestId('advisor-badge').textContent())!, /sparse/);
+  const allocated = (): number => statSync(sparseFile).blocks * 512;
+  assert.ok(allocated() < statSync(sparseFile).size / 2, 'sparse before');
+  await click(row.getByRole('button', { name: 'Preallocate' }));
+  await row
+    .getByTestId('advisor-badge')
+    .filter({ hasText: /safe for native/ })
+    .waitFor({ timeout: 120_000 });
+  assert.ok(allocated() >= statSync(sparseFile).size, `every block allocated: ${allocated()} of ${statSync(sparseFile).size} bytes`);
+  assert.equal(await row.getByRole('button', { name: 'Preallocate' }).count(), 0, 'nothing left to preallocate');
+});
+
+test('New image, preallocated: the file is created fully allocated at the size asked, attached, and badged safe for native', async () => {
+  await click(page.getByRole('button', { name: 'Add disk…' }));
+  const dialog = page.getByRole('dialog');
+  await check(dialog.getByLabel('New image file'));
+  const path = join(tmp.path, 'prealloc.img');
+  await fill(dialog.getByLabel('Path of the new image'), path);
+  await fill(dialog.getByLabel('Size (GiB)'), '0.0625');
+  await check(dialog.getByLabel(/Preallocated: uses the full size now/));
+  await click(dialog.getByRole('button', { name: 'Create and attach' }));
+  await dialog.waitFor({ state: 'detached' });
+  const st = statSync(path);
+  assert.equal(st.size, 64 << 20, 'the size asked');
+  assert.ok(st.blocks * 512 >= st.size, `fully allocated: ${st.blocks * 512} of ${st.size} bytes`);
+  const row = page.getByTestId('disk-row').filter({ hasText: path });
+  await row
+    .getByTestId('advisor-badge')
+    .filter({ hasText: /safe for native/ })
+    .waitFor({ timeout: 60_000 });
+});
+
+test('the device picker disables a mounted device with the reason, and offers a free one', async () => {
+  const mounted = mountFs('ext4', 32, { base: tmp.path });
+  try {
+    await click(page.getByRole('button', { name: 'Add disk…' }));
+    const dialog = page.getByRole('dialog');
+    await check(dialog.getByLabel('Host block device'));
+    const busy = dialog.locator(`[data-testid=device][data-path="${mounted.device.device}"]`);
+    await busy.waitFor();
+    assert.equal(await busy.getByRole('radio').isDisabled(), true, 'a mounted device cannot be picked');
+    assert.match((await busy.textContent())!, new RegExp(`mounted at ${mounted.mountpoint}`));
+    assert.match((await busy.locator('.why').textContent())!, /mounted/i, 'the reason is shown');
+    const free = dialog.locator(`[data-testid=device][data-path="${loop.device}"]`);
+    assert.equal(await free.getByRole('radio').isDisabled(), false, 'the free loop device can be picked');
+    await click(dialog.getByRole('button', { name: 'Cancel' }));
+    await dialog.waitFor({ state: 'detached' });
+  } finally {
+    mounted.cleanup();
+  }
 });
 
 test('a reopened tab lands on the same VM and tab', async () => {

@@ -11,13 +11,14 @@ import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { VmInfo } from '../../electron/shared/api.js';
+import { VmInfo, type StatsTick } from '../../electron/shared/api.js';
 import { connectLocalApi } from '../../electron/api/local-socket.js';
 import { isolatedEnv, runVmCli, type CliResult } from '../lib/api.js';
 import { makeFile } from '../lib/loop.js';
 import { spawnServe, type ServeProcess } from '../lib/serve-process.js';
 import { AGENT_END_PREFIX, AGENT_READY } from '../lib/guest-image.js';
 import { guestBoot } from './vm-guest.js';
+import { waitFor } from '../lib/wait.js';
 
 const MiB = 1 << 20;
 const dir = mkdtempSync(join(tmpdir(), 'spindle-cli-serve-'));
@@ -172,6 +173,70 @@ test('spindle serve hosts the VM; list, set-disk (live), start, stop come from t
   assert.equal(hostMd5(image, 24, 4), after, 'the guest write reached the image (io_uring)');
   assert.equal(hostMd5(image, 8, 4), before, 'the earlier write is intact');
 
+  // ── vm stats: the live sample of this VM's disk while the guest writes, as JSON and as lines.
+  const writer = await guest.result(
+    '(while :; do dd if=/dev/urandom of=/dev/vda bs=64k seek=800 count=64 oflag=direct 2>/dev/null; done) > /dev/null 2>&1 & echo $!',
+  );
+  assert.match(writer, /^\d+$/, 'the background writer started');
+  let stats: StatsTick | null = null;
+  await waitFor(
+    () => {
+      stats = JSON.parse(ok(cli(['stats', 'guest', '--json']), 'vm stats')) as StatsTick | null;
+      return stats?.disks.some((d) => d.diskId === 'd0' && d.writeMBps > 0);
+    },
+    { timeoutMs: 60_000, intervalMs: 500, what: 'vm stats to show d0 writing', detail: () => JSON.stringify(stats) },
+  );
+  assert.deepEqual(
+    stats!.disks.map((d) => d.vmId),
+    [started.config.id],
+    'only this VM',
+  );
+  assert.equal(stats!.vms[0]!.vmId, started.config.id);
+  const lines = ok(cli(['stats', 'guest']), 'vm stats');
+  assert.match(lines, new RegExp(`^${started.config.id}: QEMU CPU [\\d.]+%$`, 'm'));
+  assert.match(lines, new RegExp(`^${started.config.id}/d0: read [\\d.]+ MB/s \\d+ IOPS, write [\\d.]+ MB/s \\d+ IOPS, p50 \\d+ µs`, 'm'));
+  assert.equal(await guest.result(`kill ${writer} && echo stopped`), 'stopped');
+
+  // ── vm attach / detach through serve: the guest gets the disk live, uses it, and loses it.
+  const extra = makeFile(join(dir, 'extra.img'), 16 * MiB);
+  const attached = ok(cli(['attach', 'guest', extra, '--aio', 'io_uring', '--cache', 'none']), 'vm attach');
+  assert.match(attached, /d1: .*extra\.img.* aio=io_uring cache=none/);
+  assert.equal(show().disks.find((d) => d.id === 'd1')?.state, 'serving');
+  const dev1 = await guest.result(
+    'for i in $(seq 1 100); do for d in /sys/block/vd*; do [ "$(cat $d/serial)" = spindle-d1 ] && { echo ${d##*/}; exit 0; }; done; sleep 0.2; done',
+  );
+  assert.match(dev1, /^vd[b-z]$/, 'the guest sees the attached disk');
+  const extraMd5 = await guest.result(
+    `dd if=/dev/urandom of=/tmp/x bs=1M count=4 2>/dev/null && dd if=/tmp/x of=/dev/${dev1} bs=1M seek=2 oflag=direct conv=fsync 2>/dev/null && md5sum < /tmp/x | cut -d' ' -f1`,
+  );
+  assert.equal(hostMd5(extra, 2, 4), extraMd5, 'the guest wrote to the attached disk');
+  const opened = (): boolean =>
+    readdirSync(`/proc/${serve.pid}/fd`).some((fd) => {
+      try {
+        return readlinkSync(`/proc/${serve.pid}/fd/${fd}`) === extra;
+      } catch {
+        return false;
+      }
+    });
+  assert.ok(opened(), 'serve serves the attached image');
+  const detached = ok(cli(['detach', 'guest', 'd1']), 'vm detach');
+  assert.doesNotMatch(detached, /extra\.img/);
+  assert.deepEqual(
+    show().config.disks.map((d) => d.id),
+    ['d0'],
+  );
+  await waitFor(async () => (await guest.result(`[ -e /sys/block/${dev1} ] && echo present || echo gone`)) === 'gone', {
+    timeoutMs: 60_000,
+    intervalMs: 500,
+    what: `the guest to lose /dev/${dev1} after vm detach`,
+  });
+  await waitFor(() => !opened(), { timeoutMs: 30_000, what: 'serve to close the detached image' });
+
+  // ── --console needs the VM in the foreground: with serve hosting, it is refused with the reason.
+  const consoleHere = cli(['start', 'guest', '--console']);
+  assert.notEqual(consoleHere.code, 0);
+  assert.match(consoleHere.stderr, /--console needs the VM in the foreground, but the app or spindle serve hosts the VMs/);
+
   // ── A VM is never started twice: not through serve, not by a second serve, not by another host.
   const again = cli(['start', 'guest']);
   assert.equal(again.code, 1, again.stderr);
@@ -249,22 +314,25 @@ test('without a host, a foreground vm start hosts: other terminals list, switch 
     ),
     'vm create',
   );
-  const fg = spawn(process.execPath, [resolve('bin/spindle.js'), 'vm', 'start', 'fg'], {
+  // --console: the guest's serial console on stdout, stdin to the guest.
+  const fg = spawn(process.execPath, [resolve('bin/spindle.js'), 'vm', 'start', 'fg', '--console'], {
     cwd: dir,
     env: fgEnv,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['pipe', 'pipe', 'pipe'],
   });
   let out = '';
-  fg.stdout!.on('data', (d) => (out += d));
+  let consoleOut = '';
+  fg.stdout!.on('data', (d) => ((out += d), (consoleOut += d)));
   fg.stderr!.on('data', (d) => (out += d));
   const exited = new Promise<number | null>((r) => fg.once('exit', (code) => r(code)));
   try {
-    const deadline = Date.now() + 120_000;
-    while (!/runs in this process/.test(out)) {
-      if (fg.exitCode !== null) throw new Error(`vm start exited (${fg.exitCode}):\n${out}`);
-      if (Date.now() > deadline) throw new Error(`vm start did not say it hosts the VM within 120 s:\n${out}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await waitFor(
+      () => {
+        if (fg.exitCode !== null) throw new Error(`vm start exited (${fg.exitCode}):\n${out}`);
+        return /runs in this process/.test(out);
+      },
+      { timeoutMs: 120_000, intervalMs: 100, what: 'vm start to say it hosts the VM', detail: () => out },
+    );
     assert.match(ok(cli(['list'], fgEnv), 'vm list'), /^fg\s+running\s+fg$/m);
     const serve = spawnServe(fgEnv);
     serves.push(serve);
@@ -276,6 +344,15 @@ test('without a host, a foreground vm start hosts: other terminals list, switch 
 
     const guest = new SocketGuest('fg', fgEnv);
     await guest.ready();
+    // The console: the guest's output reached stdout, and a line typed on stdin runs in the guest.
+    await waitFor(() => consoleOut.includes(AGENT_READY), { timeoutMs: 60_000, what: 'the guest agent on the --console stdout' });
+    const token = randomBytes(6).toString('hex');
+    fg.stdin!.write(`${token} ${Buffer.from('echo typed-$((6*7))').toString('base64')}\n`);
+    await waitFor(() => new RegExp(`typed-42[\\s\\S]*${AGENT_END_PREFIX}${token}_0__`).test(consoleOut), {
+      timeoutMs: 120_000,
+      what: 'the command typed on --console stdin to run in the guest and answer on stdout',
+      detail: () => consoleOut.slice(-1500),
+    });
     ok(cli(['set-disk', 'fg', 'd0', '--aio', 'io_uring'], fgEnv), 'vm set-disk');
     assert.deepEqual(show('fg', fgEnv).disks[0]!.modes, { aio: 'io_uring', cache: 'writeback', nowait: 'off' });
     assert.ok(ioUrings(fg.pid!) > 0, 'the foreground process serves the disk with io_uring');

@@ -9,6 +9,7 @@ import { tempDir } from '../lib/loop.js';
 import { cpuSeconds, killOnExit, stopChild } from '../lib/proc.js';
 import { bootGuest, qemuArgs, type Guest } from '../lib/qemu.js';
 import { qsdArgs, startQsd } from '../lib/qsd.js';
+import { waitFor } from '../lib/wait.js';
 
 const alive = (pid: number): boolean => {
   try {
@@ -155,11 +156,21 @@ describe('harness refusals', () => {
   });
 
   it('cpuSeconds counts a busy child process', async () => {
-    const child = spawn(process.execPath, ['-e', 'const t = Date.now(); while (Date.now() - t < 600);']);
+    // The child spins until it has used 0.3 s of CPU by its own count (however long a loaded
+    // machine makes that take), says so and idles: cpuSeconds must then see at least that.
+    const spin =
+      'const t = process.cpuUsage(); for (;;) { const u = process.cpuUsage(t); if (u.user + u.system > 300000) break; } ' +
+      "console.log('spun'); setInterval(() => {}, 1000);";
+    const child = spawn(process.execPath, ['-e', spin]);
     killOnExit(child);
-    await new Promise((r) => setTimeout(r, 400));
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    await waitFor(() => out.includes('spun') || child.exitCode !== null, {
+      timeoutMs: 120_000,
+      what: 'the child to spin for 0.3 s of CPU',
+    });
     const used = cpuSeconds(child.pid!);
     await stopChild(child);
-    assert.ok(used > 0.1, `busy child used only ${used} s of CPU`);
+    assert.ok(used >= 0.25, `busy child used only ${used} s of CPU`);
   });
 });

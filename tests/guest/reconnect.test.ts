@@ -22,6 +22,7 @@ import { bootGuest, type Guest } from '../lib/qemu.js';
 import { VhostUserProxy } from '../lib/vhost-user-proxy.js';
 import { spindleExportServer, type DiskServer } from './disk-server.js';
 import { crashIoThread, useTestIoThread } from '../lib/io-thread-hooks.js';
+import { waitFor } from '../lib/wait.js';
 
 useTestIoThread(); // crashIoThread below; disk A's `spindle export` gets it with testIoThread
 // Completions are held 30 ms in the servers (test-io-thread.ts), so every kill finds requests in flight:
@@ -298,11 +299,17 @@ describe('a disk server dies under a running guest, which does not notice (infli
       assert.notEqual(running.code, 0, `the fio loop ended before crash ${k + 1}:\n${await g.runOk('cat /tmp/loop-b.log')}`);
       const restarted = events.filter((e) => e.kind === 'restarted').length;
       await crashIoThread(s);
-      for (let i = 0; i < 200 && events.filter((e) => e.kind === 'restarted').length === restarted && !s.failed; i++) await sleep(50);
+      await waitFor(() => events.filter((e) => e.kind === 'restarted').length > restarted || s.failed, {
+        timeoutMs: 60_000,
+        what: 'the disk server to restart after the crash',
+      });
       assert.equal(s.failed, null, `the disk server gave up: ${s.failed}`);
       // Wait for QEMU to come back before the next crash, so each one lands on a live connection.
       const connected = events.filter((e) => e.kind === 'connected').length;
-      for (let i = 0; i < 200 && events.filter((e) => e.kind === 'connected').length === connected; i++) await sleep(50);
+      await waitFor(() => events.filter((e) => e.kind === 'connected').length > connected, {
+        timeoutMs: 120_000,
+        what: 'QEMU to reconnect after the restart',
+      });
     }
     const log = await finishFioLoop(g, 'b');
     const { restarts, resubmitted } = s.recovery;

@@ -7,7 +7,8 @@ import type { VmManager } from '../../electron/host/vm/manager.js';
 import { AGENT_END_PREFIX, AGENT_READY, buildGuestImage } from '../lib/guest-image.js';
 
 /** Kernel log kept off the shared port (loglevel=1: only emergencies) so it does not mix with command output. */
-export const GUEST_CMDLINE = 'console=ttyS0 quiet loglevel=1 panic=-1 spindle.agent=ttyS0';
+// no_timer_check: see tests/lib/qemu.ts (a slow TCG boot must not fail the IO-APIC timer check).
+export const GUEST_CMDLINE = 'console=ttyS0 quiet loglevel=1 panic=-1 spindle.agent=ttyS0 no_timer_check';
 
 export async function guestBoot(): Promise<{ kind: 'kernel'; kernel: string; initrd: string; cmdline: string }> {
   const image = await buildGuestImage();

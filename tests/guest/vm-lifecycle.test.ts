@@ -12,6 +12,7 @@ import { QmpClient } from '../../electron/host/vm/qmp.js';
 import { methods, type VmInfo } from '../../electron/shared/api.js';
 import { SpindleError } from '../../electron/shared/errors.js';
 import { guestBoot, GuestAgent } from './vm-guest.js';
+import { waitFor } from '../lib/wait.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'spindle-vmlife-'));
 const env = { ...process.env, XDG_CONFIG_HOME: join(dir, 'cfg'), XDG_RUNTIME_DIR: join(dir, 'run') };
@@ -71,7 +72,7 @@ test('QMP client against real QEMU: greeting, query-status, events, errors', asy
     { stdio: 'ignore' },
   );
   try {
-    for (let i = 0; i < 100 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 50));
+    await waitFor(() => existsSync(sock), { timeoutMs: 60_000, what: `QEMU's QMP socket ${sock}` });
     const qmp = await QmpClient.connect(sock);
     assert.ok(qmp.greeting && 'QMP' in qmp.greeting);
     assert.deepEqual(await qmp.execute('query-status'), { status: 'prelaunch', singlestep: false, running: false });

@@ -13,6 +13,7 @@ import { ServedDisk } from '../../electron/host/vm/served-disk.js';
 import { attachLoop, makeFile } from '../lib/loop.js';
 import { runLoadgen } from '../../electron/tools/loadgen.js';
 import { guestBoot, GuestAgent } from './vm-guest.js';
+import { waitFor } from '../lib/wait.js';
 
 const MiB = 1 << 20;
 const dir = mkdtempSync(join(tmpdir(), 'spindle-vmmgr-'));
@@ -187,8 +188,11 @@ test('two disks written and verified, hot-plug, live aio switch under fio verify
         `${disk}: a stranger is not served`,
       );
       const refusal = `${disk}: vhost-user ${join(runDir, `${disk}.sock`)}: refused a frontend connection from pid ${process.pid} (uid ${process.getuid!()}): not the process this disk belongs to`;
-      for (let i = 0; i < 100 && !diskLines.includes(refusal); i++) await new Promise((r) => setTimeout(r, 20));
-      assert.ok(diskLines.includes(refusal), `${disk}: refusal logged: ${diskLines.join('\n')}`);
+      await waitFor(() => diskLines.includes(refusal), {
+        timeoutMs: 30_000,
+        what: `${disk}: the refusal to be logged`,
+        detail: () => diskLines.join('\n'),
+      });
     }
     assert.equal(await guestMd5(ga, hotDev, 4), md5Hot, 'the guest still reads its disk after the refused stranger');
 

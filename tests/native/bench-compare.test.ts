@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { writeFileSync, truncateSync, readFileSync, readdirSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { apiSetup, rejectsWith } from '../lib/api.js';
+import { within } from '../lib/wait.js';
 import { createBenchLayer } from '../../electron/api/bench-api.js';
 import type { Result, TopicEvent, VmInfo } from '../../electron/shared/api.js';
 
@@ -26,14 +27,20 @@ function image(dir: string, name: string, bytes: number): string {
 async function runToEnd(router: ReturnType<typeof setup>['router'], params: unknown, onEvent?: (e: Progress, id: string) => void) {
   const { benchId } = (await router.call('bench.start', params)) as { benchId: string };
   const events: Progress[] = [];
-  await new Promise<void>((resolve) => {
-    const off = router.subscribe('bench.progress', { benchId }, (e) => {
+  let off = (): void => {};
+  const ended = new Promise<void>((resolve) => {
+    off = router.subscribe('bench.progress', { benchId }, (e) => {
       const p = e as Progress;
       events.push(p);
       onEvent?.(p, benchId);
       if (p.state !== 'running') { off(); resolve(); }
     });
   });
+  try {
+    await within(ended, { timeoutMs: 300_000, what: `comparison ${benchId} to end`, detail: () => `last progress: ${JSON.stringify(events.at(-1))}` });
+  } finally {
+    off();
+  }
   return { benchId, events, result: (await router.call('bench.result', { benchId })) as BenchResult };
 }
 
@@ -145,9 +152,12 @@ test("a running VM's disk is refused with the reason; once stopped it is measure
 test('closing the backend cancels a comparison in progress and stops its disk server', async () => {
   const s = setup();
   const { benchId } = (await s.router.call('bench.start', { target: { kind: 'scratch' }, bytesPerRun: 1 << 30 })) as { benchId: string };
-  await new Promise<void>((resolve) => {
-    const off = s.router.subscribe('bench.progress', { benchId }, (e) => { if ((e as Progress).step) { off(); resolve(); } });
-  });
+  await within(
+    new Promise<void>((resolve) => {
+      const off = s.router.subscribe('bench.progress', { benchId }, (e) => { if ((e as Progress).step) { off(); resolve(); } });
+    }),
+    { timeoutMs: 120_000, what: 'the first step of the comparison' },
+  );
   await s.cleanup(); // resolves only once the run has ended
   const result = (await s.router.call('bench.result', { benchId })) as BenchResult;
   assert.equal(result.state, 'cancelled');

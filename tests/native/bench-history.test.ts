@@ -9,16 +9,20 @@ import { join } from 'node:path';
 import { createBackend } from '../../electron/api/backend.js';
 import { methods, type Result, type TopicEvent } from '../../electron/shared/api.js';
 import { apiSetup } from '../lib/api.js';
+import { within } from '../lib/wait.js';
 
 type BenchResult = Result<'bench.result'>;
 
 async function runToEnd(router: { call(m: string, p: unknown): Promise<unknown>; subscribe(t: string, p: unknown, l: (e: unknown) => void): () => void }, params: unknown): Promise<BenchResult> {
   const { benchId } = (await router.call('bench.start', params)) as { benchId: string };
-  await new Promise<void>((resolve) => {
-    const off = router.subscribe('bench.progress', { benchId }, (e) => {
-      if ((e as TopicEvent<'bench.progress'>).state !== 'running') { off(); resolve(); }
-    });
-  });
+  await within(
+    new Promise<void>((resolve) => {
+      const off = router.subscribe('bench.progress', { benchId }, (e) => {
+        if ((e as TopicEvent<'bench.progress'>).state !== 'running') { off(); resolve(); }
+      });
+    }),
+    { timeoutMs: 300_000, what: `comparison ${benchId} to end` },
+  );
   return (await router.call('bench.result', { benchId })) as BenchResult;
 }
 

@@ -10,7 +10,10 @@ import { BlockBackend } from '../../electron/dataplane/block/backend.js';
 import { DiskCounters } from '../../electron/dataplane/block/stats.js';
 import { AioEngine, SubmissionQueue } from '../../electron/dataplane/block/engine.js';
 import { makeFile, tempDir } from '../lib/loop.js';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { OPS, rng } from './engine-helpers.js';
+import { waitFor, within } from '../lib/wait.js';
 
 const ENGINES = ['threads', 'native', 'io_uring'] as const;
 
@@ -45,7 +48,7 @@ test('10,000 mixed requests in flight complete exactly once, per engine', async 
       }
       b.submit();
       assert.ok(b.inFlight > 0);
-      await all;
+      await within(all, { timeoutMs: 120_000, what: `${aio}: all ${N} completions`, detail: () => `${completions} arrived` });
       assert.equal(failures, 0, `${aio}: no request failed`);
       assert.ok(seen.every((n) => n === 1), `${aio}: every tag completed exactly once`);
       assert.equal(b.inFlight, 0);
@@ -100,10 +103,15 @@ test('an engine destroyed or dropped with I/O in flight neither crashes nor lose
       (e as unknown as { native: { destroy(): void } }).native.destroy();
       // Dropped: the native object keeps itself and its buffers alive until its I/O completes.
       start();
-      for (let i = 0; i < 5; i++) { gc(); await new Promise((r) => setTimeout(r, 20)); }
-      await new Promise((r) => setTimeout(r, 200));
-      gc();
-      assert.equal(delivered, 1000, `${aio}: the dropped engine still delivered its completions`);
+      // Collect while its I/O is in flight, until every completion has been delivered.
+      await waitFor(
+        () => {
+          gc();
+          return delivered === 1000;
+        },
+        { timeoutMs: 60_000, intervalMs: 20, what: `${aio}: the dropped engine to deliver its 1000 completions`, detail: () => `${delivered} delivered` },
+      );
+      assert.equal(delivered, 1000, `${aio}: the dropped engine delivered each completion once`);
     } finally {
       closeSync(fd);
     }
@@ -126,11 +134,12 @@ function fixtureWorker(path: string, aio: (typeof ENGINES)[number], mode: 'verif
 
 /** The worker's first report; a worker that fails or exits before it is an error. */
 function firstMessage<T>(w: Worker): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
+  const first = new Promise<T>((resolve, reject) => {
     w.once('message', resolve);
     w.once('error', reject);
     w.once('exit', (code) => reject(new Error(`worker exited with ${code} before reporting`)));
   });
+  return within(first, { timeoutMs: 60_000, what: "the worker's first report" });
 }
 
 test('an engine inside a worker_thread works, its counters readable from the main thread', async (t) => {
@@ -139,7 +148,7 @@ test('an engine inside a worker_thread works, its counters readable from the mai
     const { w, counters } = fixtureWorker(path, aio, 'verify');
     const exited = new Promise((r) => w.once('exit', r));
     const msg = await firstMessage<{ ok: boolean }>(w);
-    await exited;
+    await within(exited, { timeoutMs: 60_000, what: `${aio}: the worker to exit after reporting` });
     assert.equal(msg.ok, true, `${aio}: data read back in the worker`);
     const s = counters.snapshot();
     assert.equal(s.write.ops, 50);
@@ -154,7 +163,24 @@ test('terminating a worker with I/O in flight does not crash the process', async
     const { w, counters } = fixtureWorker(path, aio, 'abandon');
     const msg = await firstMessage<{ inFlight: number }>(w);
     assert.ok(msg.inFlight > 0);
-    await w.terminate();
+    await within(w.terminate(), { timeoutMs: 60_000, what: `${aio}: terminate() of a worker with I/O in flight` });
     assert.equal(counters.inFlight, 0, `${aio}: the worker's engine drained before its thread went away`);
+  }
+});
+
+// Found under load: a completion arriving while a worker was being terminated made the addon build
+// an Error from no exception, which aborted the whole process ("Error::Error
+// napi_define_properties"); and a worker's exit could unload the addon under its own pending uv
+// close callbacks (SIGSEGV) when the main thread had not loaded it. In a child process, so a crash
+// is a failure that shows its output, not the end of this file.
+test('terminating workers with I/O in flight, 10 times per engine, never aborts the process', async (t) => {
+  const path = workerImage(t);
+  const fixture = fileURLToPath(new URL('./engine-terminate-fixture.js', import.meta.url));
+  for (const who of ['main', 'workers-only']) {
+    const r = spawnSync(process.execPath, [fixture, path, '10', who], { encoding: 'utf8', timeout: 240_000, killSignal: 'SIGKILL' });
+    assert.ok(
+      r.status === 0 && /survived/.test(r.stdout),
+      `addon loaded by ${who}: exit ${r.status} signal ${r.signal}${r.error ? ` (${r.error.message})` : ''}\n${r.stdout}${r.stderr}`.slice(0, 3000),
+    );
   }
 });

@@ -2,6 +2,7 @@
 // completion tracker over BlockBackend's zero-copy batch API.
 import { BlockBackend } from '../../electron/dataplane/block/backend.js';
 import { BlockOp } from '../../electron/dataplane/block/types.js';
+import { within } from '../lib/wait.js';
 
 export function rng(seed: number): () => number {
   let s = seed >>> 0 || 1;
@@ -42,8 +43,14 @@ export class Completions {
     };
   }
 
-  expect(tag: number): Promise<number> {
-    return new Promise((resolve) => this.waiters.set(tag, resolve));
+  /** The result of `tag`, or a failure naming it if it does not complete within `timeoutMs`. */
+  expect(tag: number, timeoutMs = 60_000): Promise<number> {
+    const done = this.seen.get(tag);
+    if (done !== undefined) return Promise.resolve(done);
+    return within(
+      new Promise<number>((resolve) => this.waiters.set(tag, resolve)),
+      { timeoutMs, what: `the completion of tag ${tag}`, detail: () => `${this.seen.size} completions seen so far` },
+    );
   }
 }
 

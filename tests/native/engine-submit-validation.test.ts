@@ -11,6 +11,7 @@ import { AioEngine, SubmissionQueue } from '../../electron/dataplane/block/engin
 import { BlockOp } from '../../electron/dataplane/block/types.js';
 import type { AioMode } from '../../electron/shared/modes.js';
 import { makeFile, tempDir } from '../lib/loop.js';
+import { waitFor } from '../lib/wait.js';
 
 const EINVAL = -22;
 const EFAULT = -14;
@@ -66,7 +67,7 @@ for (const kind of ['threads', 'native', 'io_uring'] as AioMode[]) {
       q.segment(77, 0, 4096);
       engine.submit(q);
       const want = BAD.length + 3;
-      for (let i = 0; i < 500 && results.size < want; i++) await new Promise((r) => setTimeout(r, 10));
+      await waitFor(() => results.size >= want, { timeoutMs: 60_000, what: `${want} completions`, detail: () => `${results.size} arrived` });
       assert.equal(results.size, want, 'every record completed once');
       for (const [tag, what] of BAD) assert.equal(results.get(tag), EINVAL, `${what}: EINVAL`);
       assert.equal(results.get(3), EFAULT, 'unknown buffer: EFAULT');

@@ -10,6 +10,7 @@ import { AIO_MODES } from '../../electron/shared/modes.js';
 import { AioEngine, SubmissionQueue } from '../../electron/dataplane/block/engine.js';
 import { attachLoop, makeFile, tempDir } from '../lib/loop.js';
 import { OPS, pattern, rng } from './engine-helpers.js';
+import { waitFor } from '../lib/wait.js';
 
 const REGION = 256 << 10;
 
@@ -117,18 +118,16 @@ for (const aio of AIO_MODES) {
     const path = makeFile(`${dir.path}/disk.img`, size, { written: true });
     const fd = openSync(path, constants.O_RDWR | constants.O_DIRECT);
     const results = new Map<number, number>();
-    let wake: (() => void) | null = null;
     const e = new AioEngine({
       kind: aio, fd, isBlock: false, alignment: 4096,
       onComplete: (tags, res, n) => {
         for (let i = 0; i < n; i++) results.set(tags[i]!, res[i]!);
-        wake?.();
       },
     });
     const q = new SubmissionQueue();
     const run = async (tags: number[]): Promise<number[]> => {
       e.submit(q);
-      while (!tags.every((tag) => results.has(tag))) await new Promise<void>((r) => (wake = r));
+      await waitFor(() => tags.every((tag) => results.has(tag)), { timeoutMs: 60_000, what: `${aio}: completions of tags ${tags.join(', ')}` });
       return tags.map((tag) => results.get(tag)!);
     };
     try {

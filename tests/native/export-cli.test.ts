@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runLoadgen } from '../../electron/tools/loadgen.js';
 import { attachLoop, makeFile } from '../lib/loop.js';
+import { waitFor } from '../lib/wait.js';
 
 const bin = fileURLToPath(new URL('../../../bin/spindle.js', import.meta.url));
 
@@ -20,7 +21,7 @@ function startExport(args: string[]) {
   child.stderr.on('data', (d) => (stderr += d));
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   const ready = (async () => {
-    for (let i = 0; i < 1000 && !/^ready /m.test(stdout) && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 10));
+    await waitFor(() => /^ready /m.test(stdout) || child.exitCode !== null, { timeoutMs: 60_000, intervalMs: 10, what: 'export to print ready', detail: () => stderr });
     assert.match(stdout, /^ready /m, `export did not get ready: ${stderr}`);
   })();
   return { child, ready, exited, out: () => stdout, err: () => stderr };

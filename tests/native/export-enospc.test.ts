@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runLoadgen, type LoadgenOptions } from '../../electron/tools/loadgen.js';
 import { makeFile, mountFs } from '../lib/loop.js';
+import { within } from '../lib/wait.js';
 
 const bin = fileURLToPath(new URL('../../../bin/spindle.js', import.meta.url));
 const MiB = 1 << 20;
@@ -141,7 +142,10 @@ test('SIGTERM sent the moment `ready` is read, 40 times: always drained, stats p
         }
       });
       child.stderr.on('data', (d) => (stderr += d));
-      const exit = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.once('close', (code, signal) => r({ code, signal })));
+      const exit = await within(
+        new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.once('close', (code, signal) => r({ code, signal }))),
+        { timeoutMs: 60_000, what: `round ${i}: spindle export to exit after SIGTERM`, detail: () => stderr },
+      );
       assert.ok(sent, `round ${i}: ready was printed (${stderr})`);
       assert.deepEqual(exit, { code: 0, signal: null }, `round ${i}: drained and exited 0, not killed by the signal (${stderr})`);
       assert.match(stdout, /^stats \{.*"inFlight":0/m, `round ${i}: stats printed`);

@@ -16,6 +16,7 @@ import { DiskServer, type DiskSpec } from '../../electron/host/disks/disk-server
 import { DiskFaultWatch, type DiskFault } from '../../electron/host/disks/fault-watch.js';
 import { runLoadgen, type LoadgenOptions } from '../../electron/tools/loadgen.js';
 import { attachLoop, makeFile, mountFs, tempDir, type LoopDevice, type MountedFs } from '../lib/loop.js';
+import { waitFor } from '../lib/wait.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const load = (socket: string, o: Partial<LoadgenOptions> = {}): LoadgenOptions => ({
@@ -151,8 +152,10 @@ test('a loop device detached (losetup -d) under a running disk: the kernel defer
     assert.match(f[0]!.reason, new RegExp(`^The loop device /dev/${name} \\(over .*backing\\.img\\) was detached on the host; it keeps working until this disk stops, then it disappears\\.$`));
     await ds.stop();
     ds = null;
-    for (let i = 0; i < 50 && existsSync(`/sys/class/block/${name}/loop/backing_file`); i++) await sleep(20);
-    assert.ok(!existsSync(`/sys/class/block/${name}/loop/backing_file`), 'the kernel released the loop device once the disk closed it');
+    await waitFor(() => !existsSync(`/sys/class/block/${name}/loop/backing_file`), {
+      timeoutMs: 30_000,
+      what: 'the kernel to release the loop device once the disk closed it',
+    });
     await neighbourCheck(good, 24);
   } finally {
     await ds?.stop();

@@ -13,6 +13,7 @@ import { attachLoop, makeFile, mountFs, tempDir } from '../lib/loop.js';
 import { killOnExit, stopChild } from '../lib/proc.js';
 import { startQsd } from '../lib/qsd.js';
 import { crashIoThread, useTestIoThread } from '../lib/io-thread-hooks.js';
+import { within } from '../lib/wait.js';
 
 useTestIoThread();  // crashIoThread below
 
@@ -237,7 +238,10 @@ test('a live mode switch and an IOThread restart keep the image locked: qemu-io 
       let output = '';
       child.stdout.on('data', (d) => (output += d));
       child.stderr.on('data', (d) => (output += d));
-      const status = await new Promise<number | null>((r) => child.once('close', (code) => r(code)));  // after its output
+      const status = await within(
+        new Promise<number | null>((r) => child.once('close', (code) => r(code))), // after its output
+        { timeoutMs: 120_000, what: 'qemu-io to exit', detail: () => output },
+      );
       attempts.push({ status, output });
     }
   })();

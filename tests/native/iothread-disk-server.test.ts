@@ -15,6 +15,7 @@ import { DriverRing } from '../../electron/tools/driver-ring.js';
 import { VIRTIO_F_VERSION_1 } from '../../electron/dataplane/virtio/virtio-blk.js';
 import { makeFile } from '../lib/loop.js';
 import { crashIoThread, useTestIoThread } from '../lib/io-thread-hooks.js';
+import { waitFor } from '../lib/wait.js';
 
 useTestIoThread();  // crashIoThread below
 
@@ -85,7 +86,7 @@ test('a failure in one disk\'s worker is an event; the other disk and the main t
     const events: DiskEvent[] = [];
     a.on('event', (e) => events.push(e));
     await crashIoThread(a);
-    await until(() => a.failed !== null);
+    await until(() => a.failed !== null, 'disk a to be marked failed');
     assert.match(a.failed!, /the disk's I\/O thread failed: crash requested by a test/);
     assert.ok(events.some((e) => e.kind === 'failed'));
     void failed;
@@ -119,11 +120,10 @@ test('a crashed worker is restarted on the same socket with the same counters an
     for (let round = 1; round <= 3; round++) {
       await crashIoThread(a);
       if (round === 1) {
-        await until(() => fe.isClosed);
-        assert.ok(fe.isClosed, 'the frontend connection was left open by the dead worker');
+        await until(() => fe.isClosed, 'the dead worker\'s frontend connection to close');
         fe.close();
       }
-      await until(() => events.filter((e) => e.kind === 'restarted').length === round);
+      await until(() => events.filter((e) => e.kind === 'restarted').length === round, `restart ${round}`);
       assert.equal(a.failed, null, 'a restarted disk is not failed');
       assert.equal(a.recovery.restarts, round);
       assert.deepEqual(a.currentModes, { aio: 'io_uring', cache: 'none', nowait: 'off' }, 'the live switch survives the restart');
@@ -153,9 +153,9 @@ test('a worker that keeps crashing is given up after the policy\'s restarts: fai
   const a = await DiskServer.start(disk(dir, 'a', { queues: 1 }), { maxRestarts: 2, windowMs: 60_000 });
   try {
     for (let i = 0; i < 3; i++) {
-      await until(() => !a.failed && a.recovery.restarts === i);
+      await until(() => !a.failed && a.recovery.restarts === i, `restart ${i} to complete`);
       await crashIoThread(a);
-      await until(() => a.recovery.restarts === i + 1 || a.failed !== null);
+      await until(() => a.recovery.restarts === i + 1 || a.failed !== null, `crash ${i + 1} to restart or fail the disk`);
     }
     assert.match(a.failed ?? '', /restarted 2 times within 60 s, so it stays stopped/);
     await assert.rejects(a.pause(), /This disk has stopped/);
@@ -175,9 +175,8 @@ test('start refuses a missing file and an impossible mode with the backend\'s se
   }
 });
 
-async function until(cond: () => boolean): Promise<void> {
-  for (let i = 0; i < 400 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
-}
+/** Waits for `cond` (60 s: restarts on a loaded machine take a while), failing with `what`. */
+const until = (cond: () => boolean, what: string): Promise<true> => waitFor(cond, { timeoutMs: 60_000, what });
 
 test('a crashed worker leaves no fd behind: disk, guest memory, eventfds and sockets are closed by the supervisor', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'spindle-iot-'));
@@ -199,12 +198,15 @@ test('a crashed worker leaves no fd behind: disk, guest memory, eventfds and soc
       if (got.features & F_PROTOCOL_FEATURES) await fe.enableVring(0, true);
       await fe.getConfig(0, 8);
       await crashIoThread(a);
-      await until(() => events.filter((e) => e.kind === 'restarted').length === round);
-      await until(() => fe.isClosed);
+      await until(() => events.filter((e) => e.kind === 'restarted').length === round, `restart ${round}`);
+      await until(() => fe.isClosed, 'the dead worker\'s frontend connection to close');
       fe.close();
       VhostUserFrontend.freeMemory(mem);
-      await until(() => openFds() === baseline);
-      assert.equal(openFds(), baseline, `round ${round}: as many fds open as before the frontend came and the worker crashed`);
+      await waitFor(() => openFds() === baseline, {
+        timeoutMs: 60_000,
+        what: `round ${round}: as many fds open as before the frontend came and the worker crashed (${baseline})`,
+        detail: () => `${openFds()} open`,
+      });
     }
     const r = await runLoadgen(load(a.spec.socketPath, { verify: true, size: 1 << 20 }));
     assert.equal(r.verify?.mismatches, 0, 'the restarted worker serves');

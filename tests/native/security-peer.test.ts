@@ -14,6 +14,7 @@ import { DiskServer, type DiskEvent, type DiskSpec } from '../../electron/host/d
 import { runLoadgen, type LoadgenOptions } from '../../electron/tools/loadgen.js';
 import { SpindleError } from '../../electron/shared/errors.js';
 import { makeFile } from '../lib/loop.js';
+import { waitFor, within } from '../lib/wait.js';
 
 const BIN = resolve(import.meta.dirname, '../../../bin/spindle.js');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -21,8 +22,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Worker events cross a thread: the socket can close here before the log line arrives. */
 async function logged(events: DiskEvent[], re: RegExp | string): Promise<boolean> {
   const hit = () => events.some((e) => e.kind === 'log' && (typeof re === 'string' ? e.line.includes(re) : re.test(e.line)));
-  for (let i = 0; i < 50 && !hit(); i++) await sleep(20);
-  return hit();
+  return waitFor(hit, { timeoutMs: 30_000, what: `a log line ${String(re)}`, detail: () => JSON.stringify(events) });
 }
 
 function disk(dir: string, o: Partial<DiskSpec> = {}): DiskSpec {
@@ -63,7 +63,10 @@ function frontendProcess(socket: string): { child: ChildProcess; done: Promise<{
   let out = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (out += d));
-  const done = once(child, 'exit').then(([code]) => ({ code: code as number | null, out }));
+  const done = within(once(child, 'exit'), { timeoutMs: 120_000, what: 'the loadgen frontend process to exit', detail: () => out }).then(([code]) => ({
+    code: code as number | null,
+    out,
+  }));
   return { child, done };
 }
 
@@ -152,7 +155,7 @@ test('real QEMU: spawned after its disk listens, held until expectPeer(pid), the
   assert.equal(events.filter((e) => e.kind === 'connected').length, 0);
 
   await ds.expectPeer(qemu.pid!);
-  for (let i = 0; i < 250 && !events.some((e) => e.kind === 'connected'); i++) await sleep(20);
+  await waitFor(() => events.some((e) => e.kind === 'connected'), { timeoutMs: 60_000, what: 'QEMU to connect' });
   assert.deepEqual(events.filter((e) => e.kind === 'connected').map((e) => (e as { pid: number | null }).pid), [qemu.pid]);
   await sleep(700); // QEMU would exit if the device failed to realize
   assert.equal(qemu.exitCode, null, `QEMU exited: ${stderr}`);

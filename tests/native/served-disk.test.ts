@@ -13,6 +13,7 @@ import { StatsSampler } from '../../electron/host/stats/sampler.js';
 import { IoUringWorkerCpu } from '../../electron/host/proc/thread-cpu.js';
 import { runLoadgen, type LoadgenOptions } from '../../electron/tools/loadgen.js';
 import { makeFile } from '../lib/loop.js';
+import { waitFor } from '../lib/wait.js';
 
 const load = (socket: string, o: Partial<LoadgenOptions> = {}): LoadgenOptions => ({
   socket, rw: 'randrw', bs: 4096, iodepth: 8, queues: 1, runtimeSec: 0.3, size: 0,
@@ -77,10 +78,21 @@ test('io_uring workers the kernel starts for a disk\'s IOThread (iou-wrk-<tid>) 
           uring.seconds();
         } catch { /* thread exited */ }
       }
-    }, 20);
-    const r = await runLoadgen(load(disk.server.spec.socketPath, { rw: 'randwrite', iodepth: 32, runtimeSec: 0.5 }));
-    clearInterval(poll);
-    assert.equal(r.errors, 0);
+    }, 5);
+    // io-wq workers are short-lived: keep the load going until the poll has caught them at work
+    // (a loaded machine may need more than one run), with a deadline.
+    try {
+      await waitFor(
+        async () => {
+          const r = await runLoadgen(load(disk.server.spec.socketPath, { rw: 'randwrite', iodepth: 32, runtimeSec: 0.5 }));
+          assert.equal(r.errors, 0);
+          return seen.size > 0 && uring.seconds() > 0;
+        },
+        { timeoutMs: 120_000, what: 'an iou-wrk worker of the IOThread to be seen using CPU', detail: () => `seen: ${[...seen].join(', ') || 'none'}` },
+      );
+    } finally {
+      clearInterval(poll);
+    }
     assert.deepEqual([...seen], [`iou-wrk-${disk.server.threadTid}`], 'the workers are named after the IOThread');
     assert.ok(uring.seconds() > 0, 'their CPU is counted (and kept after they exit)');
   } finally {

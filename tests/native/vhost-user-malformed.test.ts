@@ -3,7 +3,7 @@
 // never crashes, the server accepts the next frontend, and another disk's server is untouched.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { VhostUserServer } from '../../electron/dataplane/vhost-user/server.js';
@@ -12,6 +12,7 @@ import { encodeMemTable, encodeMessage, encodeState, encodeU64, encodeVringAddr 
 import { FLAG_NEED_REPLY, FLAG_REPLY, HEADER_SIZE, Request } from '../../electron/dataplane/vhost-user/protocol.js';
 import { posix, closeQuietly } from '../../electron/dataplane/native/posix.js';
 import { RecordingDevice } from './vhost-user-double.js';
+import { sleep, waitFor } from '../lib/wait.js';
 
 const ALL = (1n << 64n) - 1n;
 let dir: string;
@@ -91,12 +92,15 @@ async function expectClosed(reason: RegExp, build: (peer: RawPeer) => void): Pro
     peer.close();
   }
   await assertServesNextFrontend();
-  for (let i = 0; i < 200 && victim.server.connected; i++) await new Promise((r) => setTimeout(r, 5));
+  await victimIdle();
 }
+
+/** The victim server has no frontend (the last one's close has been seen). */
+const victimIdle = (): Promise<true> => waitFor(() => !victim.server.connected, { timeoutMs: 30_000, what: 'the victim server to see its frontend go' });
 
 /** Once the bad peer is gone, the server answers a well-behaved frontend. */
 async function assertServesNextFrontend(): Promise<void> {
-  for (let i = 0; i < 200 && victim.server.connected; i++) await new Promise((r) => setTimeout(r, 5));
+  await victimIdle();
   const fe = VhostUserFrontend.connect(victim.path);
   try {
     assert.equal(await fe.getQueueNum(), 2);
@@ -220,7 +224,7 @@ test('vring addresses outside the memory table: only that ring is refused, the c
     victim.server.off('broken', onBroken);
     fe.close();
     VhostUserFrontend.freeMemory(mem);
-    for (let i = 0; i < 200 && victim.server.connected; i++) await new Promise((r) => setTimeout(r, 5));
+    await victimIdle();
   }
 });
 
@@ -236,17 +240,28 @@ test('GET_CONFIG past the config space gets the protocol\'s empty error reply; t
     assert.equal(new DataView(q.buffer).getBigUint64(0, true), 2n);
   } finally {
     peer.close();
-    for (let i = 0; i < 200 && victim.server.connected; i++) await new Promise((r) => setTimeout(r, 5));
+    await victimIdle();
   }
 });
 
-test('a frontend that disconnects mid-message leaves no trace', async () => {
+test('a frontend that disconnects mid-message leaves no trace: no fd kept, the next frontend is served', async () => {
+  await victimIdle();
+  const openFds = (): number => readdirSync('/proc/self/fd').length;
+  const baseline = openFds();
   const efd = posix.eventfdCreate();
   const peer = new RawPeer();
   const full = encodeMessage(Request.SET_MEM_TABLE, 0, encodeMemTable([{ guestAddr: 0, size: 4096, frontendAddr: 0x1000, mmapOffset: 0 }]));
   posix.sendMsg(peer.fd, full, 0, 20, [efd]);
-  await new Promise((r) => setTimeout(r, 20));
+  // First the positive thing: the server took the connection (and with it the fd in flight).
+  await waitFor(() => victim.server.connected, { timeoutMs: 30_000, what: 'the server to accept the half-sent message' });
+  await sleep(20);
   peer.close();
   posix.closeFd(efd);
+  await victimIdle();
+  await waitFor(() => openFds() === baseline, {
+    timeoutMs: 30_000,
+    what: `the fd count to return to ${baseline} (the half-sent message's eventfd and the connection closed)`,
+    detail: () => `${openFds()} open`,
+  });
   await assertServesNextFrontend();
 });

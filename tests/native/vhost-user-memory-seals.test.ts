@@ -14,6 +14,7 @@ import { inflightQueueRegionSize } from '../../electron/dataplane/vhost-user/inf
 import { posix, closeQuietly } from '../../electron/dataplane/native/posix.js';
 import { makeFile, tempDir } from '../lib/loop.js';
 import { spawnTwoDiskProcess, type TwoDiskProcess } from '../lib/two-disk-process.js';
+import { waitFor } from '../lib/wait.js';
 
 const ALL = (1n << 64n) - 1n;
 const MEM = 1 << 16;
@@ -56,7 +57,7 @@ async function survives(attack: (socket: string) => Promise<() => void>, refusal
     const proc = p;
     const b = await runLoadgen(verified(p.sockets.b)).catch(async (err: Error) => {
       // Say how the process ended if that is why disk b stopped (its exit may lag the refused connection).
-      for (let i = 0; i < 100 && !proc.ended(); i++) await new Promise((r) => setTimeout(r, 20));
+      await waitFor(() => proc.ended(), { timeoutMs: 10_000, what: 'the process to end' }).catch(() => undefined); // only to say how it ended
       throw new Error(`disk b stopped serving (the process: ${proc.ended() ?? 'still running'}): ${err.message}\n${proc.output()}`);
     });
     assert.equal(p.ended(), null, `the process serving both disks died (${p.ended()}):\n${p.output()}`);

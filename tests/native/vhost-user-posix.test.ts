@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync, fstatSync, readFileSync, readSync, writeSync, open
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { posix, POLL_READABLE, closeQuietly } from '../../electron/dataplane/native/posix.js';
+import { within } from '../lib/wait.js';
 
 test('sendMsg/recvMsg carry bytes and file descriptors over a socket pair', () => {
   const [a, b] = posix.socketPair();
@@ -90,7 +91,7 @@ test('watchFd drains an eventfd natively and reports its counter; stop() is idem
   const efd = posix.eventfdCreate();
   const seen: number[] = [];
   let watch: ReturnType<typeof posix.watchFd> | undefined;
-  await new Promise<void>((resolve) => {
+  await within(new Promise<void>((resolve) => {
     watch = posix.watchFd(efd, POLL_READABLE, (events, value) => {
       assert.equal(events & POLL_READABLE, POLL_READABLE);
       seen.push(value);
@@ -98,7 +99,7 @@ test('watchFd drains an eventfd natively and reports its counter; stop() is idem
       else posix.eventfdWrite(efd, 7);
     }, true);
     posix.eventfdWrite(efd, 3);
-  });
+  }), { timeoutMs: 30_000, what: 'two eventfd wake-ups through watchFd' });
   watch!.stop();
   watch!.stop();
   assert.deepEqual(seen, [3, 7]);
@@ -182,10 +183,13 @@ test('the helpers work in a worker thread, and a worker that exits with live wat
     posix.eventfdWrite(efd, 9);
   `;
   const worker = new Worker(new URL(`data:text/javascript,${encodeURIComponent(code)}`));
-  const msg = await new Promise((resolve, reject) => {
-    worker.once('message', resolve);
-    worker.once('error', reject);
-  });
+  const msg = await within(
+    new Promise((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+    }),
+    { timeoutMs: 60_000, what: "the worker's report of its watch and mapping" },
+  );
   const { mfd, ...seen } = msg as { value: number; byte: number; mfd: number };
   assert.deepEqual(seen, { value: 9, byte: 42 });
   assert.equal(mappingsOf(`spindle-worker-map-${process.pid}`).length, 1);
@@ -197,6 +201,19 @@ test('the helpers work in a worker thread, and a worker that exits with live wat
   readSync(mfd, b, 0, 1, 0);
   assert.equal(b[0], 42, 'the write went to the file');
   posix.closeFd(mfd);
-  // Still alive here: the process did not abort on an open uv handle.
-  assert.ok(true);
+  // The process did not abort on the worker's open uv handle, and the addon still serves this
+  // thread's loop after the worker's teardown: a watch here sees its eventfd.
+  const efd = posix.eventfdCreate();
+  try {
+    const value = await within(
+      new Promise<number>((resolve) => {
+        const w = posix.watchFd(efd, POLL_READABLE, (_events, v) => (w.stop(), resolve(v)), true);
+        posix.eventfdWrite(efd, 5);
+      }),
+      { timeoutMs: 30_000, what: "the main thread's watch after the worker's teardown" },
+    );
+    assert.equal(value, 5);
+  } finally {
+    posix.closeFd(efd);
+  }
 });

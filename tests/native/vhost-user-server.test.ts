@@ -11,6 +11,7 @@ import { VhostUserFrontend } from '../../electron/tools/vhost-user-frontend.js';
 import { BACKEND_PROTOCOL_FEATURES, F_PROTOCOL_FEATURES } from '../../electron/dataplane/vhost-user/protocol.js';
 import { posix } from '../../electron/dataplane/native/posix.js';
 import { RecordingDevice } from './vhost-user-double.js';
+import { waitFor } from '../lib/wait.js';
 
 const ALL = (1n << 64n) - 1n;
 
@@ -31,8 +32,7 @@ function setup(numQueues = 2) {
 }
 
 const until = async (cond: () => boolean, what: string): Promise<void> => {
-  for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
-  assert.ok(cond(), `timed out waiting for ${what}`);
+  await waitFor(cond, { timeoutMs: 30_000, intervalMs: 5, what });
 };
 
 test('socket in a 0700 directory, mode 0600; negotiation, queue count and config space', async () => {

@@ -10,6 +10,7 @@ import { DiskCounters } from '../../electron/dataplane/block/stats.js';
 import { AioEngine, REQUEST_FLAG_FUA, SubmissionQueue } from '../../electron/dataplane/block/engine.js';
 import { makeFile, tempDir } from '../lib/loop.js';
 import { OPS, pattern } from './engine-helpers.js';
+import { within } from '../lib/wait.js';
 
 const WRITES = 24;
 const IO = 64 << 10;
@@ -30,7 +31,7 @@ async function writeBatch(b: BlockBackend, seed: number): Promise<Run> {
   b.registerBuffer(7, mem);
   const flush0 = b.counters.snapshot().flush.ops;
   const run: Run = { results: [], flushesAtBatch: [], flushes: 0, flushErrors: 0 };
-  await new Promise<void>((resolve) => {
+  const all = new Promise<void>((resolve) => {
     b.onComplete = (tags, results, count) => {
       for (let i = 0; i < count; i++) run.results[tags[i]!] = results[i]!;
       run.flushesAtBatch.push(b.counters.snapshot().flush.ops - flush0);
@@ -43,6 +44,7 @@ async function writeBatch(b: BlockBackend, seed: number): Promise<Run> {
     b.begin(WRITES, OPS.WriteZeroes, WRITES * IO, IO);
     b.submit();
   });
+  await within(all, { timeoutMs: 60_000, what: `${WRITES + 1} write-through completions`, detail: () => `${run.results.filter((r) => r !== undefined).length} arrived` });
   b.onComplete = null;
   b.unregisterBuffer(7);
   const s = b.counters.snapshot().flush;

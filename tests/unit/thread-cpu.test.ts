@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
 import { once } from 'node:events';
+import { within } from '../lib/wait.js';
 import { threadCpuSeconds, IoUringWorkerCpu, IoThreadCpu } from '../../electron/host/proc/thread-cpu.js';
 import { describeDiskEvent, effectOf } from '../../electron/host/vm/disk-events.js';
 
@@ -12,21 +13,24 @@ test('threadCpuSeconds follows one thread (not the process); a missing thread is
     const { parentPort } = require('node:worker_threads');
     const tid = Number(require('node:fs').readlinkSync('/proc/thread-self').split('/').pop());
     parentPort.postMessage(tid);
-    parentPort.on('message', () => { const end = Date.now() + 200; while (Date.now() < end); parentPort.postMessage('spun'); });
+    // Spin until this thread has used 0.2 s of CPU by its own clock (however long a loaded machine
+    // makes that take), so the reader has something to see.
+    const cpu = () => { const f = require('node:fs').readFileSync('/proc/thread-self/stat', 'utf8').split(') ')[1].split(' '); return Number(f[11]) + Number(f[12]); };
+    parentPort.on('message', () => { const start = cpu(); while (cpu() - start < 20); parentPort.postMessage('spun'); });
   `,
     { eval: true },
   );
   try {
-    const [tid] = (await once(w, 'message')) as [number];
+    const [tid] = (await within(once(w, 'message'), { timeoutMs: 60_000, what: 'the worker to report its tid' })) as [number];
     assert.notEqual(tid, process.pid);
     const io = new IoThreadCpu(tid);
     const a = threadCpuSeconds(tid)!;
     const ioA = io.seconds()!;
     const mainA = threadCpuSeconds(process.pid)!;
     w.postMessage('spin');
-    await once(w, 'message');
+    await within(once(w, 'message'), { timeoutMs: 120_000, what: 'the worker to spin for 20 ticks of CPU' });
     const b = threadCpuSeconds(tid)!;
-    assert.ok(b - a > 0.05, `the spinning thread gained CPU (${a} -> ${b})`);
+    assert.ok(b - a >= 0.15, `the spinning thread gained its 0.2 s of CPU (${a} -> ${b})`);
     assert.ok(io.seconds()! - ioA > 0.05, 'IoThreadCpu reads the same thread by its tid');
     assert.ok(threadCpuSeconds(process.pid)! - mainA < b - a, 'the main thread, which waited, gained less');
   } finally {

@@ -11,6 +11,7 @@ import { startServer, type RunningServer } from '../../electron/api/ws-server.js
 import type { ApiHandler } from '../../electron/api/session.js';
 import { SpindleError } from '../../electron/shared/errors.js';
 import { createServer as createUnixServer, type Server as NetServer } from 'node:net';
+import { waitFor } from '../lib/wait.js';
 
 let dir: string;
 let srv: RunningServer;
@@ -236,10 +237,10 @@ test('subscriptions are acknowledged, stream events, and stop on unsubscribe and
   assert.match((await c.until((m) => m.id === 12)).error.message, /no topic 'missing'/);
   assert.match((await c.until((m) => m.id === 10 && m.ok === false)).error.message, /already open/);
   ws.send(JSON.stringify({ kind: 'unsubscribe', id: 10 }));
-  for (let i = 0; i < 100 && stopped.length < 1; i++) await new Promise((r) => setTimeout(r, 10));
+  await waitFor(() => stopped.length >= 1, { timeoutMs: 30_000, what: 'the unsubscribed stream to stop' });
   assert.deepEqual(stopped, ['ticks']);
   ws.close();
-  for (let i = 0; i < 100 && stopped.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+  await waitFor(() => stopped.length >= 2, { timeoutMs: 30_000, what: "the closed socket's streams to stop" });
   assert.deepEqual(stopped, ['ticks', 'other']);
 });
 
@@ -259,7 +260,7 @@ test('the VNC path bridges bytes both ways to the VM display socket', async () =
     const hello = await c.until((m) => m.binary);
     assert.equal(hello.binary.toString(), 'RFB 003.008\n');
     ws.send(Buffer.from('RFB 003.008\n'));
-    for (let i = 0; i < 100 && !vncReceived.length; i++) await new Promise((r) => setTimeout(r, 10));
+    await waitFor(() => Buffer.concat(vncReceived).length >= 12, { timeoutMs: 30_000, what: 'the client version to reach the VNC socket' });
     assert.equal(Buffer.concat(vncReceived).toString(), 'RFB 003.008\n');
   } finally {
     ws.close();
