@@ -233,7 +233,7 @@ test('resize grows the disk (the L1 table too), shrinking is refused with a sent
   const a = seeded(SEED + 31).bytes(64 * 1024);
   await d.write(0, a);
   twin.write(0, a);
-  await assert.rejects(d.resize(512 * 1024), /only grows disks/);
+  await assert.rejects(d.resize(512 * 1024), /shrinking a disk is refused/);
   await d.resize(8 * MiB);
   assert.equal(d.sizeBytes, 8 * MiB);
   const b = seeded(SEED + 32).bytes(64 * 1024);

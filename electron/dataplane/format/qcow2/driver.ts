@@ -8,7 +8,7 @@
 // keeps the guest's queue depth.
 import { EventEmitter } from 'node:events';
 import { SpindleError } from '../../../shared/errors.js';
-import type { BlockBackend, BackendModes } from '../../block/backend.js';
+import { checkNewSize, type BlockBackend, type BackendModes } from '../../block/backend.js';
 import { FORMAT_SLOT } from '../../block/stats.js';
 import { BlockOp, type BlockDevice } from '../../block/types.js';
 import type { AioMode, CacheMode, NowaitMode } from '../../../shared/modes.js';
@@ -669,13 +669,7 @@ export class Qcow2Device extends EventEmitter implements BlockDevice {
   /** Grows the disk to `newSizeBytes` (header, L1 table); shrinking is refused. */
   async resize(newSizeBytes: number): Promise<void> {
     if (this.readOnly) throw new SpindleError('READ_ONLY', `${this.path} is open read-only; it cannot be resized.`);
-    if (!Number.isSafeInteger(newSizeBytes) || newSizeBytes % 512 !== 0)
-      throw new SpindleError('INVALID_ARGUMENT', `A disk size is a whole number of 512-byte sectors; ${newSizeBytes} is not.`);
-    if (newSizeBytes < this.sizeBytes)
-      throw new SpindleError(
-        'INVALID_ARGUMENT',
-        `${this.path} is ${this.sizeBytes} bytes; shrinking it to ${newSizeBytes} would cut off what the guest stored at the end, so Spindle only grows disks.`,
-      );
+    checkNewSize(this.path, this.sizeBytes, newSizeBytes); // the same rules and sentences as raw
     if (newSizeBytes === this.sizeBytes) return;
     const unlock = await this.image.lock.lock();
     try {
