@@ -126,6 +126,7 @@ async function killAt(
   m: KillMoment,
   handshake: Promise<string | null> | null,
   random: () => number,
+  guestBusy: () => Promise<void>,
 ): Promise<string> {
   const kill = (): void => {
     process.kill(server.pid, 'SIGKILL');
@@ -168,6 +169,9 @@ async function killAt(
     assert.match(output, /^stats \{/m, `no stats line after SIGTERM:\n${output}`);
     return `SIGTERM ${ms} ms into a live connection (exited in ${Date.now() - t0} ms)`;
   }
+  // A live kill is meant to find requests in flight: on a loaded machine the TCG guest can spend
+  // seconds between fio's requests (starting a pass, verifying), so wait until it has some out.
+  await guestBusy();
   kill();
   return `${ms} ms into a live connection`;
 }
@@ -237,6 +241,14 @@ describe('a disk server dies under a running guest, which does not notice (infli
     const moments: KillMoment[] = ['before-connect', 'handshake', 'live', 'stop'];
     const firstHandshakeKill = qemuFixesLostReconnect() ? 1 : LAST_INIT_MESSAGE;
     const schedule: string[] = [];
+    const guestBusy = async (): Promise<void> => {
+      await waitFor(async () => /[1-9]/.test(await g.runOk(`cat /sys/block/${dev}/inflight`)), {
+        timeoutMs: 120_000,
+        intervalMs: 0,
+        what: `the guest to have requests in flight on /dev/${dev}`,
+        detail: () => g.runOk('cat /tmp/loop-a.log'),
+      });
+    };
     try {
       // The first kill lands on the connection QEMU made at boot.
       let moment: KillMoment = 'live';
@@ -244,7 +256,7 @@ describe('a disk server dies under a running guest, which does not notice (infli
       for (let k = 0; k < KILLS; k++) {
         const running = await g.run('grep -q finished /tmp/loop-a.log');
         assert.notEqual(running.code, 0, `the fio loop ended before kill ${k + 1}:\n${await g.runOk('cat /tmp/loop-a.log')}`);
-        schedule.push(`${k + 1}: ${await killAt(exportA!, proxyA!, moment, handshake, random)}`);
+        schedule.push(`${k + 1}: ${await killAt(exportA!, proxyA!, moment, handshake, random, guestBusy)}`);
         exportOutputs.push((await exportA!.stop()).output);
         moment = k + 1 < KILLS ? moments[Math.floor(random() * moments.length)]! : 'live';
         const n = firstHandshakeKill + Math.floor(random() * (HANDSHAKE_MESSAGES - firstHandshakeKill + 1));

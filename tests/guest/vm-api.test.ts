@@ -79,7 +79,7 @@ test('vm.update, a live cache switch under fio verify, vm.reset and vm.delete on
     assert.ok(memKiB > 100 * 1024 && memKiB <= 200 * 1024, `the guest has the updated 200 MiB (MemTotal ${memKiB} kB)`);
     assert.equal((await g.runOk('grep -c ^processor /proc/cpuinfo')).trim(), '2', 'the guest has the updated 2 CPUs');
     // While running: memory is refused with the reason and changes nothing; a rename is allowed.
-    await assert.rejects(call('vm.update', { id, patch: { memoryMiB: 300 } }), /is running; shut it down to change memoryMiB/);
+    await assert.rejects(call('vm.update', { id, patch: { memoryMiB: 300 } }), /is running; shut it down to change the memory size/);
     assert.equal((await call('vm.get', { id })).config.memoryMiB, 200);
     assert.equal((await call('vm.update', { id, patch: { name: 'Api C3' } })).config.name, 'Api C3');
     // vm.delete while running is refused and deletes nothing.
