@@ -286,12 +286,10 @@ export async function inspect(path: string, opts: { probe?: boolean } = {}): Pro
     });
     const image = await diskImage(path, format, geo.sizeBytes, h.allocatedBytes);
     if (format === 'qcow2' && rec.safeForNative) {
-      // The file has no holes, but a qcow2 grows into new clusters: allocation is still ahead.
-      rec.safeForNative = false;
-      rec.reasons = rec.reasons.map((r) =>
-        r.startsWith('Safe for native')
-          ? `Not safe for native by itself: a qcow2 file grows as the guest writes new clusters, and an extending write can block io_submit; 'threads' is the safe choice unless the image was created fully preallocated.`
-          : r,
+      // A qcow2 grows as the guest writes new clusters, but Spindle's driver never lets a data
+      // write extend it: it grows the file ahead in chunks (write-zeroes, off io_submit) first.
+      rec.reasons.push(
+        "qcow2: Spindle's driver grows the file ahead in chunks (fallocate, never inside io_submit) before new clusters are written, so a growing image stays safe for native.",
       );
     }
     return {
