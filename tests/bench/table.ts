@@ -14,7 +14,7 @@ import type { AioMode, CacheMode, NowaitMode } from '../../electron/shared/modes
 import type { Workload } from '../../electron/tools/workload.js';
 import { parseExportStats, qsdServer, spindleExportServer, type DiskServerFactory } from '../guest/disk-server.js';
 import { makeFile, mountFs, tempDir, type MountedFs } from '../lib/loop.js';
-import { fmt, machineInfo, markdownTable, median, saveResults } from './lib/report.js';
+import { fmt, machineInfo, markdownTable, median, saveResults, updateReadme } from './lib/report.js';
 import { measure, requireSpindleCommands, shmLoopTarget, withServer, writtenAndSynced, type BenchTarget } from './lib/setup.js';
 
 const MiB = 1 << 20;
@@ -259,7 +259,21 @@ async function main(): Promise<void> {
     ),
   ].join('\n');
   const files = saveResults('table', { machine, args, sizeBytes: size, results }, md);
-  console.log(`\n${md}\n\nwritten: ${files.filter((f) => !f.includes('-latest')).join(', ')}`);
+  const written = files.filter((f) => !f.includes('-latest'));
+  console.log(`\n${md}\n\nwritten: ${written.join(', ')}`);
+  // A full run of every row is the README's table; a quick, partial or before/after run is not.
+  if (
+    !args.quick &&
+    !args.only &&
+    !args.baseline &&
+    updateReadme(
+      'table',
+      md,
+      written.find((f) => f.endsWith('.md'))!,
+    )
+  ) {
+    console.log('README.md: the performance table updated');
+  }
 }
 
 main().catch((err: unknown) => {

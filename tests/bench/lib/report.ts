@@ -1,8 +1,8 @@
 // Benchmark bookkeeping: medians, ratios, and writing JSON + markdown into bench/results/.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const median = (xs: number[]): number => {
@@ -97,4 +97,24 @@ export function benchArgs(
     runtimeSec: num('--runtime') ?? (quick ? defaults.quickRuntimeSec : defaults.runtimeSec),
     only,
   };
+}
+
+/**
+ * Puts `markdown` into the checkout's README between `<!-- bench:NAME -->` and
+ * `<!-- /bench:NAME -->`, with the result file it came from; false (README untouched) when the
+ * markers are missing. Only full runs do this: a --quick run is a smoke test, not a figure.
+ */
+export function updateReadme(name: string, markdown: string, resultFile: string): boolean {
+  const readme = resolve(resultsDir(), '..', '..', 'README.md');
+  if (!existsSync(readme)) return false;
+  const text = readFileSync(readme, 'utf8');
+  const open = `<!-- bench:${name} -->`;
+  const close = `<!-- /bench:${name} -->`;
+  const a = text.indexOf(open);
+  const b = text.indexOf(close);
+  if (a < 0 || b < a) return false;
+  // The result's own title becomes a sentence: the README has its own headings.
+  const body = markdown.replace(/^# (.*)\n/, (_m, title: string) => `${title}, from \`bench/results/${basename(resultFile)}\`:\n`);
+  writeFileSync(readme, `${text.slice(0, a + open.length)}\n\n${body.trim()}\n\n${text.slice(b)}`);
+  return true;
 }
