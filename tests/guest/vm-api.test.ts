@@ -140,7 +140,8 @@ test('vm.update, a live cache switch under fio verify, vm.reset and vm.delete on
     // ── Stop, then vm.delete: the VM and its file go, the disk image and its data stay.
     await call('vm.forceOff', { id });
     await waitFor(async () => (await call('vm.get', { id })).state === 'stopped', { timeoutMs: 60_000, what: 'the VM to stop' });
-    assert.deepEqual(await call('vm.delete', { id }), { ok: true });
+    // Without deleteDisks every disk image is kept, and the answer says so, file by file.
+    assert.deepEqual(await call('vm.delete', { id }), { ok: true, deletedFiles: [], keptFiles: [{ path: img, reason: 'kept as asked.' }] });
     assert.ok(!existsSync(vmFile), 'the VM file is gone');
     assert.deepEqual(
       (await call<{ vms: VmInfo[] }>('vm.list', {})).vms.map((v) => v.config.id),
