@@ -64,11 +64,16 @@ export interface MountedFs {
   cleanup(): void;
 }
 
-/** A filesystem of `sizeMiB` on a loop device, mounted in a fresh directory. */
-export function mountFs(type: 'ext4' | 'xfs', sizeMiB: number, opts: { base?: string; mountOptions?: string } = {}): MountedFs {
+/** A filesystem of `sizeMiB` on a loop device, mounted in a fresh directory (`loopDirectIo`: the
+ *  loop device reads and writes its backing file with direct I/O, so the disk under `base` is hit). */
+export function mountFs(
+  type: 'ext4' | 'xfs',
+  sizeMiB: number,
+  opts: { base?: string; mountOptions?: string; loopDirectIo?: boolean } = {},
+): MountedFs {
   const dir = tempDir(`spindle-${type}-`, opts.base);
   const image = makeFile(join(dir.path, `${type}.img`), sizeMiB << 20);
-  const device = attachLoop(image);
+  const device = attachLoop(image, { directIo: opts.loopDirectIo });
   const mountpoint = join(dir.path, 'mnt');
   try {
     run(type === 'ext4' ? 'mkfs.ext4' : 'mkfs.xfs', type === 'ext4' ? ['-q', '-F', device.device] : ['-q', '-f', device.device]);
