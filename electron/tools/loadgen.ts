@@ -6,6 +6,9 @@
 // Hot path: every request slot (header, status byte, data buffer, ring head) is preallocated in
 // guest memory and typed arrays; a completion batch is collected, refilled and published with
 // one kick per queue; no objects are allocated per I/O.
+//
+// This file: the handshake, the guest memory layout, what each queue issues next, the phases and
+// the result. A queue's slots: loadgen-queue.ts; options and result: loadgen-options.ts.
 import { performance } from 'node:perf_hooks';
 import { SpindleError } from '../shared/errors.js';
 import { DriverRing } from './driver-ring.js';
@@ -17,296 +20,21 @@ import {
   VIRTIO_BLK_F_SEG_MAX,
   VIRTIO_BLK_F_SIZE_MAX,
   VIRTIO_BLK_F_TOPOLOGY,
-  VIRTIO_BLK_T_IN,
-  VIRTIO_BLK_T_OUT,
   VIRTIO_F_VERSION_1,
   VIRTIO_RING_F_EVENT_IDX,
 } from '../dataplane/virtio/virtio-blk.js';
-import { VhostUserFrontend, type SharedGuestMemory, type VringHandle } from './vhost-user-frontend.js';
+import { VhostUserFrontend, type SharedGuestMemory } from './vhost-user-frontend.js';
 import { F_PROTOCOL_FEATURES, ProtocolFeature, protocolBit } from '../dataplane/vhost-user/protocol.js';
-import { isRandom, writes, type RwMode, type Workload } from './workload.js';
+import { isRandom, writes } from './workload.js';
+import { LatencyHistogram } from './latency-histogram.js';
+import { DEFAULT_TIMEOUT_SEC, type LoadgenOptions, type LoadgenResult } from './loadgen-options.js';
+import { Phase, QueueDriver, type QueueOwner } from './loadgen-queue.js';
 
-export const MAX_IODEPTH = 256;
-export const MAX_RING = 1024; // libvhost-user backends (qemu-storage-daemon) accept no larger rings
-/** Default --timeout: how long the backend may take to answer a handshake message, or to complete
- *  anything while requests are in flight, before loadgen gives up on it. */
-export const DEFAULT_TIMEOUT_SEC = 30;
+export { DEFAULT_TIMEOUT_SEC, MAX_IODEPTH, MAX_RING, type LoadgenOptions, type LoadgenResult } from './loadgen-options.js';
 
 const bit = (n: number) => 1n << BigInt(n);
 
-export interface LoadgenOptions extends Workload {
-  socket: string;
-  queues: number;
-  runtimeSec: number;
-  /** Bytes of the disk to use from offset 0 (0: all of it). */
-  size: number;
-  verify: boolean;
-  /** Only the read-back pass of --verify: checks the pattern an earlier --verify run (same seed, bs, region) wrote. */
-  verifyOnly: boolean;
-  /** Required here: the command always passes it (Workload's default, 50, is the CLI's). */
-  rwmixread: number;
-  seed: number;
-  /** Stop after this many passes over the region (a fixed number of bytes, like dd count=; random
-   *  modes: as many requests as that many passes make); runtimeSec still caps it. */
-  passes?: number;
-  /** Stops issuing new requests; the run ends once those in flight complete (the result covers what was done). */
-  signal?: AbortSignal;
-  /** Seconds the backend may take to answer each vhost-user message, to complete anything while
-   *  requests are in flight, and to finish those in flight after the runtime (default 30). */
-  timeoutSec?: number;
-}
-
-export interface LoadgenResult {
-  rw: RwMode;
-  bs: number;
-  iodepth: number;
-  queues: number;
-  sizeBytes: number;
-  runtimeSec: number;
-  ios: number;
-  reads: number;
-  writes: number;
-  errors: number;
-  iops: number;
-  /** Megabytes (10^6 bytes) per second. */
-  mbps: number;
-  latencyUs: { p50: number; p99: number; mean: number; max: number };
-  verify: { blocks: number; mismatches: number; firstMismatchOffset: number | null } | null;
-}
-
-/** Latency histogram: 32 buckets per power of two of nanoseconds (about 2% resolution). */
-class LatencyHistogram {
-  private readonly buckets = new Float64Array(64 * 32);
-  count = 0;
-  sum = 0;
-  max = 0;
-
-  add(ns: number): void {
-    const v = ns < 1 ? 1 : ns;
-    this.buckets[Math.min(this.buckets.length - 1, Math.floor(Math.log2(v) * 32))]++;
-    this.count++;
-    this.sum += v;
-    if (v > this.max) this.max = v;
-  }
-
-  /** The q-quantile in nanoseconds (upper edge of its bucket). */
-  quantile(q: number): number {
-    if (this.count === 0) return 0;
-    const target = Math.ceil(q * this.count);
-    let seen = 0;
-    for (let i = 0; i < this.buckets.length; i++) {
-      seen += this.buckets[i];
-      if (seen >= target) return Math.min(this.max, 2 ** ((i + 1) / 32));
-    }
-    return this.max;
-  }
-}
-
-/** xorshift32: a seeded, allocation-free random stream. */
-class Rng {
-  constructor(private x: number) {
-    if (this.x === 0) this.x = 0x9e3779b9;
-  }
-
-  next(): number {
-    let x = this.x;
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    this.x = x;
-    return x >>> 0;
-  }
-
-  /** Uniform integer in [0, n) for n up to 2^53. */
-  below(n: number): number {
-    return Math.floor((((this.next() >>> 5) * 67108864 + (this.next() >>> 6)) / 9007199254740992) * n);
-  }
-}
-
-/** The verify pattern of a block: a function of seed and byte offset only, so a read can be checked alone. */
-function fillPattern(words: Uint32Array, start: number, count: number, seed: number, offset: number): void {
-  let x = (seed ^ Math.imul((offset / 512) >>> 0, 0x9e3779b1) ^ Math.floor(offset / 2 ** 41)) >>> 0 || 1;
-  for (let i = 0; i < count; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    words[start + i] = x;
-  }
-}
-
-function checkPattern(words: Uint32Array, start: number, count: number, seed: number, offset: number): boolean {
-  let x = (seed ^ Math.imul((offset / 512) >>> 0, 0x9e3779b1) ^ Math.floor(offset / 2 ** 41)) >>> 0 || 1;
-  for (let i = 0; i < count; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    if (words[start + i] !== x >>> 0) return false;
-  }
-  return true;
-}
-
-const enum Phase {
-  Run,
-  VerifyWrite,
-  VerifyRead,
-}
-
-function gcd(a: number, b: number): number {
-  while (b) [a, b] = [b, a % b];
-  return a;
-}
-
-/** One virtqueue and its iodepth request slots. */
-class QueueDriver {
-  readonly ring: DriverRing;
-  handle: VringHandle | null = null;
-  private readonly slotOfHead: Int32Array;
-  private readonly startedAt: Float64Array;
-  private readonly slotOffset: Float64Array;
-  private readonly slotIsRead: Uint8Array;
-  private readonly hdrAddr: Float64Array;
-  private readonly dataAddr: Float64Array;
-  private readonly hdrView: DataView;
-  private readonly status: Uint8Array;
-  private readonly words: Uint32Array;
-  private readonly rng: Rng;
-  /** Position in this queue's stripe during a pass, and the stride that orders it. */
-  private cursor = 0;
-  private stride = 1;
-  /** Sequential passes completed over this queue's stripe (for LoadgenOptions.passes). */
-  passesDone = 0;
-  /** Random requests issued in the run (for LoadgenOptions.passes). */
-  randomIssued = 0;
-  private readonly onUsedBound: (head: number, len: number) => void;
-
-  constructor(
-    private readonly lg: LoadGenerator,
-    readonly index: number,
-    mem: SharedGuestMemory,
-    ringAt: number,
-    ringSize: number,
-    eventIdx: boolean,
-    slotsAt: number,
-    dataAt: number,
-  ) {
-    const o = lg.opts;
-    this.ring = new DriverRing(mem.memory, mem.guestAddr, ringAt, ringSize, { eventIdx });
-    this.slotOfHead = new Int32Array(ringSize).fill(-1);
-    this.startedAt = new Float64Array(o.iodepth);
-    this.slotOffset = new Float64Array(o.iodepth);
-    this.slotIsRead = new Uint8Array(o.iodepth);
-    this.hdrAddr = new Float64Array(o.iodepth);
-    this.dataAddr = new Float64Array(o.iodepth);
-    for (let s = 0; s < o.iodepth; s++) {
-      this.hdrAddr[s] = slotsAt + 32 * s; // 16-byte header, status byte at +16
-      this.dataAddr[s] = dataAt + o.bs * s;
-    }
-    // mem.memory may start at an offset inside its ArrayBuffer (mapped inside V8's heap).
-    const { buffer, byteOffset, byteLength } = mem.memory;
-    this.hdrView = new DataView(buffer, byteOffset, byteLength);
-    this.status = mem.memory;
-    this.words = new Uint32Array(buffer, byteOffset, byteLength >>> 2);
-    this.rng = new Rng((o.seed * 7919 + index * 104729 + 1) >>> 0);
-    this.onUsedBound = (head, len) => this.onUsed(head, len);
-  }
-
-  /** Starts a request in every free slot and kicks once. */
-  fill(): void {
-    for (let s = 0; s < this.lg.opts.iodepth; s++) if (!this.issue(s)) break;
-    this.flush();
-  }
-
-  private flush(): void {
-    if (this.ring.publish()) this.handle!.kick();
-  }
-
-  /** Puts one request in slot s on the ring; false when the workload has nothing more to issue. */
-  private issue(s: number): boolean {
-    const lg = this.lg;
-    const block = lg.nextBlock(this);
-    if (block < 0) return false;
-    const bs = lg.opts.bs;
-    const offset = block * bs;
-    const read = lg.isRead(this);
-    const hdr = this.hdrAddr[s];
-    this.hdrView.setUint32(hdr, read ? VIRTIO_BLK_T_IN : VIRTIO_BLK_T_OUT, true);
-    this.hdrView.setUint32(hdr + 4, 0, true);
-    const sector = offset / 512;
-    this.hdrView.setUint32(hdr + 8, sector % 0x1_0000_0000, true);
-    this.hdrView.setUint32(hdr + 12, Math.floor(sector / 0x1_0000_0000), true);
-    this.status[hdr + 16] = 0xff;
-    if (!read && lg.patterned) fillPattern(this.words, this.dataAddr[s] / 4, bs / 4, lg.opts.seed, offset);
-    const head = this.ring.addRequest(hdr, this.dataAddr[s], bs, read, hdr + 16);
-    if (head < 0) throw new Error('loadgen: ring full (slot accounting bug)');
-    this.slotOfHead[head] = s;
-    this.slotOffset[s] = offset;
-    this.slotIsRead[s] = read ? 1 : 0;
-    this.startedAt[s] = performance.now();
-    lg.inFlight++;
-    return true;
-  }
-
-  /** The call eventfd fired: collect, refill, kick once. */
-  onCall(): void {
-    this.ring.collect(this.onUsedBound);
-    this.flush();
-    this.lg.progress();
-  }
-
-  /** Queue s (after collect) for reissue; called once per used entry. */
-  private onUsed(head: number, _len: number): void {
-    const s = this.slotOfHead[head];
-    if (s < 0) throw new Error(`loadgen: the backend completed descriptor ${head}, which is not a request head`);
-    this.slotOfHead[head] = -1;
-    const lg = this.lg;
-    lg.inFlight--;
-    lg.latency.add((performance.now() - this.startedAt[s]) * 1e6);
-    const st = this.status[this.hdrAddr[s] + 16];
-    const read = this.slotIsRead[s] === 1;
-    if (read) lg.reads++;
-    else lg.writes++;
-    if (st !== 0) lg.errors++;
-    else if (read && lg.phase === Phase.VerifyRead) {
-      lg.verified++;
-      if (!checkPattern(this.words, this.dataAddr[s] / 4, lg.opts.bs / 4, lg.opts.seed, this.slotOffset[s])) {
-        if (lg.mismatches++ === 0) lg.firstMismatch = this.slotOffset[s];
-      }
-    }
-    this.issue(s);
-  }
-
-  /** Starts a pass over this queue's stripe [start, end): in order, or (shuffled) in an order
-   *  that visits every block once, stepping by a stride coprime with the stripe length. */
-  startPass(shuffled: boolean): void {
-    const [start, end] = this.lg.stripe(this);
-    const n = end - start;
-    this.cursor = 0;
-    this.stride = 1;
-    if (shuffled && n > 2) {
-      let p = Math.floor(n * 0.6180339887) | 1;
-      while (gcd(p, n) !== 1) p += 2;
-      this.stride = p;
-    }
-  }
-
-  /** The next block of the pass, or -1 once every block of the stripe was visited. */
-  nextInPass(): number {
-    const [start, end] = this.lg.stripe(this);
-    const n = end - start;
-    if (this.cursor >= n) return -1;
-    return start + ((this.cursor++ * this.stride) % n);
-  }
-
-  randomBlock(n: number): number {
-    return this.rng.below(n);
-  }
-
-  randomPercent(): number {
-    return this.rng.next() % 100;
-  }
-}
-
-class LoadGenerator {
+class LoadGenerator implements QueueOwner {
   readonly latency = new LatencyHistogram();
   reads = 0;
   writes = 0;

@@ -6,54 +6,23 @@
 // already counted, and only then does the L2 entry point to it; a reader sees the old mapping until
 // then. Writes that allocate the same guest cluster wait for each other (cluster locks); the rest
 // keeps the guest's queue depth.
+// This file takes requests in, dispatches them, delivers completions, and owns flush, resize and
+// the device's lifetime; the paths are read.ts, write.ts with allocate.ts, and zero.ts.
 import { EventEmitter } from 'node:events';
 import { SpindleError } from '../../../shared/errors.js';
 import { checkNewSize, type BlockBackend, type BackendModes } from '../../block/backend.js';
 import { FORMAT_SLOT } from '../../block/stats.js';
 import { BlockOp, type BlockDevice } from '../../block/types.js';
-import type { AioMode, CacheMode, NowaitMode } from '../../../shared/modes.js';
 import { errnoOfError, type Lower } from './lower.js';
-import { decompressCluster } from './compressed.js';
-import type { L2Entry } from './entries.js';
+import { ClusterLocks } from './cluster-locks.js';
 import type { Qcow2Image } from './image.js';
-import type { CachedTable } from './table-cache.js';
-import { copyIntoSlice, forSlice, zeroSlice, type Segments } from './segments.js';
+import { slowRead, tryRead } from './read.js';
+import { EIO, EROFS, type Backing, type DriverCtx, type ModeChange, type Req } from './request.js';
+import { tryWrite, writeRange } from './write.js';
+import { zeroOrDiscard } from './zero.js';
 
-/** A backing image: any BlockDevice (raw BlockBackend or another Qcow2Device), read-only. */
-type ModeChange = { aio?: AioMode; cache?: CacheMode; nowait?: NowaitMode };
+export type { Backing } from './request.js';
 
-export interface Backing {
-  dev: BlockDevice & { reconfigure?(change: ModeChange): Promise<void> };
-  io: Lower;
-  sizeBytes: number;
-  path: string;
-}
-
-interface Req {
-  tag: number;
-  op: BlockOp;
-  offset: number;
-  length: number;
-  flags: number;
-  segs: Segments;
-  pending: number;
-  result: number;
-}
-
-interface Piece {
-  /** Bytes into the request. */
-  rel: number;
-  len: number;
-  gc: number;
-  inOff: number;
-  l1i: number;
-  l2i: number;
-  table: CachedTable | null;
-  entry: L2Entry;
-}
-
-const EIO = -5;
-const EROFS = -30;
 const CALL_TAG = 0x8000_0000;
 const CALL_BUFFER = 0xd000_0000;
 /** Per thread, like lower.ts's: the promise API's buffers reach the whole backing chain. */
@@ -79,11 +48,13 @@ export class Qcow2Device extends EventEmitter implements BlockDevice {
   private tagsOut = new Uint32Array(256);
   private resultsOut = new Int32Array(256);
   private drainWaiters: (() => void)[] = [];
-  private readonly clusterLocks = new Map<number, Promise<void>>();
+  private readonly clusterLocks = new ClusterLocks();
   private readonly calls = new Map<number, (res: number) => void>();
   private nextCall = CALL_TAG;
   private trimming = false;
   private closing = false;
+  /** What the request paths (read.ts, write.ts, allocate.ts, zero.ts) see of this device. */
+  private readonly ctx: DriverCtx;
 
   constructor(
     readonly file: BlockBackend,
@@ -98,6 +69,20 @@ export class Qcow2Device extends EventEmitter implements BlockDevice {
     this.logicalBlockSize = file.logicalBlockSize;
     this.physicalBlockSize = file.physicalBlockSize;
     this.readOnly = file.readOnly;
+    this.ctx = {
+      path: this.path,
+      sizeBytes: () => this.sizeBytes,
+      cs: this.cs,
+      image,
+      io,
+      backing,
+      buffers: this.buffers,
+      clusterLocks: this.clusterLocks,
+      log: (message) => this.emit('log', message),
+      part: (req, res) => this.part(req, res),
+      count: (slot) => this.count(slot),
+      afterAllocation: () => this.afterAllocation(),
+    };
   }
 
   get writeCache(): boolean {
@@ -163,14 +148,14 @@ export class Qcow2Device extends EventEmitter implements BlockDevice {
     if (req.offset < 0 || req.offset + req.length > this.sizeBytes) return this.fail(req, EIO);
     switch (req.op) {
       case BlockOp.Read:
-        if (!this.tryRead(req)) this.async(req, this.slowRead(req));
+        if (!tryRead(this.ctx, req)) this.async(req, slowRead(this.ctx, req));
         return;
       case BlockOp.Write:
         if (this.readOnly) return this.fail(req, EROFS);
-        if (!this.tryWrite(req))
+        if (!tryWrite(this.ctx, req))
           this.async(
             req,
-            this.writeRange(req, 0, req.offset, req.length, false).then(() => this.afterAllocation()),
+            writeRange(this.ctx, req, 0, req.offset, req.length, false).then(() => this.afterAllocation()),
           );
         return;
       case BlockOp.Flush:
@@ -179,7 +164,7 @@ export class Qcow2Device extends EventEmitter implements BlockDevice {
       case BlockOp.Discard:
       case BlockOp.WriteZeroes:
         if (this.readOnly) return this.fail(req, EROFS);
-        this.async(req, this.zeroOrDiscard(req));
+        this.async(req, zeroOrDiscard(this.ctx, req));
         return;
       default:
         this.fail(req, -95);
@@ -245,347 +230,7 @@ export class Qcow2Device extends EventEmitter implements BlockDevice {
     }
   }
 
-  // ---- mapping ----
-
-  /** The cluster pieces of guest bytes [abs, abs + len) (request bytes from `rel`), with the L2
-   *  tables from `tables` (loaded ones) or the cache; null when one is not at hand. */
-  private pieces(rel: number, abs: number, len: number, tables?: Map<number, CachedTable | null>): Piece[] | null {
-    const out: Piece[] = [];
-    const { l2Entries } = this.image;
-    for (let pos = 0; pos < len;) {
-      const g = abs + pos;
-      const gc = Math.floor(g / this.cs);
-      const inOff = g % this.cs;
-      const n = Math.min(this.cs - inOff, len - pos);
-      const l1i = Math.floor(gc / l2Entries);
-      const table = tables?.has(l1i) ? tables.get(l1i)! : this.image.peekL2(l1i);
-      if (table === undefined) return null;
-      const l2i = gc % l2Entries;
-      out.push({ rel: rel + pos, len: n, gc, inOff, l1i, l2i, table, entry: this.image.entry(table, l2i) });
-      pos += n;
-    }
-    return out;
-  }
-
-  /** The pieces with their L2 tables loaded (held here even if the cache drops them meanwhile). */
-  private async loadPieces(rel: number, abs: number, len: number): Promise<Piece[]> {
-    const tables = new Map<number, CachedTable | null>();
-    const first = Math.floor(Math.floor(abs / this.cs) / this.image.l2Entries);
-    const last = Math.floor(Math.floor((abs + Math.max(len, 1) - 1) / this.cs) / this.image.l2Entries);
-    for (let i = first; i <= last; i++) tables.set(i, await this.image.loadL2(i));
-    return this.pieces(rel, abs, len, tables)!;
-  }
-
-  private hostOk(offset: number, len: number): boolean {
-    return offset >= this.cs && offset + len <= this.image.refs.fileEnd;
-  }
-
-  // ---- reads ----
-
-  private tryRead(req: Req): boolean {
-    const p = this.pieces(0, req.offset, req.length);
-    if (!p) return false;
-    this.emitRead(req, p);
-    this.part(req, 0);
-    return true;
-  }
-
-  private async slowRead(req: Req): Promise<void> {
-    req.pending++;
-    try {
-      const p = await this.loadPieces(0, req.offset, req.length);
-      this.emitRead(req, p);
-      this.io.submit();
-      this.backing?.io.submit();
-    } finally {
-      this.part(req, 0);
-    }
-  }
-
-  private emitRead(req: Req, pieces: Piece[]): void {
-    let run: { lower: Lower; rel: number; dev: number; len: number } | null = null;
-    const flush = (): void => {
-      if (!run) return;
-      const r = run;
-      run = null;
-      req.pending++;
-      r.lower.begin(BlockOp.Read, r.dev, r.len, 0, (res) => this.part(req, res));
-      forSlice(req.segs, r.rel, r.rel + r.len, (id, off, len) => r.lower.segment(id, off, len));
-    };
-    const add = (lower: Lower, rel: number, dev: number, len: number): void => {
-      if (run && run.lower === lower && run.rel + run.len === rel && run.dev + run.len === dev) run.len += len;
-      else {
-        flush();
-        run = { lower, rel, dev, len };
-      }
-    };
-    for (const p of pieces) {
-      const e = p.entry;
-      if (e.invalid) {
-        this.emit('log', `${this.path}: the L2 entry of guest cluster ${p.gc} is damaged; the read fails.`);
-        req.result = EIO;
-        continue;
-      }
-      switch (e.kind) {
-        case 'normal': {
-          const host = e.offset + p.inOff;
-          if (!this.hostOk(e.offset, this.cs)) {
-            this.emit('log', `${this.path}: guest cluster ${p.gc} points outside the image (${e.offset}); the read fails.`);
-            req.result = EIO;
-          } else add(this.io, p.rel, host, p.len);
-          break;
-        }
-        case 'zero':
-          zeroSlice(this.buffers, req.segs, p.rel, p.rel + p.len);
-          break;
-        case 'unallocated': {
-          const g = p.gc * this.cs + p.inOff;
-          const b = this.backing;
-          const from = b ? Math.max(0, Math.min(p.len, b.sizeBytes - g)) : 0;
-          if (from > 0) add(b!.io, p.rel, g, from);
-          if (from < p.len) zeroSlice(this.buffers, req.segs, p.rel + from, p.rel + p.len);
-          break;
-        }
-        case 'compressed':
-          req.pending++;
-          this.compressed(e).then(
-            (data) => {
-              copyIntoSlice(this.buffers, req.segs, p.rel, data.subarray(p.inOff, p.inOff + p.len));
-              this.part(req, 0);
-            },
-            (err: unknown) => {
-              this.emit('log', `${this.path}: guest cluster ${p.gc}: ${(err as Error).message}`);
-              this.part(req, EIO);
-            },
-          );
-          break;
-      }
-    }
-    flush();
-  }
-
-  private async compressed(e: L2Entry): Promise<Buffer> {
-    if (e.offset < this.cs || e.offset >= this.image.refs.fileEnd)
-      throw new SpindleError('IO_ERROR', `a compressed cluster at ${e.offset} lies outside the image`);
-    const len = Math.min(e.compressedBytes, this.image.refs.fileEnd - e.offset);
-    const raw = await this.io.read(e.offset, len);
-    return decompressCluster(raw, this.cs, this.image.h.compressionType);
-  }
-
-  // ---- writes ----
-
-  private inPlace(p: Piece): boolean {
-    const e = p.entry;
-    return (
-      p.table !== null &&
-      e.kind === 'normal' &&
-      e.copied &&
-      !e.invalid &&
-      this.image.l1Entry(p.l1i).copied &&
-      !this.clusterLocks.has(p.gc) &&
-      this.hostOk(e.offset, this.cs) &&
-      !this.image.isMetadata(e.offset / this.cs)
-    );
-  }
-
-  private tryWrite(req: Req): boolean {
-    const p = this.pieces(0, req.offset, req.length);
-    if (!p || !p.every((x) => this.inPlace(x))) return false;
-    req.pending += this.emitInPlace(req.segs, p, false, (res) => this.part(req, res));
-    this.part(req, 0);
-    this.count(FORMAT_SLOT.inPlaceWrites);
-    return true;
-  }
-
-  /** In-place writes (guest data or zeros) of allocated clusters, merged where the host is
-   *  contiguous; `done` is called once per host request. Returns how many were begun. */
-  private emitInPlace(segs: Segments, pieces: Piece[], zeros: boolean, done: (res: number) => void): number {
-    let runs = 0;
-    let run: { rel: number; dev: number; len: number } | null = null;
-    const flush = (): void => {
-      if (!run) return;
-      const r = run;
-      run = null;
-      runs++;
-      if (zeros) this.io.begin(BlockOp.WriteZeroes, r.dev, r.len, 0, done);
-      else {
-        this.io.begin(BlockOp.Write, r.dev, r.len, 0, done);
-        forSlice(segs, r.rel, r.rel + r.len, (id, off, len) => this.io.segment(id, off, len));
-      }
-    };
-    for (const p of pieces) {
-      const dev = p.entry.offset + p.inOff;
-      if (run && run.rel + run.len === p.rel && run.dev + run.len === dev) run.len += p.len;
-      else {
-        flush();
-        run = { rel: p.rel, dev, len: p.len };
-      }
-    }
-    flush();
-    return runs;
-  }
-
-  private async lockClusters(gcs: number[]): Promise<() => void> {
-    const sorted = [...new Set(gcs)].sort((a, b) => a - b);
-    const releases: (() => void)[] = [];
-    for (const gc of sorted) {
-      for (let held = this.clusterLocks.get(gc); held; held = this.clusterLocks.get(gc)) await held;
-      let release!: () => void;
-      this.clusterLocks.set(gc, new Promise<void>((r) => (release = r)));
-      releases.push(() => {
-        this.clusterLocks.delete(gc);
-        release();
-      });
-    }
-    return () => releases.forEach((r) => r());
-  }
-
-  /**
-   * Writes guest data (or zeros) to guest bytes [abs, abs + len), request bytes from `rel`,
-   * allocating clusters where needed: the cluster's other bytes come from what the guest saw there
-   * before (the old cluster, a compressed one, the backing file, or zeros), everything is written,
-   * and only then does the L2 entry point to the new cluster.
-   */
-  private async writeRange(req: Req, rel: number, abs: number, len: number, zeros: boolean): Promise<void> {
-    const gcs: number[] = [];
-    for (let gc = Math.floor(abs / this.cs); gc * this.cs < abs + len; gc++) gcs.push(gc);
-    const unlockClusters = await this.lockClusters(gcs);
-    try {
-      const pieces = await this.loadPieces(rel, abs, len);
-      const inPlace: Piece[] = [];
-      const alloc: Piece[] = [];
-      for (const p of pieces) {
-        if (p.entry.invalid) throw new SpindleError('IO_ERROR', `the L2 entry of guest cluster ${p.gc} is damaged`);
-        // Locked by this very write: inPlace() would see the lock.
-        const e = p.entry;
-        const ok =
-          p.table !== null && e.kind === 'normal' && e.copied && this.image.l1Entry(p.l1i).copied && this.hostOk(e.offset, this.cs);
-        if (ok && this.image.isMetadata(e.offset / this.cs))
-          throw new SpindleError(
-            'IO_ERROR',
-            `guest cluster ${p.gc} points into the image's own metadata at ${e.offset}; the write is refused`,
-          );
-        (ok ? inPlace : alloc).push(p);
-      }
-      const writes: Promise<void>[] = [];
-      if (inPlace.length) {
-        writes.push(
-          new Promise<void>((resolve, reject) => {
-            let left = 0;
-            let failed = 0;
-            const done = (res: number): void => {
-              if (res < 0 && !failed) failed = res;
-              if (--left > 0) return;
-              if (failed) reject(new SpindleError(failed === -28 ? 'NO_SPACE' : 'IO_ERROR', `write failed (${failed})`));
-              else resolve();
-            };
-            left = this.emitInPlace(req.segs, inPlace, zeros, done);
-          }),
-        );
-        this.count(FORMAT_SLOT.inPlaceWrites);
-      }
-      if (alloc.length) {
-        this.count(FORMAT_SLOT.allocatingWrites);
-        writes.push(this.allocate(req, alloc, zeros));
-      }
-      this.io.submit();
-      const results = await Promise.allSettled(writes);
-      const failed = results.find((r) => r.status === 'rejected');
-      if (failed) throw (failed as PromiseRejectedResult).reason;
-    } finally {
-      unlockClusters();
-    }
-  }
-
-  private async allocate(req: Req, alloc: Piece[], zeros: boolean): Promise<void> {
-    const img = this.image;
-    let hosts: number[];
-    let unlock = await img.lock.lock();
-    try {
-      for (const p of alloc) await img.writableL2(p.l1i);
-      hosts = await img.refs.allocate(alloc.length);
-    } finally {
-      unlock();
-    }
-    try {
-      const writes: Promise<void>[] = [];
-      const runs: { rel: number; host: number; len: number }[] = [];
-      for (let i = 0; i < alloc.length; i++) {
-        const p = alloc[i]!;
-        const host = hosts[i]!;
-        const tail = p.inOff + p.len;
-        if (p.inOff > 0 || tail < this.cs) {
-          const src = await this.before(p);
-          const part = (from: number, to: number): void => {
-            if (from >= to) return;
-            writes.push(src ? this.io.write(host + from, src.subarray(from, to)) : this.io.writeZeroes(host + from, to - from));
-          };
-          part(0, p.inOff);
-          part(tail, this.cs);
-        }
-        // The guest's bytes: one host request per run of pieces contiguous in the request and on the host.
-        const prev = runs[runs.length - 1];
-        if (prev && prev.rel + prev.len === p.rel && prev.host + prev.len === host + p.inOff) prev.len += p.len;
-        else runs.push({ rel: p.rel, host: host + p.inOff, len: p.len });
-      }
-      for (const r of runs) {
-        if (zeros) writes.push(this.io.writeZeroes(r.host, r.len));
-        else
-          writes.push(
-            new Promise<void>((resolve, reject) => {
-              this.io.begin(BlockOp.Write, r.host, r.len, 0, (res) =>
-                res < 0 ? reject(new SpindleError(res === -28 ? 'NO_SPACE' : 'IO_ERROR', `allocating write failed (${res})`)) : resolve(),
-              );
-              forSlice(req.segs, r.rel, r.rel + r.len, (id, off, len) => this.io.segment(id, off, len));
-            }),
-          );
-      }
-      this.io.submit();
-      const results = await Promise.allSettled(writes);
-      const failed = results.find((r) => r.status === 'rejected');
-      if (failed) throw (failed as PromiseRejectedResult).reason;
-    } catch (err) {
-      unlock = await img.lock.lock();
-      try {
-        await img.unallocate(hosts);
-      } finally {
-        unlock();
-      }
-      throw err;
-    }
-    unlock = await img.lock.lock();
-    try {
-      for (let i = 0; i < alloc.length; i++) {
-        const p = alloc[i]!;
-        const t = await img.writableL2(p.l1i);
-        img.setEntry(t, p.l2i, hosts[i]!, false);
-      }
-    } finally {
-      unlock();
-    }
-  }
-
-  /** What the guest saw in a cluster before this write (null: zeros), for the bytes it keeps. */
-  private async before(p: Piece): Promise<Buffer | null> {
-    const e = p.entry;
-    switch (e.kind) {
-      case 'normal':
-        if (!this.hostOk(e.offset, this.cs)) throw new SpindleError('IO_ERROR', `guest cluster ${p.gc} points outside the image`);
-        return this.io.read(e.offset, this.cs);
-      case 'compressed':
-        return this.compressed(e);
-      case 'zero':
-        return null;
-      case 'unallocated': {
-        const b = this.backing;
-        const g = p.gc * this.cs;
-        if (!b || g >= b.sizeBytes) return null;
-        const buf = Buffer.alloc(this.cs);
-        await b.io.run(BlockOp.Read, g, Math.min(this.cs, b.sizeBytes - g), buf.subarray(0, Math.min(this.cs, b.sizeBytes - g)));
-        return buf;
-      }
-    }
-  }
+  // ---- metadata writeback ----
 
   /** With the guest's write cache off (or a write-through cache mode), an allocating change is
    *  durable, metadata included, before it completes. */
@@ -612,56 +257,6 @@ export class Qcow2Device extends EventEmitter implements BlockDevice {
     } finally {
       unlock();
     }
-  }
-
-  // ---- discard and write-zeroes ----
-
-  private async zeroOrDiscard(req: Req): Promise<void> {
-    const img = this.image;
-    const zeroes = req.op === BlockOp.WriteZeroes;
-    // What a whole cluster becomes: unallocated (reads zeros without a backing file), the zero
-    // flag (v3, hides the backing file), or nothing fits (v2 over a backing file).
-    const target: 'unallocated' | 'zero' | null = !this.backing ? 'unallocated' : img.h.version === 3 ? 'zero' : null;
-    const whole: number[] = [];
-    const partial: { rel: number; abs: number; len: number }[] = [];
-    const end = req.offset + req.length;
-    for (let pos = req.offset; pos < end;) {
-      const inOff = pos % this.cs;
-      const n = Math.min(this.cs - inOff, end - pos);
-      const full = inOff === 0 && (n === this.cs || pos + n >= this.sizeBytes);
-      if (full && target) whole.push(Math.floor(pos / this.cs));
-      else if (zeroes) {
-        const last = partial[partial.length - 1];
-        if (last && last.abs + last.len === pos) last.len += n;
-        else partial.push({ rel: pos - req.offset, abs: pos, len: n });
-      }
-      pos += n;
-    }
-    if (whole.length) {
-      const unlockClusters = await this.lockClusters(whole);
-      try {
-        for (const gc of whole) await img.loadL2(Math.floor(gc / img.l2Entries));
-        const unlock = await img.lock.lock();
-        try {
-          for (const gc of whole) {
-            const l1i = Math.floor(gc / img.l2Entries);
-            const l2i = gc % img.l2Entries;
-            if (!img.l1Entry(l1i).offset && target === 'unallocated') continue;
-            const old = img.entry(await img.loadL2(l1i), l2i);
-            if (old.kind === 'unallocated' && target === 'unallocated') continue;
-            if (old.kind === 'zero' && !old.offset && target === 'zero') continue;
-            const t = await img.writableL2(l1i);
-            img.setEntry(t, l2i, 0, target === 'zero');
-          }
-        } finally {
-          unlock();
-        }
-      } finally {
-        unlockClusters();
-      }
-    }
-    for (const r of partial) await this.writeRange(req, r.rel, r.abs, r.len, true);
-    await this.afterAllocation();
   }
 
   // ---- size, modes, lifetime ----

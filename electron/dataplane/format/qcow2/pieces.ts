@@ -1,0 +1,51 @@
+// A guest byte range split at cluster boundaries: one piece per cluster, with its L1/L2 index, its
+// L2 table and entry (entries.ts), and where it sits in the request.
+import type { L2Entry } from './entries.js';
+import type { CachedTable } from './table-cache.js';
+import type { DriverCtx } from './request.js';
+
+export interface Piece {
+  /** Bytes into the request. */
+  rel: number;
+  len: number;
+  gc: number;
+  inOff: number;
+  l1i: number;
+  l2i: number;
+  table: CachedTable | null;
+  entry: L2Entry;
+}
+
+/** The cluster pieces of guest bytes [abs, abs + len) (request bytes from `rel`), with the L2
+ *  tables from `tables` (loaded ones) or the cache; null when one is not at hand. */
+export function pieces(ctx: DriverCtx, rel: number, abs: number, len: number, tables?: Map<number, CachedTable | null>): Piece[] | null {
+  const out: Piece[] = [];
+  const { l2Entries } = ctx.image;
+  for (let pos = 0; pos < len;) {
+    const g = abs + pos;
+    const gc = Math.floor(g / ctx.cs);
+    const inOff = g % ctx.cs;
+    const n = Math.min(ctx.cs - inOff, len - pos);
+    const l1i = Math.floor(gc / l2Entries);
+    const table = tables?.has(l1i) ? tables.get(l1i)! : ctx.image.peekL2(l1i);
+    if (table === undefined) return null;
+    const l2i = gc % l2Entries;
+    out.push({ rel: rel + pos, len: n, gc, inOff, l1i, l2i, table, entry: ctx.image.entry(table, l2i) });
+    pos += n;
+  }
+  return out;
+}
+
+/** The pieces with their L2 tables loaded (held here even if the cache drops them meanwhile). */
+export async function loadPieces(ctx: DriverCtx, rel: number, abs: number, len: number): Promise<Piece[]> {
+  const tables = new Map<number, CachedTable | null>();
+  const first = Math.floor(Math.floor(abs / ctx.cs) / ctx.image.l2Entries);
+  const last = Math.floor(Math.floor((abs + Math.max(len, 1) - 1) / ctx.cs) / ctx.image.l2Entries);
+  for (let i = first; i <= last; i++) tables.set(i, await ctx.image.loadL2(i));
+  return pieces(ctx, rel, abs, len, tables)!;
+}
+
+/** Whether host bytes [offset, offset + len) lie in the image: past the header cluster, before its end. */
+export function hostOk(ctx: DriverCtx, offset: number, len: number): boolean {
+  return offset >= ctx.cs && offset + len <= ctx.image.refs.fileEnd;
+}
