@@ -64,11 +64,15 @@ export interface MountedFs {
   cleanup(): void;
 }
 
-/** A filesystem of `sizeMiB` on a loop device, mounted in a fresh directory. */
-export function mountFs(type: 'ext4' | 'xfs', sizeMiB: number, opts: { base?: string; mountOptions?: string } = {}): MountedFs {
+/** A filesystem of `sizeMiB` on a loop device (over a sparse file under `base`), mounted in a fresh directory. */
+export function mountFs(
+  type: 'ext4' | 'xfs',
+  sizeMiB: number,
+  opts: { base?: string; mountOptions?: string; directIo?: boolean } = {},
+): MountedFs {
   const dir = tempDir(`spindle-${type}-`, opts.base);
-  const image = makeFile(join(dir.path, `${type}.img`), sizeMiB << 20);
-  const device = attachLoop(image);
+  const image = makeFile(join(dir.path, `${type}.img`), sizeMiB * (1 << 20));
+  const device = attachLoop(image, { directIo: opts.directIo });
   const mountpoint = join(dir.path, 'mnt');
   try {
     run(type === 'ext4' ? 'mkfs.ext4' : 'mkfs.xfs', type === 'ext4' ? ['-q', '-F', device.device] : ['-q', '-f', device.device]);
