@@ -2,7 +2,8 @@
 // (engines vs fio; Spindle's vhost-user export vs qemu-storage-daemon; the nowait matrix).
 // Results (JSON + markdown) land in bench/results/. Benchmarks report; they never assert timings.
 // `table` is the README's table (Spindle vs qemu-storage-daemon vs fio per target and mode).
-// usage: npm run bench [-- --quick] [-- --only table|alloc-chunk|alloc-throttled|engines|vhost|nowait|compare] [-- --baseline DIR]
+// `qcow2` is Spindle's qcow2 driver against qemu-storage-daemon's and against raw (the qcow2 issue, section 4).
+// usage: npm run bench [-- --quick] [-- --only table|alloc-chunk|alloc-throttled|engines|vhost|nowait|compare|qcow2] [-- --baseline DIR]
 //   --baseline DIR: the table also runs DIR/bin/spindle.js (another built checkout), alternating.
 import { existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
@@ -13,7 +14,9 @@ const onlyAt = args.indexOf('--only');
 const only = onlyAt >= 0 ? args[onlyAt + 1] : null;
 const baselineAt = args.indexOf('--baseline');
 const baseline = baselineAt >= 0 ? args[baselineAt + 1] : null;
-const benches = ['table', 'alloc-chunk', 'alloc-throttled', 'engines', 'vhost', 'nowait', 'compare'].filter((b) => !only || b === only);
+const benches = ['table', 'alloc-chunk', 'alloc-throttled', 'engines', 'vhost', 'nowait', 'compare', 'qcow2'].filter(
+  (b) => !only || b === only,
+);
 
 const build = spawnSync('npm', ['run', '--silent', 'build:ts'], { stdio: 'inherit' });
 if (build.status !== 0) process.exit(build.status ?? 1);

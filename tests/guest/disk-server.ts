@@ -8,13 +8,11 @@ import { CACHE_SEMANTICS } from '../../electron/shared/modes.js';
 import { killOnExit, stopChild } from '../lib/proc.js';
 import { startQsd, type QsdOptions } from '../lib/qsd.js';
 
-/** What qemu-storage-daemon takes (path, socket, aio, cache, readOnly, queues), plus Spindle's extras. */
+/** What qemu-storage-daemon takes (path, socket, aio, cache, readOnly, queues, format: `spindle export --format`), plus Spindle's extras. */
 export interface DiskServerOptions extends QsdOptions {
   serial?: string;
   /** `spindle export --nowait`; qemu-storage-daemon has no such option and refuses it. */
   nowait?: NowaitMode;
-  /** `spindle export --format` (qemu-storage-daemon: the driver of its blockdev). */
-  format?: 'raw' | 'qcow2';
   /** `spindle export` only: its IOThreads run from the test entry (tests/lib/test-io-thread.ts). */
   testIoThread?: boolean;
   /** `spindle export` only: another checkout's bin/spindle.js (a benchmark's baseline). */

@@ -1,6 +1,6 @@
 // The harness itself: image builder, command protocol, timeouts, cleanup, the peer's startup errors.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -133,6 +133,26 @@ describe('harness refusals', () => {
     assert.match(opts('directsync'), /cache\.direct=on.*writethrough=on/);
     assert.match(opts('writethrough'), /cache\.direct=off.*writethrough=on/);
     assert.match(opts('unsafe'), /cache\.no-flush=on/);
+  });
+
+  it('qemu-storage-daemon serves a qcow2 image through its qcow2 driver over a file node with the same aio and cache', async () => {
+    const d = tempDir();
+    try {
+      const img = join(d.path, 'x.qcow2');
+      execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', img, '1M']);
+      const argv = qsdArgs({ path: img, socket: '/s', aio: 'io_uring', cache: 'none', format: 'qcow2' });
+      assert.deepEqual(
+        argv.filter((a) => a.startsWith('--')),
+        ['--blockdev', '--blockdev', '--export'],
+      );
+      assert.match(argv[1]!, /^driver=file,node-name=file0,filename=[^,]*x\.qcow2,aio=io_uring,cache\.direct=on,cache\.no-flush=off/);
+      assert.match(argv[3]!, /^driver=qcow2,node-name=disk0,file=file0,cache\.direct=on,cache\.no-flush=off/);
+      assert.match(argv[5]!, /node-name=disk0/);
+      const qsd = await startQsd({ path: img, socket: join(d.path, 's.sock'), aio: 'threads', cache: 'writeback', format: 'qcow2' });
+      await qsd.stop();
+    } finally {
+      d.cleanup();
+    }
   });
 
   it('startQsd refuses a missing file and reports why qemu-storage-daemon did not start', async () => {

@@ -72,7 +72,7 @@ export function mountFs(
   opts: { base?: string; mountOptions?: string; loopDirectIo?: boolean } = {},
 ): MountedFs {
   const dir = tempDir(`spindle-${type}-`, opts.base);
-  const image = makeFile(join(dir.path, `${type}.img`), sizeMiB << 20);
+  const image = makeFile(join(dir.path, `${type}.img`), sizeMiB * (1 << 20));
   const device = attachLoop(image, { directIo: opts.loopDirectIo });
   const mountpoint = join(dir.path, 'mnt');
   try {

@@ -15,6 +15,8 @@ export interface QsdOptions {
   cache: CacheMode;
   readOnly?: boolean;
   queues?: number;
+  /** The image format: raw (the file node is exported) or qcow2 (QEMU's qcow2 driver over the file node). */
+  format?: 'raw' | 'qcow2';
 }
 
 export interface Qsd {
@@ -36,16 +38,23 @@ export const QSD_SERIAL = 'vhost_user_blk';
 export function qsdArgs(o: QsdOptions): string[] {
   const sem = CACHE_SEMANTICS[o.cache];
   const driver = statSync(o.path).isBlockDevice() ? 'host_device' : 'file';
-  const blockdev = [
-    `driver=${driver}`,
-    'node-name=disk0',
-    `filename=${o.path.replace(/,/g, ',,')}`,
-    `aio=${o.aio}`,
+  const common = [
     `cache.direct=${sem.direct ? 'on' : 'off'}`,
     `cache.no-flush=${sem.flush === 'nothing' ? 'on' : 'off'}`,
     'discard=unmap',
     `read-only=${o.readOnly ? 'on' : 'off'}`,
   ];
+  const qcow2 = o.format === 'qcow2';
+  const blockdev = [
+    `driver=${driver}`,
+    `node-name=${qcow2 ? 'file0' : 'disk0'}`,
+    `filename=${o.path.replace(/,/g, ',,')}`,
+    `aio=${o.aio}`,
+    ...common,
+  ];
+  // qcow2: the format node over the file node, with the same cache settings (a -blockdev child
+  // inherits nothing, so both nodes say them).
+  const format = qcow2 ? ['--blockdev', ['driver=qcow2', 'node-name=disk0', 'file=file0', ...common].join(',')] : [];
   const exp = [
     'type=vhost-user-blk',
     'id=export0',
@@ -56,7 +65,7 @@ export function qsdArgs(o: QsdOptions): string[] {
     `writethrough=${sem.dsync ? 'on' : 'off'}`,
     `num-queues=${o.queues ?? 1}`,
   ];
-  return ['--blockdev', blockdev.join(','), '--export', exp.join(',')];
+  return ['--blockdev', blockdev.join(','), ...format, '--export', exp.join(',')];
 }
 
 /** Starts qemu-storage-daemon and resolves once its socket exists. */
