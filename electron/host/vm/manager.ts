@@ -17,7 +17,6 @@ import type { DiskHost, DiskHostFactory } from './disk-host.js';
 import { withDisksReleased } from './live-disks.js';
 import type { OfflineOps, SnapshotOp } from './offline-ops.js';
 import { RunLocks } from './run-lock.js';
-import { sleep } from './running-vm.js';
 import { RunningVms } from './running-vms.js';
 import type { VmStore } from './store.js';
 import { VmChanges, type DeleteResult } from './vm-changes.js';
@@ -233,7 +232,13 @@ export class VmManager extends EventEmitter {
    */
   async shutdown(id: string, timeoutMs = this.opts.shutdownTimeoutMs ?? 30_000): Promise<VmInfo> {
     const run = await this.locks.run(id, () => this.lifecycle.pressPowerButton(id));
-    const timedOut = await Promise.race([run.done.then(() => false), sleep(timeoutMs).then(() => true)]);
+    // The timer is cleared once the guest powers off: a pending one would keep a CLI or test
+    // process (and the app's quit) alive for the rest of the timeout.
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = await Promise.race([
+      run.done.then(() => false),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(true), timeoutMs))),
+    ]).finally(() => clearTimeout(timer));
     if (timedOut && !run.exited) {
       this.events.log(id, 'warning', `VM '${run.config.name}' did not power off within ${Math.round(timeoutMs / 1000)} s; forcing it off.`);
       await this.forceOff(id);
