@@ -13,7 +13,7 @@
 //
 // usage: node dist/tests/bench/qcow2.js [--quick] [--reps N] [--runtime S] [--only shm|disk]
 import { spawnSync } from 'node:child_process';
-import { closeSync, fsyncSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import type { AioMode, CacheMode } from '../../electron/shared/modes.js';
@@ -22,7 +22,7 @@ import { qsdServer, spindleExportServer, type DiskServerFactory } from '../guest
 import { makeFile, mountFs, tempDir, type MountedFs } from '../lib/loop.js';
 import { qemuCheck, qemuImg } from '../lib/qcow2.js';
 import { benchArgs, fmt, machineInfo, markdownTable, median, ratio, saveResults } from './lib/report.js';
-import { measure, requireSpindleCommands, withServer, writtenAndSynced } from './lib/setup.js';
+import { measure, requireSpindleCommands, synced, withServer, writtenAndSynced } from './lib/setup.js';
 
 const MiB = 1 << 20;
 const CLUSTER = 64 * 1024;
@@ -82,16 +82,6 @@ interface Cell {
   errors: string[];
 }
 
-function fsynced(path: string): string {
-  const fd = openSync(path, 'r+');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  return path;
-}
-
 interface Target {
   kind: TargetKind;
   fs: MountedFs;
@@ -116,7 +106,7 @@ function makeTarget(kind: TargetKind, size: number): Target {
     const raw = writtenAndSynced(join(fs.mountpoint, 'disk.raw'), size);
     const qcow2 = join(fs.mountpoint, 'disk.qcow2');
     qemuImg('convert', '-q', '-f', 'raw', '-O', 'qcow2', '-o', `cluster_size=${CLUSTER}`, raw, qcow2);
-    fsynced(qcow2);
+    synced(qcow2);
     const info = JSON.parse(qemuImg('check', '--output=json', qcow2)) as { 'allocated-clusters'?: number; 'total-clusters'?: number };
     if (info['allocated-clusters'] !== info['total-clusters'])
       throw new Error(`the written qcow2 image has ${info['allocated-clusters']}/${info['total-clusters']} clusters allocated`);
@@ -221,7 +211,7 @@ async function main(): Promise<void> {
                 // A writeback run leaves dirty pages; an O_DIRECT run after it would first wait for
                 // their writeback (ext4 flushes the range), so they go to disk here, unmeasured.
                 if (w.image === 'fresh') rmSync(path, { force: true });
-                else fsynced(path);
+                else synced(path);
                 console.log(
                   `${TARGET_NAMES[kind]}, ${modeName(m)} | ${w.name} | ${side}: ${
                     sample ? `${fmt(sample.iops, 0)} IOPS, ${fmt(sample.cpuUsPerIo)} µs CPU/IO, p99 ${fmt(sample.p99Us, 0)} µs` : 'FAILED'

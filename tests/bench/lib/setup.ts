@@ -26,9 +26,8 @@ export interface BenchTarget {
   cleanup(): void;
 }
 
-/** A fully written file whose dirty pages are on disk: writeback must not run under the first measurement. */
-export function writtenAndSynced(path: string, size: number): string {
-  makeFile(path, size, { written: true });
+/** `path` with its dirty pages on disk: writeback must not run under the next measurement. */
+export function synced(path: string): string {
   const fd = openSync(path, 'r+');
   try {
     fsyncSync(fd);
@@ -36,6 +35,12 @@ export function writtenAndSynced(path: string, size: number): string {
     closeSync(fd);
   }
   return path;
+}
+
+/** A fully written file whose dirty pages are on disk. */
+export function writtenAndSynced(path: string, size: number): string {
+  makeFile(path, size, { written: true });
+  return synced(path);
 }
 
 /** A fully written file of `size` on the machine's disk (os.tmpdir()). */
