@@ -39,11 +39,12 @@ if (wanted.includes('native')) {
     process.exit(u.status ?? 1);
   }
 }
-// One file at a time: guest and device tests share loop devices, QEMU and CPU. Every test has a
-// timeout, so a hang fails and is named instead of stalling CI: Node 20 applies --test-timeout to
-// each file as a whole (and passes it on to the file's own process), which bounds every test in
-// it. 15 minutes is about 4x the longest file on a loaded 2-core machine; the waits inside tests
-// have their own, shorter deadlines (tests/lib/wait.ts). SPINDLE_TEST_TIMEOUT_MS overrides it.
+// One file at a time: guest and device tests share loop devices, QEMU and CPU. A hang fails and is
+// named instead of stalling CI, at three levels: every wait inside a test has a deadline
+// (tests/lib/wait.ts); every test and hook has one of its own, 10 minutes unless it sets another
+// (tests/lib/test.ts, SPINDLE_PER_TEST_TIMEOUT_MS); and every file has this one, because Node 20
+// applies --test-timeout to an isolated file as a whole. 15 minutes is about 4x the longest file on
+// a loaded 2-core machine; SPINDLE_TEST_TIMEOUT_MS overrides it.
 const timeoutMs = Number(process.env.SPINDLE_TEST_TIMEOUT_MS) || 900_000;
 const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', `--test-timeout=${timeoutMs}`, '--test-reporter=spec', ...list], {
   stdio: 'inherit',

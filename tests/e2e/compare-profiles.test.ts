@@ -3,7 +3,7 @@
 // adds 4k random reads, writes and a 70/30 mix with 32 requests in flight, in a table of their own
 // beside the 2009 post's, each cell repeated with its spread and the best mode per column marked.
 // Screenshots at 1024, 1280, 1440 and 1920 px in both themes, with the layout check.
-import { test, before, after } from 'node:test';
+import { test, before, after } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import type { Page } from 'playwright-core';
 import { startApp, apiCall as callApi, type App } from './lib/serve.js';

@@ -1,7 +1,7 @@
 // The aio comparison end to end: a real `spindle serve`, Debian's Chromium, the scratch disk served
 // by real DiskServer IOThreads and driven through vhost-user by loadgen; a real QEMU (no guest
 // needed) holds a VM disk so its refusal can be seen. Screenshots go to tests/artifacts/.
-import { test, before, after } from 'node:test';
+import { test, before, after } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { release } from 'node:os';

@@ -1,7 +1,7 @@
 // A new user's first steps in the dialogs, end to end: a real `spindle serve`
 // with a fresh data directory, Debian's Chromium, real image files (sparse, written, vmdk made by
 // qemu-img, an ISO 9660 image) and a real loop device. No guest is needed: every VM stays stopped.
-import { test, before, after } from 'node:test';
+import { test, before, after } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { statSync, writeFileSync, existsSync } from 'node:fs';

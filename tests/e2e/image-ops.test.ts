@@ -2,7 +2,7 @@
 // creates a qcow2 (raw is the default, and says why), attaches an overlay whose row shows its
 // backing chain, imports a vmdk with progress; the disk row grows a disk and refuses to shrink it
 // with a sentence. Only visible controls are clicked; screenshots at 1024 and 1920 px.
-import { test, before, after } from 'node:test';
+import { test, before, after } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { statSync } from 'node:fs';

@@ -2,7 +2,7 @@
 // dialog or panel is wider than it shows, and every primary button is reachable without a
 // sideways scroll. A real `spindle serve`, Debian's Chromium, real image files and a real loop
 // device. Screenshots: tests/artifacts/layout-<view>-<w>x<h>-<theme>.png.
-import { test, before, after } from 'node:test';
+import { test, before, after } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';

@@ -1,7 +1,7 @@
 // A VM's life as the user sees it (its Lifecycle and Performance tabs): a real
 // `spindle serve`, Debian's Chromium, the test guest booting under QEMU and writing with fio to a
 // real image file. The guest has no ACPI daemon, so Shut down has to force it off.
-import { test, before, after } from 'node:test';
+import { test, before, after } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';

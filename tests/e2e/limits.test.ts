@@ -6,7 +6,7 @@
 //   change right there, and Preallocate fills the file;
 // - a live mode switch stays marked on the disk's charts after the page reloads.
 // Screenshots at 1024, 1280, 1440 and 1920 px in both themes, with the layout check.
-import { test, before, after } from 'node:test';
+import { test, before, after } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';

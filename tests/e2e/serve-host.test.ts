@@ -2,7 +2,7 @@
 // (electron/api/local-socket-host.ts). Real `spindle serve` processes: a second one with the same
 // environment refuses with a sentence naming the first; one SIGKILLed leaves a stale socket file
 // that the next one replaces; two started at once, exactly one hosts.
-import { test, after } from 'node:test';
+import { test, after } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

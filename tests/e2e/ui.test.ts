@@ -1,7 +1,7 @@
 // The desktop app end to end: a real `spindle serve` (real backend: VM manager, QEMU, the disk
 // host), Debian's Chromium driving the built renderer, a real loop device and a real sparse file.
 // Screenshots go to tests/artifacts/ (1280×800 and 1920×1080, light and dark).
-import { test, before, after } from 'node:test';
+import { test, before, after } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';

@@ -2,7 +2,7 @@
 // Chromium, real image files and the real qemu-img (no guest: every VM stays stopped). Every step
 // clicks visible controls; the dialogs and the snapshot timeline are checked for overflow and
 // photographed at 1024 and 1920 px.
-import { test, before, after } from 'node:test';
+import { test, before, after } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';

@@ -4,7 +4,7 @@
 // the edit still there after a reload; then, running (SeaBIOS finding nothing to boot, so no guest
 // is needed), the panel says what needs a stopped VM and changes the CD-ROM live over QMP.
 // Only visible controls are clicked; screenshots at 1024 and 1920 px in tests/artifacts.
-import { test, before, after } from 'node:test';
+import { test, before, after } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import type { Page } from 'playwright-core';
 import { startApp, apiCall as callApi, type App } from './lib/serve.js';

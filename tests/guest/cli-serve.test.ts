@@ -4,7 +4,7 @@
 // opens an io_uring; the guest's writes land), `vm start` refuses, a second serve refuses, a host
 // with another runtime directory but the same VM files refuses to start the VM and leaves serve's
 // sockets alone, and `vm stop` stops it in serve.
-import { test, after } from 'node:test';
+import { test, after } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';

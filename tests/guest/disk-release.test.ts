@@ -3,7 +3,7 @@
 // released, Spindle holds no fd and no lock on the image, so qemu-io can write it (refused before);
 // after, the disk server is back on the same socket, QEMU has reconnected, and the guest reads
 // qemu-io's bytes and keeps writing, with no I/O error. A guest the user paused is refused with a sentence.
-import { test, after } from 'node:test';
+import { test, after } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';

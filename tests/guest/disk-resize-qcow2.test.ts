@@ -4,7 +4,7 @@
 // changes, the guest writes past the old end and reads it back; after poweroff qemu-img check is
 // clean, the virtual size is the new one, and QEMU's own reading of the image (qemu-img convert)
 // has what the guest wrote. Shrinking is refused with a sentence.
-import { test, after } from 'node:test';
+import { test, after } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';

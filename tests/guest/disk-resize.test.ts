@@ -3,7 +3,7 @@
 // runs: /sys/block/vdX/size changes (vhost-user BACKEND_CONFIG_CHANGE_MSG -> QEMU's GET_CONFIG ->
 // virtio config interrupt) and the guest writes and reads back data in the new space; shrinking
 // is refused with a sentence; a device that has not grown yet is refused too.
-import { test, after } from 'node:test';
+import { test, after } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { closeSync, mkdtempSync, openSync, readSync, rmSync, statSync, truncateSync } from 'node:fs';

@@ -6,7 +6,7 @@
 // (the retry parks the writes again, no error, still paused), then deletes the ballast; the VM
 // resumes by itself; fio finishes with 0 errors and every block verifies; the
 // guest's kernel log has no I/O error and no "is not a head" (a request completed twice).
-import { test, after } from 'node:test';
+import { test, after } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, statfsSync, unlinkSync } from 'node:fs';

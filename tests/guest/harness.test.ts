@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it } from '../lib/test.js';
 import { buildGuestImage, findGuestKernel, resolveModules, sharedLibraries } from '../lib/guest-image.js';
 import { tempDir } from '../lib/loop.js';
 import { cpuSeconds, killOnExit, stopChild } from '../lib/proc.js';

@@ -3,7 +3,7 @@
 // keep) under BIOS; the guest shuts down on the ACPI power button (busybox acpid). Then the VM is
 // edited with `spindle vm update` (the CLI, acting on the VM files) and the edit is still there
 // after the backend is closed and a new one started, as after an app restart.
-import { test, after } from 'node:test';
+import { test, after } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';

@@ -3,7 +3,7 @@
 // TPM 2.0 (swtpm), a TCP port forward to a busybox nc listener in the guest, CD-ROM insert and
 // eject through QMP, a disk hot-plugged through q35's spare PCIe root ports, and an ACPI shutdown
 // the guest honours (busybox acpid) instead of the forced-off timeout.
-import { test, after } from 'node:test';
+import { test, after } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { createConnection, createServer } from 'node:net';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';

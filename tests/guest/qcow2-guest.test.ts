@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it } from '../lib/test.js';
 import { DiskServer } from '../../electron/host/disks/disk-server.js';
 import { tempDir } from '../lib/loop.js';
 import { bootGuest, type Guest } from '../lib/qemu.js';

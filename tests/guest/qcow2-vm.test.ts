@@ -1,7 +1,7 @@
 // Linked clones and snapshots over Spindle's qcow2 driver with a real guest: a linked clone boots
 // and its writes leave the source untouched; a snapshot taken on a running VM, then overwritten by
 // the guest, brings the old bytes back on revert (read with qemu-img).
-import { test, after } from 'node:test';
+import { test, after } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';

@@ -15,7 +15,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it } from '../lib/test.js';
 import { DiskServer as InAppDiskServer, type DiskEvent } from '../../electron/host/disks/disk-server.js';
 import { makeFile, tempDir } from '../lib/loop.js';
 import { bootGuest, type Guest } from '../lib/qemu.js';

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { closeSync, openSync, readSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it } from '../lib/test.js';
 import type { AioMode, CacheMode } from '../../electron/shared/modes.js';
 import { attachLoop, makeFile, tempDir, type LoopDevice } from '../lib/loop.js';
 import { bootGuest, type Guest } from '../lib/qemu.js';

@@ -2,7 +2,7 @@
 // would run it (paths mapped to this checkout and this Node): it hosts without a UI, starts the VM
 // marked "start when Spindle starts" (a real guest boots and answers on its console), answers the
 // `vm` commands on the local socket, and on SIGTERM shuts the VM down and exits 0.
-import { test, after } from 'node:test';
+import { test, after } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';

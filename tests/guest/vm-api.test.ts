@@ -4,7 +4,7 @@
 // switch under fio verify really reopens the image with O_DIRECT; vm.reset reboots the guest,
 // which keeps its data; vm.delete is refused while running, then removes the VM's file and never
 // the disk image.
-import { test, after } from 'node:test';
+import { test, after } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';

@@ -1,6 +1,6 @@
 // Real QEMU, real Linux guest (busybox initramfs), disks served by Spindle's own disk servers
 // (the manager's default DiskHost factory).
-import { test, after } from 'node:test';
+import { test, after } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync, truncateSync, existsSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -2,7 +2,7 @@
 // what a limited disk gives it, a live change through the API (disk.set, as the UI and
 // `spindle vm set-disk --limits` call it) takes effect on the running VM, and data written under a
 // limit verifies. Bounds are the limits plus their bursts and generous slack; never a tight timing.
-import { test, after } from 'node:test';
+import { test, after } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

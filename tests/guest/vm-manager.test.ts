@@ -1,7 +1,7 @@
 // The VM manager through the API (createBackend's router, as the UI and CLI use it): real QEMU, the
 // project's test guest (fio, e2fsprogs), disks served by Spindle's own disk servers. Three boots
 // in all: VM A; then A again together with VM B.
-import { test, after } from 'node:test';
+import { test, after } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { closeSync, mkdtempSync, openSync, readdirSync, readlinkSync, readSync, rmSync } from 'node:fs';

@@ -3,7 +3,7 @@
 // WebSocket at /vnc/<vmId> carries a real RFB session to QEMU's VNC socket: the version and
 // security handshake, ServerInit with the VGA's size, and a framebuffer update of the screen
 // (the firmware's text: the VM boots from a disk it does not have, so it costs no guest boot).
-import { test, after } from 'node:test';
+import { test, after } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';

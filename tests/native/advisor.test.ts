@@ -1,5 +1,5 @@
 // The advisor on real files (ext4 under /tmp, tmpfs in /dev/shm) and real loop devices.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { closeSync, constants, existsSync, openSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -1,6 +1,6 @@
 // host.devices, advisor.* and the VM manager's device checks (one implementation: block/host-devices)
 // through the API router, on real loop devices: plain, mounted, read-only, held exclusively.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, closeSync, constants, openSync, writeFileSync, mkdirSync } from 'node:fs';

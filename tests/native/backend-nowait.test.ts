@@ -2,7 +2,7 @@
 // written/fallocated files do not bounce, block devices keep nowait off, auto on a sparse file is
 // allocation-aware (extent-map.test.ts has the details), and a live reconfigure under load loses
 // nothing.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { BlockBackend } from '../../electron/dataplane/block/backend.js';

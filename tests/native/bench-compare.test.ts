@@ -1,6 +1,6 @@
 // The aio comparison through the API router on real files (O_DIRECT, real DiskServer IOThreads,
 // loadgen over vhost-user), and its refusal of a disk a running VM (real QEMU, no guest) uses.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { writeFileSync, truncateSync, readFileSync, readdirSync, mkdirSync } from 'node:fs';

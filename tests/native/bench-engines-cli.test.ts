@@ -1,7 +1,7 @@
 // `spindle bench-engines PATH --overwrite` (README, "Command line"): each engine on a real file,
 // 4k random read/write QD32 and 1M sequential read/write QD4, as JSON and as a table; without
 // --overwrite it refuses with a sentence and leaves the file alone.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';

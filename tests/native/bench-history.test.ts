@@ -1,7 +1,7 @@
 // Completed aio comparisons are kept per disk (bench.history) in the data directory, with what
 // was measured and where (disk, size, date, kernel), and survive a restart of the backend; real
 // files, real DiskServer IOThreads and loadgen over vhost-user, as in bench-compare.test.ts.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { readdirSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { release } from 'node:os';

@@ -1,7 +1,7 @@
 // The comparison's guest-like profiles (electron/shared/bench-profiles.ts) through the API router
 // on the scratch disk: 4k random reads and writes and a 70/30 mix with 32 requests in flight, each
 // cell repeated, beside (not inside) the 2009 post's sequential columns.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { apiSetup } from '../lib/api.js';
 import { GUEST_PROFILES } from '../../electron/shared/bench-profiles.js';

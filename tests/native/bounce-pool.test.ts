@@ -1,7 +1,7 @@
 // O_DIRECT with misaligned guest memory bounces through aligned buffers: the engine takes them
 // from a small pool instead of allocating per request, and still allocates (and frees) the rare
 // request too big to pool. Real O_DIRECT file, every engine.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { closeSync, constants, openSync } from 'node:fs';
 import { AIO_MODES } from '../../electron/shared/modes.js';

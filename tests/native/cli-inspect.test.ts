@@ -1,5 +1,5 @@
 // The inspect and create-image commands as a user runs them: output, JSON, exit codes, one-line errors.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';

@@ -1,7 +1,7 @@
 // The counters' layout is written twice, in native/engine/counters.h (what the engine writes)
 // and electron/dataplane/block/stats.ts (what every reader reads): the addon exports the native field
 // table, and a field added, moved or renamed on one side only fails here.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { closeSync, constants, openSync } from 'node:fs';
 import { join } from 'node:path';

@@ -7,7 +7,7 @@
 // What SIGKILL can and cannot show: the kernel keeps what the server wrote (page cache), so this
 // proves the server never acknowledges a write or a flush before handing it to the kernel, and
 // never tears or misplaces a block; losing the page cache itself (a host crash) is out of reach here.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import type { AioMode, CacheMode } from '../../electron/shared/modes.js';

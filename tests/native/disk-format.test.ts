@@ -6,7 +6,7 @@
 //   host) still starts, and is served as raw bytes at its own size; a config written before the
 //   field existed (no `format`) is raw too;
 // - a stopped VM's disks grow offline (raw: ftruncate; qcow2: qemu-img resize); shrink is refused.
-import { test, after } from 'node:test';
+import { test, after } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';

@@ -3,7 +3,7 @@
 // (SET_BACKEND_REQ_FD, protocol features BACKEND_REQ + CONFIG) receives BACKEND_CONFIG_CHANGE_MSG
 // on it; one that did not is named in the 'resized' event. Shrinking, odd sizes and a read-only
 // disk are refused with sentences and change nothing.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -1,6 +1,6 @@
 // Many requests in flight complete exactly once; closing drains; engines live in workers;
 // an engine dropped or its thread terminated with I/O in flight does not crash the process.
-import { test, type TestContext } from 'node:test';
+import { test, type TestContext } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
 import { setFlagsFromString } from 'node:v8';

@@ -1,5 +1,5 @@
 // Refusals and I/O errors surface as typed SpindleErrors (or -errno results) with sentences.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, openSync, closeSync, constants, writeFileSync } from 'node:fs';

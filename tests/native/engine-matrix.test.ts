@@ -1,7 +1,7 @@
 // Every engine × every cache mode, on a regular file on the real disk (O_DIRECT works there) and
 // on a loop device: random offsets and sizes (512 B..4 MiB) through several segments with odd
 // buffer addresses, read back identical; discard and write-zeroes read back as zeros; flush; EOF.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { BlockBackend } from '../../electron/dataplane/block/backend.js';
 import { AIO_MODES, CACHE_MODES, modeConflict, type AioMode, type CacheMode } from '../../electron/shared/modes.js';

@@ -4,7 +4,7 @@
 // normally; a batch whose framing (tag, segment count, request count) cannot be trusted is refused
 // whole with a RangeError and nothing is submitted. Crafted batches, through the AioEngine class,
 // for each engine kind.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { closeSync, constants, openSync } from 'node:fs';
 import { AioEngine, SubmissionQueue } from '../../electron/dataplane/block/engine.js';

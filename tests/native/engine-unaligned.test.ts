@@ -2,7 +2,7 @@
 // needs whole blocks (O_DIRECT data, BLKZEROOUT, BLKDISCARD): done on the covering blocks, writes
 // by read-modify-write serialised against overlapping writes. Every engine, on an O_DIRECT file and
 // on a loop device with 4096-byte sectors.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { closeSync, constants, fstatSync, openSync } from 'node:fs';
 import { BlockBackend } from '../../electron/dataplane/block/backend.js';

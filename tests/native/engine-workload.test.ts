@@ -1,7 +1,7 @@
 // The engine-level load generator (tools/engine-workload.ts) plays the same Workload type as the
 // vhost-user one (tools/loadgen.ts): every rw mode, including the random mix, on a real file
 // through a real engine, counted by the disk's own counters.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { BlockBackend } from '../../electron/dataplane/block/backend.js';

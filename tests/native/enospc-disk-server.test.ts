@@ -6,7 +6,7 @@
 // for while the filesystem is still full parks them again ('no-space', retried); once a file is
 // deleted the IOThread notices by itself, retries them ('space-recovered'), and loadgen finishes with
 // 0 errors and every block matching. With 'report' the same full filesystem gives I/O errors.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { statfsSync, unlinkSync } from 'node:fs';

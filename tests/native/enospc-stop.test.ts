@@ -3,7 +3,7 @@
 // tiny loop-mounted ext4 that is nearly full. The write is parked (no IOERR, no used entry), the
 // device says why; a file is deleted to free space, retryParked() writes it, the write completes
 // OK exactly once and reads back. 'report' on the same full filesystem gives IOERR.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { statfsSync, unlinkSync } from 'node:fs';

@@ -1,6 +1,6 @@
 // `spindle export` as a user runs it: a child process serving a real file, driven by loadgen,
 // stopped with SIGINT/SIGTERM; and every bad option refused with one line and exit code 2.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';

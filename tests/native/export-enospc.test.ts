@@ -4,7 +4,7 @@
 // prints a line when it resumes, and every write completes; with --enospc report the guest gets
 // I/O errors. A bad --enospc is one line. And a SIGTERM sent the moment `ready` is read always
 // drains and prints stats: the handlers are installed before `ready` is printed.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, statfsSync, unlinkSync } from 'node:fs';

@@ -3,7 +3,7 @@
 // follow into the chunk go to Linux AIO; discards and unmapping write-zeroes make holes again;
 // fallocated ranges count as allocated; a hole punched behind Spindle's back is caught (counted,
 // done by the pool, data exact), never written natively as if it were safe.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';

@@ -4,7 +4,7 @@
 // reads back exact; xfs takes buffered RWF_NOWAIT writes inline, ext4 refuses them (EOPNOTSUPP on
 // 6.x) and every write punts; writethrough never writes inline; O_DIRECT and fastPath: false never
 // try. Every request is counted once, as a hit or a punt.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';

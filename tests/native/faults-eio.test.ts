@@ -7,7 +7,7 @@
 // - the image file deleted, moved or replaced; a loop device detached (losetup -d).
 // Each time: the faulty disk reports it (IOERR to the guest, a DiskFaultWatch sentence), and
 // another disk served at the same time goes on working with verified data.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';

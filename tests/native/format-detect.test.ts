@@ -3,7 +3,7 @@
 // disk.attach, with the image left as it was; raw images (and raw data that merely contains a
 // magic word past the header) are still served, and `spindle export` serves qcow2 through its
 // qcow2 driver, saying it detected the format.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';

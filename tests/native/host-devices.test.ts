@@ -1,5 +1,5 @@
 // Host device discovery on real loop devices and the machine's root device.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { deviceUsage, listHostDevices, type HostDevice } from '../../electron/dataplane/block/host-devices.js';

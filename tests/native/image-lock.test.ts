@@ -1,7 +1,7 @@
 // One writer per image, with real processes: `spindle export`, qemu-io,
 // qemu-storage-daemon, `spindle bench-engines` and `spindle inspect` on one image, a mounted loop
 // device's backing file, and a live mode switch (and an IOThread restart) under qemu-io's attempts.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';

@@ -2,7 +2,7 @@
 // cluster size, preallocation, backing file; every mistake a one-line sentence, nothing created),
 // inspect (virtual size, allocation, cluster size, backing chain), and import (vmdk, vdi, vhdx, qcow2,
 // raw; progress; never overwrites) through the CLI and the API.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';

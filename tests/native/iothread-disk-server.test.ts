@@ -1,6 +1,6 @@
 // DiskServer: one worker_thread per disk serving a real file over vhost-user, driven by
 // `spindle loadgen` (runLoadgen, a real vhost-user frontend with memfd memory and eventfds).
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';

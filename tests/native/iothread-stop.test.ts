@@ -2,7 +2,7 @@
 // arrived while the disk's IOThread was being restarted after a crash terminated the new worker
 // (right, the disk is stopping) and then sent 'stop' to the old one, already dead, and waited for
 // its answer until the 30 s deadline. A stop during a restart must finish at once.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { DiskServer, type DiskEvent } from '../../electron/host/disks/disk-server.js';

@@ -1,7 +1,7 @@
 // Spindle's own virtio-blk device behind the vhost-user server, driven by `spindle loadgen`
 // (runLoadgen, in this process) through real memfd memory, mmap'd external ArrayBuffers and
 // eventfds, over the real BlockBackend on a real file (O_DIRECT on /var/tmp), with every engine.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -1,6 +1,6 @@
 // `spindle loadgen` end to end against a real vhost-user-blk backend: Debian's
 // qemu-storage-daemon exporting an image file. Runs the CLI as users do and reads its output.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, openSync, writeSync, closeSync, truncateSync } from 'node:fs';

@@ -1,7 +1,7 @@
 // `spindle loadgen` gives up on a backend that does not answer: a socket whose
 // server accepts and never replies (with --timeout and with the default), and a real Spindle disk
 // that takes requests but completes none (its IOThread paused).
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createServer, type Socket } from 'node:net';

@@ -2,7 +2,7 @@
 // V8-owned buffers. Electron cannot be installed here: SPINDLE_MAP_IN_V8=1 forces that same path
 // under Node, and the key data-path tests run again in a child process with it set (the child
 // and every process it starts - `spindle export`, IOThread workers - map guest memory in V8).
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';

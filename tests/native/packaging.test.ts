@@ -2,7 +2,7 @@
 // builds the TypeScript, the renderer and the addon first), every path build/electron-builder.yml
 // packs exists, and the addon needs no system library beyond the C/C++ runtime (README,
 // "Packaging": libaio through its syscalls, liburing linked statically).
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';

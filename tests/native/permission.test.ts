@@ -1,6 +1,6 @@
 // A file that is read-only for the user is said to be read-only, not "add your user
 // to group 'nogroup'": openDisk, `spindle export` and `spindle vm create`, run as user nobody.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync } from 'node:fs';

@@ -1,6 +1,6 @@
 // `inspect --probe` on loop-mounted ext4 and xfs: PATH's data untouched, temp file gone (also after
 // SIGINT mid-probe), fields present and sane.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';

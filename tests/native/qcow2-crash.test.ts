@@ -4,7 +4,7 @@
 // printed). After every kill `qemu-img check` finds at most leaked clusters, and the image, read
 // through QEMU's own qcow2 driver, holds every block a completed FLUSH covered, no torn block.
 // Between rounds QEMU discards the region, so the next round allocates again.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';

@@ -3,7 +3,7 @@
 // names pointing anywhere, and the features Spindle refuses. Each gives a SpindleError sentence
 // or reads and writes that fail with EIO; nothing throws anything else, nothing reads past the
 // end of the image, and the process goes on.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { copyFileSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -3,7 +3,7 @@
 // snapshot) are written through Spindle's qcow2 driver on each engine and cache mode, then
 // `qemu-img check` finds nothing and `qemu-img compare` (QEMU's own qcow2 driver reading what
 // Spindle wrote) finds them identical to a raw twin written with the same data.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';

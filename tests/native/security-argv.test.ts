@@ -1,7 +1,7 @@
 // QEMU is spawned with an argv array. A VM whose kernel path, command line and
 // runtime directory carry shell metacharacters starts real QEMU; /proc/PID/cmdline shows each
 // value as one intact argument, and nothing a shell would have run (touch) happened.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

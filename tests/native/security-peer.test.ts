@@ -3,7 +3,7 @@
 // DiskServer.expectPeer(pid) names the frontend: no connection is ever served unchecked.
 // The "QEMU" here is a real separate process (`spindle loadgen`, a vhost-user frontend); the
 // intruder is another real process of the same user.
-import { test, type TestContext } from 'node:test';
+import { test, type TestContext } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';

@@ -2,7 +2,7 @@
 // disk, a real file), driven by `spindle loadgen` as the vhost-user frontend. Checks what the
 // stats sampler and the UI get: rates from the engine's counters, the IOThread's CPU time found
 // by its kernel tid, events as log lines, and a live aio switch.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

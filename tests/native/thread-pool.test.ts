@@ -2,7 +2,7 @@
 // time out and exit (idleMs 1) and new ones start, with a small and a large worker bound, mixed
 // fast (page cache) and slow (fdatasync) requests: every request completes exactly once, the data
 // is what a model of the writes says, and the workers' CPU time reaches the counters by close.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { AioEngine, SubmissionQueue } from '../../electron/dataplane/block/engine.js';

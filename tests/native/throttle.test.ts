@@ -3,7 +3,7 @@
 // held back, a burst goes through and then settles, flushes keep their place behind throttled
 // writes, and a live change takes effect. Margins are generous (2 shared cores): the bounds are
 // what the limits allow plus their bursts, never a tight timing.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { BlockBackend } from '../../electron/dataplane/block/backend.js';
 import { ThrottledDevice } from '../../electron/dataplane/block/throttle.js';

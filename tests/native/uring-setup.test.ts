@@ -4,7 +4,7 @@
 // refusing setup call); the file registered as a fixed file; guest-RAM-sized buffers pinned as
 // fixed buffers when asked. Each setup serves the same I/O correctly, on a file and on a block
 // device that a live switch reopens O_EXCL right away.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { BlockBackend } from '../../electron/dataplane/block/backend.js';
 import { attachLoop, makeFile, tempDir } from '../lib/loop.js';

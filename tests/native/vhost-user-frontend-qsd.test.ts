@@ -1,7 +1,7 @@
 // VhostUserFrontend against a real backend: Debian's qemu-storage-daemon exporting a file as
 // vhost-user-blk. Negotiation, config space, shared memory, one vring, and one real read
 // request through a hand-built split ring (three descriptors) to prove kick and call work.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';

@@ -1,6 +1,6 @@
 // Random vhost-user message streams against a live server, bounded. The property
 // lives in tests/fuzz/targets/vhost-user-server.ts and is shared with `npm run fuzz`.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import { serverStreams } from '../fuzz/targets/vhost-user-server.js';
 import { runTarget } from '../fuzz/target.js';
 

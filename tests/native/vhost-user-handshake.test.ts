@@ -6,7 +6,7 @@
 //  - a request that completes after its frontend dropped the connection is announced with an
 //    interrupt on the next connection's call fd (with EVENT_IDX the guest would otherwise never be
 //    interrupted for it, and its I/O would hang after the reconnect).
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { DiskServer, type DiskEvent, type DiskSpec } from '../../electron/host/disks/disk-server.js';

@@ -1,7 +1,7 @@
 // Malformed input from a frontend: each case is fed over a real socket and must
 // produce a clear logged reason; the connection (or only the affected ring) stops, the process
 // never crashes, the server accepts the next frontend, and another disk's server is untouched.
-import { test, before, after } from 'node:test';
+import { test, before, after } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -4,7 +4,7 @@
 // disks from IOThreads (tests/lib/two-disk-process.ts) and checks that the process lives, disk b
 // serves verified I/O meanwhile, disk a refused what it had to with a sentence and serves the
 // next frontend.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { closeSync, ftruncateSync, openSync } from 'node:fs';
 import { join } from 'node:path';

@@ -1,5 +1,5 @@
 // The native posix helpers the vhost-user transport stands on: real sockets, fds, eventfds, mmap.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
 import { mkdtempSync, rmSync, fstatSync, readFileSync, readSync, writeSync, openSync, closeSync } from 'node:fs';

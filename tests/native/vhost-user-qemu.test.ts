@@ -3,7 +3,7 @@
 // The first test uses a recording double (tests/native/vhost-user-double.ts) to see exactly what
 // QEMU asks; the second the real VirtioBlkDevice over a BlockBackend on a file. The guest suite
 // covers real I/O from a booted Linux.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { spawn } from 'node:child_process';

@@ -1,6 +1,6 @@
 // VhostUserServer against VhostUserFrontend over a real unix socket, with real memfd memory
 // and eventfds. The device is a recording double (tests/native/vhost-user-double.ts).
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';

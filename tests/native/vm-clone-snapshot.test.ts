@@ -1,7 +1,7 @@
 // Clones, deletes and snapshots on real image files with the real qemu-img and qemu-io, through
 // the API router and the real CLI (no QEMU guest: a qcow2 disk cannot be served before the qcow2
 // driver lands; tests/guest/qcow2-vm.test.ts is the guest-level test over the driver).
-import { test, before, after } from 'node:test';
+import { test, before, after } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';

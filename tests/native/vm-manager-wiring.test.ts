@@ -9,7 +9,7 @@
 //   ServedDisk by the test (stand-ins for the worker's, whose path from a full ext4 is tested in
 //   enospc-disk-server.test.ts, and with a real guest in tests/guest/enospc.test.ts);
 // - host faults: deleting the image file of a running disk becomes an error disk event.
-import { test, after } from 'node:test';
+import { test, after } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';

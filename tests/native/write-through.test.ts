@@ -1,7 +1,7 @@
 // Write-through when the guest turns its write cache off (virtio-blk CONFIG_WCE): every write is
 // durable before it completes. Real files, every engine; the counters show the fdatasyncs the
 // engine added, and each completion batch of writes arrives only after its flush finished.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { closeSync, constants, openSync } from 'node:fs';
 import { BlockBackend } from '../../electron/dataplane/block/backend.js';

@@ -2,7 +2,7 @@
 // files: the suggested images/ directory is made on first use (0700), qcow2 is shown as a disk and
 // other container formats are refused by their header with a sentence naming the format, an ISO 9660 image is recognised,
 // the last probe of a file is kept, and loop devices name their backing file.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';

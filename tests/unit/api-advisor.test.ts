@@ -1,6 +1,6 @@
 // host.devices, advisor.* and scratch.get through the API router, on real files in a temp dir and
 // the machine's real block devices (lsblk); results are checked against the contract's schemas.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { writeFileSync, truncateSync, statSync, readFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';

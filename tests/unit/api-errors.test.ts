@@ -2,7 +2,7 @@
 // code and sentence, a missing file as NOT_FOUND, and a bug as "internal error (id …)" whose id is
 // in the log beside the real error, never its text. Both the message session (WebSocket, IPC) and
 // the local socket go through it, behind the real router.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { apiSetup } from '../lib/api.js';

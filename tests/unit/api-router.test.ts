@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { writeFileSync, truncateSync, symlinkSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -1,7 +1,7 @@
 // The Electron shell's decisions, in Node (Electron's binary does not run here): what the tray
 // menu shows for a VM list, whether closing the window hides it or quits, the Quit question, the
 // login autostart entry's text, file and removal, and which VMs start when Spindle starts.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, existsSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { BenchStartInput } from '../../electron/shared/api.js';
 import { variantsOf } from '../../electron/api/bench-api.js';

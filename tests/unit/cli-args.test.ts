@@ -1,5 +1,5 @@
 // electron/cli/args.ts: negative numbers are option values, and parse errors are one sentence.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { parseArgs } from 'node:util';
 import { describeParseError, joinNegativeValues, parseCommandArgs, wholeNumber } from '../../electron/cli/args.js';

@@ -1,6 +1,6 @@
 // `spindle vm`: the per-disk full-filesystem policy (enospc) through create/set-disk/show, its bad
 // values refused, and `vm stats` lines with and without the nowait and submit-stall figures.
-import { test, before, after } from 'node:test';
+import { test, before, after } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync, truncateSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -1,6 +1,6 @@
 // `spindle vm set-disk --limits`: QEMU-style limits set, shown by `vm show`, removed with none; a
 // set QEMU would refuse is refused with a sentence (exit 2) and changes nothing.
-import { test, before, after } from 'node:test';
+import { test, before, after } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -1,7 +1,7 @@
 // `spindle vm` as a user runs it: the real bin/spindle.js in a child process, with the config,
 // runtime and data directories pointed at a temp dir. Exit codes: 0 ok, 2 bad input
 // (INVALID_ARGUMENT, unknown option), 1 anything else refused.
-import { test, before, after } from 'node:test';
+import { test, before, after } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync, truncateSync, readFileSync, readdirSync, existsSync, mkdirSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';

@@ -1,6 +1,6 @@
 // The disk-lease registry (electron/host/disks/disk-leases.ts) that the VM manager and the aio
 // comparison both consult before they serve or write a disk.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -1,7 +1,7 @@
 // Guest RAM regions are views that may start at an offset inside their ArrayBuffer (guest RAM mapped
 // inside a V8 buffer where external buffers are refused): every layer must address the region
 // from the view's first byte and never touch the bytes around it.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_S_OK, VirtioBlkDevice } from '../../electron/dataplane/virtio/virtio-blk.js';
 import { GuestMemory } from '../../electron/dataplane/virtio/guest-memory.js';

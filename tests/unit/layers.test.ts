@@ -1,7 +1,7 @@
 // The dependency rule of docs/ARCHITECTURE.md, read from the source's own imports:
 // shared ← dataplane ← host ← api ← cli/main, tools use only dataplane and shared; no folder of
 // electron/ imports another that imports it back; the IOThread's closure stays in the data plane.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, statSync, existsSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';

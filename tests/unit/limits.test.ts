@@ -1,6 +1,6 @@
 // I/O limits as text and as settings (electron/shared/limits.ts): QEMU's names, its validity rules
 // (util/throttle.c throttle_is_valid) as sentences, and the model accepting only valid sets.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { IoLimits, describeLimits, hasLimits, limitsProblem, parseLimits } from '../../electron/shared/limits.js';
 import { DiskPatch, type VmInfo } from '../../electron/shared/api.js';

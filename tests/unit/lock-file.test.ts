@@ -1,6 +1,6 @@
 // The lock files behind "one host process" and "one process per VM" (electron/host/vm/lock-file.ts,
 // native/posix/ofd_lock.cc): real OFD locks between real processes.
-import { test, after } from 'node:test';
+import { test, after } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, readFileSync, statSync } from 'node:fs';

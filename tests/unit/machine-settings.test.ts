@@ -1,7 +1,7 @@
 // The machine settings of issue 16 §4 without a guest: QEMU's argv for q35 (root ports, hot-plug
 // ports), Secure Boot, the TPM, CD-ROM drives, boot order, port forwards and bridges; the CLI's
 // shared flags; the bridge helper's ACL; the media rules; and the config checks through the API.
-import { test, after as afterAll } from 'node:test';
+import { test, after as afterAll } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { NowaitPolicy } from '../../electron/dataplane/block/nowait-policy.js';

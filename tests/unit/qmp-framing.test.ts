@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { createServer, type Socket } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';

@@ -1,6 +1,6 @@
 // Hostile params to every API method and stream end in a sentence, never a crash.
 // The property lives in tests/fuzz/targets/api-router.ts (shared with `npm run fuzz`).
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import { apiRouterTarget } from '../fuzz/targets/api-router.js';
 import { runTarget } from '../fuzz/target.js';
 

@@ -1,6 +1,6 @@
 // Hostile wire messages to the API session (serve's WebSocket and Electron's IPC
 // share it) never throw and are answered with sentences. Property: tests/fuzz/targets/api-session.ts.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import { apiSessionTarget } from '../fuzz/targets/api-session.js';
 import { runTarget } from '../fuzz/target.js';
 

@@ -2,7 +2,7 @@
 // Electron binary cannot be downloaded here, so the window cannot be created in tests): isolated,
 // sandboxed renderer without Node; strict CSP on every response and in the page; no navigation,
 // new windows, webviews or permissions; no remote module; the preload exposes functions only.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';

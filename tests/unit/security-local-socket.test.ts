@@ -1,7 +1,7 @@
 // The local API socket (CLI -> running backend) takes any bytes a local process
 // sends without the backend throwing: non-object JSON (`null` used to crash it), broken JSON,
 // oversized lines. Random lines run through the shared target in tests/fuzz/targets/local-socket.ts.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { localSocketTarget, exchange } from '../fuzz/targets/local-socket.js';
 import { runTarget } from '../fuzz/target.js';

@@ -1,6 +1,6 @@
 // Runtime sockets live in a 0700 directory under $XDG_RUNTIME_DIR that is ours;
 // anything else in its place is refused, and sockets themselves are 0600.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';

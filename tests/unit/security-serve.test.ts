@@ -1,7 +1,7 @@
 // Serve mode: reachable on loopback only; token and Origin checked on every request.
 // Complements ws-server.test.ts with the hostile variants (look-alike origins, token prefixes,
 // non-loopback addresses).
-import { test, before, after } from 'node:test';
+import { test, before, after } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { networkInterfaces, tmpdir } from 'node:os';

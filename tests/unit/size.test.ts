@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { parseSize, formatSize } from '../../electron/shared/size.js';
 import { SpindleError } from '../../electron/shared/errors.js';

@@ -3,7 +3,7 @@
 // (on a block device, whose space statfs cannot see, every few seconds), says what is missing,
 // reports only changes, and stops once nothing is parked. statfs and the disk are scripted here;
 // tests/native/enospc-disk-server.test.ts runs it on a real full ext4.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { SpaceWatch, type SpaceStatus } from '../../electron/dataplane/iothread/space-watch.js';
 

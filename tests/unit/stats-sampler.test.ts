@@ -2,7 +2,7 @@
 // /proc/PID/stat. Disk counters come from a scripted DiskHost (a test double: Spindle's own disk
 // server is not merged yet, and the arithmetic is the subject here); the clock is driven by the
 // test; the CPU figures come from real child processes.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';

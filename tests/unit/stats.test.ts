@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { BUCKETS, COUNTER_SLOTS, DiskCounters, percentileUs, rates } from '../../electron/dataplane/block/stats.js';
 

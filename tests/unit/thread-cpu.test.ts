@@ -1,5 +1,5 @@
 // Thread CPU from /proc/self/task: a real worker thread that spins, found by its kernel tid.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
 import { once } from 'node:events';

@@ -1,7 +1,7 @@
 // vhost-user codec and message reader: payload layouts, shape checks, and property tests over
 // arbitrary byte streams (nothing but ProtocolError may ever come out of hostile input); the
 // properties live in tests/fuzz/targets/vhost-user-codec.ts, shared with `npm run fuzz`.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import {
   ProtocolError,

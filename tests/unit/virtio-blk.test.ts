@@ -1,6 +1,6 @@
 // virtio-blk request handling, config space and queues, driven through hand-built rings in
 // shared memory (the block layer is the MemoryBlockDevice test double, see helpers/).
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { BlockOp, WRITE_ZEROES_MAY_UNMAP } from '../../electron/dataplane/block/types.js';
 import {

@@ -5,7 +5,7 @@
 // for lack of space, resumed). 'report' gives the guest IOERR. The block layer is the
 // MemoryBlockDevice test double (failOp forces an errno); tests/native/enospc-stop.test.ts does the
 // same on a real full filesystem.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { BlockOp } from '../../electron/dataplane/block/types.js';
 import {

@@ -1,6 +1,6 @@
 // Property tests over random ring contents, bounded. The properties live in
 // tests/fuzz/targets/virtio.ts and are shared with `npm run fuzz` (long runs).
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { GuestMemory } from '../../electron/dataplane/virtio/guest-memory.js';
 import { hostileRings, mutatedRings, validTraffic, guestMemoryFind } from '../fuzz/targets/virtio.js';

@@ -4,7 +4,7 @@
 // that instant: what SIGKILL leaves behind), a new device starts on that memory like a restarted
 // backend, and the guest must see every request completed exactly once with the right data.
 // The block layer is the MemoryBlockDevice test double (tests/unit/helpers).
-import { test, afterEach } from 'node:test';
+import { test, afterEach } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { BlockOp } from '../../electron/dataplane/block/types.js';
 import {

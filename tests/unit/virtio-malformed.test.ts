@@ -1,6 +1,6 @@
 // Every malformed chain stops only its own queue, marks the device broken (NEEDS_RESET) and
 // reports a sentence; the other queue keeps serving requests.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_S_OK } from '../../electron/dataplane/virtio/virtio-blk.js';
 import { VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from '../../electron/dataplane/virtio/split-virtqueue.js';

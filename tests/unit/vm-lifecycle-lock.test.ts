@@ -1,6 +1,6 @@
 // The running VM's state table (electron/host/vm/vm-state.ts) and the one lock per VM
 // (electron/host/vm/vm-lock.ts) that every lifecycle call of the VM manager runs under.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

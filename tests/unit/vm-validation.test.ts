@@ -1,7 +1,7 @@
 // Through the API router (what the UI and the CLI both get): VM names are
 // unique ignoring case, boot files must be files, and a VM that another Spindle process runs
 // (its run lock held: electron/host/vm/run-lock.ts) is neither started nor changed from here.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, writeFileSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';

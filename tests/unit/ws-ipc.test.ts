@@ -1,7 +1,7 @@
 // The Electron transport (electron/api/ipc.ts) and the sandboxed preload. Electron itself cannot
 // be installed here (its binary download fails), so ipcMain, webContents and the preload's
 // `require('electron')` are small EventEmitter stand-ins; the session logic under them is real.
-import { test } from 'node:test';
+import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';

@@ -1,6 +1,6 @@
 // `spindle serve`'s transport: token, origin, host and path checks, and the API over WebSocket.
 // The API handler here is a small stand-in: these tests are about the transport, not the router.
-import { test, before, after } from 'node:test';
+import { test, before, after } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, mkdirSync, symlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
