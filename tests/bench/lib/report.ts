@@ -22,6 +22,10 @@ export function markdownTable(header: string[], rows: (string | number)[][]): st
   return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
 }
 
+// Read when the benchmark process starts: machineInfo() runs when the results are written, by which
+// time the load average is the benchmark's own.
+const loadavgAtStart = loadavg();
+
 /** Where the machine stood when the numbers were taken: a shared or loaded machine skews everything. */
 export function machineInfo(): Record<string, unknown> {
   const sh = (cmd: string, args: string[]): string => {
@@ -35,7 +39,8 @@ export function machineInfo(): Record<string, unknown> {
     kernel: sh('uname', ['-r']),
     cpu: cpus()[0]?.model,
     cpus: cpus().length,
-    loadavgAtStart: loadavg(),
+    loadavgAtStart,
+    loadavgAtEnd: loadavg(),
     qemu: sh('qemu-storage-daemon', ['--version']).split('\n')[0],
     node: process.version,
     commit: sh('git', ['rev-parse', '--short', 'HEAD']),
