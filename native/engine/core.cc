@@ -262,10 +262,11 @@ void Core::Finish(Req* r) {
   if (r->op == kRead || r->op == kWrite) {
     if (r->nowait() && (res == -EAGAIN || res == -EOPNOTSUPP)) {
       (r->op == kRead ? counters_->nowait_read_fallbacks : counters_->nowait_write_fallbacks) += 1;
-      if (extent_aware_ && r->op == kWrite) {
-        counters_->alloc_misses += 1;  // the map said allocated: it is wrong there, or the range is busy
-        return ToAllocate(r);
-      }
+      // The map said allocated: the range is busy (ext4 converting an unwritten extent, a
+      // timestamp update) far more often than it is a hole punched behind Spindle's back. The
+      // pool writes it as it is; allocating ahead here would cost a fallocate per bounce, and on
+      // xfs a fallocate waits for every direct I/O in flight on the file.
+      if (extent_aware_ && r->op == kWrite) counters_->alloc_misses += 1;
       return ToPool(r);
     }
     if (res == -EAGAIN && !r->in_pool() && r->retries++ < 1000) {

@@ -37,9 +37,9 @@ struct Counters {
   double inline_write_hits;
   double inline_write_punts;
   // Allocation-aware native (extent_map.h): writes into holes sent to the pool (which allocates
-  // ahead), and writes the map called allocated that bounced with EAGAIN (the file was changed
-  // behind Spindle's back, or, on ext4, another write held the inode lock converting unwritten
-  // extents): done by the pool too.
+  // ahead), and writes the map called allocated that bounced with EAGAIN (a busy range: ext4
+  // converting unwritten extents, a timestamp update; or a hole punched behind Spindle's back),
+  // written by the pool as they are, without allocating ahead.
   double alloc_pool_writes;
   double alloc_misses;
   double latency_hist[kDirections][kBuckets];  // completion latency per direction

@@ -4,7 +4,7 @@
 // It answers "may this write go to Linux AIO without allocating blocks inside io_submit?".
 // The map can be wrong only if someone else changes the file; the engine submits the writes it
 // allows with RWF_NOWAIT, so a write into a hole the map did not know about comes back EAGAIN,
-// is counted (alloc_misses) and is done by the pool, which allocates the range: never silently.
+// is counted (alloc_misses) and is written by the pool (which allocates what it needs): never silently.
 // Pure except LoadExtents; unit-tested in test/extent_map_test.cc.
 #pragma once
 #include <algorithm>
