@@ -25,6 +25,9 @@ test('a sparse file is sparse, not safe for native, and gets threads + writeback
     assert.equal(i.safeForNative, false);
     assert.deepEqual(i.recommended, { aio: 'threads', cache: 'writeback', nowait: false });
     assert.ok(i.reasons.some((r) => /sparse/.test(r) && /preallocat/.test(r)), i.reasons.join('\n'));
+    // Allocation-aware native is advised where it was measured (ext4, xfs), and only there.
+    const allocationAware = i.reasons.some((r) => /nowait 'auto' \(allocation-aware\)/.test(r));
+    assert.equal(allocationAware, i.filesystem === 'ext4' || i.filesystem === 'xfs', `${i.filesystem}: ${i.reasons.join('\n')}`);
   } finally {
     dir.cleanup();
   }
