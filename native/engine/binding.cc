@@ -99,9 +99,10 @@ Engine::Engine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine>(info),
   const bool fast_path = co.kind == Kind::kThreads && !(fp.IsBoolean() && !fp.As<Napi::Boolean>().Value());
   co.inline_read = co.inline_write = fast_path;
   // io_uring: where the setup fallback starts ('defer', 'coop', 'plain'; tests and comparisons).
+  // coop by default: under defer-taskrun a served disk lost completions for good (uring_setup.h).
   std::string setup =
       o.Get("uringSetup").IsString() ? o.Get("uringSetup").As<Napi::String>().Utf8Value() : "";
-  co.uring_first_setup = setup == "coop" ? 1 : setup == "plain" ? 2 : 0;
+  co.uring_first_setup = setup == "defer" ? 0 : setup == "plain" ? 2 : 1;
   fixed_buffers_ = flag("fixedBuffers") && co.kind == Kind::kIoUring;
   co.extent_map = flag("extentMap") && co.kind == Kind::kLinuxAio && !t.is_block;
   co.alloc_chunk = static_cast<uint64_t>(num("allocChunk", 1 << 20));

@@ -158,18 +158,16 @@ class IoUring final : public Backend {
   }
 
   void Reap(std::vector<Req*>& out) override {
-    // Deferred task work: the completions are posted when this (the submitting) thread asks.
-    if (defer_ && in_kernel_) io_uring_get_events(&ring_);
-    io_uring_cqe* cqe;
-    unsigned head, n = 0;
-    io_uring_for_each_cqe(&ring_, head, cqe) {
-      Req* r = static_cast<Req*>(io_uring_cqe_get_data(cqe));
-      r->res = cqe->res;
-      out.push_back(r);
-      n++;
+    ReapPosted(out);
+    // Deferred task work: the completions are posted only when this (the submitting) thread asks,
+    // and one ask runs a bounded number of them (the kernel's IO_LOCAL_TW_DEFAULT_MAX, 20 since
+    // 6.13); the rest wait on a retry list that signals the eventfd no more. So ask again while
+    // asking posts something and requests are still in the kernel: a pass that posts nothing means
+    // none are waiting.
+    while (defer_ && in_kernel_) {
+      io_uring_get_events(&ring_);
+      if (!ReapPosted(out)) break;
     }
-    io_uring_cq_advance(&ring_, n);
-    in_kernel_ -= n;
   }
 
   void WaitReap(std::vector<Req*>& out, int timeout_ms) override {
@@ -180,6 +178,21 @@ class IoUring final : public Backend {
   }
 
  private:
+  // Takes every completion posted in the CQ ring; returns how many.
+  unsigned ReapPosted(std::vector<Req*>& out) {
+    io_uring_cqe* cqe;
+    unsigned head, n = 0;
+    io_uring_for_each_cqe(&ring_, head, cqe) {
+      Req* r = static_cast<Req*>(io_uring_cqe_get_data(cqe));
+      r->res = cqe->res;
+      out.push_back(r);
+      n++;
+    }
+    io_uring_cq_advance(&ring_, n);
+    in_kernel_ -= n;
+    return n;
+  }
+
   static constexpr unsigned kFixedSlots = 64;
   static constexpr size_t kMaxFixed = size_t(1) << 30;
 

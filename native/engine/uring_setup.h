@@ -1,9 +1,13 @@
-// Which io_uring setup flags a ring gets: the cheapest completion model the kernel accepts, tried
-// in order, each refusal (EINVAL: a flag this kernel does not know) falling back to the next.
+// Which io_uring setup flags a ring gets: a completion model, tried in order from the one asked
+// for, each refusal (EINVAL: a flag this kernel does not know) falling back to the next.
 // Pure (the setup call is passed in), unit-tested in test/uring_setup_test.cc.
 //   single-issuer + defer-taskrun (6.1): completions are posted only when the one submitting thread
-//     asks (io_uring_get_events), no task-work interrupts; the eventfd still signals new work.
-//   coop-taskrun (5.19): completion task work waits for the thread's next kernel entry, no IPI.
+//     asks (io_uring_get_events), no task-work interrupts; the eventfd is meant to signal new work.
+//     Not the default: serving a disk with it (buffered random writes on tmpfs, some punted to
+//     io-wq, kernel 6.18) stalled for good in 1 run of 4 on a busy machine, 32 requests in the
+//     kernel, none in the CQ ring, the eventfd at 0 (tests/native/uring-no-stall.test.ts).
+//   coop-taskrun (5.19): completion task work waits for the thread's next kernel entry, no IPI;
+//     the default (binding.cc).
 //   plain: what every io_uring kernel takes.
 #pragma once
 #include <linux/io_uring.h>

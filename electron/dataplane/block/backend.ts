@@ -29,7 +29,7 @@ export interface BackendOptions {
   fastPath?: boolean;
   /** Allocation-aware native's allocation chunk (bytes, a power of two; default 1 MiB). */
   allocChunk?: number;
-  /** io_uring's first setup-flag choice (engine.ts EngineOptions.uringSetup; default 'defer'). */
+  /** io_uring's first setup-flag choice (engine.ts EngineOptions.uringSetup; default 'coop'). */
   uringSetup?: 'defer' | 'coop' | 'plain';
   /** io_uring: guest RAM as fixed buffers (engine.ts EngineOptions.fixedBuffers; default off). */
   fixedBuffers?: boolean;

@@ -104,8 +104,9 @@ export interface EngineOptions {
    *  `allocChunk` bytes (default 1 MiB) around them first. */
   extentMap?: boolean;
   allocChunk?: number;
-  /** io_uring: where the setup-flag fallback starts ('defer': single-issuer + defer-taskrun, the
-   *  default; 'coop': coop-taskrun; 'plain'). A flag the kernel refuses falls back to the next. */
+  /** io_uring: where the setup-flag fallback starts ('defer': single-issuer + defer-taskrun;
+   *  'coop': coop-taskrun, the default, see native/engine/uring_setup.h; 'plain'). A flag the
+   *  kernel refuses falls back to the next. */
   uringSetup?: 'defer' | 'coop' | 'plain';
   /** io_uring: pin registered buffers of 1 MiB and more (guest RAM regions) as fixed buffers, so
    *  single-segment requests skip pinning their pages per I/O. Off by default: it pins (and so
