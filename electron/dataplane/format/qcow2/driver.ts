@@ -80,6 +80,7 @@ export class Qcow2Device extends EventEmitter implements BlockDevice {
       clusterLocks: this.clusterLocks,
       log: (message) => this.emit('log', message),
       part: (req, res) => this.part(req, res),
+      partDone: (res, req) => this.part(req as Req, res),
       count: (slot) => this.count(slot),
       afterAllocation: () => this.afterAllocation(),
     };
@@ -220,8 +221,8 @@ export class Qcow2Device extends EventEmitter implements BlockDevice {
       this.tagsOut[k] = tag;
       this.resultsOut[k++] = this.doneResults[i]!;
     }
-    this.doneTags = [];
-    this.doneResults = [];
+    this.doneTags.length = 0;
+    this.doneResults.length = 0;
     if (k && this.onComplete) this.onComplete(this.tagsOut, this.resultsOut, k);
     if (this.active === 0 && this.batch.length === 0 && this.drainWaiters.length) {
       const w = this.drainWaiters;

@@ -47,6 +47,24 @@ export function readL2(table: Buffer, index: number, clusterBits: number): L2Ent
   return { kind, offset, copied, compressedBytes: 0, invalid };
 }
 
+/** The hot path's reading of L2 entry `index`: the host cluster when it is a normal, valid
+ *  cluster (COPIED too when `needCopied`); -1 for anything else, which the general path (readL2)
+ *  then handles. Makes no object. */
+export function normalL2Offset(table: Buffer, index: number, clusterBits: number, needCopied: boolean): number {
+  const hi = table.readUInt32BE(index * 8);
+  const lo = table.readUInt32BE(index * 8 + 4);
+  if (hi & COMPRESSED_HI || lo & (L2_RESERVED_LO | 1) || hi & L2_RESERVED_HI || (needCopied && !(hi & COPIED_HI))) return -1;
+  const offset = (hi & OFFSET_HI_MASK) * 2 ** 32 + ((lo & OFFSET_LO_MASK) >>> 0);
+  return offset === 0 || offset % 2 ** clusterBits !== 0 ? -1 : offset;
+}
+
+/** The hot path's reading of an L1 entry: the L2 table's offset when valid (and COPIED when
+ *  `needCopied`); 0 otherwise. */
+export function l1TableOffset(hi: number, lo: number, needCopied: boolean): number {
+  if (lo & L1_RESERVED_LO || hi & L1_RESERVED_HI || (needCopied && !(hi & COPIED_HI))) return 0;
+  return (hi & OFFSET_HI_MASK) * 2 ** 32 + ((lo & OFFSET_LO_MASK) >>> 0);
+}
+
 /** Writes a standard L2 entry: `offset` (0 or a cluster), COPIED, and the all-zeros flag. */
 export function writeL2(table: Buffer, index: number, offset: number, copied: boolean, zero = false): void {
   const hi = Math.floor(offset / 2 ** 32) | (copied ? COPIED_HI : 0);

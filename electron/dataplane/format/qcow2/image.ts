@@ -5,7 +5,7 @@
 // went away drop their refcounts only once the file no longer holds them.
 import { SpindleError } from '../../../shared/errors.js';
 import type { Lower } from './lower.js';
-import { encodeL1, readL1, readL2, writeL2, type L2Entry } from './entries.js';
+import { encodeL1, l1TableOffset, normalL2Offset, readL1, readL2, writeL2, type L2Entry } from './entries.js';
 import { be32, be64, OFF, type Qcow2Header } from './header.js';
 import { Refcounts } from './refcounts.js';
 import { TableCache, type CachedTable } from './table-cache.js';
@@ -105,6 +105,17 @@ export class Qcow2Image {
     const e = this.l1Entry(i);
     if (!e.offset) return null;
     return this.l2.peek(e.offset) ?? undefined;
+  }
+
+  /** The hot path: the host cluster behind guest cluster `gc` when its L2 table is cached and
+   *  the entry is a normal, valid cluster (COPIED in L1 and L2 when `forWrite`); -1 otherwise,
+   *  for the general path. Makes no object. */
+  cachedHost(gc: number, forWrite: boolean): number {
+    const i = Math.floor(gc / this.l2Entries);
+    if (i >= this.l1Size) return -1;
+    const tableOffset = l1TableOffset(this.l1.readUInt32BE(i * 8), this.l1.readUInt32BE(i * 8 + 4), forWrite);
+    const t = tableOffset ? this.l2.peek(tableOffset) : null;
+    return t ? normalL2Offset(t.data, gc % this.l2Entries, this.cb, forWrite) : -1;
   }
 
   async loadL2(i: number): Promise<CachedTable | null> {

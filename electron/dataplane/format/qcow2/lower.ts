@@ -5,22 +5,27 @@ import { SpindleError } from '../../../shared/errors.js';
 import { BlockOp, type BlockDevice } from '../../block/types.js';
 import { ioError } from '../../block/open.js';
 
-/** Tags this module gives the device below: above any virtio tag ((queue << 16) | slot), below BlockBackend's own. */
+/** Tags this module gives the device below: above any virtio tag ((queue << 16) | slot), below
+ *  BlockBackend's own; TAG_BASE + the request's slot here. */
 const TAG_BASE = 0x1000_0000;
-const TAG_LIMIT = 0x7fff_0000;
 /** Buffer ids of temporary (metadata, copy-on-write) buffers: above guest regions, below BlockBackend's own. */
 const BUFFER_BASE = 0xe000_0000;
 const BUFFER_LIMIT = 0xefff_0000;
 
-export type Done = (result: number) => void;
+/** Called once per request with its result and the `arg` given to begin(). */
+export type Done = (result: number, arg?: unknown) => void;
 
 /** One counter for the whole thread: a buffer registered through a backing chain reaches every
  *  device below, so two Lowers must never hand out the same id. */
 let nextBuffer = BUFFER_BASE;
 
 export class Lower {
-  private readonly callbacks = new Map<number, Done>();
-  private nextTag = TAG_BASE;
+  // In-flight requests by slot (tag - TAG_BASE), free slots on a stack: no Map whose storage V8
+  // would grow and shrink on every guest request.
+  private readonly dones: (Done | null)[] = [];
+  private readonly args: unknown[] = [];
+  private readonly free: number[] = [];
+  private inFlight = 0;
   private dirty = false;
 
   constructor(
@@ -29,10 +34,15 @@ export class Lower {
   ) {
     dev.onComplete = (tags, results, count) => {
       for (let i = 0; i < count; i++) {
-        const cb = this.callbacks.get(tags[i]!);
+        const slot = tags[i]! - TAG_BASE;
+        const cb = this.dones[slot];
         if (!cb) continue;
-        this.callbacks.delete(tags[i]!);
-        cb(results[i]!);
+        const arg = this.args[slot];
+        this.dones[slot] = null;
+        this.args[slot] = undefined;
+        this.free.push(slot);
+        this.inFlight--;
+        cb(results[i]!, arg);
       }
       this.afterCompletions?.();
     };
@@ -42,15 +52,17 @@ export class Lower {
   afterCompletions: (() => void) | null = null;
 
   get pending(): number {
-    return this.callbacks.size;
+    return this.inFlight;
   }
 
-  /** Begins a request; add segments with segment(), then submit() (or let the batch's end do it). */
-  begin(op: BlockOp, offset: number, length: number, flags: number, done: Done): void {
-    const tag = this.nextTag;
-    this.nextTag = tag + 1 >= TAG_LIMIT ? TAG_BASE : tag + 1;
-    this.callbacks.set(tag, done);
-    this.dev.begin(tag, op, offset, length, flags);
+  /** Begins a request; add segments with segment(), then submit() (or let the batch's end do it).
+   *  `done(result, arg)`: a shared function and an argument spare the hot path a closure. */
+  begin(op: BlockOp, offset: number, length: number, flags: number, done: Done, arg?: unknown): void {
+    const slot = this.free.pop() ?? this.dones.length;
+    this.dones[slot] = done;
+    this.args[slot] = arg;
+    this.inFlight++;
+    this.dev.begin(TAG_BASE + slot, op, offset, length, flags);
     this.dirty = true;
   }
 

@@ -45,6 +45,20 @@ export async function loadPieces(ctx: DriverCtx, rel: number, abs: number, len: 
   return pieces(ctx, rel, abs, len, tables)!;
 }
 
+/** The hot path: the host byte where `req` (a read or write of data) starts, when it lies inside
+ *  one guest cluster whose L2 table is cached and whose entry is a normal cluster in the image
+ *  (for a write: COPIED in L1 and L2, not held by an allocating write, not metadata); -1 when the
+ *  general path must decide. Makes no object. */
+export function singleClusterHost(ctx: DriverCtx, req: { offset: number; length: number }, forWrite: boolean): number {
+  const gc = Math.floor(req.offset / ctx.cs);
+  const inOff = req.offset - gc * ctx.cs;
+  if (req.length === 0 || inOff + req.length > ctx.cs) return -1;
+  const cluster = ctx.image.cachedHost(gc, forWrite);
+  if (cluster < 0 || !hostOk(ctx, cluster, ctx.cs)) return -1;
+  if (forWrite && (ctx.clusterLocks.has(gc) || ctx.image.isMetadata(cluster / ctx.cs))) return -1;
+  return cluster + inOff;
+}
+
 /** Whether host bytes [offset, offset + len) lie in the image: past the header cluster, before its end. */
 export function hostOk(ctx: DriverCtx, offset: number, len: number): boolean {
   return offset >= ctx.cs && offset + len <= ctx.image.refs.fileEnd;

@@ -6,7 +6,7 @@
 import { SpindleError } from '../../../shared/errors.js';
 import type { Lower } from './lower.js';
 import { getRefcount, maxRefcount, setRefcount } from './entries.js';
-import { TableCache } from './table-cache.js';
+import { TableCache, type CachedTable } from './table-cache.js';
 
 export interface RefcountOptions {
   clusterBits: number;
@@ -191,7 +191,7 @@ export class Refcounts {
   }
 
   /** The refcount block covering clusters [i << blockShift, (i+1) << blockShift), made when missing. */
-  private async ensureBlock(i: number): Promise<{ offset: number; data: Buffer; dirty: boolean }> {
+  private async ensureBlock(i: number): Promise<CachedTable> {
     let off = this.blockOffset(i);
     if (off) return this.cache.get(off);
     if (i >= this.tableEntries) await this.growTable(i + 1);

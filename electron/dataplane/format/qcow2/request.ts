@@ -51,6 +51,8 @@ export interface DriverCtx {
   log(message: string): void;
   /** One part of `req` done with `res` (negative: -errno); the request completes with its last. */
   part(req: Req, res: number): void;
+  /** part() as a Lower callback: `done(res, req)`, one function for every request. */
+  partDone(res: number, req?: unknown): void;
   /** Adds one to a format counter (block/stats.ts FORMAT_SLOT). */
   count(slot: number): void;
   /** After an allocating change: durable now with the write cache off, else metadata trimmed. */

@@ -1,11 +1,14 @@
 // A cache of cluster-sized tables (L2 tables, refcount blocks) keyed by host offset, least
-// recently used first out. Dirty tables stay until written back; the cache may briefly hold more
+// recently used first out (a use stamps the table: a hit must not delete and re-insert it, which
+// makes V8 reallocate the Map's storage on every guest request). Dirty tables stay until written back; the cache may briefly hold more
 // than its bound (a dirty table is never dropped), and trim() says which clean ones can go.
 
 export interface CachedTable {
   offset: number;
   data: Buffer;
   dirty: boolean;
+  /** The cache's clock at the last use. */
+  used: number;
 }
 
 export class TableCache {
@@ -13,6 +16,7 @@ export class TableCache {
   private readonly loading = new Map<number, Promise<CachedTable>>();
   hits = 0;
   misses = 0;
+  private clock = 0;
 
   constructor(
     /** Most tables kept (at least 2). */
@@ -25,8 +29,7 @@ export class TableCache {
     const t = this.tables.get(offset);
     if (!t) return null;
     this.hits++;
-    this.tables.delete(offset);
-    this.tables.set(offset, t);
+    t.used = ++this.clock;
     return t;
   }
 
@@ -40,7 +43,7 @@ export class TableCache {
         this.loading.delete(offset);
         const have = this.tables.get(offset);
         if (have) return have;
-        const table = { offset, data, dirty: false };
+        const table = { offset, data, dirty: false, used: ++this.clock };
         this.tables.set(offset, table);
         this.trim();
         return table;
@@ -53,8 +56,7 @@ export class TableCache {
 
   /** Adds a table made in memory (a new or copied one), dirty. */
   insert(offset: number, data: Buffer): CachedTable {
-    const table = { offset, data, dirty: true };
-    this.tables.delete(offset);
+    const table = { offset, data, dirty: true, used: ++this.clock };
     this.tables.set(offset, table);
     this.trim();
     return table;
@@ -63,6 +65,7 @@ export class TableCache {
   /** Marks a table changed; one evicted while its holder awaited something is taken back. */
   markDirty(t: CachedTable): void {
     t.dirty = true;
+    t.used = ++this.clock;
     if (this.tables.get(t.offset) !== t) this.tables.set(t.offset, t);
   }
 
@@ -81,9 +84,10 @@ export class TableCache {
   /** Drops the least recently used clean tables while over capacity. */
   trim(): void {
     if (this.tables.size <= this.capacity) return;
-    for (const [off, t] of this.tables) {
+    const clean = [...this.tables.values()].filter((t) => !t.dirty).sort((a, b) => a.used - b.used);
+    for (const t of clean) {
       if (this.tables.size <= this.capacity) break;
-      if (!t.dirty) this.tables.delete(off);
+      this.tables.delete(t.offset);
     }
   }
 
