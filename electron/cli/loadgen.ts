@@ -89,6 +89,7 @@ export function formatResult(r: LoadgenResult): string {
     `loadgen: rw=${r.rw} bs=${r.bs} iodepth=${r.iodepth} queues=${r.queues} region=${r.sizeBytes} bytes, ${r.runtimeSec} s`,
     `  ios=${r.ios} (reads ${r.reads}, writes ${r.writes})  errors=${r.errors}`,
     `  IOPS=${r.iops}  MB/s=${r.mbps}  latency p50=${r.latencyUs.p50} us  p99=${r.latencyUs.p99} us  mean=${r.latencyUs.mean} us  max=${r.latencyUs.max} us`,
+    `  driver CPU ${r.driverCpuSec} s (${Math.round((r.driverCpuSec / r.runtimeSec) * 100)}% of one core)`,
   ];
   if (r.verify) {
     lines.push(

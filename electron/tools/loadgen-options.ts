@@ -45,5 +45,8 @@ export interface LoadgenResult {
   /** Megabytes (10^6 bytes) per second. */
   mbps: number;
   latencyUs: { p50: number; p99: number; mean: number; max: number };
+  /** This frontend's own CPU (user + system, all threads) over the run: near runtimeSec means the
+   * driver, not the backend, set the pace. */
+  driverCpuSec: number;
   verify: { blocks: number; mismatches: number; firstMismatchOffset: number | null } | null;
 }

@@ -253,6 +253,7 @@ class LoadGenerator implements QueueOwner {
       }
 
       const started = performance.now();
+      const cpuStart = process.cpuUsage();
       let verify: LoadgenResult['verify'] = null;
       if (o.verify || o.verifyOnly) {
         if (!o.verifyOnly) await this.runPhase(Phase.VerifyWrite, Infinity);
@@ -262,6 +263,7 @@ class LoadGenerator implements QueueOwner {
         await this.runPhase(Phase.Run, o.runtimeSec);
       }
       const seconds = (performance.now() - started) / 1000;
+      const cpu = process.cpuUsage(cpuStart);
       for (let q = 0; q < o.queues; q++) await this.answer(fe.getVringBase(q), 'GET_VRING_BASE');
 
       const ios = this.reads + this.writes;
@@ -285,6 +287,7 @@ class LoadGenerator implements QueueOwner {
           mean: us(this.latency.count ? this.latency.sum / this.latency.count : 0),
           max: us(this.latency.max),
         },
+        driverCpuSec: Math.round((cpu.user + cpu.system) / 1000) / 1000,
         verify,
       };
     } finally {

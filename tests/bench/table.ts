@@ -1,13 +1,17 @@
 // The performance table of the README (issue 17): every row is one target and one aio/cache mode;
 // Spindle (`spindle export`), qemu-storage-daemon and fio run on the same target in the same run,
 // in alternating order, several rounds; the table shows medians, with the serving process's CPU
-// per I/O. Targets: a written file on the machine's own disk (ext4, the tmpdir), the same on xfs
-// (a loop device over a file on that disk, when mkfs.xfs is installed), a sparse file for the
-// allocation-aware row, and a loop device over /dev/shm. It reports; it never asserts timings.
+// per I/O and the driver's own CPU (when it nears 100% of a core, the driver set the pace).
+// Targets: a written file on the machine's own disk (ext4, the tmpdir), the same on xfs (a loop
+// device over a file on that disk, when mkfs.xfs is installed), sparse files on both (recreated
+// before every run: the writes allocate), and a loop device over /dev/shm. Workloads: 4k random
+// QD32 and 1M sequential QD4 (writes only on the sparse files, 4k only on /dev/shm). A second
+// table is the submission-stall histogram: how long Spindle's io_submit / io_uring_enter took.
+// It reports; it never asserts timings.
 //
 // usage: node dist/tests/bench/table.js [--quick] [--reps N] [--runtime S] [--only ROWS]
 //        [--baseline DIR]   also run DIR/bin/spindle.js (another checkout: before/after in one run)
-//        [--seq]            add 1M sequential write QD4
+//        [--no-seq]         4k random only
 import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import type { AioMode, CacheMode, NowaitMode } from '../../electron/shared/modes.js';
@@ -27,7 +31,7 @@ interface Mode {
   fio: 'psync' | 'libaio' | 'io_uring';
 }
 interface Row {
-  target: 'ext4' | 'xfs' | 'ext4-sparse' | 'shm';
+  target: 'ext4' | 'xfs' | 'ext4-sparse' | 'xfs-sparse' | 'shm';
   mode: Mode;
 }
 const FILE_MODES: Mode[] = [
@@ -59,11 +63,17 @@ interface Sample {
   iops: number;
   p99Us: number;
   cpuUsPerIo: number;
+  /** Spindle's sides: the driver's (loadgen's) CPU over the run, in % of one core. */
+  driverCpuPct?: number;
+  /** Spindle's sides, from its exit stats: submit calls and their duration histogram (log2 µs). */
+  submitCalls?: number;
+  submitHistogram?: number[];
+  submitStallMaxUs?: number;
   fastPath?: unknown;
 }
 
 /** fio with the engine that plays the mode's part, on the same target, the same workload. */
-function fio(path: string, size: number, m: Mode, w: Workload, runtimeSec: number): Sample {
+function fio(path: string, size: number, m: Mode, w: Workload, runtimeSec: number, sparse: boolean): Sample {
   const direct = m.cache === 'none' || m.cache === 'directsync';
   const args = [
     '--name=table',
@@ -78,6 +88,8 @@ function fio(path: string, size: number, m: Mode, w: Workload, runtimeSec: numbe
     '--group_reporting',
     '--output-format=json',
   ];
+  // On a sparse file the writes must allocate, as Spindle's do: no fallocate when fio opens it.
+  if (sparse) args.push('--fallocate=none');
   if (m.fio === 'psync') args.push(`--numjobs=${w.iodepth}`, '--thread');
   else args.push(`--iodepth=${w.iodepth}`, `--iodepth_batch_complete_max=${w.iodepth}`);
   const out = JSON.parse(execFileSync('fio', args, { encoding: 'utf8', maxBuffer: 64 << 20 })) as {
@@ -103,10 +115,11 @@ function parseArgs(argv: string[]) {
     const i = argv.indexOf(flag);
     return i >= 0 ? argv[i + 1] : undefined;
   };
-  const known = new Set(['--quick', '--reps', '--runtime', '--only', '--baseline', '--seq']);
+  const flags = ['--quick', '--no-seq'];
+  const known = new Set([...flags, '--reps', '--runtime', '--only', '--baseline']);
   for (let i = 0; i < argv.length; i++) {
     if (!known.has(argv[i]!)) throw new Error(`unknown argument ${argv[i]} (known: ${[...known].join(', ')})`);
-    if (!['--quick', '--seq'].includes(argv[i]!)) i++;
+    if (!flags.includes(argv[i]!)) i++;
   }
   const quick = argv.includes('--quick');
   const num = (flag: string, d: number): number => {
@@ -122,16 +135,19 @@ function parseArgs(argv: string[]) {
     runtimeSec: num('--runtime', quick ? 2 : 5),
     only: val('--only')?.split(','),
     baseline: val('--baseline'),
-    seq: argv.includes('--seq'),
+    seq: !argv.includes('--no-seq'),
   };
 }
 
 function makeTarget(kind: Row['target'], size: number, mounts: MountedFs[]): BenchTarget {
   if (kind === 'shm') return shmLoopTarget(size);
-  if (kind === 'xfs') {
+  if (kind === 'xfs' || kind === 'xfs-sparse') {
     const fs = mountFs('xfs', Math.ceil((size * 1.2) / MiB) + 64);
     mounts.push(fs);
-    return { name: 'xfs', path: writtenAndSynced(join(fs.mountpoint, 'disk.img'), size), cleanup: () => undefined };
+    const path = join(fs.mountpoint, 'disk.img');
+    if (kind === 'xfs-sparse') makeFile(path, size);
+    else writtenAndSynced(path, size);
+    return { name: kind, path, cleanup: () => undefined };
   }
   const dir = tempDir('spindle-table-');
   const path = join(dir.path, 'disk.img');
@@ -149,20 +165,35 @@ async function main(): Promise<void> {
     ...FILE_MODES.map((mode) => ({ target: 'ext4' as const, mode })),
     ...(hasXfs ? FILE_MODES.map((mode) => ({ target: 'xfs' as const, mode })) : []),
     ...SPARSE_MODES.map((mode) => ({ target: 'ext4-sparse' as const, mode })),
+    ...(hasXfs ? SPARSE_MODES.map((mode) => ({ target: 'xfs-sparse' as const, mode })) : []),
     ...SHM_MODES.map((mode) => ({ target: 'shm' as const, mode })),
   ].filter((r) => !args.only || args.only.some((o) => `${r.target} ${modeName(r.mode)}`.includes(o)));
-  const workloads: (Workload & { name: string })[] = [
+  const allWorkloads: (Workload & { name: string })[] = [
     { name: '4k randread QD32', rw: 'randread', bs: 4096, iodepth: 32 },
     { name: '4k randwrite QD32', rw: 'randwrite', bs: 4096, iodepth: 32 },
-    ...(args.seq ? [{ name: '1M write QD4', rw: 'write' as const, bs: MiB, iodepth: 4 }] : []),
+    ...(args.seq
+      ? [
+          { name: '1M read QD4', rw: 'read' as const, bs: MiB, iodepth: 4 },
+          { name: '1M write QD4', rw: 'write' as const, bs: MiB, iodepth: 4 },
+        ]
+      : []),
   ];
+  // A sparse file's reads are reads of holes (zeros, no I/O): only its writes say anything.
+  const workloadsOf = (kind: Row['target']) =>
+    kind.endsWith('-sparse')
+      ? allWorkloads.filter((w) => w.rw.endsWith('write'))
+      : kind === 'shm'
+        ? allWorkloads.filter((w) => w.bs === 4096)
+        : allWorkloads;
   const started = Date.now();
   const sockets = tempDir('spindle-table-sock-');
-  const results: { row: string; target: string; workload: string; samples: Record<Side, Sample[]>; errors: string[] }[] = [];
+  const results: { row: string; target: string; workload: string; bs: number; samples: Record<Side, Sample[]>; errors: string[] }[] = [];
   const mounts: MountedFs[] = [];
   try {
     for (const kind of [...new Set(rows.map((r) => r.target))]) {
       const target = makeTarget(kind, size, mounts);
+      const workloads = workloadsOf(kind);
+      const sparse = kind.endsWith('-sparse');
       try {
         for (const row of rows.filter((r) => r.target === kind)) {
           const m = row.mode;
@@ -170,25 +201,25 @@ async function main(): Promise<void> {
             row: `${kind}, ${modeName(m)}`,
             target: kind,
             workload: w.name,
+            bs: w.bs,
             samples: { spindle: [], baseline: [], qsd: [], fio: [] } as Record<Side, Sample[]>,
             errors: [] as string[],
           }));
           results.push(...cells);
-          // qemu-storage-daemon has no nowait or extent-map mode; the sparse rows keep the file
-          // sparse, which fio and qsd (which would fill it) must not touch first.
+          // qemu-storage-daemon has no nowait or extent-map mode.
           const sides: Side[] = ['spindle', ...(args.baseline ? ['baseline' as const] : [])];
           if (!m.nowait || m.nowait === 'off') sides.push('qsd');
-          if (kind !== 'ext4-sparse') sides.push('fio');
+          sides.push('fio');
           for (let rep = 0; rep < args.reps; rep++) {
             const order = rep % 2 ? [...sides].reverse() : sides;
             for (const side of order) {
               for (const [i, w] of workloads.entries()) {
                 const cell = cells[i]!;
                 // Every run on the sparse target starts from an empty file (writes allocate it).
-                if (kind === 'ext4-sparse') makeFile(target.path, size);
+                if (sparse) makeFile(target.path, size);
                 try {
                   if (side === 'fio') {
-                    cell.samples.fio.push(fio(target.path, size, m, w, args.runtimeSec));
+                    cell.samples.fio.push(fio(target.path, size, m, w, args.runtimeSec, sparse));
                     continue;
                   }
                   const socket = join(sockets.path, `${side}.sock`);
@@ -210,7 +241,15 @@ async function main(): Promise<void> {
                     iops: value.iops,
                     p99Us: value.p99Us,
                     cpuUsPerIo: value.cpuUsPerIo,
-                    fastPath: stats?.fastPath,
+                    ...(side === 'qsd'
+                      ? {}
+                      : {
+                          driverCpuPct: (value.driverCpuSec / args.runtimeSec) * 100,
+                          submitCalls: stats?.submitCalls as number | undefined,
+                          submitHistogram: stats?.submitHistogram as number[] | undefined,
+                          submitStallMaxUs: stats?.submitStallMaxUs as number | undefined,
+                          fastPath: stats?.fastPath,
+                        }),
                   });
                 } catch (err) {
                   cell.errors.push(`${side}: ${(err as Error).message.split('\n')[0]}`);
@@ -232,31 +271,68 @@ async function main(): Promise<void> {
     sockets.cleanup();
   }
 
-  const cellText = (s: Sample[], cpu: boolean): string => {
+  // 4k cells in IOPS, 1M cells in MB/s; in brackets the CPU per I/O.
+  const cellText = (s: Sample[], bs: number): string => {
     if (!s.length) return '—';
     const iops = median(s.map((x) => x.iops));
-    const k = Number.isFinite(iops) ? `${fmt(iops / 1000, 1)}k` : '–';
-    return cpu ? `${k} (${fmt(median(s.map((x) => x.cpuUsPerIo)))} µs)` : k;
+    const rate = !Number.isFinite(iops) ? '–' : bs >= MiB ? `${fmt((iops * bs) / 1e6, 0)} MB/s` : `${fmt(iops / 1000, 1)}k`;
+    return `${rate} (${fmt(median(s.map((x) => x.cpuUsPerIo)))} µs)`;
   };
+  const driverText = (s: Sample[]): string => (s.length ? `${fmt(median(s.map((x) => x.driverCpuPct ?? NaN)), 0)}%` : '—');
+  // The stall histogram: Spindle's submissions (every round of the cell pooled) by duration.
+  const STALL_FROM_US = [128, 1024, 8192];
+  const stallRows = results.flatMap((r) => {
+    const s = r.samples.spindle.filter((x) => x.submitCalls);
+    if (!s.length) return [];
+    const calls = s.reduce((a, x) => a + x.submitCalls!, 0);
+    const hist: number[] = [];
+    for (const x of s) (x.submitHistogram ?? []).forEach((n, b) => (hist[b] = (hist[b] ?? 0) + n));
+    // Bucket b holds [2^(b-1), 2^b) µs: at or above `us` are the buckets from log2(us) + 1.
+    const atLeast = (us: number) => hist.slice(Math.log2(us) + 1).reduce((a, n) => a + (n ?? 0), 0);
+    const share = (n: number) => (n ? `${n} (${fmt((n / calls) * 100, 2)}%)` : '0');
+    return [
+      [
+        r.row,
+        r.workload,
+        String(calls),
+        ...STALL_FROM_US.map((us) => share(atLeast(us))),
+        fmt(Math.max(...s.map((x) => x.submitStallMaxUs ?? NaN)), 0),
+      ],
+    ];
+  });
   const machine = machineInfo();
   const md = [
     `# Spindle vs qemu-storage-daemon vs fio (${new Date().toISOString().slice(0, 10)})`,
     '',
-    `Driver: \`spindle loadgen\` (a vhost-user-blk frontend), 1 queue; medians of ${args.reps} alternating round(s) of ${args.runtimeSec} s; disk ${size / MiB} MiB${args.quick ? ' (--quick: a smoke run, not a measurement)' : ''}. In brackets: the serving process's CPU per I/O (fio: its own).`,
+    `Driver: \`spindle loadgen\` (a vhost-user-blk frontend), 1 queue; medians of ${args.reps} alternating round(s) of ${args.runtimeSec} s; disk ${size / MiB} MiB${args.quick ? ' (--quick: a smoke run, not a measurement)' : ''}. 4k cells in IOPS, 1M cells in MB/s; in brackets the serving process's CPU per I/O (fio: its own). Driver CPU: loadgen's own CPU while it drove Spindle, in % of one core (near 100%: the driver set the pace, not the backend).`,
     `Machine: ${machine.cpus as number} × ${machine.cpu as string}, kernel ${machine.kernel as string}, load at start ${(machine.loadavgAtStart as number[]).map((x) => x.toFixed(2)).join(' ')}; ${machine.qemu as string}. Wall time ${Math.round((Date.now() - started) / 1000)} s.`,
     '',
     markdownTable(
-      ['target, mode', 'workload', 'Spindle', ...(args.baseline ? ['Spindle baseline'] : []), 'qemu-storage-daemon', 'fio', 'errors'],
+      [
+        'target, mode',
+        'workload',
+        'Spindle',
+        ...(args.baseline ? ['Spindle baseline'] : []),
+        'qemu-storage-daemon',
+        'fio',
+        'driver CPU',
+        'errors',
+      ],
       results.map((r) => [
         r.row,
         r.workload,
-        cellText(r.samples.spindle, true),
-        ...(args.baseline ? [cellText(r.samples.baseline, true)] : []),
-        cellText(r.samples.qsd, true),
-        cellText(r.samples.fio, true),
+        cellText(r.samples.spindle, r.bs),
+        ...(args.baseline ? [cellText(r.samples.baseline, r.bs)] : []),
+        cellText(r.samples.qsd, r.bs),
+        cellText(r.samples.fio, r.bs),
+        driverText(r.samples.spindle),
         r.errors.join('; '),
       ]),
     ),
+    '',
+    "Submission stalls: how long Spindle's io_submit (native) or io_uring_enter (io_uring) took, every round of the cell pooled, at the counters' power-of-two resolution (the thread pool has no submit call).",
+    '',
+    markdownTable(['target, mode', 'workload', 'submits', ...STALL_FROM_US.map((us) => `≥ ${us} µs`), 'longest µs'], stallRows),
   ].join('\n');
   const files = saveResults('table', { machine, args, sizeBytes: size, results }, md);
   const written = files.filter((f) => !f.includes('-latest'));

@@ -4,6 +4,7 @@
 import { test } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { runLoadgen, type LoadgenOptions } from '../../electron/tools/loadgen.js';
 import { VhostUserServer } from '../../electron/dataplane/vhost-user/server.js';
@@ -70,6 +71,11 @@ for (const { aio, cache } of [
       const rr = await runLoadgen(base(server.socketPath));
       assert.equal(rr.errors, 0);
       assert.ok(rr.reads > 0 && rr.writes === 0);
+      // The driver's own CPU: something, and no more than every core for the whole run.
+      assert.ok(
+        rr.driverCpuSec > 0 && rr.driverCpuSec <= rr.runtimeSec * cpus().length + 0.05,
+        `driver CPU ${rr.driverCpuSec} s over ${rr.runtimeSec} s`,
+      );
       assert.deepEqual(broken, []);
     } finally {
       await server.close();

@@ -226,6 +226,9 @@ export class DiskCounters {
       inFlight: s.inFlight,
       submitStallMaxUs: s.submit.maxNs / 1000,
       submitStallP99Us: percentileUs(s.submit.histogram, 0.99),
+      submitCalls: s.submit.calls,
+      /** io_submit / io_uring_enter durations, log2 µs buckets (bucketUpperUs), trailing zeros cut. */
+      submitHistogram: s.submit.histogram.slice(0, s.submit.histogram.findLastIndex((n) => n > 0) + 1),
       nowait: s.nowait,
       fastPath: s.fastPath,
       allocation: s.allocation,

@@ -21,6 +21,8 @@ export interface LoadgenResult {
   ops: number;
   bytes: number;
   errors: number;
+  /** loadgen's own CPU over the run (near the run time: the driver set the pace). */
+  driverCpuSec: number;
   /** loadgen's own JSON, untouched, for the results file. */
   raw: unknown;
 }
@@ -33,6 +35,7 @@ interface LoadgenJson {
   mbps: number;
   bs: number;
   latencyUs: { p50: number; p99: number };
+  driverCpuSec: number;
 }
 
 export function normaliseLoadgen(raw: unknown): LoadgenResult {
@@ -51,6 +54,7 @@ export function normaliseLoadgen(raw: unknown): LoadgenResult {
     ops,
     bytes: ops * num(j.bs, 'bs'),
     errors: num(j.errors, 'errors'),
+    driverCpuSec: num(j.driverCpuSec, 'driverCpuSec'),
     raw,
   };
 }
