@@ -54,8 +54,11 @@ export function normalL2Offset(table: Buffer, index: number, clusterBits: number
   const hi = table.readUInt32BE(index * 8);
   const lo = table.readUInt32BE(index * 8 + 4);
   if (hi & COMPRESSED_HI || lo & (L2_RESERVED_LO | 1) || hi & L2_RESERVED_HI || (needCopied && !(hi & COPIED_HI))) return -1;
-  const offset = (hi & OFFSET_HI_MASK) * 2 ** 32 + ((lo & OFFSET_LO_MASK) >>> 0);
-  return offset === 0 || offset % 2 ** clusterBits !== 0 ? -1 : offset;
+  // Clusters are at most 2 MiB, so alignment is a question for the low word alone.
+  const low = (lo & OFFSET_LO_MASK) >>> 0;
+  if (low & ((1 << clusterBits) - 1)) return -1;
+  const offset = (hi & OFFSET_HI_MASK) * 2 ** 32 + low;
+  return offset === 0 ? -1 : offset;
 }
 
 /** The hot path's reading of an L1 entry: the L2 table's offset when valid (and COPIED when
