@@ -7,7 +7,7 @@ import { test, before, after } from '../lib/test.js';
 import assert from 'node:assert/strict';
 import type { Page } from 'playwright-core';
 import { startApp, apiCall as callApi, type App } from './lib/serve.js';
-import { click, check, uncheck, select, checkLayouts } from './lib/ui.js';
+import { click, check, uncheck, select, checkLayouts, comparisonDone } from './lib/ui.js';
 
 let app: App;
 let page: Page;
@@ -36,10 +36,7 @@ test('guest-like profiles: a table of their own with IOPS, the spread of 3 repea
     .waitFor();
   await click(page.getByRole('button', { name: 'Run comparison' }));
   // 3 repeats × 2 modes × (8 post columns + 3 profiles).
-  await page
-    .getByRole('status')
-    .getByText(/^Done: 66 runs\./)
-    .waitFor({ timeout: 480_000 });
+  await comparisonDone(page, 66);
   const profiles = page.getByTestId('profiles-table');
   const heads = (await profiles.locator('thead th').allTextContents()).map((t) => t.trim());
   assert.deepEqual(heads, ['mode', 'random read 4k ×32', 'random write 4k ×32', 'mixed 70/30 4k ×32']);

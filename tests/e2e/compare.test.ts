@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { startApp, apiCall as callApi, ARTIFACTS, type App } from './lib/serve.js';
 import { tempDir, makeFile } from '../lib/loop.js';
-import { click, check, uncheck, select, checkLayouts } from './lib/ui.js';
+import { click, check, uncheck, select, checkLayouts, comparisonDone } from './lib/ui.js';
 
 let app: App;
 let tmp: ReturnType<typeof tempDir>;
@@ -41,10 +41,7 @@ test("the comparison on the scratch disk gives a table of four modes with the po
   await click(page.getByRole('button', { name: 'Run comparison' }));
   await page.getByRole('progressbar', { name: 'Comparison progress' }).waitFor();
   const table = page.getByTestId('compare-table');
-  await page
-    .getByRole('status')
-    .getByText(/^Done: 32 runs\./)
-    .waitFor({ timeout: 240_000 });
+  await comparisonDone(page, 32);
   const rows = await table.locator('tbody tr th').allTextContents();
   assert.deepEqual(rows, ['threads', 'native', 'native+nowait', 'io_uring']);
   const heads = (await table.locator('thead th').allTextContents()).map((t) => t.replace(/\s+/g, ' ').trim());
@@ -176,10 +173,7 @@ test("a repeated comparison shows each cell's spread, marks the best mode per co
   await select(page.getByLabel('Repeat each cell'), '3');
   await click(page.getByRole('button', { name: 'Run comparison' }));
   await click(page.getByRole('alertdialog', { name: /Write to/ }).getByRole('button', { name: 'Run and restore' }));
-  await page
-    .getByRole('status')
-    .getByText(/^Done: 48 runs\./)
-    .waitFor({ timeout: 300_000 });
+  await comparisonDone(page, 48);
   const table = page.getByTestId('compare-table');
   assert.deepEqual(await table.locator('tbody tr th').allTextContents(), ['threads', 'io_uring']);
   assert.ok((await table.locator('.spread').count()) >= 16, 'every cell shows the spread of its 3 repeats');

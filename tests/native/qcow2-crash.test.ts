@@ -13,6 +13,7 @@ import { tempDir } from '../lib/loop.js';
 import { CrashWriter, WriterState } from '../lib/crash-writer.js';
 import { spindleExportServer, type DiskServer } from '../guest/disk-server.js';
 import { qemuCheck, qemuImg, seeded } from '../lib/qcow2.js';
+import { sleep, waitFor } from '../lib/wait.js';
 
 const BLOCKS = 512; // 2 MiB
 const ROUNDS = 12;
@@ -22,7 +23,6 @@ const MODES: { aio: AioMode; cache: CacheMode }[] = [
   { aio: 'native', cache: 'none' },
   { aio: 'io_uring', cache: 'none' },
 ];
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 test(`${ROUNDS} SIGKILLs of spindle export --format qcow2 during allocating writes: qemu-img check finds at most leaks, flushed data is there`, async (t) => {
   const dir = tempDir('spindle-qcow2-crash-');
@@ -42,13 +42,20 @@ test(`${ROUNDS} SIGKILLs of spindle export --format qcow2 during allocating writ
       server = await spindleExportServer({ path: img, socket, aio, cache, format: 'qcow2', queues: 1 });
       const writer = new CrashWriter(state, 8, 2 + r.next(10), SEED + k);
       await writer.start(socket);
-      await sleep(150 + r.next(600));
+      // The kill lands at a random moment after the writer has really written: on a loaded
+      // machine a fixed sleep can end before the first completion.
+      await waitFor(() => state.writes >= 8 || state.errors > 0, {
+        timeoutMs: 120_000,
+        what: `round ${k + 1} (aio ${aio}, cache ${cache}): the writer to complete 8 writes (SPINDLE_CRASH_SEED=${SEED})`,
+        detail: () => `writes ${state.writes}, errors ${state.errors}`,
+      });
+      assert.equal(state.errors, 0, `round ${k + 1}: the writer saw no I/O error before the kill`);
+      await sleep(r.next(600));
       process.kill(server.pid, 'SIGKILL');
       await server.stop();
       server = null;
       writer.stop();
       writes += state.writes;
-      assert.ok(state.writes > 0, `round ${k + 1}: the writer completed nothing before the kill`);
       const check = qemuCheck(img);
       assert.ok(check.code === 0 || check.code === 3, `round ${k + 1} (aio ${aio}, cache ${cache}): qemu-img check found more than leaks:\n${check.out}`);
       if (check.code === 3) leaks++;

@@ -132,3 +132,35 @@ export async function until<T>(what: string, read: () => Promise<T>, ok: (v: T) 
     await (page ? page.waitForTimeout(150) : new Promise((r) => setTimeout(r, 150)));
   }
 }
+
+/**
+ * Waits for a comparison's status to read "Done: N runs." A long run on a loaded machine is not a
+ * hang, so the deadline is on progress: it fails when the status text has not changed for
+ * `stallMs` (saying what it last read), however long the whole run takes (the test's own
+ * deadline still bounds it).
+ */
+export async function comparisonDone(page: Page, runs: number, stallMs = 180_000): Promise<void> {
+  const status = page.getByRole('status').filter({ hasText: /runs/ });
+  let last = '';
+  let changedAt = Date.now();
+  for (;;) {
+    const text = (
+      (await status
+        .first()
+        .textContent({ timeout: stallMs })
+        .catch(() => '')) ?? ''
+    )
+      .replace(/\s+/g, ' ')
+      .trim();
+    if (text.startsWith(`Done: ${runs} runs.`)) return;
+    // (A "Done" with another count is the previous run's, until this one's progress replaces it.)
+    if (/^(Cancelled|Stopped)/.test(text)) throw new Error(`the comparison ended without ${runs} runs: "${text}"`);
+    if (text !== last) {
+      last = text;
+      changedAt = Date.now();
+    } else if (Date.now() - changedAt > stallMs) {
+      throw new Error(`the comparison made no progress for ${stallMs / 1000} s; the status still reads "${last}"`);
+    }
+    await page.waitForTimeout(500);
+  }
+}
