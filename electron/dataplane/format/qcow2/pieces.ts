@@ -2,7 +2,8 @@
 // L2 table and entry (entries.ts), and where it sits in the request.
 import type { L2Entry } from './entries.js';
 import type { CachedTable } from './table-cache.js';
-import type { DriverCtx } from './request.js';
+import { BlockOp } from '../../block/types.js';
+import type { DriverCtx, Req } from './request.js';
 
 export interface Piece {
   /** Bytes into the request. */
@@ -45,11 +46,23 @@ export async function loadPieces(ctx: DriverCtx, rel: number, abs: number, len: 
   return pieces(ctx, rel, abs, len, tables)!;
 }
 
-/** The hot path: the host byte where `req` (a read or write of data) starts, when it lies inside
- *  one guest cluster whose L2 table is cached and whose entry is a normal cluster in the image
- *  (for a write: COPIED in L1 and L2, not held by an allocating write, not metadata); -1 when the
- *  general path must decide. Makes no object. */
-export function singleClusterHost(ctx: DriverCtx, req: { offset: number; length: number }, forWrite: boolean): number {
+/** The hot path: when `req` (a read, or a write) lies inside one guest cluster whose L2 table is
+ *  cached and whose entry is a normal cluster in the image (for a write: COPIED in L1 and L2, not
+ *  held by an allocating write, not metadata), issues it as one host request on the guest's own
+ *  segments and returns true; false (nothing done) when the general path must decide. Makes no
+ *  object. */
+export function singleClusterFastPath(ctx: DriverCtx, req: Req, op: typeof BlockOp.Read | typeof BlockOp.Write): boolean {
+  const host = singleClusterHost(ctx, req, op === BlockOp.Write);
+  if (host < 0) return false;
+  req.pending++;
+  ctx.io.begin(op, host, req.length, 0, ctx.partDone, req);
+  for (let i = 0; i < req.segs.length; i += 3) ctx.io.segment(req.segs[i]!, req.segs[i + 1]!, req.segs[i + 2]!);
+  ctx.part(req, 0);
+  return true;
+}
+
+/** The host byte where `req` starts on the fast path, or -1. */
+function singleClusterHost(ctx: DriverCtx, req: Req, forWrite: boolean): number {
   const gc = Math.floor(req.offset / ctx.cs);
   const inOff = req.offset - gc * ctx.cs;
   if (req.length === 0 || inOff + req.length > ctx.cs) return -1;

@@ -6,21 +6,14 @@ import { BlockOp } from '../../block/types.js';
 import type { Lower } from './lower.js';
 import { decompressCluster } from './compressed.js';
 import type { L2Entry } from './entries.js';
-import { hostOk, loadPieces, pieces, singleClusterHost, type Piece } from './pieces.js';
+import { hostOk, loadPieces, pieces, singleClusterFastPath, type Piece } from './pieces.js';
 import { EIO, type DriverCtx, type Req } from './request.js';
 import { copyIntoSlice, forSlice, zeroSlice } from './segments.js';
 
 /** Issues the read when every L2 table it needs is cached; false (nothing done) otherwise. */
 export function tryRead(ctx: DriverCtx, req: Req): boolean {
   // Most guest reads lie inside one allocated cluster: one host read on the guest's own segments.
-  const host = singleClusterHost(ctx, req, false);
-  if (host >= 0) {
-    req.pending++;
-    ctx.io.begin(BlockOp.Read, host, req.length, 0, ctx.partDone, req);
-    for (let i = 0; i < req.segs.length; i += 3) ctx.io.segment(req.segs[i]!, req.segs[i + 1]!, req.segs[i + 2]!);
-    ctx.part(req, 0);
-    return true;
-  }
+  if (singleClusterFastPath(ctx, req, BlockOp.Read)) return true;
   const p = pieces(ctx, 0, req.offset, req.length);
   if (!p) return false;
   emitRead(ctx, req, p);

@@ -6,7 +6,7 @@ import { SpindleError } from '../../../shared/errors.js';
 import { FORMAT_SLOT } from '../../block/stats.js';
 import { BlockOp } from '../../block/types.js';
 import { allocate } from './allocate.js';
-import { hostOk, loadPieces, pieces, singleClusterHost, type Piece } from './pieces.js';
+import { hostOk, loadPieces, pieces, singleClusterFastPath, type Piece } from './pieces.js';
 import type { DriverCtx, Req } from './request.js';
 import { forSlice, type Segments } from './segments.js';
 
@@ -27,12 +27,7 @@ function inPlace(ctx: DriverCtx, p: Piece): boolean {
 /** Issues the write when all of it goes in place with every L2 table cached; false (nothing
  *  done) otherwise. */
 export function tryWrite(ctx: DriverCtx, req: Req): boolean {
-  const host = singleClusterHost(ctx, req, true);
-  if (host >= 0) {
-    req.pending++;
-    ctx.io.begin(BlockOp.Write, host, req.length, 0, ctx.partDone, req);
-    for (let i = 0; i < req.segs.length; i += 3) ctx.io.segment(req.segs[i]!, req.segs[i + 1]!, req.segs[i + 2]!);
-    ctx.part(req, 0);
+  if (singleClusterFastPath(ctx, req, BlockOp.Write)) {
     ctx.count(FORMAT_SLOT.inPlaceWrites);
     return true;
   }
