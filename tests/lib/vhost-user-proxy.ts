@@ -16,6 +16,7 @@ interface Pair {
   back: Channel;
   /** fds passed through: kept open until the pair closes (a Channel may still be sending them). */
   fds: number[];
+  /** Messages counted toward the armed hook; -1 until the armed `from` message went through. */
   sent: number;
 }
 
@@ -25,6 +26,7 @@ export class VhostUserProxy {
   private pair: Pair | null = null;
   private armed: {
     n: number;
+    from: string | null;
     hook: (request: string, backendPid: number | null) => void;
     settle: (request: string | null) => void;
   } | null = null;
@@ -67,12 +69,13 @@ export class VhostUserProxy {
 
   /**
    * Runs `hook` (synchronously, before any later message is passed on) right after the `n`-th
-   * message (1-based) of the next frontend connection went to the backend. Resolves with that
+   * message (1-based) of the next frontend connection went to the backend; with `from`, the `n`-th
+   * message after the first one named `from` (n = 0: right after that one). Resolves with that
    * message's name, or null when the connection ended before it. `backendPid` is the process
    * listening on the backend socket (SO_PEERCRED), null if unknown.
    */
-  armAfter(n: number, hook: (request: string, backendPid: number | null) => void): Promise<string | null> {
-    return new Promise((settle) => (this.armed = { n, hook, settle }));
+  armAfter(n: number, hook: (request: string, backendPid: number | null) => void, from?: string): Promise<string | null> {
+    return new Promise((settle) => (this.armed = { n, from: from ?? null, hook, settle }));
   }
 
   private accept(): void {
@@ -114,10 +117,16 @@ export class VhostUserProxy {
           onMessage: (m) => {
             pair.fds.push(...m.fds);
             pair.back.send(m.request, m.flags, m.payload, m.fds);
-            this.requests.push(requestName(m.request));
-            if (armed && ++pair.sent === armed.n) {
-              armed.settle(requestName(m.request));
-              armed.hook(requestName(m.request), backendPid);
+            const name = requestName(m.request);
+            this.requests.push(name);
+            if (!armed) return;
+            // Counting starts at the first message, or after the one named `from`.
+            if (pair.sent < 0) {
+              if (name === armed.from) pair.sent = 0;
+            } else pair.sent++;
+            if (pair.sent === armed.n) {
+              armed.settle(name);
+              armed.hook(name, backendPid);
             }
           },
           onClose: end,
@@ -130,7 +139,7 @@ export class VhostUserProxy {
           onClose: end,
         }),
         fds: [],
-        sent: 0,
+        sent: armed?.from ? -1 : 0,
       };
       this.pair = pair;
     }
