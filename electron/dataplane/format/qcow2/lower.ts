@@ -25,7 +25,6 @@ export class Lower {
   private readonly dones: (Done | null)[] = [];
   private readonly args: unknown[] = [];
   private readonly free: number[] = [];
-  private inFlight = 0;
   private dirty = false;
 
   constructor(
@@ -41,7 +40,6 @@ export class Lower {
         this.dones[slot] = null;
         this.args[slot] = undefined;
         this.free.push(slot);
-        this.inFlight--;
         cb(results[i]!, arg);
       }
       this.afterCompletions?.();
@@ -52,7 +50,7 @@ export class Lower {
   afterCompletions: (() => void) | null = null;
 
   get pending(): number {
-    return this.inFlight;
+    return this.dones.length - this.free.length;
   }
 
   /** Begins a request; add segments with segment(), then submit() (or let the batch's end do it).
@@ -61,7 +59,6 @@ export class Lower {
     const slot = this.free.pop() ?? this.dones.length;
     this.dones[slot] = done;
     this.args[slot] = arg;
-    this.inFlight++;
     this.dev.begin(TAG_BASE + slot, op, offset, length, flags);
     this.dirty = true;
   }
