@@ -48,8 +48,10 @@ const SHM_MODES: Mode[] = [
 ];
 // A sparse file: native with RWF_NOWAIT bounces every write into a hole; the allocation-aware mode
 // (nowait auto on a file: the extent map) sends those to the pool, which allocates ahead.
+// io_uring/writeback beside threads/writeback: the two candidates for the image-file default.
 const SPARSE_MODES: Mode[] = [
   { aio: 'threads', cache: 'writeback', fio: 'psync' },
+  { aio: 'io_uring', cache: 'writeback', fio: 'io_uring' },
   { aio: 'native', cache: 'none', nowait: 'on', fio: 'libaio' },
   { aio: 'native', cache: 'none', nowait: 'auto', fio: 'libaio' },
   { aio: 'io_uring', cache: 'none', fio: 'io_uring' },
